@@ -1,0 +1,1 @@
+"""musicbox.device: hardware edges (knobs, buttons, audio sinks, board detection; never torch)."""

@@ -1,0 +1,1 @@
+"""musicbox.model: workstation side (corpus -> dataset, PyTorch model, training, evaluation)."""

@@ -1,0 +1,25 @@
+"""What the listener sets: the three knobs of the box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The knob state of the box.
+
+    style: position on the style axis, 0 .. n_styles - 1. An integer is a detent (one style); a value
+        between two integers blends the two neighbouring styles (2.3 = 70 % style 2, 30 % style 3).
+    tempo_bpm: playing tempo in beats (quarter notes) per minute; also drives the model's energy
+        (note density) condition through the bundle's tempo table.
+    mood: -1 (dark: minor, low, sparse) .. +1 (bright: major, high, lively).
+    """
+
+    style: float = 0.0
+    tempo_bpm: float = 100.0
+    mood: float = 0.0
+
+    def bar_seconds(self, steps_per_bar: int = 16) -> float:
+        """Duration of one bar in seconds (a step is a sixteenth note)."""
+        return steps_per_bar / 4 * 60.0 / self.tempo_bpm
