@@ -1,0 +1,416 @@
+"""Open a bundle folder and run its stages: lazy ONNX sessions, a memory budget, precision choice.
+
+``Bundle.open(path, precision="auto", memory_budget_mb=None, threads=1)`` reads and validates
+``manifest.json`` (runtime/manifest.py), checks every file of the chosen variant against its manifest
+size and sha256, and creates ONNX Runtime sessions only when a stage is first needed, in the order a bar
+needs them (denoiser shards, decoder, then encoder for the continuation).
+
+Two modes:
+
+- **resident** (``memory_budget_mb=None``, or a budget larger than the variant's files): every session is
+  kept once loaded.
+- **streaming** (a budget smaller than the variant): sessions live in an LRU cache whose summed weight
+  bytes stay within the budget; a shard is loaded, run and released when the next one needs its room, so a
+  model larger than the board's RAM still runs (slowly: every sampler step walks all shards). The outputs
+  are bit-identical to resident mode's: both use the same session options.
+
+Session options for small boards (measured on this x86 host with a 25 MB fp32 shard, 1 thread, B=2):
+
+- ``session.disable_prepacking``: MLAS prepacks constant MatMul weights into its own layout. When the
+  weights are embedded in the .onnx file, the parsed protobuf copy and the packed copy coexist: +44 MB
+  anonymous memory for 25 MB of weights, and glibc keeps it after the session is freed. With external
+  data (memory-mapped, see below) the packed copy *replaces* the mapped file pages: +26 MB, returned on
+  release. Packed GEMM ran a shard 2.4x faster (2.0 vs 4.8 ms). So prepacking is on exactly for stages with
+  external weights and off for embedded ones — the same rule in both modes, so streaming = resident.
+- memory-mapped external data: ORT maps ``*.onnx.data`` instead of reading it; loading a 25 MB shard took
+  4 ms (embedded: 37 ms) and the pages are clean file cache the kernel can drop.
+- ``enable_cpu_mem_arena = False`` (and memory patterns off): activations here are a few KB (``[2, L, d]``),
+  so the arena's saving of mallocs is not measurable (2.0 vs 2.5 ms, noise) while it would keep its
+  high-water mark per session, for every session.
+- ``session.intra_op.allow_spinning = 0``: spinning threads burn a core between the tiny kernels; the
+  audio thread needs it more than we need microseconds.
+- ``intra_op_num_threads = threads`` (default 1; ``threads=0`` = all cores but one, leaving a core to
+  audio), ``inter_op_num_threads = 1`` and ``ORT_SEQUENTIAL`` execution: the graphs are chains.
+
+After releasing a session ``malloc_trim(0)`` hands freed heap pages back to the OS (glibc only).
+
+Precision ``auto`` picks among the variants the manifest ships: by the CPU's int8 dot-product support
+(ARM ``asimddp``, x86 ``avx512_vnni``/``avx_vnni`` in /proc/cpuinfo) and a short self-benchmark of the
+denoiser (fp32 vs the best int8 variant); ``bundle.precision_reason`` says what was picked and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import os
+import platform
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
+
+from musicbox.errors import BundleError, ManifestError
+
+log = logging.getLogger(__name__)
+
+INT8_PREFERENCE = ("int8", "int8_dynamic")
+"""Quantized variants in the order ``auto`` tries them (static QDQ is calibrated and usually faster)."""
+BENCH_SECONDS = 0.15
+"""Self-benchmark time per variant (seconds, after one warm-up call)."""
+DOT_PRODUCT_FLAGS = ("asimddp", "dotprod", "avx512_vnni", "avx_vnni")
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """ONNX Runtime settings of every session of a bundle (see the module docstring for why).
+
+    threads: intra-op threads per session. prepack_external: prepack weights of stages whose weights are
+    external (memory-mapped); embedded weights are never prepacked.
+    """
+
+    threads: int = 1
+    prepack_external: bool = True
+
+    def options(self, stage: StageFile) -> ort.SessionOptions:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
+        so.log_severity_level = 3
+        prepack = self.prepack_external and stage.external_data is not None
+        so.add_session_config_entry("session.disable_prepacking", "0" if prepack else "1")
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return so
+
+
+def stage_bytes(stage: StageFile) -> int:
+    """Bytes of a stage's files (model + external weights): its cost against the memory budget."""
+    return stage.bytes + (stage.external_data.bytes if stage.external_data else 0)
+
+
+def default_threads() -> int:
+    """All cores but one (one is left to the audio callback and the synth), at least 1."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# File checks
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
+    """Size (always) and sha256 (when given) of ``root / rel``, else ``BundleError`` saying what to do."""
+    path = root / rel
+    fix = "re-copy the bundle folder, or rebuild it with `musicbox quantize`"
+    if not path.is_file():
+        raise BundleError(f"{path}: missing (listed in {root / 'manifest.json'}); {fix}")
+    actual = path.stat().st_size
+    if actual != size:
+        raise BundleError(f"{path}: {actual} bytes, the manifest says {size} (truncated or altered); {fix}")
+    if sha256 is not None and _sha256(path) != sha256:
+        raise BundleError(f"{path}: sha256 differs from the manifest's (damaged or altered); {fix}")
+
+
+def verify_variant(root: Path, variant: Variant, hashes: bool = True) -> None:
+    """Check every file of ``variant`` (and its external weights) against the manifest."""
+    for stage in variant.files():
+        _check_file(root, stage.file, stage.bytes, stage.sha256 if hashes else None)
+        if stage.external_data:
+            ext = stage.external_data
+            _check_file(root, ext.file, ext.bytes, ext.sha256 if hashes else None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sessions
+
+
+def _trim_heap() -> None:
+    """Return freed heap memory to the OS (glibc ``malloc_trim``); a no-op elsewhere."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
+
+
+class SessionCache:
+    """ONNX sessions by stage file, least recently used first, within ``budget_bytes`` (None = keep all).
+
+    A stage larger than the whole budget is still loaded (alone): the budget bounds what is *kept*.
+    """
+
+    def __init__(self, root: Path, settings: SessionSettings, budget_bytes: int | None):
+        self.root, self.settings, self.budget_bytes = root, settings, budget_bytes
+        self._sessions: OrderedDict[str, tuple[ort.InferenceSession, int]] = OrderedDict()
+        self.loads = 0
+        """Sessions created so far (a streaming bundle reloads shards; tests and bench read this)."""
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(cost for _, cost in self._sessions.values())
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Files of the sessions held now, least recently used first."""
+        return tuple(self._sessions)
+
+    def get(self, stage: StageFile) -> ort.InferenceSession:
+        if stage.file in self._sessions:
+            self._sessions.move_to_end(stage.file)
+            return self._sessions[stage.file][0]
+        cost = stage_bytes(stage)
+        self._make_room(cost)
+        session = self._create(stage)
+        self._sessions[stage.file] = (session, cost)
+        return session
+
+    def release_all(self) -> None:
+        self.retain(set())
+
+    def retain(self, files: set[str]) -> None:
+        """Release every session whose file is not in ``files``."""
+        dropped = [f for f in self._sessions if f not in files]
+        for f in dropped:
+            del self._sessions[f]
+        if dropped:
+            _trim_heap()
+
+    def _make_room(self, cost: int) -> None:
+        if self.budget_bytes is None:
+            return
+        evicted = False
+        while self._sessions and self.held_bytes + cost > self.budget_bytes:
+            self._sessions.popitem(last=False)
+            evicted = True
+        if evicted:
+            _trim_heap()
+
+    def _create(self, stage: StageFile) -> ort.InferenceSession:
+        path = self.root / stage.file
+        try:
+            session = ort.InferenceSession(
+                str(path), self.settings.options(stage), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BundleError(
+                f"{path}: onnxruntime cannot load it ({exc}); rebuild the bundle with `musicbox quantize`"
+            ) from exc
+        self.loads += 1
+        _check_signature(path, session, stage)
+        return session
+
+
+def _check_signature(path: Path, session: ort.InferenceSession, stage: StageFile) -> None:
+    """The model's input/output names must be the manifest's (the chain is wired by name)."""
+    got_in = tuple(i.name for i in session.get_inputs())
+    got_out = tuple(o.name for o in session.get_outputs())
+    if set(got_in) != set(stage.input_names) or set(got_out) != set(stage.output_names):
+        raise BundleError(
+            f"{path}: inputs {got_in} / outputs {got_out} differ from the manifest's "
+            f"{stage.input_names} / {stage.output_names}; rebuild the bundle with `musicbox quantize`"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# CPU features and precision choice
+
+
+def cpu_dot_product() -> str | None:
+    """The int8 dot-product flag this CPU advertises in /proc/cpuinfo (``asimddp``, ``avx512_vnni``,
+    ...), or None (Pi 4's Cortex-A72, older x86, or no /proc)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return next((f for f in DOT_PRODUCT_FLAGS if f in flags), None)
+
+
+def synthetic_feeds(stage: StageFile, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random float32 inputs of a stage's declared shapes (symbolic dims -> ``batch``): for benchmarks."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in stage.inputs:
+        shape = tuple(batch if isinstance(d, str) else d for d in spec.shape)
+        feeds[spec.name] = rng.uniform(0.0, 1.0, shape).astype(spec.dtype)
+    return feeds
+
+
+# ----------------------------------------------------------------------------------------------------
+# The bundle
+
+
+class Bundle:
+    """An opened bundle: its manifest, the chosen variant and the sessions that run it.
+
+    Attributes: ``path`` (folder), ``manifest``, ``precision`` (the variant in use), ``precision_reason``
+    (one line: why), ``mode`` (``resident`` | ``streaming``), ``threads``. Use :meth:`open`.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, settings: SessionSettings, budget_bytes: int | None):
+        self.path, self.manifest, self.settings = path, manifest, settings
+        self.budget_bytes = budget_bytes
+        self.sessions = SessionCache(path, settings, budget_bytes)
+        self.precision = ""
+        self.precision_reason = ""
+        self.variant: Variant | None = None
+        self._verified: set[str] = set()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        precision: str = "auto",
+        memory_budget_mb: float | None = None,
+        threads: int = 1,
+    ) -> Bundle:
+        """Open the bundle folder ``path``.
+
+        precision: ``auto`` | ``int8`` | ``int8_dynamic`` | ``fp32``. memory_budget_mb: keep at most this
+        many MB of stage weights loaded (None = all: resident). threads: intra-op threads per session
+        (0 = all cores but one). Raises ``ManifestError`` / ``BundleError`` saying what to fix.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise BundleError(f"{root}: no bundle folder there; build one with `musicbox quantize`")
+        manifest = load_manifest(root / "manifest.json")
+        settings = SessionSettings(threads=threads or default_threads())
+        budget = None if memory_budget_mb is None else int(memory_budget_mb * 1024 * 1024)
+        bundle = cls(root, manifest, settings, budget)
+        bundle._choose(precision)
+        log.info("bundle %s: %s, %s mode (%s)", root, bundle.precision, bundle.mode, bundle.precision_reason)
+        return bundle
+
+    # -- precision --------------------------------------------------------------------------------
+
+    def _choose(self, precision: str) -> None:
+        available = [p for p in PRECISIONS if p in self.manifest.variants]
+        if precision == "auto":
+            precision, reason = self._auto(available)
+        elif precision not in PRECISIONS:
+            raise ManifestError(f"precision {precision!r}: allowed auto, {', '.join(PRECISIONS)}")
+        elif precision not in available:
+            raise BundleError(
+                f"{self.path}: no {precision} variant in this bundle (it has {', '.join(available)}); "
+                "pick one of those or rebuild with `musicbox quantize`"
+            )
+        else:
+            reason = "asked for"
+        self._use(precision, reason)
+
+    def _use(self, precision: str, reason: str) -> None:
+        """Switch to ``precision`` (its files verified once) and drop other variants' sessions."""
+        variant = self.manifest.variants[precision]
+        if precision not in self._verified:
+            verify_variant(self.path, variant)
+            self._verified.add(precision)
+        self.variant, self.precision, self.precision_reason = variant, precision, reason
+        self.sessions.retain({s.file for s in variant.files()})
+
+    def _auto(self, available: list[str]) -> tuple[str, str]:
+        int8 = next((p for p in INT8_PREFERENCE if p in available), None)
+        if int8 is None or "fp32" not in available:
+            only = int8 or "fp32"
+            return only, f"the only kind of variant in this bundle ({only})"
+        flag = cpu_dot_product()
+        cpu = (
+            f"{platform.machine()} with {flag}" if flag else f"{platform.machine()} without int8 dot-product"
+        )
+        if self.streaming_for(int8):
+            return int8, f"{cpu}; streaming under a memory budget, where int8's smaller shards win"
+        t_int8, t_fp32 = self._time_denoiser(int8), self._time_denoiser("fp32")
+        margin = 1.1 if flag else 0.9  # with dot-product, int8 unless clearly slower; else only if faster
+        pick = int8 if t_int8 <= margin * t_fp32 else "fp32"
+        timing = f"denoiser {int8} {t_int8 * 1e3:.2f} ms vs fp32 {t_fp32 * 1e3:.2f} ms per call"
+        return pick, f"{cpu}; {timing}"
+
+    def _time_denoiser(self, precision: str) -> float:
+        """Median seconds of one batch-2 denoiser call in ``precision`` (after a warm-up call)."""
+        self._use(precision, "self-benchmark")
+        feeds = synthetic_feeds(self.variant.denoiser[0])
+        self.run_denoiser(feeds)
+        times, start = [], time.perf_counter()
+        while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):
+            t = time.perf_counter()
+            self.run_denoiser(feeds)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    # -- modes ----------------------------------------------------------------------------------------
+
+    def streaming_for(self, precision: str) -> bool:
+        """Whether ``precision``'s files exceed the memory budget (so shards are streamed)."""
+        if self.budget_bytes is None:
+            return False
+        return sum(stage_bytes(s) for s in self.manifest.variants[precision].files()) > self.budget_bytes
+
+    @property
+    def mode(self) -> str:
+        """``streaming`` when the variant does not fit the memory budget, else ``resident``."""
+        return "streaming" if self.streaming_for(self.precision) else "resident"
+
+    # -- running stages -------------------------------------------------------------------------------
+
+    def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the denoiser shards in order, wiring each shard's inputs by name from ``feeds`` and the
+        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B,4,32]``,
+        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``).
+        Returns ``v [B,4,32]``."""
+        values = dict(feeds)
+        for stage in self.variant.denoiser:
+            session = self.sessions.get(stage)
+            outputs = session.run(None, {name: values[name] for name in stage.input_names})
+            values.update(zip((o.name for o in session.get_outputs()), outputs, strict=True))
+        return values["v"]
+
+    def encode(self, planes: np.ndarray) -> np.ndarray:
+        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, 4, 32]``."""
+        return self._run_single(self.variant.encoder, "planes", planes)
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        """Latent float32 ``[B, 4, 32]`` -> note probabilities ``[B, 6, 16, 64]``."""
+        return self._run_single(self.variant.decoder, "latent", latent)
+
+    def _run_single(self, stage: StageFile, name: str, value: np.ndarray) -> np.ndarray:
+        session = self.sessions.get(stage)
+        return session.run(None, {name: np.ascontiguousarray(value, dtype=np.float32)})[0]
+
+    def close(self) -> None:
+        """Release every session (the bundle can still be used: sessions reload on demand)."""
+        self.sessions.release_all()
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

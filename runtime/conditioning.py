@@ -1,0 +1,108 @@
+"""Knobs -> model conditioning, through the bundle manifest's tables (docs/architecture.md).
+
+- style position ``s`` (clipped to ``0 .. S-1``) blends style rows ``floor(s)`` and ``ceil(s)``:
+  ``style_w[floor] = 1 - frac``, ``style_w[ceil] = frac`` (column ``S``, "no style", stays 0); the per-style
+  tables (density, register, polyphony) are blended with the same weights;
+- energy ``e = (bpm - min_bpm) / (max_bpm - min_bpm)`` clipped to [0, 1];
+- raw density ``= interp(e, [0, .5, 1], style.density) * (1 + density_gain * mood)`` (onsets per bar);
+- mode ``= mood`` (-1 minor .. +1 major; fed raw, not normalized);
+- register ``= interp(mood, [-1, 0, 1], style.register)`` (MIDI pitch);
+- polyphony ``= style.polyphony``;
+- attributes other than mode are normalized ``(raw - mean) / std`` with the manifest's ``attrs`` table.
+
+The unconditional row for classifier-free guidance has ``style_w`` one-hot on column ``S``, ``attrs`` 0
+and ``attr_mask`` 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.features import ATTRS
+from musicbox.runtime.manifest import ControlsInfo
+
+_MODE = ATTRS.index("mode")
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """One conditioning row. style_w: float32 ``[S+1]`` summing to 1. raw: float32 ``[4]`` attributes in
+    ``features.ATTRS`` order and natural units (onsets/bar, -1..1, MIDI pitch, notes). attrs: float32
+    ``[4]``, the normalized model input. attr_mask: float32 ``[4]``, 1 = attribute given."""
+
+    style_w: np.ndarray
+    raw: np.ndarray
+    attrs: np.ndarray
+    attr_mask: np.ndarray
+
+
+def style_weights(style: float, n_styles: int) -> np.ndarray:
+    """Blend weights float32 ``[n_styles + 1]`` of a style knob position (clipped to 0..n_styles-1)."""
+    s = float(np.clip(style, 0.0, n_styles - 1))
+    lo = int(np.floor(s))
+    hi = min(lo + 1, n_styles - 1)
+    frac = s - lo
+    w = np.zeros(n_styles + 1, dtype=np.float32)
+    w[lo] += 1.0 - frac
+    w[hi] += frac
+    return w
+
+
+def raw_attributes(controls: Controls, table: ControlsInfo) -> np.ndarray:
+    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls``."""
+    w = style_weights(controls.style, len(table.styles))[:-1].astype(np.float64)
+    density = w @ np.array([s.density for s in table.styles])
+    register = w @ np.array([s.register for s in table.styles])
+    polyphony = float(w @ np.array([s.polyphony for s in table.styles]))
+    t = table.tempo
+    energy = float(np.clip((controls.tempo_bpm - t.min_bpm) / (t.max_bpm - t.min_bpm), 0.0, 1.0))
+    mood = float(np.clip(controls.mood, -1.0, 1.0))
+    values = {
+        "density": np.interp(energy, [0.0, 0.5, 1.0], density) * (1.0 + table.mood.density_gain * mood),
+        "mode": mood,
+        "register": np.interp(mood, [-1.0, 0.0, 1.0], register),
+        "polyphony": polyphony,
+    }
+    return np.array([values[name] for name in ATTRS], dtype=np.float32)
+
+
+def normalize(raw: np.ndarray, table: ControlsInfo) -> np.ndarray:
+    """Raw attributes ``[..., 4]`` -> model input: ``(raw - mean) / std``, except mode (kept raw)."""
+    out = (raw - np.asarray(table.attrs.mean, np.float32)) / np.asarray(table.attrs.std, np.float32)
+    out[..., _MODE] = raw[..., _MODE]
+    return out.astype(np.float32)
+
+
+def condition(controls: Controls, table: ControlsInfo) -> Conditioning:
+    """The conditioning row of ``controls``."""
+    raw = raw_attributes(controls, table)
+    return Conditioning(
+        style_w=style_weights(controls.style, len(table.styles)),
+        raw=raw,
+        attrs=normalize(raw, table),
+        attr_mask=np.ones(len(ATTRS), dtype=np.float32),
+    )
+
+
+def unconditional(table: ControlsInfo) -> Conditioning:
+    """The "no condition" row for guidance: style one-hot on column S, attributes masked out."""
+    n = len(table.styles)
+    style_w = np.zeros(n + 1, dtype=np.float32)
+    style_w[n] = 1.0
+    zeros = np.zeros(len(ATTRS), dtype=np.float32)
+    return Conditioning(style_w=style_w, raw=zeros, attrs=zeros, attr_mask=zeros)
+
+
+def conditioning_feeds(controls: Controls, table: ControlsInfo, guidance: bool) -> dict[str, np.ndarray]:
+    """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]``: row 0 conditional,
+    and with ``guidance`` row 1 unconditional (B = 2), else B = 1."""
+    rows = [condition(controls, table)]
+    if guidance:
+        rows.append(unconditional(table))
+    return {
+        "style_w": np.stack([r.style_w for r in rows]),
+        "attrs": np.stack([r.attrs for r in rows]),
+        "attr_mask": np.stack([r.attr_mask for r in rows]),
+    }
