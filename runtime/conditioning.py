@@ -5,10 +5,11 @@
   tables (density, register, polyphony) are blended with the same weights;
 - energy ``e = (bpm - min_bpm) / (max_bpm - min_bpm)`` clipped to [0, 1];
 - raw density ``= interp(e, [0, .5, 1], style.density) * (1 + density_gain * mood)`` (onsets per bar);
-- mode ``= mood`` (-1 minor .. +1 major; fed raw, not normalized);
+- mode ``= mood`` (-1 minor .. +1 major);
 - register ``= interp(mood, [-1, 0, 1], style.register)`` (MIDI pitch);
 - polyphony ``= style.polyphony``;
-- attributes other than mode are normalized ``(raw - mean) / std`` with the manifest's ``attrs`` table.
+- then every attribute is normalized ``(raw - mean) / std`` with the manifest's ``attrs`` table, as in
+  training (whose table has mean 0, std 1 for mode, so mode reaches the model as the raw -1..+1).
 
 The unconditional row for classifier-free guidance has ``style_w`` one-hot on column ``S``, ``attrs`` 0
 and ``attr_mask`` 0.
@@ -22,8 +23,6 @@ import numpy as np
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.manifest import ControlsInfo
-
-_MODE = ATTRS.index("mode")
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,8 @@ def raw_attributes(controls: Controls, table: ControlsInfo) -> np.ndarray:
 
 
 def normalize(raw: np.ndarray, table: ControlsInfo) -> np.ndarray:
-    """Raw attributes ``[..., 4]`` -> model input: ``(raw - mean) / std``, except mode (kept raw)."""
+    """Raw attributes ``[..., 4]`` -> model input ``(raw - mean) / std`` (the manifest's table)."""
     out = (raw - np.asarray(table.attrs.mean, np.float32)) / np.asarray(table.attrs.std, np.float32)
-    out[..., _MODE] = raw[..., _MODE]
     return out.astype(np.float32)
 
 

@@ -101,7 +101,7 @@ def encoder_model(rng: np.random.Generator) -> onnx.ModelProto:
 def decoder_model(rng: np.random.Generator) -> onnx.ModelProto:
     g = _Graph(rng)
     flat = g.op("Reshape", "latent", g.shape(-1, F * D))
-    logits = g.op("Add", g.op("MatMul", flat, g.weight(F * D, int(np.prod(PLANES)), gain=3.0)), g.init(-1.5))
+    logits = g.op("Add", g.op("MatMul", flat, g.weight(F * D, int(np.prod(PLANES)), gain=3.0)), g.init(-11.0))
     g.op("Reshape", g.op("Sigmoid", logits), g.shape(-1, *PLANES), out="probs")
     return g.model([_spec("latent", F, D)], [_spec("probs", *PLANES)])
 
