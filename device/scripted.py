@@ -1,0 +1,164 @@
+"""Timed knob changes from a JSON file, for tests, demos and ``musicbox render --script``.
+
+The file is a list of events, each at a time in seconds from the start with one or more knob values::
+
+    [{"at": 0, "style": "chorale", "tempo": 90, "mood": -0.5},
+     {"at": 20, "style": 1.5},
+     {"at": 40, "mood": 0.8, "button": "next"}]
+
+``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM (20..300); ``mood`` -1..1; the
+optional ``button`` is play_pause, next, save or shutdown. Values are exact: no smoothing, no rate limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from musicbox.device.base import Backend
+from musicbox.device.buttons import Button
+from musicbox.device.knobs import KnobMap
+from musicbox.runtime.controls import Controls
+
+from musicbox.errors import ConfigError
+
+EVENT_KEYS = ("at", "style", "tempo", "mood", "button")
+
+
+@dataclass(frozen=True)
+class ScriptEvent:
+    """One scripted change at ``at`` seconds: new knob values (None = unchanged) and/or a button."""
+
+    at: float
+    style: float | None = None
+    tempo_bpm: float | None = None
+    mood: float | None = None
+    button: Button | None = None
+
+    def apply(self, controls: Controls) -> Controls:
+        """``controls`` with this event's knob values set."""
+        changes = {
+            k: v
+            for k, v in (("style", self.style), ("tempo_bpm", self.tempo_bpm), ("mood", self.mood))
+            if v is not None
+        }
+        return replace(controls, **changes)
+
+
+def load_script(path: str | Path, style_names: Sequence[str]) -> list[ScriptEvent]:
+    """Read and check a script file; ConfigError naming the file and the entry when it is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the knob script: {exc}") from None
+    return parse_script(data, style_names, source=str(path))
+
+
+def parse_script(data, style_names: Sequence[str], source: str = "<script>") -> list[ScriptEvent]:
+    """Check decoded JSON ``data`` (a list of event objects); events sorted by time."""
+    if not isinstance(data, list):
+        raise ConfigError(f'{source}: expected a JSON list of events like {{"at": 0, "tempo": 90}}')
+    events = [_parse_event(item, i, style_names, source) for i, item in enumerate(data)]
+    return sorted(events, key=lambda e: e.at)
+
+
+def _parse_event(item, index: int, style_names: Sequence[str], source: str) -> ScriptEvent:
+    where = f"{source}: [{index}]"
+    if not isinstance(item, dict):
+        raise ConfigError(f'{where}: expected an object with "at" and a knob or button')
+    unknown = set(item) - set(EVENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(EVENT_KEYS)}")
+    if len(item) < 2 or "at" not in item:
+        raise ConfigError(f'{where}: needs "at" (seconds) and at least one of style, tempo, mood, button')
+    return ScriptEvent(
+        at=_number(item, "at", 0.0, math.inf, where),
+        style=_style(item.get("style"), style_names, where),
+        tempo_bpm=_number(item, "tempo", 20.0, 300.0, where),
+        mood=_number(item, "mood", -1.0, 1.0, where),
+        button=_button(item.get("button"), where),
+    )
+
+
+def _number(item: dict, key: str, lo: float, hi: float, where: str) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}: got {value!r}; allowed: a number from {lo:g} to {hi:g}")
+    return float(value)
+
+
+def _style(value, style_names: Sequence[str], where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value in style_names:
+        return float(style_names.index(value))
+    top = max(0, len(style_names) - 1)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= top:
+        return float(value)
+    raise ConfigError(
+        f"{where}.style: got {value!r}; allowed: a number from 0 to {top} or one of " + ", ".join(style_names)
+    )
+
+
+def _button(value, where: str) -> Button | None:
+    if value is None:
+        return None
+    try:
+        return Button(value)
+    except ValueError:
+        allowed = ", ".join(b.value for b in Button)
+        raise ConfigError(f"{where}.button: got {value!r}; allowed: one of {allowed}") from None
+
+
+class ScriptedBackend(Backend):
+    """Plays ``events`` against the clock from :meth:`start` on a thread (``speed`` x real time)."""
+
+    name = "scripted"
+
+    def __init__(
+        self, events: Sequence[ScriptEvent], knob_map: KnobMap, style_names: Sequence[str], speed: float = 1.0
+    ):
+        super().__init__(knob_map, style_names)
+        self.events = list(events)
+        self.speed = speed
+        self.controls = knob_map.controls(knob_map.raw_of(Controls()))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_controls, on_button) -> None:
+        self.on_controls, self.on_button = on_controls, on_button
+        t0 = time.monotonic()
+        for event in self.events:  # the knobs' position at the start; buttons at 0 fire on the thread
+            if event.at <= 0:
+                self.controls = event.apply(self.controls)
+        self._emit_controls(self.controls)
+        self._thread = threading.Thread(target=self._run, args=(t0,), name="musicbox-scripted", daemon=True)
+        self._thread.start()
+
+    def _run(self, t0: float) -> None:
+        for event in self.events:
+            if self._stop.wait(max(0.0, t0 + event.at / self.speed - time.monotonic())):
+                return
+            self._fire(event)
+
+    def _fire(self, event: ScriptEvent) -> None:
+        new = event.apply(self.controls)
+        if new != self.controls:
+            self.controls = new
+            self._emit_controls(new)
+        if event.button is not None:
+            self._emit_button(event.button)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        self._thread = None

@@ -1,0 +1,544 @@
+"""The box's configuration: ``musicbox.toml`` -> frozen dataclasses, one per subsystem.
+
+The defaults live in one documented file, ``firmware_config/musicbox.toml``; the box's own file (see
+:func:`find_config_file`) only holds what it changes. Everything is checked when loading: an unknown key,
+a wrong type, a value out of range, a pin used twice or a pin the board does not have is a
+:class:`~musicbox.errors.ConfigError` (exit status 78) naming the file, the key and what is allowed.
+Pins are BCM GPIO numbers; board pin maps live in ``firmware_config/boards/<name>.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6 / Ubuntu 22.04)
+    import tomli as tomllib
+
+from musicbox.errors import ConfigError
+
+BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
+PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
+KNOB_INPUTS = ("adc", "encoder")
+BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
+UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
+SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
+
+
+def _opt(kind: str, what: str = "", lo: float | None = None, hi: float | None = None, choices=()):
+    """A config field: ``kind`` (int, float, str, bool, path, pin, pair, choice, table), unit/meaning
+    ``what`` for messages, inclusive range ``lo``..``hi``, allowed ``choices``."""
+    return field(metadata={"kind": kind, "what": what, "lo": lo, "hi": hi, "choices": tuple(choices)})
+
+
+def _table(cls: type):
+    """A config field that is a sub-table parsed into dataclass ``cls``."""
+    return field(metadata={"kind": "table", "cls": cls})
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio output through PortAudio (sounddevice).
+
+    device: output device, a name substring or an index written as a string; "" = the system default.
+    sample_rate: Hz. blocksize: frames per callback (0 = PortAudio chooses). latency: seconds of output
+    latency asked from PortAudio (a Raspberry Pi needs about 0.1 s). buffer_bars: bars generated ahead.
+    """
+
+    device: str = _opt("str", "a PortAudio device name or index")
+    sample_rate: int = _opt("int", "Hz", 8000, 192000)
+    blocksize: int = _opt("int", "frames", 0, 65536)
+    latency: float = _opt("float", "seconds", 0.0, 2.0)
+    buffer_bars: int = _opt("int", "bars", 1, 64)
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """The model bundle.
+
+    path: bundle folder, None = the bundle shipped in assets/. precision: auto | int8 | int8_dynamic |
+    fp32. memory_budget_mb: MiB of ONNX sessions kept loaded, 0 = no limit. threads: onnxruntime threads.
+    """
+
+    path: Path | None = _opt("path", 'a bundle folder, or "" for the shipped one')
+    precision: str = _opt("choice", choices=PRECISIONS)
+    memory_budget_mb: int = _opt("int", "MiB, 0 = no limit", 0, 1 << 20)
+    threads: int = _opt("int", "threads", 1, 64)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The SoundFont synthesizer.
+
+    soundfont: .sf2/.sf3 file, None = search the usual places. gain: linear output gain, 0..4.
+    reverb: wet level, 0 (dry) .. 1.
+    """
+
+    soundfont: Path | None = _opt("path", 'a .sf2/.sf3 file, or "" to search')
+    gain: float = _opt("float", "linear gain", 0.0, 4.0)
+    reverb: float = _opt("float", "wet level", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AdcConfig:
+    """An MCP3008 on SPI ``/dev/spidev<spi_port>.<spi_device>``; style/tempo/mood are its channels 0..7."""
+
+    spi_port: int = _opt("int", "SPI bus", 0, 1)
+    spi_device: int = _opt("int", "chip select", 0, 1)
+    style: int = _opt("int", "MCP3008 channel", 0, 7)
+    tempo: int = _opt("int", "MCP3008 channel", 0, 7)
+    mood: int = _opt("int", "MCP3008 channel", 0, 7)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Rotary encoders: ``(A, B)`` BCM pins per knob; ``steps`` detents span the knob's whole travel."""
+
+    style: tuple[int, int] = _opt("pair", "[A, B] BCM pins")
+    tempo: tuple[int, int] = _opt("pair", "[A, B] BCM pins")
+    mood: tuple[int, int] = _opt("pair", "[A, B] BCM pins")
+    steps: int = _opt("int", "detents per travel", 2, 1000)
+
+
+@dataclass(frozen=True)
+class KnobsConfig:
+    """The three knobs and how their readings become controls.
+
+    backend: auto | gpio | jetson | terminal | scripted | none. input: adc | encoder.
+    smoothing: seconds (time constant of the exponential smoothing). hysteresis: fraction of the travel a
+    reading must move to count. rate_limit: seconds between two control changes. poll_interval: seconds
+    between readings. min_bpm/max_bpm: tempo knob ends, BPM. detent_width: fraction of each style's
+    sector that snaps to the style. script: the scripted backend's JSON file (None = none).
+    """
+
+    backend: str = _opt("choice", choices=BACKENDS)
+    input: str = _opt("choice", choices=KNOB_INPUTS)
+    smoothing: float = _opt("float", "seconds", 0.0, 5.0)
+    hysteresis: float = _opt("float", "fraction of the travel", 0.0, 0.2)
+    rate_limit: float = _opt("float", "seconds", 0.0, 10.0)
+    poll_interval: float = _opt("float", "seconds", 0.001, 1.0)
+    min_bpm: float = _opt("float", "BPM", 20.0, 300.0)
+    max_bpm: float = _opt("float", "BPM", 20.0, 300.0)
+    detent_width: float = _opt("float", "fraction of a style's sector", 0.0, 1.0)
+    script: Path | None = _opt("path", 'a JSON file, or ""')
+    adc: AdcConfig = _table(AdcConfig)
+    encoder: EncoderConfig = _table(EncoderConfig)
+
+
+@dataclass(frozen=True)
+class ButtonsConfig:
+    """Push buttons between a BCM pin and ground (-1 = not fitted).
+
+    play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
+    hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
+    ignored, seconds. pull_up: use the internal pull-up (button to ground).
+    """
+
+    play_pause: int = _opt("pin", "a BCM pin or -1")
+    next: int = _opt("pin", "a BCM pin or -1")
+    save: int = _opt("pin", "a BCM pin or -1")
+    hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
+    bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
+    pull_up: bool = _opt("bool")
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """Saving what played: ``folder`` receives the files; ``minutes_kept`` minutes of recent music."""
+
+    folder: Path = _opt("folder", "a folder")
+    minutes_kept: int = _opt("int", "minutes", 1, 600)
+
+
+@dataclass(frozen=True)
+class _BoardChoice:
+    """The ``[board]`` section as written: ``name`` is auto or one of the board files."""
+
+    name: str = _opt("choice", choices=BOARD_NAMES)
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """A board's pin map (``firmware_config/boards/<name>.toml``), or the empty map of board "none".
+
+    pins: BCM GPIO numbers free for knobs and buttons. spi: ``(port, chip select)`` pairs for the ADC.
+    reserved: what uses the other pins (name -> pins). backend: the knob backend ``auto`` picks.
+    """
+
+    name: str
+    label: str
+    backend: str
+    pins: tuple[int, ...] = ()
+    spi: tuple[tuple[int, int], ...] = ()
+    reserved: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    match: tuple[str, ...] = ()
+    compatible: tuple[str, ...] = ()
+
+    @property
+    def known(self) -> bool:
+        """True for a real board with a pin map (pins are then checked against it)."""
+        return self.name != "none"
+
+
+NO_BOARD = BoardConfig(name="none", label="no GPIO board", backend="terminal")
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """Everything the box reads from ``musicbox.toml``; ``source`` is the file read on top of the
+    defaults (None when only the defaults apply)."""
+
+    audio: AudioConfig
+    bundle: BundleConfig
+    synth: SynthConfig
+    knobs: KnobsConfig
+    buttons: ButtonsConfig
+    recording: RecordingConfig
+    board: BoardConfig
+    source: Path | None = None
+
+
+SECTIONS: dict[str, type] = {
+    "audio": AudioConfig,
+    "bundle": BundleConfig,
+    "synth": SynthConfig,
+    "knobs": KnobsConfig,
+    "buttons": ButtonsConfig,
+    "recording": RecordingConfig,
+    "board": _BoardChoice,
+}
+
+
+def firmware_dir() -> Path:
+    """The ``firmware_config`` folder: $MUSICBOX_FIRMWARE_DIR, the source tree, or ``<prefix>/share``."""
+    candidates = [
+        os.environ.get("MUSICBOX_FIRMWARE_DIR", ""),
+        Path(__file__).resolve().parent.parent / "firmware_config",
+        Path(sys.prefix) / "share" / "musicbox" / "firmware_config",
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "musicbox.toml").is_file():
+            return Path(candidate)
+    raise ConfigError(
+        "firmware_config/musicbox.toml (the defaults) not found; set MUSICBOX_FIRMWARE_DIR to the "
+        "firmware_config folder of the musicbox sources"
+    )
+
+
+def find_config_file() -> Path | None:
+    """The box's own file: $MUSICBOX_CONFIG, else the first existing of :data:`SEARCH_PATHS`."""
+    env = os.environ.get("MUSICBOX_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in SEARCH_PATHS:
+        path = Path(candidate).expanduser()
+        if path.is_file():
+            return path
+    return None
+
+
+def load_config(path: str | os.PathLike | None = None) -> BoxConfig:
+    """Load the defaults and ``path`` (or :func:`find_config_file`) on top; raise ConfigError if wrong."""
+    defaults_file = firmware_dir() / "musicbox.toml"
+    user_file = Path(path) if path is not None else find_config_file()
+    merged = _parse_document(_read_toml(defaults_file), defaults_file, partial=False)
+    origin: dict[str, Path] = {}
+    if user_file is not None:
+        user = _parse_document(_read_toml(user_file), user_file, partial=True)
+        _merge(merged, user, origin, user_file, "")
+    config = _assemble(merged, user_file)
+    _check(config, lambda key: origin.get(key, defaults_file))
+    return config
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+
+
+def _parse_document(doc: dict, source: Path, *, partial: bool) -> dict:
+    """Check a whole TOML document against :data:`SECTIONS`; return its values converted."""
+    for key in doc:
+        if key not in SECTIONS:
+            _fail(source, key, f"unknown section [{key}]", "the sections " + ", ".join(SECTIONS))
+    out = {}
+    for name, cls in SECTIONS.items():
+        if name in doc:
+            out[name] = _parse_table(cls, doc[name], source, name, partial)
+        elif not partial:
+            _fail(source, name, "missing section", f"a [{name}] table")
+    return out
+
+
+def _parse_table(cls: type, data: Any, source: Path, prefix: str, partial: bool) -> dict:
+    if not isinstance(data, dict):
+        _fail(source, prefix, f"got {_show(data)}", "a table of " + ", ".join(f.name for f in fields(cls)))
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            _fail(source, f"{prefix}.{key}", "unknown key", "the keys " + ", ".join(known))
+    out = {}
+    for name, f in known.items():
+        key = f"{prefix}.{name}"
+        if name in data:
+            out[name] = _convert(data[name], f.metadata, source, key, partial)
+        elif not partial:
+            _fail(source, key, "missing key", _allowed(f.metadata))
+    return out
+
+
+def _convert(value: Any, meta: Mapping, source: Path, key: str, partial: bool) -> Any:
+    kind = meta["kind"]
+    if kind == "table":
+        return _parse_table(meta["cls"], value, source, key, partial)
+    ok, converted = _CONVERTERS[kind](value, source)
+    if ok and kind in ("int", "float"):
+        ok = (meta["lo"] is None or converted >= meta["lo"]) and (
+            meta["hi"] is None or converted <= meta["hi"]
+        )
+    if ok and kind == "choice":
+        ok = converted in meta["choices"]
+    if not ok:
+        _fail(source, key, f"got {_show(value)}", _allowed(meta))
+    return converted
+
+
+def _as_int(value, _source):
+    return isinstance(value, int) and not isinstance(value, bool), value
+
+
+def _as_float(value, _source):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return ok, float(value) if ok else value
+
+
+def _as_str(value, _source):
+    return isinstance(value, str), value
+
+
+def _as_bool(value, _source):
+    return isinstance(value, bool), value
+
+
+def _as_path(value, source: Path):
+    if not isinstance(value, str) or "\0" in value:
+        return False, value
+    if value == "":
+        return True, None
+    path = Path(value).expanduser()
+    return True, path if path.is_absolute() else source.resolve().parent / path
+
+
+def _as_folder(value, source: Path):
+    ok, path = _as_path(value, source)
+    return ok and path is not None, path
+
+
+def _as_pin(value, _source):
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= UNWIRED
+    return ok, value
+
+
+def _as_pair(value, _source):
+    ok = isinstance(value, list) and len(value) == 2 and all(_as_pin(v, _source)[0] and v >= 0 for v in value)
+    return ok, tuple(value) if ok else value
+
+
+_CONVERTERS = {
+    "int": _as_int,
+    "float": _as_float,
+    "str": _as_str,
+    "bool": _as_bool,
+    "path": _as_path,
+    "folder": _as_folder,
+    "pin": _as_pin,
+    "pair": _as_pair,
+    "choice": _as_str,
+}
+
+
+def _allowed(meta: Mapping) -> str:
+    kind, what = meta["kind"], meta["what"]
+    if kind == "choice":
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    noun = {
+        "int": "an integer",
+        "float": "a number",
+        "str": "a string",
+        "bool": "true or false",
+        "path": "a path string",
+        "folder": "a non-empty path string",
+        "pin": "a BCM pin number or -1",
+        "pair": "a list of two BCM pins",
+        "table": "a table",
+    }[kind]
+    if meta.get("lo") is not None:
+        noun += f" from {meta['lo']:g} to {meta['hi']:g}"
+    return f"{noun} ({what})" if what else noun
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _fail(source: Path, key: str, problem: str, allowed: str):
+    raise ConfigError(f"{source}: {key}: {problem}; allowed: {allowed}")
+
+
+def _merge(base: dict, over: dict, origin: dict, source: Path, prefix: str) -> None:
+    """Deep-merge ``over`` into ``base``, recording in ``origin`` the source of each key set."""
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _merge(base[key], value, origin, source, dotted + ".")
+        else:
+            base[key] = value
+            origin[dotted] = source
+
+
+def _assemble(merged: dict, source: Path | None) -> BoxConfig:
+    sections = {name: _build(SECTIONS[name], merged[name]) for name in SECTIONS if name != "board"}
+    board = load_board(merged["board"]["name"])
+    return BoxConfig(**sections, board=board, source=source)
+
+
+def _build(cls: type, values: dict):
+    kwargs = {}
+    for f in fields(cls):
+        value = values[f.name]
+        kwargs[f.name] = _build(f.metadata["cls"], value) if f.metadata["kind"] == "table" else value
+    return cls(**kwargs)
+
+
+def load_board(name: str) -> BoardConfig:
+    """The pin map of board ``name``; "auto" detects the board (see musicbox.device.board)."""
+    if name == "auto":
+        from musicbox.device.board import detect_board_name
+
+        name = detect_board_name()
+    if name == "none":
+        return NO_BOARD
+    return _load_board_file(firmware_dir() / "boards" / f"{name}.toml")
+
+
+def board_files() -> list[Path]:
+    """Every board pin map shipped in ``firmware_config/boards``."""
+    return sorted((firmware_dir() / "boards").glob("*.toml"))
+
+
+@lru_cache(maxsize=16)
+def _load_board_file(path: Path) -> BoardConfig:
+    doc = _read_toml(path)
+    _require(path, doc, "name", str)
+    _require(path, doc, "label", str)
+    _require(path, doc, "backend", str)
+    pins = _int_list(path, doc, "pins")
+    spi = tuple(tuple(p) for p in _require(path, doc, "spi", list))
+    reserved = _require(path, doc, "reserved", dict)
+    return BoardConfig(
+        name=doc["name"],
+        label=doc["label"],
+        backend=doc["backend"],
+        pins=pins,
+        spi=spi,
+        reserved={k: _int_list(path, reserved, k, f"reserved.{k}") for k in reserved},
+        match=tuple(_require(path, doc, "match", list)),
+        compatible=tuple(_require(path, doc, "compatible", list)),
+    )
+
+
+def _require(path: Path, doc: dict, key: str, typ: type, label: str | None = None):
+    if not isinstance(doc.get(key), typ):
+        _fail(path, label or key, f"got {_show(doc.get(key))}", f"a {typ.__name__}")
+    return doc[key]
+
+
+def _int_list(path: Path, doc: dict, key: str, label: str | None = None) -> tuple[int, ...]:
+    values = _require(path, doc, key, list, label)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        _fail(path, label or key, f"got {_show(values)}", "a list of BCM pin numbers")
+    return tuple(values)
+
+
+def _check(config: BoxConfig, where) -> None:
+    """Cross-field checks; ``where(dotted_key)`` is the file that set that key."""
+    knobs = config.knobs
+    if knobs.min_bpm >= knobs.max_bpm:
+        _fail(
+            where("knobs.max_bpm"),
+            "knobs.max_bpm",
+            f"{knobs.max_bpm:g} <= knobs.min_bpm",
+            "more than min_bpm",
+        )
+    if knobs.backend == "scripted" and (knobs.script is None or not knobs.script.is_file()):
+        _fail(
+            where("knobs.script"),
+            "knobs.script",
+            f"no such file {knobs.script}",
+            'an existing JSON script when backend = "scripted"',
+        )
+    if knobs.input == "adc":
+        _check_adc(config, where)
+    _check_pins(config, where)
+
+
+def _check_adc(config: BoxConfig, where) -> None:
+    adc = config.knobs.adc
+    seen: dict[int, str] = {}
+    for knob in ("style", "tempo", "mood"):
+        key, channel = f"knobs.adc.{knob}", getattr(adc, knob)
+        if channel in seen:
+            _fail(
+                where(key), key, f"channel {channel} is also {seen[channel]}", "a channel no other knob uses"
+            )
+        seen[channel] = key
+    board = config.board
+    if board.known and (adc.spi_port, adc.spi_device) not in board.spi:
+        _fail(
+            where("knobs.adc.spi_device"),
+            "knobs.adc.spi_device",
+            f"SPI {adc.spi_port}.{adc.spi_device} is not on {board.label}",
+            "[port, chip select] one of " + ", ".join(f"{p}.{d}" for p, d in board.spi),
+        )
+
+
+def used_pins(config: BoxConfig) -> dict[str, int]:
+    """Every BCM pin the configuration wires up, keyed by its dotted config key."""
+    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in ("play_pause", "next", "save")}
+    pins = {key: pin for key, pin in pins.items() if pin != UNWIRED}
+    if config.knobs.input == "encoder":
+        for knob in ("style", "tempo", "mood"):
+            a, b = getattr(config.knobs.encoder, knob)
+            pins[f"knobs.encoder.{knob}[0]"] = a
+            pins[f"knobs.encoder.{knob}[1]"] = b
+    return pins
+
+
+def _check_pins(config: BoxConfig, where) -> None:
+    board, seen = config.board, {}
+    for key, pin in used_pins(config).items():
+        file = where(key.split("[")[0])
+        if pin in seen:
+            _fail(file, key, f"pin {pin} is also {seen[pin]}", "a pin nothing else uses")
+        seen[pin] = key
+        if board.known and pin not in board.pins:
+            use = next((name for name, ps in board.reserved.items() if pin in ps), None)
+            problem = f"pin {pin} is reserved for {use}" if use else f"{board.label} has no free GPIO {pin}"
+            _fail(file, key, f"{problem} on {board.label}", "the BCM pins " + ", ".join(map(str, board.pins)))
