@@ -1,12 +1,39 @@
-"""`musicbox train`: placeholder until its issue lands."""
+"""`musicbox train`: train the autoencoder and the denoiser on the phrase dataset (CPU, resumable)."""
 
-from musicbox.errors import MusicBoxError
+from __future__ import annotations
+
+from pathlib import Path
 
 
 def register(sub):
-    p = sub.add_parser("train", help="(not built yet)")
+    p = sub.add_parser("train", help="train the model on the phrase dataset (workstation; needs [train])")
+    p.add_argument("--out", type=Path, default=Path("assets/checkpoint"), help="checkpoint folder to write")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="resumable state + loss curves")
+    p.add_argument("--fresh", action="store_true", help="discard the run folder's saved state first")
+    p.add_argument("--cache", type=Path, default=None, help="dataset cache folder (default: $MUSICBOX_CACHE)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ae-steps", type=int, default=None)
+    p.add_argument("--dn-steps", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (smoke test)")
     p.set_defaults(run=run)
 
 
-def run(args):
-    raise MusicBoxError("`musicbox train` is not built yet")
+def run(args) -> int:
+    import shutil
+    from dataclasses import replace
+
+    from musicbox.model.data import load_dataset
+    from musicbox.model.train import TrainSettings, quick_settings, train
+
+    settings = TrainSettings(seed=args.seed)
+    if args.quick:
+        settings = quick_settings(settings)
+    if args.ae_steps is not None:
+        settings = replace(settings, ae_steps=args.ae_steps)
+    if args.dn_steps is not None:
+        settings = replace(settings, dn_steps=args.dn_steps)
+    if args.fresh and args.run_dir.exists():
+        shutil.rmtree(args.run_dir)
+    out = train(load_dataset(args.cache), settings, args.run_dir, args.out)
+    print(f"checkpoint written to {out}; loss curves in {args.run_dir / 'loss.png'}")
+    return 0

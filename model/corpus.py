@@ -1,0 +1,517 @@
+"""music21 corpus -> bar-aligned multi-track rolls: which files, and how a score becomes bars.
+
+This module holds every musical decision of the dataset; ``model/data.py`` only caches, labels and
+assembles what it returns. It imports music21 at module level: never import it from ``musicbox.runtime``.
+
+Collections and style families (measured bar counts are in ``musicbox data stats``' report)
+--------------------------------------------------------------------------------------------
+===============  ===========================================================  ==========================
+style            collections (music21 corpus folders)                         why
+===============  ===========================================================  ==========================
+``chorale``      ``bach`` (the four-part chorales, .mxl/.xml)                  one homogeneous idiom, SATB
+``renaissance``  ``palestrina`` (.krn), ``monteverdi`` (madrigals, .mxl)       duple alla-breve polyphony;
+                                                                              Palestrina is ~95 % of it
+``quartet``      ``beethoven``, ``mozart``, ``haydn`` string quartets (.mxl)  the only classical
+                                                                              multi-part material
+``folk``         ``essenFolksong`` (.abc, the ``test*``/``variant0`` files     the largest collection,
+                 are music21's parser tests and are skipped)                  melody only
+``celtic``       ``oneills1850``, ``ryansMammoth``, ``airdsAirs`` (.abc)      dance tunes: reels,
+                                                                              hornpipes, strathspeys
+===============  ===========================================================  ==========================
+
+Left out: the Trecento (medieval, and nearly all in compound or triple meters, which are dropped
+anyway), Josquin (8 multi-voice ABC files music21 parses poorly), single works (Schumann, Joplin,
+...), the ``.krn`` duplicates of the Bach and Beethoven ``.mxl`` files and Mozart's K. 545 (a piano
+sonata among the quartets).
+
+From a score to bars
+--------------------
+- **Grid.** 16 steps per 4/4-sized bar (16th notes, ``pianoroll.DEFAULT``). Time in music21 is in
+  quarter lengths (ql); a step is 1/4 ql.
+- **Meters.** A meter is kept when its numerator is 2 or 4 (simple duple or quadruple) and its bar
+  lasts 2, 4, 8 or 16 ql: 4/4 and 2/2 (4 ql) give one bar; 2/4 and 4/8 (2 ql) are joined in pairs of
+  consecutive measures into one bar (an unpaired one is dropped); 4/2 and 2/1 (8 ql) are split into two
+  bars, 4/1 (16 ql) into four. Triple, compound and odd meters (3/4, 6/8, 3/8, 9/8, 12/8, 3/2, 5/8, ...)
+  and pieces without a meter are dropped and their measures counted per meter.
+- **Pickups.** A short first measure is padded with silence *before* it, to the next multiple of a
+  4-ql bar, so the first full measure starts on a bar line and the upbeat keeps its place (counted as
+  ``pickup_padded``). Two short measures in a row that add up to a full one (an ABC section ending and
+  the next section's upbeat) are joined into one. Any other short, long or unsupported measure is
+  dropped and ends the current run of bars.
+- **Runs -> pieces.** Only gap-free runs of bars are kept, so within a piece ``bar`` is exactly
+  0..n-1; a score with a gap yields several pieces (``name@2``, ...) that share one split. Runs shorter
+  than :data:`MIN_BARS` bars are dropped (counted).
+- **Tracks.** Parts are ranked by mean pitch: the highest is ``melody``, the lowest ``bass``, all
+  others ``harmony`` (polyphonic). A score with one sounding part is ``melody_only`` (harmony and bass
+  empty by source). Chords within a part (double stops) keep all their pitches. Chord symbols of ABC
+  tunes are not notes and are ignored.
+- **Ties.** music21's ``stripTies`` merges tied notes first, so a note tied over a bar line is ``HELD``
+  at step 0 of the next bar.
+- **Off-grid notes.** An onset within :data:`QUANTIZE_TOLERANCE` steps (1/3 step: this includes
+  eighth-note triplets) of the grid is moved to the nearest step (``notes_quantized``); further off
+  (sixteenth triplets' middle note, 32nd notes off the beat, quintuplets) it is dropped
+  (``notes_offgrid``). A note whose quantized end is not after its quantized start is dropped
+  (``notes_too_short``).
+- **Grace notes** are dropped (``notes_grace``).
+- **Repeats** are not expanded: bars are taken as written, once (expansion would duplicate bars and
+  make a piece's repeated half look like new material). First and second endings follow each other.
+- **Pitch.** Notes outside MIDI 33..96 are folded by octaves (``pianoroll.fold_pitch``, counted as
+  ``notes_folded``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import music21
+import numpy as np
+from music21 import converter, harmony, stream
+
+from musicbox.errors import DatasetError
+from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, fold_pitch, notes_to_roll
+
+BUILDER_VERSION = 1
+"""Bump when a change here alters the bars produced: every cached piece is then parsed again."""
+
+MIN_BARS = 3
+"""A run of fewer bars is dropped: the model samples windows of 3 consecutive bars."""
+
+QUANTIZE_TOLERANCE = 0.34
+"""How far (in grid steps) an onset may lie off the 16th grid and still be moved onto it."""
+
+STEP_QL = 0.25
+"""One grid step in quarter lengths."""
+
+BAR_QL = 4.0
+"""One 16-step bar in quarter lengths."""
+
+ABC_CHUNK = 60
+"""Tunes of a multi-tune ABC file parsed as one work unit (and cached as one file)."""
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A music21 corpus folder and the style family it belongs to.
+
+    name: short name used on the command line (``--collections``).
+    style: style family (see :data:`STYLES`).
+    folder: folder inside music21's corpus.
+    patterns: glob patterns (relative to ``folder``) of the files to read.
+    exclude: regular expression of relative paths to skip.
+    """
+
+    name: str
+    style: str
+    folder: str
+    patterns: tuple[str, ...]
+    exclude: str = r"^$"
+
+
+STYLES: dict[str, str] = {
+    "chorale": "Bach chorales",
+    "renaissance": "Renaissance polyphony (Palestrina, Monteverdi)",
+    "quartet": "Classical string quartets (Haydn, Mozart, Beethoven)",
+    "folk": "European folk songs (Essen)",
+    "celtic": "Irish and Scottish dance tunes (O'Neill, Ryan, Aird)",
+}
+"""Style family -> human label, in the order of ``Dataset.style_names``."""
+
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection("bach", "chorale", "bach", ("*.mxl", "*.xml")),
+    Collection("palestrina", "renaissance", "palestrina", ("*.krn",)),
+    Collection("monteverdi", "renaissance", "monteverdi", ("madrigal.*.mxl",)),
+    Collection("haydn", "quartet", "haydn", ("**/*.mxl",)),
+    Collection("mozart", "quartet", "mozart", ("**/*.mxl",), exclude=r"^k545/"),
+    Collection("beethoven", "quartet", "beethoven", ("*.mxl", "**/*.mxl")),
+    Collection("essen", "folk", "essenFolksong", ("*.abc",), exclude=r"^(test|variant)"),
+    Collection("oneills", "celtic", "oneills1850", ("*.abc",)),
+    Collection("ryans", "celtic", "ryansMammoth", ("*.abc",)),
+    Collection("airds", "celtic", "airdsAirs", ("*.abc",)),
+)
+
+
+def collection(name: str) -> Collection:
+    """The collection called ``name``; :class:`DatasetError` listing the known ones otherwise."""
+    for c in COLLECTIONS:
+        if c.name == name:
+            return c
+    known = ", ".join(c.name for c in COLLECTIONS)
+    raise DatasetError(f"unknown collection {name!r} in --collections; choose among: {known}")
+
+
+def corpus_root() -> Path:
+    """Folder of music21's bundled corpus."""
+    return Path(music21.__file__).parent / "corpus"
+
+
+def music21_version() -> str:
+    return music21.__version__
+
+
+# --------------------------------------------------------------------------------------------------
+# Work units: what one worker parses and what one cache file holds
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One source file, or a chunk of the tunes of a multi-tune ABC file.
+
+    collection: :attr:`Collection.name`.
+    path: file path relative to the corpus root.
+    tunes: indices (0-based, in file order) of the ABC tunes in this unit; ``()`` for a whole file.
+    digest: sha1 of the file's bytes (so an edited file is parsed again).
+    cost: rough parse cost (bytes), to schedule big units first.
+    """
+
+    collection: str
+    path: str
+    tunes: tuple[int, ...]
+    digest: str
+    cost: int
+
+    def key(self, builder_key: str) -> str:
+        """Cache file stem: changes with the builder, the file's content and the tune chunk."""
+        text = f"{builder_key}|{self.path}|{self.tunes}|{self.digest}"
+        return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def split_abc(text: str) -> tuple[str, list[str]]:
+    """Split an ABC file into its file header and its tunes (each starting with ``X:``)."""
+    blocks = re.split(r"(?m)^(?=X:)", text)
+    return blocks[0], [b for b in blocks[1:] if b.strip()]
+
+
+def read_text(path: Path) -> str:
+    """Text of a corpus file (UTF-8, else Latin-1 as older ABC collections are)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def discover(names: list[str] | None = None, limit_per_collection: int | None = None) -> list[WorkUnit]:
+    """Work units of the chosen collections (all by default), ``limit_per_collection`` pieces each.
+
+    A piece is a file, or one tune of a multi-tune ABC file. Raises :class:`DatasetError` if the
+    corpus folder of a collection is missing (music21 without its corpus).
+    """
+    chosen = [collection(n) for n in names] if names else list(COLLECTIONS)
+    units: list[WorkUnit] = []
+    for coll in chosen:
+        units.extend(_collection_units(coll, limit_per_collection))
+    return units
+
+
+def _collection_files(coll: Collection) -> list[Path]:
+    folder = corpus_root() / coll.folder
+    if not folder.is_dir():
+        raise DatasetError(
+            f"music21 corpus folder {folder} is missing (collection {coll.name!r}); "
+            "install music21 with its bundled corpus (pip install music21==10.5.1)"
+        )
+    files = {p for pat in coll.patterns for p in folder.glob(pat) if p.is_file()}
+    rel = sorted(files, key=lambda p: str(p.relative_to(folder)))
+    return [p for p in rel if not re.search(coll.exclude, str(p.relative_to(folder)))]
+
+
+def _collection_units(coll: Collection, limit: int | None) -> list[WorkUnit]:
+    root = corpus_root()
+    units: list[WorkUnit] = []
+    remaining = math.inf if limit is None else limit
+    for path in _collection_files(coll):
+        if remaining <= 0:
+            break
+        data = path.read_bytes()
+        digest = hashlib.sha1(data).hexdigest()
+        rel = str(path.relative_to(root))
+        if path.suffix != ".abc":
+            units.append(WorkUnit(coll.name, rel, (), digest, len(data)))
+            remaining -= 1
+            continue
+        _, tunes = split_abc(read_text(path))
+        n = int(min(len(tunes), remaining))
+        remaining -= n
+        for lo in range(0, n, ABC_CHUNK):
+            chunk = tuple(range(lo, min(n, lo + ABC_CHUNK)))
+            cost = sum(len(tunes[i]) for i in chunk) * 4  # ABC text is ~4x denser than MusicXML
+            units.append(WorkUnit(coll.name, rel, chunk, digest, cost))
+    return units
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsed results
+
+
+@dataclass
+class Piece:
+    """One gap-free run of bars of a score.
+
+    name: ``collection-folder/file[#Xn][@k]`` (``#Xn``: ABC tune number, ``@k``: k-th run, k >= 2).
+    work: the source work (name without ``@k``): the split is decided per work.
+    rolls: uint8 ``[n_bars, 3, 16, 64]``.
+    meters: source time signature of each bar (``"2/4"`` for a joined pair of 2/4 measures).
+    melody_only: the score has a single sounding part.
+    """
+
+    name: str
+    work: str
+    rolls: np.ndarray
+    meters: list[str]
+    melody_only: bool
+
+
+@dataclass
+class UnitResult:
+    """What parsing a work unit gives: its pieces and its counters (see :func:`count_keys`)."""
+
+    pieces: list[Piece] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+def parse_unit(unit: WorkUnit, rep: Representation = DEFAULT) -> UnitResult:
+    """Parse every score of ``unit`` into pieces; a score music21 cannot read is counted, not raised."""
+    result = UnitResult()
+    for work, load in _scores(unit):
+        result.counts["scores"] += 1
+        try:
+            score = load()
+        except Exception as exc:  # music21 raises many kinds on malformed sources
+            result.counts["scores_unreadable"] += 1
+            result.counts[f"unreadable:{type(exc).__name__}"] += 1
+            continue
+        pieces = score_to_pieces(score, work, result.counts, rep)
+        result.pieces.extend(pieces)
+    return result
+
+
+def _scores(unit: WorkUnit):
+    """Yield ``(work name, loader)`` for each score of the unit; loaders parse lazily."""
+    path = corpus_root() / unit.path
+    if not unit.tunes:
+        yield unit.path, lambda: converter.parse(path, forceSource=True)
+        return
+    header, tunes = split_abc(read_text(path))
+    for i in unit.tunes:
+        tune = tunes[i]
+        match = re.match(r"X:\s*(\S+)", tune)
+        number = match.group(1) if match else str(i + 1)
+        yield f"{unit.path}#X{number}", lambda t=tune: converter.parse(header + t, format="abc")
+
+
+def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEFAULT) -> list[Piece]:
+    """Cut a music21 score into gap-free runs of 16-step bars (see the module docstring)."""
+    if isinstance(score, stream.Opus):
+        score = score.scores[0] if score.scores else stream.Score()
+    parts = list(score.parts) if score.parts else [score]
+    reference = max(parts, key=lambda p: len(p.getElementsByClass(stream.Measure)))
+    measures = list(reference.getElementsByClass(stream.Measure))
+    if not measures:
+        counts["scores_without_measures"] += 1
+        return []
+    origins, meters = grid_bars(measures, counts)
+    tracks, melody_only = assign_tracks(parts, counts)
+    pieces = []
+    for lo, hi in runs(origins):
+        n = hi - lo
+        if n < MIN_BARS:
+            counts["bars_short_run"] += n
+            continue
+        notes = run_notes(tracks, origins[lo], n, counts, rep)
+        name = work if not pieces else f"{work}@{len(pieces) + 1}"
+        pieces.append(Piece(name, work, notes_to_roll(notes, n, rep), meters[lo:hi], melody_only))
+        counts["bars_kept"] += n
+    counts["pieces"] += len(pieces)
+    return pieces
+
+
+# --------------------------------------------------------------------------------------------------
+# Measures -> 16-step bars
+
+
+def meter_bar_ql(ts) -> float | None:
+    """Length in ql of a measure of time signature ``ts`` if the meter is kept, else None."""
+    if ts is None:
+        return None
+    try:
+        num, den = int(ts.numerator), int(ts.denominator)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    length = num * 4.0 / den
+    return length if num in (2, 4) and length in (2.0, 4.0, 8.0, 16.0) else None
+
+
+def grid_bars(measures: list, counts: Counter) -> tuple[list[float], list[str]]:
+    """Source time (ql) of step 0 of each kept 16-step bar, and its source meter.
+
+    Counts per meter: ``measures:<m>`` seen, ``measures_dropped:<m>`` dropped, and the quarter lengths
+    ``ql:<m>`` / ``ql_dropped:<m>`` (divide by 4 for bar equivalents). See the module docstring.
+    """
+    origins: list[float] = []
+    meters: list[str] = []
+    ts = None
+    pending: tuple[float, float] | None = None  # a short measure waiting for its complement
+    half: float | None = None  # a 2/4 measure waiting for its pair
+    first = True
+
+    def drop(label: str, ql: float, reason: str) -> None:
+        counts[f"measures_dropped:{label}"] += 1
+        counts[f"ql_dropped:{label}"] += ql
+        counts[f"dropped:{reason}"] += 1
+
+    def emit(origin: float, length: float, label: str) -> None:
+        nonlocal half
+        if length == 2.0:
+            if half is not None and abs(half + 2.0 - origin) < _EPS:
+                origins.append(half)
+                meters.append(label)
+                half = None
+            else:
+                if half is not None:
+                    drop(label, 2.0, "unpaired_2/4")
+                half = origin
+            return
+        if half is not None:
+            drop(label, 2.0, "unpaired_2/4")
+            half = None
+        for j in range(int(round(length / BAR_QL))):
+            origins.append(origin + j * BAR_QL)
+            meters.append(label)
+
+    for m in measures:
+        ts = m.timeSignature or ts
+        label = ts.ratioString if ts is not None else "none"
+        offset, dur = float(m.offset), float(m.duration.quarterLength)
+        counts[f"measures:{label}"] += 1
+        counts[f"ql:{label}"] += dur
+        length = meter_bar_ql(ts)
+        if length is None:
+            drop(label, dur, "meter")
+            pending, first = None, False
+            continue
+        if abs(dur - length) < _EPS:
+            if pending is not None:
+                drop(label, pending[1], "incomplete_measure")
+                pending = None
+            emit(offset, length, label)
+        elif dur < length and first and dur > _EPS:
+            padded = max(BAR_QL, math.ceil(dur / BAR_QL - _EPS) * BAR_QL)
+            counts["pickup_padded"] += 1
+            counts["pickup_padded_ql"] += padded - dur
+            emit(offset + dur - padded, padded, label)
+        elif dur < length and pending and abs(pending[0] + pending[1] - offset) < _EPS:
+            if abs(pending[1] + dur - length) < _EPS:
+                counts["measures_joined"] += 1
+                emit(pending[0], length, label)
+                pending = None
+            else:
+                drop(label, pending[1], "incomplete_measure")
+                pending = (offset, dur)
+        elif dur < length:
+            if pending is not None:
+                drop(label, pending[1], "incomplete_measure")
+            pending = (offset, dur) if dur > _EPS else None
+        else:
+            drop(label, dur, "overfull_measure")
+        first = False
+    if pending is not None:
+        drop(ts.ratioString if ts else "none", pending[1], "incomplete_measure")
+    if half is not None:
+        drop(ts.ratioString if ts else "none", 2.0, "unpaired_2/4")
+    return origins, meters
+
+
+def runs(origins: list[float]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` index ranges of bars that follow each other without a gap."""
+    out = []
+    lo = 0
+    for i in range(1, len(origins) + 1):
+        if i == len(origins) or abs(origins[i] - origins[i - 1] - BAR_QL) > _EPS:
+            if i > lo:
+                out.append((lo, i))
+            lo = i
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Parts -> tracks -> notes
+
+
+@dataclass
+class SourceNote:
+    """A note of a part after ``stripTies``: onset and end in ql (absolute), MIDI pitch."""
+
+    onset: float
+    end: float
+    pitch: int
+
+
+def part_notes(part, counts: Counter) -> list[SourceNote]:
+    """The notes of a part (chords expanded, ties merged, chord symbols and grace notes left out)."""
+    out = []
+    for n in part.stripTies().flatten().notes:
+        if isinstance(n, harmony.Harmony):
+            continue
+        pitches = [p.midi for p in getattr(n, "pitches", ())]
+        if n.duration.isGrace:
+            counts["notes_grace"] += len(pitches)
+            continue
+        onset = float(n.offset)
+        end = onset + float(n.duration.quarterLength)
+        out.extend(SourceNote(onset, end, p) for p in pitches)
+    return out
+
+
+def assign_tracks(parts: list, counts: Counter) -> tuple[list[list[SourceNote]], bool]:
+    """Notes per track ``[melody, harmony, bass]`` (parts ranked by mean pitch) and ``melody_only``."""
+    sounding = [ns for ns in (part_notes(p, counts) for p in parts) if ns]
+    sounding.sort(key=lambda ns: -float(np.mean([n.pitch for n in ns])))
+    tracks: list[list[SourceNote]] = [[], [], []]
+    if not sounding:
+        return tracks, True
+    tracks[0] = sounding[0]
+    if len(sounding) >= 2:
+        tracks[2] = sounding[-1]
+        tracks[1] = [n for ns in sounding[1:-1] for n in ns]
+    return tracks, len(sounding) == 1
+
+
+def quantize(x: float) -> tuple[int, float]:
+    """Nearest grid step of a time in steps, and the distance to it."""
+    q = math.floor(x + 0.5)
+    return q, abs(x - q)
+
+
+def run_notes(tracks, origin: float, n_bars: int, counts: Counter, rep: Representation) -> list[Note]:
+    """Grid notes of the run of ``n_bars`` bars starting at ``origin`` ql; counts what was changed."""
+    n_steps = n_bars * rep.steps_per_bar
+    steps_per_ql = rep.steps_per_bar / BAR_QL
+    out = []
+    for t, notes in enumerate(tracks):
+        for sn in notes:
+            start = (sn.onset - origin) * steps_per_ql
+            if start < -_EPS or start > n_steps - 0.5:
+                continue  # sounds outside this run (a dropped measure or another run)
+            counts["notes"] += 1
+            qs, off = quantize(start)
+            if off > QUANTIZE_TOLERANCE:
+                counts["notes_offgrid"] += 1
+                continue
+            if off > _EPS:
+                counts["notes_quantized"] += 1
+            qe = min(quantize((sn.end - origin) * steps_per_ql)[0], n_steps)
+            if qe <= qs:
+                counts["notes_too_short"] += 1
+                continue
+            if not rep.pitch_low <= sn.pitch <= rep.pitch_high:
+                counts["notes_folded"] += 1
+            out.append(Note(t, qs, fold_pitch(sn.pitch, rep), qe - qs))
+    counts["notes_kept"] += len(out)
+    return out

@@ -1,0 +1,219 @@
+"""The musicbox model: a bar autoencoder and a latent rectified-flow transformer, in the nanoGPT manner.
+
+Shapes (B = batch; docs/architecture.md has the full contract):
+    planes  [B, 2T, S, P]   onset/active planes of one bar (T=3 tracks, S=16 steps, P=64 pitches)
+    latent  [B, F, D]       F=4 latent frames (one per beat) of D=32 numbers, scaled to unit variance
+    context [B, K*F, D]     latents of the K=2 previous bars, oldest first
+
+The autoencoder compresses a bar 24:1 (6144 cells -> 128 numbers) so the denoiser works on 4 tokens per
+bar instead of 6144 cells. The denoiser sees one conditioning token, the context tokens and the noisy
+target tokens, and predicts the flow velocity of the target tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """tracks x pitches x steps of a bar; ``frames`` x ``latent_dim`` latent; ``hidden`` width."""
+
+    tracks: int = 3
+    steps: int = 16
+    pitches: int = 64
+    frames: int = 4
+    latent_dim: int = 32
+    hidden: int = 256
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """A small bidirectional transformer over ``1 + context_bars * frames + frames`` tokens."""
+
+    frames: int = 4
+    latent_dim: int = 32
+    context_bars: int = 2
+    n_styles: int = 5
+    n_attrs: int = 4
+    d_model: int = 192
+    n_layer: int = 4
+    n_head: int = 6
+
+
+class ResConv(nn.Module):
+    """Residual 1-D convolution over time: ``[B, C, L] -> [B, C, L]``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.gelu(self.conv1(F.gelu(x))))
+
+
+class Autoencoder(nn.Module):
+    """Bar planes ``[B, 2T, S, P]`` <-> latent ``[B, F, D]`` (a light VAE: the encoder also gives a
+    log-variance used only in training)."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        c, h = 2 * cfg.tracks * cfg.pitches, cfg.hidden
+        self.step_per_frame = cfg.steps // cfg.frames
+        self.enc_in = nn.Linear(c, h)
+        self.enc_conv = nn.Sequential(ResConv(h), ResConv(h))
+        self.enc_frame = nn.Linear(h * self.step_per_frame, h)
+        self.enc_out = nn.Linear(h, 2 * cfg.latent_dim)
+        self.dec_in = nn.Linear(cfg.latent_dim, h)
+        self.dec_frame = nn.Linear(h, h * self.step_per_frame)
+        self.dec_conv = nn.Sequential(ResConv(h), ResConv(h))
+        self.dec_out = nn.Linear(h, c)
+        self.register_buffer("latent_scale", torch.ones(()))
+
+    def encode_stats(self, planes):
+        """Unscaled mean and log-variance of the latent, each ``[B, F, D]``."""
+        b = planes.shape[0]
+        x = planes.permute(0, 2, 1, 3).reshape(b, self.cfg.steps, -1)  # [B, S, 2T*P]
+        x = self.enc_in(x).transpose(1, 2)  # [B, H, S]
+        x = self.enc_conv(x).transpose(1, 2).reshape(b, self.cfg.frames, -1)  # [B, F, H*S/F]
+        mean, logvar = self.enc_out(F.gelu(self.enc_frame(F.gelu(x)))).chunk(2, dim=-1)
+        return mean, logvar
+
+    def encode(self, planes):
+        """Deterministic scaled latent ``[B, F, D]`` of planes ``[B, 2T, S, P]``."""
+        return self.encode_stats(planes)[0] * self.latent_scale
+
+    def decode_logits(self, latent):
+        """Logits ``[B, 2T, S, P]`` of a scaled latent ``[B, F, D]``."""
+        b = latent.shape[0]
+        x = F.gelu(self.dec_in(latent / self.latent_scale))
+        x = self.dec_frame(x).reshape(b, self.cfg.steps, -1).transpose(1, 2)  # [B, H, S]
+        x = self.dec_conv(x).transpose(1, 2)  # [B, S, H]
+        x = self.dec_out(F.gelu(x)).reshape(b, self.cfg.steps, 2 * self.cfg.tracks, self.cfg.pitches)
+        return x.permute(0, 2, 1, 3)
+
+    def decode(self, latent):
+        """Note probabilities ``[B, 2T, S, P]`` of a scaled latent ``[B, F, D]``."""
+        return torch.sigmoid(self.decode_logits(latent))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention without a mask (every token sees every token)."""
+
+    def __init__(self, d: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        att = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(d // self.n_head), dim=-1)
+        return self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``h [B, L, d] -> h``."""
+
+    def __init__(self, d: int, n_head: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = SelfAttention(d, n_head)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, h):
+        h = h + self.attn(self.ln1(h))
+        return h + self.mlp(self.ln2(h))
+
+
+def sigma_embedding(sigma, dim: int):
+    """Sinusoidal features ``[B, dim]`` of noise levels ``sigma [B]`` in [0, 1]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=torch.float32) / half)
+    angles = (sigma[:, None] * 1000.0) * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class Embed(nn.Module):
+    """Conditioning and latents -> tokens ``h [B, 1 + K*F + F, d]``.
+
+    Token 0 carries style (``style_w @ table``: a blend of learned style rows; the last row is "no style"),
+    attributes (with their mask, so a missing attribute differs from a zero one) and the noise level; it is
+    also added to the target tokens. Missing context bars are replaced by a learned "absent" vector.
+    """
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.cfg = cfg
+        self.style = nn.Parameter(torch.randn(cfg.n_styles + 1, d) * 0.02)
+        self.attrs = nn.Linear(2 * cfg.n_attrs, d)
+        self.sigma = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.latent_in = nn.Linear(cfg.latent_dim, d)
+        self.absent = nn.Parameter(torch.zeros(d))
+        self.pos = nn.Parameter(torch.randn(cfg.context_bars * cfg.frames + cfg.frames, d) * 0.02)
+
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask):
+        cfg = self.cfg
+        cond = style_w @ self.style + self.attrs(torch.cat([attrs * attr_mask, attr_mask], dim=-1))
+        cond = cond + self.sigma(sigma_embedding(sigma, cfg.d_model))  # [B, d]
+        present = context_mask.repeat_interleave(cfg.frames, dim=1)[..., None]  # [B, K*F, 1]
+        ctx = self.latent_in(context) * present + self.absent * (1.0 - present)
+        tgt = self.latent_in(x) + cond[:, None, :]
+        tokens = torch.cat([ctx, tgt], dim=1) + self.pos
+        return torch.cat([cond[:, None, :], tokens], dim=1)
+
+
+class Head(nn.Module):
+    """Final norm and projection of the target tokens: ``h [B, L, d] -> v [B, F, D]``."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.frames = cfg.frames
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.latent_dim)
+
+    def forward(self, h):
+        return self.out(self.ln(h[:, -self.frames :]))
+
+
+class Denoiser(nn.Module):
+    """Predicts the rectified-flow velocity ``v = noise - x0`` of the target bar's latent."""
+
+    def __init__(self, cfg: DenoiserConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embed(cfg)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head) for _ in range(cfg.n_layer))
+        self.head = Head(cfg)
+
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask):
+        h = self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+
+class MusicModel(nn.Module):
+    """The autoencoder and the denoiser together (one checkpoint)."""
+
+    def __init__(self, ae: AutoencoderConfig, dn: DenoiserConfig):
+        super().__init__()
+        self.autoencoder = Autoencoder(ae)
+        self.denoiser = Denoiser(dn)
+
+    def config_dict(self) -> dict:
+        return {"autoencoder": asdict(self.autoencoder.cfg), "denoiser": asdict(self.denoiser.cfg)}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> MusicModel:
+        return cls(AutoencoderConfig(**cfg["autoencoder"]), DenoiserConfig(**cfg["denoiser"]))

@@ -1,0 +1,347 @@
+"""``musicbox train``: the autoencoder, then the latent rectified-flow denoiser, on this CPU.
+
+Stage 1 (autoencoder): bars of the training split, randomly transposed by -5..+6 semitones, are
+reconstructed through a 128-number latent (BCE on onset/active planes + a small KL term). The decision
+threshold that maximizes note F1 on validation bars is stored with the checkpoint.
+
+Stage 2 (denoiser): every bar of the training split is encoded once per transposition in ``SHIFTS``; a
+sample is (two context bars, target bar, its style and attributes). Rectified flow: ``x_t = (1-t) x0 +
+t noise``, the model predicts ``v = noise - x0`` (MSE), ``t`` from a logit-normal mixed with uniform.
+Conditions are dropped for classifier-free guidance; context bars are dropped so the model can start from
+nothing. The weights shipped are an exponential moving average.
+
+Everything is seeded. The run folder keeps the finished autoencoder and a denoiser state every 500 steps;
+running the same command again resumes from them (``--fresh`` starts over).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from musicbox.model.checkpoint import save_checkpoint
+from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
+from musicbox.model.styles import style_tables
+from musicbox.runtime.features import ATTRS
+from musicbox.runtime.pianoroll import DEFAULT, planes_to_roll, roll_to_planes
+
+log = logging.getLogger(__name__)
+SHIFTS = (-3, -2, -1, 0, 1, 2, 3)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training run settings. Steps are optimizer updates; rates are AdamW learning rates."""
+
+    seed: int = 0
+    ae_steps: int = 2500
+    ae_batch: int = 256
+    ae_lr: float = 2e-3
+    kl_weight: float = 1e-4
+    dn_steps: int = 4000
+    dn_batch: int = 256
+    dn_lr: float = 1e-3
+    ema: float = 0.999
+    p_drop_style: float = 0.1
+    p_drop_attr: float = 0.1
+    p_drop_all: float = 0.1
+    p_drop_context: float = 0.15
+    threads: int = 1
+    hidden: int = 128
+    d_model: int = 192
+    n_layer: int = 4
+    n_head: int = 6
+
+
+def transpose(rolls: np.ndarray, shift: int) -> np.ndarray:
+    """Shift rolls ``[n, T, S, P]`` by ``shift`` semitones; notes leaving the range are dropped."""
+    out = np.zeros_like(rolls)
+    if shift >= 0:
+        out[..., shift:] = rolls[..., : rolls.shape[-1] - shift]
+    else:
+        out[..., :shift] = rolls[..., -shift:]
+    return out
+
+
+def warmup_cosine(opt, total: int, warmup_frac: float = 0.03):
+    """Linear warm-up over ``warmup_frac`` of ``total`` steps, then cosine decay to 5 % of the peak rate."""
+    warmup = max(1, int(total * warmup_frac))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def note_f1(pred: np.ndarray, true: np.ndarray) -> float:
+    """Note-level F1 between two rolls ``[n, T, S, P]``: a note matches on (bar, track, onset, pitch)."""
+    p, t = pred == 2, true == 2
+    tp = np.logical_and(p, t).sum()
+    denom = p.sum() + t.sum()
+    return float(2 * tp / denom) if denom else 1.0
+
+
+class Trainer:
+    """Holds the data, the model, the run folder and the loss history of one training run."""
+
+    def __init__(self, dataset, settings: TrainSettings, run_dir: Path):
+        self.ds, self.s, self.run = dataset, settings, Path(run_dir)
+        self.run.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(settings.seed)
+        torch.set_num_threads(settings.threads)
+        self.rng = np.random.default_rng(settings.seed)
+        self.train_idx = np.nonzero(dataset.split == 0)[0]
+        self.val_idx = np.nonzero(dataset.split == 1)[0]
+        n_styles = len(dataset.style_names)
+        self.model = MusicModel(
+            AutoencoderConfig(hidden=settings.hidden),
+            DenoiserConfig(
+                n_styles=n_styles, d_model=settings.d_model, n_layer=settings.n_layer, n_head=settings.n_head
+            ),
+        )
+        self.attr_mean, self.attr_std = self._attr_norm()
+        self.history: dict[str, list[float]] = {"ae": [], "dn": []}
+
+    # -- stage 1 -------------------------------------------------------------------------------------
+    def _attr_norm(self):
+        a = self.ds.attrs[self.train_idx]
+        mean, std = a.mean(axis=0), a.std(axis=0) + 1e-6
+        mode = ATTRS.index("mode")
+        mean[mode], std[mode] = 0.0, 1.0  # mode stays -1 / +1
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def ae_batch(self, idx: np.ndarray, augment: bool = True) -> torch.Tensor:
+        rolls = self.ds.rolls[idx]
+        if augment:
+            rolls = transpose(rolls, int(self.rng.integers(-5, 7)))
+        return torch.from_numpy(roll_to_planes(rolls))
+
+    def train_autoencoder(self, progress) -> dict:
+        """Stage 1, or its saved result when the run folder has one; returns the calibration figures."""
+        done = self.run / "autoencoder.pt"
+        if done.exists():
+            state = torch.load(done, weights_only=True)
+            self.model.autoencoder.load_state_dict(state["weights"])
+            self.history["ae"] = state["history"]
+            log.info("resumed: autoencoder from %s", done)
+            return state["figures"]
+        self._fit_autoencoder(progress)
+        figures = self.calibrate_autoencoder()
+        weights = self.model.autoencoder.state_dict()
+        torch.save({"weights": weights, "history": self.history["ae"], "figures": figures}, done)
+        return figures
+
+    def _fit_autoencoder(self, progress) -> None:
+        ae, s = self.model.autoencoder, self.s
+        opt = torch.optim.AdamW(ae.parameters(), lr=s.ae_lr, weight_decay=0.0)
+        sched = warmup_cosine(opt, s.ae_steps)
+        task = progress.add_task("autoencoder", total=s.ae_steps)
+        ae.train()
+        for _ in range(s.ae_steps):
+            planes = self.ae_batch(self.rng.choice(self.train_idx, s.ae_batch))
+            mean, logvar = ae.encode_stats(planes)
+            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+            logits = ae.decode_logits(z)
+            rec = F.binary_cross_entropy_with_logits(logits, planes, pos_weight=torch.tensor(2.0))
+            kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+            loss = rec + s.kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            self.history["ae"].append(float(rec))
+            progress.update(task, advance=1, description=f"autoencoder rec {float(rec):.4f}")
+        ae.eval()
+
+    @torch.no_grad()
+    def encode_all(self, shift: int, batch: int = 4096) -> np.ndarray:
+        """Unscaled latent means of every bar, transposed by ``shift``: float32 ``[N, F, D]``."""
+        out = []
+        for i in range(0, len(self.ds.rolls), batch):
+            planes = torch.from_numpy(roll_to_planes(transpose(self.ds.rolls[i : i + batch], shift)))
+            out.append(self.model.autoencoder.encode_stats(planes)[0].numpy())
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def calibrate_autoencoder(self) -> dict:
+        """Set the latent scale (unit variance) and pick the F1-best threshold on validation bars."""
+        ae = self.model.autoencoder
+        idx = self.rng.choice(self.train_idx, min(20000, len(self.train_idx)), replace=False)
+        means = ae.encode_stats(self.ae_batch(idx, augment=False))[0]
+        ae.latent_scale.fill_(1.0 / float(means.std()))
+        val = self.val_idx[: min(4000, len(self.val_idx))]
+        probs = ae.decode(ae.encode(self.ae_batch(val, augment=False))).numpy()
+        scores = {th: note_f1(planes_to_roll(probs, th), self.ds.rolls[val]) for th in (0.3, 0.4, 0.5, 0.6)}
+        best = max(scores, key=scores.get)
+        log.info("autoencoder validation note F1 by threshold: %s", scores)
+        return {"threshold": best, "val_note_f1": scores[best]}
+
+    # -- stage 2 -------------------------------------------------------------------------------------
+    def context_index(self) -> np.ndarray:
+        """For every bar, the indices of its 2 previous bars in the same piece (-1 if none): ``[N, 2]``."""
+        n = len(self.ds.piece)
+        prev = np.full((n, 2), -1, dtype=np.int64)
+        for k, col in ((1, 1), (2, 0)):
+            i = np.arange(k, n)
+            ok = (self.ds.piece[i] == self.ds.piece[i - k]) & (self.ds.bar[i] == self.ds.bar[i - k] + k)
+            prev[i[ok], col] = i[ok] - k
+        return prev
+
+    def dn_batch(self, latents: np.ndarray, prev: np.ndarray):
+        s, b = self.s, self.s.dn_batch
+        idx = self.rng.choice(self.train_idx, b)
+        shift_i = self.rng.integers(0, len(SHIFTS), b)
+        x0 = latents[shift_i, idx]
+        p = prev[idx]
+        ctx_mask = (p >= 0).astype(np.float32)
+        ctx_mask[self.rng.random(b) < s.p_drop_context] = 0.0
+        context = latents[shift_i[:, None], np.maximum(p, 0)] * ctx_mask[..., None, None]
+        attrs = self.ds.attrs[idx].copy()
+        attrs[:, ATTRS.index("register")] += np.array(SHIFTS)[shift_i]
+        attrs = (attrs - self.attr_mean) / self.attr_std
+        attr_mask = (self.rng.random(attrs.shape) >= s.p_drop_attr).astype(np.float32)
+        drop_all = self.rng.random(b) < s.p_drop_all
+        attr_mask[drop_all] = 0.0
+        n_styles = len(self.ds.style_names)
+        style = np.where(drop_all | (self.rng.random(b) < s.p_drop_style), n_styles, self.ds.style[idx])
+        style_w = np.eye(n_styles + 1, dtype=np.float32)[style]
+        t = 1.0 / (1.0 + np.exp(-self.rng.normal(size=b)))
+        uniform = self.rng.random(b) < 0.3
+        t[uniform] = self.rng.random(uniform.sum())
+        t = np.clip(t, 1e-3, 1.0).astype(np.float32)
+        tensors = (x0, t, context.reshape(b, -1, x0.shape[-1]), ctx_mask, style_w, attrs, attr_mask)
+        return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in tensors]
+
+    def train_denoiser(self, progress) -> MusicModel:
+        s, dn = self.s, self.model.denoiser
+        scale = float(self.model.autoencoder.latent_scale)
+        task = progress.add_task("encoding bars", total=len(SHIFTS))
+        latents = []
+        for shift in SHIFTS:
+            latents.append(self.encode_all(shift) * scale)
+            progress.update(task, advance=1)
+        latents = np.stack(latents)  # [shifts, N, F, D]
+        prev = self.context_index()
+        ema = copy.deepcopy(dn).eval()
+        opt = torch.optim.AdamW(dn.parameters(), lr=s.dn_lr, weight_decay=0.01)
+        sched = warmup_cosine(opt, s.dn_steps)
+        start = self._load_dn_state(dn, ema, opt, sched)
+        task = progress.add_task("denoiser", total=s.dn_steps, completed=start)
+        dn.train()
+        for step in range(start, s.dn_steps):
+            if step and step % 500 == 0:
+                self._save_dn_state(step, dn, ema, opt, sched)
+            x0, t, context, ctx_mask, style_w, attrs, attr_mask = self.dn_batch(latents, prev)
+            noise = torch.randn_like(x0)
+            xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
+            v = dn(xt, t, context, ctx_mask, style_w, attrs, attr_mask)
+            loss = F.mse_loss(v, noise - x0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(dn.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), dn.parameters(), strict=True):
+                    pe.lerp_(pm, 1.0 - s.ema)
+            self.history["dn"].append(float(loss))
+            progress.update(task, advance=1, description=f"denoiser loss {float(loss):.4f}")
+        self.model.denoiser = ema
+        return self.model
+
+    def _save_dn_state(self, step, dn, ema, opt, sched) -> None:
+        state = {"step": step, "dn": dn.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                 "sched": sched.state_dict(), "history": self.history["dn"], "torch_rng": torch.get_rng_state(),
+                 "np_rng": self.rng.bit_generator.state}
+        tmp = self.run / "denoiser.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.run / "denoiser.pt")
+
+    def _load_dn_state(self, dn, ema, opt, sched) -> int:
+        """Restore stage 2 from the run folder; returns the step to continue from (0 if none)."""
+        path = self.run / "denoiser.pt"
+        if not path.exists():
+            return 0
+        state = torch.load(path, weights_only=True)
+        dn.load_state_dict(state["dn"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        self.history["dn"] = state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        self.rng.bit_generator.state = state["np_rng"]
+        log.info("resumed: denoiser at step %d from %s", state["step"], path)
+        return state["step"]
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def plot_losses(self) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        for ax, key, title in zip(axes, ("ae", "dn"), ("autoencoder BCE", "denoiser flow MSE"), strict=True):
+            y = np.array(self.history[key])
+            if len(y):
+                k = max(1, len(y) // 100)
+                ax.plot(np.convolve(y, np.ones(k) / k, mode="valid"))
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.set_yscale("log")
+        fig.tight_layout()
+        path = self.run / "loss.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def config(self, ae_figures: dict, seconds: float) -> dict:
+        return {
+            "representation": {**DEFAULT.to_dict(), "context_bars": 2},
+            "latent_scale": float(self.model.autoencoder.latent_scale),
+            "attrs": {"names": list(ATTRS), "mean": self.attr_mean.tolist(), "std": self.attr_std.tolist()},
+            "styles": style_tables(self.ds),
+            "sampler": {"kind": "euler", "steps": 8, "schedule": "flow", "shift": 1.0, "guidance": 2.0,
+                        "threshold": ae_figures["threshold"]},
+            "training": {
+                "settings": asdict(self.s),
+                "dataset_bars": {"train": len(self.train_idx), "val": len(self.val_idx)},
+                "autoencoder_val_note_f1": ae_figures["val_note_f1"],
+                "wall_seconds": round(seconds, 1),
+                "torch": torch.__version__,
+            },
+        }
+
+
+def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Path:
+    """Run both stages and write the checkpoint to ``out_dir``; returns its path."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    start = time.time()
+    trainer = Trainer(dataset, settings, run_dir)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        ae_figures = trainer.train_autoencoder(progress)
+        trainer.train_denoiser(progress)
+    trainer.plot_losses()
+    config = trainer.config(ae_figures, time.time() - start)
+    (trainer.run / "history.json").write_text(json.dumps(trainer.history))
+    return save_checkpoint(trainer.model, config, out_dir)
+
+
+def quick_settings(settings: TrainSettings) -> TrainSettings:
+    """A tiny run for tests and smoke checks (seconds, not hours)."""
+    return replace(settings, ae_steps=20, ae_batch=32, dn_steps=20, dn_batch=32, hidden=64, d_model=64,
+                   n_layer=2, n_head=2)
