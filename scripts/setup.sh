@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up musicbox on a fresh Debian-like machine (Raspberry Pi OS, Jetson's Ubuntu, Debian x86).
+#   scripts/setup.sh          the box: system audio/synth packages, .venv with musicbox[device]
+#   scripts/setup.sh dev      + the workstation and test stack (torch 2.13.0 CPU, onnx, music21, JACK, qemu)
+# System packages are installed when run as root or with passwordless sudo; otherwise it says which.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-device}"
+
+apt_packages=(python3-venv libportaudio2 libfluidsynth3 musescore-general-soundfont-small)
+if [ "$mode" = dev ]; then
+  apt_packages+=(jackd2 qemu-user-static debootstrap systemd)
+fi
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=(); elif sudo -n true 2>/dev/null; then sudo=(sudo -n); else sudo=(none); fi
+  if [ "${sudo[0]:-}" = none ]; then
+    echo "setup: please install these system packages first: sudo apt-get install ${missing[*]}" >&2
+  else
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$mode" = dev ]; then
+  .venv/bin/python -m pip install -q -e '.[device,train,quantize,dev]'
+else
+  .venv/bin/python -m pip install -q -e '.[device]'
+fi
+echo "setup: ready ($mode). Run .venv/bin/musicbox --help"
