@@ -1,0 +1,299 @@
+"""How a bar of notes is played: instruments, drums, swing and dynamics per style.
+
+The generator writes pitches on a 16th-note grid (``pianoroll.Note``: track, start, pitch, duration in
+steps, relative to the bar start). :class:`Arranger` turns one bar of them into :class:`Played` notes for
+the synth: a MIDI channel per track (melody 0, harmony 1, bass 2) playing the style's General MIDI
+program, a drum part on channel 10 (index 9) where the style names a pattern family, times moved by swing
+and a little humanization, and velocities from the style, the mood and the tempo.
+
+Times stay in grid steps (floats) so that the renderer converts them with the bar's tempo; a note-off may
+lie at or beyond ``steps_per_bar`` (the note rings into the next bar).
+
+Style blends (``Controls.style`` between two detents): programs and drum family come from the nearer
+style (they switch at the midpoint, at a bar line); swing and base velocity are interpolated linearly
+between the two styles, so a knob turn changes feel and loudness smoothly.
+
+Energy is the tempo knob's position in the manifest's tempo range, 0..1 (as in the conditioning).
+Drum intensity ``0.65 * energy + 0.35 * (mood + 1) / 2`` picks how many of a pattern's hits play and how
+hard: the same quantities that raise the model's note density.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
+
+from musicbox.errors import ManifestError
+
+DRUM_CHANNEL = 9
+"""MIDI channel 10 (0-based 9): General MIDI percussion."""
+
+TRACK_GAIN = (1.0, 0.78, 0.9)
+"""Velocity scale of melody, harmony and bass: the tune on top, the chords behind it."""
+
+# Pattern cells: '.' rest; 'X' accent and 'x' hit (always); 'o' from intensity 0.4; 'g' ghost from 0.7.
+_CELLS = {".": (math.inf, 0.0), "X": (0.0, 1.0), "x": (0.0, 0.8), "o": (0.4, 0.7), "g": (0.7, 0.45)}
+
+DRUM_PATTERNS: dict[str, tuple[tuple[int, str], ...]] = {
+    "none": (),
+    "folk": (  # bass drum on 1 and 3, tambourine on the beats, its off-beats as the music gets livelier
+        (36, "X.......x.....o."),
+        (54, "x.o.x.o.x.o.x.og"),
+    ),
+    "dance": (  # four on the floor, clap on 2 and 4, off-beat hats
+        (36, "X...x...X...x..."),
+        (39, "....x.......x..."),
+        (42, "ogx.ogx.ogx.ogx."),
+    ),
+    "rock": (
+        (36, "X.....o.x.o....."),
+        (38, "....X.......X..g"),
+        (42, "xgxgxgxgxgxgxgxg"),
+    ),
+    "march": (
+        (36, "X.......x......."),
+        (38, "x.o.x.gxx.o.x.gx"),
+    ),
+    "ballad": (
+        (36, "X.........o....."),
+        (37, "....x.......x..."),
+        (51, "x.o.x.o.x.o.x.o."),
+    ),
+}
+"""Drum pattern families: (General MIDI percussion key, 16 cells per bar)."""
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """How one style is played.
+
+    programs: General MIDI program (0..127, 0-based) per track, melody first.
+    drums: a :data:`DRUM_PATTERNS` family, ``"none"`` for no drums.
+    swing: 0 straight .. 1 full triplet swing: each off-beat 16th is delayed by ``swing / 3`` of a step.
+    velocity: base MIDI velocity 1..127 (before mood, tempo, accents and track balance).
+    """
+
+    programs: tuple[int, ...]
+    drums: str
+    swing: float
+    velocity: float
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> Arrangement:
+        """Parse a manifest ``arrangement`` object; ``ManifestError`` naming ``where`` if it is wrong."""
+        try:
+            arr = cls(tuple(int(p) for p in d["programs"]), str(d["drums"]), float(d["swing"]), d["velocity"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ManifestError(f"{where}: needs programs, drums, swing and velocity ({err})") from err
+        _require(arr.programs and all(0 <= p <= 127 for p in arr.programs), where, "programs", "0..127")
+        _require(arr.drums in DRUM_PATTERNS, where, "drums", f"one of {', '.join(DRUM_PATTERNS)}")
+        _require(0.0 <= arr.swing <= 1.0, where, "swing", "in 0..1")
+        _require(1 <= float(arr.velocity) <= 127, where, "velocity", "in 1..127")
+        return arr
+
+
+class Played(NamedTuple):
+    """One note for the synth.
+
+    on, off: times in grid steps from the bar start, after swing and humanization (``off`` may be
+    ``>= steps_per_bar``: it rings into the next bar). channel: MIDI channel 0..15. key: MIDI note.
+    velocity: 1..127. tied: continues the same track and pitch sounding at the end of the previous bar
+    (the renderer keeps that note sounding instead of striking it again).
+    """
+
+    on: float
+    off: float
+    channel: int
+    key: int
+    velocity: int
+    tied: bool
+
+
+@dataclass(frozen=True)
+class BarPlan:
+    """One arranged bar: ``programs`` per track channel, ``notes`` sorted by onset (drums included)."""
+
+    programs: tuple[int, ...]
+    notes: list[Played]
+
+
+class Arranger:
+    """Arranges bars for one bundle's styles; deterministic for a seed (humanization draws from it).
+
+    styles: one :class:`Arrangement` per style detent, knob order. tempo_range: (min_bpm, max_bpm) that
+    map to energy 0 and 1. humanize: jitter onsets (sigma 0.02 step) and velocities (sigma 5 %).
+    """
+
+    def __init__(
+        self,
+        styles: Sequence[Arrangement],
+        tempo_range: tuple[float, float],
+        seed: int = 0,
+        humanize: bool = True,
+    ):
+        self.styles = tuple(styles)
+        self.tempo_range = tempo_range
+        self.seed = seed
+        self.humanize = humanize
+        self.reset()
+
+    @classmethod
+    def from_manifest(cls, controls: Any, seed: int = 0, humanize: bool = True) -> Arranger:
+        """Build from the manifest's ``controls``: its JSON dict, the whole manifest JSON dict, or the
+        ``runtime.manifest`` dataclasses (``Manifest`` or ``ControlsInfo``)."""
+        table = manifest_controls_dict(controls)
+        try:
+            styles = table["styles"]
+            tempo = (float(table["tempo"]["min_bpm"]), float(table["tempo"]["max_bpm"]))
+        except (KeyError, TypeError) as err:
+            raise ManifestError(f"manifest controls need styles and tempo.min_bpm/max_bpm ({err})") from err
+        if not styles:
+            raise ManifestError("manifest controls.styles is empty: the renderer needs at least one style")
+        arrangements = [
+            Arrangement.from_dict(s.get("arrangement", {}), f"controls.styles[{i}].arrangement")
+            for i, s in enumerate(styles)
+        ]
+        return cls(arrangements, tempo, seed, humanize)
+
+    def reset(self) -> None:
+        """Restart the humanization sequence from the seed."""
+        self._rng = np.random.default_rng(self.seed)
+
+    def energy(self, tempo_bpm: float) -> float:
+        """Tempo -> energy 0..1 through the manifest's tempo range."""
+        lo, hi = self.tempo_range
+        return float(np.clip((tempo_bpm - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
+
+    def style_arrangement(self, style: float) -> Arrangement:
+        """The arrangement at knob position ``style`` (clipped to the detents): programs and drums of the
+        nearer style, swing and velocity interpolated between the two neighbours."""
+        pos = float(np.clip(style, 0, len(self.styles) - 1))
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(self.styles) - 1)
+        w = pos - lo
+        a, b = self.styles[lo], self.styles[hi]
+        near = b if w >= 0.5 else a
+        return Arrangement(
+            near.programs,
+            near.drums,
+            (1 - w) * a.swing + w * b.swing,
+            (1 - w) * float(a.velocity) + w * float(b.velocity),
+        )
+
+    def arrange(
+        self,
+        notes: Iterable[Note],
+        controls: Controls,
+        steps_per_bar: int = 16,
+        ties: Collection[tuple[int, int]] = (),
+    ) -> BarPlan:
+        """Arrange one bar.
+
+        notes: the bar's notes, ``start`` in ``0 .. steps_per_bar - 1`` (a duration may run past the bar).
+        ties: ``(track, pitch)`` pairs whose note at step 0 continues the previous bar's (a ``HELD`` cell at
+        step 0 of the roll); see :func:`bar_notes`.
+        """
+        arr = self.style_arrangement(controls.style)
+        energy = self.energy(controls.tempo_bpm)
+        level = arr.velocity * (1 + 0.12 * controls.mood) * (0.9 + 0.2 * energy)
+        played = self._play_notes(list(notes), arr, level, steps_per_bar, set(ties))
+        intensity = float(np.clip(0.65 * energy + 0.35 * (controls.mood + 1) / 2, 0, 1))
+        played += self._play_drums(arr, level, intensity, steps_per_bar)
+        played.sort(key=lambda p: p.on)
+        return BarPlan(arr.programs, played)
+
+    def _play_notes(self, notes: list[Note], arr, level: float, steps: int, ties: set) -> list[Played]:
+        jitter = self._jitter(len(notes))
+        out = []
+        for note, (dt, dv) in zip(notes, jitter, strict=True):
+            if not 0 <= note.start < steps:
+                raise ValueError(f"{note} starts outside its bar of {steps} steps")
+            tied = note.start == 0 and (note.track, note.pitch) in ties
+            on = 0.0 if tied else _clip_onset(swing_warp(note.start, arr.swing) + dt, steps)
+            off = max(swing_warp(note.start + note.duration, arr.swing), on + 0.25)
+            vel = level * TRACK_GAIN[note.track] * _accent(note.start) * dv
+            out.append(Played(on, off, note.track, note.pitch, _midi_velocity(vel), tied))
+        return out
+
+    def _play_drums(self, arr: Arrangement, level: float, intensity: float, steps: int) -> list[Played]:
+        hits = []
+        for key, cells in DRUM_PATTERNS[arr.drums]:
+            for i, cell in enumerate(cells):
+                threshold, scale = _CELLS[cell]
+                if intensity >= threshold:
+                    hits.append((i * steps / 16, key, scale))
+        jitter = self._jitter(len(hits))
+        drum_level = level * (0.8 + 0.3 * intensity)
+        out = []
+        for (step, key, scale), (dt, dv) in zip(hits, jitter, strict=True):
+            on = _clip_onset(swing_warp(step, arr.swing) + dt, steps)
+            vel = _midi_velocity(drum_level * scale * dv)
+            out.append(Played(on, on + 1.0, DRUM_CHANNEL, key, vel, False))
+        return out
+
+    def _jitter(self, n: int) -> np.ndarray:
+        """``[n, 2]``: onset offset in steps and velocity factor per note (0 and 1 without humanize)."""
+        if not self.humanize:
+            return np.tile([0.0, 1.0], (n, 1))
+        z = np.clip(self._rng.standard_normal((n, 2)), -2.5, 2.5)
+        return np.column_stack([0.02 * z[:, 0], 1 + 0.05 * z[:, 1]])
+
+
+def swing_warp(step: float, swing: float) -> float:
+    """Grid time after swing, in steps: within each 8th (two steps) the off-beat 16th moves from 1 to
+    ``1 + swing / 3`` and the time in between stretches linearly; 8th-note positions stay put."""
+    pair, frac = divmod(step, 2.0)
+    mid = 1.0 + swing / 3.0
+    warped = frac * mid if frac < 1.0 else mid + (frac - 1.0) * (2.0 - mid)
+    return pair * 2.0 + warped
+
+
+def bar_notes(roll: np.ndarray, rep: Representation = DEFAULT) -> tuple[list[Note], set[tuple[int, int]]]:
+    """One bar's roll ``[T, S, P]`` (or ``[1, T, S, P]``) -> its notes and its ties.
+
+    ties: ``(track, pitch)`` of the notes that are ``HELD`` at step 0, i.e. continue from the previous bar.
+    """
+    roll = roll.reshape((1, *roll.shape[-3:]))
+    tracks, pitches = np.nonzero(roll[0, :, 0, :] == HELD)
+    ties = {(int(t), int(p) + rep.pitch_low) for t, p in zip(tracks, pitches, strict=True)}
+    return roll_to_notes(roll, rep), ties
+
+
+def manifest_controls_dict(controls: Any) -> Mapping[str, Any]:
+    """The manifest's ``controls`` table as a JSON-like dict, from a dict or the manifest dataclasses."""
+    if dataclasses.is_dataclass(controls) and not isinstance(controls, type):
+        controls = dataclasses.asdict(controls)
+    if isinstance(controls, Mapping) and "controls" in controls:
+        controls = controls["controls"]
+    if not isinstance(controls, Mapping):
+        raise ManifestError(f"expected the manifest's controls table, got {type(controls).__name__}")
+    return controls
+
+
+def _require(ok: bool, where: str, field: str, what: str) -> None:
+    if not ok:
+        raise ManifestError(f"{where}.{field} must be {what}; fix the bundle's manifest.json")
+
+
+def _accent(step: int) -> float:
+    """Metric accent: downbeat, beats, 8ths, off-beat 16ths."""
+    if step % 16 == 0:
+        return 1.08
+    if step % 4 == 0:
+        return 1.04
+    return 1.0 if step % 2 == 0 else 0.94
+
+
+def _clip_onset(step: float, steps: int) -> float:
+    return min(max(step, 0.0), steps - 0.05)
+
+
+def _midi_velocity(v: float) -> int:
+    return int(min(max(round(v), 1), 127))
