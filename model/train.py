@@ -307,11 +307,18 @@ class Trainer:
         return path
 
     def config(self, ae_figures: dict, seconds: float) -> dict:
+        """The checkpoint's config: the tables the box needs, in the bundle manifest's own layout."""
+        ae = self.model.autoencoder.cfg
         return {
-            "representation": {**DEFAULT.to_dict(), "context_bars": 2},
+            "representation": {**DEFAULT.to_dict(), "latent_frames": ae.frames, "latent_dim": ae.latent_dim,
+                               "context_bars": self.model.denoiser.cfg.context_bars},
             "latent_scale": float(self.model.autoencoder.latent_scale),
-            "attrs": {"names": list(ATTRS), "mean": self.attr_mean.tolist(), "std": self.attr_std.tolist()},
-            "styles": style_tables(self.ds),
+            "controls": {
+                "attrs": {"names": list(ATTRS), "mean": self.attr_mean.tolist(), "std": self.attr_std.tolist()},
+                "tempo": {"min_bpm": 60.0, "max_bpm": 160.0, "default_bpm": 100.0},
+                "mood": {"density_gain": 0.15},
+                "styles": style_tables(self.ds),
+            },
             "sampler": {"kind": "euler", "steps": 8, "schedule": "flow", "shift": 1.0, "guidance": 2.0,
                         "threshold": ae_figures["threshold"]},
             "training": {
