@@ -363,10 +363,18 @@ def _parse_tuple(tp, value, path: str, source: str):
     return tuple(_parse(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
 
 
+_DICT_KEYS = {"$.variants": PRECISIONS}
+"""Objects keyed by names from a fixed set (other dicts, like ``validation``, are free-form)."""
+
+
 def _parse_dict(tp, value, path: str, source: str):
     _key, item = typing.get_args(tp)
     if not isinstance(value, dict):
         _fail(source, path, "must be an object")
+    allowed = _DICT_KEYS.get(path)
+    unknown = sorted(set(value) - set(allowed)) if allowed else []
+    if unknown:
+        _fail(source, f"{path}.{unknown[0]}", f"is not a known field; allowed here: {', '.join(allowed)}")
     return {k: _parse(item, v, f"{path}.{k}", source) for k, v in value.items()}
 
 
@@ -468,9 +476,6 @@ def _check_variants(variants: dict[str, Variant], source: str) -> None:
     _require(len(variants) > 0, source, "$.variants", f"must hold at least one of {', '.join(PRECISIONS)}")
     for name, v in variants.items():
         path = f"$.variants.{name}"
-        _require(
-            name in PRECISIONS, source, path, f"is not a known precision; allowed: {', '.join(PRECISIONS)}"
-        )
         _require(len(v.denoiser) > 0, source, f"{path}.denoiser", "must list at least one shard")
         stages = [("encoder", v.encoder), ("decoder", v.decoder)]
         stages += [(f"denoiser[{i}]", f) for i, f in enumerate(v.denoiser)]

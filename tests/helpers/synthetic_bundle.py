@@ -191,7 +191,7 @@ def save_stage(model: onnx.ModelProto, root: Path, rel: str, precision: str, ext
     ext = None
     if external:
         onnx.save_model(
-            model, path, save_as_external_data=True, location=path.name + ".data", size_threshold=0
+            model, path, save_as_external_data=True, location=path.name + ".data", size_threshold=1024
         )
         data = path.with_name(path.name + ".data")
         ext = ExternalData(rel + ".data", _sha256(data), data.stat().st_size)

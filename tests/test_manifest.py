@@ -1,0 +1,131 @@
+"""runtime/manifest.py: the strict schema round-trips and every kind of mistake names file, path, fix."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from musicbox.runtime.manifest import Manifest, load_manifest, parse_manifest
+
+from musicbox.errors import ManifestError
+from tests.helpers.synthetic_bundle import build_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return build_bundle(tmp_path_factory.mktemp("bundle"), variants=("fp32", "int8_dynamic"))
+
+
+@pytest.fixture(scope="module")
+def data(bundle_dir) -> dict:
+    return json.loads((bundle_dir / "manifest.json").read_text())
+
+
+def test_round_trip_is_exact(bundle_dir):
+    text = (bundle_dir / "manifest.json").read_text()
+    manifest = load_manifest(bundle_dir)
+    assert isinstance(manifest, Manifest)
+    assert manifest.to_json() == text
+    assert load_manifest(bundle_dir / "manifest.json") == manifest
+
+
+def test_dump_writes_what_loads(bundle_dir, tmp_path):
+    manifest = load_manifest(bundle_dir)
+    written = manifest.dump(tmp_path)
+    assert written == tmp_path / "manifest.json"
+    assert load_manifest(written) == manifest
+
+
+def test_accessors(bundle_dir):
+    m = load_manifest(bundle_dir)
+    assert m.controls.style_index("folk") == 1
+    assert m.representation.pianoroll().n_pitches == 64
+    v = m.variants["fp32"]
+    assert v.files()[-1] is v.encoder and v.denoiser[0].input_names[0] == "x"
+    with pytest.raises(ManifestError, match="chorale, folk, quartet"):
+        m.controls.style_index("polka")
+
+
+def _error(data: dict, tmp_path) -> str:
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+def test_unknown_field_is_an_error(data, tmp_path):
+    bad = copy.deepcopy(data)
+    bad["sampler"]["eta"] = 0.0
+    msg = _error(bad, tmp_path)
+    assert "$.sampler.eta" in msg and "allowed here: kind, steps" in msg
+
+
+def test_missing_field_is_an_error(data, tmp_path):
+    bad = copy.deepcopy(data)
+    del bad["variants"]["fp32"]["denoiser"][1]["sha256"]
+    assert "$.variants.fp32.denoiser[1].sha256 is missing" in _error(bad, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        (lambda d: d["sampler"].__setitem__("steps", "8"), "$.sampler.steps"),
+        (lambda d: d["sampler"].__setitem__("steps", True), "$.sampler.steps"),
+        (lambda d: d["representation"].__setitem__("tracks", "melody"), "$.representation.tracks"),
+        (lambda d: d["controls"]["styles"][0].__setitem__("density", [1, 2]), "$.controls.styles[0].density"),
+        (lambda d: d["controls"]["attrs"].__setitem__("std", [1, 1, 0, 1]), "$.controls.attrs.std"),
+        (lambda d: d["sampler"].__setitem__("kind", "dpm"), "$.sampler.kind"),
+        (lambda d: d["variants"].__setitem__("fp16", d["variants"]["fp32"]), "$.variants.fp16"),
+        (lambda d: d["variants"]["fp32"]["encoder"].__setitem__("file", "../x.onnx"), "encoder.file"),
+        (lambda d: d["variants"]["fp32"]["encoder"].__setitem__("sha256", "abc"), "encoder.sha256"),
+        (lambda d: d.__setitem__("model", []), "$.model"),
+    ],
+)
+def test_wrong_values_name_their_path(data, tmp_path, edit, path):
+    bad = copy.deepcopy(data)
+    edit(bad)
+    assert path in _error(bad, tmp_path)
+
+
+def test_unsupported_format_version(data, tmp_path):
+    bad = dict(data, format_version=2)
+    msg = _error(bad, tmp_path)
+    assert "$.format_version" in msg and "(1,)" in msg and "musicbox quantize" in msg
+
+
+def test_not_json_and_missing_file(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        load_manifest(path)
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        load_manifest(tmp_path / "elsewhere")
+
+
+def _object_paths(value, path="$"):
+    """JSON paths of every object in ``value`` except the free-form validation dict."""
+    if isinstance(value, dict):
+        if path != "$.validation":
+            yield path, value
+            for k, v in value.items():
+                yield from _object_paths(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _object_paths(v, f"{path}[{i}]")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_any_unknown_field_anywhere_is_named(data, hyp):
+    bad = copy.deepcopy(data)
+    paths = list(_object_paths(bad))
+    path, obj = hyp.draw(st.sampled_from(paths))
+    obj["zz_unknown"] = 1
+    with pytest.raises(ManifestError, match=re.escape(f"{path}.zz_unknown is not a known field")):
+        parse_manifest(bad)
