@@ -241,11 +241,11 @@ def _check_signature(path: Path, session: ort.InferenceSession, stage: StageFile
 # CPU features and precision choice
 
 
-def cpu_dot_product() -> str | None:
+def cpu_dot_product(cpuinfo: str | None = None) -> str | None:
     """The int8 dot-product flag this CPU advertises in /proc/cpuinfo (``asimddp``, ``avx512_vnni``,
-    ...), or None (Pi 4's Cortex-A72, older x86, or no /proc)."""
+    ...), or None (Pi 4's Cortex-A72, older x86, or no /proc). ``cpuinfo``: that file's text, if read."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
         return None
     flags: set[str] = set()

@@ -209,7 +209,7 @@ def save_stage(model: onnx.ModelProto, root: Path, rel: str, precision: str, ext
     )
 
 
-def _controls(n_styles: int) -> ControlsInfo:
+def controls_table(n_styles: int) -> ControlsInfo:
     styles = tuple(
         StyleInfo(
             name=STYLE_NAMES[i % len(STYLE_NAMES)] + ("" if i < len(STYLE_NAMES) else str(i)),
@@ -263,7 +263,7 @@ def build_bundle(
         ),
         representation=RepresentationInfo(16, ("melody", "harmony", "bass"), 33, 64, F, D, CTX),
         sampler=sampler or SamplerInfo("euler", 4, "flow", 1.0, 1.5, 0.5),
-        controls=_controls(n_styles),
+        controls=controls_table(n_styles),
         variants=built,
         validation={"synthetic": True},
     )

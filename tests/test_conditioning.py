@@ -1,0 +1,81 @@
+"""runtime/conditioning.py: knobs -> style weights and attributes exactly as docs/architecture.md says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from musicbox.runtime.conditioning import (
+    condition,
+    conditioning_feeds,
+    normalize,
+    raw_attributes,
+    style_weights,
+    unconditional,
+)
+from musicbox.runtime.controls import Controls
+
+from tests.helpers.synthetic_bundle import controls_table
+
+TABLE = controls_table(3)  # densities (4,8,14)+2i, registers (60,67,74)+i, polyphony 2+0.5i, gain 0.15
+
+
+def test_detent_is_one_hot_and_between_detents_blends():
+    assert style_weights(1.0, 3).tolist() == [0, 1, 0, 0]
+    np.testing.assert_allclose(style_weights(1.3, 3), [0, 0.7, 0.3, 0], atol=1e-6)
+    assert style_weights(-2.0, 3).tolist() == [1, 0, 0, 0]
+    assert style_weights(9.0, 3).tolist() == [0, 0, 1, 0]
+
+
+@given(st.floats(-10, 10), st.integers(1, 8))
+def test_style_weights_are_a_blend_of_at_most_two_neighbours(style, n):
+    w = style_weights(style, n)
+    assert w.shape == (n + 1,) and w[-1] == 0
+    assert abs(w.sum() - 1) < 1e-6 and (w >= 0).all()
+    nz = np.nonzero(w)[0]
+    assert len(nz) <= 2 and (len(nz) < 2 or nz[1] - nz[0] == 1)
+
+
+def test_energy_picks_the_density_table_and_mood_scales_it():
+    style0 = TABLE.styles[0]
+    assert raw_attributes(Controls(0, 60, 0), TABLE)[0] == pytest.approx(style0.density[0])
+    assert raw_attributes(Controls(0, 110, 0), TABLE)[0] == pytest.approx(style0.density[1])
+    assert raw_attributes(Controls(0, 200, 0), TABLE)[0] == pytest.approx(style0.density[2])  # clipped
+    assert raw_attributes(Controls(0, 110, 1), TABLE)[0] == pytest.approx(style0.density[1] * 1.15)
+    assert raw_attributes(Controls(0, 110, -1), TABLE)[0] == pytest.approx(style0.density[1] * 0.85)
+
+
+def test_mood_sets_mode_and_register():
+    dens, mode, reg, poly = raw_attributes(Controls(2, 100, -1), TABLE)
+    assert mode == -1 and reg == pytest.approx(TABLE.styles[2].register[0])
+    assert poly == pytest.approx(TABLE.styles[2].polyphony)
+    _, mode, reg, _ = raw_attributes(Controls(2, 100, 0.5), TABLE)
+    r = TABLE.styles[2].register
+    assert mode == 0.5 and reg == pytest.approx((r[1] + r[2]) / 2)
+
+
+def test_tables_blend_with_the_style_weights():
+    a, b = raw_attributes(Controls(0, 100, 0.3), TABLE), raw_attributes(Controls(1, 100, 0.3), TABLE)
+    mid = raw_attributes(Controls(0.25, 100, 0.3), TABLE)
+    np.testing.assert_allclose(mid, 0.75 * a + 0.25 * b, rtol=1e-5)
+
+
+def test_normalization_uses_the_manifest_table():
+    raw = np.array([13.0, -1.0, 73.0, 3.5], np.float32)
+    np.testing.assert_allclose(normalize(raw, TABLE), [1.0, -1.0, 1.0, 1.0])
+    c = condition(Controls(1, 100, 0), TABLE)
+    np.testing.assert_allclose(c.attrs, normalize(c.raw, TABLE))
+    assert c.attr_mask.tolist() == [1, 1, 1, 1]
+
+
+def test_feeds_batch_cond_and_uncond_rows():
+    feeds = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guidance=True)
+    assert {k: v.shape for k, v in feeds.items()} == {"style_w": (2, 4), "attrs": (2, 4), "attr_mask": (2, 4)}
+    assert all(v.dtype == np.float32 for v in feeds.values())
+    u = unconditional(TABLE)
+    assert feeds["style_w"][1].tolist() == [0, 0, 0, 1] == u.style_w.tolist()
+    assert feeds["attr_mask"][1].tolist() == [0, 0, 0, 0]
+    single = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guidance=False)
+    assert single["style_w"].shape == (1, 4)
+    np.testing.assert_array_equal(single["attrs"][0], feeds["attrs"][0])
