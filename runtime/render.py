@@ -44,6 +44,7 @@ DEFAULT_REVERB_LEVEL = 0.5
 TARGET_SYNTH_RTF = 0.02
 _PANS = (72, 52, 64)  # CC10 of melody, harmony, bass: a little stereo width
 _REVERB_ROOM = (0.45, 0.3, 0.9)  # FluidSynth reverb room size, damping, width; the level is `reverb`
+_FLUID_BLOCK = 64  # FluidSynth renders (and applies events) in blocks of this many frames
 _BUFFER_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]  # buffer, offset, increment (in floats)
 
 
@@ -100,6 +101,7 @@ class Renderer:
         self._set_interp = _c_function(self._fs, "fluid_synth_set_interp_method", [ctypes.c_int] * 2)
         self._noteon, self._noteoff = self._fs.fluid_synth_noteon, self._fs.fluid_synth_noteoff
         self._scratch = np.empty((4096, 2), dtype=np.float32)
+        self._block_phase = 0  # frames rendered modulo FluidSynth's block: where the next event lands
         self._setup_channels()
         self.reset()
 
@@ -151,7 +153,8 @@ class Renderer:
 
     def reset(self) -> None:
         """Silence everything at once (voices, pending note-offs, reverb tail) and restart the bar clock
-        and the humanization sequence: the next bar sounds as if the renderer were new.
+        and the humanization sequence: the next bar sounds as if the renderer were new (to within
+        FluidSynth's recycled per-voice state, which touches a note's first 64 frames by < -40 dB).
 
         (FluidSynth's ``system_reset`` would also do it but reloads default presets: 1.7 s with an .sf3.)
         """
@@ -198,7 +201,9 @@ class Renderer:
 
     def _flush_reverb(self, max_seconds: float = 8.0) -> None:
         """Run the synth silently until the reverb tail is below -100 dBFS (FluidSynth has no call that
-        clears its reverb alone); ~4 ms of CPU per second of tail."""
+        clears its reverb alone; ~4 ms of CPU per second of tail), ending on a boundary of FluidSynth's
+        64-frame block so that events land exactly where they would in a new synth."""
+        self._write_into(self._scratch, 0, -self._block_phase % _FLUID_BLOCK)
         for _ in range(int(max_seconds * self.sample_rate / len(self._scratch)) + 1):
             self._write_into(self._scratch, 0, len(self._scratch))
             if float(np.abs(self._scratch).max()) < 1e-5:
@@ -260,6 +265,7 @@ class Renderer:
             return
         ptr = out.ctypes.data + start * 8
         self._write(self._synth.synth, stop - start, ptr, 0, 2, ptr, 1, 2)
+        self._block_phase = (self._block_phase + stop - start) % _FLUID_BLOCK
 
 
 def measure_synth_rtf(

@@ -1,0 +1,86 @@
+"""SoundFont discovery: configured file first, then the Debian fonts, then a pip package's font."""
+
+import sys
+
+import pytest
+from musicbox.runtime import soundfont
+
+from musicbox.errors import SoundFontError
+
+
+def _font(path):
+    """A file with a SoundFont's RIFF 'sfbk' header (enough for discovery, not for the synth)."""
+    path.write_bytes(b"RIFF" + (100).to_bytes(4, "little") + b"sfbk" + b"\0" * 100)
+    return path
+
+
+@pytest.fixture
+def no_fonts(monkeypatch, tmp_path):
+    """Search list pointing at nothing that exists."""
+    monkeypatch.setattr(soundfont, "DEBIAN_SOUNDFONTS", ((tmp_path / "none.sf3", "some-debian-package"),))
+    monkeypatch.setattr(soundfont, "PACKAGE_SOUNDFONTS", (("musicbox_no_such_package", "x.sf2"),))
+
+
+def test_configured_file_wins(tmp_path, monkeypatch):
+    configured = _font(tmp_path / "mine.sf2")
+    monkeypatch.setattr(soundfont, "DEBIAN_SOUNDFONTS", ((_font(tmp_path / "deb.sf3"), "pkg"),))
+    assert soundfont.find_soundfont(configured) == configured.resolve()
+    assert soundfont.find_soundfont(str(configured)) == configured.resolve()
+
+
+def test_configured_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(SoundFontError, match="does not exist.*musicbox.toml"):
+        soundfont.find_soundfont(tmp_path / "gone.sf2")
+
+
+def test_configured_non_soundfont_is_rejected(tmp_path):
+    bad = tmp_path / "notes.sf2"
+    bad.write_text("hello")
+    with pytest.raises(SoundFontError, match="not a SoundFont"):
+        soundfont.find_soundfont(bad)
+
+
+def test_search_order_debian_then_package(tmp_path, monkeypatch):
+    first, second = tmp_path / "a.sf3", tmp_path / "b.sf2"
+    monkeypatch.setattr(soundfont, "DEBIAN_SOUNDFONTS", ((first, "pkg-a"), (second, "pkg-b")))
+    pkg = tmp_path / "site" / "musicbox_fake_fonts"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('discovery must not import the package')\n")
+    packaged = _font(pkg / "Tiny.sf2")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(soundfont, "PACKAGE_SOUNDFONTS", (("musicbox_fake_fonts", "Tiny.sf2"),))
+
+    assert soundfont.find_soundfont() == packaged.resolve()
+    assert "musicbox_fake_fonts" not in sys.modules
+    _font(second)
+    assert soundfont.find_soundfont("") == second.resolve()
+    _font(first)
+    assert soundfont.find_soundfont(None) == first.resolve()
+
+
+def test_broken_candidate_is_skipped(tmp_path, monkeypatch):
+    broken, good = tmp_path / "broken.sf3", _font(tmp_path / "good.sf2")
+    broken.write_bytes(b"\0" * 64)
+    monkeypatch.setattr(soundfont, "DEBIAN_SOUNDFONTS", ((broken, "pkg-a"), (good, "pkg-b")))
+    assert soundfont.find_soundfont() == good.resolve()
+
+
+def test_nothing_found_names_what_to_install(no_fonts):
+    with pytest.raises(SoundFontError) as err:
+        soundfont.find_soundfont()
+    message = str(err.value)
+    assert "sudo apt install some-debian-package" in message
+    assert "pip install musicbox_no_such_package" in message
+    assert "musicbox.toml" in message
+
+
+def test_real_search_list_names_the_packages():
+    packages = [package for _, package in soundfont.DEBIAN_SOUNDFONTS]
+    assert packages == ["musescore-general-soundfont-small", "fluid-soundfont-gm"]
+    assert soundfont.PACKAGE_SOUNDFONTS == (("pretty_midi", "TimGM6mb.sf2"),)
+
+
+def test_finds_a_soundfont_on_this_machine():
+    if not any(path.is_file() for path in soundfont.search_paths()):
+        pytest.skip("no SoundFont installed here")
+    assert soundfont.find_soundfont().suffix in (".sf2", ".sf3")
