@@ -1,0 +1,144 @@
+"""runtime/generator.py: determinism, continuation context, state hand-over, rewinds and knob changes."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from musicbox.runtime.bundle import Bundle
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.generator import Generator
+from musicbox.runtime.manifest import SamplerInfo
+from musicbox.runtime.pianoroll import roll_to_notes, roll_to_planes
+
+from musicbox.errors import MusicBoxError
+from tests.helpers.synthetic_bundle import build_bundle
+
+C = Controls(style=0.0, tempo_bpm=100.0, mood=0.0)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Bundle:
+    return Bundle.open(build_bundle(tmp_path_factory.mktemp("gen")), precision="fp32")
+
+
+def rolls(gen: Generator, n: int, controls: Controls = C) -> list[np.ndarray]:
+    return [gen.next_bar(controls).roll for _ in range(n)]
+
+
+def test_a_bar(bundle):
+    bar = Generator(bundle, seed=3).next_bar(C)
+    assert bar.index == 0 and bar.controls == C and bar.gen_seconds > 0
+    assert bar.roll.shape == (1, 3, 16, 64) and bar.roll.dtype == np.uint8
+    assert 0 < len(bar.notes) == len(roll_to_notes(bar.roll))
+    assert all(0 <= n.start < 16 for n in bar.notes)
+
+
+def test_deterministic_for_a_seed(bundle):
+    a, b = rolls(Generator(bundle, seed=7), 4), rolls(Generator(bundle, seed=7), 4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    c = rolls(Generator(bundle, seed=8), 4)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_context_is_the_reencoded_played_bars(bundle):
+    gen = Generator(bundle, seed=1)
+    assert gen.get_state().context_mask.tolist() == [0, 0]
+    first = gen.next_bar(C)
+    state = gen.get_state()
+    assert state.index == 1 and state.context_mask.tolist() == [0, 1]
+    np.testing.assert_array_equal(state.context[1], bundle.encode(roll_to_planes(first.roll))[0])
+    second = gen.next_bar(C)
+    state = gen.get_state()
+    assert state.context_mask.tolist() == [1, 1]
+    np.testing.assert_array_equal(state.context[0], bundle.encode(roll_to_planes(first.roll))[0])
+    np.testing.assert_array_equal(state.context[1], bundle.encode(roll_to_planes(second.roll))[0])
+
+
+def test_context_changes_the_music(bundle):
+    gen = Generator(bundle, seed=1)
+    rolls(gen, 2)
+    with_context = gen.next_bar(C).roll
+    fresh = Generator(bundle, seed=1)
+    fresh.set_state(type(gen.get_state())(2, 1, np.zeros((2, 4, 32), np.float32), np.zeros(2, np.float32)))
+    assert not np.array_equal(fresh.next_bar(C).roll, with_context)
+
+
+def test_state_moves_to_another_process_and_continues(bundle):
+    straight = rolls(Generator(bundle, seed=5), 6)
+    first = Generator(bundle, seed=5)
+    rolls(first, 3)
+    state = pickle.loads(pickle.dumps(first.get_state()))
+    second = Generator(bundle, seed=99)
+    second.set_state(state)
+    assert second.index == 3
+    assert all(np.array_equal(x, y) for x, y in zip(rolls(second, 3), straight[3:], strict=True))
+
+
+def test_rewind_regenerates_with_new_knobs(bundle):
+    gen = Generator(bundle, seed=2)
+    old = rolls(gen, 6)
+    gen.rewind(3)
+    assert gen.index == 3
+    assert np.array_equal(gen.next_bar(C).roll, old[3])  # same knobs: the same bar again
+    gen.rewind(3)
+    changed = gen.next_bar(Controls(style=2.0, tempo_bpm=150.0, mood=1.0))
+    assert changed.index == 3 and not np.array_equal(changed.roll, old[3])
+    assert gen.next_bar(C).index == 4
+    with pytest.raises(MusicBoxError, match="cannot rewind to bar 9"):
+        gen.rewind(9)
+
+
+def test_rewind_history_is_bounded(bundle):
+    gen = Generator(bundle, seed=2, history=2)
+    rolls(gen, 4)
+    gen.rewind(2)
+    with pytest.raises(MusicBoxError, match="go back to bars 2..2"):
+        gen.rewind(1)
+
+
+def test_each_knob_changes_the_bar(bundle):
+    def bar(controls):
+        return Generator(bundle, seed=4).next_bar(controls).roll
+
+    base = bar(C)
+    for changed in (Controls(1.0, 100, 0), Controls(0.5, 100, 0), Controls(0, 160, 0), Controls(0, 100, -1)):
+        assert not np.array_equal(bar(changed), base), changed
+
+
+def test_reseed_keeps_the_context(bundle):
+    gen = Generator(bundle, seed=1)
+    rolls(gen, 2)
+    before = gen.get_state()
+    gen.reseed(11)
+    assert gen.get_state().seed == 11 and gen.get_state().context is before.context
+    same = Generator(bundle, seed=1)
+    rolls(same, 2)
+    assert not np.array_equal(gen.next_bar(C).roll, same.next_bar(C).roll)
+
+
+def test_guidance_batches_cond_and_uncond(bundle, tmp_path, monkeypatch):
+    calls = []
+    real = Bundle.run_denoiser
+
+    def spy(self, feeds):
+        calls.append(feeds["style_w"].copy())
+        return real(self, feeds)
+
+    monkeypatch.setattr(Bundle, "run_denoiser", spy)
+    Generator(bundle).next_bar(C)
+    steps = bundle.manifest.sampler.steps
+    assert len(calls) == steps and all(c.shape == (2, 4) and c[1, -1] == 1 for c in calls)
+    calls.clear()
+    unguided = build_bundle(tmp_path, sampler=SamplerInfo("heun", 3, "flow", 3.0, 1.0, 0.5))
+    Generator(Bundle.open(unguided)).next_bar(C)
+    assert len(calls) == 2 * 3 - 1 and all(c.shape == (1, 4) for c in calls)  # heun: 2 calls but the last
+
+
+def test_set_state_rejects_another_bundles_state(bundle):
+    gen = Generator(bundle)
+    state = gen.get_state()
+    bad = type(state)(0, 0, np.zeros((3, 4, 32), np.float32), np.zeros(3, np.float32))
+    with pytest.raises(MusicBoxError, match="another bundle"):
+        gen.set_state(bad)
