@@ -1,0 +1,129 @@
+"""The terminal backend driven by synthetic key presses through a pipe (and a pty for cbreak mode)."""
+
+from __future__ import annotations
+
+import io
+import os
+import termios
+import threading
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from musicbox.config import load_config
+from musicbox.device import knob_map, open_backend
+from musicbox.device.buttons import Button
+from musicbox.device.terminal import TerminalBackend, parse_keys, render_roll, style_label
+
+STYLES = ("chorale", "folk", "renaissance", "quartet")
+
+
+class Recorder:
+    def __init__(self):
+        self.controls, self.buttons = [], []
+        self.changed = threading.Condition()
+
+    def on_controls(self, c):
+        with self.changed:
+            self.controls.append(c)
+            self.changed.notify_all()
+
+    def on_button(self, b):
+        with self.changed:
+            self.buttons.append(b)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout=3.0):
+        with self.changed:
+            assert self.changed.wait_for(lambda: predicate(self), timeout), (self.controls, self.buttons)
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "box.toml"
+    path.write_text('[knobs]\nbackend = "terminal"\nrate_limit = 0.0\npoll_interval = 0.005\n')
+    return load_config(path)
+
+
+def open_terminal(config, fd):
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=110, color_system=None)
+    return open_backend(config, STYLES, input_fd=fd, console=console), out
+
+
+def test_keys_turn_knobs_and_press_buttons(config):
+    read_fd, write_fd = os.pipe()
+    rec = Recorder()
+    backend, out = open_terminal(config, read_fd)
+    assert isinstance(backend, TerminalBackend)
+    try:
+        backend.start(rec.on_controls, rec.on_button)
+        assert (
+            rec.controls[0].style == 0.0
+            and rec.controls[0].tempo_bpm == 100.0
+            and rec.controls[0].mood == 0.0
+        )
+        os.write(write_fd, b"qqqq")  # four quarter-steps: the next style
+        rec.wait_for(lambda r: r.controls[-1].style == 1.0)
+        os.write(write_fd, b"qq")  # half-way: a blend of folk and renaissance
+        rec.wait_for(lambda r: 1.0 < r.controls[-1].style < 2.0)
+        os.write(write_fd, b"W\x1b[A")  # tempo +10 then +2 (arrow up)
+        rec.wait_for(lambda r: r.controls[-1].tempo_bpm == 112.0)
+        os.write(write_fd, b"ddd")  # mood -0.3
+        rec.wait_for(lambda r: r.controls[-1].mood == pytest.approx(-0.3))
+        os.write(write_fd, b" nrx")
+        rec.wait_for(lambda r: len(r.buttons) == 4)
+        assert rec.buttons == [Button.PLAY_PAUSE, Button.NEXT, Button.SAVE, Button.SHUTDOWN]
+        roll = np.zeros((1, 3, 16, 64), np.uint8)
+        roll[0, 0, 0, 40], roll[0, 0, 1:4, 40], roll[0, 2, 0, 5] = 2, 1, 2
+        backend.show(
+            {"state": "playing", "bar": 12, "style": "folk", "tempo_bpm": 112, "mood": -0.3, "roll": roll}
+        )
+        screen = out.getvalue()
+        assert "bar 12" in screen and "112 BPM" in screen and "folk" in screen and "██" in screen
+        assert "last button: shutdown" in screen
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
+
+
+def test_end_of_input_keeps_the_box_running(config):
+    read_fd, write_fd = os.pipe()
+    backend, _ = open_terminal(config, read_fd)
+    rec = Recorder()
+    backend.start(rec.on_controls, rec.on_button)
+    os.write(write_fd, b"e")
+    os.close(write_fd)
+    rec.wait_for(lambda r: r.controls[-1].mood == pytest.approx(0.1))
+    backend.close()
+    os.close(read_fd)
+
+
+def test_a_tty_is_put_in_cbreak_mode_and_restored(config):
+    leader, follower = os.openpty()
+    before = termios.tcgetattr(follower)
+    backend, _ = open_terminal(config, follower)
+    rec = Recorder()
+    try:
+        backend.start(rec.on_controls, rec.on_button)
+        assert not termios.tcgetattr(follower)[3] & termios.ICANON
+        os.write(leader, b"n")
+        rec.wait_for(lambda r: r.buttons == [Button.NEXT])
+    finally:
+        backend.close()
+    assert termios.tcgetattr(follower) == before
+    os.close(leader), os.close(follower)
+
+
+def test_key_parsing_labels_and_roll():
+    assert parse_keys(b"q\x1b[Dx\x1bOA") == ["q", "left", "x", "up"]
+    assert style_label(1.0, STYLES) == "folk"
+    assert style_label(1.3, STYLES) == "folk 70% + renaissance 30%"
+    text = render_roll(np.zeros((3, 16, 64), np.uint8)).plain
+    assert text.count("\n") == 8 and "██" not in text
+
+
+def test_knob_map_follows_the_config(config):
+    m = knob_map(config, STYLES)
+    assert (m.n_styles, m.min_bpm, m.max_bpm) == (4, 60.0, 160.0)
