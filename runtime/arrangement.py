@@ -89,13 +89,15 @@ class Arrangement:
     def from_dict(cls, d: Mapping[str, Any], where: str) -> Arrangement:
         """Parse a manifest ``arrangement`` object; ``ManifestError`` naming ``where`` if it is wrong."""
         try:
-            arr = cls(tuple(int(p) for p in d["programs"]), str(d["drums"]), float(d["swing"]), d["velocity"])
+            arr = cls(
+                tuple(int(p) for p in d["programs"]), str(d["drums"]), float(d["swing"]), float(d["velocity"])
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise ManifestError(f"{where}: needs programs, drums, swing and velocity ({err})") from err
         _require(arr.programs and all(0 <= p <= 127 for p in arr.programs), where, "programs", "0..127")
         _require(arr.drums in DRUM_PATTERNS, where, "drums", f"one of {', '.join(DRUM_PATTERNS)}")
         _require(0.0 <= arr.swing <= 1.0, where, "swing", "in 0..1")
-        _require(1 <= float(arr.velocity) <= 127, where, "velocity", "in 1..127")
+        _require(1 <= arr.velocity <= 127, where, "velocity", "in 1..127")
         return arr
 
 
