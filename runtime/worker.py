@@ -1,0 +1,245 @@
+"""The worker process: generates and renders bars ahead into the shared ring.
+
+It loads the bundle, the :class:`~musicbox.runtime.generator.Generator` and the
+:class:`~musicbox.runtime.render.Renderer`, then loops:
+
+- heartbeat (``BarRing.beat``: a counter and a monotonic time stamp) at least every ``beat_interval_s``;
+- while playing and the ring has room and fewer than ``ahead_bars`` bars are waiting, make one bar with
+  :meth:`BarProducer.produce_bar` and publish it, then report :class:`Written` (the generator state after
+  the bar, its notes) to the supervisor, *after* publishing, so the supervisor never holds a state for a
+  bar that is not in the ring;
+- otherwise sleep on the command pipe (no busy loop: paused, the process is idle between heartbeats).
+
+Commands (main -> worker): :class:`Play` (write bars from a given bar number and generator state, with
+these controls, under this generation id: used to start, to continue after a restart, to apply a knob
+change at the next bar line and for "next" with a new seed), :class:`Pause`, :class:`Stop`. Generator
+states cross the pipe as plain dicts (see :func:`state_to_dict`) so the main process never imports the
+generator (and onnxruntime with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.ring import BarRing, RingSpec
+
+from musicbox.errors import MusicBoxError
+
+log = logging.getLogger("musicbox.worker")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker loads and how far it runs ahead.
+
+    bundle_path: bundle folder. precision: auto | int8 | int8_dynamic | fp32 (a restarted worker gets the
+    precision the first one chose, so it skips the self-benchmark). memory_budget_mb: MiB of sessions
+    kept, None = all. threads: onnxruntime intra-op threads. soundfont: .sf2/.sf3 path or None (search).
+    gain: synth linear gain. reverb: wet level 0..1. sample_rate: Hz. ahead_bars: bars written ahead of the
+    playing one. beat_interval_s: seconds between heartbeats when idle.
+    """
+
+    bundle_path: Path
+    precision: str = "auto"
+    memory_budget_mb: float | None = None
+    threads: int = 1
+    soundfont: Path | None = None
+    gain: float = 0.5
+    reverb: float = 0.2
+    sample_rate: int = 44100
+    ahead_bars: int = 4
+    beat_interval_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class Play:
+    """Write bars ``from_bar``, ``from_bar + 1``, ... continuing from ``state`` (None = a fresh start
+    with ``seed``), for ``controls``, tagged with generation ``gen``. ``seam``: the bars before were
+    rendered by someone else or discarded, so release held notes first."""
+
+    from_bar: int
+    state: dict | None
+    controls: Controls
+    gen: int
+    seed: int = 0
+    seam: bool = False
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Stop generating until the next :class:`Play`."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Exit the worker."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker has loaded everything (``load_s`` seconds) and uses ``precision``."""
+
+    pid: int
+    precision: str
+    load_s: float
+
+
+@dataclass(frozen=True)
+class Written:
+    """Bar ``bar`` of generation ``gen`` is in the ring; ``state`` continues after it.
+
+    notes: the bar's notes (``pianoroll.Note``, start in steps from the bar line). gen_s / render_s:
+    seconds spent generating / rendering it."""
+
+    bar: int
+    gen: int
+    state: dict
+    controls: Controls
+    notes: list = field(default_factory=list)
+    gen_s: float = 0.0
+    render_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The worker cannot go on: ``error`` is the MusicBoxError subclass name, ``exit_code`` its code."""
+
+    error: str
+    message: str
+    exit_code: int
+
+
+def state_to_dict(state) -> dict:
+    """A GeneratorState as a plain dict of ints and numpy arrays (picklable without the generator)."""
+    return {"index": state.index, "seed": state.seed, "context": state.context, "mask": state.context_mask}
+
+
+class BarProducer:
+    """Generator + Renderer: one call makes the PCM of the next bar."""
+
+    def __init__(self, settings: WorkerSettings):
+        from musicbox.runtime.bundle import Bundle
+        from musicbox.runtime.generator import Generator
+        from musicbox.runtime.render import Renderer
+
+        self.bundle = Bundle.open(
+            settings.bundle_path, settings.precision, settings.memory_budget_mb, settings.threads
+        )
+        self.generator = Generator(self.bundle)
+        self.renderer = Renderer(
+            self.bundle.manifest,
+            settings.soundfont,
+            settings.sample_rate,
+            gain=settings.gain,
+            reverb=settings.reverb,
+        )
+        self.rep = self.bundle.manifest.representation.pianoroll()
+        self._fresh = self.generator.get_state()  # bar 0 of a new piece
+
+    def make_state(self, d: dict | None, seed: int):
+        """A GeneratorState from :func:`state_to_dict`'s dict (None: bar 0 of a fresh piece), reseeded."""
+        from musicbox.runtime.generator import GeneratorState
+
+        if d is None:
+            self.generator.set_state(self._fresh)
+        else:
+            self.generator.set_state(GeneratorState(d["index"], d["seed"], d["context"], d["mask"]))
+        if seed != self.generator.get_state().seed:
+            self.generator.reseed(seed)
+        return self.generator.get_state()
+
+    def produce_bar(self, state, controls: Controls):
+        """One bar from ``state``: returns (pcm float32 [frames, 2], Bar, the state after the bar)."""
+        if state is not self.generator.get_state():
+            self.generator.set_state(state)
+        bar = self.generator.next_bar(controls)
+        pcm = self.renderer.render_roll(bar.roll, controls, self.rep)
+        return pcm, bar, self.generator.get_state()
+
+    def seam(self) -> None:
+        """The previous bar rendered is not the one before the next: release its held notes."""
+        self.renderer.release()
+
+    def close(self) -> None:
+        """Free the synth and the sessions."""
+        self.renderer.close()
+        self.bundle.close()
+
+
+class _Job:
+    """What the worker is writing: the next bar number, its state, controls and generation."""
+
+    def __init__(self, play: Play, state):
+        self.bar, self.state, self.controls, self.gen = play.from_bar, state, play.controls, play.gen
+
+
+def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> None:
+    """Entry point of the worker process (multiprocessing target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor stops us
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ring = BarRing.attach(spec)
+    pid = os.getpid()
+    ring.beat(pid)
+    start = time.monotonic()
+    try:
+        producer = BarProducer(settings)
+    except MusicBoxError as exc:
+        conn.send(Failed(type(exc).__name__, str(exc), exc.exit_code))
+        return
+    conn.send(Ready(pid, producer.bundle.precision, time.monotonic() - start))
+    try:
+        _loop(ring, producer, settings, conn, pid)
+    except (EOFError, BrokenPipeError):
+        pass  # the main process is gone: nothing to play for
+    except MusicBoxError as exc:
+        conn.send(Failed(type(exc).__name__, str(exc), exc.exit_code))
+    finally:
+        producer.close()
+        ring.close()
+
+
+def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: Connection, pid: int):
+    job: _Job | None = None
+    while True:
+        ring.beat(pid)
+        busy = job is not None and _wants_bar(ring, job, settings.ahead_bars)
+        if conn.poll(0 if busy else settings.beat_interval_s):
+            message = conn.recv()
+            if isinstance(message, Stop):
+                return
+            job = _start(message, producer) if isinstance(message, Play) else None
+            continue
+        if busy:
+            _write_one(ring, producer, job, conn)
+
+
+def _wants_bar(ring: BarRing, job: _Job, ahead_bars: int) -> bool:
+    """True when the job's next bar is within ``ahead_bars`` of the playing bar and its slot is free."""
+    _, playing_bar, _ = ring.playing()
+    return job.bar <= playing_bar + ahead_bars and ring.has_room()
+
+
+def _start(play: Play, producer: BarProducer) -> _Job:
+    if play.seam:
+        producer.seam()
+    return _Job(play, producer.make_state(play.state, play.seed))
+
+
+def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection) -> None:
+    """Produce, publish and report the job's next bar."""
+    t0 = time.perf_counter()
+    pcm, bar, state = producer.produce_bar(job.state, job.controls)
+    render_s = time.perf_counter() - t0 - bar.gen_seconds
+    ring.write_bar(job.bar, job.gen, np.ascontiguousarray(pcm, dtype=np.float32))
+    conn.send(
+        Written(job.bar, job.gen, state_to_dict(state), job.controls, bar.notes, bar.gen_seconds, render_s)
+    )
+    job.bar, job.state = job.bar + 1, state
