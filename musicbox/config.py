@@ -233,6 +233,12 @@ def firmware_dir() -> Path:
     )
 
 
+def shipped_bundle() -> Path:
+    """The bundle shipped with musicbox (``assets/bundle`` next to ``firmware_config``), used when
+    ``[bundle] path`` is empty."""
+    return firmware_dir().parent / "assets" / "bundle"
+
+
 def find_config_file() -> Path | None:
     """The box's own file: $MUSICBOX_CONFIG, else the first existing of :data:`SEARCH_PATHS`."""
     env = os.environ.get("MUSICBOX_CONFIG")
@@ -255,7 +261,7 @@ def load_config(path: str | os.PathLike | None = None) -> BoxConfig:
         user = _parse_document(_read_toml(user_file), user_file, partial=True)
         _merge(merged, user, origin, user_file, "")
     config = _assemble(merged, user_file)
-    _check(config, lambda key: origin.get(key, defaults_file))
+    _check(config, _Origin(origin, defaults_file))
     return config
 
 
@@ -477,45 +483,77 @@ def _int_list(path: Path, doc: dict, key: str, label: str | None = None) -> tupl
     return tuple(values)
 
 
-def _check(config: BoxConfig, where) -> None:
+@dataclass(frozen=True)
+class _Origin:
+    """Which file set each dotted key: ``user`` maps the keys the box's own file set."""
+
+    user: Mapping[str, Path]
+    defaults: Path
+
+    def __call__(self, key: str) -> Path:
+        return self.user.get(key.split("[")[0], self.defaults)
+
+    def blame(self, key: str, other: str) -> tuple[str, str]:
+        """Of two clashing keys, the one to report first: the one the user's file set, if any."""
+        return (other, key) if self(key) == self.defaults and self(other) != self.defaults else (key, other)
+
+
+def _check(config: BoxConfig, where: _Origin) -> None:
     """Cross-field checks; ``where(dotted_key)`` is the file that set that key."""
     knobs = config.knobs
     if knobs.min_bpm >= knobs.max_bpm:
+        key = where.blame("knobs.max_bpm", "knobs.min_bpm")[0]
         _fail(
-            where("knobs.max_bpm"),
-            "knobs.max_bpm",
-            f"{knobs.max_bpm:g} <= knobs.min_bpm",
-            "more than min_bpm",
+            where(key),
+            key,
+            f"min_bpm {knobs.min_bpm:g} >= max_bpm {knobs.max_bpm:g}",
+            "min_bpm less than max_bpm",
         )
     if knobs.backend == "scripted" and (knobs.script is None or not knobs.script.is_file()):
+        problem = f"no such file {knobs.script}" if knobs.script else "no script given"
         _fail(
-            where("knobs.script"),
+            where(where.blame("knobs.script", "knobs.backend")[0]),
             "knobs.script",
-            f"no such file {knobs.script}",
+            problem,
             'an existing JSON script when backend = "scripted"',
         )
     if knobs.input == "adc":
-        _check_adc(config, where)
-    _check_pins(config, where)
+        adc = config.knobs.adc
+        _no_clash({f"knobs.adc.{k}": getattr(adc, k) for k in ("style", "tempo", "mood")}, where, "channel")
+        _check_spi(config, where)
+    pins = used_pins(config)
+    _no_clash(pins, where, "pin")
+    for key, pin in pins.items():
+        _check_pin(config.board, key, pin, where)
 
 
-def _check_adc(config: BoxConfig, where) -> None:
-    adc = config.knobs.adc
+def _no_clash(values: Mapping[str, int], where: _Origin, noun: str) -> None:
     seen: dict[int, str] = {}
-    for knob in ("style", "tempo", "mood"):
-        key, channel = f"knobs.adc.{knob}", getattr(adc, knob)
-        if channel in seen:
-            _fail(
-                where(key), key, f"channel {channel} is also {seen[channel]}", "a channel no other knob uses"
-            )
-        seen[channel] = key
-    board = config.board
+    for key, value in values.items():
+        if value in seen:
+            key, other = where.blame(key, seen[value])
+            _fail(where(key), key, f"{noun} {value} is also {other}", f"a {noun} nothing else uses")
+        seen[value] = key
+
+
+def _check_spi(config: BoxConfig, where: _Origin) -> None:
+    adc, board = config.knobs.adc, config.board
     if board.known and (adc.spi_port, adc.spi_device) not in board.spi:
+        key = where.blame("knobs.adc.spi_device", "knobs.adc.spi_port")[0]
         _fail(
-            where("knobs.adc.spi_device"),
-            "knobs.adc.spi_device",
+            where(key),
+            key,
             f"SPI {adc.spi_port}.{adc.spi_device} is not on {board.label}",
             "[port, chip select] one of " + ", ".join(f"{p}.{d}" for p, d in board.spi),
+        )
+
+
+def _check_pin(board: BoardConfig, key: str, pin: int, where: _Origin) -> None:
+    if board.known and pin not in board.pins:
+        use = next((name for name, ps in board.reserved.items() if pin in ps), None)
+        problem = f"pin {pin} is reserved for {use}" if use else f"{board.label} has no free GPIO {pin}"
+        _fail(
+            where(key), key, f"{problem} on {board.label}", "the BCM pins " + ", ".join(map(str, board.pins))
         )
 
 
@@ -529,16 +567,3 @@ def used_pins(config: BoxConfig) -> dict[str, int]:
             pins[f"knobs.encoder.{knob}[0]"] = a
             pins[f"knobs.encoder.{knob}[1]"] = b
     return pins
-
-
-def _check_pins(config: BoxConfig, where) -> None:
-    board, seen = config.board, {}
-    for key, pin in used_pins(config).items():
-        file = where(key.split("[")[0])
-        if pin in seen:
-            _fail(file, key, f"pin {pin} is also {seen[pin]}", "a pin nothing else uses")
-        seen[pin] = key
-        if board.known and pin not in board.pins:
-            use = next((name for name, ps in board.reserved.items() if pin in ps), None)
-            problem = f"pin {pin} is reserved for {use}" if use else f"{board.label} has no free GPIO {pin}"
-            _fail(file, key, f"{problem} on {board.label}", "the BCM pins " + ", ".join(map(str, board.pins)))

@@ -9,12 +9,12 @@ import threading
 
 import numpy as np
 import pytest
-from rich.console import Console
-
-from musicbox.config import load_config
 from musicbox.device import knob_map, open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.terminal import TerminalBackend, parse_keys, render_roll, style_label
+from rich.console import Console
+
+from musicbox.config import load_config
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")
 

@@ -1,0 +1,265 @@
+"""`musicbox doctor`: is this machine ready to be a music box? One check per row, each with its fix.
+
+Every check returns a :class:`Check` (ok / warn / fail, what was found, how to fix it); a check that
+crashes becomes a failing row naming the exception, so the doctor always finishes its table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from musicbox.device.board import BoardInfo, detect_board
+
+from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
+from musicbox.errors import MusicBoxError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target
+SERVICE_FILES = (
+    "/etc/systemd/system/musicbox.service",
+    "/lib/systemd/system/musicbox.service",
+    "/usr/lib/systemd/system/musicbox.service",
+    "~/.config/systemd/user/musicbox.service",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row: ``name`` of the check, ``status`` ok | warn | fail, ``detail`` found, ``fix`` if not ok."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_checks(config_path: str | os.PathLike | None = None, root: Path = Path("/")) -> list[Check]:
+    """All checks, in table order. ``config_path``: the box's file (None = the usual search)."""
+    config_check, config = check_config(config_path)
+    board = detect_board(root)
+    checks: list[Callable[[], Check]] = [
+        lambda: check_board(board, config),
+        lambda: check_cpu(board, config),
+        lambda: check_audio(config),
+        lambda: check_soundfont(config),
+        lambda: check_knobs(config),
+        lambda: check_bundle(config),
+        lambda: check_memory(config, root),
+        lambda: check_disk(config),
+        check_service,
+    ]
+    return [config_check] + [_safely(check) for check in checks]
+
+
+def _safely(check: Callable[[], Check]) -> Check:
+    try:
+        return check()
+    except Exception as exc:  # a doctor reports every failure as a row, never a traceback
+        name = getattr(check, "__name__", "check").removeprefix("check_")
+        return Check(
+            name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}", "report this as a bug"
+        )
+
+
+def check_config(path) -> tuple[Check, BoxConfig]:
+    """The configuration loads; on error the row explains it and the defaults are used for the rest."""
+    try:
+        config = load_config(path)
+    except MusicBoxError as exc:
+        fix = "fix that key; firmware_config/musicbox.toml documents every key and its allowed values"
+        return Check("config", FAIL, str(exc), fix), load_config(firmware_dir() / "musicbox.toml")
+    source = str(config.source) if config.source else "defaults only (no musicbox.toml found)"
+    return Check("config", OK, source), config
+
+
+def check_board(board: BoardInfo, config: BoxConfig) -> Check:
+    """Which board this is, and whether the configured pin map is for it."""
+    detail = f"{board.name}: {board.model} ({board.machine}, {board.cores} cores)"
+    if config.board.known and board.name != config.board.name:
+        fix = f'set [board] name = "auto" (detected {board.name}) or check the board file'
+        return Check("board", WARN, f"{detail}; config says {config.board.name}", fix)
+    if board.name == "none":
+        return Check(
+            "board", WARN, f"{detail}: no Raspberry Pi or Jetson", "knobs use the terminal backend here"
+        )
+    return Check("board", OK, detail)
+
+
+def check_cpu(board: BoardInfo, config: BoxConfig) -> Check:
+    """CPU features: dot-product (or AVX2/VNNI) means INT8, otherwise FP32."""
+    if board.is_arm:
+        found = "dot-product (asimddp)" if board.dotprod else "no dot-product (asimddp)"
+    else:
+        found = ", ".join(sorted({"avx2", "avx512_vnni", "avx_vnni"} & board.cpu_features)) or "no AVX2/VNNI"
+    detail = f"{found} -> {board.recommended_precision.upper()}"
+    chosen = config.bundle.precision
+    if chosen.startswith("int8") and not board.int8_fast:
+        fix = 'INT8 is slower than FP32 on this CPU: set [bundle] precision = "auto" or "fp32"'
+        return Check("cpu", WARN, f"{detail}; config forces {chosen}", fix)
+    return Check("cpu", OK, detail)
+
+
+def check_audio(config: BoxConfig) -> Check:
+    """PortAudio loads and has an output device (the configured one, if any)."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        fix = "sudo apt install libportaudio2 && pip install sounddevice"
+        return Check("audio", FAIL, f"sounddevice/PortAudio unusable: {exc}", fix)
+    try:
+        devices = [d for d in sounddevice.query_devices() if d["max_output_channels"] > 0]
+    except sounddevice.PortAudioError as exc:
+        return Check("audio", FAIL, f"PortAudio error: {exc}", "check `aplay -l` and firmware_config/alsa/")
+    if not devices:
+        fix = "no sound card: `aplay -l`; for an I2S DAC HAT see firmware_config/alsa/asound.conf"
+        return Check("audio", FAIL, "no output device", fix)
+    names = [d["name"] for d in devices]
+    wanted = config.audio.device
+    by_index = wanted.isdigit() and int(wanted) < len(sounddevice.query_devices())
+    if wanted and not by_index and not any(wanted in name for name in names):
+        fix = 'set [audio] device to one of those names, or "" for the default'
+        return Check("audio", FAIL, f"no device matches {wanted!r}; have {', '.join(names)}", fix)
+    return Check("audio", OK, f"{len(names)} output device(s): {', '.join(names[:4])}")
+
+
+def check_soundfont(config: BoxConfig) -> Check:
+    """A General MIDI SoundFont is found (the configured one, else the usual places)."""
+    from musicbox.runtime.soundfont import find_soundfont
+
+    try:
+        path = find_soundfont(config.synth.soundfont)
+    except MusicBoxError as exc:
+        return Check("soundfont", FAIL, "none usable", str(exc))
+    return Check("soundfont", OK, f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+def check_knobs(config: BoxConfig) -> Check:
+    """The knob backend the box would open, opened for real (and closed again)."""
+    from musicbox.device import open_backend
+
+    try:
+        backend = open_backend(config, ["style"])
+    except MusicBoxError as exc:
+        fix = "see firmware_config/WIRING.md; a running service holds the pins (systemctl stop musicbox)"
+        return Check("knobs", FAIL, f"{config.knobs.backend}: {exc}", fix)
+    backend.close()
+    detail = f"{config.knobs.backend} -> {backend.name}"
+    if backend.name == "none":
+        fix = "the box plays fixed controls: wire knobs (WIRING.md) or run `musicbox play` in a terminal"
+        return Check("knobs", WARN, detail, fix)
+    return Check("knobs", OK, detail)
+
+
+def check_bundle(config: BoxConfig) -> Check:
+    """The bundle's manifest is valid and every file of every variant has its size and sha256."""
+    root = config.bundle.path or shipped_bundle()
+    if not (root / "manifest.json").is_file():
+        fix = "set [bundle] path to a bundle folder, or build one with `musicbox quantize`"
+        return Check("bundle", FAIL, f"{root}: no manifest.json", fix)
+    try:
+        count = _verify_bundle(root)
+    except MusicBoxError as exc:
+        return Check(
+            "bundle", FAIL, str(exc), "re-copy the bundle folder or rebuild it with `musicbox quantize`"
+        )
+    return Check("bundle", OK, f"{root}: {count} files, sizes and sha256 match")
+
+
+def _verify_bundle(root: Path) -> int:
+    """Verify with the runtime's own loader; without onnxruntime, hash the manifest's files directly."""
+    try:
+        from musicbox.runtime.bundle import verify_variant
+        from musicbox.runtime.manifest import load_manifest
+    except ImportError:
+        return _hash_manifest_files(root)
+    manifest = load_manifest(root / "manifest.json")
+    files = 0
+    for variant in manifest.variants.values():
+        verify_variant(root, variant)
+        files += sum(1 + (stage.external_data is not None) for stage in variant.files())
+    return files
+
+
+def _hash_manifest_files(root: Path) -> int:
+    from musicbox.errors import BundleError
+
+    entries = list(_file_entries(json.loads((root / "manifest.json").read_text())))
+    for entry in entries:
+        path = root / entry["file"]
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            raise BundleError(f"{path}: missing or not {entry['bytes']} bytes")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            raise BundleError(f"{path}: sha256 differs from the manifest's")
+    return len(entries)
+
+
+def _file_entries(node):
+    """Every ``{"file", "sha256", "bytes"}`` object anywhere in a manifest."""
+    if isinstance(node, dict):
+        if {"file", "sha256", "bytes"} <= node.keys():
+            yield node
+        for value in node.values():
+            yield from _file_entries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _file_entries(value)
+
+
+def check_memory(config: BoxConfig, root: Path = Path("/")) -> Check:
+    """Available memory (MemAvailable) against what the box needs: 150 MiB + the bundle budget."""
+    meminfo = _meminfo(root)
+    if "MemAvailable" not in meminfo:
+        return Check("memory", WARN, "/proc/meminfo unreadable", "")
+    free_mb, total_mb = meminfo["MemAvailable"] / 1024, meminfo.get("MemTotal", 0) / 1024
+    need = BOX_MB + config.bundle.memory_budget_mb
+    detail = f"{free_mb:.0f} MiB available of {total_mb:.0f} MiB; the box needs ~{need} MiB"
+    if free_mb < need:
+        fix = "stop other services, or set [bundle] memory_budget_mb lower to stream the model's shards"
+        return Check("memory", FAIL, detail, fix)
+    return Check("memory", OK, detail)
+
+
+def _meminfo(root: Path) -> dict[str, int]:
+    try:
+        lines = (root / "proc/meminfo").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        if value.split() and value.split()[0].isdigit():
+            out[key] = int(value.split()[0])  # KiB
+    return out
+
+
+def check_disk(config: BoxConfig) -> Check:
+    """Free space where SAVE writes: room for ``minutes_kept`` minutes of 16-bit stereo audio."""
+    folder = config.recording.folder
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free_mb = shutil.disk_usage(existing).free / 2**20
+    need = config.recording.minutes_kept * 60 * config.audio.sample_rate * 4 / 2**20
+    detail = f"{free_mb:.0f} MiB free at {existing}; a save needs ~{need:.0f} MiB"
+    if free_mb < need:
+        return Check("disk", FAIL, detail, "free some space, or lower [recording] minutes_kept")
+    if not os.access(existing, os.W_OK):
+        return Check(
+            "disk", FAIL, f"{existing} is not writable", "set [recording] folder to a writable folder"
+        )
+    return Check("disk", OK, detail)
+
+
+def check_service() -> Check:
+    """The systemd unit is installed (the box starts at boot)."""
+    found = [Path(p).expanduser() for p in SERVICE_FILES if Path(p).expanduser().is_file()]
+    if found:
+        return Check("service", OK, f"installed: {found[0]}")
+    return Check("service", WARN, "musicbox.service not installed", "sudo musicbox install-service")
