@@ -1,12 +1,227 @@
-"""`musicbox bench`: placeholder until its issue lands."""
+"""`musicbox bench`: the DESIGN.md host figures, each against its target, as a table and JSON.
 
-from musicbox.errors import MusicBoxError
+``musicbox bench [all]`` measures, in one run:
+
+- generation real-time factor (bar generation time / bar duration), INT8 and FP32 generators interleaved
+  bar by bar (side by side, same seed and knobs), p50/p95, and the INT8 speed-up;
+- synth real-time factor (``render.measure_synth_rtf``);
+- process start -> first audio sample, and the peak RSS of that process: ``musicbox render`` in a
+  subprocess, timed from spawn to its first bar line (printed once the first bar's audio exists);
+- CPU seconds per minute of music (generation + synthesis, this process);
+- knob change -> first changed bar: after a rewind to the next bar line, the first regenerated bar
+  differs (in bars; 1 = at the next bar line) and its regeneration time must fit in a bar.
+
+``musicbox bench soak --minutes M --kill-every S`` runs the paced soak (``musicbox.runtime.soak``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+TARGETS = {
+    "generation_rtf_int8_p95": ("<=", 0.01),
+    "int8_speedup_per_bar": (">=", 2.0),
+    "synth_rtf_p95": ("<=", 0.02),
+    "start_to_first_audio_s": ("<=", 1.5),
+    "peak_rss_mb": ("<=", 150.0),
+    "cpu_seconds_per_music_minute": ("<=", 1.5),
+    "knob_to_change_bars": ("<=", 1.0),
+}
 
 
 def register(sub):
-    p = sub.add_parser("bench", help="(not built yet)")
+    p = sub.add_parser("bench", help="measure the DESIGN.md targets (or `bench soak`)")
+    p.add_argument("mode", nargs="?", choices=("all", "soak"), default="all", help="all figures, or the soak")
+    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
+    p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
+    p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes to play (default 30)")
+    p.add_argument("--kill-every", type=float, default=60.0, help="soak: kill the worker every S seconds")
     p.set_defaults(run=run)
 
 
-def run(args):
-    raise MusicBoxError("`musicbox bench` is not built yet")
+def run(args) -> int:
+    if args.mode == "soak":
+        from musicbox.runtime import soak
+
+        return soak.run(args)
+    from musicbox.commands.render import resolve_bundle
+
+    root = resolve_bundle(args.bundle)
+    figures = measure_all(root, max(2, args.bars))
+    _print_table(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def measure_all(root: Path, bars: int) -> dict:
+    """Every figure; ``results`` maps a name to ``{"value", "target", "ok"}`` plus details."""
+    from musicbox.runtime.bundle import Bundle
+
+    base = Bundle.open(root, precision="fp32")
+    int8 = next((p for p in ("int8", "int8_dynamic") if p in base.manifest.variants), None)
+    details: dict = {"bundle": str(root), "bars": bars}
+    values: dict = {}
+    gen = _generation(root, int8, bars)
+    details["generation"] = gen
+    if int8:
+        values["generation_rtf_int8_p95"] = gen[int8]["rtf_p95"]
+        values["int8_speedup_per_bar"] = gen["speedup_p50"]
+    synth, cpu = _synth_and_cpu(root, int8 or "fp32", bars)
+    details["synth"] = synth
+    values["synth_rtf_p95"] = synth["rtf_p95"]
+    values["cpu_seconds_per_music_minute"] = cpu
+    start = _start_and_rss(root)
+    details["start"] = start
+    values["start_to_first_audio_s"] = start["first_audio_s"]
+    values["peak_rss_mb"] = start["peak_rss_mb"]
+    knob = _knob_change(root, int8 or "fp32")
+    details["knob"] = knob
+    values["knob_to_change_bars"] = knob["worst_bars"]
+    return {"results": {k: _judge(k, v) for k, v in values.items()}, "details": details}
+
+
+def _judge(name: str, value: float | None) -> dict:
+    """``value`` against its target; None (never happened, e.g. a knob that changed nothing) fails."""
+    op, target = TARGETS[name]
+    if value is None:
+        return {"value": None, "target": f"{op} {target}", "ok": False}
+    ok = value <= target if op == "<=" else value >= target
+    return {"value": round(float(value), 5), "target": f"{op} {target}", "ok": bool(ok)}
+
+
+def _pcts(values) -> dict:
+    import numpy as np
+
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+
+
+def _generation(root: Path, int8: str | None, bars: int) -> dict:
+    """INT8 and FP32 generators interleaved bar by bar (one thread each, same seed and knobs)."""
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.generator import Generator
+
+    controls = Controls()
+    precisions = [p for p in (int8, "fp32") if p]
+    gens = {p: Generator(Bundle.open(root, precision=p), seed=0) for p in precisions}
+    for g in gens.values():
+        g.next_bar(controls)  # warm-up: session creation is start-up, not generation
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    for _ in range(bars):
+        for p, g in gens.items():
+            times[p].append(g.next_bar(controls).gen_seconds)
+    bar_s = controls.bar_seconds()
+    out: dict = {}
+    for p in precisions:
+        ms = _pcts([t * 1e3 for t in times[p]])
+        out[p] = {"bar_ms_p50": ms["p50"], "bar_ms_p95": ms["p95"]}
+        out[p].update({"rtf_p50": ms["p50"] / 1e3 / bar_s, "rtf_p95": ms["p95"] / 1e3 / bar_s})
+    if int8:
+        out["speedup_p50"] = out["fp32"]["bar_ms_p50"] / out[int8]["bar_ms_p50"]
+    return out
+
+
+def _synth_and_cpu(root: Path, precision: str, bars: int) -> tuple[dict, float]:
+    """Synth RTF over generated bars, and CPU seconds (generation + synthesis) per minute of music."""
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.generator import Generator
+    from musicbox.runtime.render import Renderer, measure_synth_rtf
+
+    bundle = Bundle.open(root, precision=precision)
+    gen, controls = Generator(bundle, seed=1), Controls()
+    renderer = Renderer(bundle.manifest)
+    renderer.render_roll(gen.next_bar(controls).roll, controls)  # warm-up: presets, sessions
+    cpu0, music = time.process_time(), 0.0
+    rolls = []
+    for _ in range(bars):
+        bar = gen.next_bar(controls)
+        music += len(renderer.render_roll(bar.roll, controls)) / renderer.sample_rate
+        rolls.append(bar.roll[0])
+    cpu_per_minute = (time.process_time() - cpu0) / (music / 60.0)
+    import numpy as np
+
+    synth = measure_synth_rtf(renderer, np.stack(rolls), controls)
+    renderer.close()
+    return synth, cpu_per_minute
+
+
+def _start_and_rss(root: Path) -> dict:
+    """Spawn ``musicbox render`` for 4 bars: seconds until its first bar line, and its peak RSS."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "musicbox.cli", "render", "--seconds", "9.6", "--bundle", str(root)]
+        cmd += ["--out", str(Path(tmp) / "start.wav")]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first, lines = None, []
+        for line in proc.stdout:
+            lines.append(line)
+            if first is None and line.startswith("bar "):
+                first = time.perf_counter() - t0
+        err = proc.stderr.read()
+        if proc.wait() != 0 or first is None:
+            raise RuntimeError(f"`{' '.join(cmd)}` failed: {err.strip()[-500:]}")
+    summary = lines[-1]
+    peak = float(summary.rsplit("peak RSS", 1)[1].split()[0])
+    return {"first_audio_s": first, "peak_rss_mb": peak, "command": " ".join(cmd[1:])}
+
+
+def _knob_change(root: Path, precision: str) -> dict:
+    """For each knob: rewind to the next bar line, regenerate with the knob turned; bars until a bar
+    differs from the unchanged timeline (1 = the very next bar) and the regeneration time."""
+    import numpy as np
+
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.generator import Generator
+
+    base = Controls()
+    gen = Generator(Bundle.open(root, precision=precision), seed=2)
+    timeline = [gen.next_bar(base) for _ in range(8)]
+    turns = {"style": replace(base, style=1.0), "tempo": replace(base, tempo_bpm=150.0)}
+    turns["mood"] = replace(base, mood=1.0)
+    out: dict = {}
+    for name, turned in turns.items():
+        gen.rewind(4)
+        bars, regen = None, []
+        for i, old in enumerate(timeline[4:], start=1):
+            t0 = time.perf_counter()
+            new = gen.next_bar(turned)
+            regen.append(time.perf_counter() - t0)
+            if not np.array_equal(new.roll, old.roll) or turned.tempo_bpm != old.controls.tempo_bpm:
+                bars = i
+                break
+        out[name] = {"bars": bars, "regen_ms": regen[0] * 1e3, "bar_ms": turned.bar_seconds() * 1e3}
+    changed = [v["bars"] for v in out.values()]
+    out["worst_bars"] = None if None in changed else max(changed)
+    return out
+
+
+def _print_table(figures: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="musicbox bench (DESIGN.md targets)")
+    for col in ("figure", "value", "target", "ok"):
+        table.add_column(col)
+    for name, r in figures["results"].items():
+        value = "never" if r["value"] is None else f"{r['value']:.4g}"
+        table.add_row(name, value, r["target"], "[green]yes[/]" if r["ok"] else "[red]NO[/]")
+    console = Console()
+    console.print(table)
+    gen = figures["details"]["generation"]
+    for p, g in gen.items():
+        if isinstance(g, dict):
+            console.print(
+                f"generation {p}: {g['bar_ms_p50']:.2f} / {g['bar_ms_p95']:.2f} ms per bar (p50/p95), "
+                f"RTF {g['rtf_p50']:.4f} / {g['rtf_p95']:.4f}"
+            )

@@ -1,12 +1,192 @@
-"""`musicbox render`: placeholder until its issue lands."""
+"""`musicbox render`: generate and render music offline, as fast as the machine allows, to a WAV file.
 
-from musicbox.errors import MusicBoxError
+Bar by bar: the generator writes a bar for the current knobs, the renderer plays it; a ``--script``
+of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is applied at the first bar
+line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from musicbox.errors import ConfigError, MusicBoxError
+
+PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
+KNOBS = ("style", "tempo", "mood")
+FADE_SECONDS = 0.02
 
 
 def register(sub):
-    p = sub.add_parser("render", help="(not built yet)")
+    p = sub.add_parser("render", help="render music offline to a WAV (and MIDI) file")
+    p.add_argument("--seconds", type=float, required=True, help="length of music to write (s)")
+    p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
+    p.add_argument("--style", help="style name or knob position 0..n_styles-1 (default: the first style)")
+    p.add_argument("--tempo", type=float, default=100.0, help="beats per minute (default 100)")
+    p.add_argument("--mood", type=float, default=0.0, help="-1 dark .. +1 bright (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="model variant (default auto)")
+    p.add_argument("--threads", type=int, default=1, help="inference threads (0 = all cores but one)")
+    p.add_argument("--soundfont", type=Path, help="a .sf2/.sf3 (default: search the usual places)")
+    p.add_argument("--script", type=Path, help='JSON list of knob changes [{"at": s, "style": 1.5}, ...]')
+    p.add_argument("--out", type=Path, required=True, help="WAV file to write")
+    p.add_argument("--midi", type=Path, help="also write a standard MIDI file, one track per part")
     p.set_defaults(run=run)
 
 
-def run(args):
-    raise MusicBoxError("`musicbox render` is not built yet")
+def default_bundle() -> Path:
+    """The bundle shipped with the package (``assets/bundle`` next to the ``musicbox`` package)."""
+    import musicbox
+
+    return Path(musicbox.__file__).resolve().parents[1] / "assets" / "bundle"
+
+
+def resolve_bundle(path: Path | None) -> Path:
+    """``path``, or the shipped bundle; a clear error when there is none."""
+    if path is not None:
+        return path
+    shipped = default_bundle()
+    if not (shipped / "manifest.json").is_file():
+        raise MusicBoxError(
+            f"no bundle shipped yet ({shipped} is missing); pass --bundle DIR, a folder written by "
+            "`musicbox quantize`"
+        )
+    return shipped
+
+
+def parse_style(value: str | None, manifest) -> float:
+    """A style name or a number -> knob position (default: the first style, 0)."""
+    if value is None:
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        return float(manifest.controls.style_index(value))
+
+
+def load_script(path: Path | None) -> list[dict]:
+    """Knob changes sorted by time: ``[{"at": s, "style"|"tempo"|"mood": value, ...}]`` (ConfigError)."""
+    if path is None:
+        return []
+    try:
+        items = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the knob script ({exc})") from exc
+    if not isinstance(items, list):
+        raise ConfigError(f'{path}: must be a JSON list of {{"at": seconds, "style"|"tempo"|"mood": value}}')
+    for i, item in enumerate(items):
+        _check_event(path, i, item)
+    return sorted(items, key=lambda e: e["at"])
+
+
+def _check_event(path: Path, i: int, item) -> None:
+    where = f"{path}: item {i}"
+    if not isinstance(item, dict) or not isinstance(item.get("at"), (int, float)) or item["at"] < 0:
+        raise ConfigError(f'{where}: needs "at": seconds >= 0')
+    knobs = set(item) - {"at"}
+    if not knobs or not knobs <= set(KNOBS):
+        raise ConfigError(f"{where}: set one or more of {', '.join(KNOBS)} (got {sorted(knobs)})")
+    if not all(
+        isinstance(item[k], (int, float)) or (k == "style" and isinstance(item[k], str)) for k in knobs
+    ):
+        raise ConfigError(f"{where}: knob values are numbers (style may be a name)")
+
+
+def apply_events(controls, events: list[dict], now: float, manifest):
+    """Controls after every event with ``at <= now`` (consumed from ``events``)."""
+    from dataclasses import replace
+
+    while events and events[0]["at"] <= now + 1e-9:
+        event = events.pop(0)
+        if "style" in event:
+            controls = replace(controls, style=parse_style(str(event["style"]), manifest))
+        if "tempo" in event:
+            controls = replace(controls, tempo_bpm=float(event["tempo"]))
+        if "mood" in event:
+            controls = replace(controls, mood=float(event["mood"]))
+    return controls
+
+
+def run(args) -> int:
+    import numpy as np
+    import soundfile
+
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.generator import Generator
+    from musicbox.runtime.render import Renderer
+
+    if args.seconds <= 0:
+        raise ConfigError("--seconds must be > 0")
+    bundle = Bundle.open(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads)
+    manifest = bundle.manifest
+    print(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})", flush=True)
+    controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood)
+    events = load_script(args.script)
+    renderer = Renderer(manifest, soundfont=args.soundfont)
+    gen = Generator(bundle, seed=args.seed)
+    pcm, bars, now = [], [], 0.0
+    while now < args.seconds:
+        controls = apply_events(controls, events, now, manifest)
+        bar = gen.next_bar(controls)
+        audio = renderer.render_roll(bar.roll, bar.controls)
+        pcm.append(audio)
+        bars.append(bar)
+        _print_bar(bar, now)
+        now += len(audio) / renderer.sample_rate
+    out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
+    soundfile.write(args.out, out, renderer.sample_rate, subtype="PCM_16")
+    if args.midi:
+        _write_midi(args.midi, bars, manifest)
+    _print_summary(bars, now, args)
+    return 0
+
+
+def _finish(pcm, sample_rate: int, seconds: float):
+    """Cut to ``seconds`` with a short fade-out (no click), clip to [-1, 1]."""
+    import numpy as np
+
+    pcm = pcm[: int(round(seconds * sample_rate))].copy()
+    n = min(len(pcm), int(FADE_SECONDS * sample_rate))
+    if n:
+        pcm[-n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
+    return np.clip(pcm, -1.0, 1.0)
+
+
+def _print_bar(bar, at: float) -> None:
+    c = bar.controls
+    print(
+        f"bar {bar.index:4d}  at {at:7.2f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
+        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}",
+        flush=True,
+    )
+
+
+def _print_summary(bars, music_seconds: float, args) -> None:
+    import numpy as np
+
+    gen = np.array([b.gen_seconds for b in bars])
+    rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
+    print(
+        f"{len(bars)} bars, {music_seconds:.1f} s of music -> {args.out}"
+        + (f" and {args.midi}" if args.midi else "")
+        + f"; generation p50 {np.percentile(gen, 50) * 1e3:.2f} ms, p95 {np.percentile(gen, 95) * 1e3:.2f} ms"
+        + f" per bar (real-time factor p50 {np.percentile(rtf, 50):.4f}); peak RSS {peak_rss_mb():.0f} MB",
+        flush=True,
+    )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MiB; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next((line for line in f if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    except OSError:
+        return 0.0
+    return int(line.split()[1]) / 1024
+
+
+def _write_midi(path: Path, bars, manifest) -> None:
+    from musicbox.runtime import midi
+
+    midi.write_bars(path, bars, manifest)

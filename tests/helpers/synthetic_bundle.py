@@ -338,7 +338,7 @@ def _calibration_feeds(root: Path, n_styles: int, n: int = 16) -> dict[str, list
     out = {"encoder": [], "decoder": [], **{p.stem: [] for p in shards}}
     for _ in range(n):
         out["encoder"].append({"planes": (rng.random((2, *PLANES)) < 0.05).astype(np.float32)})
-        out["decoder"].append({"latent": rng.uniform(-1, 1, (2, F, D)).astype(np.float32)})
+        out["decoder"].append({"latent": rng.uniform(-3, 3, (2, F, D)).astype(np.float32)})
         feeds = random_denoiser_feeds(rng, n_styles)
         for path, sess in zip(shards, sessions, strict=True):
             names = [i.name for i in sess.get_inputs()]
