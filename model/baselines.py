@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-
 from musicbox.runtime.features import ATTRS, MAJOR_SCALE, MINOR_SCALE
 from musicbox.runtime.pianoroll import DEFAULT, Note, notes_to_roll, roll_to_notes
 
@@ -29,8 +28,14 @@ def random_in_key(n_bars: int, density: float, mode: float, rng: np.random.Gener
         track = int(rng.integers(3))
         centre = TRACK_REGISTER[track]
         candidates = [p for p in range(centre - 7, centre + 8) if p % 12 in scale % 12]
-        notes.append(Note(track, int(rng.integers(n_bars * 16)), int(rng.choice(candidates)),
-                          int(rng.choice([1, 2, 2, 4, 4, 8]))))
+        notes.append(
+            Note(
+                track,
+                int(rng.integers(n_bars * 16)),
+                int(rng.choice(candidates)),
+                int(rng.choice([1, 2, 2, 4, 4, 8])),
+            )
+        )
     return notes_to_roll(notes, n_bars)
 
 
@@ -51,8 +56,10 @@ class MarkovChain:
             style, tonic = int(dataset.style[idx[0]]), int(dataset.tonic[idx[0]])
             for track in range(DEFAULT.n_tracks):
                 notes = [n for n in roll_to_notes(dataset.rolls[idx]) if n.track == track]
-                tokens = [(n.pitch - tonic, min(n.duration, 16), min(b.start - n.start, 16))
-                          for n, b in zip(notes, notes[1:], strict=False)]
+                tokens = [
+                    (n.pitch - tonic, min(n.duration, 16), min(b.start - n.start, 16))
+                    for n, b in zip(notes, notes[1:], strict=False)
+                ]
                 key = (style, track)
                 if tokens:
                     self.starts[key].append(tokens[0])
@@ -81,4 +88,6 @@ class MarkovChain:
 def style_medians(dataset) -> np.ndarray:
     """Median raw density per style, ``[n_styles]`` (for the random baseline)."""
     d = ATTRS.index("density")
-    return np.array([np.median(dataset.attrs[dataset.style == s, d]) for s in range(len(dataset.style_names))])
+    return np.array(
+        [np.median(dataset.attrs[dataset.style == s, d]) for s in range(len(dataset.style_names))]
+    )

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from musicbox.model.baselines import MarkovChain, random_in_key, style_medians
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import (
@@ -165,7 +164,9 @@ def pairs_by_style(dataset, split: int, per_style: int, rng) -> tuple[np.ndarray
         idx = np.nonzero((dataset.split == split) & (dataset.style == s))[0]
         idx = idx[:-1][(dataset.piece[idx[:-1]] == dataset.piece[idx[:-1] + 1])]
         idx = rng.choice(idx, min(per_style, len(idx)), replace=False)
-        rolls = np.stack([dataset.rolls[idx], dataset.rolls[idx + 1]], axis=1).reshape(-1, *dataset.rolls.shape[1:])
+        rolls = np.stack([dataset.rolls[idx], dataset.rolls[idx + 1]], axis=1).reshape(
+            -1, *dataset.rolls.shape[1:]
+        )
         xs.append(StyleClassifier.window_features(rolls))
         ys.append(np.full(len(idx), s))
     return np.concatenate(xs), np.concatenate(ys)
@@ -290,8 +291,15 @@ def originality(dataset, segments: list[Segment], rng, max_train: int = 60000) -
     idx = idx[:-1][dataset.piece[idx[:-1]] == dataset.piece[idx[:-1] + 1]]
     idx = rng.choice(idx, min(max_train, len(idx)), replace=False)
     train = np.packbits(
-        np.concatenate([(dataset.rolls[idx] == ONSET).reshape(len(idx), -1),
-                        (dataset.rolls[idx + 1] == ONSET).reshape(len(idx), -1)], axis=1), axis=1)
+        np.concatenate(
+            [
+                (dataset.rolls[idx] == ONSET).reshape(len(idx), -1),
+                (dataset.rolls[idx + 1] == ONSET).reshape(len(idx), -1),
+            ],
+            axis=1,
+        ),
+        axis=1,
+    )
     train_count = _POPCOUNT[train].sum(axis=1)
     exact = set(map(bytes, train))
     best, copies, near, spans = [], 0, 0, 0
@@ -306,9 +314,14 @@ def originality(dataset, segments: list[Segment], rng, max_train: int = 60000) -
             jac = inter / (train_count + count - inter)
             best.append(float(jac.max()))
             near += jac.max() >= 0.9
-    return {"spans": spans, "exact_copies": int(copies), "near_copies": int(near),
-            "nn_jaccard_p50": float(np.median(best)) if best else 0.0,
-            "nn_jaccard_max": float(np.max(best)) if best else 0.0, "train_spans": len(idx)}
+    return {
+        "spans": spans,
+        "exact_copies": int(copies),
+        "near_copies": int(near),
+        "nn_jaccard_p50": float(np.median(best)) if best else 0.0,
+        "nn_jaccard_max": float(np.max(best)) if best else 0.0,
+        "train_spans": len(idx),
+    }
 
 
 def seed_diversity(segments: list[Segment]) -> float:
@@ -348,14 +361,20 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
     clf_real = float((clf.proba(xt).argmax(axis=1) == yt).mean())
     step("model samples")
     gen = model_segments(bundle, n, seeds)
-    tables = {name: feature_table(segs) for name, segs in
-              (("real", real), ("model", gen), ("markov", mark), ("random", rand))}
+    tables = {
+        name: feature_table(segs)
+        for name, segs in (("real", real), ("model", gen), ("markov", mark), ("random", rand))
+    }
     step("steering")
     results = {
         "bundle_precision": bundle.precision,
-        "features": {k: dict(zip(FEATURES, np.nanmean(v, axis=0).round(4).tolist(), strict=True))
-                     for k, v in tables.items()},
-        "distance_to_real": {k: distribution_distance(tables["real"], tables[k]) for k in ("model", "markov", "random")},
+        "features": {
+            k: dict(zip(FEATURES, np.nanmean(v, axis=0).round(4).tolist(), strict=True))
+            for k, v in tables.items()
+        },
+        "distance_to_real": {
+            k: distribution_distance(tables["real"], tables[k]) for k in ("model", "markov", "random")
+        },
         "style_classifier_real_test_accuracy": clf_real,
         "style_accuracy": style_accuracy(clf, gen),
         "mode_match": mode_match(gen),

@@ -165,8 +165,11 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
     ]
     for b in results["blends"]:
         a, c = b["styles"]
-        lines.append(f"- {names[a]} -> {names[c]}: P(second) " + ", ".join(f"{p:.2f}" for p in b["p_b"])
-                     + f" ({'monotone' if b['monotone'] else 'not monotone'})")
+        lines.append(
+            f"- {names[a]} -> {names[c]}: P(second) "
+            + ", ".join(f"{p:.2f}" for p in b["p_b"])
+            + f" ({'monotone' if b['monotone'] else 'not monotone'})"
+        )
     o = results["originality"]
     lines += [
         "",

@@ -8,16 +8,15 @@ checkpoint config and from there into the bundle manifest's ``controls.styles``.
 from __future__ import annotations
 
 import numpy as np
-
 from musicbox.runtime.features import ATTRS
 
-# name -> (label, programs [melody, harmony, bass], drums, swing 0..0.5, base velocity 1..127)
+# name -> (label, programs [melody, harmony, bass], drums, swing 0..1 (1 = triplet swing), base velocity 1..127)
 ARRANGEMENTS = {
     "chorale": ("Bach chorales", [19, 19, 19], "none", 0.0, 80),
     "renaissance": ("Renaissance polyphony", [52, 52, 52], "none", 0.0, 72),
     "quartet": ("Classical string quartet", [40, 41, 42], "none", 0.0, 84),
     "folk": ("European folk song", [73, 24, 32], "folk", 0.0, 88),
-    "celtic": ("Celtic dance tune", [110, 46, 32], "dance", 0.15, 96),
+    "celtic": ("Celtic dance tune", [110, 46, 32], "dance", 0.6, 96),
 }
 DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 
@@ -33,12 +32,14 @@ def style_tables(dataset) -> list[dict]:
         if len(a) == 0:
             a = dataset.attrs[dataset.style == i]
         label, programs, drums, swing, velocity = ARRANGEMENTS.get(name, DEFAULT_ARRANGEMENT)
-        tables.append({
-            "name": name,
-            "label": label or name,
-            "density": np.percentile(a[:, d], [10, 50, 90]).round(3).tolist(),
-            "register": np.percentile(a[:, r], [10, 50, 90]).round(3).tolist(),
-            "polyphony": round(float(np.median(a[:, p])), 3),
-            "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
-        })
+        tables.append(
+            {
+                "name": name,
+                "label": label or name,
+                "density": np.percentile(a[:, d], [10, 50, 90]).round(3).tolist(),
+                "register": np.percentile(a[:, r], [10, 50, 90]).round(3).tolist(),
+                "polyphony": round(float(np.median(a[:, p])), 3),
+                "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
+            }
+        )
     return tables

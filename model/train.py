@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from musicbox.model.checkpoint import save_checkpoint
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
 from musicbox.model.styles import style_tables
@@ -160,8 +159,8 @@ class Trainer:
             loss.backward()
             opt.step()
             sched.step()
-            self.history["ae"].append(float(rec))
-            progress.update(task, advance=1, description=f"autoencoder rec {float(rec):.4f}")
+            self.history["ae"].append(rec.item())
+            progress.update(task, advance=1, description=f"autoencoder rec {rec.item():.4f}")
         ae.eval()
 
     @torch.no_grad()
@@ -255,15 +254,22 @@ class Trainer:
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), dn.parameters(), strict=True):
                     pe.lerp_(pm, 1.0 - s.ema)
-            self.history["dn"].append(float(loss))
-            progress.update(task, advance=1, description=f"denoiser loss {float(loss):.4f}")
+            self.history["dn"].append(loss.item())
+            progress.update(task, advance=1, description=f"denoiser loss {loss.item():.4f}")
         self.model.denoiser = ema
         return self.model
 
     def _save_dn_state(self, step, dn, ema, opt, sched) -> None:
-        state = {"step": step, "dn": dn.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                 "sched": sched.state_dict(), "history": self.history["dn"], "torch_rng": torch.get_rng_state(),
-                 "np_rng": self.rng.bit_generator.state}
+        state = {
+            "step": step,
+            "dn": dn.state_dict(),
+            "ema": ema.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "history": self.history["dn"],
+            "torch_rng": torch.get_rng_state(),
+            "np_rng": self.rng.bit_generator.state,
+        }
         tmp = self.run / "denoiser.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(self.run / "denoiser.pt")
@@ -310,17 +316,31 @@ class Trainer:
         """The checkpoint's config: the tables the box needs, in the bundle manifest's own layout."""
         ae = self.model.autoencoder.cfg
         return {
-            "representation": {**DEFAULT.to_dict(), "latent_frames": ae.frames, "latent_dim": ae.latent_dim,
-                               "context_bars": self.model.denoiser.cfg.context_bars},
+            "representation": {
+                **DEFAULT.to_dict(),
+                "latent_frames": ae.frames,
+                "latent_dim": ae.latent_dim,
+                "context_bars": self.model.denoiser.cfg.context_bars,
+            },
             "latent_scale": float(self.model.autoencoder.latent_scale),
             "controls": {
-                "attrs": {"names": list(ATTRS), "mean": self.attr_mean.tolist(), "std": self.attr_std.tolist()},
+                "attrs": {
+                    "names": list(ATTRS),
+                    "mean": self.attr_mean.tolist(),
+                    "std": self.attr_std.tolist(),
+                },
                 "tempo": {"min_bpm": 60.0, "max_bpm": 160.0, "default_bpm": 100.0},
                 "mood": {"density_gain": 0.15},
                 "styles": style_tables(self.ds),
             },
-            "sampler": {"kind": "euler", "steps": 8, "schedule": "flow", "shift": 1.0, "guidance": 2.0,
-                        "threshold": ae_figures["threshold"]},
+            "sampler": {
+                "kind": "euler",
+                "steps": 8,
+                "schedule": "flow",
+                "shift": 1.0,
+                "guidance": 2.0,
+                "threshold": ae_figures["threshold"],
+            },
             "training": {
                 "settings": asdict(self.s),
                 "dataset_bars": {"train": len(self.train_idx), "val": len(self.val_idx)},
@@ -337,8 +357,13 @@ def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Pat
 
     start = time.time()
     trainer = Trainer(dataset, settings, run_dir)
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns) as progress:
         ae_figures = trainer.train_autoencoder(progress)
         trainer.train_denoiser(progress)
@@ -350,5 +375,14 @@ def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Pat
 
 def quick_settings(settings: TrainSettings) -> TrainSettings:
     """A tiny run for tests and smoke checks (seconds, not hours)."""
-    return replace(settings, ae_steps=20, ae_batch=32, dn_steps=20, dn_batch=32, hidden=64, d_model=64,
-                   n_layer=2, n_head=2)
+    return replace(
+        settings,
+        ae_steps=20,
+        ae_batch=32,
+        dn_steps=20,
+        dn_batch=32,
+        hidden=64,
+        d_model=64,
+        n_layer=2,
+        n_head=2,
+    )

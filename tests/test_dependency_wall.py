@@ -37,6 +37,8 @@ def test_runtime_and_device_import_without_workstation_stack():
 
 def test_blocking_really_blocks():
     """The probe's mechanism works: a module set to None cannot be imported."""
-    code = "import sys; sys.modules['torch'] = None\ntry:\n import torch\nexcept ImportError: print('BLOCKED')"
+    code = (
+        "import sys; sys.modules['torch'] = None\ntry:\n import torch\nexcept ImportError: print('BLOCKED')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "BLOCKED" in out.stdout

@@ -27,10 +27,25 @@ def run(args) -> int:
     bundle = Bundle.open(args.bundle, precision=args.precision)
     dataset = load_dataset(args.cache)
     with console.status("evaluating") as status:
-        results = evaluate(bundle, dataset, args.out, seeds=args.seeds, per_style=args.per_style,
-                           progress=lambda name: status.update(f"evaluating: {name}"))
+        results = evaluate(
+            bundle,
+            dataset,
+            args.out,
+            seeds=args.seeds,
+            per_style=args.per_style,
+            progress=lambda name: status.update(f"evaluating: {name}"),
+        )
     console.print(f"report: {args.out / 'report.md'}")
-    console.print_json(data={k: results[k] for k in (
-        "markov_over_model_distance", "style_accuracy", "mode_match", "energy_density_correlation")}
-        | {"exact_copies": results["originality"]["exact_copies"]})
+    console.print_json(
+        data={
+            k: results[k]
+            for k in (
+                "markov_over_model_distance",
+                "style_accuracy",
+                "mode_match",
+                "energy_density_correlation",
+            )
+        }
+        | {"exact_copies": results["originality"]["exact_copies"]}
+    )
     return 0

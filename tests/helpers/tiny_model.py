@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from musicbox.model.data import Dataset
 from musicbox.runtime.features import bar_attrs
 from musicbox.runtime.pianoroll import Note, notes_to_roll
@@ -25,8 +24,10 @@ def random_dataset(n_pieces: int = 20, bars: int = 16, seed: int = 0) -> Dataset
     rolls, attrs = [], []
     for _ in range(n_pieces):
         starts = rng.integers(0, bars * 16, bars * 8)
-        notes = [Note(int(rng.integers(0, 3)), int(s), int(rng.integers(50, 80)), int(rng.integers(1, 6)))
-                 for s in starts]
+        notes = [
+            Note(int(rng.integers(0, 3)), int(s), int(rng.integers(50, 80)), int(rng.integers(1, 6)))
+            for s in starts
+        ]
         roll = notes_to_roll(notes, bars)
         rolls.append(roll)
         attrs.append(bar_attrs(roll))
@@ -41,8 +42,10 @@ def random_dataset(n_pieces: int = 20, bars: int = 16, seed: int = 0) -> Dataset
         attrs=np.concatenate(attrs),
         tonic=np.zeros(len(piece), np.int8),
         melody_only=np.zeros(len(piece), bool),
+        meter=np.zeros(len(piece), np.int8),
         style_names=STYLES,
         piece_names=tuple(f"random-{i}" for i in range(n_pieces)),
+        meter_names=("4/4",),
     )
 
 

@@ -1,0 +1,122 @@
+"""The PyTorch model, its checkpoint and training loop (tiny sizes, random notes: seconds)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
+from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel  # noqa: E402
+from musicbox.model.train import Trainer, TrainSettings, note_f1, quick_settings, transpose  # noqa: E402
+from musicbox.runtime.pianoroll import ONSET  # noqa: E402
+from musicbox.runtime.sampling import get_sigmas_flow, sample_euler, sample_heun  # noqa: E402
+
+from musicbox.errors import CheckpointError  # noqa: E402
+from tests.helpers.tiny_model import random_dataset, tiny_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def test_shapes_and_parameter_budget():
+    model = MusicModel(AutoencoderConfig(), DenoiserConfig())
+    assert sum(p.numel() for p in model.parameters()) < 10_000_000
+    planes = torch.rand(2, 6, 16, 64)
+    latent = model.autoencoder.encode(planes)
+    assert latent.shape == (2, 4, 32)
+    assert model.autoencoder.decode(latent).shape == (2, 6, 16, 64)
+    v = model.denoiser(
+        latent,
+        torch.rand(2),
+        torch.randn(2, 8, 32),
+        torch.ones(2, 2),
+        torch.eye(6)[:2],
+        torch.randn(2, 4),
+        torch.ones(2, 4),
+    )
+    assert v.shape == (2, 4, 32)
+
+
+def test_denoiser_pieces_compose_to_forward():
+    """embed -> blocks -> head is the forward pass (the quantize tool cuts shards along it)."""
+    dn = MusicModel(AutoencoderConfig(), DenoiserConfig()).denoiser.eval()
+    args = (
+        torch.randn(1, 4, 32),
+        torch.rand(1),
+        torch.randn(1, 8, 32),
+        torch.ones(1, 2),
+        torch.eye(6)[:1],
+        torch.randn(1, 4),
+        torch.ones(1, 4),
+    )
+    h = dn.embed(*args)
+    for block in dn.blocks:
+        h = block(h)
+    assert torch.allclose(dn.head(h), dn(*args))
+
+
+def test_checkpoint_round_trip_and_config(checkpoint):
+    model, config = load_checkpoint(checkpoint)
+    assert config["controls"]["attrs"]["names"] == ["density", "mode", "register", "polyphony"]
+    assert len(config["controls"]["styles"]) == 5
+    assert config["sampler"]["steps"] <= 8
+    assert 0.0 < config["sampler"]["threshold"] < 1.0
+    assert float(model.autoencoder.latent_scale) != 1.0  # calibrated to unit variance
+
+
+def test_broken_checkpoint_is_a_clear_error(checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="format"):
+        load_checkpoint(tmp_path)
+
+
+def test_samplers_run_identically_on_numpy_and_torch():
+    """One sampler implementation serves the device (numpy) and the training side (torch)."""
+    w = np.linspace(-1, 1, 8, dtype=np.float32)
+    sigmas = get_sigmas_flow(6, shift=2.0)
+    x0 = np.random.default_rng(0).standard_normal(8).astype(np.float32)
+    for sampler in (sample_euler, sample_heun):
+        a = sampler(lambda x, s: x * (1 - s) + w * s, x0, sigmas)
+        b = sampler(lambda x, s: x * (1 - s) + torch.from_numpy(w) * s, torch.from_numpy(x0), sigmas)
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-6)
+    assert sigmas[0] == 1.0 and sigmas[-1] == 0.0 and np.all(np.diff(sigmas) < 0)
+
+
+def test_training_resumes_from_saved_state(tmp_path):
+    ds = random_dataset(n_pieces=10, bars=8)
+    trainer = Trainer(ds, quick_settings(TrainSettings()), tmp_path)
+    from rich.progress import Progress
+
+    with Progress(disable=True) as progress:
+        figures = trainer.train_autoencoder(progress)
+        again = Trainer(ds, quick_settings(TrainSettings()), tmp_path)
+        assert again.train_autoencoder(progress) == figures  # loaded, not retrained
+    for a, b in zip(
+        trainer.model.autoencoder.parameters(), again.model.autoencoder.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_transpose_and_f1():
+    ds = random_dataset(n_pieces=2, bars=4)
+    up = transpose(ds.rolls, 3)
+    assert (up[..., 3:] == ds.rolls[..., :-3]).all() and not up[..., :3].any()
+    assert note_f1(ds.rolls, ds.rolls) == 1.0
+    assert note_f1(np.zeros_like(ds.rolls), ds.rolls) == 0.0
+    assert (ds.rolls == ONSET).any()
+
+
+def test_context_index_stays_within_pieces():
+    ds = random_dataset(n_pieces=3, bars=5)
+    prev = Trainer(ds, quick_settings(TrainSettings()), "/tmp/unused-run").context_index()
+    first_bars = np.nonzero(ds.bar == 0)[0]
+    assert (prev[first_bars] == -1).all()
+    i = np.nonzero(ds.bar == 3)[0][0]
+    assert prev[i].tolist() == [i - 2, i - 1]
