@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+
 from musicbox.runtime.features import ATTRS, MAJOR_SCALE, MINOR_SCALE
 from musicbox.runtime.pianoroll import DEFAULT, Note, notes_to_roll, roll_to_notes
 

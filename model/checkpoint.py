@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from musicbox.model.nets import MusicModel
 from safetensors.torch import load_file, save_file
 
 from musicbox.errors import CheckpointError
+from musicbox.model.nets import MusicModel
 
 FORMAT = "musicbox-checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from musicbox.model.baselines import MarkovChain, random_in_key, style_medians
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import (

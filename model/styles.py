@@ -8,6 +8,7 @@ checkpoint config and from there into the bundle manifest's ``controls.styles``.
 from __future__ import annotations
 
 import numpy as np
+
 from musicbox.runtime.features import ATTRS
 
 # name -> (label, programs [melody, harmony, bass], drums, swing 0..1 (1 = triplet swing), base velocity 1..127)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from musicbox.model.checkpoint import save_checkpoint
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
 from musicbox.model.styles import style_tables

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
 from musicbox.model.data import Dataset
 from musicbox.runtime.features import bar_attrs
 from musicbox.runtime.pianoroll import Note, notes_to_roll
