@@ -13,11 +13,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from musicbox.config import BoxConfig
 from musicbox.device.base import Backend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap
-
-from musicbox.config import BoxConfig
 from musicbox.errors import HardwareError
 
 __all__ = ["Backend", "Button", "KnobMap", "auto_candidates", "knob_map", "open_backend"]

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicbox.device.board import BoardInfo, detect_board
-
 from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
+from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -46,25 +45,24 @@ def run_checks(config_path: str | os.PathLike | None = None, root: Path = Path("
     """All checks, in table order. ``config_path``: the box's file (None = the usual search)."""
     config_check, config = check_config(config_path)
     board = detect_board(root)
-    checks: list[Callable[[], Check]] = [
-        lambda: check_board(board, config),
-        lambda: check_cpu(board, config),
-        lambda: check_audio(config),
-        lambda: check_soundfont(config),
-        lambda: check_knobs(config),
-        lambda: check_bundle(config),
-        lambda: check_memory(config, root),
-        lambda: check_disk(config),
-        check_service,
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("board", lambda: check_board(board, config)),
+        ("cpu", lambda: check_cpu(board, config)),
+        ("audio", lambda: check_audio(config)),
+        ("soundfont", lambda: check_soundfont(config)),
+        ("knobs", lambda: check_knobs(config)),
+        ("bundle", lambda: check_bundle(config)),
+        ("memory", lambda: check_memory(config, root)),
+        ("disk", lambda: check_disk(config)),
+        ("service", check_service),
     ]
-    return [config_check] + [_safely(check) for check in checks]
+    return [config_check] + [_safely(name, check) for name, check in checks]
 
 
-def _safely(check: Callable[[], Check]) -> Check:
+def _safely(name: str, check: Callable[[], Check]) -> Check:
     try:
         return check()
     except Exception as exc:  # a doctor reports every failure as a row, never a traceback
-        name = getattr(check, "__name__", "check").removeprefix("check_")
         return Check(
             name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}", "report this as a bug"
         )

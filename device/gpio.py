@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from musicbox.config import UNWIRED, BoxConfig
 from musicbox.device.base import PollingBackend
 from musicbox.device.buttons import PRESS_EVENTS, Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
-
-from musicbox.config import UNWIRED, BoxConfig
 from musicbox.errors import HardwareError
 
 FIX = "install it with `pip install gpiozero` (and `sudo apt install python3-lgpio` on a Pi 5)"

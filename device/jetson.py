@@ -12,11 +12,10 @@ import importlib
 import threading
 from collections.abc import Sequence
 
+from musicbox.config import UNWIRED, BoxConfig
 from musicbox.device.base import PollingBackend
 from musicbox.device.buttons import PRESS_EVENTS, ButtonTracker
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
-
-from musicbox.config import UNWIRED, BoxConfig
 from musicbox.errors import HardwareError
 
 SPI_HZ = 1_000_000  # MCP3008 clock at 3.3 V, Hz

@@ -23,9 +23,8 @@ from pathlib import Path
 from musicbox.device.base import Backend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap
-from musicbox.runtime.controls import Controls
-
 from musicbox.errors import ConfigError
+from musicbox.runtime.controls import Controls
 
 EVENT_KEYS = ("at", "style", "tempo", "mood", "button")
 

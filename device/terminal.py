@@ -16,13 +16,13 @@ import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from musicbox.config import BoxConfig
 from musicbox.device.base import PollingBackend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
-from musicbox.runtime.controls import Controls
-
-from musicbox.config import BoxConfig
 from musicbox.errors import HardwareError
+from musicbox.runtime.controls import Controls
 
 ARROWS = {
     b"\x1b[A": "up",
@@ -59,6 +59,7 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
 }
 HELP = "[q/a ←/→] style  [w/s ↑/↓] tempo  [e/d] mood  [space] play/pause  [n] next  [r] save  [x] shut down"
 TRACK_STYLES = ("bold magenta", "cyan", "green")  # melody, harmony, bass
+STATE_ICONS = {"playing": "▶", "paused": "⏸"}
 ROLL_ROWS = 8  # pitch bins in the piano-roll view (64 pitches / 8 = 8 semitones a row)
 
 
@@ -185,13 +186,16 @@ class TerminalBackend(PollingBackend):
         if self.status.get("roll") is not None:
             table.add_row(render_roll(self.status["roll"]))
         table.add_row(self._button_line())
-        return Panel(table, title="musicbox", subtitle=HELP, subtitle_align="left")
+        from rich.text import Text
+
+        return Panel(table, title="musicbox", subtitle=Text(HELP), subtitle_align="left")
 
     def _status_line(self):
         from rich.text import Text
 
         s = self.status
-        parts = [f"{'▶' if s.get('state', 'playing') == 'playing' else '⏸'} {s.get('state', 'starting')}"]
+        state = str(s.get("state", "starting"))
+        parts = [f"{STATE_ICONS.get(state, '·')} {state}"]
         if "bar" in s:
             parts.append(f"bar {s['bar']}")
         if "style" in s:
@@ -254,7 +258,8 @@ def render_roll(roll):
     for row in reversed(range(ROLL_ROWS)):
         for step in range(steps):
             text.append(*_cell(rows[:, step, row]))
-        text.append("\n")
+        if row:
+            text.append("\n")
     return text
 
 

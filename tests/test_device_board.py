@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from musicbox.config import load_config
 from musicbox.device import auto_candidates, open_backend
 from musicbox.device.base import Backend
 from musicbox.device.board import detect_board
-
-from musicbox.config import load_config
 
 PI4_CPUINFO = (
     "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"

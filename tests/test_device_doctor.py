@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from musicbox.device import doctor
 
 from musicbox.cli import main
 from musicbox.config import load_config
+from musicbox.device import doctor
 from musicbox.errors import BundleError
 
 ROWS = ["config", "board", "cpu", "audio", "soundfont", "knobs", "bundle", "memory", "disk", "service"]
@@ -72,3 +72,11 @@ def test_memory_row_from_meminfo(tmp_path):
     (tmp_path / "proc/meminfo").write_text("MemTotal: 262144 kB\nMemAvailable: 102400 kB\n")
     row = doctor.check_memory(load_config(Path(doctor.firmware_dir() / "musicbox.toml")), tmp_path)
     assert row.status == "fail" and "100 MiB available" in row.detail and "memory_budget_mb" in row.fix
+
+
+def test_a_crashing_check_is_a_failing_row():
+    def broken():
+        raise RuntimeError("boom")
+
+    row = doctor._safely("audio", broken)
+    assert (row.name, row.status) == ("audio", "fail") and "RuntimeError: boom" in row.detail

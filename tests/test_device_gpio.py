@@ -9,11 +9,11 @@ import pytest
 from gpiozero import Button as GzButton
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockSPIDevice
+
+from musicbox.config import load_config
 from musicbox.device import knob_map, open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.gpio import GpioBackend
-
-from musicbox.config import load_config
 from musicbox.errors import HardwareError
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")

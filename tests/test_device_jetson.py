@@ -6,11 +6,11 @@ import sys
 import types
 
 import pytest
+
+from musicbox.config import load_config
 from musicbox.device import knob_map
 from musicbox.device.buttons import Button
 from musicbox.device.jetson import JetsonBackend, Quadrature, mcp3008_request, mcp3008_value
-
-from musicbox.config import load_config
 from musicbox.errors import HardwareError
 
 STYLES = ("chorale", "folk", "renaissance")

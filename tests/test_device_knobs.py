@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from musicbox.device.buttons import Button, ButtonTracker
 from musicbox.device.knobs import KnobFilter, KnobMap, KnobProcessor
 from musicbox.runtime.controls import Controls

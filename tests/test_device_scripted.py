@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
+
+from musicbox.config import load_config
 from musicbox.device import open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.scripted import ScriptedBackend, load_script, parse_script
-
-from musicbox.config import load_config
 from musicbox.errors import ConfigError
 
 STYLES = ("chorale", "folk", "renaissance")

@@ -9,12 +9,12 @@ import threading
 
 import numpy as np
 import pytest
-from musicbox.device import knob_map, open_backend
-from musicbox.device.buttons import Button
-from musicbox.device.terminal import TerminalBackend, parse_keys, render_roll, style_label
 from rich.console import Console
 
 from musicbox.config import load_config
+from musicbox.device import knob_map, open_backend
+from musicbox.device.buttons import Button
+from musicbox.device.terminal import TerminalBackend, parse_keys, render_roll, style_label
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")
 
@@ -121,7 +121,7 @@ def test_key_parsing_labels_and_roll():
     assert style_label(1.0, STYLES) == "folk"
     assert style_label(1.3, STYLES) == "folk 70% + renaissance 30%"
     text = render_roll(np.zeros((3, 16, 64), np.uint8)).plain
-    assert text.count("\n") == 8 and "██" not in text
+    assert text.count("\n") == 7 and "██" not in text
 
 
 def test_knob_map_follows_the_config(config):
