@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
 import pytest
+
+from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.manifest import SamplerInfo
 from musicbox.runtime.pianoroll import roll_to_notes, roll_to_planes
-
-from musicbox.errors import MusicBoxError
 from tests.helpers.synthetic_bundle import build_bundle
 
 C = Controls(style=0.0, tempo_bpm=100.0, mood=0.0)
@@ -142,3 +143,59 @@ def test_set_state_rejects_another_bundles_state(bundle):
     bad = type(state)(0, 0, np.zeros((3, 4, 32), np.float32), np.zeros(3, np.float32))
     with pytest.raises(MusicBoxError, match="another bundle"):
         gen.set_state(bad)
+
+
+def test_render_command_writes_a_wav_and_follows_the_script(tmp_path, capsys):
+    import soundfile
+
+    from musicbox.cli import main
+
+    root = build_bundle(tmp_path / "b")
+    script = tmp_path / "knobs.json"
+    script.write_text('[{"at": 2.0, "style": "folk", "mood": 1}, {"at": 4.5, "tempo": 150}]')
+    out = tmp_path / "a.wav"
+    argv = ["render", "--seconds", "6", "--bundle", str(root), "--precision", "fp32"]
+    assert main([*argv, "--script", str(script), "--out", str(out)]) == 0
+    pcm, rate = soundfile.read(out)
+    assert pcm.shape == (6 * rate, 2) and np.abs(pcm).max() > 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bar ")]
+    assert "style 0.00 tempo 100 mood +0.00" in lines[0]
+    assert "style 1.00 tempo 100 mood +1.00" in lines[1]  # at the first bar line after 2 s (2.4 s)
+    assert "tempo 150" in lines[2]  # bar 2 starts at 4.8 s
+
+
+def test_render_command_errors(tmp_path, capsys):
+    from musicbox.cli import main
+
+    bad = tmp_path / "knobs.json"
+    bad.write_text('[{"at": 1, "volume": 3}]')
+    root = build_bundle(tmp_path / "b")
+    assert (
+        main(["render", "--seconds", "1", "--bundle", str(root), "--script", str(bad), "--out", "x.wav"])
+        == 78
+    )
+    assert "set one or more of style, tempo, mood" in capsys.readouterr().err
+    assert main(["render", "--seconds", "1", "--bundle", str(tmp_path / "none"), "--out", "x.wav"]) == 78
+    assert "no bundle folder" in capsys.readouterr().err
+
+
+def test_bench_parser_declares_the_soak_mode():
+    from musicbox.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "soak", "--minutes", "2", "--kill-every", "30"])
+    assert (args.mode, args.minutes, args.kill_every) == ("soak", 2.0, 30.0)
+    assert build_parser().parse_args(["bench"]).mode == "all"
+
+
+@pytest.mark.slow
+def test_bench_measures_every_figure(tmp_path):
+    from musicbox.cli import main
+    from musicbox.commands.bench import TARGETS
+
+    root = build_bundle(tmp_path / "b", variants=("fp32", "int8"))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--bundle", str(root), "--bars", "3", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures["results"]) == set(TARGETS)
+    assert figures["results"]["knob_to_change_bars"]["value"] == 1
+    assert figures["details"]["generation"]["int8"]["rtf_p95"] > 0

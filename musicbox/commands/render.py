@@ -187,6 +187,13 @@ def peak_rss_mb() -> float:
 
 
 def _write_midi(path: Path, bars, manifest) -> None:
-    from musicbox.runtime import midi
+    """The bars' rolls as one MIDI file, one track per part (``runtime/midi.py``), at the first bar's
+    tempo (a scripted tempo change is heard in the WAV, not written to the MIDI file)."""
+    import numpy as np
 
-    midi.write_bars(path, bars, manifest)
+    try:
+        from musicbox.runtime.midi import roll_to_midi_file
+    except ImportError as exc:
+        raise MusicBoxError(f"--midi needs musicbox.runtime.midi, which this build lacks ({exc})") from exc
+    roll = np.concatenate([bar.roll for bar in bars])
+    roll_to_midi_file(roll, path, tempo_bpm=bars[0].controls.tempo_bpm)
