@@ -1,5 +1,8 @@
 """``musicbox train``: the autoencoder, then the latent rectified-flow denoiser, on this CPU.
 
+Styles are balanced: the autoencoder sees a style with probability proportional to the square root of
+its bar count (the corpus is dominated by folk songs), the denoiser sees every style equally often.
+
 Stage 1 (autoencoder): bars of the training split, randomly transposed by -5..+6 semitones, are
 reconstructed through a 128-number latent (BCE on onset/active planes + a small KL term). The decision
 threshold that maximizes note F1 on validation bars is stored with the checkpoint.
@@ -54,7 +57,7 @@ class TrainSettings:
     p_drop_attr: float = 0.1
     p_drop_all: float = 0.1
     p_drop_context: float = 0.15
-    threads: int = 1
+    threads: int = 1  # measured: 0.59 s/step on 1 thread vs 2.7 s on 2 while the other core is busy
     hidden: int = 128
     d_model: int = 192
     n_layer: int = 4
@@ -102,6 +105,9 @@ class Trainer:
         torch.set_num_threads(settings.threads)
         self.rng = np.random.default_rng(settings.seed)
         self.train_idx = np.nonzero(dataset.split == 0)[0]
+        self.by_style = [
+            self.train_idx[dataset.style[self.train_idx] == i] for i in range(len(dataset.style_names))
+        ]
         self.val_idx = np.nonzero(dataset.split == 1)[0]
         n_styles = len(dataset.style_names)
         self.model = MusicModel(
@@ -112,6 +118,16 @@ class Trainer:
         )
         self.attr_mean, self.attr_std = self._attr_norm()
         self.history: dict[str, list[float]] = {"ae": [], "dn": []}
+
+    def sample_bars(self, n: int, power: float) -> np.ndarray:
+        """``n`` training bar indices; a style is drawn with probability proportional to its bar count
+        to the ``power`` (1 = as in the corpus, 0 = styles equally often), then a bar of it uniformly."""
+        counts = np.array([len(b) for b in self.by_style], dtype=np.float64)
+        p = np.where(counts > 0, counts**power, 0.0)
+        styles = self.rng.choice(len(counts), n, p=p / p.sum())
+        return np.array(
+            [b[i] for b, i in ((self.by_style[s], self.rng.integers(len(self.by_style[s]))) for s in styles)]
+        )
 
     # -- stage 1 -------------------------------------------------------------------------------------
     def _attr_norm(self):
@@ -149,7 +165,7 @@ class Trainer:
         task = progress.add_task("autoencoder", total=s.ae_steps)
         ae.train()
         for _ in range(s.ae_steps):
-            planes = self.ae_batch(self.rng.choice(self.train_idx, s.ae_batch))
+            planes = self.ae_batch(self.sample_bars(s.ae_batch, power=0.5))
             mean, logvar = ae.encode_stats(planes)
             z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
             logits = ae.decode_logits(z)
@@ -200,7 +216,7 @@ class Trainer:
 
     def dn_batch(self, latents: np.ndarray, prev: np.ndarray):
         s, b = self.s, self.s.dn_batch
-        idx = self.rng.choice(self.train_idx, b)
+        idx = self.sample_bars(b, power=0.0)
         shift_i = self.rng.integers(0, len(SHIFTS), b)
         x0 = latents[shift_i, idx]
         p = prev[idx]
