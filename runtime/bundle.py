@@ -54,9 +54,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
 
 from musicbox.errors import BundleError, ManifestError
+from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.manifest import ControlsInfo

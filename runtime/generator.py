@@ -36,13 +36,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+
+from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
-
-from musicbox.errors import MusicBoxError
 
 HISTORY = 64
 """Bars whose starting state is kept for :meth:`Generator.rewind` (a few KB each)."""

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from musicbox.errors import ManifestError
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.pianoroll import Representation
 from musicbox.runtime.sampling import SAMPLERS
-
-from musicbox.errors import ManifestError
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)

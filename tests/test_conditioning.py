@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from musicbox.runtime.conditioning import (
     condition,
     conditioning_feeds,
@@ -15,7 +16,6 @@ from musicbox.runtime.conditioning import (
     unconditional,
 )
 from musicbox.runtime.controls import Controls
-
 from tests.helpers.synthetic_bundle import controls_table
 
 TABLE = controls_table(3)  # densities (4,8,14)+2i, registers (60,67,74)+i, polyphony 2+0.5i, gain 0.15

@@ -9,9 +9,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from musicbox.runtime.manifest import Manifest, load_manifest, parse_manifest
 
 from musicbox.errors import ManifestError
+from musicbox.runtime.manifest import Manifest, load_manifest, parse_manifest
 from tests.helpers.synthetic_bundle import build_bundle
 
 

@@ -10,6 +10,7 @@ import json
 import sys
 
 import numpy as np
+
 from musicbox.runtime.bundle import Bundle, synthetic_feeds
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
+
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     Arrangement,
@@ -40,7 +42,6 @@ from musicbox.runtime.manifest import (
     TensorSpec,
     Variant,
 )
-from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 F, D, CTX = 4, 32, 2
