@@ -28,10 +28,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
-from musicbox.runtime.controls import Controls
-from musicbox.runtime.ring import BarRing, RingSpec
 
 from musicbox.errors import MusicBoxError
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.ring import BarRing, RingSpec
 
 log = logging.getLogger("musicbox.worker")
 

@@ -1,0 +1,173 @@
+"""What the box played, kept for the SAVE button: recent PCM and notes, written as WAV + MIDI.
+
+The supervisor hands over each bar as it starts playing (:meth:`Recorder.add_bar`, main thread, never
+the audio callback). PCM is kept as int16 in a preallocated circular buffer of ``pcm_minutes`` (memory:
+10.1 MiB per minute at 44.1 kHz stereo), notes for ``minutes_kept`` minutes (a few KB per minute).
+
+:meth:`Recorder.save` snapshots both on the calling thread (a copy of the PCM, milliseconds) and writes
+the files on a background thread, each to a temporary name in the recordings folder and then
+``os.replace``-d into place, so a file either appears whole or not at all. A full disk (``ENOSPC``) or
+any other OSError is logged and counted; the temporary file is removed; earlier recordings are untouched
+and playback never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicbox.runtime.controls import Controls
+
+log = logging.getLogger("musicbox.recorder")
+
+
+@dataclass(frozen=True)
+class PlayedBar:
+    """A bar as played: its notes (``pianoroll.Note``, steps from the bar line), controls, frames."""
+
+    notes: list
+    controls: Controls
+    frames: int
+
+
+class Recorder:
+    """Recent music of the box. ``folder``: where saves go; ``minutes_kept``: minutes of notes kept;
+    ``pcm_minutes``: minutes of audio kept (capped by ``minutes_kept``); ``sample_rate``: Hz."""
+
+    def __init__(
+        self,
+        folder: Path,
+        minutes_kept: float = 10.0,
+        sample_rate: int = 44100,
+        pcm_minutes: float = 2.0,
+        channels: int = 2,
+    ):
+        self.folder = Path(folder).expanduser()
+        self.sample_rate = sample_rate
+        self.keep_s = minutes_kept * 60.0
+        frames = int(min(pcm_minutes, minutes_kept) * 60.0 * sample_rate)
+        self._pcm = np.zeros((frames, channels), np.int16)
+        self._pcm.fill(0)  # commit the pages now: the resident size stays flat while playing
+        self._pos = 0
+        self._filled = 0
+        self._bars: collections.deque[PlayedBar] = collections.deque()
+        self._kept_s = 0.0
+        self._threads: list[threading.Thread] = []
+        self.saves = 0
+        self.failures = 0
+        self.last_error = ""
+        self.last_saved: tuple[Path, ...] = ()
+
+    def add_bar(self, pcm: np.ndarray, notes: list, info) -> None:
+        """Append one played bar: float32 PCM ``[frames, channels]``, its notes, and the worker's
+        :class:`~musicbox.runtime.worker.Written` (for its controls; None if unknown)."""
+        controls = info.controls if info is not None else Controls()
+        self._append_pcm(pcm)
+        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0]))
+        self._kept_s += pcm.shape[0] / self.sample_rate
+        while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
+            self._kept_s -= self._bars.popleft().frames / self.sample_rate
+
+    def _append_pcm(self, pcm: np.ndarray) -> None:
+        size = self._pcm.shape[0]
+        pcm = pcm[-size:]
+        data = (np.clip(pcm, -1.0, 1.0) * 32767.0).astype(np.int16)
+        first = min(data.shape[0], size - self._pos)
+        self._pcm[self._pos : self._pos + first] = data[:first]
+        self._pcm[: data.shape[0] - first] = data[first:]
+        self._pos = (self._pos + data.shape[0]) % size
+        self._filled = min(size, self._filled + data.shape[0])
+
+    def snapshot(self) -> tuple[np.ndarray, list[PlayedBar]]:
+        """A copy of the kept PCM (oldest first) and the kept bars."""
+        if self._filled < self._pcm.shape[0]:
+            pcm = self._pcm[: self._filled].copy()
+        else:
+            pcm = np.concatenate([self._pcm[self._pos :], self._pcm[: self._pos]])
+        return pcm, list(self._bars)
+
+    def save(self) -> threading.Thread | None:
+        """Write the recent music in the background; returns the writing thread (None: nothing yet)."""
+        pcm, bars = self.snapshot()
+        if not bars:
+            log.info("save: nothing played yet")
+            return None
+        stem = time.strftime("musicbox-%Y%m%d-%H%M%S")
+        thread = threading.Thread(
+            target=self._write, args=(stem, pcm, bars), name="musicbox-save", daemon=True
+        )
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return thread
+
+    def wait(self, timeout_s: float = 30.0) -> None:
+        """Wait (up to ``timeout_s`` seconds each) for saves in progress."""
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    def _write(self, stem: str, pcm: np.ndarray, bars: list[PlayedBar]) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            wav = _unique(self.folder, stem, ".wav")
+            _atomic(wav, lambda tmp: _write_wav(tmp, pcm, self.sample_rate))
+            mid = wav.with_suffix(".mid")
+            _atomic(mid, lambda tmp: _write_midi(tmp, bars))
+        except OSError as exc:
+            self.failures += 1
+            self.last_error = f"{exc.strerror or exc} ({exc.filename or self.folder})"
+            log.error("save failed, playing on: %s", self.last_error)
+            return
+        self.saves += 1
+        self.last_saved = (wav, mid)
+        log.info(
+            "saved %s and %s (%.0f s of audio, %d bars)",
+            wav,
+            mid.name,
+            len(pcm) / self.sample_rate,
+            len(bars),
+        )
+
+
+def _unique(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or with ``-1``, ``-2``... when a recording of that name exists."""
+    path, n = folder / f"{stem}{suffix}", 0
+    while path.exists() or path.with_suffix(".mid").exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path
+
+
+def _atomic(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
+    import soundfile
+
+    soundfile.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def _write_midi(path: Path, bars: list[PlayedBar]) -> None:
+    """The bars' notes as one MIDI file (``runtime/midi.py``) at the first kept bar's tempo."""
+    from musicbox.runtime.midi import notes_to_midi
+    from musicbox.runtime.pianoroll import DEFAULT
+
+    steps = DEFAULT.steps_per_bar
+    notes = [n._replace(start=n.start + i * steps) for i, bar in enumerate(bars) for n in bar.notes]
+    notes_to_midi(notes, len(bars), path, bpm=bars[0].controls.tempo_bpm)

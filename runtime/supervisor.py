@@ -1,0 +1,498 @@
+"""The box's main loop: owns the ring, the player and the worker process, and keeps them going.
+
+States (:class:`BoxState`), one log line per transition (journald shows them as they are):
+
+- STARTING: the worker loads the bundle and writes the first bars; the stream is already open (silent);
+- PLAYING: bars play; knob changes and "next" regenerate from the first not-yet-playing bar;
+- PAUSED: the player holds its place (faded out), the worker generates nothing, the loop only ticks;
+- RECOVERING: the worker died or hung; a new one is starting (with backoff) while the buffered bars play;
+- STOPPING: SIGTERM/SIGINT, long-press on play, or the time limit; everything is closed in order.
+
+Continuation across restarts: the worker reports the generator state after every bar it publishes
+(:class:`~musicbox.runtime.worker.Written`); a new worker is told to go on from the last published bar
+with that state, the same controls and generation, so the music continues rather than starting over.
+
+Hang detection: the worker stamps a heartbeat into the ring at least every ``beat_interval_s``; no beat
+for ``hang_timeout_s`` (or no first bar within ``start_timeout_s`` of starting) means hung: it is
+SIGKILLed and replaced. Workers that die before writing a bar are restarted with exponential backoff; after
+``max_failures`` such deaths in a row the box gives up (exit 1, systemd restarts the service).
+
+systemd: READY=1 once the first bar plays, STATUS= on transitions, WATCHDOG=1 every half
+``WATCHDOG_USEC`` but only while the audio stream runs and the worker beats (or is legitimately starting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import multiprocessing as mp
+import os
+import queue
+import random
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.connection import wait
+
+from musicbox import errors
+from musicbox.errors import MusicBoxError
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.player import Player, PlayerSettings
+from musicbox.runtime.recorder import Recorder
+from musicbox.runtime.ring import BarRing
+from musicbox.runtime.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
+
+log = logging.getLogger("musicbox.box")
+
+PRELOAD = ["musicbox.runtime.worker", "musicbox.runtime.generator", "musicbox.runtime.render"]
+"""Modules the fork server imports once, so a restarted worker starts in a fraction of a second."""
+
+
+class BoxState(enum.Enum):
+    """What the box is doing (see the module docstring)."""
+
+    STARTING = "starting"
+    PLAYING = "playing"
+    PAUSED = "paused"
+    RECOVERING = "recovering"
+    STOPPING = "stopping"
+
+
+class Event(enum.Enum):
+    """Requests from other threads (knob/button backends, signal handlers) to the main loop."""
+
+    TOGGLE_PAUSE = "toggle_pause"
+    NEXT = "next"
+    SAVE = "save"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """Supervision timings, all in seconds.
+
+    hang_timeout_s: no heartbeat for this long = hung worker. start_timeout_s: a new worker must be
+    first bar within this. backoff_s: first and largest wait before restarting a worker that died before
+    writing a bar. max_failures: such deaths in a row before giving up. tick_s: main-loop period while
+    playing (paused: 5x longer). stats_interval_s: period of the stats file and STATUS= line.
+    """
+
+    hang_timeout_s: float = 5.0
+    start_timeout_s: float = 60.0
+    backoff_s: tuple[float, float] = (0.2, 5.0)
+    max_failures: int = 5
+    tick_s: float = 0.1
+    stats_interval_s: float = 1.0
+
+
+@dataclass
+class WorkerHandle:
+    """One worker process and its pipe end; ``started`` is time.monotonic() at spawn, seconds."""
+
+    process: mp.process.BaseProcess
+    conn: object
+    started: float
+    ready: bool = False
+    wrote: bool = False
+
+
+def slot_frames_for(sample_rate: int, min_bpm: float, steps_per_bar: int = 16) -> int:
+    """Frames of the longest bar (slowest tempo) plus one FluidSynth block of slack."""
+    return int(sample_rate * Controls(tempo_bpm=min_bpm).bar_seconds(steps_per_bar)) + 64
+
+
+class Supervisor:
+    """The playing box. Call :meth:`run`; other threads use :meth:`set_controls` and :meth:`post`."""
+
+    def __init__(
+        self,
+        worker: WorkerSettings,
+        player: PlayerSettings,
+        recorder: Recorder | None,
+        controls: Controls | None = None,
+        settings: SupervisorSettings = SupervisorSettings(),
+        min_bpm: float = 60.0,
+        notifier=None,
+    ):
+        self.worker_settings = worker
+        self.settings = settings
+        self.controls = controls or Controls()
+        self.recorder = recorder
+        self.notifier = notifier
+        self.state = BoxState.STARTING
+        self.style_names: tuple[str, ...] = ()
+        self.ring = BarRing.create(2 * worker.ahead_bars + 3, slot_frames_for(player.sample_rate, min_bpm))
+        self.player = Player(self.ring, player)
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._init_counters()
+
+    def _init_counters(self) -> None:
+        self.gen = 0
+        self.worker: WorkerHandle | None = None
+        self.worker_restarts = 0
+        self.failures = 0  # workers in a row that died before writing a bar
+        self.last_recovery_s: float | None = None
+        self.recoveries: list[float] = []  # seconds from detecting a dead/hung worker to its successor's bar
+        self.bars_written = 0
+        self._resume = Play(0, None, self.controls, self.gen, seed=0)
+        self._states: dict[int, dict] = {}  # bar -> generator state after it (current generation)
+        self._bar_info: dict[tuple[int, int], Written] = {}
+        self._recorded_entry = -1
+        self._lost_at: float | None = None
+        self._restart_at = 0.0
+        self._ready_sent = False
+        self._watchdog_s = _watchdog_interval()
+        self._last_ping = self._last_stats = 0.0
+        self.stats_writer = None  # callable(dict), set by the play command
+
+    # ---- other threads ------------------------------------------------------------------------------
+
+    def set_controls(self, controls: Controls) -> None:
+        """New knob positions (any thread); heard from the next bar line."""
+        self.post(controls)
+
+    def post(self, event) -> None:
+        """Queue an :class:`Event` or a :class:`Controls` for the main loop and wake it (any thread)."""
+        self._events.put(event)
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
+            os.write(self._wake_w, b"x")
+
+    # ---- main loop ----------------------------------------------------------------------------------
+
+    def run(self, seconds: float | None = None) -> None:
+        """Play until STOP (or ``seconds`` have passed); raises the worker's fatal MusicBoxError."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        self._notify(f"STATUS=starting (loading {self.worker_settings.bundle_path})")
+        self._adopt_queued_controls()
+        self._spawn()
+        try:
+            self.player.open()
+            while self.state is not BoxState.STOPPING:
+                self._tick()
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._transition(BoxState.STOPPING, f"{seconds:g} s played")
+        finally:
+            self._shutdown()
+
+    def _adopt_queued_controls(self) -> None:
+        """Knob positions delivered before the start become the starting controls (no regeneration)."""
+        pending = []
+        while not self._events.empty():
+            event = self._events.get_nowait()
+            if isinstance(event, Controls):
+                self.controls = event
+            else:
+                pending.append(event)
+        for event in pending:
+            self._events.put(event)
+        self._resume = replace(self._resume, controls=self.controls)
+
+    def _tick(self) -> None:
+        self._sleep()
+        self._handle_events()
+        self._drain_worker()
+        now = time.monotonic()
+        self._check_worker(now)
+        self.player.check(now)
+        self._follow_player()
+        self._housekeeping(now)
+
+    def _sleep(self) -> None:
+        """Wait for a worker message, a worker death, a wake-up or the tick (no busy loop)."""
+        handles = [self._wake_r]
+        if self.worker is not None:
+            handles += [self.worker.conn, self.worker.process.sentinel]
+        tick = self.settings.tick_s * (5 if self.state is BoxState.PAUSED else 1)
+        if self._wake_r in wait(handles, tick):
+            os.read(self._wake_r, 4096)
+
+    def _transition(self, new: BoxState, why: str) -> None:
+        if new is self.state:
+            return
+        log.info("state %s -> %s: %s", self.state.name, new.name, why)
+        self.state = new
+        self._notify(f"STATUS={new.value}: {why}")
+
+    # ---- events -------------------------------------------------------------------------------------
+
+    def _handle_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, Controls):
+                self._change(event, "controls")
+            elif event is Event.NEXT:
+                self._change(self.controls, "next", seed=random.randrange(1 << 31))
+            elif event is Event.TOGGLE_PAUSE:
+                self._toggle_pause()
+            elif event is Event.SAVE and self.recorder is not None:
+                self.recorder.save()
+            elif event is Event.STOP:
+                self._transition(BoxState.STOPPING, "stop requested")
+
+    def _change(self, controls: Controls, why: str, seed: int | None = None) -> None:
+        """Regenerate from the first bar not yet playing with ``controls`` (and a new seed for next)."""
+        if controls == self.controls and seed is None:
+            return
+        self.controls = controls
+        self.gen += 1
+        _, playing_bar, _ = self.ring.playing()
+        state = self._states.get(playing_bar) if playing_bar >= 0 else None
+        from_bar = playing_bar + 1 if state is not None else 0
+        if seed is None:
+            seed = state["seed"] if state is not None else self._resume.seed
+        self._states = {b: s for b, s in self._states.items() if b < from_bar}
+        self._resume = Play(from_bar, state, controls, self.gen, seed=seed, seam=True)
+        log.info("%s: %s from bar %d (generation %d)", why, _describe(controls), from_bar, self.gen)
+        if self.state is not BoxState.PAUSED:
+            self._send(self._resume)
+
+    def _toggle_pause(self) -> None:
+        if self.state is BoxState.PAUSED:
+            self.player.resume()
+            self._send(replace(self._resume, seam=False))
+            self._transition(BoxState.PLAYING if self.ring.bars_played else BoxState.STARTING, "play")
+        elif self.state in (BoxState.PLAYING, BoxState.STARTING, BoxState.RECOVERING):
+            self.player.pause()
+            self._send(Pause())
+            self._transition(BoxState.PAUSED, "pause")
+
+    # ---- the worker ---------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=run_worker, args=(self.ring.spec, self.worker_settings, child), name="musicbox-worker"
+        )
+        process.start()
+        child.close()
+        self.worker = WorkerHandle(process, parent, time.monotonic())
+        log.info("worker pid %d started", process.pid)
+        if self.state is not BoxState.PAUSED:
+            self._send(self._resume)
+
+    def _send(self, message) -> None:
+        if self.worker is None:
+            return
+        self._send_to(self.worker, message)
+
+    def _drain_worker(self) -> None:
+        worker = self.worker
+        while worker is not None:
+            try:
+                if not worker.conn.poll(0):
+                    return
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                return
+            self._on_message(worker, message)
+
+    def _on_message(self, worker: WorkerHandle, message) -> None:
+        if isinstance(message, Ready):
+            worker.ready = True
+            if message.precision != self.worker_settings.precision:
+                self.worker_settings = replace(self.worker_settings, precision=message.precision)
+            log.info("worker pid %d ready in %.2f s (%s)", message.pid, message.load_s, message.precision)
+        elif isinstance(message, Written):
+            self._on_written(worker, message)
+        elif isinstance(message, Failed):
+            self._transition(BoxState.STOPPING, f"worker failed: {message.message}")
+            raise getattr(errors, message.error, MusicBoxError)(message.message)
+
+    def _on_written(self, worker: WorkerHandle, w: Written) -> None:
+        self.bars_written += 1
+        if not worker.wrote:
+            worker.wrote = True
+            self.failures = 0
+            if self._lost_at is not None:
+                self.last_recovery_s = time.monotonic() - self._lost_at
+                self.recoveries.append(self.last_recovery_s)
+                self._lost_at = None
+                self._transition(BoxState.PLAYING, f"worker recovered in {self.last_recovery_s:.2f} s")
+        self._bar_info[(w.bar, w.gen)] = w
+        if w.gen != self.gen:
+            return
+        self._states[w.bar] = w.state
+        self._resume = Play(w.bar + 1, w.state, self.controls, self.gen, seed=w.state["seed"], seam=True)
+
+    def _check_worker(self, now: float) -> None:
+        worker = self.worker
+        if worker is None:
+            if now >= self._restart_at:
+                self._spawn()
+            return
+        problem = self._worker_problem(worker, now)
+        if problem:
+            self._replace(worker, problem, now)
+
+    def _worker_problem(self, worker: WorkerHandle, now: float) -> str:
+        """Why the worker must be replaced ("" when it is fine)."""
+        if not worker.process.is_alive():
+            return f"worker pid {worker.process.pid} died (exit {worker.process.exitcode})"
+        if not worker.wrote:  # loading, and the first bar (SoundFont samples decode on first use)
+            late = now - worker.started > self.settings.start_timeout_s
+            return f"worker wrote no bar in {self.settings.start_timeout_s:g} s" if late else ""
+        silent = now - self.ring.heartbeat()[1]
+        if silent > self.settings.hang_timeout_s:
+            return f"worker pid {worker.process.pid} hung (no heartbeat for {silent:.1f} s)"
+        return ""
+
+    def _replace(self, worker: WorkerHandle, problem: str, now: float) -> None:
+        """Kill and reap the worker, then schedule its successor (backoff if it never wrote a bar)."""
+        self._drain_worker()
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.conn.close()
+        self.worker = None
+        self.worker_restarts += 1
+        if self._lost_at is None:
+            self._lost_at = now
+        delay = 0.0
+        if not worker.wrote:
+            self.failures += 1
+            if self.failures > self.settings.max_failures:
+                self._transition(BoxState.STOPPING, problem)
+                raise MusicBoxError(f"{problem}; {self.failures} workers in a row failed, giving up")
+            lo, hi = self.settings.backoff_s
+            delay = min(lo * 2 ** (self.failures - 1), hi)
+        self._restart_at = now + delay
+        log.warning("%s; restarting it in %.2f s", problem, delay)
+        if self.state is not BoxState.PAUSED:
+            self._transition(BoxState.RECOVERING, f"{problem}; restarting in {delay:.2f} s")
+        else:
+            log.warning("%s (paused); restarting in %.2f s", problem, delay)
+        if delay == 0.0:
+            self._spawn()
+
+    # ---- the played side ----------------------------------------------------------------------------
+
+    def _follow_player(self) -> None:
+        """Note the bar that started playing: record it and leave STARTING."""
+        entry, bar, gen = self.ring.playing()
+        if entry == self._recorded_entry or entry < 0:
+            return
+        self._recorded_entry = entry
+        if self.state is BoxState.STARTING:
+            self._transition(BoxState.PLAYING, "first bar playing")
+        info = self._bar_info.get((bar, gen))
+        if self.recorder is not None:
+            frames = self.ring.entry_info(entry)[2]
+            self.recorder.add_bar(self.ring.slot_pcm(entry)[:frames], info.notes if info else [], info)
+        self._bar_info = {k: v for k, v in self._bar_info.items() if k[0] > bar}
+        self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
+
+    def _housekeeping(self, now: float) -> None:
+        if self.state is BoxState.PLAYING and not self._ready_sent:
+            self._ready_sent = True
+            self._notify("READY=1")
+        if self._watchdog_s and now - self._last_ping >= self._watchdog_s and self.healthy(now):
+            self._last_ping = now
+            self._notify("WATCHDOG=1")
+        if now - self._last_stats >= self.settings.stats_interval_s:
+            self._last_stats = now
+            stats = self.stats()
+            if self.stats_writer is not None:
+                self.stats_writer(stats)
+            self._notify(f"STATUS={_status_line(stats)}")
+
+    def healthy(self, now: float | None = None) -> bool:
+        """Audio stream running and worker alive and beating (or starting within its time)."""
+        now = time.monotonic() if now is None else now
+        worker = self.worker
+        if not self.player.healthy() or worker is None or not worker.process.is_alive():
+            return False
+        return self._worker_problem(worker, now) == ""
+
+    def stats(self) -> dict:
+        """What the stats file holds (counts since start; seconds; MiB)."""
+        worker = self.worker
+        rec = self.recorder
+        return {
+            "state": self.state.value,
+            "worker_pid": worker.process.pid if worker is not None else None,
+            "bars_played": self.ring.bars_played,
+            "bars_written": self.bars_written,
+            "underruns": self.player.underruns,
+            "xruns": self.player.xruns,
+            "worker_restarts": self.worker_restarts,
+            "last_recovery_s": self.last_recovery_s,
+            "audio_reopens": self.player.reopens,
+            "audio_state": self.player.state.value,
+            "rss_mb": rss_mb(os.getpid()),
+            "worker_rss_mb": rss_mb(worker.process.pid) if worker is not None else None,
+            "controls": {
+                "style": self.controls.style,
+                "tempo_bpm": self.controls.tempo_bpm,
+                "mood": self.controls.mood,
+            },
+            "generation": self.gen,
+            "saves": rec.saves if rec is not None else 0,
+            "save_failures": rec.failures if rec is not None else 0,
+        }
+
+    def _notify(self, line: str) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(line)
+
+    def _shutdown(self) -> None:
+        """Stop the worker, the stream and the recorder; free the ring."""
+        self._transition(BoxState.STOPPING, "shutting down")
+        self._notify("STOPPING=1")
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            self._send_to(worker, Stop())
+            worker.process.join(2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
+            worker.conn.close()
+        self.player.close()
+        if self.recorder is not None:
+            self.recorder.wait()
+        if self.stats_writer is not None:
+            self.stats_writer(self.stats())
+        self.ring.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    @staticmethod
+    def _send_to(worker: WorkerHandle, message) -> None:
+        with contextlib.suppress(OSError):  # it died: _check_worker sees the sentinel and restarts it
+            worker.conn.send(message)
+
+
+def _watchdog_interval() -> float:
+    """Half of systemd's WATCHDOG_USEC in seconds (0 when the watchdog is off or not for this pid)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and int(pid) != os.getpid()):
+        return 0.0
+    return int(usec) / 2e6
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 2)
+
+
+def _describe(c: Controls) -> str:
+    return f"style {c.style:.2f} tempo {c.tempo_bpm:.0f} BPM mood {c.mood:+.2f}"
+
+
+def _status_line(stats: dict) -> str:
+    return (
+        f"{stats['state']}: {stats['bars_played']} bars, {stats['underruns']} underruns, "
+        f"{stats['worker_restarts']} worker restarts"
+    )
