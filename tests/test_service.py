@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from musicbox.commands import install_service
 from musicbox.cli import main
+from musicbox.commands import install_service
 
 
 def _render(tmp_path: Path) -> Path:
