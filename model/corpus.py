@@ -45,7 +45,7 @@ From a score to bars
   others ``harmony`` (polyphonic). A score with one sounding part is ``melody_only`` (harmony and bass
   empty by source). Chords within a part (double stops) keep all their pitches. Chord symbols of ABC
   tunes are not notes and are ignored.
-- **Ties.** music21's ``stripTies`` merges tied notes first, so a note tied over a bar line is ``HELD``
+- **Ties.** Tied notes are merged first (:func:`part_notes`), so a note tied over a bar line is ``HELD``
   at step 0 of the next bar.
 - **Off-grid notes.** An onset within :data:`QUANTIZE_TOLERANCE` steps (1/3 step: this includes
   eighth-note triplets) of the grid is moved to the nearest step (``notes_quantized``); further off
@@ -62,6 +62,7 @@ From a score to bars
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from collections import Counter
@@ -74,6 +75,8 @@ from music21 import converter, harmony, stream
 
 from musicbox.errors import DatasetError
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, fold_pitch, notes_to_roll
+
+log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 1
 """Bump when a change here alters the bars produced: every cached piece is then parsed again."""
@@ -287,7 +290,13 @@ def parse_unit(unit: WorkUnit, rep: Representation = DEFAULT) -> UnitResult:
             result.counts["scores_unreadable"] += 1
             result.counts[f"unreadable:{type(exc).__name__}"] += 1
             continue
-        pieces = score_to_pieces(score, work, result.counts, rep)
+        try:
+            pieces = score_to_pieces(score, work, result.counts, rep)
+        except Exception as exc:  # an odd score must not end a 20-minute build; counted, reported
+            result.counts["scores_failed"] += 1
+            result.counts[f"failed:{type(exc).__name__}"] += 1
+            log.warning("%s: cannot convert (%s: %s); skipped", work, type(exc).__name__, exc)
+            continue
         result.pieces.extend(pieces)
     return result
 
@@ -446,7 +455,7 @@ def runs(origins: list[float]) -> list[tuple[int, int]]:
 
 @dataclass
 class SourceNote:
-    """A note of a part after ``stripTies``: onset and end in ql (absolute), MIDI pitch."""
+    """A note of a part, ties merged: onset and end in ql (absolute), MIDI pitch."""
 
     onset: float
     end: float
@@ -454,18 +463,44 @@ class SourceNote:
 
 
 def part_notes(part, counts: Counter) -> list[SourceNote]:
-    """The notes of a part (chords expanded, ties merged, chord symbols and grace notes left out)."""
-    out = []
-    for n in part.stripTies().flatten().notes:
+    """The notes of a part: chords expanded, tied notes merged, chord symbols and grace notes left out.
+
+    Ties are merged here, not with music21's ``stripTies`` (quadratic: minutes on a long quartet): a
+    note whose tie starts (or continues) stays open per pitch and absorbs the next note of that pitch
+    that begins where it ends and whose tie stops (or continues).
+    """
+    open_notes: dict[int, SourceNote] = {}
+    out: list[SourceNote] = []
+    for n in part.flatten().notes:
         if isinstance(n, harmony.Harmony):
             continue
-        pitches = [p.midi for p in getattr(n, "pitches", ())]
+        ties = _pitch_ties(n)
         if n.duration.isGrace:
-            counts["notes_grace"] += len(pitches)
+            counts["notes_grace"] += len(ties)
             continue
         onset = float(n.offset)
         end = onset + float(n.duration.quarterLength)
-        out.extend(SourceNote(onset, end, p) for p in pitches)
+        for pitch, tie in ties:
+            prev = open_notes.pop(pitch, None)
+            if prev is not None and tie in ("stop", "continue") and abs(prev.end - onset) < _EPS:
+                prev.end = end
+                note = prev
+            else:
+                note = SourceNote(onset, end, pitch)
+                out.append(note)
+            if tie in ("start", "continue"):
+                open_notes[pitch] = note
+    return out
+
+
+def _pitch_ties(n) -> list[tuple[int, str | None]]:
+    """``(MIDI pitch, tie type or None)`` of each pitch of a note or chord."""
+    if hasattr(n, "pitch"):
+        return [(n.pitch.midi, n.tie.type if n.tie else None)]
+    out = []
+    for cn in n.notes:
+        tie = cn.tie or n.tie
+        out.append((cn.pitch.midi, tie.type if tie else None))
     return out
 
 

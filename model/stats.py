@@ -1,0 +1,233 @@
+"""The dataset report of ``musicbox data stats``: Markdown tables and PNG plots.
+
+What it shows: bars per style and split, per collection, per meter (kept and dropped, in source measures
+and in 16-step-bar equivalents = quarter lengths / 4), mode balance, density, register and polyphony
+histograms per style, and everything the builder dropped or changed, with the reason (the counters of
+``model/corpus.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from musicbox.model.data import SPLITS, Dataset
+
+RARE_METER_SHARE = 0.001
+"""Meters with fewer than this share of all measures are grouped as "other" in the plots."""
+
+NOTE_COUNTERS = {
+    "notes_kept": "kept",
+    "notes_quantized": "moved onto the 16th grid (within 1/3 step; kept)",
+    "notes_folded": "folded by octaves into MIDI 33..96 (kept)",
+    "notes_offgrid": "dropped: onset too far off the 16th grid",
+    "notes_too_short": "dropped: no length left after quantization",
+    "notes_grace": "dropped: grace note",
+}
+
+MEASURE_REASONS = {
+    "dropped:meter": "meter not duple/quadruple (3/4, 6/8, ...) or no meter",
+    "dropped:incomplete_measure": "short measure that is neither a pickup nor joinable",
+    "dropped:overfull_measure": "measure longer than its time signature",
+    "dropped:unpaired_2/4": "2/4 measure without a partner to make a 4/4-sized bar",
+}
+
+
+def write_report(ds: Dataset, meta: dict, out: str | Path) -> Path:
+    """Write ``report.md`` and its PNG plots into ``out``; returns the Markdown file's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = Counter()
+    for c in meta["counts"].values():
+        total.update(c)
+    sections = [
+        _header(ds, meta),
+        _styles(ds, meta, out),
+        _collections(meta),
+        _meters(ds, total, out),
+        _mode(ds, out),
+        _histograms(ds, out),
+        _dropped(total),
+    ]
+    path = out / "report.md"
+    path.write_text("\n\n".join(sections) + "\n")
+    return path
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _header(ds: Dataset, meta: dict) -> str:
+    works = len({name.split("@")[0] for name in ds.piece_names})
+    limit = meta.get("limit_per_collection")
+    lines = [
+        "# musicbox phrase dataset",
+        "",
+        f"- {len(ds):,} bars (16 sixteenth steps, 4/4-sized) in {len(ds.piece_names):,} gap-free pieces "
+        f"from {works:,} source works; {len(ds.phrase_starts()):,} windows of 3 consecutive bars",
+        f"- builder `{meta['builder']}`, built {meta['built']}",
+        f"- collections: {', '.join(meta['collections'])}"
+        + (f" (at most {limit} pieces each)" if limit else " (complete)"),
+        f"- melody-only bars: {int(ds.melody_only.sum()):,} ({ds.melody_only.mean():.0%})",
+    ]
+    return "\n".join(lines)
+
+
+def _styles(ds: Dataset, meta: dict, out: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    rows = []
+    counts = np.bincount(ds.style, minlength=len(ds.style_names))
+    for s, name in enumerate(ds.style_names):
+        sel = ds.style == s
+        splits = [int((ds.split[sel] == k).sum()) for k in range(len(SPLITS))]
+        pieces = len(np.unique(ds.piece[sel]))
+        rows.append(
+            [name, meta["style_labels"][s], f"{counts[s]:,}", f"{counts[s] / len(ds):.1%}", pieces, *splits]
+        )
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(ds.style_names, counts, color="tab:blue")
+    ax.set_ylabel("bars")
+    ax.set_title("bars per style")
+    _save(fig, out / "bars_per_style.png")
+    header = ["style", "what", "bars", "share", "pieces", *SPLITS]
+    return "## Bars per style\n\n" + _table(header, rows) + "\n\n![bars per style](bars_per_style.png)"
+
+
+def _collections(meta: dict) -> str:
+    rows = []
+    for name, c in meta["counts"].items():
+        seen = sum(v for k, v in c.items() if k.startswith("ql:")) / 4
+        rows.append(
+            [name, c.get("scores", 0), c.get("pieces", 0), f"{c.get('bars_kept', 0):,}", f"{seen:,.0f}"]
+        )
+    header = ["collection", "scores", "pieces", "bars kept", "bar equivalents in source"]
+    return "## Collections\n\n" + _table(header, rows)
+
+
+def _meters(ds: Dataset, total: Counter, out: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    meters = sorted(
+        (k.split(":", 1)[1] for k in total if k.startswith("measures:")), key=lambda m: -total[f"ql:{m}"]
+    )
+    all_measures = sum(total[f"measures:{m}"] for m in meters) or 1
+    kept_bars = Counter({ds.meter_names[i]: int(n) for i, n in enumerate(np.bincount(ds.meter)) if n})
+    rows, plot = [], Counter()
+    for m in meters:
+        seen, dropped = total[f"measures:{m}"], total[f"measures_dropped:{m}"]
+        eq, eq_dropped = total[f"ql:{m}"] / 4, total[f"ql_dropped:{m}"] / 4
+        rows.append([m, f"{seen:,}", f"{dropped:,}", f"{eq:,.0f}", f"{eq_dropped:,.0f}", f"{kept_bars[m]:,}"])
+        key = m if seen / all_measures >= RARE_METER_SHARE else "other"
+        plot[(key, "kept")] += eq - eq_dropped
+        plot[(key, "dropped")] += eq_dropped
+    labels = list(dict.fromkeys(k for k, _ in plot))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    x = np.arange(len(labels))
+    ax.bar(x, [plot[(m, "kept")] for m in labels], label="kept", color="tab:green")
+    ax.bar(
+        x, [plot[(m, "dropped")] for m in labels], bottom=[plot[(m, "kept")] for m in labels], label="dropped"
+    )
+    ax.set_xticks(x, labels, rotation=45)
+    ax.set_ylabel("16-step bar equivalents")
+    ax.set_title("source meters: kept vs dropped")
+    ax.legend()
+    _save(fig, out / "meters.png")
+    header = ["meter", "measures", "measures dropped", "bar equiv.", "bar equiv. dropped", "dataset bars"]
+    text = (
+        "## Meters\n\nSource measures per time signature (as music21 reads them; a few odd signatures come "
+        "from malformed ABC bars), and what they cost. 2/4 measures are joined in pairs, 4/2 and 2/1 "
+        "split in two, so *dataset bars* differ from *measures*.\n\n"
+    )
+    return text + _table(header, rows) + "\n\n![meters](meters.png)"
+
+
+def _mode(ds: Dataset, out: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    mode = ds.attrs[:, 1]
+    rows, shares = [], []
+    for s, name in enumerate(ds.style_names):
+        m = mode[ds.style == s]
+        share = (
+            [float((m > 0).mean()), float((m < 0).mean()), float((m == 0).mean())] if len(m) else [0, 0, 0]
+        )
+        shares.append(share)
+        rows.append([name, *(f"{v:.1%}" for v in share)])
+    shares = np.array(shares)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bottom = np.zeros(len(ds.style_names))
+    for k, label in enumerate(("major", "minor", "silent")):
+        ax.bar(ds.style_names, shares[:, k], bottom=bottom, label=label)
+        bottom += shares[:, k]
+    ax.set_ylabel("share of bars")
+    ax.set_title("mode (5-bar key window)")
+    ax.legend()
+    _save(fig, out / "mode.png")
+    text = "## Mode balance\n\nMode of each bar from a 5-bar Krumhansl-Schmuckler key window.\n\n"
+    return text + _table(["style", "major", "minor", "silent"], rows) + "\n\n![mode](mode.png)"
+
+
+def _histograms(ds: Dataset, out: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    specs = [(0, "density", "onsets per bar", np.arange(0, 81, 2)), (2, "register", "mean MIDI pitch", None)]
+    specs.append((3, "polyphony", "sounding notes", np.arange(0, 8.25, 0.25)))
+    rows = []
+    for col, name, unit, bins in specs:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        values = ds.attrs[:, col]
+        edges = bins if bins is not None else np.arange(np.floor(values.min()), np.ceil(values.max()) + 1)
+        for s, style in enumerate(ds.style_names):
+            v = values[ds.style == s]
+            if len(v):
+                ax.hist(v, bins=edges, histtype="step", density=True, label=style, linewidth=1.5)
+                p10, p50, p90 = np.percentile(v, [10, 50, 90])
+                rows.append([name, style, f"{p10:.1f}", f"{p50:.1f}", f"{p90:.1f}"])
+        ax.set_xlabel(unit)
+        ax.set_ylabel("density")
+        ax.set_title(f"{name} per bar")
+        ax.legend()
+        _save(fig, out / f"{name}.png")
+    images = "\n".join(f"![{n}]({n}.png)" for _, n, _, _ in specs)
+    header = ["attribute", "style", "p10", "p50", "p90"]
+    return "## Density, register, polyphony\n\n" + _table(header, rows) + "\n\n" + images
+
+
+def _dropped(total: Counter) -> str:
+    notes = total["notes"] or 1
+    note_rows = [[label, f"{total[k]:,}", f"{total[k] / notes:.2%}"] for k, label in NOTE_COUNTERS.items()]
+    measure_rows = [[label, f"{total[k]:,}"] for k, label in MEASURE_REASONS.items()]
+    other = [
+        ["pickups padded with silence to the bar line", f"{total['pickup_padded']:,}"],
+        ["pairs of short measures joined into one", f"{total['measures_joined']:,}"],
+        ["bars dropped in runs shorter than 3 bars", f"{total['bars_short_run']:,}"],
+        ["scores music21 could not read", f"{total['scores_unreadable']:,}"],
+        ["scores that failed to convert", f"{total['scores_failed']:,}"],
+        ["scores without measures", f"{total['scores_without_measures']:,}"],
+    ]
+    return (
+        "## What was dropped or changed\n\n"
+        f"Notes (of {total['notes']:,} inside kept bars, grace notes apart):\n\n"
+        + _table(["notes", "count", "share"], note_rows)
+        + "\n\nMeasures dropped, by reason:\n\n"
+        + _table(["reason", "measures"], measure_rows)
+        + "\n\nOther:\n\n"
+        + _table(["what", "count"], other)
+    )
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

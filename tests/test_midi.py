@@ -1,0 +1,93 @@
+"""runtime/midi.py: phrase <-> standard MIDI file, exact round trip, one track per part."""
+
+from __future__ import annotations
+
+import mido
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicbox.runtime import midi
+from musicbox.runtime.pianoroll import DEFAULT, HELD, ONSET, Note, notes_to_roll, roll_to_notes
+
+
+def _phrase() -> np.ndarray:
+    """Three bars: a melody tied over the first bar line, a chord in harmony, a silent last bar."""
+    notes = [
+        Note(0, 0, 72, 4),
+        Note(0, 12, 74, 8),  # crosses the bar line: HELD at step 0 of bar 1
+        Note(0, 20, 74, 2),  # re-strikes the same pitch right after
+        Note(1, 0, 64, 16),
+        Note(1, 0, 67, 16),
+        Note(2, 0, 40, 6),
+        Note(2, 6, 43, 2),
+    ]
+    return notes_to_roll(notes, 3)
+
+
+def test_roll_midi_roll_is_identical(tmp_path):
+    roll = _phrase()
+    assert roll[1, 0, 0, 74 - DEFAULT.pitch_low] == HELD
+    path = tmp_path / "phrase.mid"
+    midi.roll_to_midi(roll, path, bpm=90, programs=(52, 49, 42))
+    back = midi.midi_to_roll(path)
+    np.testing.assert_array_equal(back, roll)  # including the silent last bar
+
+
+def test_file_is_standard_type1_with_one_named_track_per_part(tmp_path):
+    path = tmp_path / "phrase.mid"
+    midi.roll_to_midi(_phrase(), path, bpm=90, programs=(52, 49, 42))
+    mid = mido.MidiFile(path)
+    assert mid.type == 1
+    names = [next(m.name for m in tr if m.type == "track_name") for tr in mid.tracks]
+    assert names == ["musicbox", "melody", "harmony", "bass"]
+    programs = [m.program for tr in mid.tracks for m in tr if m.type == "program_change"]
+    assert programs == [52, 49, 42]
+    channels = {m.channel for tr in mid.tracks for m in tr if m.type == "note_on"}
+    assert channels == {0, 1, 2}
+    tempo = next(m.tempo for m in mid.tracks[0] if m.type == "set_tempo")
+    assert mido.tempo2bpm(tempo) == pytest.approx(90)
+    assert mid.length == pytest.approx(3 * 4 * 60 / 90)  # three 4/4 bars at 90 bpm
+
+
+def test_same_pitch_restrike_keeps_two_notes():
+    notes = [Note(0, 0, 60, 4), Note(0, 4, 60, 4)]
+    back, n_bars = midi.midi_to_notes(midi.notes_to_midi(notes, 1))
+    assert back == notes and n_bars == 1
+
+
+def test_foreign_file_snaps_to_grid_and_maps_tracks_by_order():
+    mid = mido.MidiFile(ticks_per_beat=96)
+    track = mido.MidiTrack()
+    track.append(mido.Message("note_on", note=60, velocity=90, time=25))  # ~a 16th (24 ticks)
+    track.append(mido.Message("note_on", note=60, velocity=0, time=47))
+    mid.tracks.append(track)
+    notes, n_bars = midi.midi_to_notes(mid)
+    assert notes == [Note(0, 1, 60, 2)] and n_bars == 1
+
+
+def test_unreadable_file_raises_midi_error(tmp_path):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not a midi file")
+    with pytest.raises(midi.MidiError, match="cannot read MIDI file"):
+        midi.midi_to_roll(bad)
+
+
+_note = st.builds(
+    Note,
+    track=st.integers(0, 2),
+    start=st.integers(0, 47),
+    pitch=st.integers(DEFAULT.pitch_low, DEFAULT.pitch_high),
+    duration=st.integers(1, 20),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_note, max_size=25))
+def test_any_roll_round_trips(notes):
+    roll = notes_to_roll(notes, 3)
+    back = midi.midi_to_roll(midi.roll_to_midi(roll))
+    np.testing.assert_array_equal(back, roll)
+    assert roll_to_notes(back) == roll_to_notes(roll)
+    assert (back == ONSET).sum() == (roll == ONSET).sum()
