@@ -8,21 +8,26 @@ Pause fades out the same way and keeps the place in the bar.
 
 If the device disappears (PortAudio error, the stream finishing on its own, or the callback going quiet)
 ``Player.check()``, called by the supervisor a few times a second, closes the stream, re-initializes
-PortAudio (so a JACK server or USB card that came back is seen again) and reopens it with exponential
-backoff. The bars in the ring wait meanwhile.
+PortAudio (so a USB card or ALSA device that came back is seen again) and reopens it with exponential
+backoff. The bars in the ring wait meanwhile. Two PortAudio limits (Debian's libportaudio2 19.6) end the
+process instead, with AudioDeviceError (exit 69; systemd's ``Restart=on-failure`` starts a fresh box):
+closing a stream whose JACK server died can block forever, and ``Pa_Terminate`` then aborts on an
+assertion in the JACK host API, so a vanished JACK server is never reopened in-process.
 """
 
 from __future__ import annotations
 
+import atexit
 import enum
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from musicbox.runtime.ring import BarRing
 
 from musicbox.errors import AudioDeviceError
+from musicbox.runtime.ring import BarRing
 
 log = logging.getLogger("musicbox.player")
 
@@ -46,6 +51,7 @@ class PlayerSettings:
     fade_ms: length of the fade-out on underrun/pause and of the fade-in after, in milliseconds.
     stall_s: seconds without a callback after which a running stream counts as lost.
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
+    close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
     """
 
     sample_rate: int = 44100
@@ -55,6 +61,7 @@ class PlayerSettings:
     fade_ms: float = 10.0
     stall_s: float = 1.5
     backoff_s: tuple[float, float] = (0.25, 4.0)
+    close_timeout_s: float = 2.0
 
 
 def _sounddevice():
@@ -82,6 +89,7 @@ class Player:
         self.last_callback = 0.0  # time.monotonic() of the last callback, seconds
         self.paused = False
         self._stream = None
+        self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
         self._sd = _sounddevice()
         self._init_callback_state()
         self._next_attempt = 0.0
@@ -197,6 +205,7 @@ class Player:
         except (self._sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(f"cannot open audio output {s.device!r}: {exc}") from exc
         self._stream = stream
+        self.host_api = self._sd.query_hostapis(self._sd.query_devices(stream.device)["hostapi"])["name"]
         self.last_callback = time.monotonic()
         self.state = StreamState.RUNNING
         log.info("audio stream open: %s", self.describe())
@@ -207,7 +216,7 @@ class Player:
         if st is None:
             return "closed"
         name = self._sd.query_devices(st.device)["name"]
-        return f"{name!r} {st.samplerate:.0f} Hz block {st.blocksize} latency {st.latency * 1000:.0f} ms"
+        return f"{name!r} ({self.host_api}) {st.samplerate:.0f} Hz block {st.blocksize} latency {st.latency * 1000:.0f} ms"
 
     def close(self) -> None:
         """Stop and close the stream (idempotent)."""
@@ -241,13 +250,38 @@ class Player:
 
     def _mark_lost(self, now: float) -> None:
         log.warning("audio device lost (no callback for %.1f s); reopening", now - self.last_callback)
-        self.close()
+        if self._jack_loaded():
+            atexit.unregister(self._sd._exit_handler)  # its Pa_Terminate would abort the process
+        self._close_bounded()
         self.state = StreamState.LOST
         self._lost_since = now
         self._backoff = self.settings.backoff_s[0]
         self._next_attempt = now
 
+    def _close_bounded(self) -> None:
+        """Close the lost stream on a helper thread; if PortAudio blocks (its JACK host API waits forever
+        for a server that died), give up: raise AudioDeviceError so the service manager restarts us."""
+        closer = threading.Thread(target=self.close, name="musicbox-audio-close", daemon=True)
+        closer.start()
+        closer.join(self.settings.close_timeout_s)
+        if closer.is_alive():
+            raise AudioDeviceError(
+                f"the audio device vanished and PortAudio did not let go of it within "
+                f"{self.settings.close_timeout_s:g} s; exiting so that the service restarts with a fresh "
+                "PortAudio (a JACK server that died cannot be reopened in-process)"
+            )
+
+    def _jack_loaded(self) -> bool:
+        """True when PortAudio's JACK host API is up in this process (its Pa_Terminate aborts once the
+        server died, whatever host API the stream used)."""
+        return any("JACK" in api["name"] for api in self._sd.query_hostapis())
+
     def _try_reopen(self, now: float) -> None:
+        if self._jack_loaded():
+            raise AudioDeviceError(
+                "the JACK server went away; PortAudio's JACK host API cannot reconnect in-process "
+                "(Pa_Terminate aborts), so the box exits and the service restarts it"
+            )
         self._sd._terminate()  # re-scan devices: a restarted JACK server / replugged card is new
         self._sd._initialize()
         try:

@@ -148,6 +148,7 @@ class Supervisor:
         self._watchdog_s = _watchdog_interval()
         self._last_ping = self._last_stats = 0.0
         self.stats_writer = None  # callable(dict), set by the play command
+        self.final_stats: dict = {}  # stats() as the box stopped
 
     # ---- other threads ------------------------------------------------------------------------------
 
@@ -456,8 +457,9 @@ class Supervisor:
         self.player.close()
         if self.recorder is not None:
             self.recorder.wait()
+        self.final_stats = self.stats()
         if self.stats_writer is not None:
-            self.stats_writer(self.stats())
+            self.stats_writer(self.final_stats)
         self.ring.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -1,0 +1,177 @@
+"""`musicbox bench soak`: the box played in real time with its worker SIGKILLed every minute.
+
+``run(args)`` starts a JACK dummy server (a real-time-paced device, no sound card needed), plays the
+bundle through the real box (:class:`~musicbox.runtime.supervisor.Supervisor`, sounddevice stream on
+JACK) for ``--minutes``, kills the worker every ``--kill-every`` seconds and reports, as JSON: underruns
+(target 0), worker restarts, recovery time p50/p95 (seconds from the death being seen to the new
+worker's first bar), and the main process's RSS drift (MiB from 30 s in to the end; target <= 5).
+
+``jackd --no-realtime -d dummy`` consumes audio at exactly the sample rate, so a PortAudio stream on it
+is paced like a real card. The server gets a unique name through ``JACK_DEFAULT_SERVER`` (set in this
+process's environment, which PortAudio's JACK host API reads when it initializes), and PortAudio is
+re-initialized after each start so the JACK host API appears.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musicbox.errors import AudioDeviceError
+
+log = logging.getLogger("musicbox.jack")
+
+
+def reinit_portaudio() -> None:
+    """Make PortAudio enumerate host APIs and devices again (sounddevice scans only at init)."""
+    import sounddevice
+
+    sounddevice._terminate()
+    sounddevice._initialize()
+
+
+class JackDummy:
+    """Start/stop a named ``jackd`` dummy server; usable as a context manager.
+
+    sample_rate: frames per second (Hz). period: frames per JACK period (512 = 11.6 ms at 44.1 kHz).
+    """
+
+    def __init__(self, name: str | None = None, sample_rate: int = 44100, period: int = 512):
+        if shutil.which("jackd") is None:
+            raise AudioDeviceError("jackd is not installed; install it with `apt install jackd2`")
+        self.name = name or f"musicbox{os.getpid()}"
+        self.sample_rate = sample_rate
+        self.period = period
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start the server and wait (up to ``timeout_s`` seconds) until clients can connect."""
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        os.environ.setdefault("JACK_NO_AUDIO_RESERVATION", "1")
+        cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy"]
+        cmd += ["-r", str(self.sample_rate), "-p", str(self.period)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait = ["jack_wait", "-s", self.name, "-w", "-t", str(int(timeout_s))]
+        if subprocess.run(wait, capture_output=True, timeout=timeout_s + 5).returncode != 0:
+            self.stop()
+            raise AudioDeviceError(f"the JACK dummy server {self.name!r} did not start in {timeout_s} s")
+        reinit_portaudio()
+        log.info("JACK dummy server %r up (pid %d)", self.name, self.proc.pid)
+
+    def stop(self) -> None:
+        """Terminate the server politely (idempotent). PortAudio lets go of it first and is initialized
+        again after: its JACK host API aborts the process (an assertion in Pa_Terminate) when the server
+        vanished under it."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        sounddevice = sys.modules.get("sounddevice")
+        if sounddevice is not None:
+            sounddevice._terminate()
+        proc.terminate()  # (a SIGKILLed jackd leaves its entry in JACK's shm registry, filling it up)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        if sounddevice is not None:
+            sounddevice._initialize()
+
+    def __enter__(self) -> JackDummy:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+TARGETS = {"underruns": 0, "rss_drift_mb": 5.0}
+BASELINE_S = 30.0  # RSS baseline taken this long after the start (buffers and caches warmed up)
+
+
+def run(args) -> int:
+    """The ``bench soak`` command: print (and with ``--json`` write) the figures; exit 1 if a target fails."""
+    from musicbox.commands.render import resolve_bundle
+
+    figures = soak(resolve_bundle(args.bundle), args.minutes, args.kill_every)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if getattr(args, "json", None):
+        Path(args.json).write_text(text + "\n")
+    return 0 if figures["ok"] else 1
+
+
+def soak(bundle: Path, minutes: float, kill_every_s: float = 60.0) -> dict:
+    """Play ``minutes`` on a JACK dummy device, SIGKILLing the worker every ``kill_every_s`` seconds."""
+    from musicbox.commands.play import build_box
+    from musicbox.config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp, JackDummy():
+        toml = Path(tmp) / "soak.toml"
+        toml.write_text(f'[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp}/rec"\n')
+        box = build_box(load_config(toml), bundle)
+        stop = threading.Event()
+        kills: list[float] = []
+        rss: list[tuple[float, float]] = []
+        helpers = [
+            threading.Thread(target=_killer, args=(box, kill_every_s, stop, kills), daemon=True),
+            threading.Thread(target=_rss_sampler, args=(box, stop, rss), daemon=True),
+        ]
+        for thread in helpers:
+            thread.start()
+        try:
+            box.run(minutes * 60.0)
+        finally:
+            stop.set()
+        return _figures(box, minutes, kills, rss)
+
+
+def _killer(box, every_s: float, stop: threading.Event, kills: list[float]) -> None:
+    while not stop.wait(every_s):
+        worker = box.worker
+        if worker is not None and worker.process.pid:
+            kills.append(time.monotonic())
+            os.kill(worker.process.pid, signal.SIGKILL)
+            log.info("soak: SIGKILL worker pid %d", worker.process.pid)
+
+
+def _rss_sampler(box, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
+    from musicbox.runtime.supervisor import rss_mb
+
+    start = time.monotonic()
+    while not stop.wait(2.0):
+        samples.append((time.monotonic() - start, rss_mb(os.getpid()) or 0.0))
+
+
+def _figures(box, minutes: float, kills: list[float], rss: list[tuple[float, float]]) -> dict:
+    rec = np.array(box.recoveries) if box.recoveries else np.zeros(1)
+    after = [mb for t, mb in rss if t >= min(BASELINE_S, minutes * 30.0)]
+    drift = (after[-1] - after[0]) if len(after) > 1 else 0.0
+    figures = {
+        "minutes": minutes,
+        "bars_played": box.final_stats.get("bars_played"),
+        "underruns": box.player.underruns,
+        "xruns": box.player.xruns,
+        "kills": len(kills),
+        "worker_restarts": box.worker_restarts,
+        "recovery_s_p50": round(float(np.percentile(rec, 50)), 3),
+        "recovery_s_p95": round(float(np.percentile(rec, 95)), 3),
+        "recovery_s_max": round(float(rec.max()), 3),
+        "rss_mb_start": after[0] if after else None,
+        "rss_mb_end": after[-1] if after else None,
+        "rss_drift_mb": round(drift, 2),
+        "rss_mb_peak": max((mb for _, mb in rss), default=None),
+    }
+    figures["ok"] = figures["underruns"] <= TARGETS["underruns"] and drift <= TARGETS["rss_drift_mb"]
+    return figures
