@@ -52,12 +52,16 @@ MIN_SQNR_DB = 25.0
 """A node whose activation input or weight quantizes with less SQNR than this (dB) is kept in float.
 8-bit uniform quantization of a well-spread activation gives ~35-45 dB; below 25 dB the range is
 dominated by outliers (or values cluster in a few levels) and the node's error shows in the output."""
-MAX_INTERMEDIATE = 8
-"""Calibration batches whose intermediate outputs onnxruntime keeps before folding them into min/max."""
+MAX_STRIDE = 8
+"""At most this many calibration batches are held (with every intermediate tensor) before onnxruntime
+folds them into the running min/max (``CalibStridedMinMax``). Not ``CalibMaxIntermediateOutputs``: in
+onnxruntime 1.31 the MinMax calibrator *drops* the batches collected when that limit is reached instead
+of folding them in, so only the last few batches would count."""
 
 
 class FeedReader(CalibrationDataReader):
-    """A ``CalibrationDataReader`` over a list of feed dicts (name -> float32 ``[rows, ...]``)."""
+    """A ``CalibrationDataReader`` over a list of feed dicts (name -> float32 ``[rows, ...]``); supports
+    onnxruntime's strided calibration (``len`` and ``set_range``)."""
 
     def __init__(self, batches: list[dict[str, np.ndarray]]):
         self.batches = batches
@@ -68,6 +72,17 @@ class FeedReader(CalibrationDataReader):
 
     def rewind(self):
         self._it = iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self.batches[start_index:end_index])
+
+
+def stride_for(n_batches: int) -> int:
+    """The largest divisor of ``n_batches`` up to ``MAX_STRIDE`` (onnxruntime requires a divisor)."""
+    return max(d for d in range(1, min(MAX_STRIDE, n_batches) + 1) if n_batches % d == 0)
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,7 @@ def _quantize(fp32_path: Path, out: Path, batches, ops, exclude) -> onnx.ModelPr
         nodes_to_quantize=nodes,
         calibrate_method=CalibrationMethod.MinMax,
         extra_options={
-            "CalibMaxIntermediateOutputs": MAX_INTERMEDIATE,
+            "CalibStridedMinMax": stride_for(len(batches)),
             "WeightSymmetric": True,
             "OpTypesToExcludeOutputQuantization": list(ops),
         },
