@@ -1,0 +1,36 @@
+"""The ARM64 check (``scripts/arm64_check.sh``) on a bundle of the tiny checkpoint, under qemu-aarch64.
+
+Needs root (or sudo) for apt-get/debootstrap on the first run and network access to the Debian mirror
+and PyPI; the sysroot and wheels are cached under ~/.cache/musicbox/arm64 (cold ~45 s to prepare, then
+~35 s per emulated core)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from musicbox.quantize.bundle import BuildSettings, build_bundle
+from musicbox.quantize.calibrate import CalibrationGrid
+from musicbox.quantize.validate import ValidationPlan
+from tests.helpers.tiny_model import tiny_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "arm64_check.sh"
+GRID = CalibrationGrid(styles=(0.0, 0.5, 4.0), tempos=(60.0, 160.0), moods=(-1.0, 1.0), seeds=(0,), bars=2)
+
+
+@pytest.mark.arm64
+def test_runtime_on_emulated_arm64_matches_x86(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt", full_size=True)
+    settings = BuildSettings(grid=GRID, plan=ValidationPlan(seeds=(0,), bars=2, repeats=10))
+    bundle = build_bundle(checkpoint, tmp_path / "bundle", settings).path
+    out = tmp_path / "arm64"
+    proc = subprocess.run([str(SCRIPT), str(bundle), str(out)], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "arm64_check.json").read_text())
+    assert report["ok"] and set(report["cpus"]) == {"cortex-a72", "cortex-a76", "cortex-a57"}
+    for result in report["cpus"].values():
+        assert result["fp32"]["same_notes"]
+        assert result["int8"]["note_f1_vs_x86"] >= 0.9
