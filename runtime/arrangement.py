@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from musicbox.runtime.controls import Controls
-from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
 
 from musicbox.errors import ManifestError
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
 
 DRUM_CHANNEL = 9
 """MIDI channel 10 (0-based 9): General MIDI percussion."""

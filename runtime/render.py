@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from musicbox.errors import MusicBoxError, SoundFontError
 from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, Played, bar_notes
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation
 from musicbox.runtime.soundfont import find_soundfont
-
-from musicbox.errors import MusicBoxError, SoundFontError
 
 INTERPOLATION = {"none": 0, "linear": 1, "4th": 4, "7th": 7}
 """FluidSynth interpolation methods (``fluid_interp``): linear is the measured speed/quality choice."""
