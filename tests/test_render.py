@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+
+from musicbox.errors import ManifestError, SoundFontError
 from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, bar_notes, swing_warp
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import Note, notes_to_roll
 from musicbox.runtime.soundfont import find_soundfont, search_paths
-
-from musicbox.errors import ManifestError, SoundFontError
 
 pytest.importorskip("fluidsynth")
 if not any(p.is_file() for p in search_paths()):

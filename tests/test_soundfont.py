@@ -3,9 +3,9 @@
 import sys
 
 import pytest
-from musicbox.runtime import soundfont
 
 from musicbox.errors import SoundFontError
+from musicbox.runtime import soundfont
 
 
 def _font(path):
