@@ -10,11 +10,11 @@ style            collections (music21 corpus folders)                         wh
 ===============  ===========================================================  ==========================
 ``chorale``      ``bach`` (the four-part chorales, .mxl/.xml)                  one homogeneous idiom, SATB
 ``renaissance``  ``palestrina`` (.krn), ``monteverdi`` (madrigals, .mxl)       duple alla-breve polyphony;
-                                                                              Palestrina is ~95 % of it
+                                                                              Palestrina is ~97 % of it
 ``quartet``      ``beethoven``, ``mozart``, ``haydn`` string quartets (.mxl)  the only classical
                                                                               multi-part material
-``folk``         ``essenFolksong`` (.abc, the ``test*``/``variant0`` files     the largest collection,
-                 are music21's parser tests and are skipped)                  melody only
+``folk``         ``essenFolksong`` (.abc; skipped: ``han1``/``han2``, 1,200    the largest collection,
+                 Chinese songs, and ``test*``/``variant0``, music21's tests)  melody only
 ``celtic``       ``oneills1850``, ``ryansMammoth``, ``airdsAirs`` (.abc)      dance tunes: reels,
                                                                               hornpipes, strathspeys
 ===============  ===========================================================  ==========================
@@ -22,7 +22,7 @@ style            collections (music21 corpus folders)                         wh
 Left out: the Trecento (medieval, and nearly all in compound or triple meters, which are dropped
 anyway), Josquin (8 multi-voice ABC files music21 parses poorly), single works (Schumann, Joplin,
 ...), the ``.krn`` duplicates of the Bach and Beethoven ``.mxl`` files and Mozart's K. 545 (a piano
-sonata among the quartets).
+sonata among the quartets) and ``madrigal.3.1_old.mxl`` (a broken duplicate of madrigal 3.1).
 
 From a score to bars
 --------------------
@@ -33,9 +33,9 @@ From a score to bars
   consecutive measures into one bar (an unpaired one is dropped); 4/2 and 2/1 (8 ql) are split into two
   bars, 4/1 (16 ql) into four. Triple, compound and odd meters (3/4, 6/8, 3/8, 9/8, 12/8, 3/2, 5/8, ...)
   and pieces without a meter are dropped and their measures counted per meter.
-- **Pickups.** A short first measure is padded with silence *before* it, to the next multiple of a
-  4-ql bar, so the first full measure starts on a bar line and the upbeat keeps its place (counted as
-  ``pickup_padded``). Two short measures in a row that add up to a full one (an ABC section ending and
+- **Pickups.** A short first measure (of the piece, or right after a dropped stretch such as a 3/4
+  section) is padded with silence *before* it, to the next multiple of a 4-ql bar, so the first full
+  measure starts on a bar line and the upbeat keeps its place (counted as ``pickup_padded``). Two short measures in a row that add up to a full one (an ABC section ending and
   the next section's upbeat) are joined into one. Any other short, long or unsupported measure is
   dropped and ends the current run of bars.
 - **Runs -> pieces.** Only gap-free runs of bars are kept, so within a piece ``bar`` is exactly
@@ -78,7 +78,7 @@ from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, fold_pitch
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 """Bump when a change here alters the bars produced: every cached piece is then parsed again."""
 
 MIN_BARS = 3
@@ -129,11 +129,11 @@ STYLES: dict[str, str] = {
 COLLECTIONS: tuple[Collection, ...] = (
     Collection("bach", "chorale", "bach", ("*.mxl", "*.xml")),
     Collection("palestrina", "renaissance", "palestrina", ("*.krn",)),
-    Collection("monteverdi", "renaissance", "monteverdi", ("madrigal.*.mxl",)),
+    Collection("monteverdi", "renaissance", "monteverdi", ("madrigal.*.mxl",), exclude=r"_old\.mxl$"),
     Collection("haydn", "quartet", "haydn", ("**/*.mxl",)),
     Collection("mozart", "quartet", "mozart", ("**/*.mxl",), exclude=r"^k545/"),
     Collection("beethoven", "quartet", "beethoven", ("*.mxl", "**/*.mxl")),
-    Collection("essen", "folk", "essenFolksong", ("*.abc",), exclude=r"^(test|variant)"),
+    Collection("essen", "folk", "essenFolksong", ("*.abc",), exclude=r"^(test|variant|han)"),
     Collection("oneills", "celtic", "oneills1850", ("*.abc",)),
     Collection("ryans", "celtic", "ryansMammoth", ("*.abc",)),
     Collection("airds", "celtic", "airdsAirs", ("*.abc",)),
@@ -325,15 +325,15 @@ def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEF
     if not measures:
         counts["scores_without_measures"] += 1
         return []
-    origins, meters = grid_bars(measures, counts)
+    origins, meters, starts = grid_bars(measures, counts)
     tracks, melody_only = assign_tracks(parts, counts)
     pieces = []
-    for lo, hi in runs(origins):
+    for lo, hi in runs(origins, starts):
         n = hi - lo
         if n < MIN_BARS:
             counts["bars_short_run"] += n
             continue
-        notes = run_notes(tracks, origins[lo], n, counts, rep)
+        notes = run_notes(tracks, origins[lo], starts[lo], n, counts, rep)
         name = work if not pieces else f"{work}@{len(pieces) + 1}"
         pieces.append(Piece(name, work, notes_to_roll(notes, n, rep), meters[lo:hi], melody_only))
         counts["bars_kept"] += n
@@ -357,94 +357,122 @@ def meter_bar_ql(ts) -> float | None:
     return length if num in (2, 4) and length in (2.0, 4.0, 8.0, 16.0) else None
 
 
-def grid_bars(measures: list, counts: Counter) -> tuple[list[float], list[str]]:
-    """Source time (ql) of step 0 of each kept 16-step bar, and its source meter.
+def grid_bars(measures: list, counts: Counter) -> tuple[list[float], list[str], list[float]]:
+    """Per kept 16-step bar: the source time (ql) of its step 0, its source meter, and the source time
+    its music starts (later than step 0 only in a pickup's padded bar, whose silence must stay silent).
 
     Counts per meter: ``measures:<m>`` seen, ``measures_dropped:<m>`` dropped, and the quarter lengths
-    ``ql:<m>`` / ``ql_dropped:<m>`` (divide by 4 for bar equivalents). See the module docstring.
+    ``ql:<m>`` / ``ql_dropped:<m>`` (divide by 4 for bar equivalents); ``dropped:<reason>`` per reason.
+    See the module docstring for the rules.
     """
-    origins: list[float] = []
-    meters: list[str] = []
+    grid = _BarGrid(counts)
     ts = None
-    pending: tuple[float, float] | None = None  # a short measure waiting for its complement
-    half: float | None = None  # a 2/4 measure waiting for its pair
-    first = True
-
-    def drop(label: str, ql: float, reason: str) -> None:
-        counts[f"measures_dropped:{label}"] += 1
-        counts[f"ql_dropped:{label}"] += ql
-        counts[f"dropped:{reason}"] += 1
-
-    def emit(origin: float, length: float, label: str) -> None:
-        nonlocal half
-        if length == 2.0:
-            if half is not None and abs(half + 2.0 - origin) < _EPS:
-                origins.append(half)
-                meters.append(label)
-                half = None
-            else:
-                if half is not None:
-                    drop(label, 2.0, "unpaired_2/4")
-                half = origin
-            return
-        if half is not None:
-            drop(label, 2.0, "unpaired_2/4")
-            half = None
-        for j in range(int(round(length / BAR_QL))):
-            origins.append(origin + j * BAR_QL)
-            meters.append(label)
-
     for m in measures:
         ts = m.timeSignature or ts
+        grid.measure(float(m.offset), float(m.duration.quarterLength), ts)
+    grid.flush()
+    return grid.origins, grid.meters, grid.starts
+
+
+class _BarGrid:
+    """State of :func:`grid_bars`: the bars so far and the measures waiting for a partner."""
+
+    def __init__(self, counts: Counter) -> None:
+        self.counts = counts
+        self.origins: list[float] = []
+        self.starts: list[float] = []
+        self.meters: list[str] = []
+        self.pending: tuple[float, float, str] | None = None  # short measure waiting for its complement
+        self.half: tuple[float, str] | None = None  # 2/4 measure waiting for its pair
+        self.at_start = True  # a short measure here is a pickup (piece start, or after a dropped stretch)
+
+    def measure(self, offset: float, dur: float, ts) -> None:
         label = ts.ratioString if ts is not None else "none"
-        offset, dur = float(m.offset), float(m.duration.quarterLength)
-        counts[f"measures:{label}"] += 1
-        counts[f"ql:{label}"] += dur
+        self.counts[f"measures:{label}"] += 1
+        self.counts[f"ql:{label}"] += dur
         length = meter_bar_ql(ts)
         if length is None:
-            drop(label, dur, "meter")
-            pending, first = None, False
-            continue
+            self.drop(label, dur, "meter")
+            self.flush()
+            self.at_start = True
+            return
+        pending, self.pending = self.pending, None
         if abs(dur - length) < _EPS:
-            if pending is not None:
-                drop(label, pending[1], "incomplete_measure")
-                pending = None
-            emit(offset, length, label)
-        elif dur < length and first and dur > _EPS:
+            self.drop_pending(pending)
+            self.emit(offset, length, label)
+        elif dur > length:
+            self.drop_pending(pending)
+            self.drop(label, dur, "overfull_measure")
+        elif dur <= _EPS:
+            self.pending = pending
+            return
+        elif self.at_start:
+            self.drop_pending(pending)
             padded = max(BAR_QL, math.ceil(dur / BAR_QL - _EPS) * BAR_QL)
-            counts["pickup_padded"] += 1
-            counts["pickup_padded_ql"] += padded - dur
-            emit(offset + dur - padded, padded, label)
-        elif dur < length and pending and abs(pending[0] + pending[1] - offset) < _EPS:
-            if abs(pending[1] + dur - length) < _EPS:
-                counts["measures_joined"] += 1
-                emit(pending[0], length, label)
-                pending = None
-            else:
-                drop(label, pending[1], "incomplete_measure")
-                pending = (offset, dur)
-        elif dur < length:
-            if pending is not None:
-                drop(label, pending[1], "incomplete_measure")
-            pending = (offset, dur) if dur > _EPS else None
+            self.counts["pickup_padded"] += 1
+            self.counts["pickup_padded_ql"] += padded - dur
+            self.emit(offset + dur - padded, padded, label, music_from=offset)
+        elif (
+            pending and abs(pending[0] + pending[1] - offset) < _EPS and abs(pending[1] + dur - length) < _EPS
+        ):
+            self.counts["measures_joined"] += 1
+            self.emit(pending[0], length, label)
         else:
-            drop(label, dur, "overfull_measure")
-        first = False
-    if pending is not None:
-        drop(ts.ratioString if ts else "none", pending[1], "incomplete_measure")
-    if half is not None:
-        drop(ts.ratioString if ts else "none", 2.0, "unpaired_2/4")
-    return origins, meters
+            self.drop_pending(pending)
+            self.pending = (offset, dur, label)
+        self.at_start = False
+
+    def emit(self, origin: float, length: float, label: str, music_from: float | None = None) -> None:
+        """Bars for a full measure of ``length`` ql starting at ``origin`` (2/4 waits for its pair).
+
+        music_from: where the music starts in a padded pickup (silence before it).
+        """
+        if length == 2.0:
+            if self.half is not None and abs(self.half[0] + 2.0 - origin) < _EPS:
+                self.origins.append(self.half[0])
+                self.starts.append(self.half[0])
+                self.meters.append(label)
+                self.half = None
+            else:
+                self.drop_half()
+                self.half = (origin, label)
+            return
+        self.drop_half()
+        for j in range(int(round(length / BAR_QL))):
+            self.origins.append(origin + j * BAR_QL)
+            self.starts.append(max(origin + j * BAR_QL, music_from or origin))
+            self.meters.append(label)
+
+    def flush(self) -> None:
+        """Drop what still waits for a partner (the run ends here)."""
+        self.drop_pending(self.pending)
+        self.pending = None
+        self.drop_half()
+
+    def drop_pending(self, pending: tuple[float, float, str] | None) -> None:
+        if pending is not None:
+            self.drop(pending[2], pending[1], "incomplete_measure")
+
+    def drop_half(self) -> None:
+        if self.half is not None:
+            self.drop(self.half[1], 2.0, "unpaired_2/4")
+            self.half = None
+
+    def drop(self, label: str, ql: float, reason: str) -> None:
+        self.counts[f"measures_dropped:{label}"] += 1
+        self.counts[f"ql_dropped:{label}"] += ql
+        self.counts[f"dropped:{reason}"] += 1
 
 
-def runs(origins: list[float]) -> list[tuple[int, int]]:
-    """``[lo, hi)`` index ranges of bars that follow each other without a gap."""
+def runs(origins: list[float], starts: list[float]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` index ranges of bars that follow each other without a gap; a padded pickup bar
+    (its music starts after its step 0) always begins a new run."""
     out = []
     lo = 0
     for i in range(1, len(origins) + 1):
-        if i == len(origins) or abs(origins[i] - origins[i - 1] - BAR_QL) > _EPS:
-            if i > lo:
-                out.append((lo, i))
+        gap = i == len(origins) or abs(origins[i] - origins[i - 1] - BAR_QL) > _EPS
+        if gap or starts[i] > origins[i] + _EPS:
+            out.append((lo, i))
             lo = i
     return out
 
@@ -524,15 +552,17 @@ def quantize(x: float) -> tuple[int, float]:
     return q, abs(x - q)
 
 
-def run_notes(tracks, origin: float, n_bars: int, counts: Counter, rep: Representation) -> list[Note]:
-    """Grid notes of the run of ``n_bars`` bars starting at ``origin`` ql; counts what was changed."""
+def run_notes(
+    tracks, origin: float, music_from: float, n_bars: int, counts: Counter, rep: Representation
+) -> list[Note]:
+    """Grid notes of the run of ``n_bars`` bars from ``origin`` ql (notes from ``music_from`` ql on)."""
     n_steps = n_bars * rep.steps_per_bar
     steps_per_ql = rep.steps_per_bar / BAR_QL
     out = []
     for t, notes in enumerate(tracks):
         for sn in notes:
             start = (sn.onset - origin) * steps_per_ql
-            if start < -_EPS or start > n_steps - 0.5:
+            if sn.onset < music_from - _EPS or start > n_steps - 0.5:
                 continue  # sounds outside this run (a dropped measure or another run)
             counts["notes"] += 1
             qs, off = quantize(start)

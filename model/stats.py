@@ -121,21 +121,25 @@ def _meters(ds: Dataset, total: Counter, out: Path) -> str:
     )
     all_measures = sum(total[f"measures:{m}"] for m in meters) or 1
     kept_bars = Counter({ds.meter_names[i]: int(n) for i, n in enumerate(np.bincount(ds.meter)) if n})
-    rows, plot = [], Counter()
+    plot, rare = Counter(), []
     for m in meters:
-        seen, dropped = total[f"measures:{m}"], total[f"measures_dropped:{m}"]
-        eq, eq_dropped = total[f"ql:{m}"] / 4, total[f"ql_dropped:{m}"] / 4
-        rows.append([m, f"{seen:,}", f"{dropped:,}", f"{eq:,.0f}", f"{eq_dropped:,.0f}", f"{kept_bars[m]:,}"])
-        key = m if seen / all_measures >= RARE_METER_SHARE else "other"
-        plot[(key, "kept")] += eq - eq_dropped
-        plot[(key, "dropped")] += eq_dropped
+        key = m if total[f"measures:{m}"] / all_measures >= RARE_METER_SHARE else "other"
+        rare += [m] if key == "other" else []
+        for field in ("measures", "measures_dropped", "ql", "ql_dropped"):
+            plot[(key, field)] += total[f"{field}:{m}"]
+        plot[(key, "bars")] += kept_bars[m]
     labels = list(dict.fromkeys(k for k, _ in plot))
+    rows = [
+        [m, *(f"{plot[(m, f)]:,.0f}" for f in ("measures", "measures_dropped"))]
+        + [f"{plot[(m, 'ql')] / 4:,.0f}", f"{plot[(m, 'ql_dropped')] / 4:,.0f}", f"{plot[(m, 'bars')]:,}"]
+        for m in labels
+    ]
+    kept = [(plot[(m, "ql")] - plot[(m, "ql_dropped")]) / 4 for m in labels]
+    dropped = [plot[(m, "ql_dropped")] / 4 for m in labels]
     fig, ax = plt.subplots(figsize=(9, 3.5))
     x = np.arange(len(labels))
-    ax.bar(x, [plot[(m, "kept")] for m in labels], label="kept", color="tab:green")
-    ax.bar(
-        x, [plot[(m, "dropped")] for m in labels], bottom=[plot[(m, "kept")] for m in labels], label="dropped"
-    )
+    ax.bar(x, kept, label="kept", color="tab:green")
+    ax.bar(x, dropped, bottom=kept, label="dropped")
     ax.set_xticks(x, labels, rotation=45)
     ax.set_ylabel("16-step bar equivalents")
     ax.set_title("source meters: kept vs dropped")
@@ -143,11 +147,13 @@ def _meters(ds: Dataset, total: Counter, out: Path) -> str:
     _save(fig, out / "meters.png")
     header = ["meter", "measures", "measures dropped", "bar equiv.", "bar equiv. dropped", "dataset bars"]
     text = (
-        "## Meters\n\nSource measures per time signature (as music21 reads them; a few odd signatures come "
-        "from malformed ABC bars), and what they cost. 2/4 measures are joined in pairs, 4/2 and 2/1 "
-        "split in two, so *dataset bars* differ from *measures*.\n\n"
+        "## Meters\n\nSource measures per time signature as music21 reads them, and what they cost. 2/4 "
+        "measures are joined in pairs, 4/2 and 2/1 split in two, so *dataset bars* differ from *measures*; "
+        "*bar equiv.* is the source length in 4/4 bars.\n\n"
     )
-    return text + _table(header, rows) + "\n\n![meters](meters.png)"
+    note = f"\n\n*other*: {len(rare)} rare signatures (under {RARE_METER_SHARE:.1%} of the measures each, "
+    note += "mostly malformed ABC bars): " + ", ".join(rare) if rare else ""
+    return text + _table(header, rows) + note + "\n\n![meters](meters.png)"
 
 
 def _mode(ds: Dataset, out: Path) -> str:

@@ -95,6 +95,28 @@ def test_meter_change_cuts_the_piece_into_gap_free_runs():
     assert counts["measures_dropped:3/4"] == 2 and counts["measures:4/4"] == 7
 
 
+def test_measures_waiting_for_a_partner_are_counted_under_their_own_meter():
+    spec = [
+        ("2/4", 2),
+        (None, 2),
+        (None, 2),
+        ("3/4", 3),
+        (None, 3),
+        ("4/4", 1),
+        (None, 4),
+        (None, 4),
+        (None, 4),
+    ]
+    counts: Counter = Counter()
+    pieces = corpus.score_to_pieces(_measures_score(spec), "w", counts)
+    assert counts["measures_dropped:2/4"] == 1 and counts["dropped:unpaired_2/4"] == 1
+    assert counts["measures_dropped:3/4"] == counts["measures:3/4"] == 2
+    assert counts["bars_short_run"] == 1  # the lone 2/4 pair
+    (piece,) = pieces  # the 4/4 upbeat after the 3/4 stretch is a pickup: padded, then 3 bars
+    assert len(piece.rolls) == 4 and counts["pickup_padded"] == 1
+    assert _onsets(piece.rolls[0, 0]) == [(12, 72)]
+
+
 def test_music21_ignores_inline_abc_meter_changes_so_those_measures_drop_as_incomplete():
     pieces, counts = _pieces("CDEF | GABc | CDEF | [M:3/4] CDE | FGA | [M:4/4] CDEF | GABc | cBAG | FEDC |")
     assert [len(p.rolls) for p in pieces] == [3, 4]
