@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-device}"
 
-apt_packages=(python3-venv libportaudio2 libfluidsynth3 musescore-general-soundfont-small)
+apt_packages=(python3-venv libportaudio2 libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small)
 if [ "$mode" = dev ]; then
   apt_packages+=(jackd2 qemu-user-static debootstrap systemd)
 fi

@@ -76,7 +76,7 @@ def test_nothing_found_names_what_to_install(no_fonts):
 
 def test_real_search_list_names_the_packages():
     packages = [package for _, package in soundfont.DEBIAN_SOUNDFONTS]
-    assert packages == ["musescore-general-soundfont-small", "fluid-soundfont-gm"]
+    assert packages == ["fluid-soundfont-gm", "musescore-general-soundfont-small"]
     assert soundfont.PACKAGE_SOUNDFONTS == (("pretty_midi", "TimGM6mb.sf2"),)
 
 
