@@ -74,6 +74,14 @@ def transpose(rolls: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
+def _log_every(step: int, total: int, what: str, history: list[float], every: int = 250) -> None:
+    """A log line every ``every`` steps (for runs whose output is not a terminal: nohup, CI, journald)."""
+    if step % every == 0 or step == total:
+        log.info(
+            "%s step %d/%d: %.4f (mean of the last %d)", what, step, total, np.mean(history[-every:]), every
+        )
+
+
 def warmup_cosine(opt, total: int, warmup_frac: float = 0.03):
     """Linear warm-up over ``warmup_frac`` of ``total`` steps, then cosine decay to 5 % of the peak rate."""
     warmup = max(1, int(total * warmup_frac))
@@ -178,6 +186,7 @@ class Trainer:
             sched.step()
             self.history["ae"].append(rec.item())
             progress.update(task, advance=1, description=f"autoencoder rec {rec.item():.4f}")
+            _log_every(len(self.history["ae"]), s.ae_steps, "autoencoder BCE", self.history["ae"])
         ae.eval()
 
     @torch.no_grad()
@@ -273,6 +282,7 @@ class Trainer:
                     pe.lerp_(pm, 1.0 - s.ema)
             self.history["dn"].append(loss.item())
             progress.update(task, advance=1, description=f"denoiser loss {loss.item():.4f}")
+            _log_every(step + 1, s.dn_steps, "denoiser flow MSE", self.history["dn"])
         self.model.denoiser = ema
         return self.model
 
