@@ -257,3 +257,16 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
 def test_unknown_collection_lists_the_known_ones():
     with pytest.raises(DatasetError, match="palestrina"):
         corpus.collection("nope")
+
+
+def test_cli_build_then_stats(tmp_path, capsys):
+    from musicbox.cli import main
+
+    cache, out = str(tmp_path / "cache"), str(tmp_path / "report")
+    build = ["data", "--cache", cache, "build", "--collections", "bach", "--limit-per-collection", "1"]
+    assert main([*build, "--jobs", "1", "--no-progress"]) == 0
+    assert "1 work units (1 parsed" in capsys.readouterr().out
+    assert main(["data", "--cache", cache, "stats", "--out", out]) == 0
+    assert (tmp_path / "report" / "report.md").is_file()
+    assert main(["data", "--cache", cache, "build", "--collections", "nope"]) == 1
+    assert "choose among" in capsys.readouterr().err
