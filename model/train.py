@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from musicbox.model.checkpoint import save_checkpoint
+from musicbox.model.data import builder_key
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
 from musicbox.model.styles import style_tables
 from musicbox.runtime.features import ATTRS
@@ -369,6 +370,8 @@ class Trainer:
                 "threshold": ae_figures["threshold"],
             },
             "training": {
+                "dataset": f"musicbox phrases ({builder_key()}), {len(self.ds)} bars",
+                "trained": time.strftime("%Y-%m-%d", time.gmtime()),
                 "settings": asdict(self.s),
                 "dataset_bars": {"train": len(self.train_idx), "val": len(self.val_idx)},
                 "autoencoder_val_note_f1": ae_figures["val_note_f1"],
