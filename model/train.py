@@ -344,6 +344,7 @@ class Trainer:
         """The checkpoint's config: the tables the box needs, in the bundle manifest's own layout."""
         ae = self.model.autoencoder.cfg
         return {
+            "name": "musicbox-latent-flow",
             "representation": {
                 **DEFAULT.to_dict(),
                 "latent_frames": ae.frames,
