@@ -128,7 +128,7 @@ def _meters(ds: Dataset, total: Counter, out: Path) -> str:
         for field in ("measures", "measures_dropped", "ql", "ql_dropped"):
             plot[(key, field)] += total[f"{field}:{m}"]
         plot[(key, "bars")] += kept_bars[m]
-    labels = list(dict.fromkeys(k for k, _ in plot))
+    labels = [k for k in dict.fromkeys(k for k, _ in plot) if k != "other"] + (["other"] if rare else [])
     rows = [
         [m, *(f"{plot[(m, f)]:,.0f}" for f in ("measures", "measures_dropped"))]
         + [f"{plot[(m, 'ql')] / 4:,.0f}", f"{plot[(m, 'ql_dropped')] / 4:,.0f}", f"{plot[(m, 'bars')]:,}"]
