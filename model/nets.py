@@ -2,10 +2,10 @@
 
 Shapes (B = batch; docs/architecture.md has the full contract):
     planes  [B, 2T, S, P]   onset/active planes of one bar (T=3 tracks, S=16 steps, P=64 pitches)
-    latent  [B, F, D]       F=4 latent frames (one per beat) of D=32 numbers, scaled to unit variance
+    latent  [B, F, D]       F=4 latent frames (one per beat) of D=64 numbers, scaled to unit variance
     context [B, K*F, D]     latents of the K=2 previous bars, oldest first
 
-The autoencoder compresses a bar 24:1 (6144 cells -> 128 numbers) so the denoiser works on 4 tokens per
+The autoencoder compresses a bar 24:1 (6144 binary cells -> 256 numbers) so the denoiser works on 4 tokens per
 bar instead of 6144 cells. The denoiser sees one conditioning token, the context tokens and the noisy
 target tokens, and predicts the flow velocity of the target tokens.
 """
@@ -16,7 +16,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -28,8 +27,8 @@ class AutoencoderConfig:
     steps: int = 16
     pitches: int = 64
     frames: int = 4
-    latent_dim: int = 32
-    hidden: int = 256
+    latent_dim: int = 64
+    hidden: int = 768
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class DenoiserConfig:
     """A small bidirectional transformer over ``1 + context_bars * frames + frames`` tokens."""
 
     frames: int = 4
-    latent_dim: int = 32
+    latent_dim: int = 64
     context_bars: int = 2
     n_styles: int = 5
     n_attrs: int = 4
@@ -46,45 +45,48 @@ class DenoiserConfig:
     n_head: int = 6
 
 
-class ResConv(nn.Module):
-    """Residual 1-D convolution over time: ``[B, C, L] -> [B, C, L]``."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv2(F.gelu(self.conv1(F.gelu(x))))
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given widths with GELU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers += [nn.Linear(a, b)] + ([nn.GELU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
 
 
 class Autoencoder(nn.Module):
-    """Bar planes ``[B, 2T, S, P]`` <-> latent ``[B, F, D]`` (a light VAE: the encoder also gives a
-    log-variance used only in training)."""
+    """Bar planes ``[B, 2T, S, P]`` <-> latent ``[B, F, D]``: one latent frame per beat.
+
+    Each frame is ``S / F`` steps of all planes (4 x 6 x 64 = 1536 cells), encoded and decoded by the
+    same MLP (weights shared over frames). A light VAE: the encoder also gives a log-variance, used only
+    in training; the latent is scaled to unit variance (``latent_scale``) for the denoiser. Measured on
+    the corpus: this frame MLP learns polyphonic bars several times faster per CPU second than a
+    convolutional encoder over steps (onset F1 after 1000 steps 0.28 vs 0.07 on chorales).
+    """
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         self.cfg = cfg
-        c, h = 2 * cfg.tracks * cfg.pitches, cfg.hidden
-        self.step_per_frame = cfg.steps // cfg.frames
-        self.enc_in = nn.Linear(c, h)
-        self.enc_conv = nn.Sequential(ResConv(h), ResConv(h))
-        self.enc_frame = nn.Linear(h * self.step_per_frame, h)
-        self.enc_out = nn.Linear(h, 2 * cfg.latent_dim)
-        self.dec_in = nn.Linear(cfg.latent_dim, h)
-        self.dec_frame = nn.Linear(h, h * self.step_per_frame)
-        self.dec_conv = nn.Sequential(ResConv(h), ResConv(h))
-        self.dec_out = nn.Linear(h, c)
+        self.cells = 2 * cfg.tracks * cfg.pitches * (cfg.steps // cfg.frames)
+        h = cfg.hidden
+        self.enc = mlp([self.cells, h, h, 2 * cfg.latent_dim])
+        self.dec = mlp([cfg.latent_dim, h, h, self.cells])
         self.register_buffer("latent_scale", torch.ones(()))
+
+    def _frames(self, planes):
+        """``[B, 2T, S, P] -> [B, F, (S/F) * 2T * P]``."""
+        c = self.cfg
+        x = planes.reshape(-1, 2 * c.tracks, c.frames, c.steps // c.frames, c.pitches)
+        return x.permute(0, 2, 3, 1, 4).reshape(-1, c.frames, self.cells)
+
+    def _unframes(self, x):
+        """``[B, F, (S/F) * 2T * P] -> [B, 2T, S, P]``."""
+        c = self.cfg
+        x = x.reshape(-1, c.frames, c.steps // c.frames, 2 * c.tracks, c.pitches)
+        return x.permute(0, 3, 1, 2, 4).reshape(-1, 2 * c.tracks, c.steps, c.pitches)
 
     def encode_stats(self, planes):
         """Unscaled mean and log-variance of the latent, each ``[B, F, D]``."""
-        b = planes.shape[0]
-        x = planes.permute(0, 2, 1, 3).reshape(b, self.cfg.steps, -1)  # [B, S, 2T*P]
-        x = self.enc_in(x).transpose(1, 2)  # [B, H, S]
-        x = self.enc_conv(x).transpose(1, 2).reshape(b, self.cfg.frames, -1)  # [B, F, H*S/F]
-        mean, logvar = self.enc_out(F.gelu(self.enc_frame(F.gelu(x)))).chunk(2, dim=-1)
-        return mean, logvar
+        return self.enc(self._frames(planes)).chunk(2, dim=-1)
 
     def encode(self, planes):
         """Deterministic scaled latent ``[B, F, D]`` of planes ``[B, 2T, S, P]``."""
@@ -92,12 +94,7 @@ class Autoencoder(nn.Module):
 
     def decode_logits(self, latent):
         """Logits ``[B, 2T, S, P]`` of a scaled latent ``[B, F, D]``."""
-        b = latent.shape[0]
-        x = F.gelu(self.dec_in(latent / self.latent_scale))
-        x = self.dec_frame(x).reshape(b, self.cfg.steps, -1).transpose(1, 2)  # [B, H, S]
-        x = self.dec_conv(x).transpose(1, 2)  # [B, S, H]
-        x = self.dec_out(F.gelu(x)).reshape(b, self.cfg.steps, 2 * self.cfg.tracks, self.cfg.pitches)
-        return x.permute(0, 2, 1, 3)
+        return self._unframes(self.dec(latent / self.latent_scale))
 
     def decode(self, latent):
         """Note probabilities ``[B, 2T, S, P]`` of a scaled latent ``[B, F, D]``."""

@@ -26,27 +26,27 @@ def test_shapes_and_parameter_budget():
     assert sum(p.numel() for p in model.parameters()) < 10_000_000
     planes = torch.rand(2, 6, 16, 64)
     latent = model.autoencoder.encode(planes)
-    assert latent.shape == (2, 4, 32)
+    assert latent.shape == (2, 4, 64)
     assert model.autoencoder.decode(latent).shape == (2, 6, 16, 64)
     v = model.denoiser(
         latent,
         torch.rand(2),
-        torch.randn(2, 8, 32),
+        torch.randn(2, 8, 64),
         torch.ones(2, 2),
         torch.eye(6)[:2],
         torch.randn(2, 4),
         torch.ones(2, 4),
     )
-    assert v.shape == (2, 4, 32)
+    assert v.shape == (2, 4, 64)
 
 
 def test_denoiser_pieces_compose_to_forward():
     """embed -> blocks -> head is the forward pass (the quantize tool cuts shards along it)."""
     dn = MusicModel(AutoencoderConfig(), DenoiserConfig()).denoiser.eval()
     args = (
-        torch.randn(1, 4, 32),
+        torch.randn(1, 4, 64),
         torch.rand(1),
-        torch.randn(1, 8, 32),
+        torch.randn(1, 8, 64),
         torch.ones(1, 2),
         torch.eye(6)[:1],
         torch.randn(1, 4),
