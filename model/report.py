@@ -98,7 +98,7 @@ def _check(value: float, rule: tuple) -> str:
 
 def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> Path:
     """Write ``report.md`` with its plots and the corner samples as MIDI files."""
-    from musicbox.runtime.midi import roll_to_midi_file
+    from musicbox.runtime.midi import roll_to_midi
 
     names = results["style_names"]
     from musicbox.model.evaluate import FEATURES
@@ -108,7 +108,8 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
     plot_blends(results["blends"], names, out / "blends.png")
     (out / "midi").mkdir(exist_ok=True)
     for style, mood, seg in drawn:
-        roll_to_midi_file(seg.roll, out / "midi" / f"{style}-{mood}.mid", tempo_bpm=seg.tempo)
+        programs = manifest.controls.styles[int(seg.style)].arrangement.programs
+        roll_to_midi(seg.roll, out / "midi" / f"{style}-{mood}.mid", bpm=seg.tempo, programs=programs)
     d = results["distance_to_real"]
     lines = [
         "# musicbox evaluation",

@@ -187,13 +187,14 @@ def peak_rss_mb() -> float:
 
 
 def _write_midi(path: Path, bars, manifest) -> None:
-    """The bars' rolls as one MIDI file, one track per part (``runtime/midi.py``), at the first bar's
-    tempo (a scripted tempo change is heard in the WAV, not written to the MIDI file)."""
+    """The bars' rolls as one MIDI file, one track per part (``runtime/midi.py``), with the first bar's
+    style's General MIDI programs and tempo (a scripted change is heard in the WAV, not in the MIDI file)."""
     import numpy as np
 
-    try:
-        from musicbox.runtime.midi import roll_to_midi_file
-    except ImportError as exc:
-        raise MusicBoxError(f"--midi needs musicbox.runtime.midi, which this build lacks ({exc})") from exc
+    from musicbox.runtime.midi import roll_to_midi
+
+    first = bars[0].controls
+    styles = manifest.controls.styles
+    style = styles[min(len(styles) - 1, max(0, round(first.style)))]
     roll = np.concatenate([bar.roll for bar in bars])
-    roll_to_midi_file(roll, path, tempo_bpm=bars[0].controls.tempo_bpm)
+    roll_to_midi(roll, path, bpm=first.tempo_bpm, programs=style.arrangement.programs)
