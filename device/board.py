@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicbox.config import board_files, load_board
-
-X86_INT8_FLAGS = frozenset({"avx2", "avx512_vnni", "avx_vnni"})
+from musicbox.runtime.bundle import DOT_PRODUCT_FLAGS
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,9 @@ class BoardInfo:
 
     @property
     def int8_fast(self) -> bool:
-        """INT8 beats FP32 here: ARM with dot-product, or x86 with AVX2/VNNI."""
-        return self.dotprod if self.is_arm else bool(X86_INT8_FLAGS & self.cpu_features)
+        """INT8 beats FP32 here: the CPU has int8 dot-product instructions (ARM ``asimddp``, x86 VNNI), the
+        same flags ``Bundle.open(precision="auto")`` looks for before its self-benchmark."""
+        return bool(set(DOT_PRODUCT_FLAGS) & self.cpu_features)
 
     @property
     def recommended_precision(self) -> str:

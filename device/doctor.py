@@ -17,6 +17,7 @@ from pathlib import Path
 from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
+from musicbox.runtime.bundle import DOT_PRODUCT_FLAGS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target
@@ -93,11 +94,8 @@ def check_board(board: BoardInfo, config: BoxConfig) -> Check:
 
 
 def check_cpu(board: BoardInfo, config: BoxConfig) -> Check:
-    """CPU features: dot-product (or AVX2/VNNI) means INT8, otherwise FP32."""
-    if board.is_arm:
-        found = "dot-product (asimddp)" if board.dotprod else "no dot-product (asimddp)"
-    else:
-        found = ", ".join(sorted({"avx2", "avx512_vnni", "avx_vnni"} & board.cpu_features)) or "no AVX2/VNNI"
+    """CPU features: int8 dot-product instructions (ARM asimddp, x86 VNNI) mean INT8, otherwise FP32."""
+    found = ", ".join(sorted(set(DOT_PRODUCT_FLAGS) & board.cpu_features)) or "no int8 dot-product"
     detail = f"{found} -> {board.recommended_precision.upper()}"
     chosen = config.bundle.precision
     if chosen.startswith("int8") and not board.int8_fast:

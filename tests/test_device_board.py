@@ -56,7 +56,9 @@ def test_dot_product_decides_the_precision(tmp_path):
     pi5 = detect_board(fake_root(tmp_path / "b", "Raspberry Pi 5 Model B", "", pi5_cpuinfo))
     assert pi5.dotprod and pi5.recommended_precision == "int8"
     x86 = detect_board(fake_root(tmp_path / "c", "", "", "processor : 0\nflags\t\t: fpu sse2 avx2\n"))
-    assert not x86.is_arm and x86.recommended_precision == "int8"
+    assert not x86.is_arm and x86.recommended_precision == "fp32"  # no VNNI: as Bundle's auto decides
+    vnni = detect_board(fake_root(tmp_path / "d", "", "", "processor : 0\nflags\t\t: avx2 avx512_vnni\n"))
+    assert vnni.recommended_precision == "int8"
     assert detect_board().cores >= 1  # this machine: readable, whatever it is
 
 
