@@ -174,7 +174,7 @@ def test_render_command_errors(tmp_path, capsys):
         main(["render", "--seconds", "1", "--bundle", str(root), "--script", str(bad), "--out", "x.wav"])
         == 78
     )
-    assert "set one or more of style, tempo, mood" in capsys.readouterr().err
+    assert "unknown key 'volume'; allowed: at, style, tempo, mood" in capsys.readouterr().err
     assert main(["render", "--seconds", "1", "--bundle", str(tmp_path / "none"), "--out", "x.wav"]) == 78
     assert "no bundle folder" in capsys.readouterr().err
 

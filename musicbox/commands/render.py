@@ -7,13 +7,11 @@ line at or after each ``at`` (as the box does). Prints each bar's generation tim
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from musicbox.errors import ConfigError, MusicBoxError
 
 PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
-KNOBS = ("style", "tempo", "mood")
 FADE_SECONDS = 0.02
 
 
@@ -64,46 +62,11 @@ def parse_style(value: str | None, manifest) -> float:
         return float(manifest.controls.style_index(value))
 
 
-def load_script(path: Path | None) -> list[dict]:
-    """Knob changes sorted by time: ``[{"at": s, "style"|"tempo"|"mood": value, ...}]`` (ConfigError)."""
-    if path is None:
-        return []
-    try:
-        items = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the knob script ({exc})") from exc
-    if not isinstance(items, list):
-        raise ConfigError(f'{path}: must be a JSON list of {{"at": seconds, "style"|"tempo"|"mood": value}}')
-    for i, item in enumerate(items):
-        _check_event(path, i, item)
-    return sorted(items, key=lambda e: e["at"])
-
-
-def _check_event(path: Path, i: int, item) -> None:
-    where = f"{path}: item {i}"
-    if not isinstance(item, dict) or not isinstance(item.get("at"), (int, float)) or item["at"] < 0:
-        raise ConfigError(f'{where}: needs "at": seconds >= 0')
-    knobs = set(item) - {"at"}
-    if not knobs or not knobs <= set(KNOBS):
-        raise ConfigError(f"{where}: set one or more of {', '.join(KNOBS)} (got {sorted(knobs)})")
-    if not all(
-        isinstance(item[k], (int, float)) or (k == "style" and isinstance(item[k], str)) for k in knobs
-    ):
-        raise ConfigError(f"{where}: knob values are numbers (style may be a name)")
-
-
-def apply_events(controls, events: list[dict], now: float, manifest):
-    """Controls after every event with ``at <= now`` (consumed from ``events``)."""
-    from dataclasses import replace
-
-    while events and events[0]["at"] <= now + 1e-9:
-        event = events.pop(0)
-        if "style" in event:
-            controls = replace(controls, style=parse_style(str(event["style"]), manifest))
-        if "tempo" in event:
-            controls = replace(controls, tempo_bpm=float(event["tempo"]))
-        if "mood" in event:
-            controls = replace(controls, mood=float(event["mood"]))
+def apply_events(controls, events: list, now: float):
+    """Controls after every script event (``device.scripted.ScriptEvent``) with ``at <= now``; the
+    applied events are consumed from ``events``."""
+    while events and events[0].at <= now + 1e-9:
+        controls = events.pop(0).apply(controls)
     return controls
 
 
@@ -111,6 +74,7 @@ def run(args) -> int:
     import numpy as np
     import soundfile
 
+    from musicbox.device.scripted import load_script
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import Controls
     from musicbox.runtime.generator import Generator
@@ -122,12 +86,13 @@ def run(args) -> int:
     manifest = bundle.manifest
     print(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})", flush=True)
     controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood)
-    events = load_script(args.script)
+    style_names = [style.name for style in manifest.controls.styles]
+    events = load_script(args.script, style_names) if args.script else []
     renderer = Renderer(manifest, soundfont=args.soundfont)
     gen = Generator(bundle, seed=args.seed)
     pcm, bars, now = [], [], 0.0
     while now < args.seconds:
-        controls = apply_events(controls, events, now, manifest)
+        controls = apply_events(controls, events, now)
         bar = gen.next_bar(controls)
         audio = renderer.render_roll(bar.roll, bar.controls)
         pcm.append(audio)
