@@ -33,16 +33,20 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from musicbox.errors import MusicBoxError
+from musicbox.runtime import keyguide
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
+
+KEY_GUIDE = 0.9
+"""Strength of the key guide at mood +-1 (``runtime/keyguide.py``): out-of-key probabilities x 0.1."""
 
 HISTORY = 64
 """Bars whose starting state is kept for :meth:`Generator.rewind` (a few KB each)."""
@@ -67,20 +71,23 @@ class Bar:
 @dataclass(frozen=True)
 class GeneratorState:
     """Everything needed to continue: the next bar's ``index``, the noise ``seed``, the ``context``
-    latents float32 ``[K, F, D]`` of the previous K bars (oldest first) and ``context_mask`` float32
-    ``[K]`` (1 where that bar exists)."""
+    latents float32 ``[K, F, D]`` of the previous K bars (oldest first), ``context_mask`` float32
+    ``[K]`` (1 where that bar exists) and ``pitch_history`` float32 ``[12]``, the key guide's decaying
+    pitch-class histogram of the played bars (``runtime/keyguide.py``)."""
 
     index: int
     seed: int
     context: np.ndarray
     context_mask: np.ndarray
+    pitch_history: np.ndarray = field(default_factory=lambda: np.zeros(12, np.float32))
 
 
 class Generator:
     """Writes bars one after the other from an opened :class:`~musicbox.runtime.bundle.Bundle`."""
 
-    def __init__(self, bundle: Bundle, seed: int = 0, history: int = HISTORY):
+    def __init__(self, bundle: Bundle, seed: int = 0, history: int = HISTORY, key_guide: float = KEY_GUIDE):
         self.bundle = bundle
+        self.key_guide = key_guide
         self.manifest = bundle.manifest
         rep, sampler = self.manifest.representation, self.manifest.sampler
         self._latent_shape = (rep.latent_frames, rep.latent_dim)
@@ -118,7 +125,7 @@ class Generator:
     def reseed(self, seed: int) -> None:
         """Use ``seed`` for the noise of the next bars; the context (the music so far) is kept."""
         s = self._state
-        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask)
+        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask, s.pitch_history)
 
     def rewind(self, index: int) -> None:
         """Make ``index`` the next bar to write again, from the state before it was first written.
@@ -139,11 +146,11 @@ class Generator:
         start = time.perf_counter()
         state = self._state
         latent = self._sample_latent(controls, state)
-        probs = self.bundle.decode(latent)
+        probs = keyguide.guide(self.bundle.decode(latent), state.pitch_history, controls.mood, self.key_guide)
         roll = planes_to_roll(probs, self.manifest.sampler.threshold)
         played = self.bundle.encode(roll_to_planes(roll))  # [1, F, D]: the context of the next bar
         self._remember(state)
-        self._state = _advance(state, played[0])
+        self._state = _advance(state, played[0], keyguide.update_history(state.pitch_history, roll))
         notes = roll_to_notes(roll, self.manifest.representation.pianoroll())
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
 
@@ -179,9 +186,11 @@ class Generator:
         return feeds
 
 
-def _advance(state: GeneratorState, played: np.ndarray) -> GeneratorState:
+def _advance(state: GeneratorState, played: np.ndarray, pitch_history: np.ndarray) -> GeneratorState:
     """The state after a bar whose re-encoded latent is ``played [F, D]``: the context window slides."""
     k = len(state.context_mask)
     context = np.concatenate([state.context, played[None]])[1:] if k else state.context
     mask = np.concatenate([state.context_mask, [1.0]])[1:] if k else state.context_mask
-    return GeneratorState(state.index + 1, state.seed, context.astype(np.float32), mask.astype(np.float32))
+    return GeneratorState(
+        state.index + 1, state.seed, context.astype(np.float32), mask.astype(np.float32), pitch_history
+    )

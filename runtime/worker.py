@@ -119,7 +119,13 @@ class Failed:
 
 def state_to_dict(state) -> dict:
     """A GeneratorState as a plain dict of ints and numpy arrays (picklable without the generator)."""
-    return {"index": state.index, "seed": state.seed, "context": state.context, "mask": state.context_mask}
+    return {
+        "index": state.index,
+        "seed": state.seed,
+        "context": state.context,
+        "mask": state.context_mask,
+        "pitch_history": state.pitch_history,
+    }
 
 
 class BarProducer:
@@ -151,7 +157,9 @@ class BarProducer:
         if d is None:
             self.generator.set_state(self._fresh)
         else:
-            self.generator.set_state(GeneratorState(d["index"], d["seed"], d["context"], d["mask"]))
+            self.generator.set_state(
+                GeneratorState(d["index"], d["seed"], d["context"], d["mask"], d["pitch_history"])
+            )
         if seed != self.generator.get_state().seed:
             self.generator.reseed(seed)
         return self.generator.get_state()
