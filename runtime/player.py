@@ -203,7 +203,13 @@ class Player:
             )
             stream.start()
         except (self._sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(f"cannot open audio output {s.device!r}: {exc}") from exc
+            which = "the system default" if s.device in (None, "") else repr(s.device)
+            raise AudioDeviceError(
+                f"cannot open audio output {which}: {exc}. Check that a sound card or DAC is present "
+                "(`aplay -l`, `musicbox doctor`), set [audio] device in musicbox.toml to one that "
+                "`python -m sounddevice` lists, or, on a machine without sound, write audio to a file "
+                "with `musicbox render --seconds 60 --out music.wav`"
+            ) from exc
         self._stream = stream
         self.host_api = self._sd.query_hostapis(self._sd.query_devices(stream.device)["hostapi"])["name"]
         self.last_callback = time.monotonic()
