@@ -85,6 +85,10 @@ class Recorder:
         self._pos = (self._pos + data.shape[0]) % size
         self._filled = min(size, self._filled + data.shape[0])
 
+    def last_bar(self) -> PlayedBar | None:
+        """The bar played most recently (None before the first); safe to call from another thread."""
+        return self._bars[-1] if self._bars else None
+
     def snapshot(self) -> tuple[np.ndarray, list[PlayedBar]]:
         """A copy of the kept PCM (oldest first) and the kept bars."""
         if self._filled < self._pcm.shape[0]:

@@ -37,8 +37,7 @@ def run(args) -> int:
         config = replace(config, knobs=replace(config.knobs, backend=args.backend))
     box = build_box(config, args.bundle)
     backend = _open_backend(config, box)
-    if args.stats:
-        box.stats_writer = _stats_writer(args.stats, backend)
+    box.stats_writer = _status_publisher(args.stats, backend, box)
     _install_signal_handlers(box)
     try:
         box.run(args.seconds)
@@ -145,16 +144,31 @@ def _install_signal_handlers(box) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def _stats_writer(path: Path, backend):
-    """A callable that writes the stats dict to ``path`` atomically and shows it on the backend."""
+def _status_publisher(path: Path | None, backend, box):
+    """A callable(stats) the supervisor calls every second: writes the stats to ``path`` atomically
+    (with ``--stats``) and shows the box's state, knobs, bar count and the bar playing on the backend."""
+    from musicbox.runtime.pianoroll import notes_to_roll
 
-    def write(stats: dict) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            tmp.write_text(json.dumps(stats, indent=1) + "\n")
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("cannot write stats to %s: %s", path, exc)
-        backend.show(stats)
+    def publish(stats: dict) -> None:
+        if path is not None:
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                tmp.write_text(json.dumps(stats, indent=1) + "\n")
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("cannot write stats to %s: %s", path, exc)
+        c = stats["controls"]
+        names = box.style_names
+        view = {
+            "state": stats["state"],
+            "bar": stats["bars_played"],
+            "tempo_bpm": c["tempo_bpm"],
+            "mood": c["mood"],
+            "style": names[min(len(names) - 1, max(0, round(c["style"])))],
+        }
+        last = box.recorder.last_bar() if box.recorder is not None else None
+        if last is not None:
+            view["roll"] = notes_to_roll(last.notes, 1)[0]
+        backend.show(view)
 
-    return write
+    return publish
