@@ -6,8 +6,6 @@ crashes becomes a failing row naming the exception, so the doctor always finishe
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -17,7 +15,7 @@ from pathlib import Path
 from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.bundle import DOT_PRODUCT_FLAGS
+from musicbox.runtime.bundle import DOT_PRODUCT_FLAGS, sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target
@@ -193,7 +191,7 @@ def _hash_manifest_files(root: Path) -> int:
         path = root / entry["file"]
         if not path.is_file() or path.stat().st_size != entry["bytes"]:
             raise BundleError(f"{path}: missing or not {entry['bytes']} bytes")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise BundleError(f"{path}: sha256 differs from the manifest's")
     return len(entries)
 

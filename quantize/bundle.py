@@ -19,7 +19,6 @@ which are wall-clock measurements.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from musicbox.model.checkpoint import WEIGHTS, load_checkpoint
 from musicbox.quantize import calibrate, export, int8, shard, tables
 from musicbox.quantize.validate import ValidationPlan, validate
+from musicbox.runtime.bundle import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     ExternalData,
@@ -78,14 +78,6 @@ class _Silent:
 
     def advance(self, task: int, advance: float = 1) -> None:
         pass
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _specs(values) -> tuple[TensorSpec, ...]:

@@ -107,7 +107,8 @@ def default_threads() -> int:
 # File checks
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (the bundle's hashes; quantize writes them with it)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -124,7 +125,7 @@ def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
     actual = path.stat().st_size
     if actual != size:
         raise BundleError(f"{path}: {actual} bytes, the manifest says {size} (truncated or altered); {fix}")
-    if sha256 is not None and _sha256(path) != sha256:
+    if sha256 is not None and sha256_file(path) != sha256:
         raise BundleError(f"{path}: sha256 differs from the manifest's (damaged or altered); {fix}")
 
 

@@ -17,13 +17,13 @@ through the fp32 chain) and ``int8_dynamic`` made with onnxruntime's quantizer.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from musicbox.runtime.bundle import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     Arrangement,
@@ -168,14 +168,6 @@ def denoiser_shards(rng, n_styles: int, n_shards: int, blocks_per_shard: int, to
 # Files and manifest
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _tensor_specs(values) -> tuple[TensorSpec, ...]:
     out = []
     for v in values:
@@ -195,13 +187,13 @@ def save_stage(model: onnx.ModelProto, root: Path, rel: str, precision: str, ext
             model, path, save_as_external_data=True, location=path.name + ".data", size_threshold=1024
         )
         data = path.with_name(path.name + ".data")
-        ext = ExternalData(rel + ".data", _sha256(data), data.stat().st_size)
+        ext = ExternalData(rel + ".data", sha256_file(data), data.stat().st_size)
     else:
         onnx.save_model(model, path)
     loaded = onnx.load_model(path, load_external_data=False)
     return StageFile(
         rel,
-        _sha256(path),
+        sha256_file(path),
         path.stat().st_size,
         precision,
         _tensor_specs(loaded.graph.input),
