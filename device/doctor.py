@@ -6,6 +6,7 @@ crashes becomes a failing row naming the exception, so the doctor always finishe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
