@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from musicbox.device import knob_map, open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.gpio import GpioBackend
 from musicbox.errors import HardwareError
+from tests.helpers.callbacks import Recorder
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")
 CLOCK, MOSI, MISO, CE0 = 11, 10, 9, 8  # SPI0 on the header
@@ -46,28 +46,6 @@ def adc(mock_pins):
     slave.values[:3] = [0, 512, 512]  # style fully left, tempo and mood centred
     yield slave
     slave.close()
-
-
-class Recorder:
-    """Collects callbacks from the backend thread."""
-
-    def __init__(self):
-        self.controls, self.buttons = [], []
-        self.changed = threading.Condition()
-
-    def on_controls(self, c):
-        with self.changed:
-            self.controls.append(c)
-            self.changed.notify_all()
-
-    def on_button(self, b):
-        with self.changed:
-            self.buttons.append(b)
-            self.changed.notify_all()
-
-    def wait_for(self, predicate, timeout=3.0):
-        with self.changed:
-            assert self.changed.wait_for(lambda: predicate(self), timeout), (self.controls, self.buttons)
 
 
 def box_config(tmp_path, extra=""):

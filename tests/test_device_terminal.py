@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import termios
-import threading
 
 import numpy as np
 import pytest
@@ -15,28 +14,9 @@ from musicbox.config import load_config
 from musicbox.device import knob_map, open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.terminal import TerminalBackend, parse_keys, render_roll, style_label
+from tests.helpers.callbacks import Recorder
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")
-
-
-class Recorder:
-    def __init__(self):
-        self.controls, self.buttons = [], []
-        self.changed = threading.Condition()
-
-    def on_controls(self, c):
-        with self.changed:
-            self.controls.append(c)
-            self.changed.notify_all()
-
-    def on_button(self, b):
-        with self.changed:
-            self.buttons.append(b)
-            self.changed.notify_all()
-
-    def wait_for(self, predicate, timeout=3.0):
-        with self.changed:
-            assert self.changed.wait_for(lambda: predicate(self), timeout), (self.controls, self.buttons)
 
 
 @pytest.fixture
