@@ -7,8 +7,13 @@ Stage 1 (autoencoder): bars of the training split, randomly transposed by -5..+6
 reconstructed through a 128-number latent (BCE on onset/active planes + a small KL term). The decision
 threshold that maximizes note F1 on validation bars is stored with the checkpoint.
 
-Stage 2 (denoiser): every bar of the training split is encoded once per transposition in ``SHIFTS``; a
-sample is (two context bars, target bar, its style and attributes). Rectified flow: ``x_t = (1-t) x0 +
+Stage 2 (denoiser) works in C: every sample (two context bars, target bar, its style and attributes) is
+transposed by the semitones in -5..+6 that move the target bar's tonic (the dataset's 5-bar key window)
+to C, so the model writes C major or C minor and the box transposes what it plays (``representation.tonic``
+in the config). Measured on the first model, trained with random transpositions instead: it ignored the
+``mode`` condition entirely (first bars with no context matched the requested mode 52 % of the time),
+because in an arbitrary key minor and the relative major share their notes; in C they differ in three
+pitch classes. Every bar is encoded once per shift in ``KEY_SHIFTS``. Rectified flow: ``x_t = (1-t) x0 +
 t noise``, the model predicts ``v = noise - x0`` (MSE), ``t`` from a logit-normal mixed with uniform.
 Conditions are dropped for classifier-free guidance; context bars are dropped so the model can start from
 nothing. The weights shipped are an exponential moving average.
@@ -35,10 +40,11 @@ from musicbox.model.data import builder_key
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
 from musicbox.model.styles import style_tables
 from musicbox.runtime.features import ATTRS
-from musicbox.runtime.pianoroll import DEFAULT, planes_to_roll, roll_to_planes
+from musicbox.runtime.pianoroll import DEFAULT, planes_to_roll, roll_to_planes, transpose
 
 log = logging.getLogger(__name__)
-SHIFTS = (-3, -2, -1, 0, 1, 2, 3)
+KEY_SHIFTS = tuple(range(-5, 7))
+"""Transpositions the denoiser's samples can need to reach C, semitones."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class TrainSettings:
     ae_batch: int = 256
     ae_lr: float = 2e-3
     kl_weight: float = 1e-4
-    dn_steps: int = 5000
+    dn_steps: int = 8000
     dn_batch: int = 256
     dn_lr: float = 1e-3
     ema: float = 0.999
@@ -66,14 +72,9 @@ class TrainSettings:
     n_head: int = 6
 
 
-def transpose(rolls: np.ndarray, shift: int) -> np.ndarray:
-    """Shift rolls ``[n, T, S, P]`` by ``shift`` semitones; notes leaving the range are dropped."""
-    out = np.zeros_like(rolls)
-    if shift >= 0:
-        out[..., shift:] = rolls[..., : rolls.shape[-1] - shift]
-    else:
-        out[..., :shift] = rolls[..., -shift:]
-    return out
+def shift_to_c(tonic: np.ndarray) -> np.ndarray:
+    """Semitones in -5..+6 that move pitch class ``tonic`` to C (0)."""
+    return (-np.asarray(tonic, np.int64) + 5) % 12 - 5
 
 
 def _log_every(step: int, total: int, what: str, history: list[float], every: int = 250) -> None:
@@ -232,14 +233,15 @@ class Trainer:
     def dn_batch(self, latents: np.ndarray, prev: np.ndarray):
         s, b = self.s, self.s.dn_batch
         idx = self.sample_bars(b, power=0.0)
-        shift_i = self.rng.integers(0, len(SHIFTS), b)
+        shifts = shift_to_c(self.ds.tonic[idx])
+        shift_i = shifts - KEY_SHIFTS[0]
         x0 = latents[shift_i, idx]
         p = prev[idx]
         ctx_mask = (p >= 0).astype(np.float32)
         ctx_mask[self.rng.random(b) < s.p_drop_context] = 0.0
         context = latents[shift_i[:, None], np.maximum(p, 0)] * ctx_mask[..., None, None]
         attrs = self.ds.attrs[idx].copy()
-        attrs[:, ATTRS.index("register")] += np.array(SHIFTS)[shift_i]
+        attrs[:, ATTRS.index("register")] += shifts
         attrs = (attrs - self.attr_mean) / self.attr_std
         attr_mask = (self.rng.random(attrs.shape) >= s.p_drop_attr).astype(np.float32)
         drop_all = self.rng.random(b) < s.p_drop_all
@@ -257,9 +259,11 @@ class Trainer:
     def train_denoiser(self, progress) -> MusicModel:
         s, dn = self.s, self.model.denoiser
         scale = float(self.model.autoencoder.latent_scale)
-        task = progress.add_task("encoding bars", total=len(SHIFTS))
+        torch.manual_seed(s.seed + 1)  # the stage's own seeds: a resumed autoencoder changes nothing here
+        self.rng = np.random.default_rng((s.seed, 2))
+        task = progress.add_task("encoding bars", total=len(KEY_SHIFTS))
         latents = []
-        for shift in SHIFTS:
+        for shift in KEY_SHIFTS:
             latents.append(self.encode_all(shift) * scale)
             progress.update(task, advance=1)
         latents = np.stack(latents)  # [shifts, N, F, D]
@@ -355,6 +359,7 @@ class Trainer:
                 "latent_frames": ae.frames,
                 "latent_dim": ae.latent_dim,
                 "context_bars": self.model.denoiser.cfg.context_bars,
+                "tonic": 0,
             },
             "latent_scale": float(self.model.autoencoder.latent_scale),
             "controls": {

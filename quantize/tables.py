@@ -31,7 +31,7 @@ def _section(config: dict, key: str) -> dict:
 
 
 def representation_info(config: dict) -> RepresentationInfo:
-    """``config['representation']`` (grid, pitch range, latent geometry, context bars)."""
+    """``config['representation']`` (grid, pitch range, latent geometry, context bars, model key)."""
     r = _section(config, "representation")
     return RepresentationInfo(
         steps_per_bar=int(r["steps_per_bar"]),
@@ -41,6 +41,7 @@ def representation_info(config: dict) -> RepresentationInfo:
         latent_frames=int(r["latent_frames"]),
         latent_dim=int(r["latent_dim"]),
         context_bars=int(r["context_bars"]),
+        tonic=None if r.get("tonic") is None else int(r["tonic"]),
     )
 
 

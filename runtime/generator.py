@@ -12,9 +12,11 @@ One bar (``Generator.next_bar(controls)``):
    the bar just before, slot 0 = the oldest; ``context_mask`` 0 for slots before the first bar, as in
    training);
 3. decode to note probabilities and threshold to a roll (``pianoroll.planes_to_roll``);
+   a key-normalized model (``representation.tonic`` set: it writes in C) has its roll transposed by the
+   generator's ``key`` (semitones, -5..+6, chosen from the seed unless given) into what is played;
 4. **re-encode the roll** with the encoder and use *that* latent as context for the next bar, not the
    sampled one. The listener hears the thresholded roll, so the model continues from what was actually
-   played (what the training data's context is: encoded real bars), and errors of the sampled latent that
+   played (what the training data's context is: encoded real bars, in the model's key), and errors of the sampled latent that
    the threshold removed do not accumulate from bar to bar. It costs one small encoder call per bar.
 
 Knob changes and regeneration. The box buffers a few bars ahead; when a knob turns it discards the bars
@@ -42,7 +44,7 @@ from musicbox.runtime import keyguide
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes
+from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes, transpose
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
 
 KEY_GUIDE = 0.9
@@ -72,20 +74,36 @@ class Bar:
 class GeneratorState:
     """Everything needed to continue: the next bar's ``index``, the noise ``seed``, the ``context``
     latents float32 ``[K, F, D]`` of the previous K bars (oldest first), ``context_mask`` float32
-    ``[K]`` (1 where that bar exists) and ``pitch_history`` float32 ``[12]``, the key guide's decaying
-    pitch-class histogram of the played bars (``runtime/keyguide.py``)."""
+    ``[K]`` (1 where that bar exists), ``pitch_history`` float32 ``[12]``, the key guide's decaying
+    pitch-class histogram of the written bars (``runtime/keyguide.py``), and ``key``, the semitones by
+    which the model's bars are transposed into what is played."""
 
     index: int
     seed: int
     context: np.ndarray
     context_mask: np.ndarray
     pitch_history: np.ndarray = field(default_factory=lambda: np.zeros(12, np.float32))
+    key: int = 0
+
+
+def seed_key(seed: int) -> int:
+    """The key a seed plays in: semitones -5..+6 above the model's tonic."""
+    return int(np.random.default_rng([seed, 12]).integers(-5, 7))
 
 
 class Generator:
     """Writes bars one after the other from an opened :class:`~musicbox.runtime.bundle.Bundle`."""
 
-    def __init__(self, bundle: Bundle, seed: int = 0, history: int = HISTORY, key_guide: float = KEY_GUIDE):
+    def __init__(
+        self,
+        bundle: Bundle,
+        seed: int = 0,
+        history: int = HISTORY,
+        key_guide: float = KEY_GUIDE,
+        key: int | None = None,
+    ):
+        """``key``: semitones to transpose a key-normalized model's music by (default: from the seed);
+        a model that writes in any key (``representation.tonic`` null) is never transposed."""
         self.bundle = bundle
         self.key_guide = key_guide
         self.manifest = bundle.manifest
@@ -96,8 +114,14 @@ class Generator:
         self._history_len = history
         self._history: OrderedDict[int, GeneratorState] = OrderedDict()
         k = rep.context_bars
+        if rep.tonic is None:
+            key = 0
         self._state = GeneratorState(
-            0, seed, np.zeros((k, *self._latent_shape), np.float32), np.zeros(k, np.float32)
+            0,
+            seed,
+            np.zeros((k, *self._latent_shape), np.float32),
+            np.zeros(k, np.float32),
+            key=seed_key(seed) if key is None else int(key),
         )
 
     # -- state ----------------------------------------------------------------------------------------
@@ -125,7 +149,7 @@ class Generator:
     def reseed(self, seed: int) -> None:
         """Use ``seed`` for the noise of the next bars; the context (the music so far) is kept."""
         s = self._state
-        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask, s.pitch_history)
+        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask, s.pitch_history, s.key)
 
     def rewind(self, index: int) -> None:
         """Make ``index`` the next bar to write again, from the state before it was first written.
@@ -146,11 +170,14 @@ class Generator:
         start = time.perf_counter()
         state = self._state
         latent = self._sample_latent(controls, state)
-        probs = keyguide.guide(self.bundle.decode(latent), state.pitch_history, controls.mood, self.key_guide)
-        roll = planes_to_roll(probs, self.manifest.sampler.threshold)
-        played = self.bundle.encode(roll_to_planes(roll))  # [1, F, D]: the context of the next bar
+        tonic = self.manifest.representation.tonic
+        probs = self.bundle.decode(latent)
+        probs = keyguide.guide(probs, state.pitch_history, controls.mood, self.key_guide, tonic)
+        written = planes_to_roll(probs, self.manifest.sampler.threshold)  # in the model's key
+        played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar
         self._remember(state)
-        self._state = _advance(state, played[0], keyguide.update_history(state.pitch_history, roll))
+        self._state = _advance(state, played[0], keyguide.update_history(state.pitch_history, written))
+        roll = transpose(written, state.key)
         notes = roll_to_notes(roll, self.manifest.representation.pianoroll())
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
 
@@ -192,5 +219,10 @@ def _advance(state: GeneratorState, played: np.ndarray, pitch_history: np.ndarra
     context = np.concatenate([state.context, played[None]])[1:] if k else state.context
     mask = np.concatenate([state.context_mask, [1.0]])[1:] if k else state.context_mask
     return GeneratorState(
-        state.index + 1, state.seed, context.astype(np.float32), mask.astype(np.float32), pitch_history
+        state.index + 1,
+        state.seed,
+        context.astype(np.float32),
+        mask.astype(np.float32),
+        pitch_history,
+        state.key,
     )

@@ -38,18 +38,25 @@ def current_tonic(hist: np.ndarray) -> int:
 
 
 def guide(
-    probs: np.ndarray, history: np.ndarray, mood: float, strength: float, rep: Representation = DEFAULT
+    probs: np.ndarray,
+    history: np.ndarray,
+    mood: float,
+    strength: float,
+    tonic: int | None = None,
+    rep: Representation = DEFAULT,
 ) -> np.ndarray:
     """Probabilities ``[1, 2T, S, P]`` with out-of-key pitches scaled down for ``mood`` (-1..1).
 
-    history: float ``[12]`` running pitch-class histogram of the bars played before.
+    history: float ``[12]`` running pitch-class histogram of the bars played before. tonic: the model's
+    key (a key-normalized model, ``representation.tonic``); when None it is estimated from the music.
     """
     if mood == 0.0 or strength <= 0.0:
         return probs
     pcs = pitch_classes(rep)
-    now = np.bincount(pcs, weights=probs[0, 1::2].sum(axis=(0, 1)), minlength=12)
     major = mood > 0
-    tonic = current_tonic(history + now)  # the parallel key: C major -> C minor, not A minor
+    if tonic is None:  # the parallel key of the music so far: C major -> C minor, not A minor
+        now = np.bincount(pcs, weights=probs[0, 1::2].sum(axis=(0, 1)), minlength=12)
+        tonic = current_tonic(history + now)
     scale = ((MAJOR_SCALE if major else MINOR_SCALE) + tonic) % 12
     factor = np.where(np.isin(pcs, scale), 1.0, 1.0 - strength * min(1.0, abs(mood))).astype(np.float32)
     return probs * factor

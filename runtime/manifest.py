@@ -59,6 +59,8 @@ class RepresentationInfo:
     steps_per_bar: grid cells per bar (16). tracks: part names, melody first. pitch_low: MIDI number of
     pitch row 0. n_pitches: pitch rows. latent_frames x latent_dim: one bar's latent ``[F, D]``.
     context_bars: previous bars the denoiser sees (its ``context`` input is ``[B, context_bars * F, D]``).
+    tonic: the pitch class (0 = C) the model writes in when it was trained key-normalized, so the box
+    transposes what it plays into the listener's key; null when the model writes in any key.
     """
 
     steps_per_bar: int
@@ -68,6 +70,7 @@ class RepresentationInfo:
     latent_frames: int
     latent_dim: int
     context_bars: int
+    tonic: int | None = None
 
     def pianoroll(self) -> Representation:
         """The :class:`~musicbox.runtime.pianoroll.Representation` of this grid."""
@@ -414,6 +417,7 @@ def _check_representation(r: RepresentationInfo, source: str) -> None:
         "must keep the pitch range within MIDI 0..127",
     )
     _require(r.context_bars >= 0, source, "$.representation.context_bars", "must be >= 0")
+    _require(r.tonic is None or 0 <= r.tonic < 12, source, "$.representation.tonic", "must be 0..11 or null")
 
 
 def _check_sampler(s: SamplerInfo, source: str) -> None:

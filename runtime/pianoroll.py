@@ -154,6 +154,16 @@ def planes_to_roll(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return roll
 
 
+def transpose(rolls: np.ndarray, shift: int) -> np.ndarray:
+    """Rolls ``[..., P]`` moved by ``shift`` semitones (pitch rows); notes leaving the range are dropped."""
+    out = np.zeros_like(rolls)
+    if shift >= 0:
+        out[..., shift:] = rolls[..., : rolls.shape[-1] - shift]
+    else:
+        out[..., :shift] = rolls[..., -shift:]
+    return out
+
+
 def _unflatten(flat: np.ndarray, n_bars: int, rep: Representation) -> np.ndarray:
     """``[T, n_bars * S, P]`` -> ``[n_bars, T, S, P]``."""
     return np.ascontiguousarray(

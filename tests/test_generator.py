@@ -11,9 +11,9 @@ import pytest
 from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.generator import Generator
+from musicbox.runtime.generator import Generator, seed_key
 from musicbox.runtime.manifest import SamplerInfo
-from musicbox.runtime.pianoroll import roll_to_notes, roll_to_planes
+from musicbox.runtime.pianoroll import roll_to_notes, roll_to_planes, transpose
 from tests.helpers.synthetic_bundle import build_bundle
 
 C = Controls(style=0.0, tempo_bpm=100.0, mood=0.0)
@@ -55,6 +55,25 @@ def test_context_is_the_reencoded_played_bars(bundle):
     assert state.context_mask.tolist() == [1, 1]
     np.testing.assert_array_equal(state.context[0], bundle.encode(roll_to_planes(first.roll))[0])
     np.testing.assert_array_equal(state.context[1], bundle.encode(roll_to_planes(second.roll))[0])
+
+
+def test_a_key_normalized_model_is_transposed_into_the_seed_key(tmp_path):
+    normalized = Bundle.open(build_bundle(tmp_path, tonic=0), precision="fp32")
+    in_c = Generator(normalized, seed=5, key=0)
+    in_d = Generator(normalized, seed=5, key=2)
+    for _ in range(3):
+        c, d = in_c.next_bar(C), in_d.next_bar(C)
+        np.testing.assert_array_equal(d.roll, transpose(c.roll, 2))
+        assert d.notes == roll_to_notes(d.roll)
+    np.testing.assert_array_equal(in_c.get_state().context, in_d.get_state().context)  # model's key
+    assert Generator(normalized, seed=5).get_state().key == seed_key(5)
+    assert {seed_key(s) for s in range(200)} == set(range(-5, 7))
+
+
+def test_a_model_in_any_key_is_never_transposed(bundle):
+    gen = Generator(bundle, seed=5, key=4)
+    assert gen.get_state().key == 0
+    np.testing.assert_array_equal(gen.next_bar(C).roll, Generator(bundle, seed=5).next_bar(C).roll)
 
 
 def test_context_changes_the_music(bundle):

@@ -39,3 +39,10 @@ def test_history_decays_and_counts_sounding_steps():
     roll = notes_to_roll([Note(0, 0, 60, 4), Note(2, 0, 43, 16)], 1)
     h = update_history(np.ones(12, np.float32), roll)
     assert h[0] == 0.7 + 4 and h[7] == 0.7 + 16 and h[1] == np.float32(0.7)
+
+
+def test_a_known_tonic_is_used_instead_of_the_estimate():
+    out = guide(flat_probs(), C_MAJOR_HISTORY, -1.0, 0.9, tonic=7)  # G minor, although the music is in C
+    by_pc = {pc: out[0, 1, 0, np.nonzero(pitch_classes() == pc)[0][0]] for pc in range(12)}
+    assert by_pc[10] == np.float32(0.8) and by_pc[3] == np.float32(0.8)  # B flat, E flat: G minor
+    assert by_pc[11] < 0.1 and by_pc[4] < 0.1  # B, E: out of G minor

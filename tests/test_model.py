@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 from musicbox.errors import CheckpointError  # noqa: E402
 from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel  # noqa: E402
-from musicbox.model.train import Trainer, TrainSettings, note_f1, quick_settings, transpose  # noqa: E402
-from musicbox.runtime.pianoroll import ONSET  # noqa: E402
+from musicbox.model.train import Trainer, TrainSettings, note_f1, quick_settings, shift_to_c  # noqa: E402
+from musicbox.runtime.pianoroll import ONSET, transpose  # noqa: E402
 from musicbox.runtime.sampling import get_sigmas_flow, sample_euler, sample_heun  # noqa: E402
 from tests.helpers.tiny_model import random_dataset, tiny_checkpoint  # noqa: E402
 
@@ -110,6 +110,13 @@ def test_transpose_and_f1():
     assert note_f1(ds.rolls, ds.rolls) == 1.0
     assert note_f1(np.zeros_like(ds.rolls), ds.rolls) == 0.0
     assert (ds.rolls == ONSET).any()
+
+
+def test_every_tonic_moves_to_c_by_at_most_a_tritone():
+    tonics = np.arange(12)
+    shifts = shift_to_c(tonics)
+    assert ((tonics + shifts) % 12 == 0).all()
+    assert shifts.min() == -5 and shifts.max() == 6 and shift_to_c(np.array([0]))[0] == 0
 
 
 def test_context_index_stays_within_pieces():

@@ -232,9 +232,11 @@ def build_bundle(
     variants: tuple[str, ...] = ("fp32",),
     sampler: SamplerInfo | None = None,
     seed: int = 0,
+    tonic: int | None = None,
 ) -> Path:
     """Write a complete bundle to ``out_dir`` and return it; ``variants`` from ``fp32``, ``int8``,
-    ``int8_dynamic`` (fp32 is always built, as the quantized ones are made from it)."""
+    ``int8_dynamic`` (fp32 is always built, as the quantized ones are made from it); ``tonic`` as in
+    ``RepresentationInfo`` (a key-normalized model)."""
     root = Path(out_dir)
     rng = np.random.default_rng(seed)
     models = {
@@ -254,7 +256,7 @@ def build_bundle(
         model=ModelInfo(
             "synthetic", _count_parameters(models), Provenance("0" * 64, "synthetic", "2026-01-01")
         ),
-        representation=RepresentationInfo(16, ("melody", "harmony", "bass"), 33, 64, F, D, CTX),
+        representation=RepresentationInfo(16, ("melody", "harmony", "bass"), 33, 64, F, D, CTX, tonic),
         sampler=sampler or SamplerInfo("euler", 4, "flow", 1.0, 1.5, 0.5),
         controls=controls_table(n_styles),
         variants=built,
