@@ -9,6 +9,9 @@ Stages (names and shapes are docs/architecture.md's ONNX contract; ``B`` is the 
   (an ONNX graph cannot take and return the same name, so the hidden state is numbered along the chain,
   which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns ``v [B,4,32]``.
 
+Each stage is then fused (``quantize/fuse.py``: GELU, layer norms, attention) and checked against torch
+(:func:`check_stage`).
+
 The exporter's per-node metadata (Python stack traces with this checkout's paths, FX node dumps) is
 stripped: it would make the files depend on where the repository lives and doubles their size.
 """
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from musicbox.errors import MusicBoxError
+from musicbox.quantize import fuse
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,22 @@ def export_module(name: str, module: nn.Module, args: tuple, input_names, output
     return StageGraph(name, model)
 
 
+def check_stage(graph: StageGraph, args: tuple, expected: torch.Tensor, tol: float = 1e-4) -> None:
+    """Run ``graph`` in onnxruntime on ``args`` and require its output within ``tol`` (max abs error,
+    relative to the output's max abs) of torch's ``expected``: fusion must not change the function."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(graph.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {name: a.numpy() for name, a in zip(graph.input_names, args, strict=True)}
+    got = session.run(None, feeds)[0]
+    want = expected.numpy()
+    err = float(abs(got - want).max() / max(1e-6, float(abs(want).max())))
+    if err > tol:
+        raise MusicBoxError(
+            f"stage {graph.name}: the fused ONNX graph differs from torch by {err:.2e} (max {tol})"
+        )
+
+
 def _clean(model: onnx.ModelProto, input_names) -> onnx.ModelProto:
     """Strip exporter metadata (paths, stack traces) and name the batch dimension ``B`` everywhere."""
     del model.metadata_props[:]
@@ -176,9 +196,17 @@ def export_autoencoder(model: nn.Module) -> tuple[StageGraph, StageGraph]:
     cfg = ae.cfg
     planes = torch.zeros(2, 2 * cfg.tracks, cfg.steps, cfg.pitches)
     latent = torch.zeros(2, cfg.frames, cfg.latent_dim)
-    encoder = export_module("encoder", Encoder(ae), (planes,), ("planes",), ("latent",))
-    decoder = export_module("decoder", Decoder(ae), (latent,), ("latent",), ("probs",))
-    return encoder, decoder
+    stages = []
+    for name, module, arg, io in (
+        ("encoder", Encoder(ae), planes, ("planes", "latent")),
+        ("decoder", Decoder(ae), latent, ("latent", "probs")),
+    ):
+        graph = export_module(name, module, (arg,), io[:1], io[1:])
+        graph = StageGraph(name, fuse.fuse(graph.model))
+        with torch.no_grad():
+            check_stage(graph, (arg,), module.eval()(arg))
+        stages.append(graph)
+    return stages[0], stages[1]
 
 
 def export_denoiser(model: nn.Module, groups: list[range]) -> list[StageGraph]:
@@ -189,7 +217,11 @@ def export_denoiser(model: nn.Module, groups: list[range]) -> list[StageGraph]:
     for i, group in enumerate(groups):
         shard = make_shard(dn, group)
         inputs, outputs = shard_io(i, len(groups))
-        graphs.append(export_module(f"denoiser.{i:02d}", shard, args, inputs, outputs))
+        graph = export_module(f"denoiser.{i:02d}", shard, args, inputs, outputs)
+        graph = StageGraph(graph.name, fuse.fuse(graph.model, dn.cfg.n_head, dn.cfg.d_model))
         with torch.no_grad():
-            args = (shard(*args),)
+            out = shard(*args)
+        check_stage(graph, args, out)
+        graphs.append(graph)
+        args = (out,)
     return graphs

@@ -96,6 +96,23 @@ def test_shards_chain_to_the_unsharded_torch_model(built, checkpoint):
         np.testing.assert_allclose(bundle.decode(feeds["x"]), probs, atol=1e-5)
 
 
+def test_stages_are_fused_before_quantization(built):
+    import onnx
+
+    def ops(precision, stage):
+        path = built.path / precision / f"{stage}.onnx"
+        return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+    for precision in VARIANTS:
+        for i in range(len(built.shards)):
+            found = ops(precision, f"denoiser.{i:02d}")
+            assert {"MultiHeadAttention", "BiasGelu", "SkipLayerNormalization"} <= found, (precision, i)
+            assert not {"Softmax", "Erf"} & found, (precision, i)  # nothing left unfused
+        assert "BiasGelu" in ops(precision, "decoder")
+    assert "MatMulInteger" in ops("int8_dynamic", "denoiser.01")  # the projections stay quantized
+    assert "QuantizeLinear" in ops("int8", "denoiser.01")
+
+
 def test_int8_agreement_figures(built):
     v = built.manifest.validation
     for p in ("int8", "int8_dynamic"):
