@@ -73,11 +73,22 @@ def test_precision_variants_run(tiny):
 
 def test_auto_benchmarks_and_says_why(tiny, monkeypatch):
     b = Bundle.open(tiny)
-    assert b.precision in ("int8", "fp32")
+    assert b.precision in ("int8", "int8_dynamic", "fp32")
     assert "ms" in b.precision_reason and "fp32" in b.precision_reason
     assert set(b.sessions.held) <= {s.file for s in b.variant.files()}  # the loser's sessions are gone
     monkeypatch.setattr(bundle_mod, "cpu_dot_product", lambda: None)
     assert "without int8 dot-product" in Bundle.open(tiny).precision_reason
+
+
+def test_auto_takes_the_fastest_int8_variant(tmp_path, monkeypatch):
+    root = build_bundle(tmp_path, variants=("fp32", "int8", "int8_dynamic"))
+    ms = {"int8": 2.0, "int8_dynamic": 1.0, "fp32": 3.0}
+    monkeypatch.setattr(Bundle, "_time_denoiser", lambda self, p: ms[p] / 1e3)
+    b = Bundle.open(root)
+    assert b.precision == "int8_dynamic"
+    assert "int8 2.00 ms, int8_dynamic 1.00 ms, fp32 3.00 ms" in b.precision_reason
+    ms["int8_dynamic"] = 4.0
+    assert Bundle.open(root).precision == "int8"
 
 
 def test_auto_streaming_prefers_int8(tiny):
