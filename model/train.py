@@ -18,7 +18,7 @@ t noise``, the model predicts ``v = noise - x0`` (MSE), ``t`` from a logit-norma
 Conditions are dropped for classifier-free guidance; context bars are dropped so the model can start from
 nothing. The weights shipped are an exponential moving average.
 
-Everything is seeded. The run folder keeps the finished autoencoder and a denoiser state every 500 steps;
+Everything is seeded. The run folder keeps the finished autoencoder and a denoiser state every ``save_every`` steps;
 running the same command again resumes from them (``--fresh`` starts over).
 """
 
@@ -60,6 +60,7 @@ class TrainSettings:
     dn_batch: int = 256
     dn_lr: float = 1e-3
     ema: float = 0.999
+    save_every: int = 500
     p_drop_style: float = 0.1
     p_drop_attr: float = 0.1
     p_drop_all: float = 0.1
@@ -93,7 +94,7 @@ def warmup_cosine(opt, total: int, warmup_frac: float = 0.03):
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress))
+        return float(0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress)))  # a numpy scalar would not load
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
@@ -275,7 +276,7 @@ class Trainer:
         task = progress.add_task("denoiser", total=s.dn_steps, completed=start)
         dn.train()
         for step in range(start, s.dn_steps):
-            if step and step % 500 == 0:
+            if step and step % s.save_every == 0:
                 self._save_dn_state(step, dn, ema, opt, sched)
             x0, t, context, ctx_mask, style_w, attrs, attr_mask = self.dn_batch(latents, prev)
             noise = torch.randn_like(x0)
@@ -422,6 +423,7 @@ def quick_settings(settings: TrainSettings) -> TrainSettings:
         ae_batch=32,
         dn_steps=20,
         dn_batch=32,
+        save_every=10,
         hidden=64,
         d_model=64,
         n_layer=2,

@@ -103,6 +103,23 @@ def test_training_resumes_from_saved_state(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    from rich.progress import Progress
+
+    ds = random_dataset(n_pieces=10, bars=8)
+    settings = quick_settings(TrainSettings())
+    with Progress(disable=True) as progress:
+        whole = Trainer(ds, settings, tmp_path)
+        whole.train_autoencoder(progress)
+        done = whole.train_denoiser(progress)  # leaves the state of step save_every in the run folder
+        resumed = Trainer(ds, settings, tmp_path)
+        resumed.train_autoencoder(progress)
+        again = resumed.train_denoiser(progress)
+    assert len(resumed.history["dn"]) == settings.dn_steps
+    for a, b in zip(done.denoiser.parameters(), again.denoiser.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_transpose_and_f1():
     ds = random_dataset(n_pieces=2, bars=4)
     up = transpose(ds.rolls, 3)
