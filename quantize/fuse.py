@@ -1,14 +1,15 @@
 """Operator fusion of the exported stages, before quantization (the FP32 and INT8 variants share it).
 
-Why: the box runs the denoiser at batch 2 x 13 tokens, where a shard's time goes as much to its many
+Why: the box runs the denoiser at batch 1 or 2 x 13 tokens, where a shard's time goes as much to its many
 small float nodes as to its MatMuls. Measured on the first shipped bundle (``musicbox quantize``,
 validation, this 2-core x86 host): the INT8 MatMuls ran 2.9x faster than FP32 but the whole denoiser
-only 1.6x, with ~100 nodes per two-block shard.
+only 1.6x, with ~100 nodes per two-block shard (now ~25).
 
 - :func:`fuse` runs onnxruntime's transformer optimizer (``bert`` fusions at ``opt_level=0``: nothing
   hardware-specific is baked in; the device's session optimizes the rest at load): GELU + bias becomes
-  ``BiasGelu``, the residual ``Add`` + ``LayerNormalization`` (+ the projection's bias) becomes
-  ``SkipLayerNormalization``. Its attention fusion matches Hugging Face BERT's graph, not ours.
+  ``BiasGelu``. Not ``SkipLayerNormalization``: its CPU kernel made the denoiser slower (same checkpoint,
+  batch 2, timed back to back: FP32 1.99 -> 1.79 ms, INT8 dynamic 1.21 -> 0.93 ms per call once it was
+  turned off). Its attention fusion matches Hugging Face BERT's graph, not ours.
 - :func:`fuse_attention` replaces each attention core of ``nets.SelfAttention`` as exported (Reshape,
   Transpose, Split, Transpose, MatMul, Mul, Softmax, MatMul, Transpose, Reshape, and the qkv bias Add)
   by a ``Split`` into q, k, v and one ``MultiHeadAttention`` (which adds the bias). The qkv and output
@@ -38,6 +39,8 @@ def fuse(model: onnx.ModelProto, num_heads: int = 0, hidden_size: int = 0) -> on
     options = FusionOptions("bert")
     options.enable_attention = False
     options.enable_embed_layer_norm = False
+    options.enable_skip_layer_norm = False  # measured slower than LayerNormalization + Add here
+    options.enable_bias_skip_layer_norm = False
     optimized = optimize_model(
         model,
         model_type="bert",

@@ -51,9 +51,6 @@ from musicbox.quantize.shard import read_onnx
 log = logging.getLogger(__name__)
 
 QUANT_OPS = ("MatMul", "Gemm")
-AUTOENCODER_OPS = ("MatMul", "Gemm", "Conv")
-"""The autoencoder also quantizes its Conv layers (the bulk of its weights; no LayerNorm or Softmax
-there, and their per-node SQNR is as good as the MatMuls', see the report)."""
 MIN_SQNR_DB = 25.0
 """A node whose activation input or weight quantizes with less SQNR than this (dB) is kept in float.
 8-bit uniform quantization of a well-spread activation gives ~35-45 dB; below 25 dB the range is
@@ -117,11 +114,6 @@ class QuantResult:
     first_pass: tuple[NodeError, ...]
     final_pass: tuple[NodeError, ...]
     output_sqnr_db: dict[str, float]
-
-
-def ops_for(stage: str) -> tuple[str, ...]:
-    """Op types quantized in stage ``stage`` (``encoder``, ``decoder``, ``denoiser.NN``)."""
-    return QUANT_OPS if stage.startswith("denoiser") else AUTOENCODER_OPS
 
 
 def candidate_nodes(model: onnx.ModelProto, ops: tuple[str, ...]) -> list[onnx.NodeProto]:
@@ -212,7 +204,7 @@ def quantize_stage(
     """Static QDQ INT8 of one stage in two passes: every candidate node, then without the nodes whose
     per-node SQNR is below ``min_sqnr_db``. ``batches`` calibrate the ranges (all recorded calls);
     ``debug_batches`` (a spread-out subset) measure the per-node and output errors."""
-    ops = ops_for(stage.name)
+    ops = QUANT_OPS
     with tempfile.TemporaryDirectory(prefix="musicbox-int8-") as tmp:
         work = Path(tmp)
         fp32_path = work / f"{stage.name}.fp32.onnx"
@@ -239,7 +231,7 @@ def quantize_dynamic_stage(stage: StageGraph, exclude: tuple[str, ...]) -> onnx.
     config = AutoQuantizationConfig.arm64(
         is_static=False,
         per_channel=True,
-        operators_to_quantize=list(ops_for(stage.name)),
+        operators_to_quantize=list(QUANT_OPS),
         nodes_to_exclude=list(exclude),
     )
     with tempfile.TemporaryDirectory(prefix="musicbox-dyn-") as tmp:

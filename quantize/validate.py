@@ -10,7 +10,7 @@ no torch, so the same code runs on the device and under qemu-aarch64 (``quantize
   decoder) and the note-level F1 of the rolls (a note matches on bar, track, onset step and pitch).
   The free-running F1 (each generator continues from its own bars) is reported too.
 - Speed: the stages of every variant are timed interleaved in one loop (so load changes of the host hit
-  all variants alike), one batch-2 denoiser call at a time as the generator makes them; p50 and p95.
+  all variants alike), one denoiser call at a time as the generator makes them; p50 and p95.
 """
 
 from __future__ import annotations
@@ -117,17 +117,20 @@ def lockstep(reference: Bundle, other: Bundle, plan: ValidationPlan) -> dict[str
 
 
 def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
-    """One batch-2 denoiser call as the generator makes it (guided, default knobs, full context)."""
+    """One denoiser call as the generator makes it (default knobs, full context): batch 2 (conditional
+    and unconditional rows) when the manifest's sampler guides, else batch 1."""
     rep = manifest.representation
     rng = np.random.default_rng(seed)
     tempo = manifest.controls.tempo.default_bpm
-    feeds = conditioning_feeds(Controls(0.0, tempo, 0.0), manifest.controls, guidance=True)
+    guided = manifest.sampler.guidance != 1.0
+    feeds = conditioning_feeds(Controls(0.0, tempo, 0.0), manifest.controls, guidance=guided)
+    batch = feeds["style_w"].shape[0]
     latent = (rep.latent_frames, rep.latent_dim)
-    feeds["x"] = np.repeat(rng.standard_normal((1, *latent), dtype=np.float32), 2, axis=0)
-    feeds["sigma"] = np.full(2, 0.5, np.float32)
+    feeds["x"] = np.repeat(rng.standard_normal((1, *latent), dtype=np.float32), batch, axis=0)
+    feeds["sigma"] = np.full(batch, 0.5, np.float32)
     context = rng.standard_normal((1, rep.context_bars * rep.latent_frames, rep.latent_dim), np.float32)
-    feeds["context"] = np.repeat(context, 2, axis=0)
-    feeds["context_mask"] = np.ones((2, rep.context_bars), np.float32)
+    feeds["context"] = np.repeat(context, batch, axis=0)
+    feeds["context_mask"] = np.ones((batch, rep.context_bars), np.float32)
     return feeds
 
 

@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 INT8_PREFERENCE = ("int8", "int8_dynamic")
 """Quantized variants, in the order ``auto`` prefers them when it cannot time them (streaming); otherwise
-it times them all and takes the fastest (measured on x86: dynamic 1.1x faster than static at batch 2)."""
+it times them all and takes the fastest (measured on x86: dynamic 1.1x faster than static)."""
 BENCH_SECONDS = 0.15
 """Self-benchmark time per variant (seconds, after one warm-up call)."""
 DOT_PRODUCT_FLAGS = ("asimddp", "dotprod", "avx512_vnni", "avx_vnni")
@@ -358,9 +358,12 @@ class Bundle:
         return pick, f"{cpu}; denoiser per call: {timing}"
 
     def _time_denoiser(self, precision: str) -> float:
-        """Median seconds of one batch-2 denoiser call in ``precision`` (after a warm-up call)."""
+        """Median seconds of one denoiser call in ``precision`` (after a warm-up call), at the generator's
+        batch: 2 when the sampler guides (conditional + unconditional rows), else 1."""
         self._use(precision, "self-benchmark")
-        feeds = synthetic_feeds(self.variant.denoiser[0])
+        feeds = synthetic_feeds(
+            self.variant.denoiser[0], batch=1 if self.manifest.sampler.guidance == 1.0 else 2
+        )
         self.run_denoiser(feeds)
         times, start = [], time.perf_counter()
         while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):

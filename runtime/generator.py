@@ -35,20 +35,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from musicbox.errors import MusicBoxError
-from musicbox.runtime import keyguide
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes, transpose
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
-
-KEY_GUIDE = 0.9
-"""Strength of the key guide at mood +-1 (``runtime/keyguide.py``): out-of-key probabilities x 0.1."""
 
 HISTORY = 64
 """Bars whose starting state is kept for :meth:`Generator.rewind` (a few KB each)."""
@@ -74,15 +70,13 @@ class Bar:
 class GeneratorState:
     """Everything needed to continue: the next bar's ``index``, the noise ``seed``, the ``context``
     latents float32 ``[K, F, D]`` of the previous K bars (oldest first), ``context_mask`` float32
-    ``[K]`` (1 where that bar exists), ``pitch_history`` float32 ``[12]``, the key guide's decaying
-    pitch-class histogram of the written bars (``runtime/keyguide.py``), and ``key``, the semitones by
-    which the model's bars are transposed into what is played."""
+    ``[K]`` (1 where that bar exists) and ``key``, the semitones by which the model's bars are
+    transposed into what is played."""
 
     index: int
     seed: int
     context: np.ndarray
     context_mask: np.ndarray
-    pitch_history: np.ndarray = field(default_factory=lambda: np.zeros(12, np.float32))
     key: int = 0
 
 
@@ -99,13 +93,11 @@ class Generator:
         bundle: Bundle,
         seed: int = 0,
         history: int = HISTORY,
-        key_guide: float = KEY_GUIDE,
         key: int | None = None,
     ):
         """``key``: semitones to transpose a key-normalized model's music by (default: from the seed);
         a model that writes in any key (``representation.tonic`` null) is never transposed."""
         self.bundle = bundle
-        self.key_guide = key_guide
         self.manifest = bundle.manifest
         rep, sampler = self.manifest.representation, self.manifest.sampler
         self._latent_shape = (rep.latent_frames, rep.latent_dim)
@@ -113,16 +105,7 @@ class Generator:
         self._sigmas = get_sigmas_flow(sampler.steps, sampler.shift)
         self._history_len = history
         self._history: OrderedDict[int, GeneratorState] = OrderedDict()
-        k = rep.context_bars
-        if rep.tonic is None:
-            key = 0
-        self._state = GeneratorState(
-            0,
-            seed,
-            np.zeros((k, *self._latent_shape), np.float32),
-            np.zeros(k, np.float32),
-            key=seed_key(seed) if key is None else int(key),
-        )
+        self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
 
@@ -133,6 +116,20 @@ class Generator:
 
     def get_state(self) -> GeneratorState:
         return self._state
+
+    def fresh_state(self, seed: int, key: int | None = None) -> GeneratorState:
+        """The state before bar 0 of a new piece with ``seed`` (``key`` None: the seed's key)."""
+        rep = self.manifest.representation
+        k = rep.context_bars
+        if rep.tonic is None:
+            key = 0
+        return GeneratorState(
+            0,
+            int(seed),
+            np.zeros((k, *self._latent_shape), np.float32),
+            np.zeros(k, np.float32),
+            seed_key(seed) if key is None else int(key),
+        )
 
     def set_state(self, state: GeneratorState) -> None:
         """Continue from ``state`` (from :meth:`get_state`, possibly of another process)."""
@@ -149,7 +146,7 @@ class Generator:
     def reseed(self, seed: int) -> None:
         """Use ``seed`` for the noise of the next bars; the context (the music so far) is kept."""
         s = self._state
-        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask, s.pitch_history, s.key)
+        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask, s.key)
 
     def rewind(self, index: int) -> None:
         """Make ``index`` the next bar to write again, from the state before it was first written.
@@ -170,13 +167,10 @@ class Generator:
         start = time.perf_counter()
         state = self._state
         latent = self._sample_latent(controls, state)
-        tonic = self.manifest.representation.tonic
-        probs = self.bundle.decode(latent)
-        probs = keyguide.guide(probs, state.pitch_history, controls.mood, self.key_guide, tonic)
-        written = planes_to_roll(probs, self.manifest.sampler.threshold)  # in the model's key
+        written = planes_to_roll(self.bundle.decode(latent), self.manifest.sampler.threshold)  # model's key
         played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar
         self._remember(state)
-        self._state = _advance(state, played[0], keyguide.update_history(state.pitch_history, written))
+        self._state = _advance(state, played[0])
         roll = transpose(written, state.key)
         notes = roll_to_notes(roll, self.manifest.representation.pianoroll())
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
@@ -213,7 +207,7 @@ class Generator:
         return feeds
 
 
-def _advance(state: GeneratorState, played: np.ndarray, pitch_history: np.ndarray) -> GeneratorState:
+def _advance(state: GeneratorState, played: np.ndarray) -> GeneratorState:
     """The state after a bar whose re-encoded latent is ``played [F, D]``: the context window slides."""
     k = len(state.context_mask)
     context = np.concatenate([state.context, played[None]])[1:] if k else state.context
@@ -223,6 +217,5 @@ def _advance(state: GeneratorState, played: np.ndarray, pitch_history: np.ndarra
         state.seed,
         context.astype(np.float32),
         mask.astype(np.float32),
-        pitch_history,
         state.key,
     )

@@ -124,7 +124,7 @@ def state_to_dict(state) -> dict:
         "seed": state.seed,
         "context": state.context,
         "mask": state.context_mask,
-        "pitch_history": state.pitch_history,
+        "key": state.key,
     }
 
 
@@ -148,18 +148,16 @@ class BarProducer:
             reverb=settings.reverb,
         )
         self.rep = self.bundle.manifest.representation.pianoroll()
-        self._fresh = self.generator.get_state()  # bar 0 of a new piece
 
     def make_state(self, d: dict | None, seed: int):
-        """A GeneratorState from :func:`state_to_dict`'s dict (None: bar 0 of a fresh piece), reseeded."""
+        """A GeneratorState from :func:`state_to_dict`'s dict, reseeded (None: bar 0 of a fresh piece,
+        in the seed's key)."""
         from musicbox.runtime.generator import GeneratorState
 
         if d is None:
-            self.generator.set_state(self._fresh)
+            self.generator.set_state(self.generator.fresh_state(seed))
         else:
-            self.generator.set_state(
-                GeneratorState(d["index"], d["seed"], d["context"], d["mask"], d["pitch_history"])
-            )
+            self.generator.set_state(GeneratorState(d["index"], d["seed"], d["context"], d["mask"], d["key"]))
         if seed != self.generator.get_state().seed:
             self.generator.reseed(seed)
         return self.generator.get_state()

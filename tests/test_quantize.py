@@ -106,7 +106,7 @@ def test_stages_are_fused_before_quantization(built):
     for precision in VARIANTS:
         for i in range(len(built.shards)):
             found = ops(precision, f"denoiser.{i:02d}")
-            assert {"MultiHeadAttention", "BiasGelu", "SkipLayerNormalization"} <= found, (precision, i)
+            assert {"MultiHeadAttention", "BiasGelu", "LayerNormalization"} <= found, (precision, i)
             assert not {"Softmax", "Erf"} & found, (precision, i)  # nothing left unfused
         assert "BiasGelu" in ops(precision, "decoder")
     assert "MatMulInteger" in ops("int8_dynamic", "denoiser.01")  # the projections stay quantized
