@@ -211,10 +211,13 @@ def test_bench_measures_every_figure(tmp_path):
     from musicbox.cli import main
     from musicbox.commands.bench import TARGETS
 
-    root = build_bundle(tmp_path / "b", variants=("fp32", "int8"))
+    root = build_bundle(tmp_path / "b", variants=("fp32", "int8", "int8_dynamic"))
     out = tmp_path / "bench.json"
     assert main(["bench", "--bundle", str(root), "--bars", "3", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert set(figures["results"]) == set(TARGETS)
     assert figures["results"]["knob_to_change_bars"]["value"] == 1
-    assert figures["details"]["generation"]["int8"]["rtf_p95"] > 0
+    gen, best = figures["details"]["generation"], figures["details"]["int8_variant"]
+    assert gen["int8"]["rtf_p95"] > 0 and gen["int8_dynamic"]["rtf_p95"] > 0
+    assert gen[best]["bar_ms_p50"] == min(gen["int8"]["bar_ms_p50"], gen["int8_dynamic"]["bar_ms_p50"])
+    assert figures["results"]["int8_speedup_per_bar"]["value"] == round(gen[f"{best}_speedup_p50"], 5)
