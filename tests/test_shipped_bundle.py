@@ -40,3 +40,21 @@ def test_render_follows_a_knob_script_at_the_bar_lines(tmp_path, capsys):
     assert pcm.shape == (7 * rate, 2) and np.abs(pcm).max() > 0.01
     roll = midi_to_roll(mid)
     assert len(roll) == len(bars) and (roll == 2).sum() > 0
+
+
+def test_a_restarted_worker_continues_in_the_same_key():
+    import pickle
+
+    from musicbox.runtime.generator import seed_key
+    from musicbox.runtime.worker import BarProducer, WorkerSettings, state_to_dict
+
+    assert Bundle.open(BUNDLE, precision="fp32").manifest.representation.tonic == 0  # key-normalized
+    first = BarProducer(WorkerSettings(BUNDLE, precision="fp32"))
+    fresh = first.make_state(None, seed=5)
+    assert fresh.key == seed_key(5) and fresh.index == 0
+    first.generator.next_bar(Controls())
+    saved = pickle.loads(pickle.dumps(state_to_dict(first.generator.get_state())))  # over the pipe
+    restarted = BarProducer(WorkerSettings(BUNDLE, precision="fp32"))
+    state = restarted.make_state(saved, seed=5)
+    assert (state.index, state.key) == (1, fresh.key)
+    np.testing.assert_array_equal(state.context, first.generator.get_state().context)
