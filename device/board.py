@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicbox.config import board_files, load_board
-from musicbox.runtime.bundle import DOT_PRODUCT_FLAGS
+from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
 
 
 @dataclass(frozen=True)

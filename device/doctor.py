@@ -16,7 +16,8 @@ from pathlib import Path
 from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.bundle import DOT_PRODUCT_FLAGS, sha256_file
+from musicbox.runtime.bundle import sha256_file
+from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target

@@ -75,7 +75,8 @@ def plan_for(manifest, seeds: int, bars: int) -> ValidationPlan:
 
 def run(bundle: Path, out: Path, seeds: int, bars: int) -> None:
     """Generate with every variant of ``bundle`` and save latents and rolls as ``.npy`` in ``out``."""
-    from musicbox.runtime.bundle import Bundle, cpu_dot_product
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.cpu import cpu_dot_product
 
     out.mkdir(parents=True, exist_ok=True)
     info = {"machine": platform.machine(), "dot_product": cpu_dot_product(), "seconds": {}}

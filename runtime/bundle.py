@@ -56,6 +56,7 @@ import numpy as np
 import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
+from musicbox.runtime.cpu import cpu_dot_product
 from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ INT8_PREFERENCE = ("int8", "int8_dynamic")
 it times them all and takes the fastest (measured on x86: dynamic 1.1x faster than static)."""
 BENCH_SECONDS = 0.15
 """Self-benchmark time per variant (seconds, after one warm-up call)."""
-DOT_PRODUCT_FLAGS = ("asimddp", "dotprod", "avx512_vnni", "avx_vnni")
 
 
 @dataclass(frozen=True)
@@ -241,21 +241,6 @@ def _check_signature(path: Path, session: ort.InferenceSession, stage: StageFile
 
 # ----------------------------------------------------------------------------------------------------
 # CPU features and precision choice
-
-
-def cpu_dot_product(cpuinfo: str | None = None) -> str | None:
-    """The int8 dot-product flag this CPU advertises in /proc/cpuinfo (``asimddp``, ``avx512_vnni``,
-    ...), or None (Pi 4's Cortex-A72, older x86, or no /proc). ``cpuinfo``: that file's text, if read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-    except OSError:
-        return None
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return next((f for f in DOT_PRODUCT_FLAGS if f in flags), None)
 
 
 def synthetic_feeds(stage: StageFile, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

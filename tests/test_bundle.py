@@ -13,7 +13,8 @@ import pytest
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.runtime import bundle as bundle_mod
-from musicbox.runtime.bundle import Bundle, cpu_dot_product, stage_bytes, synthetic_feeds
+from musicbox.runtime.bundle import Bundle, stage_bytes, synthetic_feeds
+from musicbox.runtime.cpu import cpu_dot_product
 from tests.helpers.synthetic_bundle import build_bundle, random_denoiser_feeds
 
 PROBE = Path(__file__).parent / "helpers" / "memory_probe.py"

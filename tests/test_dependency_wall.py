@@ -35,6 +35,18 @@ def test_runtime_and_device_import_without_workstation_stack():
     assert "WALL-OK" in out.stdout
 
 
+def test_the_box_main_process_leaves_onnxruntime_to_the_worker():
+    """The supervisor, player, recorder and device side run in the main process: onnxruntime (11 MB of
+    mapped code, ~30 ms to import) belongs to the worker only."""
+    code = (
+        "import sys\nimport musicbox.commands.play, musicbox.device, musicbox.device.board\n"
+        "import musicbox.runtime.supervisor, musicbox.runtime.player, musicbox.runtime.recorder\n"
+        "print('onnxruntime' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
 def test_blocking_really_blocks():
     """The probe's mechanism works: a module set to None cannot be imported."""
     code = (
