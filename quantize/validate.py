@@ -122,8 +122,7 @@ def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
     rep = manifest.representation
     rng = np.random.default_rng(seed)
     tempo = manifest.controls.tempo.default_bpm
-    guided = manifest.sampler.guidance != 1.0
-    feeds = conditioning_feeds(Controls(0.0, tempo, 0.0), manifest.controls, guidance=guided)
+    feeds = conditioning_feeds(Controls(0.0, tempo, 0.0), manifest.controls, guidance=manifest.sampler.guided)
     batch = feeds["style_w"].shape[0]
     latent = (rep.latent_frames, rep.latent_dim)
     feeds["x"] = np.repeat(rng.standard_normal((1, *latent), dtype=np.float32), batch, axis=0)

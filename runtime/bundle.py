@@ -346,9 +346,7 @@ class Bundle:
         """Median seconds of one denoiser call in ``precision`` (after a warm-up call), at the generator's
         batch: 2 when the sampler guides (conditional + unconditional rows), else 1."""
         self._use(precision, "self-benchmark")
-        feeds = synthetic_feeds(
-            self.variant.denoiser[0], batch=1 if self.manifest.sampler.guidance == 1.0 else 2
-        )
+        feeds = synthetic_feeds(self.variant.denoiser[0], batch=2 if self.manifest.sampler.guided else 1)
         self.run_denoiser(feeds)
         times, start = [], time.perf_counter()
         while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):

@@ -183,7 +183,7 @@ class Generator:
     def _sample_latent(self, controls: Controls, state: GeneratorState) -> np.ndarray:
         """Sampled latent ``[1, F, D]`` of bar ``state.index``."""
         guidance = self.manifest.sampler.guidance
-        feeds = self._static_feeds(controls, state, guided=guidance != 1.0)
+        feeds = self._static_feeds(controls, state, guided=self.manifest.sampler.guided)
         batch = feeds["style_w"].shape[0]
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -94,6 +94,11 @@ class SamplerInfo:
     guidance: float
     threshold: float
 
+    @property
+    def guided(self) -> bool:
+        """Whether each denoiser call runs the conditional and unconditional rows (batch 2, not 1)."""
+        return self.guidance != 1.0
+
 
 @dataclass(frozen=True)
 class AttrsInfo:

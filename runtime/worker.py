@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -118,14 +118,9 @@ class Failed:
 
 
 def state_to_dict(state) -> dict:
-    """A GeneratorState as a plain dict of ints and numpy arrays (picklable without the generator)."""
-    return {
-        "index": state.index,
-        "seed": state.seed,
-        "context": state.context,
-        "mask": state.context_mask,
-        "key": state.key,
-    }
+    """A GeneratorState as a plain dict of its fields, ints and numpy arrays (picklable without the
+    generator); ``GeneratorState(**d)`` makes it again."""
+    return {f.name: getattr(state, f.name) for f in fields(state)}
 
 
 class BarProducer:
@@ -157,7 +152,7 @@ class BarProducer:
         if d is None:
             self.generator.set_state(self.generator.fresh_state(seed))
         else:
-            self.generator.set_state(GeneratorState(d["index"], d["seed"], d["context"], d["mask"], d["key"]))
+            self.generator.set_state(GeneratorState(**d))
         if seed != self.generator.get_state().seed:
             self.generator.reseed(seed)
         return self.generator.get_state()
