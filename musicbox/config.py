@@ -239,6 +239,21 @@ def shipped_bundle() -> Path:
     return firmware_dir().parent / "assets" / "bundle"
 
 
+def resolve_bundle(path: Path | None) -> Path:
+    """``path``, or the shipped bundle; a BundleError (exit 78) when neither is given and none is shipped."""
+    if path is not None:
+        return Path(path)
+    shipped = shipped_bundle()
+    if not (shipped / "manifest.json").is_file():
+        from musicbox.errors import BundleError
+
+        raise BundleError(
+            f"no bundle shipped yet ({shipped} is missing); pass --bundle DIR or set [bundle] path to a "
+            "folder written by `musicbox quantize`"
+        )
+    return shipped
+
+
 def find_config_file() -> Path | None:
     """The box's own file: $MUSICBOX_CONFIG, else the first existing of :data:`SEARCH_PATHS`."""
     env = os.environ.get("MUSICBOX_CONFIG")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from musicbox.runtime.soak import JackDummy
+from musicbox.runtime.box.soak import JackDummy
 from tests.helpers.synthetic_bundle import build_bundle
 
 pytestmark = pytest.mark.skipif(

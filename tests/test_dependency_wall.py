@@ -40,7 +40,7 @@ def test_the_box_main_process_leaves_onnxruntime_to_the_worker():
     mapped code, ~30 ms to import) belongs to the worker only."""
     code = (
         "import sys\nimport musicbox.commands.play, musicbox.device, musicbox.device.board\n"
-        "import musicbox.runtime.supervisor, musicbox.runtime.player, musicbox.runtime.recorder\n"
+        "import musicbox.runtime.box.supervisor, musicbox.runtime.box.player, musicbox.runtime.box.recorder\n"
         "print('onnxruntime' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from musicbox.runtime.player import Player, PlayerSettings, StreamState
-from musicbox.runtime.ring import BarRing
+from musicbox.runtime.box.player import Player, PlayerSettings, StreamState
+from musicbox.runtime.box.ring import BarRing
 
 OK = SimpleNamespace(output_underflow=False)
 BAR = 300  # frames per test bar
@@ -107,7 +107,7 @@ def test_real_stream_on_jack_dummy_is_paced(jack_server, ring):
 
 @pytest.fixture(scope="module")
 def jack_server():
-    from musicbox.runtime.soak import JackDummy
+    from musicbox.runtime.box.soak import JackDummy
 
     with JackDummy(name=f"mbplayer{os.getpid()}") as server:
         yield server

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from musicbox.runtime.ring import BarRing, RingError
+from musicbox.runtime.box.ring import BarRing, RingError
 
 
 @pytest.fixture

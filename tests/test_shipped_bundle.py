@@ -45,8 +45,8 @@ def test_render_follows_a_knob_script_at_the_bar_lines(tmp_path, capsys):
 def test_a_restarted_worker_continues_in_the_same_key():
     import pickle
 
+    from musicbox.runtime.box.worker import BarProducer, WorkerSettings, state_to_dict
     from musicbox.runtime.generator import seed_key
-    from musicbox.runtime.worker import BarProducer, WorkerSettings, state_to_dict
 
     assert Bundle.open(BUNDLE, precision="fp32").manifest.representation.tonic == 0  # key-normalized
     first = BarProducer(WorkerSettings(BUNDLE, precision="fp32"))

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from musicbox.runtime.soak import soak
+from musicbox.runtime.box.soak import soak
 from tests.helpers.synthetic_bundle import build_bundle
 
 

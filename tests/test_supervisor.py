@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from musicbox.runtime import recorder as recorder_module
+from musicbox.runtime.box import recorder as recorder_module
+from musicbox.runtime.box.player import PlayerSettings
+from musicbox.runtime.box.recorder import Recorder
+from musicbox.runtime.box.supervisor import Supervisor, WorkerHandle, _watchdog_interval
+from musicbox.runtime.box.worker import WorkerSettings, Written
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import Note
-from musicbox.runtime.player import PlayerSettings
-from musicbox.runtime.recorder import Recorder
-from musicbox.runtime.supervisor import Supervisor, WorkerHandle, _watchdog_interval
-from musicbox.runtime.worker import WorkerSettings, Written
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@
 - knob change -> first changed bar: after a rewind to the next bar line, the first regenerated bar
   differs (in bars; 1 = at the next bar line) and its regeneration time must fit in a bar.
 
-``musicbox bench soak --minutes M --kill-every S`` runs the paced soak (``musicbox.runtime.soak``).
+``musicbox bench soak --minutes M --kill-every S`` runs the paced soak (``musicbox.runtime.box.soak``).
 """
 
 from __future__ import annotations
@@ -46,18 +46,28 @@ def register(sub):
 
 
 def run(args) -> int:
-    if args.mode == "soak":
-        from musicbox.runtime import soak
-
-        return soak.run(args)
-    from musicbox.commands.render import resolve_bundle
+    from musicbox.config import resolve_bundle
 
     root = resolve_bundle(args.bundle)
+    if args.mode == "soak":
+        return _run_soak(root, args)
     figures = measure_all(root, max(2, args.bars))
     _print_table(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def _run_soak(root: Path, args) -> int:
+    """``bench soak``: print (and with ``--json`` write) the soak's figures; exit 1 if a target fails."""
+    from musicbox.runtime.box.soak import soak
+
+    figures = soak(root, args.minutes, args.kill_every)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0 if figures["ok"] else 1
 
 
 def measure_all(root: Path, bars: int) -> dict:

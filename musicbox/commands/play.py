@@ -31,6 +31,7 @@ def register(sub):
 
 def run(args) -> int:
     from musicbox.config import load_config
+    from musicbox.runtime.box.assemble import build_box
 
     config = load_config(args.config)
     if args.backend:
@@ -46,73 +47,9 @@ def run(args) -> int:
     return 0
 
 
-def build_box(config, bundle: Path | None = None, notifier=None):
-    """A Supervisor for ``config`` (raises ConfigError/ManifestError/BundleError, exit 78)."""
-    from musicbox.runtime.recorder import Recorder
-    from musicbox.runtime.supervisor import Supervisor
-
-    root = _bundle_path(config, bundle)
-    manifest = _load_manifest(root)
-    worker = worker_settings(config, root)
-    recorder = Recorder(config.recording.folder, config.recording.minutes_kept, config.audio.sample_rate)
-    box = Supervisor(
-        worker,
-        player_settings(config),
-        recorder,
-        min_bpm=min(config.knobs.min_bpm, manifest.controls.tempo.min_bpm),
-        notifier=notifier if notifier is not None else _notifier(),
-    )
-    box.style_names = tuple(style.name for style in manifest.controls.styles)
-    return box
-
-
-def _bundle_path(config, bundle: Path | None) -> Path:
-    from musicbox.commands.render import resolve_bundle
-
-    return resolve_bundle(bundle or config.bundle.path)
-
-
-def _load_manifest(root: Path):
-    from musicbox.errors import BundleError
-    from musicbox.runtime.manifest import load_manifest
-
-    if not (root / "manifest.json").is_file():
-        raise BundleError(f"{root}: no manifest.json; point [bundle] path or --bundle at a bundle folder")
-    return load_manifest(root / "manifest.json")
-
-
-def worker_settings(config, root: Path):
-    """The worker's settings from the config's [bundle], [synth] and [audio] sections."""
-    from musicbox.runtime.worker import WorkerSettings
-
-    b, s = config.bundle, config.synth
-    return WorkerSettings(
-        bundle_path=root,
-        precision=b.precision,
-        memory_budget_mb=b.memory_budget_mb or None,
-        threads=b.threads,
-        soundfont=s.soundfont,
-        gain=s.gain,
-        reverb=s.reverb,
-        sample_rate=config.audio.sample_rate,
-        ahead_bars=config.audio.buffer_bars,
-    )
-
-
-def player_settings(config):
-    """PlayerSettings from [audio] (a device written as digits is a PortAudio index)."""
-    from musicbox.runtime.player import PlayerSettings
-
-    a = config.audio
-    device = a.device.strip() or None
-    if device is not None and device.isdigit():
-        device = int(device)
-    return PlayerSettings(sample_rate=a.sample_rate, blocksize=a.blocksize, latency=a.latency, device=device)
-
-
 def _open_backend(config, box):
     from musicbox.device import Button, open_backend
-    from musicbox.runtime.supervisor import Event
+    from musicbox.runtime.box.supervisor import Event
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.NEXT: Event.NEXT, Button.SAVE: Event.SAVE}
     events[Button.SHUTDOWN] = Event.STOP
@@ -121,20 +58,8 @@ def _open_backend(config, box):
     return backend
 
 
-def _notifier():
-    """sdnotify's notifier under systemd (NOTIFY_SOCKET set), else None."""
-    if not os.environ.get("NOTIFY_SOCKET"):
-        return None
-    try:
-        import sdnotify
-    except ImportError:
-        log.warning("sdnotify is not installed: no READY/WATCHDOG notifications (pip install sdnotify)")
-        return None
-    return sdnotify.SystemdNotifier()
-
-
 def _install_signal_handlers(box) -> None:
-    from musicbox.runtime.supervisor import Event
+    from musicbox.runtime.box.supervisor import Event
 
     def stop(signum, _frame):
         log.info("%s received", signal.Signals(signum).name)

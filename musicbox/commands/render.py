@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from musicbox.errors import ConfigError, MusicBoxError
+from musicbox.errors import ConfigError
 
 PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 FADE_SECONDS = 0.02
@@ -30,26 +30,6 @@ def register(sub):
     p.add_argument("--out", type=Path, required=True, help="WAV file to write")
     p.add_argument("--midi", type=Path, help="also write a standard MIDI file, one track per part")
     p.set_defaults(run=run)
-
-
-def default_bundle() -> Path:
-    """The bundle shipped with the package (``assets/bundle`` next to the ``musicbox`` package)."""
-    import musicbox
-
-    return Path(musicbox.__file__).resolve().parents[1] / "assets" / "bundle"
-
-
-def resolve_bundle(path: Path | None) -> Path:
-    """``path``, or the shipped bundle; a clear error when there is none."""
-    if path is not None:
-        return path
-    shipped = default_bundle()
-    if not (shipped / "manifest.json").is_file():
-        raise MusicBoxError(
-            f"no bundle shipped yet ({shipped} is missing); pass --bundle DIR, a folder written by "
-            "`musicbox quantize`"
-        )
-    return shipped
 
 
 def parse_style(value: str | None, manifest) -> float:
@@ -74,6 +54,7 @@ def run(args) -> int:
     import numpy as np
     import soundfile
 
+    from musicbox.config import resolve_bundle
     from musicbox.device.scripted import load_script
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import Controls

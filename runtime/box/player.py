@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicbox.errors import AudioDeviceError
-from musicbox.runtime.ring import BarRing
+from musicbox.runtime.box.ring import BarRing
 
 log = logging.getLogger("musicbox.player")
 

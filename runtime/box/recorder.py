@@ -67,7 +67,7 @@ class Recorder:
 
     def add_bar(self, pcm: np.ndarray, notes: list, info) -> None:
         """Append one played bar: float32 PCM ``[frames, channels]``, its notes, and the worker's
-        :class:`~musicbox.runtime.worker.Written` (for its controls; None if unknown)."""
+        :class:`~musicbox.runtime.box.worker.Written` (for its controls; None if unknown)."""
         controls = info.controls if info is not None else Controls()
         self._append_pcm(pcm)
         self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0]))

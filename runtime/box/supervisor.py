@@ -9,7 +9,7 @@ States (:class:`BoxState`), one log line per transition (journald shows them as 
 - STOPPING: SIGTERM/SIGINT, long-press on play, or the time limit; everything is closed in order.
 
 Continuation across restarts: the worker reports the generator state after every bar it publishes
-(:class:`~musicbox.runtime.worker.Written`); a new worker is told to go on from the last published bar
+(:class:`~musicbox.runtime.box.worker.Written`); a new worker is told to go on from the last published bar
 with that state, the same controls and generation, so the music continues rather than starting over.
 
 Hang detection: the worker stamps a heartbeat into the ring at least every ``beat_interval_s``; no beat
@@ -36,15 +36,15 @@ from multiprocessing.connection import wait
 
 from musicbox import errors
 from musicbox.errors import MusicBoxError
+from musicbox.runtime.box.player import Player, PlayerSettings
+from musicbox.runtime.box.recorder import Recorder
+from musicbox.runtime.box.ring import BarRing
+from musicbox.runtime.box.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.player import Player, PlayerSettings
-from musicbox.runtime.recorder import Recorder
-from musicbox.runtime.ring import BarRing
-from musicbox.runtime.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
 
 log = logging.getLogger("musicbox.box")
 
-PRELOAD = ["musicbox.runtime.worker", "musicbox.runtime.generator", "musicbox.runtime.render"]
+PRELOAD = ["musicbox.runtime.box.worker", "musicbox.runtime.generator", "musicbox.runtime.render"]
 """Modules the fork server imports once, so a restarted worker starts in a fraction of a second."""
 
 

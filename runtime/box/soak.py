@@ -1,7 +1,7 @@
 """`musicbox bench soak`: the box played in real time with its worker SIGKILLed every minute.
 
 ``run(args)`` starts a JACK dummy server (a real-time-paced device, no sound card needed), plays the
-bundle through the real box (:class:`~musicbox.runtime.supervisor.Supervisor`, sounddevice stream on
+bundle through the real box (:class:`~musicbox.runtime.box.supervisor.Supervisor`, sounddevice stream on
 JACK) for ``--minutes``, kills the worker every ``--kill-every`` seconds and reports, as JSON: underruns
 (target 0), worker restarts, recovery time p50/p95 (seconds from the death being seen to the new
 worker's first bar), and the main process's RSS drift (MiB from 30 s in to the end; target <= 5).
@@ -14,7 +14,6 @@ re-initialized after each start so the JACK host API appears.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -100,22 +99,10 @@ TARGETS = {"underruns": 0, "rss_drift_mb": 5.0}
 BASELINE_S = 30.0  # RSS baseline taken this long after the start (buffers and caches warmed up)
 
 
-def run(args) -> int:
-    """The ``bench soak`` command: print (and with ``--json`` write) the figures; exit 1 if a target fails."""
-    from musicbox.commands.render import resolve_bundle
-
-    figures = soak(resolve_bundle(args.bundle), args.minutes, args.kill_every)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if getattr(args, "json", None):
-        Path(args.json).write_text(text + "\n")
-    return 0 if figures["ok"] else 1
-
-
 def soak(bundle: Path, minutes: float, kill_every_s: float = 60.0) -> dict:
     """Play ``minutes`` on a JACK dummy device, SIGKILLing the worker every ``kill_every_s`` seconds."""
-    from musicbox.commands.play import build_box
     from musicbox.config import load_config
+    from musicbox.runtime.box.assemble import build_box
 
     with tempfile.TemporaryDirectory() as tmp, JackDummy():
         toml = Path(tmp) / "soak.toml"
@@ -147,7 +134,7 @@ def _killer(box, every_s: float, stop: threading.Event, kills: list[float]) -> N
 
 
 def _rss_sampler(box, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
-    from musicbox.runtime.supervisor import rss_mb
+    from musicbox.runtime.box.supervisor import rss_mb
 
     start = time.monotonic()
     while not stop.wait(2.0):

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from musicbox.errors import MusicBoxError
+from musicbox.runtime.box.ring import BarRing, RingSpec
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.ring import BarRing, RingSpec
 
 log = logging.getLogger("musicbox.worker")
 
