@@ -45,6 +45,11 @@ class Backend:
     def show(self, status: Mapping) -> None:
         """Display what the box is doing (only the terminal backend draws; see ``terminal.py``)."""
 
+    def follow(self, controls: Controls) -> None:
+        """The box's controls were set elsewhere (the web remote): knobs that are not physical
+        positions (the terminal's keys) continue from ``controls``; a potentiometer keeps its place and
+        takes over again when turned (last writer wins). Any thread."""
+
     def close(self) -> None:
         """Stop delivering events and release the hardware; safe to call twice."""
 

@@ -9,6 +9,7 @@ put in cbreak mode and restored on close.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import sys
@@ -156,6 +157,13 @@ class TerminalBackend(PollingBackend):
         if knob == "tempo":
             return (10.0 if coarse else 2.0) / (m.max_bpm - m.min_bpm)
         return 0.25 if coarse else 0.05
+
+    def follow(self, controls: Controls) -> None:
+        """Move the key-driven knobs to ``controls`` (set on the web remote) without echoing them back."""
+        self.raw = self.knob_map.raw_of(controls)
+        self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
+        self.processor.last = self.knob_map.controls(self.processor.positions)
+        self.redraw()
 
     def poll(self, now: float) -> None:
         before = self.processor.last

@@ -159,6 +159,27 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    """The web remote (``musicbox.remote``): a paired page on the LAN with the knobs, buttons, presets,
+    recordings and the music as a stream. Off unless ``enabled``.
+
+    bind: address to listen on ("0.0.0.0" = every interface). port: TCP port. state_dir: folder for
+    presets, the pairing code and paired sessions, None = $STATE_DIRECTORY (systemd) or
+    ~/.local/state/musicbox. stream: let the page listen to the music (MP3 over HTTP).
+    stream_kbps: MP3 bit rate, kbit/s. pair_attempts: wrong pairing codes allowed per minute (all
+    clients together) before pairing is refused for the rest of that minute.
+    """
+
+    enabled: bool = _opt("bool")
+    bind: str = _opt("str", "an IP address to listen on")
+    port: int = _opt("int", "TCP port", 1, 65535)
+    state_dir: Path | None = _opt("path", 'a folder, or "" for the state folder of the service')
+    stream: bool = _opt("bool")
+    stream_kbps: int = _opt("int", "kbit/s", 32, 320)
+    pair_attempts: int = _opt("int", "wrong codes per minute", 1, 100)
+
+
+@dataclass(frozen=True)
 class _BoardChoice:
     """The ``[board]`` section as written: ``name`` is auto or one of the board files."""
 
@@ -202,6 +223,7 @@ class BoxConfig:
     knobs: KnobsConfig
     buttons: ButtonsConfig
     recording: RecordingConfig
+    remote: RemoteConfig
     board: BoardConfig
     source: Path | None = None
 
@@ -213,6 +235,7 @@ SECTIONS: dict[str, type] = {
     "knobs": KnobsConfig,
     "buttons": ButtonsConfig,
     "recording": RecordingConfig,
+    "remote": RemoteConfig,
     "board": _BoardChoice,
 }
 

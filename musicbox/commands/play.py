@@ -26,6 +26,9 @@ def register(sub):
     p.add_argument("--stats", type=Path, help="rewrite this JSON file every second with the box's figures")
     p.add_argument("--bundle", type=Path, help="bundle folder (overrides [bundle] path)")
     p.add_argument("--backend", choices=BACKENDS, help="knob/button backend (overrides [knobs] backend)")
+    p.add_argument(
+        "--remote", action="store_true", help="serve the web remote for this run ([remote] enabled = true)"
+    )
     p.set_defaults(run=run)
 
 
@@ -36,26 +39,78 @@ def run(args) -> int:
     config = load_config(args.config)
     if args.backend:
         config = replace(config, knobs=replace(config.knobs, backend=args.backend))
+    if args.remote:
+        config = replace(config, remote=replace(config.remote, enabled=True))
     box = build_box(config, args.bundle)
-    backend = _open_backend(config, box)
-    box.stats_writer = _status_publisher(args.stats, backend, box)
-    _install_signal_handlers(box)
     try:
-        box.run(args.seconds)
+        remote = _start_remote(config, box) if config.remote.enabled else None
+    except BaseException:
+        box.ring.close()  # the box never ran: free its shared memory
+        raise
+    try:
+        backend = _open_backend(config, box, remote)
+        box.stats_writer = _status_publisher(args.stats, backend, box, remote)
+        _install_signal_handlers(box)
+        try:
+            box.run(args.seconds)
+        finally:
+            backend.close()
     finally:
-        backend.close()
+        if remote is not None:
+            remote.close()
     return 0
 
 
-def _open_backend(config, box):
-    from musicbox.device import Button, open_backend
+def _press(box):
+    """``callable(Button)`` posting the button's event to the box."""
+    from musicbox.device import Button
     from musicbox.runtime.box.supervisor import Event
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.NEXT: Event.NEXT, Button.SAVE: Event.SAVE}
     events[Button.SHUTDOWN] = Event.STOP
+    return lambda button: box.post(events[button])
+
+
+def _open_backend(config, box, remote=None):
+    """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages."""
+    from musicbox.device import open_backend
+
+    def from_knobs(controls) -> None:
+        box.set_controls(controls)
+        if remote is not None:
+            remote.controls_changed(controls)
+
     backend = open_backend(config, box.style_names)
-    backend.start(on_controls=box.set_controls, on_button=lambda b: box.post(events[b]))
+    if remote is not None:
+        remote.follow = backend.follow  # a change on the page moves the backend's knobs too
+    backend.start(on_controls=from_knobs, on_button=_press(box))
     return backend
+
+
+def _start_remote(config, box):
+    """The web remote of ``box``, serving; a change on the page goes to the box (last writer wins: the
+    hardware knobs take over again when next turned) and to the knob backend's view."""
+    from musicbox.device import knob_map
+    from musicbox.remote.server import RemoteServer
+    from musicbox.runtime.box.supervisor import Recall
+
+    def from_page(controls, seed) -> None:
+        box.post(controls if seed is None else Recall(controls, seed))
+        remote.follow(controls)
+
+    remote = RemoteServer(
+        config.remote,
+        box=box,
+        knob_map=knob_map(config, box.style_names),
+        on_controls=from_page,
+        on_button=_press(box),
+        recordings=config.recording.folder,
+        sample_rate=config.audio.sample_rate,
+    )
+    remote.start()
+    if remote.stream is not None:
+        box.on_bar = remote.stream.feed
+    return remote
 
 
 def _install_signal_handlers(box) -> None:
@@ -69,9 +124,10 @@ def _install_signal_handlers(box) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def _status_publisher(path: Path | None, backend, box):
+def _status_publisher(path: Path | None, backend, box, remote=None):
     """A callable(stats) the supervisor calls every second: writes the stats to ``path`` atomically
-    (with ``--stats``) and shows the box's state, knobs, bar count and the bar playing on the backend."""
+    (with ``--stats``), shows the box's state, knobs, bar count and the bar playing on the backend (and
+    the remote's address and pairing code), and hands the stats to the remote's pages."""
     from musicbox.runtime.pianoroll import notes_to_roll
 
     def publish(stats: dict) -> None:
@@ -94,6 +150,9 @@ def _status_publisher(path: Path | None, backend, box):
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:
             view["roll"] = notes_to_roll(last.notes, 1)[0]
+        if remote is not None:
+            view["message"] = f"remote {remote.url} pairing code {remote.pairing.code}"
+            remote.publish(stats)
         backend.show(view)
 
     return publish

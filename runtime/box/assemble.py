@@ -59,14 +59,22 @@ def worker_settings(config, root: Path):
 
 
 def player_settings(config):
-    """PlayerSettings from [audio] (a device written as digits is a PortAudio index)."""
+    """PlayerSettings from [audio] (a device written as digits is a PortAudio index); with the web
+    remote and its stream on, a machine without a sound card plays to the stream only."""
     from musicbox.runtime.box.player import PlayerSettings
 
     a = config.audio
     device = a.device.strip() or None
     if device is not None and device.isdigit():
         device = int(device)
-    return PlayerSettings(sample_rate=a.sample_rate, blocksize=a.blocksize, latency=a.latency, device=device)
+    r = config.remote
+    return PlayerSettings(
+        sample_rate=a.sample_rate,
+        blocksize=a.blocksize,
+        latency=a.latency,
+        device=device,
+        clock_fallback=r.enabled and r.stream,
+    )
 
 
 def systemd_notifier():

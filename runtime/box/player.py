@@ -22,6 +22,7 @@ import enum
 import logging
 import threading
 import time
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,8 @@ class PlayerSettings:
     stall_s: seconds without a callback after which a running stream counts as lost.
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
+    clock_fallback: when no device can be opened, play to :class:`ClockStream` (paced by the clock, no
+    sound here) instead of failing: the web remote's stream is then the box's only output.
     """
 
     sample_rate: int = 44100
@@ -62,6 +65,53 @@ class PlayerSettings:
     stall_s: float = 1.5
     backoff_s: tuple[float, float] = (0.25, 4.0)
     close_timeout_s: float = 2.0
+    clock_fallback: bool = False
+
+
+class ClockStream:
+    """A device-less stand-in for sounddevice's ``OutputStream``: a thread calls ``callback(outdata,
+    frames, time_info, status)`` every ``blocksize`` frames, paced by ``time.monotonic`` so bars play
+    (and reach the web remote's stream) in real time. ``outdata`` is a preallocated buffer nobody hears.
+    """
+
+    _STATUS = types.SimpleNamespace(output_underflow=False)
+
+    def __init__(self, samplerate: int, blocksize: int, channels: int, callback):
+        self.samplerate = samplerate
+        self.blocksize = blocksize or 1024
+        self.latency = 0.0
+        self.device = None
+        self._buffer = np.zeros((self.blocksize, channels), np.float32)
+        self._callback = callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="musicbox-clock-output", daemon=True)
+
+    @property
+    def active(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        period = self.blocksize / self.samplerate
+        due = time.monotonic()
+        while not self._stop.is_set():
+            self._callback(self._buffer, self.blocksize, None, self._STATUS)
+            due += period
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            elif delay < -1.0:  # the machine was suspended: go on from now rather than race
+                due = time.monotonic()
+
+    def abort(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+
+    def close(self) -> None:
+        self.abort()
 
 
 def _sounddevice():
@@ -90,7 +140,13 @@ class Player:
         self.paused = False
         self._stream = None
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
-        self._sd = _sounddevice()
+        try:
+            self._sd = _sounddevice()
+        except AudioDeviceError as exc:
+            if not settings.clock_fallback:
+                raise
+            log.warning("%s", exc)
+            self._sd = None  # no PortAudio: the clock stream only
         self._init_callback_state()
         self._next_attempt = 0.0
         self._backoff = settings.backoff_s[0]
@@ -189,8 +245,33 @@ class Player:
         self.paused = False
 
     def open(self) -> None:
-        """Open and start the output stream; raises AudioDeviceError when the device cannot be used."""
+        """Open and start the output stream; raises AudioDeviceError when the device cannot be used
+        (unless ``clock_fallback``: then the clock stream plays instead)."""
+        try:
+            self._open_device()
+        except AudioDeviceError as exc:
+            if not self.settings.clock_fallback:
+                raise
+            log.warning(
+                "no audio device (%s): playing to the web remote's stream only, paced by the clock",
+                exc.__cause__ or exc,
+            )
+            self._open_clock()
+
+    def _open_clock(self) -> None:
         s = self.settings
+        stream = ClockStream(s.sample_rate, s.blocksize, self.ring.spec.channels, self._callback)
+        stream.start()
+        self._stream = stream
+        self.host_api = "clock"
+        self.last_callback = time.monotonic()
+        self.state = StreamState.RUNNING
+        log.info("audio stream open: %s", self.describe())
+
+    def _open_device(self) -> None:
+        s = self.settings
+        if self._sd is None:
+            raise AudioDeviceError("PortAudio is not available")
         try:
             stream = self._sd.OutputStream(
                 samplerate=s.sample_rate,
@@ -207,8 +288,9 @@ class Player:
             raise AudioDeviceError(
                 f"cannot open audio output {which}: {exc}. Check that a sound card or DAC is present "
                 "(`aplay -l`, `musicbox doctor`), set [audio] device in musicbox.toml to one that "
-                "`python -m sounddevice` lists, or, on a machine without sound, write audio to a file "
-                "with `musicbox render --seconds 60 --out music.wav`"
+                "`python -m sounddevice` lists, or, on a machine without sound, listen in a browser: "
+                "`musicbox play --remote` (or [remote] enabled = true in musicbox.toml), or write audio to "
+                "a file with `musicbox render --seconds 60 --out music.wav`"
             ) from exc
         self._stream = stream
         self.host_api = self._sd.query_hostapis(self._sd.query_devices(stream.device)["hostapi"])["name"]
@@ -221,6 +303,8 @@ class Player:
         st = self._stream
         if st is None:
             return "closed"
+        if isinstance(st, ClockStream):
+            return f"no device, paced by the clock: {st.samplerate} Hz block {st.blocksize}"
         name = self._sd.query_devices(st.device)["name"]
         return f"{name!r} ({self.host_api}) {st.samplerate:.0f} Hz block {st.blocksize} latency {st.latency * 1000:.0f} ms"
 
@@ -256,7 +340,7 @@ class Player:
 
     def _mark_lost(self, now: float) -> None:
         log.warning("audio device lost (no callback for %.1f s); reopening", now - self.last_callback)
-        if self._jack_loaded():
+        if self._sd is not None and self._jack_loaded():
             atexit.unregister(self._sd._exit_handler)  # its Pa_Terminate would abort the process
         self._close_bounded()
         self.state = StreamState.LOST
@@ -283,6 +367,9 @@ class Player:
         return any("JACK" in api["name"] for api in self._sd.query_hostapis())
 
     def _try_reopen(self, now: float) -> None:
+        if self._sd is None:
+            self._open_clock()
+            return
         if self._jack_loaded():
             raise AudioDeviceError(
                 "the JACK server went away; PortAudio's JACK host API cannot reconnect in-process "

@@ -68,6 +68,14 @@ class Event(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Recall:
+    """A request to play on with these ``controls`` and this generator ``seed`` (a preset recalled)."""
+
+    controls: Controls
+    seed: int
+
+
+@dataclass(frozen=True)
 class SupervisorSettings:
     """Supervision timings, all in seconds.
 
@@ -148,6 +156,9 @@ class Supervisor:
         self._watchdog_s = _watchdog_interval()
         self._last_ping = self._last_stats = 0.0
         self.stats_writer = None  # callable(dict), set by the play command
+        self.on_bar = (
+            None  # callable(pcm float32 [frames, channels]) per bar as it starts playing (main thread)
+        )
         self.final_stats: dict = {}  # stats() as the box stopped
 
     # ---- other threads ------------------------------------------------------------------------------
@@ -157,7 +168,7 @@ class Supervisor:
         self.post(controls)
 
     def post(self, event) -> None:
-        """Queue an :class:`Event` or a :class:`Controls` for the main loop and wake it (any thread)."""
+        """Queue an :class:`Event`, a :class:`Controls` or a :class:`Recall` for the main loop and wake it (any thread)."""
         self._events.put(event)
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
             os.write(self._wake_w, b"x")
@@ -228,6 +239,8 @@ class Supervisor:
                 return
             if isinstance(event, Controls):
                 self._change(event, "controls")
+            elif isinstance(event, Recall):
+                self._change(event.controls, "recall", seed=event.seed)
             elif event is Event.NEXT:
                 self._change(self.controls, "next", seed=random.randrange(1 << 31))
             elif event is Event.TOGGLE_PAUSE:
@@ -386,6 +399,8 @@ class Supervisor:
         if self.recorder is not None:
             frames = self.ring.entry_info(entry)[2]
             self.recorder.add_bar(self.ring.slot_pcm(entry)[:frames], info.notes if info else [], info)
+        if self.on_bar is not None:
+            self.on_bar(self.ring.slot_pcm(entry)[: self.ring.entry_info(entry)[2]])
         self._bar_info = {k: v for k, v in self._bar_info.items() if k[0] > bar}
         self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
 
@@ -434,6 +449,7 @@ class Supervisor:
                 "mood": self.controls.mood,
             },
             "generation": self.gen,
+            "seed": self._resume.seed,
             "saves": rec.saves if rec is not None else 0,
             "save_failures": rec.failures if rec is not None else 0,
         }
