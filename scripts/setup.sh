@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up musicbox on a fresh Debian-like machine (Raspberry Pi OS, Jetson's Ubuntu, Debian x86).
 #   scripts/setup.sh          the box: system audio/synth packages, .venv with musicbox[device]
-#   scripts/setup.sh dev      + the workstation and test stack (torch 2.13.0 CPU, onnx, music21, JACK, qemu)
+#   scripts/setup.sh dev      + the workstation and test stack (torch 2.13.0 CPU, onnx, music21, JACK, qemu,
+#                               headless chromium + chromium-driver for the web remote's browser tests)
 # System packages are installed when run as root or with passwordless sudo; otherwise it says which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ mode="${1:-device}"
 
 apt_packages=(python3-venv libportaudio2 libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small)
 if [ "$mode" = dev ]; then
-  apt_packages+=(jackd2 qemu-user-static debootstrap systemd)
+  apt_packages+=(jackd2 qemu-user-static debootstrap systemd chromium chromium-driver)
 fi
 
 missing=()
