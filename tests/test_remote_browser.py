@@ -58,7 +58,7 @@ class Box:
         )
         cmd = [sys.executable, "-m", "musicbox.cli", "play", "--remote", "--config", str(config)]
         cmd += ["--bundle", str(bundle), "--seconds", "120", "--stats", str(self.stats), "--backend", "none"]
-        self.log = open(root / "play.log", "w")
+        self.log = open(root / "play.log", "w")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
     def wait_stats(self, test, timeout_s: float = 30.0) -> dict:
@@ -262,7 +262,9 @@ def test_the_stream_plays_in_the_browser(box, browser):
     browser.find_element(By.ID, "listen").click()
     current = "return document.getElementById('live').currentTime"
     _wait(lambda: browser.execute_script(current) > 1.5, 30, "the stream's currentTime advancing")
-    first_bar_at = _wait(lambda: _http(box, "GET", "/api/state", headers=_auth(browser))[1]["stream"]["first_bar_at"])
+    first_bar_at = _wait(
+        lambda: _http(box, "GET", "/api/state", headers=_auth(browser))[1]["stream"]["first_bar_at"]
+    )
     playing_at = browser.execute_script("return window.playingAt") / 1000.0
     stream = _http(box, "GET", "/api/state", headers=_auth(browser))[1]["stream"]
     print(
