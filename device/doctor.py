@@ -56,6 +56,7 @@ def run_checks(config_path: str | os.PathLike | None = None, root: Path = Path("
         ("memory", lambda: check_memory(config, root)),
         ("disk", lambda: check_disk(config)),
         ("service", check_service),
+        ("remote", lambda: check_remote(config)),
     ]
     return [config_check] + [_safely(name, check) for name, check in checks]
 
@@ -259,3 +260,25 @@ def check_service() -> Check:
     if found:
         return Check("service", OK, f"installed: {found[0]}")
     return Check("service", WARN, "musicbox.service not installed", "sudo musicbox install-service")
+
+
+def check_remote(config: BoxConfig) -> Check:
+    """The web remote: off, or on with the page's address and the pairing code of the running box."""
+    if not config.remote.enabled:
+        return Check("remote", OK, "off (turn it on: [remote] enabled = true, or `musicbox play --remote`)")
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return Check("remote", FAIL, "on, but aiohttp is not installed", "pip install 'musicbox[device]'")
+    from musicbox.remote.auth import read_pairing
+    from musicbox.remote.server import page_url, state_dir
+
+    folders = [state_dir(config.remote.state_dir)]
+    if config.remote.state_dir is None:
+        folders.append(Path("/var/lib/musicbox"))  # the service's StateDirectory
+    for folder in folders:
+        info = read_pairing(folder)
+        if info and Path(f"/proc/{info.get('pid')}").exists():
+            return Check("remote", OK, f"open {info['url']} and pair with code {info['code']}")
+    url = page_url(config.remote.bind, config.remote.port)
+    return Check("remote", OK, f"on at {url}; the pairing code shows here while the box plays")

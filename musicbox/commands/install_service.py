@@ -4,6 +4,8 @@ The unit is ``firmware_config/systemd/musicbox.service`` with its placeholders f
 installation's ``musicbox`` command, so the service runs the same virtual environment), ``@USER@`` (a
 dedicated system user, created when missing), ``@GROUPS@`` (audio, gpio, spi: those that exist here) and
 ``@RECORDINGS@`` (the recordings folder, the one path besides its state directory it may write).
+With ``[remote] enabled = true`` it also installs the drop-in ``musicbox.service.d/remote.conf`` (IP
+sockets and the LAN's addresses for the web remote); with the remote off it removes it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 
 UNIT_PATH = Path("/etc/systemd/system/musicbox.service")
+REMOTE_DROPIN_PATH = Path("/etc/systemd/system/musicbox.service.d/remote.conf")
 GROUPS = ("audio", "gpio", "spi")
 STATE_DIR = Path("/var/lib/musicbox")
 
@@ -36,11 +39,15 @@ def run(args) -> int:
     from musicbox.errors import MusicBoxError
 
     home = _home_of(args.user)
-    folder = _recordings_folder(load_config(args.config).recording.folder, home)
+    config = load_config(args.config)
+    folder = _recordings_folder(config.recording.folder, home)
     unit = render_unit(exec_path(), args.user, existing_groups(), folder)
+    dropin = remote_dropin() if config.remote.enabled else None
     commands = _commands(args.user)
     if args.dry_run:
         print(unit)
+        if dropin is not None:
+            print(f"# {REMOTE_DROPIN_PATH}\n{dropin}")
         print("\n".join(" ".join(c) for c in commands))
         return 0
     if os.geteuid() != 0:
@@ -48,6 +55,11 @@ def run(args) -> int:
     for cmd in commands[:-2]:
         _run(cmd)
     UNIT_PATH.write_text(unit)
+    if dropin is not None:
+        REMOTE_DROPIN_PATH.parent.mkdir(parents=True, exist_ok=True)
+        REMOTE_DROPIN_PATH.write_text(dropin)
+    else:
+        REMOTE_DROPIN_PATH.unlink(missing_ok=True)
     for cmd in commands[-2:]:
         _run(cmd)
     print(f"installed {UNIT_PATH} and started it; follow it with `journalctl -u musicbox -f`")
@@ -80,6 +92,11 @@ def render_unit(exec_cmd: str, user: str, groups: list[str], recordings: Path) -
     )
     line = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
     return text.replace("SupplementaryGroups=@GROUPS@\n", line)
+
+
+def remote_dropin() -> str:
+    """The web remote's drop-in for the unit (``firmware_config/systemd/musicbox.service.d/remote.conf``)."""
+    return (_firmware_dir() / "systemd" / "musicbox.service.d" / "remote.conf").read_text()
 
 
 def _firmware_dir() -> Path:

@@ -1,0 +1,259 @@
+"""The web remote's parts without a browser: [remote] config, pairing and sessions, the recordings folder
+guard, presets, the MP3 stream, the clock output for a box with no sound card, the terminal following a
+change made on the page, and the systemd drop-in. (The browser end to end is test_remote_browser.py.)"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from musicbox.config import load_config
+from musicbox.errors import AudioDeviceError, ConfigError
+from musicbox.remote.auth import WINDOW_S, Pairing, read_pairing
+from musicbox.remote.library import Preset, Presets, Recordings
+from musicbox.remote.stream import Listener, StreamHub
+from musicbox.runtime.box.player import ClockStream, Player, PlayerSettings
+from musicbox.runtime.box.ring import BarRing
+from musicbox.runtime.controls import Controls
+
+
+def _config(tmp_path, text: str):
+    path = tmp_path / "box.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_remote_is_off_by_default_and_its_section_is_strict(tmp_path):
+    remote = _config(tmp_path, "").remote
+    assert remote.enabled is False and remote.port == 8047 and remote.state_dir is None
+    with pytest.raises(ConfigError, match=r"box.toml: remote.prot: unknown key; allowed: the keys enabled"):
+        _config(tmp_path, "[remote]\nprot = 80\n")
+    with pytest.raises(ConfigError, match=r"remote.port: got 70000 .*from 1 to 65535"):
+        _config(tmp_path, "[remote]\nport = 70000\n")
+    on = _config(tmp_path, '[remote]\nenabled = true\nstate_dir = "st"\n').remote
+    assert on.enabled and on.state_dir == tmp_path / "st"
+
+
+def test_a_pairing_code_works_once_and_wrong_codes_are_rate_limited(tmp_path):
+    pairing = Pairing(tmp_path, "http://box:8047/", attempts=3)
+    assert read_pairing(tmp_path) is None  # not shown before the server listens
+    pairing.announce()
+    code = pairing.code
+    shown = read_pairing(tmp_path)
+    assert shown["code"] == code and shown["url"] == "http://box:8047/"
+    assert stat.S_IMODE((tmp_path / "pairing.json").stat().st_mode) == 0o600
+    token, wait = pairing.pair(code, now=0.0)
+    assert token and wait == 0 and pairing.valid(token)
+    assert pairing.code != code and read_pairing(tmp_path)["code"] == pairing.code
+    assert pairing.pair(code, now=1.0) == (None, 0.0)  # replayed
+    assert not pairing.valid("forged") and not pairing.valid(None)
+    assert pairing.pair("x", now=2.0) == (None, 0.0)
+    assert pairing.pair("y", now=3.0) == (None, 0.0)  # 3 wrong codes this minute
+    refused, wait = pairing.pair(pairing.code, now=4.0)
+    assert refused is None and wait == pytest.approx(WINDOW_S - 3.0)
+    token2, _ = pairing.pair(pairing.code, now=1.0 + WINDOW_S)  # the first wrong one has aged out
+    assert token2 and pairing.valid(token2)
+
+
+def test_sessions_survive_a_restart_and_the_file_holds_no_token(tmp_path):
+    pairing = Pairing(tmp_path, "http://box/")
+    token, _ = pairing.pair(pairing.code)
+    assert token not in (tmp_path / "sessions.json").read_text()
+    again = Pairing(tmp_path, "http://box/")
+    assert again.valid(token)
+    again.forget(token)
+    assert not Pairing(tmp_path, "http://box/").valid(token)
+
+
+def test_only_recordings_directly_in_the_folder_are_reachable(tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / "musicbox-1.wav").write_bytes(b"RIFF")
+    (folder / "musicbox-1.mid").write_bytes(b"MThd")
+    (folder / ".musicbox-2.wav.tmp").write_bytes(b"partial")
+    (tmp_path / "secret.wav").write_bytes(b"secret")
+    (folder / "link.wav").symlink_to(tmp_path / "secret.wav")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "x.wav").write_bytes(b"RIFF")
+    rec = Recordings(folder)
+    assert [(e["name"], e["files"]) for e in rec.list()] == [
+        ("musicbox-1", ["musicbox-1.mid", "musicbox-1.wav"])
+    ]
+    assert rec.file("musicbox-1.wav") == folder / "musicbox-1.wav"
+    for name in ("../secret.wav", "/etc/passwd", "sub/x.wav", "link.wav", ".musicbox-2.wav.tmp", "a.txt", ""):
+        assert rec.file(name) is None, name
+    assert rec.delete("../secret") == [] and (tmp_path / "secret.wav").exists()
+    assert rec.delete("musicbox-1") == ["musicbox-1.wav", "musicbox-1.mid"] and rec.list() == []
+    assert Recordings(tmp_path / "missing").list() == []
+
+
+def test_presets_round_trip_and_a_corrupt_file_reads_as_empty(tmp_path):
+    presets = Presets(tmp_path / "presets.json")
+    presets.save(Preset("a", 1.0, 90.0, -0.5, 7))
+    presets.save(Preset("b", 0.0, 120.0, 0.5, 8))
+    presets.save(Preset("a", 2.0, 91.0, 0.0, 9))  # replaces "a"
+    assert [p.name for p in presets.list()] == ["b", "a"] and presets.get("a").seed == 9
+    assert presets.delete("b") and not presets.delete("b")
+    (tmp_path / "presets.json").write_text("{not json")
+    assert presets.list() == []
+
+
+def test_the_stream_does_nothing_without_listeners_and_encodes_mp3_for_them():
+    hub = StreamHub(44100, kbps=128)
+    bar = (0.2 * np.sin(np.arange(88200) / 20.0)).astype(np.float32)[:, None].repeat(2, axis=1)
+    hub.feed(bar)
+    assert hub._bars.empty() and hub._thread is None
+    got, done = [], threading.Event()
+
+    def deliver(data):
+        got.append(data)
+        if len(got) >= 3:
+            done.set()
+        return True
+
+    listener = Listener(deliver)
+    hub.add(listener)
+    for _ in range(4):
+        hub.feed(bar)
+    assert done.wait(10)
+    hub.remove(listener)
+    audio, rate = soundfile.read(io.BytesIO(b"".join(got)))
+    assert rate == 44100 and audio.shape[1] == 2 and audio.shape[0] >= 2 * 88200
+    assert 100_000 < 8 * len(b"".join(got)) / (audio.shape[0] / rate) < 160_000  # ~128 kbit/s
+    assert listener.first_bar_at is not None and hub.cpu_s > 0
+
+
+def test_a_listener_that_falls_behind_is_dropped():
+    hub = StreamHub(44100)
+    listener = Listener(lambda data: False)  # a full queue
+    hub.add(listener)
+    hub.feed(np.zeros((4410, 2), np.float32))
+    deadline = time.monotonic() + 10
+    while hub.listeners and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert hub.listeners == 0
+
+
+def test_the_clock_stream_calls_back_in_real_time():
+    calls = []
+    stream = ClockStream(44100, 1024, 2, lambda out, frames, t, status: calls.append((out.shape, frames)))
+    stream.start()
+    time.sleep(1.0)
+    stream.abort()
+    assert stream.active is False
+    expected = 44100 / 1024
+    assert expected * 0.8 < len(calls) < expected * 1.2 + 1, len(calls)
+    assert calls[0] == ((1024, 2), 1024)
+
+
+def test_no_sound_card_plays_to_the_clock_with_the_remote_and_says_how_to_otherwise():
+    ring = BarRing.create(4, 4096)
+    try:
+        settings = PlayerSettings(device="no-such-device-anywhere")
+        with pytest.raises(AudioDeviceError, match=r"musicbox play --remote.*\[remote\] enabled = true"):
+            Player(ring, settings).open()
+        player = Player(ring, PlayerSettings(device="no-such-device-anywhere", clock_fallback=True))
+        player.open()
+        try:
+            assert player.healthy() and "paced by the clock" in player.describe()
+            time.sleep(0.3)
+            assert player.callbacks >= 5 and player.check() is player.state
+        finally:
+            player.close()
+    finally:
+        ring.close()
+
+
+def test_the_terminal_knobs_follow_a_change_made_on_the_page(tmp_path):
+    from rich.console import Console
+
+    from musicbox.device import open_backend
+
+    config = _config(tmp_path, '[knobs]\nbackend = "terminal"\nrate_limit = 0.0\npoll_interval = 0.005\n')
+    read_fd, write_fd = os.pipe()
+    console = Console(file=io.StringIO(), force_terminal=True, width=110, color_system=None)
+    backend = open_backend(config, ("chorale", "folk"), input_fd=read_fd, console=console)
+    seen = []
+    try:
+        backend.start(seen.append, lambda b: None)
+        page = Controls(style=1.0, tempo_bpm=140.0, mood=0.5)
+        backend.follow(page)
+        time.sleep(0.1)
+        assert seen == [Controls()]  # no echo of the page's change back to the box
+        os.write(write_fd, b"w")  # a key press goes on from the page's position: tempo +2
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen[-1] == Controls(style=1.0, tempo_bpm=142.0, mood=0.5)
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
+
+
+def _dropin_unit(tmp_path):
+    from musicbox.commands import install_service
+
+    unit = tmp_path / "musicbox.service"
+    unit.write_text(install_service.render_unit(install_service.exec_path(), "root", ["audio"], tmp_path))
+    (tmp_path / "musicbox.service.d").mkdir()
+    dropin = tmp_path / "musicbox.service.d" / "remote.conf"
+    dropin.write_text(install_service.remote_dropin())
+    return unit, dropin
+
+
+def test_the_unit_opens_to_the_lan_only_through_the_remote_dropin(tmp_path):
+    unit, dropin = _dropin_unit(tmp_path)
+    base = configparser.ConfigParser(strict=False, interpolation=None)
+    base.read_string(unit.read_text())
+    assert (
+        base["Service"]["IPAddressDeny"] == "any"
+        and "AF_INET" not in base["Service"]["RestrictAddressFamilies"]
+    )
+    extra = configparser.ConfigParser(strict=False, interpolation=None)
+    extra.read_string(dropin.read_text())
+    assert set(extra["Service"]) == {"restrictaddressfamilies", "ipaddressallow"}
+    assert (
+        "192.168.0.0/16" in extra["Service"]["IPAddressAllow"]
+        and "any" not in extra["Service"]["IPAddressAllow"]
+    )
+    if shutil.which("systemd-analyze"):
+        result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        problems = [line for line in result.stderr.splitlines() if "musicbox" in line]
+        assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_install_service_shows_the_dropin_only_with_the_remote_on(tmp_path, capsys):
+    from musicbox.cli import main
+
+    off = tmp_path / "off.toml"
+    off.write_text("")
+    on = tmp_path / "on.toml"
+    on.write_text("[remote]\nenabled = true\n")
+    assert main(["install-service", "--dry-run", "--user", "root", "--config", str(off)]) == 0
+    assert "remote.conf" not in capsys.readouterr().out
+    assert main(["install-service", "--dry-run", "--user", "root", "--config", str(on)]) == 0
+    assert "IPAddressAllow=" in capsys.readouterr().out
+
+
+def test_the_doctor_shows_the_running_box_pairing_code(tmp_path):
+    from musicbox.device.doctor import check_remote
+
+    config = _config(tmp_path, f'[remote]\nenabled = true\nstate_dir = "{tmp_path}/st"\n')
+    assert "pairing code shows here" in check_remote(config).detail
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "pairing.json").write_text(
+        json.dumps({"url": "http://b/", "code": "123456", "pid": os.getpid()})
+    )
+    assert check_remote(config).detail == "open http://b/ and pair with code 123456"
+    assert "off" in check_remote(_config(tmp_path, "")).detail
