@@ -12,6 +12,9 @@
   differs (in bars; 1 = at the next bar line) and its regeneration time must fit in a bar.
 
 ``musicbox bench soak --minutes M --kill-every S`` runs the paced soak (``musicbox.runtime.box.soak``).
+
+``musicbox bench remote [--seconds S] [--device]`` measures the web remote's RSS and CPU with one page
+open, and the stream's CPU (``musicbox.remote.footprint``).
 """
 
 from __future__ import annotations
@@ -36,12 +39,24 @@ TARGETS = {
 
 def register(sub):
     p = sub.add_parser("bench", help="measure the DESIGN.md targets (or `bench soak`)")
-    p.add_argument("mode", nargs="?", choices=("all", "soak"), default="all", help="all figures, or the soak")
+    p.add_argument(
+        "mode",
+        nargs="?",
+        choices=("all", "soak", "remote"),
+        default="all",
+        help="all figures, the soak, the remote",
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
     p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes to play (default 30)")
     p.add_argument("--kill-every", type=float, default=60.0, help="soak: kill the worker every S seconds")
+    p.add_argument(
+        "--seconds", type=float, default=30.0, help="remote: seconds measured per run (default 30)"
+    )
+    p.add_argument(
+        "--device", action="store_true", help="remote: play on the default audio device, not a JACK dummy"
+    )
     p.set_defaults(run=run)
 
 
@@ -51,6 +66,15 @@ def run(args) -> int:
     root = resolve_bundle(args.bundle)
     if args.mode == "soak":
         return _run_soak(root, args)
+    if args.mode == "remote":
+        from musicbox.remote.footprint import measure
+
+        figures = measure(root, args.seconds, jack=not args.device)
+        text = json.dumps(figures, indent=2)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(text + "\n")
+        return 0
     figures = measure_all(root, max(2, args.bars))
     _print_table(figures)
     if args.json:

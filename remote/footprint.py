@@ -1,0 +1,124 @@
+"""What the web remote costs the box: ``musicbox bench remote``.
+
+Three runs of the real ``musicbox play`` (a subprocess each, ``seconds`` long, knobs off): the remote
+off; the remote on with one page open (a paired client reading ``/api/events``, what the page's
+EventSource does: one state message a second); and that page also listening to ``/stream.mp3``. For each
+it samples the main process's CPU (utime + stime from ``/proc``) every second once the box plays, and
+reports p50/p95 in % of one core, plus its RSS at the end (MiB). The differences are the server's cost
+and the stream's. Under a JACK dummy server when ``jack`` is true (a build host), else on the default
+audio device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reader(url: str, cookie: str, stop: threading.Event) -> None:
+    """Read ``url`` with the session cookie until ``stop`` (what an open page does)."""
+    request = urllib.request.Request(url, headers={"Cookie": f"musicbox_session={cookie}"})
+    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10) as response:
+        while not stop.is_set() and response.read1(65536):
+            pass
+
+
+def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, stream: bool) -> dict:
+    port = _free_port()
+    config = folder / "box.toml"
+    config.write_text(
+        f'[recording]\nfolder = "{folder}/rec"\n[remote]\nenabled = {str(remote).lower()}\n'
+        f'bind = "127.0.0.1"\nport = {port}\nstate_dir = "{folder}/state"\n'
+    )
+    stats = folder / "stats.json"
+    stats.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--bundle", str(bundle)]
+    cmd += ["--seconds", str(seconds + 8), "--stats", str(stats), "--backend", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+    try:
+        while not (stats.exists() and json.loads(stats.read_text())["bars_played"] >= 1):
+            if proc.poll() is not None:
+                raise RuntimeError(f"musicbox play exited {proc.returncode}")
+            time.sleep(0.1)
+        if page:
+            base = f"http://127.0.0.1:{port}"
+            code = json.loads((folder / "state" / "pairing.json").read_text())["code"]
+            pair = urllib.request.Request(
+                base + "/api/pair", json.dumps({"code": code}).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(pair, timeout=10) as response:
+                cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+            paths = ["/api/events"] + (["/stream.mp3"] if stream else [])
+            for path in paths:
+                threading.Thread(target=_reader, args=(base + path, cookie, stop), daemon=True).start()
+        time.sleep(2.0)  # settle
+        samples, last = [], _cpu_s(proc.pid)
+        for _ in range(int(seconds)):
+            time.sleep(1.0)
+            now = _cpu_s(proc.pid)
+            samples.append(100.0 * (now - last))
+            last = now
+        rss = _rss_mb(proc.pid)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(30)
+    return {
+        "cpu_pct_p50": round(float(np.percentile(samples, 50)), 2),
+        "cpu_pct_p95": round(float(np.percentile(samples, 95)), 2),
+        "cpu_pct_mean": round(float(np.mean(samples)), 2),
+        "rss_mb": round(rss, 1),
+    }
+
+
+def measure(bundle: Path, seconds: float = 30.0, jack: bool = True) -> dict:
+    """The three runs and the differences (see the module docstring)."""
+    from musicbox.runtime.box.soak import JackDummy
+
+    server = JackDummy(name=f"mbbench{os.getpid()}") if jack else contextlib.nullcontext()
+    runs = {}
+    with server, tempfile.TemporaryDirectory() as tmp:
+        for name, remote, page, stream in (
+            ("remote_off", False, False, False),
+            ("page_open", True, True, False),
+            ("page_listening", True, True, True),
+        ):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            runs[name] = _run(bundle, folder, seconds, remote, page, stream)
+    off, page, listening = runs["remote_off"], runs["page_open"], runs["page_listening"]
+    return {
+        "runs": runs,
+        "server_rss_added_mb": round(page["rss_mb"] - off["rss_mb"], 1),
+        "server_cpu_added_pct_mean": round(page["cpu_pct_mean"] - off["cpu_pct_mean"], 2),
+        "stream_cpu_pct_mean": round(listening["cpu_pct_mean"] - page["cpu_pct_mean"], 2),
+        "targets": {"server_rss_added_mb": 20.0, "server_cpu_added_pct_mean": 2.0},
+    }
