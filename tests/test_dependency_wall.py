@@ -10,8 +10,8 @@ import sys
 for name in {blocked!r}:
     sys.modules[name] = None  # any import of it now raises ImportError
 import importlib, pkgutil
-import musicbox.runtime, musicbox.device
-for pkg in (musicbox.runtime, musicbox.device):
+import musicbox.runtime, musicbox.device, musicbox.remote
+for pkg in (musicbox.runtime, musicbox.device, musicbox.remote):
     for mod in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(pkg.__name__ + "." + mod.name)
 from musicbox.cli import main

@@ -113,7 +113,7 @@ def browser(box):
         "--no-first-run",
         "--disable-dev-shm-usage",
         "--autoplay-policy=no-user-gesture-required",
-        "--window-size=430,1500",
+        "--window-size=430,1120",
     ):
         options.add_argument(arg)
     downloads = box.root / "downloads"
