@@ -41,6 +41,7 @@ from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.ring import BarRing
 from musicbox.runtime.box.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.box")
 
@@ -139,7 +140,7 @@ class Supervisor:
         self.recoveries: list[float] = []  # seconds from detecting a dead/hung worker to its successor's bar
         self.bars_written = 0
         self._resume = Play(0, None, self.controls, self.gen, seed=0)
-        self._states: dict[int, dict] = {}  # bar -> generator state after it (current generation)
+        self._states: dict[int, GeneratorState] = {}  # bar -> generator state after it (current generation)
         self._bar_info: dict[tuple[int, int], Written] = {}
         self._recorded_entry = -1
         self._lost_at: float | None = None
@@ -247,7 +248,7 @@ class Supervisor:
         state = self._states.get(playing_bar) if playing_bar >= 0 else None
         from_bar = playing_bar + 1 if state is not None else 0
         if seed is None:
-            seed = state["seed"] if state is not None else self._resume.seed
+            seed = state.seed if state is not None else self._resume.seed
         self._states = {b: s for b, s in self._states.items() if b < from_bar}
         self._resume = Play(from_bar, state, controls, self.gen, seed=seed, seam=True)
         log.info("%s: %s from bar %d (generation %d)", why, _describe(controls), from_bar, self.gen)
@@ -320,7 +321,7 @@ class Supervisor:
         if w.gen != self.gen:
             return
         self._states[w.bar] = w.state
-        self._resume = Play(w.bar + 1, w.state, self.controls, self.gen, seed=w.state["seed"], seam=True)
+        self._resume = Play(w.bar + 1, w.state, self.controls, self.gen, seed=w.state.seed, seam=True)
 
     def _check_worker(self, now: float) -> None:
         worker = self.worker
