@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap, KnobProcessor
@@ -114,6 +115,10 @@ class PollingBackend(Backend):
     def wait(self, timeout: float) -> None:
         """Pause ``timeout`` seconds between polls (returns early when closing)."""
         self._stop.wait(timeout)
+
+    def follow(self, controls: Controls) -> None:
+        """Knobs read as positions keep their place; the variation no knob sets becomes ``controls``'s."""
+        self.knob_map = self.processor.map = replace(self.knob_map, variation=controls.variation)
 
     def close(self) -> None:
         self._stop.set()

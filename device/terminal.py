@@ -160,6 +160,7 @@ class TerminalBackend(PollingBackend):
 
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote) without echoing them back."""
+        super().follow(controls)
         self.raw = self.knob_map.raw_of(controls)
         self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
         self.processor.last = self.knob_map.controls(self.processor.positions)

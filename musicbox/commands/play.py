@@ -66,8 +66,8 @@ def _press(box):
     from musicbox.device import Button
     from musicbox.runtime.box.supervisor import Event
 
-    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.NEXT: Event.NEXT, Button.SAVE: Event.SAVE}
-    events[Button.SHUTDOWN] = Event.STOP
+    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
+    events |= {b: Event(b.value) for b in (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
     return lambda button: box.post(events[button])
 
 
