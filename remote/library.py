@@ -1,7 +1,7 @@
 """What the remote lists and keeps: presets (knob settings with the seed) and the recordings folder.
 
 Presets live in ``presets.json`` in the remote's state folder: a list of ``{"name", "style",
-"tempo_bpm", "mood", "seed"}``, written atomically. Recordings are the WAV/MIDI pairs the SAVE button
+"tempo_bpm", "mood", "seed", "variation"}``, written atomically. Recordings are the WAV/MIDI pairs the SAVE button
 writes; a request names a file by its bare name only, which must match :data:`FILE_NAME` and resolve to
 a regular file directly inside the recordings folder, so no request reaches any other file.
 """
@@ -15,6 +15,8 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from musicbox.runtime.controls import VARIATION
 
 log = logging.getLogger("musicbox.remote")
 
@@ -32,6 +34,7 @@ class Preset:
     tempo_bpm: float
     mood: float
     seed: int
+    variation: float = VARIATION
 
 
 class Presets:

@@ -15,8 +15,8 @@ needs the CSRF header and a same-origin request, see :mod:`musicbox.remote.auth`
   styles, tempo range. ``POST /api/logout``.
 - ``GET /api/state``: the box now; ``GET /api/events``: the same, pushed (Server-Sent Events) every
   second and at every knob change.
-- ``POST /api/controls {"style", "tempo_bpm", "mood"}`` (any subset), ``POST /api/button {"button"}``
-  (play_pause, next, save).
+- ``POST /api/controls {"style", "tempo_bpm", "mood", "variation"}`` (any subset), ``POST /api/button
+  {"button"}`` (play_pause, next, save, keep, new).
 - ``GET/POST /api/presets``, ``POST /api/presets/recall {"name"}``, ``DELETE /api/presets/{name}``.
 - ``GET /api/recordings``, ``GET /recordings/{file}`` (``?download=1`` to save it),
   ``DELETE /api/recordings/{name}``.
@@ -46,7 +46,7 @@ from musicbox.runtime.controls import Controls
 log = logging.getLogger("musicbox.remote")
 
 PUBLIC = {("GET", "/"), ("POST", "/api/pair"), ("GET", "/api/session")}
-BUTTONS = {"play_pause": Button.PLAY_PAUSE, "next": Button.NEXT, "save": Button.SAVE}
+BUTTONS = {b.value: b for b in (Button.PLAY_PAUSE, Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
@@ -209,7 +209,7 @@ class RemoteServer:
         c = self.controls
         names = self.box.style_names
         view = {key: s.get(key) for key in ("state", "bars_played", "underruns", "xruns", "worker_restarts")}
-        view["controls"] = {"style": c.style, "tempo_bpm": c.tempo_bpm, "mood": c.mood}
+        view["controls"] = body_of(c)
         view["style_name"] = names[min(len(names) - 1, max(0, round(c.style)))] if names else ""
         view["seed"] = s.get("seed")
         view["saves"] = s.get("saves", 0)
@@ -378,6 +378,7 @@ class RemoteServer:
             "style": (0.0, max(0, m.n_styles - 1)),
             "tempo_bpm": (m.min_bpm, m.max_bpm),
             "mood": (-1.0, 1.0),
+            "variation": (0.0, 1.0),
         }
         unknown = set(body) - set(limits)
         if unknown:
@@ -390,7 +391,7 @@ class RemoteServer:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError(f"{key}: got {v!r}; allowed: a number from {lo:g} to {hi:g}")
             values[key] = float(v)
-        return m.controls(m.raw_of(Controls(**values)))
+        return m.controls({**m.raw_of(Controls(**values)), "variation": values["variation"]})
 
     async def _button(self, request):
         body = await _json(request)
@@ -414,7 +415,7 @@ class RemoteServer:
             )
         c = self.controls
         seed = int(self._stats.get("seed") or 0)
-        preset = Preset(name, c.style, c.tempo_bpm, c.mood, seed)
+        preset = Preset(name, c.style, c.tempo_bpm, c.mood, seed, c.variation)
         await asyncio.get_running_loop().run_in_executor(None, self.presets.save, preset)
         return self._web.json_response(preset.__dict__)
 
@@ -423,7 +424,7 @@ class RemoteServer:
         preset = self.presets.get(body.get("name"))
         if preset is None:
             return self._web.json_response({"error": f"no preset {body.get('name')!r}"}, status=404)
-        controls = Controls(preset.style, preset.tempo_bpm, preset.mood)
+        controls = Controls(preset.style, preset.tempo_bpm, preset.mood, preset.variation)
         self.controls = controls
         self.on_controls(controls, preset.seed)
         self._broadcast()
@@ -484,7 +485,7 @@ class RemoteServer:
 
 
 def body_of(c: Controls) -> dict:
-    return {"style": c.style, "tempo_bpm": c.tempo_bpm, "mood": c.mood}
+    return {"style": c.style, "tempo_bpm": c.tempo_bpm, "mood": c.mood, "variation": c.variation}
 
 
 async def _json(request) -> dict:

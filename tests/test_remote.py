@@ -187,7 +187,7 @@ def test_the_terminal_knobs_follow_a_change_made_on_the_page(tmp_path):
     seen = []
     try:
         backend.start(seen.append, lambda b: None)
-        page = Controls(style=1.0, tempo_bpm=140.0, mood=0.5)
+        page = Controls(style=1.0, tempo_bpm=140.0, mood=0.5, variation=0.9)
         backend.follow(page)
         time.sleep(0.1)
         assert seen == [Controls()]  # no echo of the page's change back to the box
@@ -195,7 +195,7 @@ def test_the_terminal_knobs_follow_a_change_made_on_the_page(tmp_path):
         deadline = time.monotonic() + 5
         while len(seen) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert seen[-1] == Controls(style=1.0, tempo_bpm=142.0, mood=0.5)
+        assert seen[-1] == Controls(style=1.0, tempo_bpm=142.0, mood=0.5, variation=0.9)
     finally:
         backend.close()
         os.close(read_fd), os.close(write_fd)

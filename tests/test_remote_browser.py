@@ -202,6 +202,12 @@ def test_a_knob_turned_on_the_page_changes_the_next_bar(box, browser):
     assert after["generation"] > before["generation"]  # regenerated from the next bar with the new tempo
     log = (box.root / "play.log").read_text()
     assert "controls: style 0.00 tempo 150 BPM" in log
+    browser.execute_script(
+        "const v = document.getElementById('variation'); v.value = 0.8;"
+        "v.dispatchEvent(new Event('input', {bubbles: true}));"
+    )
+    varied = box.wait_stats(lambda d: d["controls"]["variation"] == 0.8, 10)
+    assert varied["controls"]["tempo_bpm"] == 150 and varied["generation"] > after["generation"]
 
 
 def test_buttons_act(box, browser):
@@ -211,6 +217,11 @@ def test_buttons_act(box, browser):
     browser.find_element(By.ID, "btn-next").click()
     after = box.wait_stats(lambda d: d["generation"] > before["generation"], 10)
     assert after["seed"] != before["seed"]  # next: a new piece
+    for button, logged in (("btn-keep", "keep: "), ("btn-new", "new tune: ")):
+        before = box.wait_stats(lambda d: True)
+        browser.find_element(By.ID, button).click()
+        box.wait_stats(lambda d, g=before["generation"]: d["generation"] > g, 10)
+        assert logged in (box.root / "play.log").read_text()
     browser.find_element(By.ID, "btn-play").click()
     box.wait_stats(lambda d: d["state"] == "paused", 10)
     browser.find_element(By.ID, "btn-play").click()
