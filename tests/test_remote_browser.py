@@ -289,6 +289,23 @@ def test_the_stream_plays_in_the_browser(box, browser):
     browser.find_element(By.ID, "listen").click()
 
 
+def test_worker_killed_with_a_page_open_and_listening_plays_on_without_underruns(box, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "listen").click()
+    current = "return document.getElementById('live').currentTime"
+    _wait(lambda: browser.execute_script(current) > 1.0, 30, "the stream playing")
+    before = box.wait_stats(lambda d: d["state"] == "playing" and d["worker_pid"])
+    os.kill(before["worker_pid"], signal.SIGKILL)
+    after = box.wait_stats(
+        lambda d: d["worker_restarts"] > before["worker_restarts"] and d["state"] == "playing", 20
+    )
+    heard = browser.execute_script(current)
+    _wait(lambda: browser.execute_script(current) > heard + 1.0, 20, "the stream going on after the kill")
+    assert after["underruns"] == 0 and box.wait_stats(lambda d: True)["underruns"] == 0
+    browser.find_element(By.ID, "listen").click()
+
+
 def _auth(browser) -> dict:
     return {"Cookie": f"musicbox_session={browser.get_cookie('musicbox_session')['value']}"}
 
