@@ -127,7 +127,14 @@ class RemoteServer:
     # ---- life cycle (main thread) -------------------------------------------------------------------
 
     def start(self, timeout_s: float = 10.0) -> None:
-        """Start serving on a thread; raises ConfigError when the address cannot be bound."""
+        """Start serving on a thread; raises ConfigError when aiohttp is missing or the address cannot be
+        bound."""
+        try:
+            import aiohttp.web  # noqa: F401  (here, so a missing install is a clear error, not a dead thread)
+        except ImportError as exc:
+            raise ConfigError(
+                f"[remote] enabled needs aiohttp ({exc}); install it with `pip install 'musicbox[device]'`"
+            ) from None
         self.pairing = Pairing(self.state_dir, self.url, self.settings.pair_attempts)
         started = threading.Event()
         failure: list[BaseException] = []
@@ -136,6 +143,8 @@ class RemoteServer:
         )
         self._thread.start()
         started.wait(timeout_s)
+        if not started.is_set():
+            failure.append(TimeoutError(f"the server did not start in {timeout_s:g} s"))
         if failure:
             s = self.settings
             raise ConfigError(
@@ -169,7 +178,7 @@ class RemoteServer:
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.settings.bind, self.settings.port, shutdown_timeout=1.0)
             loop.run_until_complete(site.start())
-        except OSError as exc:
+        except Exception as exc:  # the address is taken or not ours: start() reports it
             failure.append(exc)
             started.set()
             loop.run_until_complete(self._runner.cleanup())

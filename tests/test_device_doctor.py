@@ -13,7 +13,19 @@ from musicbox.config import load_config
 from musicbox.device import doctor
 from musicbox.errors import BundleError
 
-ROWS = ["config", "board", "cpu", "audio", "soundfont", "knobs", "bundle", "memory", "disk", "service", "remote"]
+ROWS = [
+    "config",
+    "board",
+    "cpu",
+    "audio",
+    "soundfont",
+    "knobs",
+    "bundle",
+    "memory",
+    "disk",
+    "service",
+    "remote",
+]
 
 
 def test_every_row_and_every_failure_has_a_fix(tmp_path):

@@ -9,8 +9,10 @@ import io
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -257,3 +259,56 @@ def test_the_doctor_shows_the_running_box_pairing_code(tmp_path):
     )
     assert check_remote(config).detail == "open http://b/ and pair with code 123456"
     assert "off" in check_remote(_config(tmp_path, "")).detail
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from tests.helpers.synthetic_bundle import build_bundle
+
+    return build_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def _play(tmp_path, bundle, remote: str, seconds: float = 6.0) -> subprocess.CompletedProcess:
+    config = tmp_path / "box.toml"
+    config.write_text(
+        f'[audio]\ndevice = "no-such-device-anywhere"\n[recording]\nfolder = "{tmp_path}/rec"\n{remote}'
+    )
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--bundle", str(bundle)]
+    cmd += ["--backend", "none", "--seconds", str(seconds), "--stats", str(tmp_path / "s.json")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_with_no_sound_card_the_box_plays_to_the_stream_and_says_where_to_listen(tmp_path, bundle):
+    port = _free_port()
+    remote = f'[remote]\nenabled = true\nbind = "127.0.0.1"\nport = {port}\nstate_dir = "{tmp_path}/st"\n'
+    result = _play(tmp_path, bundle, remote)
+    assert result.returncode == 0, result.stderr
+    assert f"open http://127.0.0.1:{port}/ and pair with code" in result.stderr
+    assert "playing to the web remote's stream only" in result.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["bars_played"] >= 2 and stats["underruns"] == 0
+
+
+def test_with_no_sound_card_and_the_remote_off_the_error_says_how_to_turn_it_on(tmp_path, bundle):
+    result = _play(tmp_path, bundle, "", seconds=3)
+    assert result.returncode == 69
+    assert "musicbox play --remote" in result.stderr and "[remote] enabled = true" in result.stderr
+
+
+def test_a_taken_port_is_a_clear_config_error_and_leaks_nothing(tmp_path, bundle):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        remote = f'[remote]\nenabled = true\nbind = "127.0.0.1"\nport = {port}\nstate_dir = "{tmp_path}/st"\n'
+        result = _play(tmp_path, bundle, remote)
+    assert result.returncode == 78
+    assert f"[remote] cannot listen on 127.0.0.1:{port}" in result.stderr and "leaked" not in result.stderr
+    assert not (tmp_path / "st" / "pairing.json").exists()  # no code shown for a server that never listened
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -53,8 +53,9 @@ class PlayerSettings:
     stall_s: seconds without a callback after which a running stream counts as lost.
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
-    clock_fallback: when no device can be opened, play to :class:`ClockStream` (paced by the clock, no
-    sound here) instead of failing: the web remote's stream is then the box's only output.
+    clock_fallback: when no device can be opened (at the start, or again after it was lost), play to
+    :class:`ClockStream` (paced by the clock, no sound here) instead of failing: the web remote's stream
+    is then the box's only output until the box restarts.
     """
 
     sample_rate: int = 44100
