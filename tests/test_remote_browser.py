@@ -44,7 +44,7 @@ def _free_port() -> int:
 class Box:
     """A running `musicbox play --remote` and what the tests need to reach it."""
 
-    def __init__(self, root: Path, bundle: Path):
+    def __init__(self, root: Path, bundle: Path, seconds: float = 120.0):
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -57,7 +57,16 @@ class Box:
             f'[remote]\nbind = "127.0.0.1"\nport = {self.port}\nstate_dir = "{self.state}"\npair_attempts = 3\n'
         )
         cmd = [sys.executable, "-m", "musicbox.cli", "play", "--remote", "--config", str(config)]
-        cmd += ["--bundle", str(bundle), "--seconds", "120", "--stats", str(self.stats), "--backend", "none"]
+        cmd += [
+            "--bundle",
+            str(bundle),
+            "--seconds",
+            str(seconds),
+            "--stats",
+            str(self.stats),
+            "--backend",
+            "none",
+        ]
         self.log = open(root / "play.log", "w")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
@@ -96,8 +105,8 @@ def box(tmp_path_factory):
         assert b.proc.returncode == 0, log
 
 
-@pytest.fixture(scope="module")
-def browser(box):
+def chrome(downloads: Path):
+    """Debian's headless Chromium under selenium, downloading into ``downloads``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -116,11 +125,28 @@ def browser(box):
         "--window-size=430,1120",
     ):
         options.add_argument(arg)
-    downloads = box.root / "downloads"
-    downloads.mkdir()
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.downloads = downloads
+    return driver
+
+
+def pair_page(box: Box, browser) -> None:
+    """Open the page and pair it with the box's code."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(box.url + "/")
+    _wait(lambda: browser.find_element(By.ID, "pairing").is_displayed(), what="the pairing form")
+    browser.find_element(By.ID, "pair-code").send_keys(box.code())
+    browser.find_element(By.ID, "pair-go").click()
+    _wait(lambda: browser.find_element(By.ID, "remote").is_displayed(), what="the remote after pairing")
+
+
+@pytest.fixture(scope="module")
+def browser(box):
+    downloads = box.root / "downloads"
+    downloads.mkdir()
+    driver = chrome(downloads)
     try:
         yield driver
     finally:
