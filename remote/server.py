@@ -49,7 +49,8 @@ PUBLIC = {("GET", "/"), ("POST", "/api/pair"), ("GET", "/api/session")}
 BUTTONS = {b.value: b for b in (Button.PLAY_PAUSE, Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; "
+    "form-action 'self'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -290,6 +290,9 @@ def test_presets_save_and_recall_the_knobs_and_seed(box, browser):
 
 
 def test_the_stream_plays_in_the_browser(box, browser):
+    """Fed through Media Source Extensions (this Chromium) it starts with the first bar it gets; the plain
+    ``src=`` fallback (browsers without MSE for MP3, e.g. an iPhone) plays too, after the browser's own
+    start-up buffering."""
     from selenium.webdriver.common.by import By
 
     browser.execute_script(
@@ -308,11 +311,20 @@ def test_the_stream_plays_in_the_browser(box, browser):
         f"stream latency (bar start on the box -> the browser plays it): {playing_at - first_bar_at:.2f} s; "
         f"MP3 encoding {100 * stream['cpu_s'] / stream['audio_s']:.1f} % of a core"
     )
-    assert -0.5 < playing_at - first_bar_at < 5.0
+    assert -0.5 < playing_at - first_bar_at < 1.0
     if os.environ.get("MUSICBOX_SCREENSHOT"):
         browser.execute_script("window.scrollTo(0, 0)")
         browser.save_screenshot(os.environ["MUSICBOX_SCREENSHOT"])
     browser.find_element(By.ID, "listen").click()
+    _wait(lambda: browser.find_element(By.ID, "listen").text == "listen", what="the stream stopped")
+    _wait(lambda: _http(box, "GET", "/api/state", headers=_auth(browser))[1]["stream"]["listeners"] == 0)
+    browser.execute_script("window.MediaSource = undefined")  # the fallback: <audio src=/stream.mp3>
+    browser.find_element(By.ID, "listen").click()
+    _wait(lambda: browser.execute_script(current) > 1.0, 30, "the plain src= stream playing")
+    assert "/stream.mp3" in browser.execute_script("return document.getElementById('live').src")
+    browser.find_element(By.ID, "listen").click()
+    browser.refresh()  # MediaSource back for the next tests
+    _wait(lambda: browser.find_element(By.ID, "remote").is_displayed(), what="the page again")
 
 
 def test_worker_killed_with_a_page_open_and_listening_plays_on_without_underruns(box, browser):
