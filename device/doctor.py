@@ -277,6 +277,9 @@ def check_remote(config: BoxConfig) -> Check:
     if config.remote.state_dir is None:
         folders.append(Path("/var/lib/musicbox"))  # the service's StateDirectory
     for folder in folders:
+        if (folder / "pairing.json").exists() and not os.access(folder / "pairing.json", os.R_OK):
+            fix = "run `sudo musicbox doctor` to see the pairing code (the file is the service's)"
+            return Check("remote", WARN, f"on; {folder / 'pairing.json'} is not readable here", fix)
         info = read_pairing(folder)
         if info and Path(f"/proc/{info.get('pid')}").exists():
             return Check("remote", OK, f"open {info['url']} and pair with code {info['code']}")

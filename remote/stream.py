@@ -72,7 +72,7 @@ class StreamHub:
         self.kbps = kbps
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
-        self._bars: queue.SimpleQueue = queue.SimpleQueue()
+        self._bars: queue.SimpleQueue = queue.SimpleQueue()  # the running encoder thread's
         self._thread: threading.Thread | None = None
         self.cpu_s = 0.0  # encoder thread CPU seconds so far
         self.audio_s = 0.0  # seconds of audio encoded so far
@@ -92,8 +92,11 @@ class StreamHub:
     def add(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._encode, name="musicbox-stream", daemon=True)
+            if self._thread is None:  # a new thread, with a queue of its own (an ending one drains its own)
+                self._bars = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._encode, args=(self._bars,), name="musicbox-stream", daemon=True
+                )
                 self._thread.start()
         log.info("remote: a page listens to the stream (%d listening)", len(self._listeners))
 
@@ -113,7 +116,7 @@ class StreamHub:
                 self._bars.put(None)
                 self._thread = None
 
-    def _encode(self) -> None:
+    def _encode(self, bars: queue.SimpleQueue) -> None:
         import time
 
         import soundfile
@@ -131,7 +134,7 @@ class StreamHub:
         )
         try:
             while True:
-                item = self._bars.get()
+                item = bars.get()
                 if item is None:
                     return
                 started, pcm = item

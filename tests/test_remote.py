@@ -136,6 +136,52 @@ def test_the_stream_does_nothing_without_listeners_and_encodes_mp3_for_them():
     assert listener.first_bar_at is not None and hub.cpu_s > 0
 
 
+def test_a_listener_right_after_the_last_one_left_gets_the_music():
+    hub = StreamHub(44100)
+    first = Listener(lambda data: True)
+    hub.add(first)
+    hub.remove(first)  # the encoder thread is ending
+    got = threading.Event()
+    second = Listener(lambda data: got.set() or True)
+    hub.add(second)
+    for _ in range(3):
+        hub.feed(np.zeros((44100, 2), np.float32))
+    assert got.wait(10)
+    hub.close()
+
+
+def test_the_terminal_box_shows_the_remote_address_and_pairing_code(tmp_path):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from musicbox.commands.play import _status_publisher
+    from musicbox.device import open_backend
+
+    config = _config(tmp_path, '[knobs]\nbackend = "terminal"\n')
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    backend = open_backend(config, ("chorale",), input_fd=read_fd, console=console)
+    published = []
+    remote = SimpleNamespace(url="http://10.0.0.7:8047/", pairing=SimpleNamespace(code="424242"))
+    remote.publish = published.append
+    box = SimpleNamespace(style_names=("chorale",), recorder=None)
+    try:
+        backend.start(lambda c: None, lambda b: None)
+        stats = {
+            "state": "playing",
+            "bars_played": 3,
+            "controls": {"style": 0.0, "tempo_bpm": 90.0, "mood": 0.0},
+        }
+        _status_publisher(None, backend, box, remote)(stats)
+        assert "remote http://10.0.0.7:8047/ pairing code 424242" in out.getvalue()
+        assert published == [stats]
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
+
+
 def test_a_listener_that_falls_behind_is_dropped():
     hub = StreamHub(44100)
     listener = Listener(lambda data: False)  # a full queue
