@@ -162,9 +162,9 @@ class Generator:
 
         rng = np.random.default_rng((state.seed, state.index))
         noise = rng.standard_normal((1, *self._latent_shape), dtype=np.float32)
-        if not bar.returning:
+        if bar.source is None:
             return self._sample(denoise, noise * np.float32(self._sigmas[0]), self._sigmas)
-        theme = state.themes[bar.slot, bar.position][None]
+        theme = state.themes[bar.slot, bar.source][None]
         sigmas = return_sigmas(self._sigmas, float(controls.variation))
         if not len(sigmas):
             return theme
