@@ -42,9 +42,13 @@ def _prob(probs: np.ndarray, note: Note, pitch: int) -> float:
     return float(probs[0, 2 * note.track + 1, note.start : note.start + note.duration, pitch].mean())
 
 
-def _movable(note: Note, roll: np.ndarray) -> bool:
-    """A note may change pitch when it starts in this bar (not tied over the bar line)."""
-    return note.start > 0 or roll[0, note.track, 0, note.pitch] == 2  # ONSET at step 0
+def _movable(note: Note, roll: np.ndarray, tail: tuple[int, int]) -> bool:
+    """A note may change pitch when it starts in this bar: not tied over the bar line (held at step 0
+    where the bar before ended on it; a bass held at step 0 on another pitch than the bar before's
+    bottom is a new note)."""
+    if note.start > 0 or roll[0, note.track, 0, note.pitch] == 2:  # ONSET at step 0
+        return True
+    return note.track == BASS and note.pitch != tail[1]
 
 
 def _steps(note: Note) -> range:
@@ -73,7 +77,7 @@ def _respell(notes, index, probs, reach, allowed) -> bool:
     return True
 
 
-def fix_strong_beats(notes: list[Note], roll: np.ndarray, probs: np.ndarray) -> None:
+def fix_strong_beats(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int]) -> None:
     """Re-spell notes so no strong beat holds a semitone clash (in place)."""
     for step in STRONG_STEPS:
         for _ in range(4):  # a few passes: each fixes one clashing pair
@@ -84,7 +88,7 @@ def fix_strong_beats(notes: list[Note], roll: np.ndarray, probs: np.ndarray) -> 
             if not pairs:
                 break
             candidates = {k for pair in pairs for k in pair if notes[k].track != MELODY}
-            candidates = [k for k in candidates if _movable(notes[k], roll)]
+            candidates = [k for k in candidates if _movable(notes[k], roll, tail)]
             if not candidates:
                 break
             rank = {HARMONY: 0, BASS: 1}
@@ -115,7 +119,7 @@ def fix_parallels(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: 
         if prev is not None and mp != prev[0] and bp != prev[1]:
             before = (prev[0] - prev[1]) % 12
             parallel = before in PERFECT and (mp - bp) % 12 == before
-            if parallel and np.sign(mp - prev[0]) == np.sign(bp - prev[1]) and _movable(notes[b], roll):
+            if parallel and np.sign(mp - prev[0]) == np.sign(bp - prev[1]) and _movable(notes[b], roll, tail):
 
                 def allowed(p, b=b, mp=mp, last=prev, before=before):
                     same = (mp - p) % 12 == before and np.sign(p - last[1]) == np.sign(mp - last[0])
@@ -131,10 +135,10 @@ def voice(roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], rep: Repre
     notes = [n._replace(pitch=n.pitch - rep.pitch_low) for n in roll_to_notes(roll, rep)]  # pitch rows
     if not any(n.track != MELODY for n in notes):
         return roll  # a melody alone: nothing to voice
-    fix_strong_beats(notes, roll, probs)
+    fix_strong_beats(notes, roll, probs, tail)
     fix_parallels(notes, roll, probs, tail)
     out = notes_to_roll([n._replace(pitch=n.pitch + rep.pitch_low) for n in notes], 1, rep)
-    tied = roll[0, :, 0] == 1  # HELD at step 0: notes continuing from the bar before keep their cell
+    tied = (roll[0, :, 0] == 1) & (out[0, :, 0] > 0)  # notes continuing from the bar before stay HELD
     out[0, :, 0][tied] = 1
     return out
 
