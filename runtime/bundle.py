@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import logging
 import os
 import platform
@@ -57,6 +56,7 @@ import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.runtime.cpu import cpu_dot_product
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
@@ -106,15 +106,6 @@ def default_threads() -> int:
 
 # ----------------------------------------------------------------------------------------------------
 # File checks
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the bundle's hashes; quantize writes them with it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicbox.config import SECTIONS, BoxConfig, firmware_dir, load_board, load_config
+from musicbox.boards import load_board
+from musicbox.config import SECTIONS, BoxConfig, load_config
 from musicbox.errors import ConfigError
+from musicbox.firmware import firmware_dir
 
 
 def write(tmp_path: Path, text: str) -> Path:

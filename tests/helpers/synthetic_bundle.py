@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from musicbox.runtime.bundle import sha256_file
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     Arrangement,
