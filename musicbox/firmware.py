@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10 (JetPack 6 / Ubuntu 22.04)
+else:  # Python 3.10 (JetPack 6 / Ubuntu 22.04)
     import tomli as tomllib
 
 from musicbox.errors import ConfigError
@@ -23,7 +23,7 @@ from musicbox.errors import ConfigError
 
 def firmware_dir() -> Path:
     """The ``firmware_config`` folder: $MUSICBOX_FIRMWARE_DIR, the source tree, or ``<prefix>/share``."""
-    candidates = [
+    candidates: list[str | Path] = [
         os.environ.get("MUSICBOX_FIRMWARE_DIR", ""),
         Path(__file__).resolve().parent.parent / "firmware_config",
         Path(sys.prefix) / "share" / "musicbox" / "firmware_config",

@@ -261,7 +261,7 @@ class Bundle:
         self.sessions = SessionCache(path, settings, budget_bytes)
         self.precision = ""
         self.precision_reason = ""
-        self.variant: Variant | None = None
+        self.variant: Variant  # the variant in use, set by _choose when opened
         self._verified: set[str] = set()
 
     @classmethod
@@ -327,7 +327,7 @@ class Bundle:
         if self.streaming_for(int8):
             return int8, f"{cpu}; streaming under a memory budget, where int8's smaller shards win"
         times = {p: self._time_denoiser(p) for p in (*INT8_PREFERENCE, "fp32") if p in available}
-        int8 = min((p for p in times if p != "fp32"), key=times.get)
+        int8 = min((p for p in times if p != "fp32"), key=times.__getitem__)
         margin = 1.1 if flag else 0.9  # with dot-product, int8 unless clearly slower; else only if faster
         pick = int8 if times[int8] <= margin * times["fp32"] else "fp32"
         timing = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in times.items())
@@ -339,7 +339,8 @@ class Bundle:
         self._use(precision, "self-benchmark")
         feeds = synthetic_feeds(self.variant.denoiser[0], batch=2 if self.manifest.sampler.guided else 1)
         self.run_denoiser(feeds)
-        times, start = [], time.perf_counter()
+        times: list[float] = []
+        start = time.perf_counter()
         while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):
             t = time.perf_counter()
             self.run_denoiser(feeds)
