@@ -21,7 +21,7 @@ from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
 from musicbox.runtime.digest import sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target
+BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), a target in docs/design.md
 SERVICE_FILES = (
     "/etc/systemd/system/musicbox.service",
     "/lib/systemd/system/musicbox.service",

@@ -364,9 +364,9 @@ class Bundle:
 
     def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the denoiser shards in order, wiring each shard's inputs by name from ``feeds`` and the
-        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B,4,32]``,
-        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``).
-        Returns ``v [B,4,32]``."""
+        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B, F, D]``,
+        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``), with F x D
+        the manifest's ``latent_frames`` x ``latent_dim`` (4 x 64 shipped). Returns ``v [B, F, D]``."""
         values = dict(feeds)
         for stage in self.variant.denoiser:
             session = self.sessions.get(stage)
@@ -375,11 +375,11 @@ class Bundle:
         return values["v"]
 
     def encode(self, planes: np.ndarray) -> np.ndarray:
-        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, 4, 32]``."""
+        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, F, D]`` (4 x 64 shipped)."""
         return self._run_single(self.variant.encoder, "planes", planes)
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        """Latent float32 ``[B, 4, 32]`` -> note probabilities ``[B, 6, 16, 64]``."""
+        """Latent float32 ``[B, F, D]`` (4 x 64 shipped) -> note probabilities ``[B, 6, 16, 64]``."""
         return self._run_single(self.variant.decoder, "latent", latent)
 
     def _run_single(self, stage: StageFile, name: str, value: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The dependency wall: the device side never imports the workstation stack (DESIGN.md)."""
+"""The dependency wall: the device side never imports the workstation stack (docs/design.md)."""
 
 import subprocess
 import sys
