@@ -58,7 +58,7 @@ def test_docs_cite_only_files_in_the_repository():
 
 def test_nothing_points_outside_the_repository():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    outside = re.compile(r"\.\./shared|shared/DESIGN|\bDESIGN\.md")
+    outside = re.compile(r"[.][.]/shared|shared/[D]ESIGN|\b[D]ESIGN[.]md")  # [D]: this line is no hit
     hits = []
     for name in tracked.split():
         path = ROOT / name
