@@ -114,6 +114,10 @@ def test_imports_only_run_downward():
     assert not problems, "\n".join(problems)
 
 
+def test_the_architecture_page_states_these_layers():
+    assert f"`{ORDER}`" in (ROOT / "docs" / "architecture.md").read_text()
+
+
 def test_a_backward_import_is_named_with_its_file_line_and_rule():
     known = set(all_modules())
     lazy = "def load():\n    from musicbox.device.board import detect_board\n"
