@@ -7,16 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# Top-level folders -> the packages they install as (pyproject's package-dir).
-FOLDERS = {
-    "musicbox": "musicbox",
-    "runtime": "musicbox.runtime",
-    "device": "musicbox.device",
-    "quantize": "musicbox.quantize",
-    "model": "musicbox.model",
-}
+from scripts.typecheck import ROOT, module_name, package_dirs
 
 # Bottom to top. A layer's units are packages or modules (the longest name that a module starts with is
 # its unit; the root package ``musicbox`` is only itself); units of one layer are siblings and never import
@@ -35,17 +26,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 ORDER = " < ".join(name for name, _ in LAYERS)
 
 
-def module_name(path: Path) -> str:
-    """``runtime/box/worker.py`` -> ``musicbox.runtime.box.worker`` (a package's ``__init__`` -> the package)."""
-    rel = path.relative_to(ROOT).with_suffix("")
-    parts = [FOLDERS[rel.parts[0]], *rel.parts[1:]]
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def all_modules() -> dict[str, Path]:
-    return {module_name(p): p for folder in FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))}
+def all_modules() -> dict[str | None, Path]:
+    """Every module of the installed package (pyproject's package-dir) -> its file."""
+    dirs = package_dirs()
+    return {module_name(p, dirs): p for folder in dirs for p in sorted(folder.rglob("*.py"))}
 
 
 def unit_of(module: str) -> tuple[int, str] | None:
