@@ -307,7 +307,10 @@ def _as_path(value, source: Path):
         return False, value
     if value == "":
         return True, None
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~name/..." where this machine has no user "name"
+        return False, value
     return True, path if path.is_absolute() else source.resolve().parent / path
 
 
