@@ -6,21 +6,23 @@ crashes becomes a failing row naming the exception, so the doctor always finishe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
+from musicbox.config import BoxConfig, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.bundle import sha256_file
+from musicbox.firmware import firmware_dir
 from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
+from musicbox.runtime.digest import sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target
+BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), a target in docs/design.md
 SERVICE_FILES = (
     "/etc/systemd/system/musicbox.service",
     "/lib/systemd/system/musicbox.service",
@@ -42,8 +44,13 @@ class Check:
         return asdict(self)
 
 
-def run_checks(config_path: str | os.PathLike | None = None, root: Path = Path("/")) -> list[Check]:
-    """All checks, in table order. ``config_path``: the box's file (None = the usual search)."""
+def run_checks(
+    config_path: str | os.PathLike | None = None,
+    root: Path = Path("/"),
+    more: Sequence[tuple[str, Callable[[BoxConfig], Check]]] = (),
+) -> list[Check]:
+    """All checks, in table order. ``config_path``: the box's file (None = the usual search). ``more``:
+    (name, check(config)) rows of layers above this one (the web remote's), run last."""
     config_check, config = check_config(config_path)
     board = detect_board(root)
     checks: list[tuple[str, Callable[[], Check]]] = [
@@ -56,8 +63,8 @@ def run_checks(config_path: str | os.PathLike | None = None, root: Path = Path("
         ("memory", lambda: check_memory(config, root)),
         ("disk", lambda: check_disk(config)),
         ("service", check_service),
-        ("remote", lambda: check_remote(config)),
     ]
+    checks += [(name, functools.partial(check, config)) for name, check in more]
     return [config_check] + [_safely(name, check) for name, check in checks]
 
 
@@ -260,28 +267,3 @@ def check_service() -> Check:
     if found:
         return Check("service", OK, f"installed: {found[0]}")
     return Check("service", WARN, "musicbox.service not installed", "sudo musicbox install-service")
-
-
-def check_remote(config: BoxConfig) -> Check:
-    """The web remote: off, or on with the page's address and the pairing code of the running box."""
-    if not config.remote.enabled:
-        return Check("remote", OK, "off (turn it on: [remote] enabled = true, or `musicbox play --remote`)")
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return Check("remote", FAIL, "on, but aiohttp is not installed", "pip install 'musicbox[device]'")
-    from musicbox.remote.auth import read_pairing
-    from musicbox.remote.server import page_url, state_dir
-
-    folders = [state_dir(config.remote.state_dir)]
-    if config.remote.state_dir is None:
-        folders.append(Path("/var/lib/musicbox"))  # the service's StateDirectory
-    for folder in folders:
-        if (folder / "pairing.json").exists() and not os.access(folder / "pairing.json", os.R_OK):
-            fix = "run `sudo musicbox doctor` to see the pairing code (the file is the service's)"
-            return Check("remote", WARN, f"on; {folder / 'pairing.json'} is not readable here", fix)
-        info = read_pairing(folder)
-        if info and Path(f"/proc/{info.get('pid')}").exists():
-            return Check("remote", OK, f"open {info['url']} and pair with code {info['code']}")
-    url = page_url(config.remote.bind, config.remote.port)
-    return Check("remote", OK, f"on at {url}; the pairing code shows here while the box plays")

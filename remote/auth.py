@@ -84,7 +84,7 @@ class Pairing:
             token = secrets.token_urlsafe(32)
             self._sessions[_digest(token)] = time.time()
             while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.pop(min(self._sessions, key=self._sessions.get))
+                self._sessions.pop(min(self._sessions, key=self._sessions.__getitem__))
             self._save_sessions()
             log.info("remote: a device paired (%d paired)", len(self._sessions))
             self._new_code()

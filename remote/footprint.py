@@ -106,14 +106,14 @@ def measure(bundle: Path, seconds: float = 30.0, jack: bool = True) -> dict:
     server = JackDummy(name=f"mbbench{os.getpid()}") if jack else contextlib.nullcontext()
     runs = {}
     with server, tempfile.TemporaryDirectory() as tmp:
-        for name, remote, page, stream in (
+        for name, remote, open_page, stream in (
             ("remote_off", False, False, False),
             ("page_open", True, True, False),
             ("page_listening", True, True, True),
         ):
             folder = Path(tmp) / name
             folder.mkdir()
-            runs[name] = _run(bundle, folder, seconds, remote, page, stream)
+            runs[name] = _run(bundle, folder, seconds, remote, open_page, stream)
     off, page, listening = runs["remote_off"], runs["page_open"], runs["page_listening"]
     return {
         "runs": runs,

@@ -44,7 +44,7 @@ class Presets:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    def list(self) -> list[Preset]:
+    def saved(self) -> list[Preset]:
         """The saved presets, in saving order (an unreadable file is logged and reads as empty)."""
         try:
             data = json.loads(self.path.read_text())
@@ -58,20 +58,20 @@ class Presets:
     def save(self, preset: Preset) -> None:
         """Add ``preset`` (replacing one of the same name)."""
         with self._lock:
-            presets = [p for p in self.list() if p.name != preset.name] + [preset]
+            presets = [p for p in self.saved() if p.name != preset.name] + [preset]
             self._write(presets[-MAX_PRESETS:])
 
     def delete(self, name: str) -> bool:
         """Remove the preset called ``name``; False when there is none."""
         with self._lock:
-            presets = self.list()
+            presets = self.saved()
             kept = [p for p in presets if p.name != name]
             if len(kept) != len(presets):
                 self._write(kept)
             return len(kept) != len(presets)
 
     def get(self, name: str) -> Preset | None:
-        return next((p for p in self.list() if p.name == name), None)
+        return next((p for p in self.saved() if p.name == name), None)
 
     def _write(self, presets: list[Preset]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ class Recordings:
     def __init__(self, folder: Path):
         self.folder = Path(folder).expanduser()
 
-    def list(self) -> list[dict]:
+    def listing(self) -> list[dict]:
         """One entry per recording stem, newest first: ``name`` (stem), ``files`` (bare file names),
         ``bytes`` (total), ``mtime`` (seconds since the epoch)."""
         entries: dict[str, dict] = {}

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from musicbox.device.buttons import Button
 from musicbox.errors import ConfigError
@@ -111,7 +112,7 @@ class RemoteServer:
         self.on_button = on_button
         self.url = page_url(settings.bind, settings.port)
         self.state_dir = state_dir(settings.state_dir)
-        self.pairing: Pairing | None = None
+        self.pairing = Pairing(self.state_dir, self.url, settings.pair_attempts)  # shown once listening
         self.presets = Presets(self.state_dir / "presets.json")
         self.recordings = Recordings(recordings)
         self.stream = StreamHub(sample_rate, kbps=settings.stream_kbps) if settings.stream else None
@@ -122,7 +123,7 @@ class RemoteServer:
         self._streams: set[asyncio.Queue] = set()  # one per page listening
         self._last_listener: Listener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner = None
+        self._runner: Any = None  # aiohttp's AppRunner, on the server thread
         self._thread: threading.Thread | None = None
 
     # ---- life cycle (main thread) -------------------------------------------------------------------
@@ -136,7 +137,6 @@ class RemoteServer:
             raise ConfigError(
                 f"[remote] enabled needs aiohttp ({exc}); install it with `pip install 'musicbox[device]'`"
             ) from None
-        self.pairing = Pairing(self.state_dir, self.url, self.settings.pair_attempts)
         started = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
@@ -414,7 +414,7 @@ class RemoteServer:
         return self._web.json_response({"pressed": body["button"]})
 
     async def _presets(self, request):
-        return self._web.json_response([p.__dict__ for p in self.presets.list()])
+        return self._web.json_response([p.__dict__ for p in self.presets.saved()])
 
     async def _save_preset(self, request):
         body = await _json(request)
@@ -425,13 +425,13 @@ class RemoteServer:
             )
         c = self.controls
         seed = int(self._stats.get("seed") or 0)
-        preset = Preset(name, c.style, c.tempo_bpm, c.mood, seed, c.variation)
+        preset = Preset(str(name), c.style, c.tempo_bpm, c.mood, seed, c.variation)
         await asyncio.get_running_loop().run_in_executor(None, self.presets.save, preset)
         return self._web.json_response(preset.__dict__)
 
     async def _recall(self, request):
         body = await _json(request)
-        preset = self.presets.get(body.get("name"))
+        preset = self.presets.get(str(body.get("name")))
         if preset is None:
             return self._web.json_response({"error": f"no preset {body.get('name')!r}"}, status=404)
         controls = Controls(preset.style, preset.tempo_bpm, preset.mood, preset.variation)
@@ -446,7 +446,7 @@ class RemoteServer:
         return self._web.json_response({"deleted": request.match_info["name"]})
 
     async def _recording_list(self, request):
-        return self._web.json_response(self.recordings.list())
+        return self._web.json_response(self.recordings.listing())
 
     async def _recording_file(self, request):
         name = request.match_info["file"]

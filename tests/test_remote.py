@@ -89,15 +89,15 @@ def test_only_recordings_directly_in_the_folder_are_reachable(tmp_path):
     (folder / "sub").mkdir()
     (folder / "sub" / "x.wav").write_bytes(b"RIFF")
     rec = Recordings(folder)
-    assert [(e["name"], e["files"]) for e in rec.list()] == [
+    assert [(e["name"], e["files"]) for e in rec.listing()] == [
         ("musicbox-1", ["musicbox-1.mid", "musicbox-1.wav"])
     ]
     assert rec.file("musicbox-1.wav") == folder / "musicbox-1.wav"
     for name in ("../secret.wav", "/etc/passwd", "sub/x.wav", "link.wav", ".musicbox-2.wav.tmp", "a.txt", ""):
         assert rec.file(name) is None, name
     assert rec.delete("../secret") == [] and (tmp_path / "secret.wav").exists()
-    assert rec.delete("musicbox-1") == ["musicbox-1.wav", "musicbox-1.mid"] and rec.list() == []
-    assert Recordings(tmp_path / "missing").list() == []
+    assert rec.delete("musicbox-1") == ["musicbox-1.wav", "musicbox-1.mid"] and rec.listing() == []
+    assert Recordings(tmp_path / "missing").listing() == []
 
 
 def test_presets_round_trip_and_a_corrupt_file_reads_as_empty(tmp_path):
@@ -105,10 +105,10 @@ def test_presets_round_trip_and_a_corrupt_file_reads_as_empty(tmp_path):
     presets.save(Preset("a", 1.0, 90.0, -0.5, 7))
     presets.save(Preset("b", 0.0, 120.0, 0.5, 8))
     presets.save(Preset("a", 2.0, 91.0, 0.0, 9))  # replaces "a"
-    assert [p.name for p in presets.list()] == ["b", "a"] and presets.get("a").seed == 9
+    assert [p.name for p in presets.saved()] == ["b", "a"] and presets.get("a").seed == 9
     assert presets.delete("b") and not presets.delete("b")
     (tmp_path / "presets.json").write_text("{not json")
-    assert presets.list() == []
+    assert presets.saved() == []
 
 
 def test_the_stream_does_nothing_without_listeners_and_encodes_mp3_for_them():
@@ -295,7 +295,7 @@ def test_install_service_shows_the_dropin_only_with_the_remote_on(tmp_path, caps
 
 
 def test_the_doctor_shows_the_running_box_pairing_code(tmp_path):
-    from musicbox.device.doctor import check_remote
+    from musicbox.remote.doctor import check_remote
 
     config = _config(tmp_path, f'[remote]\nenabled = true\nstate_dir = "{tmp_path}/st"\n')
     assert "pairing code shows here" in check_remote(config).detail

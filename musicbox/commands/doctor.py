@@ -1,7 +1,7 @@
 """`musicbox doctor`: one table saying whether this machine is ready to be a music box, with fixes.
 
 Rows: config, board, CPU features (dot-product -> INT8 or FP32), audio devices, SoundFont, knob backend,
-bundle files and hashes, free memory, free disk, systemd service. Exit status 0 when no row fails
+bundle files and hashes, free memory, free disk, systemd service, the web remote (its pairing code). Exit status 0 when no row fails
 (warnings allowed), 1 otherwise. ``--json`` prints the rows as a JSON list instead.
 """
 
@@ -23,8 +23,9 @@ def run(args) -> int:
     import json
 
     from musicbox.device.doctor import FAIL, run_checks
+    from musicbox.remote.doctor import check_remote
 
-    checks = run_checks(args.config)
+    checks = run_checks(args.config, more=[("remote", check_remote)])
     if args.json:
         print(json.dumps([c.as_dict() for c in checks], indent=2))
     else:

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from musicbox.firmware import firmware_dir
+
 UNIT_PATH = Path("/etc/systemd/system/musicbox.service")
 REMOTE_DROPIN_PATH = Path("/etc/systemd/system/musicbox.service.d/remote.conf")
 GROUPS = ("audio", "gpio", "spi")
@@ -86,7 +88,7 @@ def existing_groups() -> list[str]:
 
 def render_unit(exec_cmd: str, user: str, groups: list[str], recordings: Path) -> str:
     """The unit file text with its placeholders filled in."""
-    template = (_firmware_dir() / "systemd" / "musicbox.service").read_text()
+    template = (firmware_dir() / "systemd" / "musicbox.service").read_text()
     text = (
         template.replace("@EXEC@", exec_cmd).replace("@USER@", user).replace("@RECORDINGS@", str(recordings))
     )
@@ -96,13 +98,7 @@ def render_unit(exec_cmd: str, user: str, groups: list[str], recordings: Path) -
 
 def remote_dropin() -> str:
     """The web remote's drop-in for the unit (``firmware_config/systemd/musicbox.service.d/remote.conf``)."""
-    return (_firmware_dir() / "systemd" / "musicbox.service.d" / "remote.conf").read_text()
-
-
-def _firmware_dir() -> Path:
-    from musicbox.config import firmware_dir
-
-    return firmware_dir()
+    return (firmware_dir() / "systemd" / "musicbox.service.d" / "remote.conf").read_text()
 
 
 def _home_of(user: str) -> Path:

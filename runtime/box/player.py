@@ -24,6 +24,7 @@ import threading
 import time
 import types
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -139,7 +140,7 @@ class Player:
         self.callbacks = 0
         self.last_callback = 0.0  # time.monotonic() of the last callback, seconds
         self.paused = False
-        self._stream = None
+        self._stream: Any = None  # sounddevice.OutputStream or ClockStream
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
         try:
             self._sd = _sounddevice()
