@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap, KnobProcessor
@@ -117,8 +116,9 @@ class PollingBackend(Backend):
         self._stop.wait(timeout)
 
     def follow(self, controls: Controls) -> None:
-        """Knobs read as positions keep their place; the variation no knob sets becomes ``controls``'s."""
-        self.knob_map = self.processor.map = replace(self.knob_map, variation=controls.variation)
+        """Each knob keeps the value set elsewhere until it is turned (:meth:`KnobProcessor.follow`)."""
+        self.processor.follow(controls)
+        self.knob_map = self.processor.map
 
     def close(self) -> None:
         self._stop.set()

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from musicbox.runtime.controls import VARIATION, Controls
 
 KNOBS = ("style", "tempo", "mood")
+FIELDS = {"style": "style", "tempo": "tempo_bpm", "mood": "mood"}  # knob -> its Controls field
 
 
 def _clip01(x: float) -> float:
@@ -146,12 +147,27 @@ class KnobProcessor:
         self.positions: dict[str, float] = {}
         self.last: Controls | None = None
         self._last_time = -math.inf
+        self._pinned: dict[str, float | None] = {}  # knob -> position when the remote set its value
+
+    def follow(self, controls: Controls) -> None:
+        """The box's controls were set elsewhere (the web remote). Each knob keeps that value until it is
+        turned (its position moves past the hysteresis); then it takes over again: last writer wins, knob
+        by knob, so turning one knob does not snap the others back to where they physically stand."""
+        self.last = controls
+        self.map = replace(self.map, variation=controls.variation)
+        self._pinned = {name: self.positions.get(name) for name in KNOBS}
 
     def feed(self, raw: Mapping[str, float], now: float) -> Controls | None:
         """Readings (0..1 per knob name) taken at ``now`` seconds; new Controls when they are due."""
         for name in KNOBS:
             self.positions[name] = self.filters[name].update(raw[name], now)
         controls = self.map.controls(self.positions)
+        for name, at in list(self._pinned.items()):
+            if self.positions[name] != at:
+                del self._pinned[name]  # turned: this knob writes again
+            elif self.last is not None:
+                field = FIELDS[name]
+                controls = replace(controls, **{field: getattr(self.last, field)})
         if controls == self.last or now - self._last_time < self.rate_limit:
             return None
         self.last, self._last_time = controls, now

@@ -159,6 +159,10 @@ class ScriptedBackend(Backend):
         if event.button is not None:
             self._emit_button(event.button)
 
+    def follow(self, controls: Controls) -> None:
+        """Controls set elsewhere (the web remote): the script's next event changes only its own knobs."""
+        self.controls = controls
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():

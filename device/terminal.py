@@ -164,11 +164,11 @@ class TerminalBackend(PollingBackend):
         return 0.25 if coarse else 0.05
 
     def follow(self, controls: Controls) -> None:
-        """Move the key-driven knobs to ``controls`` (set on the web remote) without echoing them back."""
-        super().follow(controls)
+        """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
+        from there (keys move knobs relative to where they are, so every knob follows at once)."""
         self.raw = self.knob_map.raw_of(controls)
         self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
-        self.processor.last = self.knob_map.controls(self.processor.positions)
+        super().follow(controls)
         self.redraw()
 
     def poll(self, now: float) -> None:

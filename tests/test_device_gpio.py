@@ -14,6 +14,7 @@ from musicbox.device import knob_map, open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.gpio import GpioBackend
 from musicbox.errors import HardwareError
+from musicbox.runtime.controls import Controls
 from tests.helpers.callbacks import Recorder
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")
@@ -139,3 +140,25 @@ def test_unusable_pins_are_a_hardware_error(tmp_path, mock_pins):
             open_backend(config, STYLES)
     finally:
         blocker.close()
+
+
+def test_a_change_from_the_web_remote_holds_until_that_knob_is_turned(tmp_path, mock_pins, adc):
+    """Last writer wins, knob by knob: the page's values stay until a pot is turned, and turning the
+    tempo pot takes over the tempo only (style and mood keep the page's values)."""
+    rec = Recorder()
+    config = box_config(tmp_path)
+    backend = GpioBackend(config, knob_map(config, STYLES), STYLES)
+    backend.on_controls, backend.on_button = rec.on_controls, rec.on_button
+    try:
+        backend.poll(0.0)
+        page = Controls(style=2.0, tempo_bpm=150.0, mood=0.8, variation=0.9)
+        backend.follow(page)
+        t = _poll_until(backend, 0.1, 0.3)
+        assert rec.controls[-1] != page and len(rec.controls) == 1  # the pots did not snap it back
+        adc.values[1] = 100  # the tempo pot turned
+        _poll_until(backend, t, 0.3)
+        turned = rec.controls[-1]
+        assert turned.tempo_bpm == pytest.approx(60 + 100 / 1023 * 100, abs=1)
+        assert (turned.style, turned.mood, turned.variation) == (2.0, 0.8, 0.9)
+    finally:
+        backend.close()

@@ -77,3 +77,18 @@ def test_scripted_backend_without_a_script_says_what_to_set():
     config = replace(config, knobs=replace(config.knobs, backend="scripted", script=None))
     with pytest.raises(ConfigError, match=r"needs \[knobs\] script"):
         open_backend(config, STYLES)
+
+
+def test_after_a_change_from_the_web_remote_an_event_changes_only_its_own_knobs():
+    from musicbox.device.knobs import KnobMap
+    from musicbox.device.scripted import ScriptedBackend, parse_script
+    from musicbox.runtime.controls import Controls
+
+    names = ("chorale", "folk")
+    backend = ScriptedBackend(parse_script([{"at": 0.3, "mood": -0.5}], names), KnobMap(2), names)
+    seen = []
+    backend.start(seen.append, lambda b: None)
+    backend.follow(Controls(style=1.0, tempo_bpm=150.0, mood=0.2))
+    time.sleep(0.6)
+    backend.close()
+    assert seen[-1] == Controls(style=1.0, tempo_bpm=150.0, mood=-0.5)

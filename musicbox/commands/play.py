@@ -88,14 +88,17 @@ def _open_backend(config, box, remote=None):
 
 
 def _start_remote(config, box):
-    """The web remote of ``box``, serving; a change on the page goes to the box (last writer wins: the
-    hardware knobs take over again when next turned) and to the knob backend's view."""
+    """The web remote of ``box``, serving; a change on the page goes to the box and to the knob backend
+    (last writer wins, knob by knob: a hardware knob takes over again when it is next turned)."""
     from musicbox.device import knob_map
     from musicbox.remote.server import RemoteServer
     from musicbox.runtime.box.supervisor import Recall
 
     def from_page(controls, seed) -> None:
-        box.post(controls if seed is None else Recall(controls, seed))
+        if seed is None:
+            box.set_controls(controls)
+        else:
+            box.post(Recall(controls, seed))
         remote.follow(controls)
 
     remote = RemoteServer(
