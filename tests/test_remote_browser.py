@@ -35,6 +35,9 @@ pytestmark = [
 ]
 
 
+KNOB_TURN_S = 20.0  # the box's own mood knob turns (a knob script) this long after the start
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,7 +47,7 @@ def _free_port() -> int:
 class Box:
     """A running `musicbox play --remote` and what the tests need to reach it."""
 
-    def __init__(self, root: Path, bundle: Path, seconds: float = 120.0):
+    def __init__(self, root: Path, bundle: Path, seconds: float = 120.0, script: str = ""):
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,21 +55,15 @@ class Box:
         self.recordings = root / "rec"
         self.stats = root / "stats.json"
         config = root / "box.toml"
+        knobs = f'[knobs]\nbackend = "scripted"\nscript = "{root / "knobs.json"}"\n' if script else ""
+        (root / "knobs.json").write_text(script)
         config.write_text(
-            f'[audio]\nbuffer_bars = 4\n[recording]\nfolder = "{self.recordings}"\n'
+            knobs + f'[audio]\nbuffer_bars = 4\n[recording]\nfolder = "{self.recordings}"\n'
             f'[remote]\nbind = "127.0.0.1"\nport = {self.port}\nstate_dir = "{self.state}"\npair_attempts = 3\n'
         )
         cmd = [sys.executable, "-m", "musicbox.cli", "play", "--remote", "--config", str(config)]
-        cmd += [
-            "--bundle",
-            str(bundle),
-            "--seconds",
-            str(seconds),
-            "--stats",
-            str(self.stats),
-            "--backend",
-            "none",
-        ]
+        cmd += ["--bundle", str(bundle), "--seconds", str(seconds), "--stats", str(self.stats)]
+        cmd += [] if script else ["--backend", "none"]
         self.log = open(root / "play.log", "w")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
@@ -96,7 +93,7 @@ def box(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
     bundle = build_bundle(root / "bundle")
     with JackDummy(name=f"mbremote{os.getpid()}"):
-        b = Box(root, bundle)
+        b = Box(root, bundle, script=json.dumps([{"at": KNOB_TURN_S, "mood": -0.5}]))
         try:
             b.wait_stats(lambda d: d["bars_played"] >= 1, 30)
             yield b
@@ -287,6 +284,15 @@ def test_presets_save_and_recall_the_knobs_and_seed(box, browser):
     box.wait_stats(lambda d: d["seed"] != stored[0]["seed"], 10)
     browser.find_element(By.XPATH, "//ul[@id='presets']//button[text()='recall']").click()
     box.wait_stats(lambda d: d["seed"] == stored[0]["seed"], 10)
+
+
+def test_a_knob_turned_on_the_box_shows_on_the_page_and_keeps_the_page_s_other_knobs(box, browser):
+    from selenium.webdriver.common.by import By
+
+    turned = box.wait_stats(lambda d: d["controls"]["mood"] == -0.5, KNOB_TURN_S + 20)
+    assert turned["controls"]["tempo_bpm"] == 150 and turned["controls"]["variation"] == 0.8  # the page's
+    _wait(lambda: browser.find_element(By.ID, "val-mood").text == "-0.50", 5, "the page showing the knob")
+    assert browser.find_element(By.ID, "val-tempo").text == "150 BPM"
 
 
 def test_the_stream_plays_in_the_browser(box, browser):
