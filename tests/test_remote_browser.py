@@ -350,6 +350,16 @@ def test_worker_killed_with_a_page_open_and_listening_plays_on_without_underruns
     browser.find_element(By.ID, "listen").click()
 
 
+def test_unpairing_ends_the_session(box, browser):
+    from selenium.webdriver.common.by import By
+
+    old = _auth(browser)
+    assert _http(box, "GET", "/api/state", headers=old)[0] == 200
+    browser.find_element(By.ID, "unpair").click()
+    _wait(lambda: browser.find_element(By.ID, "pairing").is_displayed(), what="the pairing form again")
+    assert _http(box, "GET", "/api/state", headers=old)[0] == 401
+
+
 def _auth(browser) -> dict:
     return {"Cookie": f"musicbox_session={browser.get_cookie('musicbox_session')['value']}"}
 
