@@ -24,9 +24,9 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6 / Ubuntu 22.04)
     import tomli as tomllib
 
 from musicbox.errors import ConfigError
+from musicbox.runtime.manifest import PRECISION_CHOICES
 
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
-PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 KNOB_INPUTS = ("adc", "encoder")
 BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
@@ -69,7 +69,7 @@ class BundleConfig:
     """
 
     path: Path | None = _opt("path", 'a bundle folder, or "" for the shipped one')
-    precision: str = _opt("choice", choices=PRECISIONS)
+    precision: str = _opt("choice", choices=PRECISION_CHOICES)
     memory_budget_mb: int = _opt("int", "MiB, 0 = no limit", 0, 1 << 20)
     threads: int = _opt("int", "threads", 1, 64)
 
@@ -264,6 +264,11 @@ def find_config_file() -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def default_config() -> BoxConfig:
+    """The documented defaults alone (``firmware_config/musicbox.toml``), without the box's own file."""
+    return load_config(firmware_dir() / "musicbox.toml")
 
 
 def load_config(path: str | os.PathLike | None = None) -> BoxConfig:

@@ -45,15 +45,17 @@ from pathlib import Path
 
 import numpy as np
 
-from musicbox.quantize.validate import ValidationPlan, default_settings, generate, note_f1
+from musicbox.quantize.validate import ValidationPlan, default_settings, generate
+from musicbox.runtime.manifest import PRECISIONS
+from musicbox.runtime.pianoroll import note_f1
+from musicbox.targets import target
 
 CPUS = ("cortex-a72", "cortex-a76", "cortex-a57")
-PRECISIONS = ("fp32", "int8", "int8_dynamic")
 FP32_RTOL = 1e-5
 """Per bar: ||arm_fp32 - x86_fp32|| <= FP32_RTOL * ||x86_fp32|| (float32 rounding is ~6e-8)."""
 INT8_TOLERANCE = 2.0
 """Per bar: ||arm_int8 - x86_fp32|| <= INT8_TOLERANCE * ||x86_int8 - x86_fp32|| (+ 1e-6 absolute)."""
-INT8_MIN_F1 = 0.9
+INT8_MIN_F1 = target("note_f1").bound
 """Note F1 of the ARM INT8 rolls against the x86 INT8 rolls (the same target as INT8 vs FP32)."""
 RUN_TIMEOUT_S = 900
 
