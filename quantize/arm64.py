@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbox.quantize.validate import ValidationPlan, default_settings, generate
+from musicbox.runtime.bundle import INT8_PREFERENCE
 from musicbox.runtime.manifest import PRECISIONS
 from musicbox.runtime.pianoroll import note_f1
 from musicbox.targets import target
@@ -183,7 +184,7 @@ def compare(ref: Path, arm: Path) -> dict:
         }
     }
     ok = same_notes and rel <= FP32_RTOL
-    for p in ("int8", "int8_dynamic"):
+    for p in INT8_PREFERENCE:
         x86, got = load(ref, p, "latents"), load(arm, p, "latents")
         ratio = float(np.max(_bar_norms(got, fp32) / (_bar_norms(x86, fp32) + 1e-6)))
         diff = float(np.max(_bar_norms(got, x86) / (_bar_norms(x86, fp32) + 1e-6)))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicbox.runtime.bundle import Bundle, stage_bytes
+from musicbox.runtime.bundle import INT8_PREFERENCE, Bundle, stage_bytes
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import cosine
@@ -177,7 +177,7 @@ def validate(path, plan: ValidationPlan | None = None) -> dict:
     fp32_bytes = variant_bytes(manifest, "fp32")
     timing = time_stages(bundles, plan.repeats)
     figures: dict = {"plan": {"seeds": list(plan.seeds), "bars": plan.bars, "settings": len(plan.settings)}}
-    for p in ("int8", "int8_dynamic"):
+    for p in INT8_PREFERENCE:
         agree = lockstep(bundles["fp32"], bundles[p], plan)
         free = note_f1(generate(bundles[p], plan)[1], generate(bundles["fp32"], plan)[1])
         speedup = timing["fp32"]["denoiser"]["p50_ms"] / timing[p]["denoiser"]["p50_ms"]

@@ -61,10 +61,6 @@ class Representation:
             "n_pitches": self.n_pitches,
         }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Representation:
-        return cls(d["steps_per_bar"], tuple(d["tracks"]), d["pitch_low"], d["n_pitches"])
-
 
 DEFAULT = Representation()
 

@@ -69,10 +69,10 @@ def measure_all(root: Path, bars: int, config_path: Path | None = None) -> dict:
     """Every figure; ``results`` maps a name to ``{"value", "target", "ok"}`` plus details.
     ``config_path``: the musicbox.toml whose ``[synth]`` renders (None: the box's own, as ``play``)."""
     from musicbox.config import load_config
-    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.bundle import INT8_PREFERENCE, Bundle
 
     base = Bundle.open(root, precision="fp32")
-    int8s = [p for p in ("int8", "int8_dynamic") if p in base.manifest.variants]
+    int8s = [p for p in INT8_PREFERENCE if p in base.manifest.variants]
     details: dict = {"bundle": str(root), "bars": bars}
     values: dict = {}
     gen = _generation(root, int8s, bars)
