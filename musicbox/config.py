@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6 / Ubuntu 22.04)
     import tomli as tomllib
 
 from musicbox.errors import ConfigError
-from musicbox.runtime.manifest import PRECISION_CHOICES
+from musicbox.runtime.precision import PRECISION_CHOICES
 
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
 KNOB_INPUTS = ("adc", "encoder")

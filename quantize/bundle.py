@@ -32,7 +32,6 @@ from musicbox.quantize.validate import ValidationPlan, validate
 from musicbox.runtime.bundle import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
-    PRECISIONS,
     ExternalData,
     Manifest,
     ModelInfo,
@@ -41,6 +40,7 @@ from musicbox.runtime.manifest import (
     TensorSpec,
     Variant,
 )
+from musicbox.runtime.precision import PRECISIONS
 
 DTYPE_NAMES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
 

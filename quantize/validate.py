@@ -25,8 +25,9 @@ from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import cosine
 from musicbox.runtime.generator import Generator
-from musicbox.runtime.manifest import PRECISIONS, Manifest
+from musicbox.runtime.manifest import Manifest
 from musicbox.runtime.pianoroll import ONSET, note_f1
+from musicbox.runtime.precision import PRECISIONS
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.runtime.cpu import cpu_dot_product
-from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
+from musicbox.runtime.manifest import Manifest, StageFile, Variant, load_manifest
+from musicbox.runtime.precision import PRECISIONS
 
 log = logging.getLogger(__name__)
 

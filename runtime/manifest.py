@@ -22,7 +22,7 @@ import json
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -31,15 +31,11 @@ from musicbox.runtime.arrangement import DRUM_PATTERNS
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import FormSpec
 from musicbox.runtime.pianoroll import Representation
+from musicbox.runtime.precision import PRECISIONS, Precision
 from musicbox.runtime.sampling import SAMPLERS
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
-Precision = Literal["fp32", "int8", "int8_dynamic"]
-PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
-"""Variant names, in the order ``Bundle`` prefers them when asked for the most exact one."""
-PRECISION_CHOICES = ("auto", *PRECISIONS)
-"""What a user may ask ``Bundle.open`` for (``[bundle] precision``, ``--precision``): ``auto`` or a variant."""
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 SCHEDULES = ("flow",)
 

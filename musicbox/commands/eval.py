@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from musicbox.runtime.manifest import PRECISIONS
+from musicbox.runtime.precision import PRECISIONS
 
 
 def register(sub):

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from musicbox.errors import ConfigError
-from musicbox.runtime.manifest import PRECISION_CHOICES
+from musicbox.runtime.precision import PRECISION_CHOICES
 
 FADE_SECONDS = 0.02
 
