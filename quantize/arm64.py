@@ -1,7 +1,7 @@
 """The ARM64 check: the runtime on a bundle under qemu-aarch64 (Cortex-A72 / A76 / A57) vs this x86 host.
 
-``scripts/arm64_check.sh`` prepares (and caches) an arm64 Debian sysroot with aarch64 numpy and
-onnxruntime wheels, then runs ``python -m musicbox.quantize.arm64 check BUNDLE --sysroot S --out O``:
+``scripts/arm64_check.sh`` prepares (and caches) an arm64 Debian sysroot with aarch64 numpy,
+onnxruntime and msgspec wheels, then runs ``python -m musicbox.quantize.arm64 check BUNDLE --sysroot S --out O``:
 
 1. ``run`` natively: for every variant, ``Bundle.open(precision=..., threads=1)`` + ``Generator`` with
    fixed seeds and knob settings (``validate.generate``) -> ``O/x86_64/<precision>.latents.npy`` (the
@@ -115,7 +115,7 @@ def install_sources(sysroot: Path) -> Path:
     shutil.rmtree(src, ignore_errors=True)
     (pkg / "quantize").mkdir(parents=True)
     top = Path(musicbox.__file__).parent
-    for name in ("__init__.py", "errors.py"):
+    for name in ("__init__.py", "errors.py", "targets.py"):
         shutil.copy2(top / name, pkg / name)
     shutil.copytree(
         Path(musicbox.runtime.__file__).parent, pkg / "runtime", ignore=shutil.ignore_patterns("__pycache__")
