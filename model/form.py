@@ -12,8 +12,9 @@ pieces of :data:`FORM_BARS` bars and on real corpus pieces with their repeats pl
   the mean of the neighbouring lags: stripes in the self-similarity matrix, which a loop, a tune and
   noodling tell apart.
 - **Cadences.** A downbeat cadences when the lowest sounding pitch is the tonic of the bar's local key
-  and the melody's note there is held for at least half a bar; measured by position in a
-  :data:`PHRASE_BARS`-bar phrase counted from the first bar.
+  and the melody's note there is held for at least half a bar; measured by position in a phrase (the
+  style's phrase length, counted from the first bar); ``cadence_phrase_end`` is the share of all
+  downbeats that are cadences at a phrase's last bar.
 - **Breathing.** Melody range (semitones between the lowest and highest melody onset of each 16-bar
   window), the share of melody notes of a whole bar or longer, and bars per 100 in which the melody
   rests for a beat or more.
@@ -224,11 +225,11 @@ def key_stability(roll: np.ndarray) -> dict[str, float]:
     return {"home_key": float(same[busy].mean()), "mode_flips": float((mode != home_mode)[busy].mean())}
 
 
-def piece_metrics(roll: np.ndarray) -> dict[str, float]:
+def piece_metrics(roll: np.ndarray, phrase_bars: int = PHRASE_BARS) -> dict[str, float]:
     """Every form metric of one piece (see the module docstring), as a flat dict of floats."""
     sim = similarity_matrix(roll)
     profile = lag_profile(sim)
-    cad = cadence_profile(roll)
+    cad = cadence_profile(roll, phrase_bars)
     out = {
         "phrase_return_rate": phrase_return_rate(roll),
         "bar_repeat_rate": bar_repeat_rate(sim, roll),
@@ -236,7 +237,7 @@ def piece_metrics(roll: np.ndarray) -> dict[str, float]:
         "lag4_peak": lag_peak(profile, 4),
         "lag8_peak": lag_peak(profile, 8),
         "cadence_rate": float(np.nanmean(cad)),
-        "cadence_phrase_end": float(cad[-1] / PHRASE_BARS) if np.isfinite(cad[-1]) else float("nan"),
+        "cadence_phrase_end": float(cad[-1] / phrase_bars) if np.isfinite(cad[-1]) else float("nan"),
         "melody_range": melody_range(roll),
         "long_notes": long_note_share(roll),
         "melody_rests_per_100": rest_bars_per_100(roll),

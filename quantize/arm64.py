@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbox.precision import PRECISIONS
 from musicbox.quantize.validate import ValidationPlan, default_settings, generate
 from musicbox.runtime.bundle import INT8_PREFERENCE
 from musicbox.runtime.pianoroll import note_f1
-from musicbox.runtime.precision import PRECISIONS
 from musicbox.targets import target
 
 CPUS = ("cortex-a72", "cortex-a76", "cortex-a57")

@@ -27,9 +27,10 @@ import onnx
 import torch
 
 from musicbox.model.checkpoint import WEIGHTS, load_checkpoint
+from musicbox.precision import PRECISIONS
 from musicbox.quantize import calibrate, export, int8, shard, tables
 from musicbox.quantize.validate import ValidationPlan, validate
-from musicbox.runtime.bundle import sha256_file
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     ExternalData,
@@ -40,7 +41,6 @@ from musicbox.runtime.manifest import (
     TensorSpec,
     Variant,
 )
-from musicbox.runtime.precision import PRECISIONS
 
 DTYPE_NAMES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
 

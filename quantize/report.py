@@ -16,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from musicbox.precision import PRECISIONS  # noqa: E402
 from musicbox.quantize.bundle import BuildResult  # noqa: E402
 from musicbox.runtime.bundle import stage_bytes  # noqa: E402
-from musicbox.runtime.precision import PRECISIONS  # noqa: E402
 from musicbox.targets import targets_of  # noqa: E402
 
 

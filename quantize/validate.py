@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from musicbox.precision import PRECISIONS
 from musicbox.runtime.bundle import INT8_PREFERENCE, Bundle, stage_bytes
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
@@ -27,7 +28,6 @@ from musicbox.runtime.features import cosine
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.manifest import Manifest
 from musicbox.runtime.pianoroll import ONSET, note_f1
-from musicbox.runtime.precision import PRECISIONS
 
 
 @dataclass(frozen=True)

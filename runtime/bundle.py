@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import logging
 import os
 import platform
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +56,10 @@ import numpy as np
 import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
+from musicbox.precision import PRECISIONS
 from musicbox.runtime.cpu import cpu_dot_product
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import Manifest, StageFile, Variant, load_manifest
-from musicbox.runtime.precision import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,6 @@ def default_threads() -> int:
 
 # ----------------------------------------------------------------------------------------------------
 # File checks
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the bundle's hashes; quantize writes them with it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
@@ -271,7 +263,7 @@ class Bundle:
         self.sessions = SessionCache(path, settings, budget_bytes)
         self.precision = ""
         self.precision_reason = ""
-        self.variant: Variant | None = None
+        self.variant: Variant  # the variant in use, set by _choose when opened
         self._verified: set[str] = set()
 
     @classmethod
@@ -318,14 +310,14 @@ class Bundle:
 
     def _use(self, precision: str, reason: str) -> None:
         """Switch to ``precision`` (its files verified once) and drop other variants' sessions."""
-        variant = self.manifest.variants[precision]
+        variant = self.manifest.variant(precision)
         if precision not in self._verified:
             verify_variant(self.path, variant)
             self._verified.add(precision)
         self.variant, self.precision, self.precision_reason = variant, precision, reason
         self.sessions.retain({s.file for s in variant.files()})
 
-    def _auto(self, available: list[str]) -> tuple[str, str]:
+    def _auto(self, available: Sequence[str]) -> tuple[str, str]:
         int8 = next((p for p in INT8_PREFERENCE if p in available), None)
         if int8 is None or "fp32" not in available:
             only = int8 or "fp32"
@@ -337,7 +329,7 @@ class Bundle:
         if self.streaming_for(int8):
             return int8, f"{cpu}; streaming under a memory budget, where int8's smaller shards win"
         times = {p: self._time_denoiser(p) for p in (*INT8_PREFERENCE, "fp32") if p in available}
-        int8 = min((p for p in times if p != "fp32"), key=times.get)
+        int8 = min((p for p in times if p != "fp32"), key=times.__getitem__)
         margin = 1.1 if flag else 0.9  # with dot-product, int8 unless clearly slower; else only if faster
         pick = int8 if times[int8] <= margin * times["fp32"] else "fp32"
         timing = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in times.items())
@@ -349,7 +341,8 @@ class Bundle:
         self._use(precision, "self-benchmark")
         feeds = synthetic_feeds(self.variant.denoiser[0], batch=2 if self.manifest.sampler.guided else 1)
         self.run_denoiser(feeds)
-        times, start = [], time.perf_counter()
+        times: list[float] = []
+        start = time.perf_counter()
         while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):
             t = time.perf_counter()
             self.run_denoiser(feeds)
@@ -362,7 +355,7 @@ class Bundle:
         """Whether ``precision``'s files exceed the memory budget (so shards are streamed)."""
         if self.budget_bytes is None:
             return False
-        return sum(stage_bytes(s) for s in self.manifest.variants[precision].files()) > self.budget_bytes
+        return sum(stage_bytes(s) for s in self.manifest.variant(precision).files()) > self.budget_bytes
 
     @property
     def mode(self) -> str:
@@ -373,9 +366,9 @@ class Bundle:
 
     def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the denoiser shards in order, wiring each shard's inputs by name from ``feeds`` and the
-        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B,4,32]``,
-        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``).
-        Returns ``v [B,4,32]``."""
+        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B, F, D]``,
+        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``), with F x D
+        the manifest's ``latent_frames`` x ``latent_dim`` (4 x 64 shipped). Returns ``v [B, F, D]``."""
         values = dict(feeds)
         for stage in self.variant.denoiser:
             session = self.sessions.get(stage)
@@ -384,11 +377,11 @@ class Bundle:
         return values["v"]
 
     def encode(self, planes: np.ndarray) -> np.ndarray:
-        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, 4, 32]``."""
+        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, F, D]`` (4 x 64 shipped)."""
         return self._run_single(self.variant.encoder, "planes", planes)
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        """Latent float32 ``[B, 4, 32]`` -> note probabilities ``[B, 6, 16, 64]``."""
+        """Latent float32 ``[B, F, D]`` (4 x 64 shipped) -> note probabilities ``[B, 6, 16, 64]``."""
         return self._run_single(self.variant.decoder, "latent", latent)
 
     def _run_single(self, stage: StageFile, name: str, value: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VARIATION = 0.35
-"""The default variation: returns recognisably the same, a few notes changed."""
+VARIATION = 0.5
+"""The default variation: returns recognisably the same, a few notes changed (on the shipped model a
+returning bar shares 86 % of its onsets with its first playing; 0.6: 71 %, 0.7: 46 %)."""
 
 
 @dataclass(frozen=True)

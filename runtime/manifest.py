@@ -27,11 +27,11 @@ from typing import Any, TypeVar
 import msgspec
 
 from musicbox.errors import ManifestError
+from musicbox.precision import PRECISIONS, Precision
 from musicbox.runtime.arrangement import DRUM_PATTERNS
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import FormSpec
 from musicbox.runtime.pianoroll import Representation
-from musicbox.runtime.precision import PRECISIONS, Precision
 from musicbox.runtime.sampling import SAMPLERS
 
 FORMAT_VERSION = 1
@@ -41,10 +41,11 @@ SCHEDULES = ("flow",)
 
 
 class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of every manifest table: frozen, comparable, strict about its fields."""
+    """Base of every manifest table: frozen, comparable, strict about its fields (subclasses repeat
+    ``frozen=True``, which msgspec inherits anyway, so that type checkers see it too)."""
 
 
-class Provenance(Table):
+class Provenance(Table, frozen=True):
     """Where the weights come from: ``checkpoint_sha256`` of model.safetensors, the ``dataset`` cache
     id, and when it was ``trained`` (ISO 8601)."""
 
@@ -53,7 +54,7 @@ class Provenance(Table):
     trained: str
 
 
-class ModelInfo(Table):
+class ModelInfo(Table, frozen=True):
     """The model's ``name``, its number of ``parameters`` (all stages) and its provenance."""
 
     name: str
@@ -61,7 +62,7 @@ class ModelInfo(Table):
     provenance: Provenance
 
 
-class RepresentationInfo(Table):
+class RepresentationInfo(Table, frozen=True):
     """Grid, pitch range and latent geometry.
 
     steps_per_bar: grid cells per bar (16). tracks: part names, melody first. pitch_low: MIDI number of
@@ -85,7 +86,7 @@ class RepresentationInfo(Table):
         return Representation(self.steps_per_bar, self.tracks, self.pitch_low, self.n_pitches)
 
 
-class SamplerInfo(Table):
+class SamplerInfo(Table, frozen=True):
     """How the device samples a bar's latent.
 
     kind: a key of ``sampling.SAMPLERS`` (``euler``, ``heun``). steps: sampler steps (model calls for
@@ -107,7 +108,7 @@ class SamplerInfo(Table):
         return self.guidance != 1.0
 
 
-class AttrsInfo(Table):
+class AttrsInfo(Table, frozen=True):
     """Normalization of the conditioning attributes: ``names`` (= ``features.ATTRS``), per-attribute
     ``mean`` and ``std`` of the raw values; the model sees ``(raw - mean) / std``."""
 
@@ -116,7 +117,7 @@ class AttrsInfo(Table):
     std: tuple[float, ...]
 
 
-class TempoInfo(Table):
+class TempoInfo(Table, frozen=True):
     """The tempo knob's range in BPM; ``min_bpm`` maps to energy 0, ``max_bpm`` to energy 1."""
 
     min_bpm: float
@@ -124,13 +125,13 @@ class TempoInfo(Table):
     default_bpm: float
 
 
-class MoodInfo(Table):
+class MoodInfo(Table, frozen=True):
     """``density_gain``: raw density is multiplied by ``1 + density_gain * mood`` (mood in -1..1)."""
 
     density_gain: float
 
 
-class Arrangement(Table):
+class Arrangement(Table, frozen=True):
     """How a style is played: General MIDI ``programs`` per track (0..127, melody first), the ``drums``
     pattern family (a key of ``arrangement.DRUM_PATTERNS``, ``"none"`` for no drums), ``swing`` (0
     straight .. 1 full triplet swing: each off-beat 16th is delayed by ``swing / 3`` of a step) and the
@@ -142,7 +143,7 @@ class Arrangement(Table):
     velocity: int
 
 
-class StyleInfo(Table):
+class StyleInfo(Table, frozen=True):
     """One style detent of the knob.
 
     name: short id (``chorale``). label: what a person reads. density: onsets per bar at energy
@@ -160,7 +161,7 @@ class StyleInfo(Table):
     form: FormSpec = FormSpec()
 
 
-class ControlsInfo(Table):
+class ControlsInfo(Table, frozen=True):
     """The knob tables: attribute normalization, tempo range, mood gains and the styles (knob order)."""
 
     attrs: AttrsInfo
@@ -176,7 +177,7 @@ class ControlsInfo(Table):
         return names.index(name)
 
 
-class TensorSpec(Table):
+class TensorSpec(Table, frozen=True):
     """One ONNX input or output: ``name``, ``dtype`` (one of ``DTYPES``) and ``shape``, whose entries
     are sizes or symbolic names (``"B"`` for the batch)."""
 
@@ -185,7 +186,7 @@ class TensorSpec(Table):
     shape: tuple[int | str, ...]
 
 
-class ExternalData(Table):
+class ExternalData(Table, frozen=True):
     """An ONNX external-weights file next to its model: path relative to the bundle, sha256, bytes."""
 
     file: str
@@ -193,7 +194,7 @@ class ExternalData(Table):
     bytes: int
 
 
-class StageFile(Table):
+class StageFile(Table, frozen=True):
     """One ONNX file of a stage: its path relative to the bundle, sha256 (hex), size in bytes,
     ``precision`` (one of ``PRECISIONS``), input/output specs and optional external weights."""
 
@@ -214,7 +215,7 @@ class StageFile(Table):
         return tuple(t.name for t in self.outputs)
 
 
-class Variant(Table):
+class Variant(Table, frozen=True):
     """The files of one precision: ``encoder``, ``decoder`` and the ``denoiser`` shards in order."""
 
     encoder: StageFile
@@ -226,7 +227,7 @@ class Variant(Table):
         return (*self.denoiser, self.decoder, self.encoder)
 
 
-class Manifest(Table):
+class Manifest(Table, frozen=True):
     """A bundle's manifest.json. ``variants`` maps a precision name to its files; ``validation`` is the
     quantize tool's report of this bundle (free-form JSON: agreement, sizes, latencies)."""
 
@@ -237,6 +238,10 @@ class Manifest(Table):
     controls: ControlsInfo
     variants: dict[Precision, Variant]
     validation: dict[str, Any]
+
+    def variant(self, precision: str) -> Variant:
+        """The files of ``precision`` (``KeyError`` if this bundle has no such variant)."""
+        return self.variants[typing.cast(Precision, precision)]
 
     def to_json(self) -> str:
         """The manifest as pretty-printed JSON text (sorted as declared, 2-space indent)."""
@@ -320,6 +325,7 @@ _ERROR = re.compile(r"^(?P<what>.*?)(?: - at `(?P<key>key` in `)?(?P<path>\$[^`]
 def _explain(message: str, tp: type, data: Any, base: str) -> tuple[str, str]:
     """msgspec's ``message`` about ``data`` (decoded as ``tp``) -> (JSON path below ``base``, problem)."""
     m = _ERROR.match(message)
+    assert m is not None  # every part of the pattern is optional
     what, rel = m["what"], (m["path"] or "$")[1:]
     path, declared = base + rel, _type_at(tp, rel)
     at = _unwrap(declared)
@@ -474,7 +480,7 @@ def _check_style(s: StyleInfo, n_tracks: int, path: str, source: str) -> None:
     _require(1 <= arr.velocity <= 127, source, f"{path}.arrangement.velocity", "must be in 1..127")
 
 
-def _check_variants(variants: dict[str, Variant], source: str) -> None:
+def _check_variants(variants: dict[Precision, Variant], source: str) -> None:
     _require(len(variants) > 0, source, "$.variants", f"must hold at least one of {', '.join(PRECISIONS)}")
     for name, v in variants.items():
         path = f"$.variants.{name}"

@@ -45,16 +45,22 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def test_aabb_returns_each_strain_once_then_starts_a_new_tune():
     plans, _ = _walk(AABB, Controls(), 40)
     assert "".join(p.letter for p in plans[:32:8]) == "AABB"
-    returning = [p.returning for p in plans]
+    returning = [p.source is not None for p in plans]
     assert returning[:8] == [False] * 8 and returning[8:16] == [True] * 8  # A, then A again
     assert returning[16:24] == [False] * 8 and returning[24:32] == [True] * 8  # B, then B again
     assert returning[32:40] == [False] * 8  # a new tune: new themes
     assert [p.phrase_end for p in plans[:8]] == [False, False, False, True] * 2
 
 
+def test_a_repeated_phrase_returns_all_but_its_cadence_bar():
+    plans, _ = _walk(FormSpec("AB", 8, 4, phrases="aa"), Controls(), 16)
+    assert [p.source for p in plans[:8]] == [None, None, None, None, 0, 1, 2, None]
+    assert [p.source for p in plans[8:16]] == [None, None, None, None, 0, 1, 2, None]  # B: new, its own a a'
+
+
 def test_variation_one_writes_new_music_at_every_return():
     plans, _ = _walk(AABB, Controls(variation=1.0), 16)
-    assert not any(p.returning for p in plans)
+    assert all(p.source is None for p in plans)
 
 
 def test_a_knob_turn_starts_the_next_phrase_at_the_next_bar():
@@ -66,7 +72,7 @@ def test_a_knob_turn_starts_the_next_phrase_at_the_next_bar():
 def test_a_style_turn_starts_a_tune_without_the_old_context():
     _, state = _walk(AABB, Controls(style=0.0), 12)
     state, bar = plan(state, Controls(style=1.0), AABB)
-    assert bar.fresh_context and bar.position == 0 and bar.letter == "A" and not bar.returning
+    assert bar.fresh_context and bar.position == 0 and bar.letter == "A" and bar.source is None
     assert not state.themes_mask.any()
 
 
@@ -76,14 +82,14 @@ def test_keep_makes_the_section_playing_the_theme_that_returns_next():
     kept = keep(state)
     np.testing.assert_array_equal(kept.themes_mask[0], state.themes_mask[1])
     more, _ = _walk(AABB, Controls(), 12, kept)
-    assert [p.letter for p in more[4:5]] == ["A"] and more[4].returning  # the kept strain returns
+    assert more[4].letter == "A" and more[4].source == 0  # the kept strain returns
 
 
 def test_new_starts_a_new_tune_at_the_next_bar():
     _, state = _walk(AABB, Controls(), 12)
     fresh = renew(state)
     state, bar = plan(fresh, Controls(), AABB)
-    assert bar.position == 0 and bar.letter == "A" and not bar.returning
+    assert bar.position == 0 and bar.letter == "A" and bar.source is None
 
 
 def test_a_bad_form_is_a_manifest_error():
@@ -91,6 +97,8 @@ def test_a_bad_form_is_a_manifest_error():
         FormSpec("AABB", 8, 3)
     with pytest.raises(ManifestError, match="must start with A"):
         FormSpec("BA", 8, 4)
+    with pytest.raises(ManifestError, match="phrases 'aab' must be 2 letters"):
+        FormSpec("AB", 8, 4, phrases="aab")
 
 
 def test_return_sigmas_start_at_the_variation_level():

@@ -14,12 +14,12 @@ import torch
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.model.checkpoint import load_checkpoint
+from musicbox.precision import PRECISIONS
 from musicbox.quantize.bundle import BuildSettings, build_bundle
 from musicbox.quantize.calibrate import CalibrationGrid
 from musicbox.quantize.validate import LatentTap, ValidationPlan, denoiser_feeds
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.manifest import load_manifest
-from musicbox.runtime.precision import PRECISIONS
 from tests.helpers.tiny_model import tiny_checkpoint
 
 GRID = CalibrationGrid(styles=(0.0, 0.5, 4.0), tempos=(60.0, 160.0), moods=(-1.0, 1.0), seeds=(0,), bars=2)

@@ -1,4 +1,4 @@
-"""`musicbox bench`: the DESIGN.md host figures, each against its target, as a table and JSON.
+"""`musicbox bench`: the box's performance figures (docs/design.md), each against its target, as a table and JSON.
 
 ``musicbox bench [all]`` measures, in one run:
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 
 def register(sub):
-    p = sub.add_parser("bench", help="measure the DESIGN.md targets (or `bench soak`)")
+    p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`)")
     p.add_argument("mode", nargs="?", choices=("all", "soak"), default="all", help="all figures, or the soak")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
@@ -143,7 +143,6 @@ def _generation(root: Path, int8s: list[str], bars: int) -> dict:
 def _synth_and_cpu(root: Path, precision: str, bars: int, config) -> tuple[dict, float]:
     """Synth RTF over generated bars, and CPU seconds (generation + synthesis) per minute of music,
     synthesized with ``config``'s ``[synth]`` (as ``musicbox render`` does)."""
-    from musicbox.commands.render import synth_settings
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import Controls
     from musicbox.runtime.generator import Generator
@@ -151,7 +150,7 @@ def _synth_and_cpu(root: Path, precision: str, bars: int, config) -> tuple[dict,
 
     bundle = Bundle.open(root, precision=precision)
     gen, controls = Generator(bundle, seed=1), Controls()
-    renderer = Renderer(bundle.manifest.controls, synth_settings(config), config.audio.sample_rate)
+    renderer = Renderer(bundle.manifest.controls, config.synth, config.audio.sample_rate)
     renderer.render_roll(gen.next_bar(controls).roll, controls)  # warm-up: presets, sessions
     cpu0, music = time.process_time(), 0.0
     rolls = []
@@ -233,7 +232,7 @@ def _print_table(figures: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="musicbox bench (DESIGN.md targets)")
+    table = Table(title="musicbox bench (targets: docs/design.md)")
     for col in ("figure", "value", "target", "ok"):
         table.add_column(col)
     for name, r in figures["results"].items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from musicbox.runtime.precision import PRECISIONS
+from musicbox.precision import PRECISIONS
 
 
 def register(sub):

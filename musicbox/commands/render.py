@@ -11,10 +11,11 @@ defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundF
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from musicbox.errors import ConfigError
-from musicbox.runtime.precision import PRECISION_CHOICES
+from musicbox.precision import PRECISION_CHOICES
 
 FADE_SECONDS = 0.02
 
@@ -99,7 +100,8 @@ def run(args) -> int:
     style_names = [style.name for style in manifest.controls.styles]
     events = load_script(args.script, style_names) if args.script else []
     config = load_config(args.config)
-    renderer = Renderer(manifest.controls, synth_settings(config, args.soundfont), config.audio.sample_rate)
+    synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
+    renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
     gen = Generator(bundle, seed=args.seed)
     pcm, bars, now = [], [], 0.0
     while now < args.seconds:
@@ -119,13 +121,6 @@ def run(args) -> int:
     if args.stats:
         args.stats.write_text(json.dumps(stats, indent=2) + "\n")
     return 0
-
-
-def synth_settings(config, soundfont: Path | None = None):
-    """The config's ``[synth]``, with ``soundfont`` instead of its SoundFont when given."""
-    from dataclasses import replace
-
-    return config.synth if soundfont is None else replace(config.synth, soundfont=soundfont)
 
 
 def summary(bars, music_seconds: float, renderer) -> dict:
