@@ -151,9 +151,15 @@ def browser(box):
 
 
 def _wait(test, timeout_s: float = 20.0, what: str = "condition"):
+    """``test()``'s first truthy value within ``timeout_s``; a page still loading counts as not yet."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
-        value = test()
+        try:
+            value = test()
+        except (NoSuchElementException, StaleElementReferenceException):
+            value = None
         if value:
             return value
         time.sleep(0.1)
