@@ -86,6 +86,14 @@ def test_turn_every_knob_and_press_every_button(tmp_path, mock_pins, adc):
     assert rec.buttons == [Button.NEXT, Button.SAVE, Button.PLAY_PAUSE, Button.SHUTDOWN]
 
 
+def _polled_backend(tmp_path, rec):
+    """A gpio backend the test polls itself (no thread), reporting to ``rec``."""
+    config = box_config(tmp_path)
+    backend = GpioBackend(config, knob_map(config, STYLES), STYLES)
+    backend.on_controls, backend.on_button = rec.on_controls, rec.on_button
+    return backend
+
+
 def _poll_until(backend, t0, seconds, step=0.01):
     t = t0
     while t < t0 + seconds:
@@ -96,9 +104,7 @@ def _poll_until(backend, t0, seconds, step=0.01):
 
 def test_a_turn_changes_controls_within_the_rate_limit_and_jitter_does_not(tmp_path, mock_pins, adc):
     rec = Recorder()
-    config = box_config(tmp_path)
-    backend = GpioBackend(config, knob_map(config, STYLES), STYLES)
-    backend.on_controls, backend.on_button = rec.on_controls, rec.on_button
+    backend = _polled_backend(tmp_path, rec)
     try:
         backend.poll(0.0)
         assert len(rec.controls) == 1
@@ -146,9 +152,7 @@ def test_a_change_from_the_web_remote_holds_until_that_knob_is_turned(tmp_path, 
     """Last writer wins, knob by knob: the page's values stay until a pot is turned, and turning the
     tempo pot takes over the tempo only (style and mood keep the page's values)."""
     rec = Recorder()
-    config = box_config(tmp_path)
-    backend = GpioBackend(config, knob_map(config, STYLES), STYLES)
-    backend.on_controls, backend.on_button = rec.on_controls, rec.on_button
+    backend = _polled_backend(tmp_path, rec)
     try:
         backend.poll(0.0)
         page = Controls(style=2.0, tempo_bpm=150.0, mood=0.8, variation=0.9)
