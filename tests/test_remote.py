@@ -358,3 +358,45 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed")
+def test_a_sound_card_that_shows_up_later_is_used_from_then_on(tmp_path, bundle):
+    from musicbox.runtime.box.soak import JackDummy
+
+    name = f"mblate{os.getpid()}"
+    config = tmp_path / "box.toml"
+    port = _free_port()
+    config.write_text(
+        f'[recording]\nfolder = "{tmp_path}/rec"\n'
+        f'[remote]\nenabled = true\nbind = "127.0.0.1"\nport = {port}\nstate_dir = "{tmp_path}/st"\n'
+    )
+    stats = tmp_path / "s.json"
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--bundle", str(bundle)]
+    cmd += ["--backend", "none", "--seconds", "60", "--stats", str(stats)]
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"}
+    log = tmp_path / "play.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = JackDummy(name=name)
+    try:
+        _until(lambda: stats.exists() and json.loads(stats.read_text())["bars_played"] >= 1, 30)
+        assert "playing to the web remote's stream only" in log.read_text()
+        server.start()  # the sound card arrives
+        _until(lambda: "an audio device is here now" in log.read_text(), 30)
+        _until(lambda: json.loads(stats.read_text())["bars_played"] >= 6, 30)
+        assert json.loads(stats.read_text())["underruns"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        server.stop()
+    assert proc.returncode == 0, log.read_text()
+    assert "JACK" in log.read_text().split("an audio device is here now")[1].splitlines()[0]
+
+
+def _until(test, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while not test():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.1)

@@ -56,7 +56,8 @@ class PlayerSettings:
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
     clock_fallback: when no device can be opened (at the start, or again after it was lost), play to
     :class:`ClockStream` (paced by the clock, no sound here) instead of failing: the web remote's stream
-    is then the box's only output until the box restarts.
+    is then the box's only output, and the device is tried again every ``device_retry_s`` seconds (a USB
+    card or DAC that shows up later is used from then on).
     """
 
     sample_rate: int = 44100
@@ -68,6 +69,7 @@ class PlayerSettings:
     backoff_s: tuple[float, float] = (0.25, 4.0)
     close_timeout_s: float = 2.0
     clock_fallback: bool = False
+    device_retry_s: float = 10.0
 
 
 class ClockStream:
@@ -265,12 +267,14 @@ class Player:
         stream = ClockStream(s.sample_rate, s.blocksize, self.ring.spec.channels, self._callback)
         stream.start()
         self._stream = stream
+        self._next_attempt = time.monotonic() + self.settings.device_retry_s
         self.host_api = "clock"
         self.last_callback = time.monotonic()
         self.state = StreamState.RUNNING
         log.info("audio stream open: %s", self.describe())
 
-    def _open_device(self) -> None:
+    def _open_device(self, before_start=None) -> None:
+        """Open the PortAudio stream; ``before_start()`` runs once it is open, just before it starts."""
         s = self.settings
         if self._sd is None:
             raise AudioDeviceError("PortAudio is not available")
@@ -284,6 +288,8 @@ class Player:
                 dtype="float32",
                 callback=self._callback,
             )
+            if before_start is not None:
+                before_start()
             stream.start()
         except (self._sd.PortAudioError, ValueError) as exc:
             which = "the system default" if s.device in (None, "") else repr(s.device)
@@ -332,7 +338,26 @@ class Player:
             self._mark_lost(now)
         if self.state is StreamState.LOST and now >= self._next_attempt:
             self._try_reopen(now)
+        if isinstance(self._stream, ClockStream) and now >= self._next_attempt:
+            self._next_attempt = now + self.settings.device_retry_s
+            self._try_device()
         return self.state
+
+    def _try_device(self) -> None:
+        """Playing to the clock: switch to the audio device if it can be opened now (the clock stops
+        just before the device starts, so one thread at a time runs the callback)."""
+        if self._sd is None or self._jack_loaded():  # re-scanning under a JACK host API can abort
+            return
+        self._sd._terminate()  # re-scan devices: a card plugged in since is new
+        self._sd._initialize()
+        clock = self._stream
+        try:
+            self._open_device(before_start=clock.abort)
+        except AudioDeviceError:
+            if not clock.active:  # the device opened but failed to start: back to the clock
+                self._open_clock()
+            return
+        log.info("an audio device is here now: playing to %s", self.describe())
 
     def _lost(self, now: float) -> bool:
         stream = self._stream
