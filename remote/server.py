@@ -26,6 +26,7 @@ needs the CSRF header and a same-origin request, see :mod:`musicbox.remote.auth`
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
@@ -192,7 +193,7 @@ class RemoteServer:
 
     async def _stop(self) -> None:
         for q in list(self._clients) + list(self._streams):
-            q.put_nowait(None)
+            _put_newest(q, None)  # ends the page's response
         await self._runner.cleanup()
 
     # ---- from the box (any thread) ------------------------------------------------------------------
@@ -239,9 +240,7 @@ class RemoteServer:
     def _broadcast(self) -> None:
         data = f"data: {json.dumps(self.view())}\n\n".encode()
         for q in list(self._clients):
-            if q.full():
-                q.get_nowait()  # a slow page gets the newest state, not a growing backlog
-            q.put_nowait(data)
+            _put_newest(q, data)
 
     # ---- the application ----------------------------------------------------------------------------
 
@@ -304,7 +303,7 @@ class RemoteServer:
         token = request.cookies.get(COOKIE)
         if not self.pairing.valid(token):
             return 401, "not paired: enter the pairing code shown by the box"
-        if changes and request.headers.get(CSRF_HEADER) != csrf_of(token):
+        if changes and not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), csrf_of(str(token))):
             return 403, f"missing or wrong {CSRF_HEADER} header"
         return None
 
@@ -492,6 +491,13 @@ class RemoteServer:
             self._streams.discard(q)
             self.stream.remove(listener)
         return response
+
+
+def _put_newest(q: asyncio.Queue, item) -> None:
+    """Queue ``item``, dropping the oldest if full: a slow page gets the newest, not a growing backlog."""
+    if q.full():
+        q.get_nowait()
+    q.put_nowait(item)
 
 
 def body_of(c: Controls) -> dict:
