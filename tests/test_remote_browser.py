@@ -323,7 +323,7 @@ def test_the_stream_plays_in_the_browser(box, browser):
         f"stream latency (bar start on the box -> the browser plays it): {playing_at - first_bar_at:.2f} s; "
         f"MP3 encoding {100 * stream['cpu_s'] / stream['audio_s']:.1f} % of a core"
     )
-    assert -0.5 < playing_at - first_bar_at < 1.0
+    assert -0.5 < playing_at - first_bar_at < 1.5  # (0.2-0.3 s on an idle machine; the src= path: ~2 s)
     if os.environ.get("MUSICBOX_SCREENSHOT"):
         browser.execute_script("window.scrollTo(0, 0)")
         browser.save_screenshot(os.environ["MUSICBOX_SCREENSHOT"])
