@@ -1,7 +1,8 @@
 """The web remote's HTTP server: aiohttp on its own thread and event loop in the box's main process.
 
-Why aiohttp: one well-kept library (aio-libs, regular releases, manylinux wheels for aarch64 and x86)
-that has all the remote needs — a C HTTP parser, streamed responses for Server-Sent Events and the MP3
+Why aiohttp: one well-kept library (aio-libs, regular releases; manylinux aarch64 wheels of aiohttp and
+its C parts — multidict, yarl, frozenlist, propcache — for Python 3.10 (JetPack 6) and 3.11 (Raspberry Pi
+OS bookworm), as for x86) that has all the remote needs — a C HTTP parser, streamed responses for Server-Sent Events and the MP3
 stream, static files — and no other service; its import adds about 15 MB RSS (``musicbox bench remote``),
 under the 20 MB budget, where starlette + uvicorn bring anyio, h11 and click on top, and the standard
 library's ``http.server`` is documented as unfit for serving a network. The event loop waits in
