@@ -277,6 +277,25 @@ def test_a_saved_recording_downloads_as_wav_and_midi(box, browser):
     assert sum(1 for m in midi if m.type == "note_on" and m.velocity) > 10
 
 
+def test_a_recording_plays_in_the_page_and_is_deleted_from_it(box, browser):
+    from selenium.webdriver.common.by import By
+
+    first = box.wait_stats(lambda d: True)["saves"]
+    browser.find_element(By.ID, "btn-save").click()  # a second one: the first goes, one stays for later
+    box.wait_stats(lambda d: d["saves"] > first, 20)
+    browser.execute_script("refreshRecordings()")
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#recordings li")) == 2, what="two recordings")
+    oldest = browser.find_elements(By.CSS_SELECTOR, "#recordings li")[-1]
+    name = oldest.find_element(By.CLASS_NAME, "name").text.split()[0]
+    oldest.find_element(By.XPATH, ".//button[text()='play']").click()
+    played = "return document.getElementById('player').currentTime"
+    _wait(lambda: browser.execute_script(played) > 0.5, 20, "the recording playing in the page")
+    browser.execute_script("document.getElementById('player').pause()")
+    oldest.find_element(By.XPATH, ".//button[text()='delete']").click()
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#recordings li")) == 1, what="the list updated")
+    assert not list(box.recordings.glob(f"{name}.*")) and len(list(box.recordings.glob("*.wav"))) == 1
+
+
 def test_presets_save_and_recall_the_knobs_and_seed(box, browser):
     from selenium.webdriver.common.by import By
 
