@@ -57,14 +57,35 @@ def test_next_keeps_controls_and_changes_the_seed(box):
     assert box._resume.seed == 99 and box._resume.controls == box.controls and box._resume.from_bar == 1
 
 
-def test_a_worker_without_heartbeat_is_hung(box):
+def test_a_worker_without_heartbeat_is_hung_even_before_its_first_bar(box):
     alive = SimpleNamespace(pid=4242, is_alive=lambda: True)
     worker = WorkerHandle(alive, None, time.monotonic(), ready=True, wrote=True)
     box.ring.beat(4242)
+    box.ring.mark_progress()
+    assert box.hang_timeout_s == 2.0  # a third of the 6 s buffered
     assert box._worker_problem(worker, time.monotonic()) == ""
-    assert "hung" in box._worker_problem(worker, time.monotonic() + 10.0)
-    starting = WorkerHandle(alive, None, time.monotonic())
-    assert box._worker_problem(starting, time.monotonic() + 10.0) == ""  # loading: start timeout applies
+    assert "hung" in box._worker_problem(worker, time.monotonic() + 2.5)
+    starting = WorkerHandle(alive, None, time.monotonic())  # loading, no bar yet, frozen: same timeout
+    assert "hung" in box._worker_problem(starting, time.monotonic() + 2.5)
+
+
+def test_a_beating_worker_whose_main_thread_makes_no_progress_is_stuck(box):
+    alive = SimpleNamespace(pid=4242, is_alive=lambda: True)
+    worker = WorkerHandle(alive, None, time.monotonic() - 40.0, ready=True, wrote=True)
+    box.ring.mark_progress()
+    box.ring.beat(4242)
+    assert box._worker_problem(worker, time.monotonic()) == ""
+    box.ring._floats[1] -= 31.0  # the progress stamp is 31 s old, the heartbeat fresh
+    assert "stuck" in box._worker_problem(worker, time.monotonic())
+
+
+@pytest.mark.parametrize(
+    "bars,tempo,seconds", [(4, 160.0, 6.0), (1, 300.0, 6.0), (4, 300.0, 6.0), (2, 60, 6.0)]
+)
+def test_the_worker_keeps_the_buffered_seconds_at_any_tempo(bars, tempo, seconds):
+    settings = WorkerSettings(Path("/x"), ahead_bars=bars, ahead_s=seconds)
+    ahead = settings.ahead_for(tempo)
+    assert ahead >= bars and ahead * Controls(tempo_bpm=tempo).bar_seconds() >= seconds
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch):
