@@ -1,6 +1,8 @@
 """Faults of the playing box, through the real `musicbox play` on a real-time-paced JACK dummy device:
-worker SIGKILL mid-bar and SIGSTOP (hang) with zero underruns, a bad config and a missing shard (exit 78),
-and the audio device vanishing (the box exits 69 for systemd to restart it rather than hanging)."""
+worker SIGKILL mid-bar and SIGSTOP (hang) with zero underruns, also of a just-restarted worker and at
+300 BPM with one bar buffered; a bad config, a missing shard and a missing shipped bundle (exit 78); the
+audio device vanishing (exit 69 for systemd to restart it rather than hanging) and missing at start
+(waited for); a second `play` (exit 75); SAVE onto a full or read-only disk; a save's leftovers."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from musicbox.runtime.box.proc import _children
 from musicbox.runtime.box.soak import JackDummy
 from tests.helpers.synthetic_bundle import build_bundle
 
@@ -34,17 +37,42 @@ def bundle(tmp_path_factory) -> Path:
     return build_bundle(tmp_path_factory.mktemp("bundle"))
 
 
-def _config(tmp_path: Path, extra: str = "") -> Path:
+def _config(tmp_path: Path, extra: str = "", audio: str = "buffer_bars = 6") -> Path:
     path = tmp_path / "box.toml"
-    path.write_text(f'[audio]\nbuffer_bars = 6\n[recording]\nfolder = "{tmp_path}/rec"\n{extra}')
+    path.write_text(f'[audio]\n{audio}\n[recording]\nfolder = "{tmp_path}/rec"\n{extra}')
     return path
 
 
-def _play(tmp_path: Path, bundle: Path, seconds: float, extra: str = "") -> tuple[subprocess.Popen, Path]:
+def _play(
+    tmp_path: Path,
+    bundle: Path,
+    seconds: float,
+    extra: str = "",
+    backend: str = "none",
+    env=None,
+    audio: str = "buffer_bars = 6",
+) -> tuple[subprocess.Popen, Path]:
     stats = tmp_path / "s.json"
-    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(_config(tmp_path, extra))]
-    cmd += ["--bundle", str(bundle), "--seconds", str(seconds), "--stats", str(stats), "--backend", "none"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), stats
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(_config(tmp_path, extra, audio))]
+    cmd += ["--bundle", str(bundle), "--seconds", str(seconds), "--stats", str(stats), "--backend", backend]
+    env = {**os.environ, **(env or {})}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), stats
+
+
+def _workers(main_pid: int) -> list[int]:
+    """The worker processes of the box ``main_pid``: children of its fork server (a child of the box)."""
+    return [w for child in _children(main_pid) for w in _children(child)]
+
+
+def _new_worker(main_pid: int, old: int, timeout_s: float) -> int:
+    """The first worker pid other than ``old`` to appear (polled every 10 ms)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        fresh = [w for w in _workers(main_pid) if w != old]
+        if fresh:
+            return fresh[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no new worker within {timeout_s} s")
 
 
 def _wait_for(stats: Path, test, timeout_s: float) -> dict:
@@ -112,3 +140,40 @@ def test_audio_device_vanishing_is_not_a_hang(bundle, tmp_path):
         server.stop()
     assert proc.returncode == 69, out
     assert "audio device lost" in out and "restarts" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",  # the defaults: 4 bars, 6 s buffered
+        pytest.param('[knobs]\nmax_bpm = 300.0\nbackend = "scripted"\nscript = "{script}"\n', id="300bpm"),
+    ],
+)
+def test_a_just_restarted_worker_that_freezes_is_replaced_within_8_s_without_silence(
+    jack, bundle, tmp_path, extra
+):
+    if extra:  # 300 BPM (0.8 s bars) and buffer_bars = 1: the buffer is sized in seconds, not bars
+        script = tmp_path / "fast.json"
+        script.write_text('[{"at": 0, "tempo": 300}]')
+        extra = extra.format(script=script)
+    audio = "buffer_bars = 1" if extra else ""
+    proc, stats = _play(tmp_path, bundle, 60, extra, "scripted" if extra else "none", audio=audio)
+    try:
+        first = _wait_for(stats, lambda d: d["bars_played"] >= 2 and d["worker_pid"], 40)
+        os.kill(first["worker_pid"], signal.SIGKILL)
+        fresh = _new_worker(proc.pid, first["worker_pid"], 10)
+        os.kill(fresh, signal.SIGSTOP)  # frozen before it wrote (or even loaded) anything
+        frozen_at = time.monotonic()
+        replaced = _wait_for(
+            stats, lambda d: d["worker_restarts"] == 2 and d["worker_pid"] not in (None, fresh), 20
+        )
+        replaced_s = time.monotonic() - frozen_at
+        played = _wait_for(stats, lambda d: d["bars_played"] >= replaced["bars_played"] + 3, 30)
+        print(f"frozen worker replaced after {replaced_s:.1f} s: {replaced['last_recovery']}")
+        assert replaced_s < 8.0
+        assert played["underruns"] == 0 and played["silence_s"] == 0.0, played
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out

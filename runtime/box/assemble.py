@@ -44,9 +44,10 @@ def tempo_range(config, manifest) -> tuple[float, float]:
     return min(config.knobs.min_bpm, tempo.min_bpm), max(config.knobs.max_bpm, tempo.max_bpm)
 
 
-PROCESSES_MB = 300.0
-"""MiB the box's two processes take besides the ring and the recording buffer (main ~150, worker ~120 with
-the shipped bundle under JACK, measured with `musicbox play --stats`), plus headroom."""
+PROCESSES_MB = 270.0
+"""MiB the box's processes take besides the bar ring and the SAVE buffer: the main process ~142 and the
+worker ~110 (RSS with the shipped bundle under JACK, `musicbox play --stats`: 258 and 110 MiB, less the
+ring and the 10-minute SAVE buffer), the fork server and resource tracker, and a little headroom."""
 
 
 @dataclass(frozen=True)
