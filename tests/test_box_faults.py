@@ -6,10 +6,12 @@ audio device vanishing (exit 69 for systemd to restart it rather than hanging) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,9 +39,11 @@ def bundle(tmp_path_factory) -> Path:
     return build_bundle(tmp_path_factory.mktemp("bundle"))
 
 
-def _config(tmp_path: Path, extra: str = "", audio: str = "buffer_bars = 6") -> Path:
+def _config(
+    tmp_path: Path, extra: str = "", audio: str = "buffer_bars = 6", folder: Path | None = None
+) -> Path:
     path = tmp_path / "box.toml"
-    path.write_text(f'[audio]\n{audio}\n[recording]\nfolder = "{tmp_path}/rec"\n{extra}')
+    path.write_text(f'[audio]\n{audio}\n[recording]\nfolder = "{folder or tmp_path / "rec"}"\n{extra}')
     return path
 
 
@@ -51,9 +55,11 @@ def _play(
     backend: str = "none",
     env=None,
     audio: str = "buffer_bars = 6",
+    folder: Path | None = None,
 ) -> tuple[subprocess.Popen, Path]:
     stats = tmp_path / "s.json"
-    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(_config(tmp_path, extra, audio))]
+    config = _config(tmp_path, extra, audio, folder)
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config)]
     cmd += ["--bundle", str(bundle), "--seconds", str(seconds), "--stats", str(stats), "--backend", backend]
     env = {**os.environ, **(env or {})}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), stats
@@ -177,3 +183,76 @@ def test_a_just_restarted_worker_that_freezes_is_replaced_within_8_s_without_sil
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, out
+
+
+@pytest.mark.slow
+def test_the_watchdog_stops_being_fed_when_no_music_comes_out(jack, bundle, tmp_path):
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(0.01)
+    env = {"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "2000000"}  # ping every 1 s while healthy
+    proc, stats = _play(tmp_path, bundle, 90, env=env, audio="")
+    pings, frozen, silence_start = [], set(), None
+    try:
+        _wait_for(stats, lambda d: d["bars_played"] >= 1, 40)
+        end = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                if b"WATCHDOG=1" in sock.recv(4096):
+                    pings.append(time.monotonic())
+            for pid in set(_workers(proc.pid)) - frozen:  # every worker freezes: the music runs out
+                os.kill(pid, signal.SIGSTOP)
+                frozen.add(pid)
+            data = json.loads(stats.read_text())
+            if silence_start is None and data["silence_s"] > 0:
+                silence_start = time.monotonic() - 1.0 - data["silence_s"]  # stats are <= 1 s old
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+        sock.close()
+    assert silence_start is not None, out
+    before = [t for t in pings if t < silence_start]
+    after = [t for t in pings if t > silence_start + 2.0]  # the interval (WATCHDOG_USEC) after silence began
+    assert len(before) >= 3 and not after, (len(before), [t - silence_start for t in after])
+    assert "giving up" in out  # the workers kept freezing: the box exits for systemd to restart it
+
+
+@pytest.fixture
+def tiny_mount(tmp_path):
+    """A 2 MiB tmpfs (mounting needs root): returns a function that mounts it, with options, at a path."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"mnt{len(mounted)}"
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=2m,{options}", "tmpfs", str(where)], check=True)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options,save_at,expect", [("rw", 14, "is full"), ("ro", 4, "not writable")])
+def test_save_onto_a_full_or_read_only_disk_is_counted_in_one_line(
+    jack, bundle, tmp_path, tiny_mount, options, save_at, expect
+):
+    folder = tiny_mount(options)  # 2 MiB: 14 s of audio (2.4 MiB) do not fit; read-only: nothing does
+    script = tmp_path / "save.json"
+    script.write_text(f'[{{"at": {save_at}, "button": "save"}}]')
+    extra = f'[knobs]\nscript = "{script}"\n'
+    proc, stats = _play(tmp_path, bundle, save_at + 8, extra, "scripted", audio="", folder=folder)
+    out = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 0, out
+    final = json.loads(stats.read_text())
+    assert final["save_failures"] == 1 and final["saves"] == 0, final
+    failures = [line for line in out.splitlines() if "save failed, playing on" in line]
+    assert len(failures) == 1 and expect in failures[0] and "[recording]" in failures[0], out
+    assert "Traceback" not in out and "LibsndfileError" not in out
+    assert not [p for p in folder.iterdir() if p.name != ".musicbox.lock"]  # no partial file
+    assert final["bars_played"] * 2.4 > save_at + 4  # it played on after the failed save

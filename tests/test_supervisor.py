@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,3 +132,38 @@ def test_full_disk_is_logged_playback_goes_on_and_earlier_saves_survive(tmp_path
     assert rec.failures == 1 and "No space left" in rec.last_error
     assert {p.name: p.stat().st_size for p in (tmp_path / "rec").iterdir()} == before
     assert "save failed, playing on" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_libsndfile_failing_mid_write_on_a_full_disk_is_one_explained_line(tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    try:
+        rec = _recorder(folder)  # 3 s at 8 kHz = 94 KiB; the disk is filled to leave less
+        (folder / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))
+        monkeypatch.setattr(recorder_module, "_check_room", lambda *_: None)  # the disk fills up mid-write
+        rec.save().join(10)
+        assert rec.failures == 1 and rec.saves == 0
+        assert "ran full while saving" in rec.last_error and "minutes_kept" in rec.last_error
+        assert sorted(p.name for p in folder.iterdir()) == ["filler"]  # no partial file
+        assert rec.last_event.startswith("save failed:")
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_leftovers_of_a_killed_save_are_removed_at_the_next_start(tmp_path, caplog):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / ".musicbox-20260101-120000.wav.tmp").write_bytes(b"RIFF partial")
+    (folder / "musicbox-20251231-090000.wav").write_bytes(b"RIFF a whole earlier save")
+    (folder / ".other.tmp").write_bytes(b"not ours")
+    gone = Recorder(folder, minutes_kept=1, sample_rate=8000).remove_leftovers()
+    assert [p.name for p in gone] == [".musicbox-20260101-120000.wav.tmp"]
+    assert sorted(p.name for p in folder.iterdir()) == [".other.tmp", "musicbox-20251231-090000.wav"]
+    assert "unfinished save" in caplog.text
+
+
+def test_save_keeps_the_minutes_the_config_says():
+    rec = Recorder(Path("/nonexistent"), minutes_kept=10, sample_rate=8000)
+    assert rec._pcm.shape[0] == 10 * 60 * 8000

@@ -15,22 +15,24 @@ from musicbox.errors import AlreadyRunningError
 LOCK_NAME = ".musicbox.lock"
 
 
-def lock_path(folder: Path) -> Path:
-    """The lock file: in the recordings folder, or in the runtime folder when that cannot be created."""
+def _open_lock(folder: Path) -> tuple[int, Path]:
+    """Open (create) the lock file in the recordings folder, or in the runtime folder when the recordings
+    folder cannot be written (a read-only disk: the box still plays, SAVE reports the problem)."""
     folder = Path(folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK_NAME
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), path
     except OSError:
         runtime = os.environ.get("RUNTIME_DIRECTORY") or os.environ.get("XDG_RUNTIME_DIR")
-        folder = Path(runtime or tempfile.gettempdir())
-    return folder / LOCK_NAME
+        path = Path(runtime or tempfile.gettempdir()) / LOCK_NAME
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), path
 
 
 def hold_box_lock(folder: Path) -> int:
     """Take the lock for recordings folder ``folder``; returns the open descriptor (keep it open while
     playing). Raises AlreadyRunningError naming the pid that holds it."""
-    path = lock_path(folder)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd, path = _open_lock(folder)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
