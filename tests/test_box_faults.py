@@ -256,3 +256,73 @@ def test_save_onto_a_full_or_read_only_disk_is_counted_in_one_line(
     assert "Traceback" not in out and "LibsndfileError" not in out
     assert not [p for p in folder.iterdir() if p.name != ".musicbox.lock"]  # no partial file
     assert final["bars_played"] * 2.4 > save_at + 4  # it played on after the failed save
+
+
+@pytest.mark.slow
+def test_a_second_play_exits_75_and_the_first_cleans_a_killed_saves_leftover(jack, bundle, tmp_path):
+    leftover = tmp_path / "rec" / ".musicbox-20260101-120000.wav.tmp"  # SIGKILL during a save leaves this
+    leftover.parent.mkdir()
+    leftover.write_bytes(b"RIFF half a save")
+    first, stats = _play(tmp_path, bundle, 40)
+    try:
+        _wait_for(stats, lambda d: d["bars_played"] >= 1, 40)
+        assert not leftover.exists()
+        second = subprocess.run(
+            [sys.executable, "-m", "musicbox.cli", "play", "--config", str(tmp_path / "box.toml")]
+            + ["--bundle", str(bundle), "--seconds", "5", "--backend", "none"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 75, second.stderr
+        assert f"already playing (pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        assert first.poll() is None  # the first box plays on
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out = first.communicate(timeout=30)[0]
+    assert first.returncode == 0 and "unfinished save" in out, out
+
+
+def test_a_missing_shipped_bundle_exits_78(tmp_path):
+    firmware = tmp_path / "firmware_config"  # a copy of the defaults with no assets/bundle beside it
+    shutil.copytree(Path(__file__).resolve().parent.parent / "firmware_config", firmware)
+    config = _config(tmp_path, '[knobs]\nbackend = "none"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--seconds", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MUSICBOX_FIRMWARE_DIR": str(firmware)},
+    )
+    assert result.returncode == 78, result.stderr
+    assert "no bundle shipped" in result.stderr and "--bundle" in result.stderr
+
+
+def test_a_config_that_needs_more_memory_than_the_unit_allows_exits_78_with_numbers(bundle, tmp_path):
+    extra = "[knobs]\nmin_bpm = 20.0\n"
+    proc, _ = _play(tmp_path, bundle, 5, extra, audio="buffer_bars = 64")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 78, out
+    assert "buffer_bars = 64" in out and "min_bpm = 20" in out and "MemoryMax=512M" in out
+    assert "bar ring 529 MiB (131 bars of up to 12.0 s)" in out
+
+
+@pytest.mark.slow
+def test_a_missing_audio_device_is_waited_for_and_played_when_it_comes(bundle, tmp_path):
+    name = f"mblate{os.getpid()}"
+    proc, stats = _play(tmp_path, bundle, 60, env={"JACK_DEFAULT_SERVER": name})
+    server = JackDummy(name=name)
+    try:
+        time.sleep(12)  # unplugged: no device at all (before, the box exited 69 within a second)
+        assert proc.poll() is None, proc.communicate()[0]
+        waiting = _wait_for(stats, lambda d: d["audio_state"] == "lost", 5)
+        assert waiting["bars_played"] == 0
+        server.start()  # plugged back in
+        back = _wait_for(stats, lambda d: d["bars_played"] >= 2, 30)
+        assert back["audio_state"] == "running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+        server.stop()
+    assert proc.returncode == 0, out
+    assert "waiting for the audio device" in out and "audio device back" in out
