@@ -167,3 +167,32 @@ def test_leftovers_of_a_killed_save_are_removed_at_the_next_start(tmp_path, capl
 def test_save_keeps_the_minutes_the_config_says():
     rec = Recorder(Path("/nonexistent"), minutes_kept=10, sample_rate=8000)
     assert rec._pcm.shape[0] == 10 * 60 * 8000
+
+
+def test_the_terminal_says_where_a_save_went(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from musicbox.commands.play import _status_publisher
+    from musicbox.config import load_config
+    from musicbox.device import open_backend
+
+    config = tmp_path / "box.toml"
+    config.write_text('[knobs]\nbackend = "terminal"\n')
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200, color_system=None)
+    backend = open_backend(load_config(config), ("chorale",), input_fd=read_fd, console=console)
+    rec = _recorder(tmp_path / "rec")
+    rec.save().join(10)
+    box = SimpleNamespace(style_names=("chorale",), recorder=rec)
+    stats = {"state": "playing", "bars_played": 4, "controls": {"style": 0, "tempo_bpm": 120, "mood": 0}}
+    try:
+        backend.start(lambda _c: None, lambda _b: None)
+        _status_publisher(None, backend, box)({**stats, "last_save": rec.last_event})
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
+    wav, mid = rec.last_saved
+    assert f"saved {wav} and {mid.name}" in out.getvalue()
