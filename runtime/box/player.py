@@ -193,6 +193,10 @@ class Player:
 
     # ---- control (main process, supervisor thread) -------------------------------------------------
 
+    def bar_phase(self) -> float:
+        """How far into the playing bar the output is, 0..1 (0 before the first bar)."""
+        return self._pos / self._frames if self._frames else 0.0
+
     def pause(self) -> None:
         """Fade out and hold the place in the bar."""
         self.paused = True
