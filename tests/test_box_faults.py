@@ -326,3 +326,74 @@ def test_a_missing_audio_device_is_waited_for_and_played_when_it_comes(bundle, t
         server.stop()
     assert proc.returncode == 0, out
     assert "waiting for the audio device" in out and "audio device back" in out
+
+
+def _unit_restart_settings() -> dict[str, str]:
+    """The shipped unit's restart settings (the last value of each key)."""
+    unit = Path(__file__).resolve().parent.parent / "firmware_config" / "systemd" / "musicbox.service"
+    keys = ("Restart", "RestartSec", "RestartPreventExitStatus", "StartLimitIntervalSec", "StartLimitBurst")
+    found = {}
+    for line in unit.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key in keys:
+            found[key] = value.strip()
+    assert set(found) == set(keys), found
+    return found
+
+
+@pytest.mark.soak
+def test_with_the_units_restart_settings_a_device_gone_2_minutes_plays_again_without_help(bundle, tmp_path):
+    """systemd's restart logic walked with the unit's own settings around the real `play`: the device (a
+    JACK server) vanishes under the playing box, stays away 2 minutes, comes back."""
+    unit = _unit_restart_settings()
+    assert unit["Restart"] == "on-failure"
+    prevent = {int(c) for c in unit["RestartPreventExitStatus"].split()}
+    interval, burst = float(unit["StartLimitIntervalSec"]), int(unit["StartLimitBurst"])
+    name = f"mbunplug{os.getpid()}"
+    starts: list[float] = []
+    exits: list[int] = []
+    box: list[subprocess.Popen] = []
+    stats = tmp_path / "s.json"
+
+    def start() -> None:
+        recent = [t for t in starts if t > time.monotonic() - interval]
+        assert len(recent) < burst, f"start limit hit: systemd gives up (exits {exits})"
+        starts.append(time.monotonic())
+        stats.unlink(missing_ok=True)
+        box.append(_play(tmp_path, bundle, 600, env={"JACK_DEFAULT_SERVER": name})[0])
+
+    def service(until: float) -> None:
+        """Restart=on-failure with RestartSec= and the start limit, until ``until`` (monotonic)."""
+        while time.monotonic() < until:
+            code = box[-1].poll()
+            if code is not None:
+                exits.append(code)
+                assert code != 0 and code not in prevent, box[-1].communicate()[0]
+                time.sleep(float(unit["RestartSec"]))
+                start()
+            time.sleep(0.2)
+
+    server = JackDummy(name=name)
+    server.start()
+    try:
+        start()
+        _wait_for(stats, lambda d: d["bars_played"] >= 2, 40)
+        server.stop()  # unplugged while playing
+        service(time.monotonic() + 120)
+        assert box[-1].poll() is None  # the service is up, waiting for the device
+        server.start()  # plugged back in
+        end = time.monotonic() + 40
+        while time.monotonic() < end and not (
+            stats.exists() and json.loads(stats.read_text())["bars_played"] >= 2
+        ):
+            service(time.monotonic() + 1)
+        final = json.loads(stats.read_text())
+        assert final["bars_played"] >= 2 and final["audio_state"] == "running", final
+        print(f"starts: {len(starts)}, exits: {exits}")
+        assert len(starts) <= 2 and exits == [69]
+    finally:
+        for proc in box:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=30)
+        server.stop()
