@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicbox.config import BoxConfig, firmware_dir, load_config, shipped_bundle
+from musicbox.config import BoxConfig, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.bundle import sha256_file
+from musicbox.firmware import firmware_dir
 from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
+from musicbox.runtime.digest import sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 WAITS = " (a playing box waits for it, retrying, and plays as soon as it appears)"

@@ -75,10 +75,11 @@ def _parse_event(item, index: int, style_names: Sequence[str], source: str) -> S
     unknown = set(item) - set(EVENT_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(EVENT_KEYS)}")
-    if len(item) < 2 or "at" not in item:
+    at = _number(item, "at", 0.0, math.inf, where)
+    if len(item) < 2 or at is None:
         raise ConfigError(f'{where}: needs "at" (seconds) and at least one of {", ".join(EVENT_KEYS[1:])}')
     return ScriptEvent(
-        at=_number(item, "at", 0.0, math.inf, where),
+        at=at,
         style=_style(item.get("style"), style_names, where),
         tempo_bpm=_number(item, "tempo", 20.0, 300.0, where),
         mood=_number(item, "mood", -1.0, 1.0, where),

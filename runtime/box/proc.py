@@ -8,8 +8,10 @@ from pathlib import Path
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone)."""
+def rss_mb(pid: int | None) -> float | None:
+    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone or never started)."""
+    if pid is None:
+        return None
     try:
         with open(f"/proc/{pid}/statm") as f:
             pages = int(f.read().split()[1])

@@ -37,7 +37,7 @@ import queue
 import random
 import time
 from dataclasses import dataclass, replace
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 
 from musicbox import errors
 from musicbox.errors import MusicBoxError
@@ -102,7 +102,7 @@ class WorkerHandle:
     """One worker process and its pipe end; ``started`` is time.monotonic() at spawn, seconds."""
 
     process: mp.process.BaseProcess
-    conn: object
+    conn: Connection
     started: float
     ready: bool = False
     wrote: bool = False
@@ -235,7 +235,7 @@ class Supervisor:
 
     def _sleep(self) -> None:
         """Wait for a worker message, a worker death, a wake-up or the tick (no busy loop)."""
-        handles = [self._wake_r]
+        handles: list[Connection | int] = [self._wake_r]
         if self.worker is not None:
             handles += [self.worker.conn, self.worker.process.sentinel]
         tick = self.settings.tick_s * (5 if self.state is BoxState.PAUSED else 1)
