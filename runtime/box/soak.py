@@ -136,7 +136,7 @@ def _box_cpu_s(jack: JackDummy) -> float:
     """CPU seconds of this process and its descendants, less the JACK server's (not part of the box)."""
     from musicbox.runtime.box.proc import tree_cpu_s
 
-    return tree_cpu_s() - tree_cpu_s(jack.proc.pid)
+    return tree_cpu_s() - (tree_cpu_s(jack.proc.pid) if jack.proc is not None else 0.0)
 
 
 def _killer(box, every_s: float, stop: threading.Event, phases: list[float]) -> None:
