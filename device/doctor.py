@@ -214,7 +214,7 @@ def _file_entries(node):
 def check_memory(config: BoxConfig, root: Path = Path("/")) -> Check:
     """Available memory (MemAvailable) and the service's limit (MemoryMax) against what this configuration
     needs (the box's own estimate: processes, bar ring, SAVE buffer)."""
-    from musicbox.runtime.box.assemble import memory_limit_mb, memory_need
+    from musicbox.runtime.buffering import memory_limit_mb, memory_need
 
     meminfo = _meminfo(root)
     if "MemAvailable" not in meminfo:

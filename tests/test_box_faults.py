@@ -108,6 +108,7 @@ def test_worker_killed_and_hung_keeps_playing_without_underruns(jack, bundle, tm
         print(
             f"recovery after kill -9: {killed['last_recovery_s']:.2f} s, after a hang {hung['last_recovery_s']:.2f} s"
         )
+        _wait_for(stats, lambda d: d["bars_played"] >= 4, 20)
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0]

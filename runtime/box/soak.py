@@ -58,6 +58,7 @@ class JackDummy:
         self.sample_rate = sample_rate
         self.period = period
         self.proc: subprocess.Popen | None = None
+        self._previous_server: str | None = os.environ.get("JACK_DEFAULT_SERVER")
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the server and wait (up to ``timeout_s`` seconds) until clients can connect."""
@@ -74,12 +75,16 @@ class JackDummy:
         log.info("JACK dummy server %r up (pid %d)", self.name, self.proc.pid)
 
     def stop(self) -> None:
-        """Terminate the server politely (idempotent). PortAudio lets go of it first and is initialized
-        again after: its JACK host API aborts the process (an assertion in Pa_Terminate) when the server
-        vanished under it."""
+        """Terminate the server politely (idempotent) and point ``JACK_DEFAULT_SERVER`` back where it was.
+        PortAudio lets go of it first and is initialized again after: its JACK host API aborts the process
+        (an assertion in Pa_Terminate) when the server vanished under it."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if self._previous_server is None:  # later clients go back to the server they used before
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = self._previous_server
         sounddevice = sys.modules.get("sounddevice")
         if sounddevice is not None:
             sounddevice._terminate()

@@ -46,6 +46,7 @@ from musicbox.runtime.box.proc import rss_mb, tree_cpu_s
 from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.ring import BarRing
 from musicbox.runtime.box.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
+from musicbox.runtime.buffering import ring_slots, slot_frames
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import keep, renew
 from musicbox.runtime.state import GeneratorState
@@ -123,11 +124,6 @@ class Recovery:
         return {k: None if v is None else round(v, 3) for k, v in vars(self).items()}
 
 
-def slot_frames_for(sample_rate: int, min_bpm: float, steps_per_bar: int = 16) -> int:
-    """Frames of the longest bar (slowest tempo) plus one FluidSynth block of slack."""
-    return int(sample_rate * Controls(tempo_bpm=min_bpm).bar_seconds(steps_per_bar)) + 64
-
-
 class Supervisor:
     """The playing box. Call :meth:`run`; other threads use :meth:`set_controls` and :meth:`post`."""
 
@@ -149,7 +145,8 @@ class Supervisor:
         self.notifier = notifier
         self.state = BoxState.STARTING
         self.style_names: tuple[str, ...] = ()
-        self.ring = BarRing.create(ring_slots(worker, max_bpm), slot_frames_for(player.sample_rate, min_bpm))
+        slots = ring_slots(worker.ahead_bars, worker.ahead_s, max_bpm)
+        self.ring = BarRing.create(slots, slot_frames(player.sample_rate, min_bpm))
         self.hang_timeout_s = min(settings.hang_timeout_s, worker.ahead_s / 3.0)
         self.player = Player(self.ring, player)
         self._ctx = mp.get_context("forkserver")
@@ -540,12 +537,6 @@ def _watchdog_interval() -> float:
     if not usec or (pid and int(pid) != os.getpid()):
         return 0.0
     return int(usec) / 2e6
-
-
-def ring_slots(worker: WorkerSettings, max_bpm: float) -> int:
-    """Ring slots: twice the bars written ahead at the fastest tempo (a knob change keeps the stale ones
-    as fallbacks), plus the playing bar and slack."""
-    return 2 * worker.ahead_for(max_bpm) + 3
 
 
 def _describe(c: Controls) -> str:

@@ -24,7 +24,6 @@ the main process never imports the generator (and onnxruntime with it).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
@@ -37,6 +36,7 @@ import numpy as np
 
 from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.ring import BarRing, RingSpec
+from musicbox.runtime.buffering import bars_ahead
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.state import GeneratorState
 
@@ -67,10 +67,9 @@ class WorkerSettings:
     ahead_s: float = 6.0
     beat_interval_s: float = 0.2
 
-    def ahead_for(self, tempo_bpm: float, steps_per_bar: int = 16) -> int:
+    def ahead_for(self, tempo_bpm: float) -> int:
         """Bars to keep written ahead at ``tempo_bpm``: ``ahead_bars``, or enough for ``ahead_s`` seconds."""
-        bar_s = Controls(tempo_bpm=tempo_bpm).bar_seconds(steps_per_bar)
-        return max(self.ahead_bars, math.ceil(self.ahead_s / bar_s))
+        return bars_ahead(tempo_bpm, self.ahead_bars, self.ahead_s)
 
 
 @dataclass(frozen=True)
