@@ -198,3 +198,19 @@ def test_the_terminal_says_where_a_save_went(tmp_path):
         os.close(read_fd), os.close(write_fd)
     wav, mid = rec.last_saved
     assert f"saved {wav} and {mid.name}" in out.getvalue()
+
+
+def test_the_watchdog_is_fed_only_while_music_comes_out_or_the_box_waits_on_purpose(box):
+    from musicbox.runtime.box.player import StreamState
+    from musicbox.runtime.box.supervisor import BoxState
+
+    box.state, box.player.state = BoxState.PLAYING, StreamState.RUNNING
+    assert not box.healthy()  # no frame played since the last ping: silence
+    box.player.frames_played = 1024
+    assert box.healthy()
+    box._frames_at_ping = 1024
+    assert not box.healthy()
+    box.state = BoxState.PAUSED
+    assert box.healthy()
+    box.state, box.player.state = BoxState.PLAYING, StreamState.LOST  # waiting for the audio device
+    assert box.healthy()
