@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from musicbox.config import default_config
 from musicbox.runtime.box import recorder as recorder_module
 from musicbox.runtime.box.player import PlayerSettings
 from musicbox.runtime.box.recorder import Recorder
@@ -27,7 +28,9 @@ from musicbox.runtime.state import GeneratorState
 
 @pytest.fixture
 def box():
-    sup = Supervisor(WorkerSettings(Path("/nonexistent")), PlayerSettings(), None, min_bpm=120.0)
+    sup = Supervisor(
+        WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), None, min_bpm=120.0
+    )
     yield sup
     sup.ring.close()
 
@@ -87,7 +90,7 @@ def test_a_beating_worker_whose_main_thread_makes_no_progress_is_stuck(box):
     "bars,tempo,seconds", [(4, 160.0, 6.0), (1, 300.0, 6.0), (4, 300.0, 6.0), (2, 60, 6.0)]
 )
 def test_the_worker_keeps_the_buffered_seconds_at_any_tempo(bars, tempo, seconds):
-    settings = WorkerSettings(Path("/x"), ahead_bars=bars, ahead_s=seconds)
+    settings = WorkerSettings(Path("/x"), default_config().synth, ahead_bars=bars, ahead_s=seconds)
     ahead = settings.ahead_for(tempo)
     assert ahead >= bars and ahead * Controls(tempo_bpm=tempo).bar_seconds() >= seconds
 
