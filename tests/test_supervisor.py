@@ -78,12 +78,14 @@ def test_a_worker_without_heartbeat_is_hung_even_before_its_first_bar(box):
 
 def test_a_beating_worker_whose_main_thread_makes_no_progress_is_stuck(box):
     alive = SimpleNamespace(pid=4242, is_alive=lambda: True)
-    worker = WorkerHandle(alive, None, time.monotonic() - 40.0, ready=True, wrote=True)
+    worker = WorkerHandle(alive, None, time.monotonic() - 100.0, ready=True, wrote=True)
     box.ring.mark_progress()
     box.ring.beat(4242)
     assert box._worker_problem(worker, time.monotonic()) == ""
-    box.ring._floats[1] -= 31.0  # the progress stamp is 31 s old, the heartbeat fresh
-    assert "stuck" in box._worker_problem(worker, time.monotonic())
+    later = time.monotonic() + box.settings.stall_timeout_s + 1.0
+    box.ring.beat(4242)
+    box.ring._floats[0] = later  # the heartbeat thread still beats then; the main thread stamped nothing
+    assert "stuck" in box._worker_problem(worker, later)
 
 
 @pytest.mark.parametrize(
