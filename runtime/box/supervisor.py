@@ -84,10 +84,10 @@ class SupervisorSettings:
 
     hang_timeout_s: most seconds without a heartbeat before a worker counts as hung (the box uses a third of
     the buffered seconds when that is less). stall_timeout_s: seconds the worker's main thread may make no
-    progress (loading, and a first bar that decodes SoundFont samples, included) before it counts as stuck. backoff_s: first and largest wait before
-    restarting a worker that died before writing a bar. max_failures: such deaths in a row before giving
-    up. tick_s: main-loop period while playing (paused: 5x longer). stats_interval_s: period of the stats
-    file and STATUS= line.
+    progress (loading, and a first bar that decodes SoundFont samples, included) before it counts as
+    stuck. backoff_s: first and largest wait before restarting a worker that died before writing a bar.
+    max_failures: such deaths in a row before giving up. tick_s: main-loop period while playing (paused:
+    5x longer). stats_interval_s: period of the stats file and STATUS= line.
     """
 
     hang_timeout_s: float = 5.0
