@@ -46,6 +46,8 @@ class AudioConfig:
     device: output device, a name substring or an index written as a string; "" = the system default.
     sample_rate: Hz. blocksize: frames per callback (0 = PortAudio chooses). latency: seconds of output
     latency asked from PortAudio (a Raspberry Pi needs about 0.1 s). buffer_bars: bars generated ahead.
+    buffer_seconds: seconds generated ahead at least (more bars at fast tempi); a third of it is how long
+    a frozen worker may go unnoticed.
     """
 
     device: str = _opt("str", "a PortAudio device name or index")
@@ -53,6 +55,7 @@ class AudioConfig:
     blocksize: int = _opt("int", "frames", 0, 65536)
     latency: float = _opt("float", "seconds", 0.0, 2.0)
     buffer_bars: int = _opt("int", "bars", 1, 64)
+    buffer_seconds: float = _opt("float", "seconds", 3.0, 120.0)
 
 
 @dataclass(frozen=True)

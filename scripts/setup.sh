@@ -9,7 +9,7 @@ mode="${1:-device}"
 
 apt_packages=(python3-venv libportaudio2 libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small)
 if [ "$mode" = dev ]; then
-  apt_packages+=(jackd2 qemu-user-static debootstrap systemd)
+  apt_packages+=(jackd2 qemu-user-static debootstrap systemd python3-seccomp)
 fi
 
 missing=()

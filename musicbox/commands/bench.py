@@ -37,7 +37,12 @@ def register(sub):
     p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
     p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes to play (default 30)")
-    p.add_argument("--kill-every", type=float, default=60.0, help="soak: kill the worker every S seconds")
+    p.add_argument(
+        "--kill-every",
+        type=float,
+        default=60.0,
+        help="soak: SIGKILL the worker at random times S seconds apart on average (0 = never)",
+    )
     p.set_defaults(run=run)
 
 

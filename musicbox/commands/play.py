@@ -2,7 +2,9 @@
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT, long-press on play, ``--seconds``); 78 for a bad
 configuration or a missing/corrupt bundle (the systemd unit's ``RestartPreventExitStatus=78`` keeps it
-from crash-looping); 69 when no audio device can be opened; 1 when workers keep dying.
+from crash-looping); 69 when the audio device vanished in a way PortAudio cannot recover from in-process
+(a missing device at start is waited for); 75 when another box already plays with the same recordings
+folder; 1 when workers keep dying.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ def register(sub):
 def run(args) -> int:
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
+    from musicbox.runtime.box.lock import hold_box_lock
 
     config = load_config(args.config)
     if args.backend:
         config = replace(config, knobs=replace(config.knobs, backend=args.backend))
+    lock = hold_box_lock(config.recording.folder)  # held until the process ends
     box = build_box(config, args.bundle)
     backend = _open_backend(config, box)
     box.stats_writer = _status_publisher(args.stats, backend, box)
@@ -44,6 +48,7 @@ def run(args) -> int:
         box.run(args.seconds)
     finally:
         backend.close()
+        os.close(lock)
     return 0
 
 
@@ -91,6 +96,8 @@ def _status_publisher(path: Path | None, backend, box):
             "mood": c["mood"],
             "style": names[min(len(names) - 1, max(0, round(c["style"])))],
         }
+        if stats.get("last_save"):
+            view["message"] = stats["last_save"]  # where SAVE wrote the files, or why it could not
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:
             view["roll"] = notes_to_roll(last.notes, 1)[0]

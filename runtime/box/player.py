@@ -6,6 +6,10 @@ fade ramps with ``out=``. When the next bar is not there in time (underrun) it f
 over a few milliseconds instead of clicking, counts the underrun, and fades back in when bars come back.
 Pause fades out the same way and keeps the place in the bar.
 
+A device that is missing when the box starts (a USB DAC unplugged) is waited for: :meth:`Player.start`
+logs it and leaves the player LOST, and ``check()`` retries with backoff until it appears (logged again
+once a minute), so the service plays as soon as the device is back, however long it was gone.
+
 If the device disappears (PortAudio error, the stream finishing on its own, or the callback going quiet)
 ``Player.check()``, called by the supervisor a few times a second, closes the stream, re-initializes
 PortAudio (so a USB card or ALSA device that came back is seen again) and reopens it with exponential
@@ -20,6 +24,7 @@ from __future__ import annotations
 import atexit
 import enum
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +57,7 @@ class PlayerSettings:
     stall_s: seconds without a callback after which a running stream counts as lost.
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
+    wait_log_s: seconds between two journal lines while waiting for a missing device.
     """
 
     sample_rate: int = 44100
@@ -62,6 +68,7 @@ class PlayerSettings:
     stall_s: float = 1.5
     backoff_s: tuple[float, float] = (0.25, 4.0)
     close_timeout_s: float = 2.0
+    wait_log_s: float = 60.0
 
 
 def _sounddevice():
@@ -85,6 +92,8 @@ class Player:
         self.underruns = 0  # times the bar after the playing one was not there at the bar line
         self.xruns = 0  # callbacks PortAudio flagged with output underflow (device-level)
         self.reopens = 0  # times the stream was reopened after a loss
+        self.frames_played = 0  # frames of bar audio written to the device (not silence)
+        self.silent_frames = 0  # frames of silence after the first bar while playing (starved), not paused
         self.callbacks = 0
         self.last_callback = 0.0  # time.monotonic() of the last callback, seconds
         self.paused = False
@@ -95,6 +104,7 @@ class Player:
         self._next_attempt = 0.0
         self._backoff = settings.backoff_s[0]
         self._lost_since = 0.0
+        self._last_wait_log = 0.0
 
     def _init_callback_state(self) -> None:
         """Preallocate everything the callback touches."""
@@ -121,6 +131,9 @@ class Player:
         if status.output_underflow:
             self.xruns += 1
         done = 0 if self.paused else self._fill(outdata, frames)
+        self.frames_played += done
+        if done < frames and self._started and not self.paused:
+            self.silent_frames += frames - done
         if done < frames:
             self._go_silent(outdata, done, frames)
         else:
@@ -180,6 +193,10 @@ class Player:
 
     # ---- control (main process, supervisor thread) -------------------------------------------------
 
+    def bar_phase(self) -> float:
+        """How far into the playing bar the output is, 0..1 (0 before the first bar)."""
+        return self._pos / self._frames if self._frames else 0.0
+
     def pause(self) -> None:
         """Fade out and hold the place in the bar."""
         self.paused = True
@@ -187,6 +204,19 @@ class Player:
     def resume(self) -> None:
         """Fade back in where playback was paused."""
         self.paused = False
+
+    def start(self) -> None:
+        """Open the stream, or, when the device is missing, wait for it: log why, and let :meth:`check`
+        retry with backoff (the stream state is LOST meanwhile)."""
+        try:
+            self.open()
+        except AudioDeviceError as exc:
+            now = time.monotonic()
+            log.warning("waiting for the audio device (retrying with backoff): %s", exc)
+            self.state = StreamState.LOST
+            self._lost_since = self._last_wait_log = now
+            self._backoff = self.settings.backoff_s[0]
+            self._next_attempt = now + self._backoff
 
     def open(self) -> None:
         """Open and start the output stream; raises AudioDeviceError when the device cannot be used."""
@@ -261,6 +291,7 @@ class Player:
         self._close_bounded()
         self.state = StreamState.LOST
         self._lost_since = now
+        self._last_wait_log = -math.inf  # the first failed reopen says why
         self._backoff = self.settings.backoff_s[0]
         self._next_attempt = now
 
@@ -295,8 +326,15 @@ class Player:
         except AudioDeviceError as exc:
             self.state = StreamState.LOST
             self._next_attempt = now + self._backoff
-            log.warning("audio reopen failed, next try in %.2f s: %s", self._backoff, exc)
+            if now - self._last_wait_log >= self.settings.wait_log_s:
+                self._last_wait_log = now
+                log.warning(
+                    "still no audio device after %.0f s, retrying every %.2f s: %s",
+                    now - self._lost_since,
+                    self._backoff,
+                    exc,
+                )
             self._backoff = min(self._backoff * 2.0, self.settings.backoff_s[1])
             return
         self.reopens += 1
-        log.info("audio stream reopened after %.2f s", time.monotonic() - self._lost_since)
+        log.info("audio device back: stream reopened after %.2f s", time.monotonic() - self._lost_since)
