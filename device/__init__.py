@@ -73,6 +73,8 @@ def _open(name: str, config: BoxConfig, style_names: Sequence[str], options: dic
         return TerminalBackend(config, mapping, style_names, **options)
     if name == "scripted":
         from musicbox.device.scripted import ScriptedBackend, load_script
+        from musicbox.runtime.controls import ControlRanges
 
-        return ScriptedBackend(load_script(config.knobs.script, style_names), mapping, style_names)
+        ranges = ControlRanges(tuple(style_names), mapping.min_bpm, mapping.max_bpm)
+        return ScriptedBackend(load_script(config.knobs.script, ranges), mapping, style_names)
     return Backend(mapping, style_names)

@@ -2,11 +2,17 @@
 
 Bar by bar: the generator writes a bar for the current knobs, the renderer plays it; a ``--script``
 of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is applied at the first bar
-line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary.
+line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary (to
+stderr when the WAV goes to stdout, ``--out -``).
+
+Knob values (``--style/--tempo/--mood`` and the script's) are checked against the bundle's manifest
+(:class:`~musicbox.runtime.controls.ControlRanges`), and the output folders before anything is generated.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from musicbox.errors import ConfigError
@@ -20,26 +26,16 @@ def register(sub):
     p.add_argument("--seconds", type=float, required=True, help="length of music to write (s)")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
     p.add_argument("--style", help="style name or knob position 0..n_styles-1 (default: the first style)")
-    p.add_argument("--tempo", type=float, default=100.0, help="beats per minute (default 100)")
+    p.add_argument("--tempo", type=float, help="beats per minute (default: the bundle's, 100)")
     p.add_argument("--mood", type=float, default=0.0, help="-1 dark .. +1 bright (default 0)")
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="model variant (default auto)")
     p.add_argument("--threads", type=int, default=1, help="inference threads (0 = all cores but one)")
     p.add_argument("--soundfont", type=Path, help="a .sf2/.sf3 (default: search the usual places)")
     p.add_argument("--script", type=Path, help='JSON list of knob changes [{"at": s, "style": 1.5}, ...]')
-    p.add_argument("--out", type=Path, required=True, help="WAV file to write")
+    p.add_argument("--out", type=Path, required=True, help="WAV file to write (- = stdout)")
     p.add_argument("--midi", type=Path, help="also write a standard MIDI file, one track per part")
     p.set_defaults(run=run)
-
-
-def parse_style(value: str | None, manifest) -> float:
-    """A style name or a number -> knob position (default: the first style, 0)."""
-    if value is None:
-        return 0.0
-    try:
-        return float(value)
-    except ValueError:
-        return float(manifest.controls.style_index(value))
 
 
 def apply_events(controls, events: list, now: float):
@@ -52,23 +48,30 @@ def apply_events(controls, events: list, now: float):
 
 def run(args) -> int:
     import numpy as np
-    import soundfile
 
     from musicbox.config import resolve_bundle
     from musicbox.device.scripted import load_script
     from musicbox.runtime.bundle import Bundle
-    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.controls import ControlRanges, Controls
     from musicbox.runtime.generator import Generator
     from musicbox.runtime.render import Renderer
 
-    if args.seconds <= 0:
-        raise ConfigError("--seconds must be > 0")
+    if not 0 < args.seconds < float("inf"):
+        raise ConfigError(f"--seconds {args.seconds:g}: give a number of seconds above 0")
+    check_outputs(args.out, args.midi)
+    say = _printer(sys.stderr if _to_stdout(args.out) else sys.stdout)
     bundle = Bundle.open(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads)
     manifest = bundle.manifest
-    print(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})", flush=True)
-    controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood)
-    style_names = [style.name for style in manifest.controls.styles]
-    events = load_script(args.script, style_names) if args.script else []
+    say(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})")
+    ranges = ControlRanges.from_manifest(manifest.controls)
+    controls = Controls(
+        ranges.check("style", 0 if args.style is None else args.style, "--style"),
+        ranges.check(
+            "tempo", manifest.controls.tempo.default_bpm if args.tempo is None else args.tempo, "--tempo"
+        ),
+        ranges.check("mood", args.mood, "--mood"),
+    )
+    events = load_script(args.script, ranges) if args.script else []
     renderer = Renderer(manifest, soundfont=args.soundfont)
     gen = Generator(bundle, seed=args.seed)
     pcm, bars, now = [], [], 0.0
@@ -78,14 +81,59 @@ def run(args) -> int:
         audio = renderer.render_roll(bar.roll, bar.controls)
         pcm.append(audio)
         bars.append(bar)
-        _print_bar(bar, now)
+        say(_bar_line(bar, now))
         now += len(audio) / renderer.sample_rate
     out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
-    soundfile.write(args.out, out, renderer.sample_rate, subtype="PCM_16")
+    _write_wav(args.out, out, renderer.sample_rate)
     if args.midi:
         _write_midi(args.midi, bars, manifest)
-    _print_summary(bars, now, args)
+    say(_summary(bars, now, args))
     return 0
+
+
+def check_outputs(out: Path, midi: Path | None) -> None:
+    """ConfigError now, before generating, when an output cannot be written: a missing or read-only
+    folder, a folder given as the file, the WAV to a terminal, or the MIDI file to stdout."""
+    if _to_stdout(out) and sys.stdout.isatty():
+        raise ConfigError("--out -: stdout is a terminal; pipe or redirect it (`... --out - > a.wav`)")
+    if midi is not None and _to_stdout(midi):
+        raise ConfigError("--midi -: the MIDI file cannot go to stdout; give a file name")
+    for flag, path in (("--out", out), ("--midi", midi)):
+        if path is None or _to_stdout(path):
+            continue
+        folder = path.parent
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path}: is a folder; give a file name in it")
+        if not folder.is_dir():
+            raise ConfigError(
+                f"{flag} {path}: the folder {folder} does not exist; create it or choose another"
+            )
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{flag} {path}: cannot write in {folder} (permissions); choose another folder")
+
+
+def _to_stdout(path: Path | None) -> bool:
+    return path is not None and str(path) == "-"
+
+
+def _printer(stream):
+    return lambda line: print(line, file=stream, flush=True)
+
+
+def _write_wav(path: Path, pcm, sample_rate: int) -> None:
+    """16-bit WAV to ``path``, or to stdout for ``-`` (built in memory: a pipe cannot seek back to the
+    header)."""
+    import io
+
+    import soundfile
+
+    if not _to_stdout(path):
+        soundfile.write(path, pcm, sample_rate, subtype="PCM_16")
+        return
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.flush()
 
 
 def _finish(pcm, sample_rate: int, seconds: float):
@@ -99,26 +147,24 @@ def _finish(pcm, sample_rate: int, seconds: float):
     return np.clip(pcm, -1.0, 1.0)
 
 
-def _print_bar(bar, at: float) -> None:
+def _bar_line(bar, at: float) -> str:
     c = bar.controls
-    print(
+    return (
         f"bar {bar.index:4d}  at {at:7.2f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
-        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}",
-        flush=True,
+        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}"
     )
 
 
-def _print_summary(bars, music_seconds: float, args) -> None:
+def _summary(bars, music_seconds: float, args) -> str:
     import numpy as np
 
     gen = np.array([b.gen_seconds for b in bars])
     rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
-    print(
+    return (
         f"{len(bars)} bars, {music_seconds:.1f} s of music -> {args.out}"
         + (f" and {args.midi}" if args.midi else "")
         + f"; generation p50 {np.percentile(gen, 50) * 1e3:.2f} ms, p95 {np.percentile(gen, 95) * 1e3:.2f} ms"
-        + f" per bar (real-time factor p50 {np.percentile(rtf, 50):.4f}); peak RSS {peak_rss_mb():.0f} MB",
-        flush=True,
+        + f" per bar (real-time factor p50 {np.percentile(rtf, 50):.4f}); peak RSS {peak_rss_mb():.0f} MB"
     )
 
 

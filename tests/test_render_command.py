@@ -1,0 +1,71 @@
+"""`musicbox render` on the shipped bundle: knob values checked against the manifest, outputs checked
+before anything is generated, the WAV to stdout."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from musicbox.cli import main
+
+
+@pytest.mark.parametrize(
+    "flag, value, allowed",
+    [
+        ("--tempo", "0", "--tempo: got 0.0; allowed: a number from 60 to 160"),
+        ("--tempo", "-60", "--tempo: got -60.0"),
+        ("--tempo", "nan", "--tempo: got nan"),
+        ("--tempo", "1", "--tempo: got 1.0"),
+        ("--tempo", "10000", "--tempo: got 10000.0"),
+        ("--mood", "-50", "--mood: got -50.0; allowed: a number from -1 to 1"),
+        ("--style", "jazz", "--style: got 'jazz'; allowed: a number from 0 to 4 or one of chorale, "),
+        ("--style", "7", "--style: got '7'"),
+    ],
+)
+def test_knob_values_out_of_the_manifest_ranges_are_refused(tmp_path, capsys, flag, value, allowed):
+    out = tmp_path / "a.wav"
+    assert (
+        main(["render", "--seconds", "2", flag, value, "--out", str(out), "--midi", str(tmp_path / "a.mid")])
+        == 78
+    )
+    captured = capsys.readouterr()
+    assert allowed in captured.err and "Traceback" not in captured.err
+    assert "bar " not in captured.out and not list(tmp_path.iterdir())  # nothing generated, nothing written
+
+
+def test_a_script_value_out_of_range_is_refused_the_same_way(tmp_path, capsys):
+    script = tmp_path / "knobs.json"
+    script.write_text(json.dumps([{"at": 1, "tempo": 10000}]))
+    assert main(["render", "--seconds", "2", "--script", str(script), "--out", str(tmp_path / "a.wav")]) == 78
+    assert "[0].tempo: got 10000; allowed: a number from 60 to 160" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--out", "--midi"])
+def test_a_missing_output_folder_is_refused_before_generating(tmp_path, capsys, flag):
+    paths = {"--out": tmp_path / "a.wav", "--midi": tmp_path / "a.mid"}
+    paths[flag] = tmp_path / "no" / "such" / "a.out"
+    argv = ["render", "--seconds", "2", "--out", str(paths["--out"]), "--midi", str(paths["--midi"])]
+    assert main(argv) == 78
+    captured = capsys.readouterr()
+    assert f"{flag} {paths[flag]}: the folder {tmp_path / 'no' / 'such'} does not exist" in captured.err
+    assert "bar " not in captured.out and not list(tmp_path.iterdir())
+
+
+def test_midi_to_stdout_is_refused(tmp_path, capsys):
+    assert main(["render", "--seconds", "1", "--out", str(tmp_path / "a.wav"), "--midi", "-"]) == 78
+    assert "--midi -: the MIDI file cannot go to stdout" in capsys.readouterr().err
+
+
+def test_out_dash_writes_the_wav_to_stdout_and_the_progress_to_stderr():
+    import soundfile
+
+    argv = [sys.executable, "-m", "musicbox.cli", "render", "--seconds", "2", "--out", "-"]
+    done = subprocess.run(argv, capture_output=True, timeout=120, check=True)
+    pcm, rate = soundfile.read(io.BytesIO(done.stdout))
+    assert pcm.shape == (2 * rate, 2) and np.abs(pcm).max() > 0.01
+    assert b"bar    0" in done.stderr and b"-> -" in done.stderr
