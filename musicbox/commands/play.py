@@ -83,13 +83,12 @@ def _status_publisher(path: Path | None, backend, box):
             except OSError as exc:
                 log.warning("cannot write stats to %s: %s", path, exc)
         c = stats["controls"]
-        names = box.style_names
         view = {
             "state": stats["state"],
             "bar": stats["bars_played"],
             "tempo_bpm": c["tempo_bpm"],
             "mood": c["mood"],
-            "style": names[min(len(names) - 1, max(0, round(c["style"])))],
+            "style": c["style"],
         }
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:
