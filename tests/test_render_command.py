@@ -99,3 +99,57 @@ def test_the_same_seed_gives_the_same_notes_in_concurrent_renders(tmp_path):
         if line.startswith("bundle ")
     }
     assert len(precisions) == 1
+
+
+def midi_seconds(mid, tick: int) -> float:
+    """Seconds at ``tick`` through the file's tempo map (track 0's set_tempo events)."""
+    import mido
+
+    changes, at = [], 0
+    for message in mid.tracks[0]:
+        at += message.time
+        if message.type == "set_tempo":
+            changes.append((at, message.tempo))
+    seconds, last, tempo = 0.0, 0, changes[0][1]
+    for at, new in changes[1:]:
+        if at >= tick:
+            break
+        seconds += mido.tick2second(at - last, mid.ticks_per_beat, tempo)
+        last, tempo = at, new
+    return seconds + mido.tick2second(tick - last, mid.ticks_per_beat, tempo)
+
+
+def test_midi_follows_the_tempo_map_and_styles_the_audio_played(tmp_path, capsys):
+    """A script turning tempo 80 -> 140, the style and the mood: the MIDI used to keep the first tempo
+    and instruments (bar lines 10 s off at 30 s, 42 s long for a 30 s WAV)."""
+    import mido
+    import soundfile
+
+    script = tmp_path / "knobs.json"
+    script.write_text(json.dumps([
+        {"at": 0, "tempo": 80, "style": "chorale"},
+        {"at": 10, "tempo": 140, "style": "folk"},
+        {"at": 18, "mood": -1, "style": "celtic"},
+        {"at": 24, "tempo": 100},
+    ]))  # fmt: skip
+    wav, mid_path = tmp_path / "a.wav", tmp_path / "a.mid"
+    argv = ["render", "--seconds", "30", "--script", str(script), "--out", str(wav), "--midi", str(mid_path)]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bar ")]
+    wav_bars = [float(line.split(" at ")[1].split()[0]) for line in lines]  # where each bar starts in the WAV
+    mid = mido.MidiFile(mid_path)
+    bar_ticks = 4 * mid.ticks_per_beat
+    drift = [abs(midi_seconds(mid, k * bar_ticks) - at) for k, at in enumerate(wav_bars)]
+    assert max(drift) < 0.010
+    assert abs(mid.length - soundfile.info(wav).duration) < 0.010 and soundfile.info(wav).duration == 30.0
+    programs = {}
+    for track in mid.tracks[1:]:
+        at = 0
+        for message in track:
+            at += message.time
+            if message.type == "program_change":
+                programs.setdefault(at // bar_ticks, []).append(message.program)
+    styles = {"chorale": [19, 19, 19], "folk": [73, 24, 32], "celtic": [110, 46, 32]}
+    first_folk = next(k for k, line in enumerate(lines) if "style 3.00" in line)
+    first_celtic = next(k for k, line in enumerate(lines) if "style 4.00" in line)
+    assert programs == {0: styles["chorale"], first_folk: styles["folk"], first_celtic: styles["celtic"]}

@@ -5,6 +5,9 @@ of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is app
 line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary (to
 stderr when the WAV goes to stdout, ``--out -``).
 
+``--seconds`` is the length of both files: the WAV is cut there (with a short fade), and the MIDI file,
+which carries the tempo map and program changes the audio was played with, ends there too.
+
 Knob values (``--style/--tempo/--mood`` and the script's) are checked against the bundle's manifest
 (:class:`~musicbox.runtime.controls.ControlRanges`), and the output folders before anything is generated.
 """
@@ -54,6 +57,7 @@ def run(args) -> int:
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import ControlRanges, Controls
     from musicbox.runtime.generator import Generator
+    from musicbox.runtime.midi import played_to_midi
     from musicbox.runtime.render import Renderer
 
     if not 0 < args.seconds < float("inf"):
@@ -86,7 +90,7 @@ def run(args) -> int:
     out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
     _write_wav(args.out, out, renderer.sample_rate)
     if args.midi:
-        _write_midi(args.midi, bars, manifest)
+        played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds)
     say(_summary(bars, now, args))
     return 0
 
@@ -150,7 +154,7 @@ def _finish(pcm, sample_rate: int, seconds: float):
 def _bar_line(bar, at: float) -> str:
     c = bar.controls
     return (
-        f"bar {bar.index:4d}  at {at:7.2f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
+        f"bar {bar.index:4d}  at {at:8.3f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
         f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}"
     )
 
@@ -176,17 +180,3 @@ def peak_rss_mb() -> float:
     except OSError:
         return 0.0
     return int(line.split()[1]) / 1024
-
-
-def _write_midi(path: Path, bars, manifest) -> None:
-    """The bars' rolls as one MIDI file, one track per part (``runtime/midi.py``), with the first bar's
-    style's General MIDI programs and tempo (a scripted change is heard in the WAV, not in the MIDI file)."""
-    import numpy as np
-
-    from musicbox.runtime.midi import roll_to_midi
-
-    first = bars[0].controls
-    styles = manifest.controls.styles
-    style = styles[min(len(styles) - 1, max(0, round(first.style)))]
-    roll = np.concatenate([bar.roll for bar in bars])
-    roll_to_midi(roll, path, bpm=first.tempo_bpm, programs=style.arrangement.programs)

@@ -19,7 +19,12 @@ def build_box(config, bundle: Path | None = None, notifier=None):
     root = resolve_bundle(bundle or config.bundle.path)
     manifest = load_bundle_manifest(root)
     worker = worker_settings(config, root)
-    recorder = Recorder(config.recording.folder, config.recording.minutes_kept, config.audio.sample_rate)
+    recorder = Recorder(
+        config.recording.folder,
+        config.recording.minutes_kept,
+        config.audio.sample_rate,
+        styles=manifest.controls,
+    )
     box = Supervisor(
         worker,
         player_settings(config),
