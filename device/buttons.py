@@ -18,9 +18,17 @@ class Button(enum.Enum):
     NEXT = "next"
     SAVE = "save"
     SHUTDOWN = "shutdown"  # a long press on play_pause
+    VOLUME_UP = "volume_up"
+    VOLUME_DOWN = "volume_down"
 
 
-PRESS_EVENTS = {"play_pause": None, "next": Button.NEXT, "save": Button.SAVE}
+PRESS_EVENTS = {
+    "play_pause": None,
+    "next": Button.NEXT,
+    "save": Button.SAVE,
+    "volume_up": Button.VOLUME_UP,
+    "volume_down": Button.VOLUME_DOWN,
+}
 """Config button name -> event fired on press (play_pause waits for release or hold)."""
 
 

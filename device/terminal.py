@@ -63,6 +63,9 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "n": Button.NEXT,
     "r": Button.SAVE,
     "x": Button.SHUTDOWN,
+    "+": Button.VOLUME_UP,
+    "=": Button.VOLUME_UP,
+    "-": Button.VOLUME_DOWN,
 }
 KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5)}
 """Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood)."""
@@ -85,11 +88,14 @@ def help_line() -> str:
         fine_keys, coarse_keys = (_key_pair(keys, coarse) for coarse in (False, True))
         parts.append(f"{knob}: {fine_keys} by {fine:g}{unit}, {coarse_keys} by {coarse:g}{unit}")
     buttons = {Button.PLAY_PAUSE: "play/pause", Button.NEXT: "next", Button.SAVE: "save"}
-    buttons[Button.SHUTDOWN] = "shut down"
-    names = {" ": "space"}
+    buttons.update(
+        {Button.SHUTDOWN: "shut down", Button.VOLUME_UP: "volume up", Button.VOLUME_DOWN: "volume down"}
+    )
+    keys_of: dict[Button, list[str]] = {}
     for key, action in KEYMAP.items():
         if isinstance(action, Button):
-            parts.append(f"[{names.get(key, key)}] {buttons[action]}")
+            keys_of.setdefault(action, []).append("space" if key == " " else key)
+    parts += [f"[{'/'.join(keys)}] {buttons[button]}" for button, keys in keys_of.items()]
     return " · ".join(parts)
 
 
@@ -247,6 +253,8 @@ class TerminalBackend(PollingBackend):
             parts.append(f"{float(s['tempo_bpm']):.0f} BPM")
         if "mood" in s:
             parts.append(f"mood {float(s['mood']):+.2f}")
+        if "volume_db" in s:
+            parts.append(f"volume {float(s['volume_db']):+.0f} dB")
         if s.get("message"):
             parts.append(str(s["message"]))
         return Text("   ".join(parts), style="bold")

@@ -51,6 +51,8 @@ class AudioConfig:
     device: output device, a name substring or an index written as a string; "" = the system default.
     sample_rate: Hz. blocksize: frames per callback (0 = PortAudio chooses). latency: seconds of output
     latency asked from PortAudio (a Raspberry Pi needs about 0.1 s). buffer_bars: bars generated ahead.
+    volume_db: the listener's volume at start, dB under the leveled loudness (0 = full). volume_step_db:
+    dB per press of a volume key or button.
     """
 
     device: str = _opt("str", "a PortAudio device name or index")
@@ -58,6 +60,8 @@ class AudioConfig:
     blocksize: int = _opt("int", "frames", 0, 65536)
     latency: float = _opt("float", "seconds", 0.0, 2.0)
     buffer_bars: int = _opt("int", "bars", 1, 64)
+    volume_db: float = _opt("float", "dB", -60.0, 0.0)
+    volume_step_db: float = _opt("float", "dB", 0.5, 20.0)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class ButtonsConfig:
     """Push buttons between a BCM pin and ground (-1 = not fitted).
 
     play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
+    volume_up/volume_down: the listener's volume, one ``[audio] volume_step_db`` per press.
     hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
     ignored, seconds. pull_up: use the internal pull-up (button to ground).
     """
@@ -145,6 +150,8 @@ class ButtonsConfig:
     play_pause: int = _opt("pin", "a BCM pin or -1")
     next: int = _opt("pin", "a BCM pin or -1")
     save: int = _opt("pin", "a BCM pin or -1")
+    volume_up: int = _opt("pin", "a BCM pin or -1")
+    volume_down: int = _opt("pin", "a BCM pin or -1")
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
     bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
     pull_up: bool = _opt("bool")
@@ -574,7 +581,8 @@ def _check_pin(board: BoardConfig, key: str, pin: int, where: _Origin) -> None:
 
 def used_pins(config: BoxConfig) -> dict[str, int]:
     """Every BCM pin the configuration wires up, keyed by its dotted config key."""
-    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in ("play_pause", "next", "save")}
+    buttons = ("play_pause", "next", "save", "volume_up", "volume_down")
+    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in buttons}
     pins = {key: pin for key, pin in pins.items() if pin != UNWIRED}
     if config.knobs.input == "encoder":
         for knob in ("style", "tempo", "mood"):

@@ -53,6 +53,7 @@ def _open_backend(config, box):
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.NEXT: Event.NEXT, Button.SAVE: Event.SAVE}
     events[Button.SHUTDOWN] = Event.STOP
+    events[Button.VOLUME_UP], events[Button.VOLUME_DOWN] = Event.VOLUME_UP, Event.VOLUME_DOWN
     backend = open_backend(config, box.style_names)
     backend.start(on_controls=box.set_controls, on_button=lambda b: box.post(events[b]))
     return backend
@@ -89,6 +90,7 @@ def _status_publisher(path: Path | None, backend, box):
             "tempo_bpm": c["tempo_bpm"],
             "mood": c["mood"],
             "style": c["style"],
+            "volume_db": stats["volume_db"],
         }
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:

@@ -71,7 +71,14 @@ def player_settings(config):
     device = a.device.strip() or None
     if device is not None and device.isdigit():
         device = int(device)
-    return PlayerSettings(sample_rate=a.sample_rate, blocksize=a.blocksize, latency=a.latency, device=device)
+    return PlayerSettings(
+        sample_rate=a.sample_rate,
+        blocksize=a.blocksize,
+        latency=a.latency,
+        device=device,
+        volume_db=a.volume_db,
+        volume_step_db=a.volume_step_db,
+    )
 
 
 def systemd_notifier():

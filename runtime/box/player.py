@@ -6,6 +6,11 @@ fade ramps with ``out=``. When the next bar is not there in time (underrun) it f
 over a few milliseconds instead of clicking, counts the underrun, and fades back in when bars come back.
 Pause fades out the same way and keeps the place in the bar.
 
+Volume (the listener's, on top of the renderer's leveled loudness) is a gain in dB set from any thread
+(:meth:`Player.set_volume`); the callback moves to it sample by sample across one block (a linear ramp,
+from preallocated buffers), so a key press never steps the level (no zipper noise). The recorder keeps
+the bars as rendered, before the volume.
+
 If the device disappears (PortAudio error, the stream finishing on its own, or the callback going quiet)
 ``Player.check()``, called by the supervisor a few times a second, closes the stream, re-initializes
 PortAudio (so a USB card or ALSA device that came back is seen again) and reopens it with exponential
@@ -52,6 +57,8 @@ class PlayerSettings:
     stall_s: seconds without a callback after which a running stream counts as lost.
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
+    volume_db: the listener's volume at start, dB (0 = the leveled loudness; :data:`VOLUME_RANGE_DB`).
+    volume_step_db: dB per volume key or button press.
     """
 
     sample_rate: int = 44100
@@ -62,6 +69,13 @@ class PlayerSettings:
     stall_s: float = 1.5
     backoff_s: tuple[float, float] = (0.25, 4.0)
     close_timeout_s: float = 2.0
+    volume_db: float = 0.0
+    volume_step_db: float = 3.0
+
+
+VOLUME_RANGE_DB = (-60.0, 0.0)
+"""The listener's volume range in dB (0 dB: the renderer's target loudness, peaks under -2 dBFS)."""
+_RAMP_FRAMES = 16384  # the longest block the volume ramp covers sample by sample (then it holds)
 
 
 def _sounddevice():
@@ -91,6 +105,11 @@ class Player:
         self._stream = None
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
         self._sd = _sounddevice()
+        self.volume_db = 0.0
+        self._volume = 1.0  # linear gain the callback moves to
+        self._volume_now = 1.0  # linear gain at the end of the last block
+        self.set_volume(settings.volume_db)
+        self._volume_now = self._volume
         self._init_callback_state()
         self._next_attempt = 0.0
         self._backoff = settings.backoff_s[0]
@@ -112,6 +131,8 @@ class Player:
         self._fade_out_left = 0
         self._fade_in_left = 0
         self._started = False  # a first bar has played: later starvation is an underrun
+        self._ramp_steps = np.arange(1, _RAMP_FRAMES + 1, dtype=np.float32)
+        self._ramp = np.empty((_RAMP_FRAMES, 1), np.float32)
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
@@ -125,6 +146,23 @@ class Player:
             self._go_silent(outdata, done, frames)
         else:
             self._last[0] = outdata[frames - 1]
+        self._apply_volume(outdata, frames)
+
+    def _apply_volume(self, outdata, frames: int) -> None:
+        """Scale the block by the volume, ramping linearly from the last block's gain to the target."""
+        start, target = self._volume_now, self._volume
+        if start == target:
+            if target != 1.0:
+                np.multiply(outdata, target, out=outdata)
+            return
+        n = min(frames, _RAMP_FRAMES)
+        ramp = self._ramp[:n]
+        np.multiply(self._ramp_steps[:n, None], (target - start) / n, out=ramp)
+        ramp += start
+        np.multiply(outdata[:n], ramp, out=outdata[:n])
+        if frames > n:
+            np.multiply(outdata[n:], target, out=outdata[n:])
+        self._volume_now = target
 
     def _fill(self, outdata, frames: int) -> int:
         """Copy bar PCM into ``outdata``; returns the frames written (fewer if the ring ran dry)."""
@@ -179,6 +217,17 @@ class Player:
         self._fade_out_left -= k
 
     # ---- control (main process, supervisor thread) -------------------------------------------------
+
+    def set_volume(self, db: float) -> float:
+        """Set the listener's volume (dB, clipped to :data:`VOLUME_RANGE_DB`); returns the value set.
+        The callback ramps to it over its next block."""
+        self.volume_db = float(np.clip(db, *VOLUME_RANGE_DB))
+        self._volume = float(10.0 ** (self.volume_db / 20.0)) if self.volume_db > VOLUME_RANGE_DB[0] else 0.0
+        return self.volume_db
+
+    def step_volume(self, steps: int) -> float:
+        """Turn the volume ``steps`` presses (``volume_step_db`` each) up (+) or down (-); the new dB."""
+        return self.set_volume(self.volume_db + steps * self.settings.volume_step_db)
 
     def pause(self) -> None:
         """Fade out and hold the place in the bar."""
