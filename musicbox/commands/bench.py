@@ -34,6 +34,31 @@ TARGETS = {
 }
 
 
+FIGURES = {
+    "generation_rtf_int8_p95": ("× real time", "seconds to generate a bar / the bar's seconds, INT8, p95"),
+    "int8_speedup_per_bar": ("×", "FP32 time per bar / INT8 time per bar, p50"),
+    "synth_rtf_p95": ("× real time", "seconds to synthesize a bar / the bar's seconds, p95"),
+    "start_to_first_audio_s": ("s", "process start to the first bar of audio"),
+    "peak_rss_mb": ("MiB", "peak resident memory of a render process"),
+    "cpu_seconds_per_music_minute": ("CPU-s/min", "generation + synthesis CPU per minute of music"),
+    "knob_to_change_bars": ("bars", "bars from a knob turn to the first changed bar"),
+}
+"""Each figure's unit and what it measures, for the printed table."""
+
+
+def verdict(name: str, result: dict) -> str:
+    """``yes``, or ``NO`` with why: the value, which side of the target it falls, and by how much."""
+    if result["ok"]:
+        return "yes"
+    unit = FIGURES[name][0]
+    if result["value"] is None:
+        return "NO: never happened (no change was seen)"
+    op, target = result["target"].split()
+    value, target = float(result["value"]), float(target)
+    side = "above" if op == "<=" else "below"
+    return f"NO: {value:.4g} {unit} is {side} the target {target:g} (off by {abs(value - target):.3g})"
+
+
 def register(sub):
     p = sub.add_parser("bench", help="measure the DESIGN.md targets (or `bench soak`)")
     p.add_argument("mode", nargs="?", choices=("all", "soak"), default="all", help="all figures, or the soak")
@@ -224,11 +249,13 @@ def _print_table(figures: dict) -> None:
     from rich.table import Table
 
     table = Table(title="musicbox bench (DESIGN.md targets)")
-    for col in ("figure", "value", "target", "ok"):
+    for col in ("figure", "what", "value", "target", "ok"):
         table.add_column(col)
     for name, r in figures["results"].items():
-        value = "never" if r["value"] is None else f"{r['value']:.4g}"
-        table.add_row(name, value, r["target"], "[green]yes[/]" if r["ok"] else "[red]NO[/]")
+        unit, what = FIGURES[name]
+        value = "never" if r["value"] is None else f"{r['value']:.4g} {unit}"
+        style = "green" if r["ok"] else "red"
+        table.add_row(name, what, value, f"{r['target']} {unit}", f"[{style}]{verdict(name, r)}[/]")
     console = Console()
     console.print(table)
     gen = figures["details"]["generation"]
