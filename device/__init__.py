@@ -27,7 +27,7 @@ log = logging.getLogger("musicbox.device")
 def knob_map(config: BoxConfig, style_names: Sequence[str]) -> KnobMap:
     """The knob -> controls mapping of ``config`` for these styles."""
     k = config.knobs
-    return KnobMap(max(1, len(style_names)), k.min_bpm, k.max_bpm, k.detent_width)
+    return KnobMap(max(1, len(style_names)), k.min_bpm, k.max_bpm, k.detent_width, k.variation)
 
 
 def auto_candidates(config: BoxConfig, stdin_is_tty: bool | None = None) -> list[str]:

@@ -20,6 +20,8 @@ class Button(enum.Enum):
     SHUTDOWN = "shutdown"  # a long press on play_pause
     VOLUME_UP = "volume_up"
     VOLUME_DOWN = "volume_down"
+    KEEP = "keep"  # the phrase playing becomes the theme that returns
+    NEW = "new"  # a new tune from the next bar line
 
 
 PRESS_EVENTS = {
@@ -28,6 +30,8 @@ PRESS_EVENTS = {
     "save": Button.SAVE,
     "volume_up": Button.VOLUME_UP,
     "volume_down": Button.VOLUME_DOWN,
+    "keep": Button.KEEP,
+    "new": Button.NEW,
 }
 """Config button name -> event fired on press (play_pause waits for release or hold)."""
 

@@ -4,12 +4,14 @@ The file is a list of events, each at a time in seconds from the start with one 
 
     [{"at": 0, "style": "chorale", "tempo": 90, "mood": -0.5},
      {"at": 20, "style": 1.5},
-     {"at": 40, "mood": 0.8, "button": "next"}]
+     {"at": 40, "mood": 0.8, "button": "next"},
+     {"at": 60, "variation": 0.0, "button": "keep"}]
 
-``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM; ``mood`` -1..1, each checked
-against the caller's :class:`~musicbox.runtime.controls.ControlRanges` (``render``: the manifest's; the box:
-its knobs'); the optional ``button`` is play_pause, next, save or shutdown. Values are exact: no smoothing,
-no rate limit.
+``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM; ``mood`` -1..1; ``variation``
+0..1 (how far returning sections depart from their first playing), each checked against the caller's
+:class:`~musicbox.runtime.controls.ControlRanges` (``render``: the manifest's; the box: its knobs'); the
+optional ``button`` is play_pause, next, save, keep, new, volume_up, volume_down or shutdown. Values are
+exact: no smoothing, no rate limit.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from musicbox.device.knobs import KnobMap
 from musicbox.errors import ConfigError
 from musicbox.runtime.controls import ControlRanges, Controls
 
-EVENT_KEYS = ("at", "style", "tempo", "mood", "button")
+EVENT_KEYS = ("at", "style", "tempo", "mood", "variation", "button")
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,13 @@ class ScriptEvent:
     style: float | None = None
     tempo_bpm: float | None = None
     mood: float | None = None
+    variation: float | None = None
     button: Button | None = None
 
     def apply(self, controls: Controls) -> Controls:
         """``controls`` with this event's knob values set."""
-        changes = {
-            k: v
-            for k, v in (("style", self.style), ("tempo_bpm", self.tempo_bpm), ("mood", self.mood))
-            if v is not None
-        }
+        knobs = ("style", "tempo_bpm", "mood", "variation")
+        changes = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
         return replace(controls, **changes)
 
 
@@ -77,12 +77,13 @@ def _parse_event(item, index: int, ranges: ControlRanges, source: str) -> Script
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(EVENT_KEYS)}")
     if len(item) < 2 or "at" not in item:
-        raise ConfigError(f'{where}: needs "at" (seconds) and at least one of style, tempo, mood, button')
+        raise ConfigError(f'{where}: needs "at" (seconds) and at least one of {", ".join(EVENT_KEYS[1:])}')
     return ScriptEvent(
         at=_number(item, "at", 0.0, math.inf, where),
         style=_knob(item, "style", ranges, where),
         tempo_bpm=_knob(item, "tempo", ranges, where),
         mood=_knob(item, "mood", ranges, where),
+        variation=_knob(item, "variation", ranges, where),
         button=_button(item.get("button"), where),
     )
 

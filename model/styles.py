@@ -21,10 +21,23 @@ ARRANGEMENTS = {
 }
 DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 
+# name -> form (runtime/form.py FormSpec): section letters, bars per section, bars per phrase, density at
+# a phrase's last bar. From the corpus: chorales in bar form (two Stollen, then the Abgesang) of 2-bar
+# phrases ending on a held fermata; dance tunes AABB in 8-bar strains; airs and quartet themes AABA;
+# folk songs in 4-bar lines; polyphony through-composed, its points of imitation returning once.
+FORMS = {
+    "chorale": {"sections": "AAB", "section_bars": 4, "phrase_bars": 2, "cadence_density": 0.5},
+    "renaissance": {"sections": "ABAC", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.7},
+    "quartet": {"sections": "AABA", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.6},
+    "folk": {"sections": "AABC", "section_bars": 4, "phrase_bars": 2, "cadence_density": 0.6},
+    "celtic": {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.7},
+}
+DEFAULT_FORM = {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.6}
+
 
 def style_tables(dataset) -> list[dict]:
     """One entry per style (dataset order): quantiles p10/p50/p90 of density and register, median
-    polyphony and the arrangement."""
+    polyphony, the arrangement and the form."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -41,6 +54,7 @@ def style_tables(dataset) -> list[dict]:
                 "register": np.percentile(a[:, r], [10, 50, 90]).round(3).tolist(),
                 "polyphony": round(float(np.median(a[:, p])), 3),
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
+                "form": FORMS.get(name, DEFAULT_FORM),
             }
         )
     return tables

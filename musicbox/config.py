@@ -30,6 +30,8 @@ PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 KNOB_INPUTS = ("adc", "encoder")
 BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
+BUTTONS = ("play_pause", "next", "save", "keep", "new", "volume_up", "volume_down")
+"""The push buttons of ``[buttons]`` (device.buttons.PRESS_EVENTS says what each does)."""
 SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
 
 
@@ -120,7 +122,8 @@ class KnobsConfig:
     smoothing: seconds (time constant of the exponential smoothing). hysteresis: fraction of the travel a
     reading must move to count. rate_limit: seconds between two control changes. poll_interval: seconds
     between readings. min_bpm/max_bpm: tempo knob ends, BPM. detent_width: fraction of each style's
-    sector that snaps to the style. script: the scripted backend's JSON file (None = none).
+    sector that snaps to the style. variation: 0..1, how far returning sections depart from their first
+    playing (0 literal, 1 ever new). script: the scripted backend's JSON file (None = none).
     """
 
     backend: str = _opt("choice", choices=BACKENDS)
@@ -132,6 +135,7 @@ class KnobsConfig:
     min_bpm: float = _opt("float", "BPM", 20.0, 300.0)
     max_bpm: float = _opt("float", "BPM", 20.0, 300.0)
     detent_width: float = _opt("float", "fraction of a style's sector", 0.0, 1.0)
+    variation: float = _opt("float", "0 (literal returns) .. 1 (ever new)", 0.0, 1.0)
     script: Path | None = _opt("path", 'a JSON file, or ""')
     adc: AdcConfig = _table(AdcConfig)
     encoder: EncoderConfig = _table(EncoderConfig)
@@ -143,6 +147,7 @@ class ButtonsConfig:
 
     play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
     volume_up/volume_down: the listener's volume, one ``[audio] volume_step_db`` per press.
+    keep: the phrase playing becomes the theme that returns. new: a new tune from the next bar line.
     hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
     ignored, seconds. pull_up: use the internal pull-up (button to ground).
     """
@@ -152,6 +157,8 @@ class ButtonsConfig:
     save: int = _opt("pin", "a BCM pin or -1")
     volume_up: int = _opt("pin", "a BCM pin or -1")
     volume_down: int = _opt("pin", "a BCM pin or -1")
+    keep: int = _opt("pin", "a BCM pin or -1")
+    new: int = _opt("pin", "a BCM pin or -1")
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
     bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
     pull_up: bool = _opt("bool")
@@ -581,8 +588,7 @@ def _check_pin(board: BoardConfig, key: str, pin: int, where: _Origin) -> None:
 
 def used_pins(config: BoxConfig) -> dict[str, int]:
     """Every BCM pin the configuration wires up, keyed by its dotted config key."""
-    buttons = ("play_pause", "next", "save", "volume_up", "volume_down")
-    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in buttons}
+    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in BUTTONS}
     pins = {key: pin for key, pin in pins.items() if pin != UNWIRED}
     if config.knobs.input == "encoder":
         for knob in ("style", "tempo", "mood"):

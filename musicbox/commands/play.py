@@ -51,9 +51,9 @@ def _open_backend(config, box):
     from musicbox.device import Button, open_backend
     from musicbox.runtime.box.supervisor import Event
 
-    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.NEXT: Event.NEXT, Button.SAVE: Event.SAVE}
-    events[Button.SHUTDOWN] = Event.STOP
-    events[Button.VOLUME_UP], events[Button.VOLUME_DOWN] = Event.VOLUME_UP, Event.VOLUME_DOWN
+    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
+    same = (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW, Button.VOLUME_UP, Button.VOLUME_DOWN)
+    events |= {b: Event(b.value) for b in same}
     backend = open_backend(config, box.style_names)
     backend.start(on_controls=box.set_controls, on_button=lambda b: box.post(events[b]))
     return backend
