@@ -23,6 +23,7 @@ tests/test_loudness.py and the README.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,17 +61,25 @@ def k_weighting_power_response(freqs: np.ndarray, sample_rate: int) -> np.ndarra
 
 def k_weighted_power(pcm: np.ndarray, sample_rate: int) -> float:
     """Mean square of the K-weighted signal summed over channels: float32/64 ``[frames, channels]``."""
-    pcm = np.asarray(pcm, dtype=np.float64).reshape(len(pcm), -1)
+    pcm = np.asarray(pcm).reshape(len(pcm), -1)
     n = len(pcm)
     if n == 0:
         return 0.0
-    spectrum = np.fft.rfft(pcm, axis=0)
-    weight = np.full(spectrum.shape[0], 2.0)  # every bin but DC (and Nyquist, n even) counted twice
+    spectrum = np.ascontiguousarray(np.fft.rfft(pcm, axis=0))  # [bins, channels] complex
+    parts = spectrum.view(spectrum.real.dtype)  # [bins, 2 * channels]: real and imaginary parts
+    power = np.einsum("ij,ij->i", parts, parts)  # |X|^2 summed over channels, per bin
+    return float(np.dot(_bin_weights(n, sample_rate).astype(power.dtype), power)) / n**2
+
+
+@lru_cache(maxsize=8)
+def _bin_weights(n: int, sample_rate: int) -> np.ndarray:
+    """Parseval weights of an ``n``-frame rfft's bins times the K-weighting's power response (bar lengths
+    repeat, so this is computed once per length)."""
+    weight = np.full(n // 2 + 1, 2.0)  # every bin but DC (and Nyquist, n even) counted twice
     weight[0] = 1.0
     if n % 2 == 0:
         weight[-1] = 1.0
-    weight *= k_weighting_power_response(np.fft.rfftfreq(n, 1.0 / sample_rate), sample_rate)
-    return float((weight[:, None] * np.abs(spectrum) ** 2).sum() / n**2)
+    return weight * k_weighting_power_response(np.fft.rfftfreq(n, 1.0 / sample_rate), sample_rate)
 
 
 def lufs(power: float) -> float:
@@ -112,13 +121,18 @@ class Leveler:
         self.gain_db = target
         ramp = 10.0 ** (np.linspace(start, target, frames, dtype=np.float64) / 20.0)
         out = (pcm * ramp[:, None]).astype(np.float32)
-        out *= self._limiter_gain(out)[:, None]
+        limit = self._limiter_gain(out)
+        if limit is not None:
+            out *= limit[:, None]
         return out
 
-    def _limiter_gain(self, pcm: np.ndarray) -> np.ndarray:
-        """Per-frame gain ``[frames]`` that keeps ``|pcm|`` under the ceiling (see the module docstring)."""
+    def _limiter_gain(self, pcm: np.ndarray) -> np.ndarray | None:
+        """Per-frame gain ``[frames]`` that keeps ``|pcm|`` under the ceiling (see the module docstring);
+        None when the bar is under it and the limiter has recovered (most bars)."""
         s = self.settings
         ceiling = 10.0 ** (s.ceiling_db / 20.0)
+        if self._limit >= 1.0 and float(np.abs(pcm).max()) <= ceiling:
+            return None
         n_blocks = -(-len(pcm) // s.block)
         peaks = np.zeros(n_blocks * s.block, np.float32)
         peaks[: len(pcm)] = np.abs(pcm).max(axis=1)
