@@ -221,8 +221,9 @@ class Player:
     def set_volume(self, db: float) -> float:
         """Set the listener's volume (dB, clipped to :data:`VOLUME_RANGE_DB`); returns the value set.
         The callback ramps to it over its next block."""
-        self.volume_db = float(np.clip(db, *VOLUME_RANGE_DB))
-        self._volume = float(10.0 ** (self.volume_db / 20.0)) if self.volume_db > VOLUME_RANGE_DB[0] else 0.0
+        lo, hi = VOLUME_RANGE_DB
+        self.volume_db = min(max(float(db), lo), hi)
+        self._volume = 10.0 ** (self.volume_db / 20.0) if self.volume_db > lo else 0.0
         return self.volume_db
 
     def step_volume(self, steps: int) -> float:
