@@ -23,7 +23,7 @@ import numpy as np
 from musicbox.model.form import FORM_BARS, piece_metrics, similarity_matrix, summarize
 from musicbox.runtime.controls import VARIATION, Controls
 
-REAL_MIN_BARS = 32
+REAL_MIN_BARS = 16
 """Shortest real piece (repeats played) in the form comparison."""
 
 VARIATIONS = {"model": VARIATION, "model_literal": 0.0, "model_new": 1.0}

@@ -24,7 +24,9 @@ One bar (``Generator.next_bar(controls)``):
    has played before starts from its stored latent re-noised to ``controls.variation`` instead of pure
    noise; a phrase's last bar asks for fewer notes; a style turn drops the old style's context;
 6. **one line of melody**: the melody track is decoded as one voice (at each step only its most
-   probable pitch may sound), as the flute or fiddle that plays it can.
+   probable pitch may sound), as the flute or fiddle that plays it can; then **voice-leading**
+   (``runtime/voicing.py``) re-spells notes that would move in parallel fifths/octaves with the
+   melody or clash by a semitone on a strong beat.
 
 State. ``get_state()`` / ``set_state(state)`` move a :class:`~musicbox.runtime.state.GeneratorState`
 (numpy only, picklable as itself) between processes: the box's supervisor keeps the state after every
@@ -48,6 +50,7 @@ from musicbox.runtime.form import FormSpec, plan, return_sigmas, store
 from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes, transpose
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
 from musicbox.runtime.state import GeneratorState
+from musicbox.runtime.voicing import tail_of, voice
 
 MONOPHONIC = ("melody",)
 """Tracks decoded as one line: at most one pitch sounds at a time."""
@@ -88,6 +91,7 @@ class Generator:
         self._sigmas = get_sigmas_flow(sampler.steps, sampler.shift)
         self._forms = tuple(style.form for style in self.manifest.controls.styles)
         self._monophonic = tuple(i for i, name in enumerate(rep.tracks) if name in MONOPHONIC)
+        self._rep = rep.pianoroll()
         self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
@@ -140,10 +144,12 @@ class Generator:
         latent = self._sample_latent(controls, written_from, bar, density)
         probs = self.bundle.decode(latent)
         written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
+        written = voice(written, probs, state.tail, self._rep)
         played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar
-        self._state = store(written_from.advanced(played[0]), bar, played[0])
+        after = replace(written_from.advanced(played[0]), tail=tail_of(written))
+        self._state = store(after, bar, played[0])
         roll = transpose(written, state.key)
-        notes = roll_to_notes(roll, self.manifest.representation.pianoroll())
+        notes = roll_to_notes(roll, self._rep)
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
 
     def _sample_latent(self, controls: Controls, state: GeneratorState, bar, density: float) -> np.ndarray:

@@ -35,6 +35,8 @@ class GeneratorState:
     bar); last float32 ``[4]``: the controls of the previous bar (style, tempo, mood, variation; NaN
     before the first); themes float32 ``[L, N, F, D]``: the re-encoded latents of the first playing of
     each section letter of this tune; themes_mask float32 ``[L, N]``: 1 where a theme bar is stored.
+    tail: the melody's top and the bass's bottom pitch rows at the previous bar's last step (-1: silent),
+    in the model's key, so voice-leading (``runtime/voicing.py``) continues over the bar line.
     """
 
     index: int
@@ -49,6 +51,7 @@ class GeneratorState:
     last: np.ndarray
     themes: np.ndarray
     themes_mask: np.ndarray
+    tail: tuple[int, int] = (-1, -1)
 
     @classmethod
     def fresh(cls, seed: int, key: int, context_bars: int, latent: tuple[int, int]) -> GeneratorState:
