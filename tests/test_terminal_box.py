@@ -3,12 +3,15 @@ reach the audio callback, and the box's log lines come out through the live view
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,18 @@ from tests.helpers.synthetic_bundle import build_bundle
 pytestmark = pytest.mark.skipif(
     shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed"
 )
+
+
+ROWS, COLUMNS = 60, 120
+
+
+def visible_screen(output: bytes) -> list[str]:
+    """The lines a ROWS x COLUMNS terminal shows after ``output`` (pyte, a VT100 emulator)."""
+    import pyte
+
+    screen = pyte.Screen(COLUMNS, ROWS)
+    pyte.ByteStream(screen).feed(output)
+    return screen.display
 
 
 def _wait_for(stats: Path, test, timeout_s: float) -> dict:
@@ -47,6 +62,7 @@ def test_volume_keys_and_logs_in_the_terminal_box(tmp_path):
     cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--bundle", str(bundle)]
     cmd += ["--seconds", "60", "--stats", str(stats), "--backend", "terminal"]
     leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     screen = bytearray()
 
     def drain():
@@ -60,9 +76,8 @@ def test_volume_keys_and_logs_in_the_terminal_box(tmp_path):
             screen.extend(data)
 
     with JackDummy(name=f"mbterm{os.getpid()}"):
-        proc = subprocess.Popen(
-            cmd, stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "120"}
-        )
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} | {"TERM": "xterm"}
+        proc = subprocess.Popen(cmd, stdin=follower, stdout=follower, stderr=follower, env=env)
         os.close(follower)
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
@@ -73,7 +88,11 @@ def test_volume_keys_and_logs_in_the_terminal_box(tmp_path):
             _wait_for(stats, lambda d: d["volume_db"] == -9.0, 10)
             os.write(leader, b"+")
             _wait_for(stats, lambda d: d["volume_db"] == -6.0, 10)
+            for _ in range(4):  # more log lines, from the box and its worker, between redraws
+                os.write(leader, b"n")
+                time.sleep(0.5)
             time.sleep(1.5)  # a redraw after the log lines
+            emulated = visible_screen(bytes(screen))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
@@ -83,3 +102,9 @@ def test_volume_keys_and_logs_in_the_terminal_box(tmp_path):
     assert proc.returncode == 0, text[-3000:]
     assert "volume -9 dB" in text and "volume -6 dB" in text  # the box's INFO lines, through the view
     assert "[+/=] volume up" in text and "musicbox" in text  # the view itself
+    # What the terminal shows at the end: one whole view, the log lines above it (they used to tear it
+    # into stacked, half-drawn copies).
+    tops = [i for i, line in enumerate(emulated) if "╭" in line and "musicbox" in line]
+    bottoms = [i for i, line in enumerate(emulated) if "╰" in line]
+    assert len(tops) == 1 and len(bottoms) == 1 and tops[0] < bottoms[0], "\n".join(emulated)
+    assert any("next:" in line for line in emulated[: tops[0]]), "\n".join(emulated)
