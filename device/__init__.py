@@ -17,7 +17,7 @@ from musicbox.config import BoxConfig
 from musicbox.device.base import Backend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap
-from musicbox.errors import HardwareError
+from musicbox.errors import ConfigError, HardwareError
 
 __all__ = ["Backend", "Button", "KnobMap", "auto_candidates", "knob_map", "open_backend"]
 
@@ -75,6 +75,10 @@ def _open(name: str, config: BoxConfig, style_names: Sequence[str], options: dic
         from musicbox.device.scripted import ScriptedBackend, load_script
         from musicbox.runtime.controls import ControlRanges
 
+        if config.knobs.script is None:  # load_config refuses this; a BoxConfig built in code may not
+            raise ConfigError(
+                '[knobs] backend = "scripted" needs [knobs] script, a JSON file of knob changes'
+            )
         ranges = ControlRanges(tuple(style_names), mapping.min_bpm, mapping.max_bpm)
         return ScriptedBackend(load_script(config.knobs.script, ranges), mapping, style_names)
     return Backend(mapping, style_names)

@@ -108,7 +108,7 @@ class KnobFilter:
     def update(self, raw: float, now: float) -> float:
         """Feed a reading taken at ``now`` (seconds, monotonic); return the knob's position 0..1."""
         raw = _clip01(raw)
-        if self.smoothed is None:
+        if self.smoothed is None or self.position is None:
             self.smoothed = self.position = raw
         else:
             dt = max(0.0, now - self._time)

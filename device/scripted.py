@@ -76,10 +76,11 @@ def _parse_event(item, index: int, ranges: ControlRanges, source: str) -> Script
     unknown = set(item) - set(EVENT_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(EVENT_KEYS)}")
-    if len(item) < 2 or "at" not in item:
+    at = _number(item, "at", 0.0, math.inf, where)
+    if len(item) < 2 or at is None:
         raise ConfigError(f'{where}: needs "at" (seconds) and at least one of {", ".join(EVENT_KEYS[1:])}')
     return ScriptEvent(
-        at=_number(item, "at", 0.0, math.inf, where),
+        at=at,
         style=_knob(item, "style", ranges, where),
         tempo_bpm=_knob(item, "tempo", ranges, where),
         mood=_knob(item, "mood", ranges, where),

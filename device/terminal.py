@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from musicbox.device.buttons import Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
 from musicbox.runtime.controls import Controls
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 ARROWS = {
     b"\x1b[A": "up",
@@ -80,7 +84,7 @@ def help_line() -> str:
     """The footer, from :data:`KEYMAP`: each knob's keys up/down (fine, then coarse), then the buttons."""
     parts = []
     for knob, (fine, coarse) in KNOB_STEPS.items():
-        keys = {}
+        keys: dict[tuple[int, bool], list[str]] = {}
         for key, action in KEYMAP.items():
             if isinstance(action, tuple) and action[0] == knob:
                 keys.setdefault((action[1], action[2]), []).append(ARROW_GLYPHS.get(key, key))
@@ -145,14 +149,15 @@ class TerminalBackend(PollingBackend):
     ):
         processor = KnobProcessor(knob_map, 0.0, 0.0, config.knobs.rate_limit)
         super().__init__(knob_map, style_names, processor, config.knobs.poll_interval)
-        self.fd = _stdin_fd() if input_fd is None else input_fd
+        self.fd: int | None = _stdin_fd() if input_fd is None else input_fd
         self.raw = knob_map.raw_of(Controls())
         self.status: dict = {}
         self.last_button: Button | None = None
         self._console = console
-        self._live = None
+        self._live: Live | None = None
         self._stderr: StderrToConsole | None = None
-        self._tty_fd, self._saved_tty = None, None
+        self._tty_fd: int | None = None
+        self._saved_tty: list | None = None  # termios attributes to restore
         self._draw_lock = threading.Lock()
 
     def read_knobs(self) -> dict[str, float]:
@@ -312,12 +317,14 @@ class StderrToConsole:
         self._read, write = os.pipe()
         os.dup2(write, 2)
         os.close(write)
-        self._thread = threading.Thread(target=self._pump, name="musicbox-stderr", daemon=True)
+        self._thread = threading.Thread(
+            target=self._pump, args=(self._read,), name="musicbox-stderr", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         """Give fd 2 back, then print what is left in the pipe."""
-        if self._saved is None:
+        if self._saved is None or self._thread is None or self._read is None:
             return
         sys.stderr.flush()
         os.dup2(self._saved, 2)
@@ -326,12 +333,13 @@ class StderrToConsole:
         self._stop.set()
         self._thread.join(timeout=2.0)
         os.close(self._read)
+        self._thread = self._read = None
 
-    def _pump(self) -> None:
+    def _pump(self, fd: int) -> None:
         pending = b""
         while True:
-            ready, _, _ = select.select([self._read], [], [], 0.05)
-            data = os.read(self._read, 65536) if ready else b""
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            data = os.read(fd, 65536) if ready else b""
             if not data and (self._stop.is_set() or ready):  # stopped and drained, or every writer gone
                 break
             *lines, pending = (pending + data).split(b"\n")

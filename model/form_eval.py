@@ -4,7 +4,7 @@ Per style, on the metrics of :mod:`musicbox.model.form`:
 
 - **real**: held-out corpus pieces (validation and test splits) of at least :data:`REAL_MIN_BARS`
   bars, their repeats played (the dataset expands them);
-- **model**: :data:`~musicbox.model.form.FORM_BARS`-bar pieces from the bundle through the runtime's
+- **model**: ``2 x seeds`` :data:`~musicbox.model.form.FORM_BARS`-bar pieces per style from the bundle through the runtime's
   ``Generator`` (its form planner) at the default variation, and at the variation control's two ends
   (0: literal returns, 1: new music at every return, i.e. no planned returns);
 - **markov**: the first-order Markov baseline, same length.
@@ -99,6 +99,7 @@ def form_evaluation(bundle, dataset, clf, markov, out_dir: Path, seeds: int, rng
     """Every form metric per style and overall for real, model (three variations) and Markov pieces;
     the style-turn figure; a self-similarity PNG per style in ``out_dir``."""
     styles = bundle.manifest.controls.styles
+    pieces = 2 * seeds  # generated pieces per set and style
     per_style: dict[str, dict] = {}
     for s, style in enumerate(styles):
         phrase = style.form.phrase_bars
@@ -106,9 +107,9 @@ def form_evaluation(bundle, dataset, clf, markov, out_dir: Path, seeds: int, rng
         for name, variation in VARIATIONS.items():
             sets[name] = [
                 generated_piece(bundle, Controls(float(s), 100.0, (-0.5, 0.5)[seed % 2], variation), seed)
-                for seed in range(seeds)
+                for seed in range(pieces)
             ]
-        sets["markov"] = [markov.generate(s, FORM_BARS, 0.0) for _ in range(seeds)]
+        sets["markov"] = [markov.generate(s, FORM_BARS, 0.0) for _ in range(pieces)]
         per_style[style.name] = {
             name: summarize([piece_metrics(r, phrase) for r in rolls]) | {"pieces": len(rolls)}
             for name, rolls in sets.items()

@@ -50,7 +50,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -59,12 +58,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.runtime.cpu import cpu_dot_product
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
@@ -125,15 +126,6 @@ def default_threads() -> int:
 
 # ----------------------------------------------------------------------------------------------------
 # File checks
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the bundle's hashes; quantize writes them with it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
@@ -301,14 +293,15 @@ class _remembered:
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = None
+        self._lock: TextIO | None = None
         self._memory: _Memory | None = None
 
     def __enter__(self) -> _Memory | None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
-            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            lock = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+            self._lock = lock
+            fcntl.flock(lock, fcntl.LOCK_EX)
         except OSError as exc:
             log.warning("cannot remember the precision choice in %s: %s", self.path.parent, exc)
             return None
@@ -350,7 +343,7 @@ class Bundle:
         self.sessions = SessionCache(path, settings, budget_bytes)
         self.precision = ""
         self.precision_reason = ""
-        self.variant: Variant | None = None
+        self.variant: Variant  # the variant in use, set by _choose when opened
         self._verified: set[str] = set()
 
     @classmethod
@@ -419,7 +412,12 @@ class Bundle:
         with _remembered(cache_dir() / PRECISION_FILE) as memory:
             key = self._machine_key(flag)
             known = memory.get(key) if memory is not None else None
-            if known and known.get("precision") in available and self._damage(known["precision"]) is None:
+            if (
+                memory is not None
+                and known
+                and known.get("precision") in available
+                and self._damage(known["precision"]) is None
+            ):
                 self._report_damage(available, known["precision"])
                 return known["precision"], f"{known['reason']}; remembered in {memory.path}"
             pick, reason = self._decide(available, cpu, flag)
@@ -433,13 +431,15 @@ class Bundle:
     def _decide(self, available: list[str], cpu: str, flag: str | None) -> tuple[str, str]:
         """Time the denoiser of every whole variant: the preferred int8 variant unless another int8 is
         :data:`INT8_MARGIN` times faster, then int8 vs fp32 by the CPU's dot-product flag."""
-        times, damaged = {}, {}
+        times: dict[str, float] = {}
+        damaged: dict[str, str] = {}
         for p in (*INT8_PREFERENCE, "fp32"):
             if p in available:
-                damaged[p] = self._damage(p)
-                if damaged[p] is None:
+                why = self._damage(p)
+                if why is None:
                     times[p] = self._time_denoiser(p)
-        damaged = {p: why for p, why in damaged.items() if why is not None}
+                else:
+                    damaged[p] = why
         if not times:
             raise BundleError(f"{self.path}: no variant is whole: " + "; ".join(damaged.values()))
         skipped = f"; {', '.join(damaged)} left out (files fail their check)" if damaged else ""
@@ -491,7 +491,8 @@ class Bundle:
         self._use(precision, "self-benchmark")
         feeds = synthetic_feeds(self.variant.denoiser[0], batch=2 if self.manifest.sampler.guided else 1)
         self.run_denoiser(feeds)
-        times, start = [], time.perf_counter()
+        times: list[float] = []
+        start = time.perf_counter()
         while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):
             t = time.perf_counter()
             self.run_denoiser(feeds)
@@ -515,9 +516,9 @@ class Bundle:
 
     def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the denoiser shards in order, wiring each shard's inputs by name from ``feeds`` and the
-        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B,4,32]``,
-        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``).
-        Returns ``v [B,4,32]``."""
+        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B, F, D]``,
+        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``), with F x D
+        the manifest's ``latent_frames`` x ``latent_dim`` (4 x 64 shipped). Returns ``v [B, F, D]``."""
         values = dict(feeds)
         for stage in self.variant.denoiser:
             session = self.sessions.get(stage)
@@ -526,11 +527,11 @@ class Bundle:
         return values["v"]
 
     def encode(self, planes: np.ndarray) -> np.ndarray:
-        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, 4, 32]``."""
+        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, F, D]`` (4 x 64 shipped)."""
         return self._run_single(self.variant.encoder, "planes", planes)
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        """Latent float32 ``[B, 4, 32]`` -> note probabilities ``[B, 6, 16, 64]``."""
+        """Latent float32 ``[B, F, D]`` (4 x 64 shipped) -> note probabilities ``[B, 6, 16, 64]``."""
         return self._run_single(self.variant.decoder, "latent", latent)
 
     def _run_single(self, stage: StageFile, name: str, value: np.ndarray) -> np.ndarray:

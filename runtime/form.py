@@ -39,13 +39,19 @@ class FormSpec:
     section_bars: bars per section; phrase_bars: bars per phrase (divides section_bars); phrases: one
     letter a.. per phrase of a section, a repeated letter returns that phrase but for its last bar
     ("" = all different); cadence_density: factor on the requested note density at each phrase's
-    last bar."""
+    last bar; return_noise: the noise level of a return per unit of variation (a style whose repeats
+    are near-literal, a chorale's Stollen, returns closer at the same knob setting)."""
 
     sections: str = "AABB"
     section_bars: int = 8
     phrase_bars: int = 4
     phrases: str = ""
     cadence_density: float = 0.6
+    return_noise: float = 1.0
+
+    def noise_level(self, variation: float) -> float:
+        """The level a returning bar is re-noised to for ``variation`` (0..1): 1 at variation 1."""
+        return 1.0 if variation >= 1.0 else min(1.0, variation * self.return_noise)
 
     def __post_init__(self) -> None:
         letters = "ABCD"[:THEME_SLOTS]
@@ -59,6 +65,8 @@ class FormSpec:
         n_phrases = self.section_bars // max(1, self.phrase_bars)
         if self.phrases and (len(self.phrases) != n_phrases or not self.phrases.startswith("a")):
             problems.append(f"phrases {self.phrases!r} must be {n_phrases} letters a.. starting with a")
+        if not 0.0 < self.return_noise <= 2.0:
+            problems.append(f"return_noise {self.return_noise} must be in (0, 2]")
         if not 0.0 < self.cadence_density <= 1.0:
             problems.append(f"cadence_density {self.cadence_density} must be in (0, 1]")
         if problems:

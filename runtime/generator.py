@@ -171,7 +171,7 @@ class Generator:
         if bar.source is None:
             return self._sample(denoise, noise * np.float32(self._sigmas[0]), self._sigmas)
         theme = state.themes[bar.slot, bar.source][None]
-        sigmas = return_sigmas(self._sigmas, float(controls.variation))
+        sigmas = return_sigmas(self._sigmas, self.form(controls).noise_level(controls.variation))
         if not len(sigmas):
             return theme
         t = np.float32(sigmas[0])

@@ -151,7 +151,7 @@ class Leveler:
 def _k_biquads(sample_rate: int) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
     """BS.1770's two K-weighting stages as ``(b, a)`` biquads for ``sample_rate`` (RBJ cookbook forms with
     the standard's parameters: shelf +4 dB, Q 1/sqrt(2), 1500 Hz; high pass Q 0.5, 38 Hz)."""
-    stages = []
+    stages: list[tuple[tuple[float, ...], tuple[float, ...]]] = []
     gain_db, q, fc = 4.0, 1 / np.sqrt(2.0), 1500.0
     a_ = 10 ** (gain_db / 40.0)
     w0 = 2 * np.pi * fc / sample_rate

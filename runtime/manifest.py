@@ -381,7 +381,7 @@ def _parse_dict(tp, value, path: str, source: str):
     _key, item = typing.get_args(tp)
     if not isinstance(value, dict):
         _fail(source, path, "must be an object")
-    allowed = _DICT_KEYS.get(path)
+    allowed = _DICT_KEYS.get(path, ())
     unknown = sorted(set(value) - set(allowed)) if allowed else []
     if unknown:
         _fail(source, f"{path}.{unknown[0]}", f"is not a known field; allowed here: {', '.join(allowed)}")

@@ -87,8 +87,8 @@ def fix_strong_beats(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tai
             ]
             if not pairs:
                 break
-            candidates = {k for pair in pairs for k in pair if notes[k].track != MELODY}
-            candidates = [k for k in candidates if _movable(notes[k], roll, tail)]
+            involved = {k for pair in pairs for k in pair if notes[k].track != MELODY}
+            candidates = [k for k in involved if _movable(notes[k], roll, tail)]
             if not candidates:
                 break
             rank = {HARMONY: 0, BASS: 1}

@@ -1,4 +1,4 @@
-"""`musicbox bench`: the DESIGN.md host figures, each against its target, as a table and JSON.
+"""`musicbox bench`: the box's performance figures (docs/design.md), each against its target, as a table and JSON.
 
 ``musicbox bench [all]`` measures, in one run:
 
@@ -61,7 +61,7 @@ def verdict(name: str, result: dict) -> str:
 
 
 def register(sub):
-    p = sub.add_parser("bench", help="measure the DESIGN.md targets (or `bench soak`)")
+    p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`)")
     p.add_argument("mode", nargs="?", choices=("all", "soak"), default="all", help="all figures, or the soak")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
@@ -252,7 +252,7 @@ def _print_table(figures: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="musicbox bench (DESIGN.md targets)")
+    table = Table(title="musicbox bench (targets: docs/design.md)")
     for col in ("figure", "what", "value", "target", "ok"):
         table.add_column(col)
     for name, r in figures["results"].items():

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from musicbox.firmware import firmware_dir
+
 UNIT_PATH = Path("/etc/systemd/system/musicbox.service")
 GROUPS = ("audio", "gpio", "spi")
 STATE_DIR = Path("/var/lib/musicbox")
@@ -74,18 +76,12 @@ def existing_groups() -> list[str]:
 
 def render_unit(exec_cmd: str, user: str, groups: list[str], recordings: Path) -> str:
     """The unit file text with its placeholders filled in."""
-    template = (_firmware_dir() / "systemd" / "musicbox.service").read_text()
+    template = (firmware_dir() / "systemd" / "musicbox.service").read_text()
     text = (
         template.replace("@EXEC@", exec_cmd).replace("@USER@", user).replace("@RECORDINGS@", str(recordings))
     )
     line = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
     return text.replace("SupplementaryGroups=@GROUPS@\n", line)
-
-
-def _firmware_dir() -> Path:
-    from musicbox.config import firmware_dir
-
-    return firmware_dir()
 
 
 def _home_of(user: str) -> Path:

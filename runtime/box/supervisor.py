@@ -32,7 +32,7 @@ import queue
 import random
 import time
 from dataclasses import dataclass, replace
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 
 from musicbox import errors
 from musicbox.errors import MusicBoxError
@@ -96,7 +96,7 @@ class WorkerHandle:
     """One worker process and its pipe end; ``started`` is time.monotonic() at spawn, seconds."""
 
     process: mp.process.BaseProcess
-    conn: object
+    conn: Connection
     started: float
     ready: bool = False
     wrote: bool = False
@@ -210,7 +210,7 @@ class Supervisor:
 
     def _sleep(self) -> None:
         """Wait for a worker message, a worker death, a wake-up or the tick (no busy loop)."""
-        handles = [self._wake_r]
+        handles: list[Connection | int] = [self._wake_r]
         if self.worker is not None:
             handles += [self.worker.conn, self.worker.process.sentinel]
         tick = self.settings.tick_s * (5 if self.state is BoxState.PAUSED else 1)
@@ -496,8 +496,10 @@ def _watchdog_interval() -> float:
     return int(usec) / 2e6
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone)."""
+def rss_mb(pid: int | None) -> float | None:
+    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone or never started)."""
+    if pid is None:
+        return None
     try:
         with open(f"/proc/{pid}/statm") as f:
             pages = int(f.read().split()[1])

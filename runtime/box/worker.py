@@ -207,7 +207,7 @@ def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: 
                 return
             job = _start(message, producer) if isinstance(message, Play) else None
             continue
-        if busy:
+        if busy and job is not None:
             _write_one(ring, producer, job, conn)
 
 
