@@ -35,7 +35,7 @@ FORMS = {
         "cadence_density": 0.5,
         "return_noise": 0.9,
     },
-    "renaissance": {"sections": "ABCD", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.45},
+    "renaissance": {"sections": "ABCD", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.6},
     "quartet": {
         "sections": "AABA",
         "section_bars": 8,

@@ -56,6 +56,7 @@ import os
 import platform
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -64,9 +65,10 @@ import numpy as np
 import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
+from musicbox.precision import PRECISIONS
 from musicbox.runtime.cpu import cpu_dot_product
 from musicbox.runtime.digest import sha256_file
-from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
+from musicbox.runtime.manifest import Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -391,14 +393,14 @@ class Bundle:
     def _use(self, precision: str, reason: str) -> None:
         """Switch to ``precision`` (its files verified once; BundleError if they fail) and drop other
         variants' sessions."""
-        variant = self.manifest.variants[precision]
+        variant = self.manifest.variant(precision)
         if precision not in self._verified:
             verify_variant(self.path, variant)
             self._verified.add(precision)
         self.variant, self.precision, self.precision_reason = variant, precision, reason
         self.sessions.retain({s.file for s in variant.files()})
 
-    def _auto(self, available: list[str]) -> tuple[str, str]:
+    def _auto(self, available: Sequence[str]) -> tuple[str, str]:
         int8 = next((p for p in INT8_PREFERENCE if p in available), None)
         if int8 is None or "fp32" not in available:
             only = int8 or "fp32"
@@ -428,7 +430,7 @@ class Bundle:
                 reason += f"; decided now (cannot remember it: {cache_dir()} is not writable)"
         return pick, reason
 
-    def _decide(self, available: list[str], cpu: str, flag: str | None) -> tuple[str, str]:
+    def _decide(self, available: Sequence[str], cpu: str, flag: str | None) -> tuple[str, str]:
         """Time the denoiser of every whole variant: the preferred int8 variant unless another int8 is
         :data:`INT8_MARGIN` times faster, then int8 vs fp32 by the CPU's dot-product flag."""
         times: dict[str, float] = {}
@@ -467,14 +469,14 @@ class Bundle:
             return str(exc)
         return None
 
-    def _report_damage(self, available: list[str], chosen: str) -> None:
+    def _report_damage(self, available: Sequence[str], chosen: str) -> None:
         """Log the variants other than ``chosen`` whose files are missing or of the wrong size (sizes
         only: their hashes are not read, they will not be loaded)."""
         for p in available:
             if p == chosen:
                 continue
             try:
-                verify_variant(self.path, self.manifest.variants[p], hashes=False)
+                verify_variant(self.path, self.manifest.variant(p), hashes=False)
             except BundleError as exc:
                 log.warning("bundle %s: the %s variant (not used) is damaged: %s", self.path, p, exc)
 
@@ -505,7 +507,7 @@ class Bundle:
         """Whether ``precision``'s files exceed the memory budget (so shards are streamed)."""
         if self.budget_bytes is None:
             return False
-        return sum(stage_bytes(s) for s in self.manifest.variants[precision].files()) > self.budget_bytes
+        return sum(stage_bytes(s) for s in self.manifest.variant(precision).files()) > self.budget_bytes
 
     @property
     def mode(self) -> str:

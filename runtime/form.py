@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import msgspec
 import numpy as np
 
 from musicbox.errors import ManifestError
@@ -33,9 +34,9 @@ LITERAL = 1e-3
 """Below this variation a return is the stored theme itself (no re-noising)."""
 
 
-@dataclass(frozen=True)
-class FormSpec:
-    """One style's form. sections: letters A.. in playing order, a repeated letter returns;
+class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One style's form (a manifest table, ``$.controls.styles[i].form``, read strictly like the others in
+    ``runtime/manifest.py``). sections: letters A.. in playing order, a repeated letter returns;
     section_bars: bars per section; phrase_bars: bars per phrase (divides section_bars); phrases: one
     letter a.. per phrase of a section, a repeated letter returns that phrase but for its last bar
     ("" = all different); cadence_density: factor on the requested note density at each phrase's

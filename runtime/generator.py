@@ -47,7 +47,14 @@ from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormSpec, plan, return_sigmas, store
-from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes, transpose
+from musicbox.runtime.pianoroll import (
+    Note,
+    planes_to_roll,
+    random_key_shift,
+    roll_to_notes,
+    roll_to_planes,
+    transpose,
+)
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
 from musicbox.runtime.state import GeneratorState
 from musicbox.runtime.voicing import tail_of, voice
@@ -73,8 +80,8 @@ class Bar:
 
 
 def seed_key(seed: int) -> int:
-    """The key a seed plays in: semitones -5..+6 above the model's tonic."""
-    return int(np.random.default_rng([seed, 12]).integers(-5, 7))
+    """The key a seed plays in: semitones in ``pianoroll.KEY_SHIFTS`` (-5..+6) above the model's tonic."""
+    return random_key_shift(np.random.default_rng([seed, 12]))
 
 
 class Generator:

@@ -52,7 +52,7 @@ def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = No
     """A MIDI file of bars as played, in order: each has ``notes`` (``Note``, start in steps from its bar
     line) and ``controls`` (``Controls``): the generator's ``Bar`` and the recorder's ``PlayedBar`` alike.
 
-    styles: the manifest's controls (``ControlsInfo``/dict) or an ``Arranger``, for each bar's programs
+    styles: the manifest's controls (``ControlsInfo``) or an ``Arranger``, for each bar's programs
     (those of the nearer style, as the renderer plays them); None = :data:`DEFAULT_PROGRAMS`.
     seconds: cut the file there (as the WAV is), else it ends at the last bar line.
     """

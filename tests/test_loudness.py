@@ -11,6 +11,7 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
+from musicbox.config import default_config
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.generator import Generator
@@ -75,7 +76,8 @@ def test_styles_and_moods_play_at_one_loudness_with_headroom():
     results = {}
     for style in range(5):
         for mood in (-1.0, 1.0):
-            gen, renderer = Generator(bundle, seed=0), Renderer(bundle.manifest, sample_rate=RATE)
+            gen = Generator(bundle, seed=0)
+            renderer = Renderer(bundle.manifest.controls, default_config().synth, sample_rate=RATE)
             controls = Controls(float(style), 100.0, mood)
             pcm = np.concatenate(
                 [renderer.render_roll(gen.next_bar(controls).roll, controls) for _ in range(8)]
@@ -139,7 +141,7 @@ def test_volume_keys_config_and_the_box_event(tmp_path):
     for key in "+=-":
         backend.press(key)
     assert pressed == [Button.VOLUME_UP, Button.VOLUME_UP, Button.VOLUME_DOWN]
-    box = Supervisor(WorkerSettings(Path("/nonexistent")), settings, None, min_bpm=120.0)
+    box = Supervisor(WorkerSettings(Path("/nonexistent"), config.synth), settings, None, min_bpm=120.0)
     try:
         assert box.player.volume_db == -12.0
         for event in (Event.VOLUME_UP, Event.VOLUME_UP, Event.VOLUME_DOWN):

@@ -94,18 +94,19 @@ def test_any_roll_round_trips(notes):
 
 
 def test_played_bars_carry_tempo_changes_program_changes_and_the_cut(tmp_path):
+    from pathlib import Path
+
     from musicbox.runtime.box.recorder import PlayedBar
     from musicbox.runtime.controls import Controls
+    from musicbox.runtime.manifest import load_manifest
 
-    styles = {"controls": {"tempo": {"min_bpm": 60, "max_bpm": 160}, "styles": [
-        {"arrangement": {"programs": [19, 19, 19], "drums": "none", "swing": 0, "velocity": 80}},
-        {"arrangement": {"programs": [73, 24, 32], "drums": "folk", "swing": 0, "velocity": 88}},
-    ]}}  # fmt: skip
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "bundle" / "manifest.json"
+    styles = load_manifest(shipped).controls  # chorale: programs 19, 19, 19; folk (3): 73, 24, 32
     held = [Note(0, 8, 60, 16)]  # rings over the bar line
     bars = [
         PlayedBar(held, Controls(0.0, 120.0), 0),
-        PlayedBar(held, Controls(0.4, 120.0), 0),  # a blend nearer style 0: its instruments stay
-        PlayedBar(held, Controls(1.0, 60.0), 0),
+        PlayedBar(held, Controls(0.4, 120.0), 0),  # a blend nearer chorale: its instruments stay
+        PlayedBar(held, Controls(3.0, 60.0), 0),
     ]
     mid = midi.played_to_midi(bars, tmp_path / "a.mid", styles)
     conductor = [(m.type, m.time, getattr(m, "tempo", None)) for m in mid.tracks[0] if m.type == "set_tempo"]

@@ -2,25 +2,31 @@
 
 Bar by bar: the generator writes a bar for the current knobs, the renderer plays it; a ``--script``
 of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is applied at the first bar
-line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary (to
-stderr when the WAV goes to stdout, ``--out -``).
+line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary;
+``--stats FILE.json`` also writes the summary as JSON (``musicbox bench`` reads the peak RSS there).
+The synth settings are the box's: the config's ``[synth]`` (``--config``, else the box's own file or the
+defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundFont. With the WAV going to
+stdout (``--out -``) the progress goes to stderr.
 
 ``--seconds`` is the length of both files: the WAV is cut there (with a short fade), and the MIDI file,
 which carries the tempo map and program changes the audio was played with, ends there too.
 
-Knob values (``--style/--tempo/--mood`` and the script's) are checked against the bundle's manifest
-(:class:`~musicbox.runtime.controls.ControlRanges`), and the output folders before anything is generated.
+Knob values (``--style/--tempo/--mood/--variation`` and the script's) are checked against the bundle's
+manifest (:class:`~musicbox.runtime.controls.ControlRanges`), and the output folders before anything is
+generated.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from musicbox.errors import ConfigError
+from musicbox.precision import PRECISION_CHOICES
 
-PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 FADE_SECONDS = 0.02
 
 
@@ -38,12 +44,16 @@ def register(sub):
         help="0 literal returns .. 1 ever new (default: the config's)",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="model variant (default auto)")
+    p.add_argument(
+        "--precision", choices=PRECISION_CHOICES, default="auto", help="model variant (default auto)"
+    )
     p.add_argument("--threads", type=int, default=1, help="inference threads (0 = all cores but one)")
     p.add_argument("--soundfont", type=Path, help="a .sf2/.sf3 (default: search the usual places)")
     p.add_argument("--script", type=Path, help='JSON list of knob changes [{"at": s, "style": 1.5}, ...]')
     p.add_argument("--out", type=Path, required=True, help="WAV file to write (- = stdout)")
     p.add_argument("--midi", type=Path, help="also write a standard MIDI file, one track per part")
+    p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
+    p.add_argument("--stats", type=Path, help="also write the summary figures to this JSON file")
     p.set_defaults(run=run)
 
 
@@ -85,21 +95,19 @@ def run(args) -> int:
     bundle = Bundle.open(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads)
     manifest = bundle.manifest
     say(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})")
+    config = load_config(args.config)
     ranges = ControlRanges.from_manifest(manifest.controls)
+    tempo = manifest.controls.tempo.default_bpm if args.tempo is None else args.tempo
+    variation = config.knobs.variation if args.variation is None else args.variation
     controls = Controls(
         ranges.check("style", 0 if args.style is None else args.style, "--style"),
-        ranges.check(
-            "tempo", manifest.controls.tempo.default_bpm if args.tempo is None else args.tempo, "--tempo"
-        ),
+        ranges.check("tempo", tempo, "--tempo"),
         ranges.check("mood", args.mood, "--mood"),
-        ranges.check(
-            "variation",
-            load_config(None).knobs.variation if args.variation is None else args.variation,
-            "--variation",
-        ),
+        ranges.check("variation", variation, "--variation"),
     )
     events = load_script(args.script, ranges) if args.script else []
-    renderer = Renderer(manifest, soundfont=args.soundfont)
+    synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
+    renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
     gen = Generator(bundle, seed=args.seed)
     pcm, bars, now = [], [], 0.0
     while now < args.seconds:
@@ -114,7 +122,10 @@ def run(args) -> int:
     _write_wav(args.out, out, renderer.sample_rate)
     if args.midi:
         played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds)
-    say(_summary(bars, now, args))
+    stats = summary(bars, now, renderer)
+    say(_summary_line(stats, args))
+    if args.stats:
+        args.stats.write_text(json.dumps(stats, indent=2) + "\n")
     return 0
 
 
@@ -163,6 +174,26 @@ def _write_wav(path: Path, pcm, sample_rate: int) -> None:
     sys.stdout.buffer.flush()
 
 
+def summary(bars, music_seconds: float, renderer) -> dict:
+    """The figures of a render: bars, seconds of music, generation time per bar (ms) and real-time
+    factor p50/p95, this process's peak RSS (MiB) and the synth settings used."""
+    import numpy as np
+
+    gen = np.array([b.gen_seconds for b in bars])
+    rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
+    synth = renderer.synth
+    return {
+        "bars": len(bars),
+        "music_seconds": round(music_seconds, 3),
+        "gen_ms_p50": float(np.percentile(gen, 50) * 1e3),
+        "gen_ms_p95": float(np.percentile(gen, 95) * 1e3),
+        "rtf_p50": float(np.percentile(rtf, 50)),
+        "rtf_p95": float(np.percentile(rtf, 95)),
+        "peak_rss_mb": peak_rss_mb(),
+        "synth": {"soundfont": str(renderer.soundfont), "gain": synth.gain, "reverb": synth.reverb},
+    }
+
+
 def _finish(pcm, sample_rate: int, seconds: float):
     """Cut to ``seconds`` with a short fade-out (no click), clip to [-1, 1]."""
     import numpy as np
@@ -182,16 +213,12 @@ def _bar_line(bar, at: float) -> str:
     )
 
 
-def _summary(bars, music_seconds: float, args) -> str:
-    import numpy as np
-
-    gen = np.array([b.gen_seconds for b in bars])
-    rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
+def _summary_line(stats: dict, args) -> str:
     return (
-        f"{len(bars)} bars, {music_seconds:.1f} s of music -> {args.out}"
+        f"{stats['bars']} bars, {stats['music_seconds']:.1f} s of music -> {args.out}"
         + (f" and {args.midi}" if args.midi else "")
-        + f"; generation p50 {np.percentile(gen, 50) * 1e3:.2f} ms, p95 {np.percentile(gen, 95) * 1e3:.2f} ms"
-        + f" per bar (real-time factor p50 {np.percentile(rtf, 50):.4f}); peak RSS {peak_rss_mb():.0f} MB"
+        + f"; generation p50 {stats['gen_ms_p50']:.2f} ms, p95 {stats['gen_ms_p95']:.2f} ms"
+        + f" per bar (real-time factor p50 {stats['rtf_p50']:.4f}); peak RSS {stats['peak_rss_mb']:.0f} MB"
     )
 
 
