@@ -29,6 +29,21 @@ from dataclasses import replace
 from pathlib import Path
 
 
+def verdict(name: str, result: dict) -> str:
+    """``yes``, or ``NO`` with why: the value, which side of its target (``musicbox/targets.py``) it
+    falls, and by how much."""
+    from musicbox.targets import target
+
+    if result["ok"]:
+        return "yes"
+    if result["value"] is None:
+        return "NO: never happened (no change was seen)"
+    goal = target(name)
+    value = float(result["value"])
+    side = {"<=": "above", ">=": "below"}.get(goal.comparison, "not")
+    return f"NO: {value:.4g} is {side} the target {goal.bound:g} (off by {abs(value - goal.bound):.3g})"
+
+
 def register(sub):
     p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`)")
     p.add_argument("mode", nargs="?", choices=("all", "soak"), default="all", help="all figures, or the soak")
@@ -237,12 +252,15 @@ def _print_table(figures: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from musicbox.targets import target
+
     table = Table(title="musicbox bench (targets: docs/design.md)")
-    for col in ("figure", "value", "target", "ok"):
+    for col in ("figure", "value", "target", "unit", "ok"):
         table.add_column(col)
     for name, r in figures["results"].items():
         value = "never" if r["value"] is None else f"{r['value']:.4g}"
-        table.add_row(name, value, r["target"], "[green]yes[/]" if r["ok"] else "[red]NO[/]")
+        style = "green" if r["ok"] else "red"
+        table.add_row(name, value, r["target"], target(name).unit, f"[{style}]{verdict(name, r)}[/]")
     console = Console()
     console.print(table)
     gen = figures["details"]["generation"]

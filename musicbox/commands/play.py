@@ -57,7 +57,8 @@ def _open_backend(config, box):
     from musicbox.runtime.box.supervisor import Event
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
-    events |= {b: Event(b.value) for b in (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
+    same = (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW, Button.VOLUME_UP, Button.VOLUME_DOWN)
+    events |= {b: Event(b.value) for b in same}
     backend = open_backend(config, box.style_names)
     backend.start(on_controls=box.set_controls, on_button=lambda b: box.post(events[b]))
     return backend
@@ -88,13 +89,13 @@ def _status_publisher(path: Path | None, backend, box):
             except OSError as exc:
                 log.warning("cannot write stats to %s: %s", path, exc)
         c = stats["controls"]
-        names = box.style_names
         view = {
             "state": stats["state"],
             "bar": stats["bars_played"],
             "tempo_bpm": c["tempo_bpm"],
             "mood": c["mood"],
-            "style": names[min(len(names) - 1, max(0, round(c["style"])))],
+            "style": c["style"],
+            "volume_db": stats["volume_db"],
         }
         if stats.get("last_save"):
             view["message"] = stats["last_save"]  # where SAVE wrote the files, or why it could not

@@ -23,7 +23,12 @@ def build_box(config, bundle: Path | None = None, notifier=None):
     worker = worker_settings(config, root)
     min_bpm, max_bpm = tempo_range(config, manifest)
     check_memory(config, memory_need(config, min_bpm, max_bpm))
-    recorder = Recorder(config.recording.folder, config.recording.minutes_kept, config.audio.sample_rate)
+    recorder = Recorder(
+        config.recording.folder,
+        config.recording.minutes_kept,
+        config.audio.sample_rate,
+        styles=manifest.controls,
+    )
     recorder.remove_leftovers()
     box = Supervisor(
         worker,
@@ -77,7 +82,14 @@ def player_settings(config):
     device = a.device.strip() or None
     if device is not None and device.isdigit():
         device = int(device)
-    return PlayerSettings(sample_rate=a.sample_rate, blocksize=a.blocksize, latency=a.latency, device=device)
+    return PlayerSettings(
+        sample_rate=a.sample_rate,
+        blocksize=a.blocksize,
+        latency=a.latency,
+        device=device,
+        volume_db=a.volume_db,
+        volume_step_db=a.volume_step_db,
+    )
 
 
 def systemd_notifier():

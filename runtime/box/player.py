@@ -10,6 +10,11 @@ A device that is missing when the box starts (a USB DAC unplugged) is waited for
 logs it and leaves the player LOST, and ``check()`` retries with backoff until it appears (logged again
 once a minute), so the service plays as soon as the device is back, however long it was gone.
 
+Volume (the listener's, on top of the renderer's leveled loudness) is a gain in dB set from any thread
+(:meth:`Player.set_volume`); the callback moves to it sample by sample across one block (a linear ramp,
+from preallocated buffers), so a key press never steps the level (no zipper noise). The recorder keeps
+the bars as rendered, before the volume.
+
 If the device disappears (PortAudio error, the stream finishing on its own, or the callback going quiet)
 ``Player.check()``, called by the supervisor a few times a second, closes the stream, re-initializes
 PortAudio (so a USB card or ALSA device that came back is seen again) and reopens it with exponential
@@ -58,6 +63,8 @@ class PlayerSettings:
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
     wait_log_s: seconds between two journal lines while waiting for a missing device.
+    volume_db: the listener's volume at start, dB (0 = the leveled loudness; :data:`VOLUME_RANGE_DB`).
+    volume_step_db: dB per volume key or button press.
     """
 
     sample_rate: int = 44100
@@ -69,6 +76,13 @@ class PlayerSettings:
     backoff_s: tuple[float, float] = (0.25, 4.0)
     close_timeout_s: float = 2.0
     wait_log_s: float = 60.0
+    volume_db: float = 0.0
+    volume_step_db: float = 3.0
+
+
+VOLUME_RANGE_DB = (-60.0, 0.0)
+"""The listener's volume range in dB (0 dB: the renderer's target loudness, peaks under -2 dBFS)."""
+_RAMP_FRAMES = 16384  # the longest block the volume ramp covers sample by sample (then it holds)
 
 
 def _sounddevice():
@@ -100,6 +114,11 @@ class Player:
         self._stream = None
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
         self._sd = _sounddevice()
+        self.volume_db = 0.0
+        self._volume = 1.0  # linear gain the callback moves to
+        self._volume_now = 1.0  # linear gain at the end of the last block
+        self.set_volume(settings.volume_db)
+        self._volume_now = self._volume
         self._init_callback_state()
         self._next_attempt = 0.0
         self._backoff = settings.backoff_s[0]
@@ -122,6 +141,8 @@ class Player:
         self._fade_out_left = 0
         self._fade_in_left = 0
         self._started = False  # a first bar has played: later starvation is an underrun
+        self._ramp_steps = np.arange(1, _RAMP_FRAMES + 1, dtype=np.float32)
+        self._ramp = np.empty((_RAMP_FRAMES, 1), np.float32)
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
@@ -138,6 +159,23 @@ class Player:
             self._go_silent(outdata, done, frames)
         else:
             self._last[0] = outdata[frames - 1]
+        self._apply_volume(outdata, frames)
+
+    def _apply_volume(self, outdata, frames: int) -> None:
+        """Scale the block by the volume, ramping linearly from the last block's gain to the target."""
+        start, target = self._volume_now, self._volume
+        if start == target:
+            if target != 1.0:
+                np.multiply(outdata, target, out=outdata)
+            return
+        n = min(frames, _RAMP_FRAMES)
+        ramp = self._ramp[:n]
+        np.multiply(self._ramp_steps[:n, None], (target - start) / n, out=ramp)
+        ramp += start
+        np.multiply(outdata[:n], ramp, out=outdata[:n])
+        if frames > n:
+            np.multiply(outdata[n:], target, out=outdata[n:])
+        self._volume_now = target
 
     def _fill(self, outdata, frames: int) -> int:
         """Copy bar PCM into ``outdata``; returns the frames written (fewer if the ring ran dry)."""
@@ -196,6 +234,18 @@ class Player:
     def bar_phase(self) -> float:
         """How far into the playing bar the output is, 0..1 (0 before the first bar)."""
         return self._pos / self._frames if self._frames else 0.0
+
+    def set_volume(self, db: float) -> float:
+        """Set the listener's volume (dB, clipped to :data:`VOLUME_RANGE_DB`); returns the value set.
+        The callback ramps to it over its next block."""
+        lo, hi = VOLUME_RANGE_DB
+        self.volume_db = min(max(float(db), lo), hi)
+        self._volume = 10.0 ** (self.volume_db / 20.0) if self.volume_db > lo else 0.0
+        return self.volume_db
+
+    def step_volume(self, steps: int) -> float:
+        """Turn the volume ``steps`` presses (``volume_step_db`` each) up (+) or down (-); the new dB."""
+        return self.set_volume(self.volume_db + steps * self.settings.volume_step_db)
 
     def pause(self) -> None:
         """Fade out and hold the place in the bar."""

@@ -58,8 +58,10 @@ class Recorder:
         sample_rate: int = 44100,
         pcm_minutes: float | None = None,
         channels: int = 2,
+        styles=None,
     ):
         self.folder = Path(folder).expanduser()
+        self.styles = styles  # the manifest's controls: each saved bar's instruments (None: GM piano)
         self.sample_rate = sample_rate
         self.keep_s = minutes_kept * 60.0
         frames = int(min(pcm_minutes or minutes_kept, minutes_kept) * 60.0 * sample_rate)
@@ -151,7 +153,7 @@ class Recorder:
             wav = _unique(self.folder, stem, ".wav")
             _atomic(wav, lambda tmp: _write_wav(tmp, pcm, self.sample_rate))
             mid = wav.with_suffix(".mid")
-            _atomic(mid, lambda tmp: _write_midi(tmp, bars))
+            _atomic(mid, lambda tmp: _write_midi(tmp, bars, self.styles))
         except (OSError, soundfile.SoundFileError) as exc:
             self.failures += 1
             self.last_error = str(exc) if isinstance(exc, SaveError) else _explain(self.folder, need, exc)
@@ -228,11 +230,8 @@ def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
     soundfile.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
 
 
-def _write_midi(path: Path, bars: list[PlayedBar]) -> None:
-    """The bars' notes as one MIDI file (``runtime/midi.py``) at the first kept bar's tempo."""
-    from musicbox.runtime.midi import notes_to_midi
-    from musicbox.runtime.pianoroll import DEFAULT
+def _write_midi(path: Path, bars: list[PlayedBar], styles) -> None:
+    """The bars as one MIDI file with their tempo map and instruments (``midi.played_to_midi``)."""
+    from musicbox.runtime.midi import played_to_midi
 
-    steps = DEFAULT.steps_per_bar
-    notes = [n._replace(start=n.start + i * steps) for i, bar in enumerate(bars) for n in bar.notes]
-    notes_to_midi(notes, len(bars), path, bpm=bars[0].controls.tempo_bpm)
+    played_to_midi(bars, path, styles)

@@ -74,6 +74,8 @@ class Event(enum.Enum):
     NEXT = "next"
     SAVE = "save"
     STOP = "stop"
+    VOLUME_UP = "volume_up"
+    VOLUME_DOWN = "volume_down"
     KEEP = "keep"  # the section playing becomes the theme that returns
     NEW = "new"  # a new tune from the next bar line
 
@@ -268,6 +270,9 @@ class Supervisor:
                 self.recorder.save()
             elif event is Event.STOP:
                 self._transition(BoxState.STOPPING, "stop requested")
+            elif event in (Event.VOLUME_UP, Event.VOLUME_DOWN):
+                db = self.player.step_volume(1 if event is Event.VOLUME_UP else -1)
+                log.info("volume %+.0f dB", db)
 
     def _change(self, controls: Controls, why: str, seed: int | None = None, form=None) -> None:
         """Regenerate from the first bar not yet playing with ``controls`` (a new ``seed`` for next;
@@ -492,6 +497,7 @@ class Supervisor:
                 "tempo_bpm": self.controls.tempo_bpm,
                 "mood": self.controls.mood,
             },
+            "volume_db": self.player.volume_db,
             "generation": self.gen,
             "saves": rec.saves if rec is not None else 0,
             "save_failures": rec.failures if rec is not None else 0,
