@@ -73,10 +73,12 @@ def _open(name: str, config: BoxConfig, style_names: Sequence[str], options: dic
         return TerminalBackend(config, mapping, style_names, **options)
     if name == "scripted":
         from musicbox.device.scripted import ScriptedBackend, load_script
+        from musicbox.runtime.controls import ControlRanges
 
         if config.knobs.script is None:  # load_config refuses this; a BoxConfig built in code may not
             raise ConfigError(
                 '[knobs] backend = "scripted" needs [knobs] script, a JSON file of knob changes'
             )
-        return ScriptedBackend(load_script(config.knobs.script, style_names), mapping, style_names)
+        ranges = ControlRanges(tuple(style_names), mapping.min_bpm, mapping.max_bpm)
+        return ScriptedBackend(load_script(config.knobs.script, ranges), mapping, style_names)
     return Backend(mapping, style_names)

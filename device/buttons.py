@@ -18,6 +18,8 @@ class Button(enum.Enum):
     NEXT = "next"
     SAVE = "save"
     SHUTDOWN = "shutdown"  # a long press on play_pause
+    VOLUME_UP = "volume_up"
+    VOLUME_DOWN = "volume_down"
     KEEP = "keep"  # the phrase playing becomes the theme that returns
     NEW = "new"  # a new tune from the next bar line
 
@@ -26,6 +28,8 @@ PRESS_EVENTS = {
     "play_pause": None,
     "next": Button.NEXT,
     "save": Button.SAVE,
+    "volume_up": Button.VOLUME_UP,
+    "volume_down": Button.VOLUME_DOWN,
     "keep": Button.KEEP,
     "new": Button.NEW,
 }

@@ -22,7 +22,7 @@ from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
 from musicbox.runtime.digest import sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), a target in docs/design.md
+WAITS = " (a playing box waits for it, retrying, and plays as soon as it appears)"
 SERVICE_FILES = (
     "/etc/systemd/system/musicbox.service",
     "/lib/systemd/system/musicbox.service",
@@ -125,13 +125,13 @@ def check_audio(config: BoxConfig) -> Check:
         return Check("audio", FAIL, f"PortAudio error: {exc}", "check `aplay -l` and firmware_config/alsa/")
     if not devices:
         fix = "no sound card: `aplay -l`; for an I2S DAC HAT see firmware_config/alsa/asound.conf"
-        return Check("audio", FAIL, "no output device", fix)
+        return Check("audio", FAIL, f"no output device{WAITS}", fix)
     names = [d["name"] for d in devices]
     wanted = config.audio.device
     by_index = wanted.isdigit() and int(wanted) < len(sounddevice.query_devices())
     if wanted and not by_index and not any(wanted in name for name in names):
         fix = 'set [audio] device to one of those names, or "" for the default'
-        return Check("audio", FAIL, f"no device matches {wanted!r}; have {', '.join(names)}", fix)
+        return Check("audio", FAIL, f"no device matches {wanted!r}; have {', '.join(names)}{WAITS}", fix)
     return Check("audio", OK, f"{len(names)} output device(s): {', '.join(names[:4])}")
 
 
@@ -219,16 +219,24 @@ def _file_entries(node):
 
 
 def check_memory(config: BoxConfig, root: Path = Path("/")) -> Check:
-    """Available memory (MemAvailable) against what the box needs: 150 MiB + the bundle budget."""
+    """Available memory (MemAvailable) and the service's limit (MemoryMax) against what this configuration
+    needs (the box's own estimate: processes, bar ring, SAVE buffer)."""
+    from musicbox.runtime.buffering import memory_limit_mb, memory_need
+
     meminfo = _meminfo(root)
     if "MemAvailable" not in meminfo:
         return Check("memory", WARN, "/proc/meminfo unreadable", "")
     free_mb, total_mb = meminfo["MemAvailable"] / 1024, meminfo.get("MemTotal", 0) / 1024
-    need = BOX_MB + config.bundle.memory_budget_mb
-    detail = f"{free_mb:.0f} MiB available of {total_mb:.0f} MiB; the box needs ~{need} MiB"
-    if free_mb < need:
-        fix = "stop other services, or set [bundle] memory_budget_mb lower to stream the model's shards"
-        return Check("memory", FAIL, detail, fix)
+    need = memory_need(config, config.knobs.min_bpm, config.knobs.max_bpm)
+    detail = f"{free_mb:.0f} MiB available of {total_mb:.0f} MiB; the box needs {need.describe()}"
+    smaller = (
+        "lower [recording] minutes_kept or [audio] buffer_bars / buffer_seconds, or raise [knobs] min_bpm"
+    )
+    limit = memory_limit_mb()
+    if limit is not None and need.total_mb > limit[0]:
+        return Check("memory", FAIL, f"{detail}; {limit[1]} allows {limit[0]:.0f} MiB", smaller)
+    if free_mb < need.total_mb:
+        return Check("memory", FAIL, detail, f"stop other services, or {smaller}")
     return Check("memory", OK, detail)
 
 

@@ -7,10 +7,11 @@ The file is a list of events, each at a time in seconds from the start with one 
      {"at": 40, "mood": 0.8, "button": "next"},
      {"at": 60, "variation": 0.0, "button": "keep"}]
 
-``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM (20..300); ``mood`` -1..1;
-``variation`` 0..1 (how far returning sections depart from their first playing); the optional
-``button`` is play_pause, next, save, keep, new or shutdown. Values are exact: no smoothing, no rate
-limit.
+``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM; ``mood`` -1..1; ``variation``
+0..1 (how far returning sections depart from their first playing), each checked against the caller's
+:class:`~musicbox.runtime.controls.ControlRanges` (``render``: the manifest's; the box: its knobs'); the
+optional ``button`` is play_pause, next, save, keep, new, volume_up, volume_down or shutdown. Values are
+exact: no smoothing, no rate limit.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from musicbox.device.base import Backend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap
 from musicbox.errors import ConfigError
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import ControlRanges, Controls
 
 EVENT_KEYS = ("at", "style", "tempo", "mood", "variation", "button")
 
@@ -50,25 +51,25 @@ class ScriptEvent:
         return replace(controls, **changes)
 
 
-def load_script(path: str | Path, style_names: Sequence[str]) -> list[ScriptEvent]:
+def load_script(path: str | Path, ranges: ControlRanges) -> list[ScriptEvent]:
     """Read and check a script file; ConfigError naming the file and the entry when it is wrong."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the knob script: {exc}") from None
-    return parse_script(data, style_names, source=str(path))
+    return parse_script(data, ranges, source=str(path))
 
 
-def parse_script(data, style_names: Sequence[str], source: str = "<script>") -> list[ScriptEvent]:
+def parse_script(data, ranges: ControlRanges, source: str = "<script>") -> list[ScriptEvent]:
     """Check decoded JSON ``data`` (a list of event objects); events sorted by time."""
     if not isinstance(data, list):
         raise ConfigError(f'{source}: expected a JSON list of events like {{"at": 0, "tempo": 90}}')
-    events = [_parse_event(item, i, style_names, source) for i, item in enumerate(data)]
+    events = [_parse_event(item, i, ranges, source) for i, item in enumerate(data)]
     return sorted(events, key=lambda e: e.at)
 
 
-def _parse_event(item, index: int, style_names: Sequence[str], source: str) -> ScriptEvent:
+def _parse_event(item, index: int, ranges: ControlRanges, source: str) -> ScriptEvent:
     where = f"{source}: [{index}]"
     if not isinstance(item, dict):
         raise ConfigError(f'{where}: expected an object with "at" and a knob or button')
@@ -80,10 +81,10 @@ def _parse_event(item, index: int, style_names: Sequence[str], source: str) -> S
         raise ConfigError(f'{where}: needs "at" (seconds) and at least one of {", ".join(EVENT_KEYS[1:])}')
     return ScriptEvent(
         at=at,
-        style=_style(item.get("style"), style_names, where),
-        tempo_bpm=_number(item, "tempo", 20.0, 300.0, where),
-        mood=_number(item, "mood", -1.0, 1.0, where),
-        variation=_number(item, "variation", 0.0, 1.0, where),
+        style=_knob(item, "style", ranges, where),
+        tempo_bpm=_knob(item, "tempo", ranges, where),
+        mood=_knob(item, "mood", ranges, where),
+        variation=_knob(item, "variation", ranges, where),
         button=_button(item.get("button"), where),
     )
 
@@ -97,17 +98,9 @@ def _number(item: dict, key: str, lo: float, hi: float, where: str) -> float | N
     return float(value)
 
 
-def _style(value, style_names: Sequence[str], where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value in style_names:
-        return float(style_names.index(value))
-    top = max(0, len(style_names) - 1)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= top:
-        return float(value)
-    raise ConfigError(
-        f"{where}.style: got {value!r}; allowed: a number from 0 to {top} or one of " + ", ".join(style_names)
-    )
+def _knob(item: dict, key: str, ranges: ControlRanges, where: str) -> float | None:
+    value = item.get(key)
+    return None if value is None else ranges.check(key, value, f"{where}.{key}")
 
 
 def _button(value, where: str) -> Button | None:

@@ -1,10 +1,15 @@
 """The box in a terminal: keys turn the three knobs and press the buttons; a rich live view shows the
 knobs, the buttons and what is playing (style, BPM, mood, bar count, a small piano-roll).
 
-Keys: ``q``/``a`` or →/← style up/down (a quarter of a style; Q/A a whole style), ``w``/``s`` or ↑/↓
-tempo (2 BPM; W/S 10 BPM), ``e``/``d`` mood (0.1; E/D 0.5); space play/pause, ``n`` next, ``r`` save,
-``x`` shut down. Input is any file descriptor (stdin by default; a pipe in tests); when it is a TTY it is
-put in cbreak mode and restored on close.
+Keys (:data:`KEYMAP`; the footer is made from it): ``q``/``a`` or →/← style up/down (a quarter of the
+way to the next style, so every press is heard: the style knob's detents are stepped over, not into;
+Q/A a whole style), ``w``/``s`` or ↑/↓ tempo (2 BPM; W/S 10 BPM), ``e``/``d`` mood (0.1; E/D 0.5);
+space play/pause, ``n`` next, ``r`` save, ``x`` shut down. Input is any file descriptor (stdin by
+default; a pipe in tests); when it is a TTY it is put in cbreak mode and restored on close.
+
+While the live view runs, the process's file descriptor 2 (stderr: log lines of this process, of the
+worker processes started after it, and of C libraries) is a pipe that a thread reads and prints through
+the view's console, above the view, so log output never tears the view apart.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import select
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,11 +67,45 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "n": Button.NEXT,
     "r": Button.SAVE,
     "x": Button.SHUTDOWN,
+    "+": Button.VOLUME_UP,
+    "=": Button.VOLUME_UP,
+    "-": Button.VOLUME_DOWN,
 }
-HELP = "[q/a ←/→] style  [w/s ↑/↓] tempo  [e/d] mood  [space] play/pause  [n] next  [r] save  [x] shut down"
+KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5)}
+"""Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood)."""
+ARROW_GLYPHS = {"up": "↑", "down": "↓", "right": "→", "left": "←"}
+_FIELDS = {"style": "style", "tempo": "tempo_bpm", "mood": "mood"}
 TRACK_STYLES = ("bold magenta", "cyan", "green")  # melody, harmony, bass
 STATE_ICONS = {"playing": "▶", "paused": "⏸"}
 ROLL_ROWS = 8  # pitch bins in the piano-roll view (64 pitches / 8 = 8 semitones a row)
+
+
+def help_line() -> str:
+    """The footer, from :data:`KEYMAP`: each knob's keys up/down (fine, then coarse), then the buttons."""
+    parts = []
+    for knob, (fine, coarse) in KNOB_STEPS.items():
+        keys: dict[tuple[int, bool], list[str]] = {}
+        for key, action in KEYMAP.items():
+            if isinstance(action, tuple) and action[0] == knob:
+                keys.setdefault((action[1], action[2]), []).append(ARROW_GLYPHS.get(key, key))
+        unit = " BPM" if knob == "tempo" else ""
+        fine_keys, coarse_keys = (_key_pair(keys, coarse) for coarse in (False, True))
+        parts.append(f"{knob}: {fine_keys} by {fine:g}{unit}, {coarse_keys} by {coarse:g}{unit}")
+    buttons = {Button.PLAY_PAUSE: "play/pause", Button.NEXT: "next", Button.SAVE: "save"}
+    buttons.update(
+        {Button.SHUTDOWN: "shut down", Button.VOLUME_UP: "volume up", Button.VOLUME_DOWN: "volume down"}
+    )
+    keys_of: dict[Button, list[str]] = {}
+    for key, action in KEYMAP.items():
+        if isinstance(action, Button):
+            keys_of.setdefault(action, []).append("space" if key == " " else key)
+    parts += [f"[{'/'.join(keys)}] {buttons[button]}" for button, keys in keys_of.items()]
+    return " · ".join(parts)
+
+
+def _key_pair(keys: dict, coarse: bool) -> str:
+    up, down = ("/".join(keys[(direction, coarse)]) for direction in (1, -1))
+    return f"{up} + {down} −"
 
 
 def parse_keys(data: bytes) -> list[str]:
@@ -115,6 +155,7 @@ class TerminalBackend(PollingBackend):
         self.last_button: Button | None = None
         self._console = console
         self._live: Live | None = None
+        self._stderr: StderrToConsole | None = None
         self._tty_fd: int | None = None
         self._saved_tty: list | None = None  # termios attributes to restore
         self._draw_lock = threading.Lock()
@@ -130,6 +171,8 @@ class TerminalBackend(PollingBackend):
         console = self._console or Console()
         self._live = Live(self.render(), console=console, auto_refresh=False, redirect_stderr=False)
         self._live.start()
+        self._stderr = StderrToConsole(console)
+        self._stderr.start()
         super().start(on_controls, on_button)
 
     def wait(self, timeout: float) -> None:
@@ -151,17 +194,21 @@ class TerminalBackend(PollingBackend):
             self.last_button = action
             self._emit_button(action)
         elif action is not None:
-            knob, direction, coarse = action
-            self.raw[knob] = min(1.0, max(0.0, self.raw[knob] + direction * self._step(knob, coarse)))
+            self.turn(*action)
         self.redraw()
 
-    def _step(self, knob: str, coarse: bool) -> float:
+    def turn(self, knob: str, direction: int, coarse: bool) -> None:
+        """Move ``knob`` one fine or coarse step (:data:`KNOB_STEPS`) up (+1) or down (-1), in the knob's
+        own unit and onto a multiple of the step, so that every press changes the control."""
         m = self.knob_map
-        if knob == "style":
-            return 1.0 / max(1, m.n_styles) / (1 if coarse else 4)
-        if knob == "tempo":
-            return (10.0 if coarse else 2.0) / (m.max_bpm - m.min_bpm)
-        return 0.25 if coarse else 0.05
+        step = KNOB_STEPS[knob][coarse]
+        now = getattr(m.controls(self.raw), _FIELDS[knob])
+        value = (
+            (math.floor(now / step + 1e-6) + 1) * step
+            if direction > 0
+            else (math.ceil(now / step - 1e-6) - 1) * step
+        )
+        self.raw[knob] = m.raw_of(replace(m.controls(self.raw), **{_FIELDS[knob]: value}))[knob]
 
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
@@ -178,7 +225,7 @@ class TerminalBackend(PollingBackend):
             self.redraw()
 
     def show(self, status: Mapping) -> None:
-        """Draw ``status``: state (str), bar (int), style (name), tempo_bpm, mood, roll (uint8 [3,16,64]
+        """Draw ``status``: state (str), bar (int), style (knob position), tempo_bpm, mood, roll (uint8 [3,16,64]
         cells 0 off / 1 held / 2 onset, the bar playing), message (str); missing keys are left out."""
         self.status = dict(status)
         self.redraw()
@@ -193,6 +240,7 @@ class TerminalBackend(PollingBackend):
         """The live view as a rich renderable."""
         from rich.panel import Panel
         from rich.table import Table
+        from rich.text import Text
 
         table = Table.grid(padding=(0, 1))
         table.add_row(self._status_line())
@@ -200,24 +248,26 @@ class TerminalBackend(PollingBackend):
         if self.status.get("roll") is not None:
             table.add_row(render_roll(self.status["roll"]))
         table.add_row(self._button_line())
-        from rich.text import Text
-
-        return Panel(table, title="musicbox", subtitle=Text(HELP), subtitle_align="left")
+        table.add_row(Text(help_line(), style="dim"))
+        return Panel(table, title="musicbox")
 
     def _status_line(self):
         from rich.text import Text
 
         s = self.status
         state = str(s.get("state", "starting"))
-        parts = [f"{STATE_ICONS.get(state, '·')} {state}"]
+        head = f"{STATE_ICONS.get(state, '·')} {state}"
+        if "style" in s:
+            head += f" {style_label(float(s['style']), self.style_names)}"
+        parts = [head]
         if "bar" in s:
             parts.append(f"bar {s['bar']}")
-        if "style" in s:
-            parts.append(f"playing {s['style']}")
         if "tempo_bpm" in s:
             parts.append(f"{float(s['tempo_bpm']):.0f} BPM")
         if "mood" in s:
             parts.append(f"mood {float(s['mood']):+.2f}")
+        if "volume_db" in s:
+            parts.append(f"volume {float(s['volume_db']):+.0f} dB")
         if s.get("message"):
             parts.append(str(s["message"]))
         return Text("   ".join(parts), style="bold")
@@ -244,12 +294,79 @@ class TerminalBackend(PollingBackend):
 
     def close(self) -> None:
         super().close()
+        if self._stderr is not None:
+            self._stderr.stop()
+            self._stderr = None
         with self._draw_lock:
             if self._live is not None:
                 self._live.stop()
                 self._live = None
         _restore(self._tty_fd, self._saved_tty)
         self._saved_tty = None
+
+
+class StderrToConsole:
+    """While started, file descriptor 2 is a pipe; a thread prints each line written to it through
+    ``console`` (above a ``Live`` view). Processes started meanwhile inherit the pipe as their stderr.
+    Does nothing when the console itself writes to fd 2 (its output would come back to it)."""
+
+    def __init__(self, console):
+        self.console = console
+        self._saved: int | None = None
+        self._read: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if _fileno(self.console.file) == 2:
+            return
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._thread = threading.Thread(
+            target=self._pump, args=(self._read,), name="musicbox-stderr", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Give fd 2 back, then print what is left in the pipe."""
+        if self._saved is None or self._thread is None or self._read is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        os.close(self._read)
+        self._thread = self._read = None
+
+    def _pump(self, fd: int) -> None:
+        pending = b""
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            data = os.read(fd, 65536) if ready else b""
+            if not data and (self._stop.is_set() or ready):  # stopped and drained, or every writer gone
+                break
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                self._print(line)
+        if pending:
+            self._print(pending)
+
+    def _print(self, line: bytes) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(line.decode("utf-8", "replace").rstrip("\r")), soft_wrap=True)
+
+
+def _fileno(file) -> int | None:
+    try:
+        return file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _mood_word(mood: float) -> str:

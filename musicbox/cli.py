@@ -18,14 +18,45 @@ from musicbox.errors import MusicBoxError
 COMMANDS = ("data", "train", "eval", "quantize", "render", "play", "bench", "doctor", "install_service")
 
 
+VERBOSE_HELP = "debug logging (before or after the command)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help ends with the styles of the shipped bundle, read from its manifest
+    only when help is shown (a JSON read; no onnxruntime)."""
+
+    def format_help(self) -> str:
+        self.epilog = shipped_styles_line()
+        return super().format_help()
+
+
+def shipped_styles_line() -> str:
+    """``styles (--style, knob order): chorale, ...`` from the shipped bundle, or why there are none."""
+    import json
+
+    from musicbox.config import shipped_bundle
+
+    path = shipped_bundle() / "manifest.json"
+    try:
+        styles = json.loads(path.read_text(encoding="utf-8"))["controls"]["styles"]
+        names = ", ".join(f"{i} {s['name']}" for i, s in enumerate(styles))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"styles: none listed (cannot read {path}: {exc})"
+    return f"styles of the shipped bundle (--style NAME or position): {names}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="musicbox", description="An offline AI music box.")
+    parser = Parser(prog="musicbox", description="An offline AI music box.")
     parser.add_argument("--version", action="version", version=f"musicbox {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMANDS:
         module = importlib.import_module(f"musicbox.commands.{name}")
         module.register(sub)
+    for command in sub.choices.values():  # the global flag after the command too; absent = the global one
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+        )
     return parser
 
 

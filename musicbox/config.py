@@ -23,7 +23,7 @@ from musicbox.precision import PRECISION_CHOICES
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
 KNOB_INPUTS = ("adc", "encoder")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
-BUTTONS = ("play_pause", "next", "save", "keep", "new")
+BUTTONS = ("play_pause", "next", "save", "keep", "new", "volume_up", "volume_down")
 """The push buttons of ``[buttons]`` (device.buttons.PRESS_EVENTS says what each does)."""
 SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
 
@@ -46,6 +46,10 @@ class AudioConfig:
     device: output device, a name substring or an index written as a string; "" = the system default.
     sample_rate: Hz. blocksize: frames per callback (0 = PortAudio chooses). latency: seconds of output
     latency asked from PortAudio (a Raspberry Pi needs about 0.1 s). buffer_bars: bars generated ahead.
+    buffer_seconds: seconds generated ahead at least (more bars at fast tempi); a third of it is how long
+    a frozen worker may go unnoticed.
+    volume_db: the listener's volume at start, dB under the leveled loudness (0 = full). volume_step_db:
+    dB per press of a volume key or button.
     """
 
     device: str = _opt("str", "a PortAudio device name or index")
@@ -53,6 +57,9 @@ class AudioConfig:
     blocksize: int = _opt("int", "frames", 0, 65536)
     latency: float = _opt("float", "seconds", 0.0, 2.0)
     buffer_bars: int = _opt("int", "bars", 1, 64)
+    buffer_seconds: float = _opt("float", "seconds", 3.0, 120.0)
+    volume_db: float = _opt("float", "dB", -60.0, 0.0)
+    volume_step_db: float = _opt("float", "dB", 0.5, 20.0)
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ class ButtonsConfig:
     """Push buttons between a BCM pin and ground (-1 = not fitted).
 
     play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
+    volume_up/volume_down: the listener's volume, one ``[audio] volume_step_db`` per press.
     keep: the phrase playing becomes the theme that returns. new: a new tune from the next bar line.
     hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
     ignored, seconds. pull_up: use the internal pull-up (button to ground).
@@ -143,6 +151,8 @@ class ButtonsConfig:
     play_pause: int = _opt("pin", "a BCM pin or -1")
     next: int = _opt("pin", "a BCM pin or -1")
     save: int = _opt("pin", "a BCM pin or -1")
+    volume_up: int = _opt("pin", "a BCM pin or -1")
+    volume_down: int = _opt("pin", "a BCM pin or -1")
     keep: int = _opt("pin", "a BCM pin or -1")
     new: int = _opt("pin", "a BCM pin or -1")
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)

@@ -3,7 +3,8 @@
 Every subclass also inherits the builtin it refines, so callers may catch either. Messages say what was
 wrong, where, and what to do. ``exit_code`` is what ``musicbox`` exits with when the error reaches the CLI
 (78 = EX_CONFIG, which the systemd unit lists in ``RestartPreventExitStatus=`` so a bad configuration or a
-broken bundle does not crash-loop the service).
+broken bundle does not crash-loop the service; 69 = EX_UNAVAILABLE for the audio device; 75 = EX_TEMPFAIL
+when another box already plays).
 """
 
 
@@ -55,3 +56,9 @@ class HardwareError(MusicBoxError, RuntimeError):
     """A knob/button backend cannot be used on this board (missing library, unknown pin, no SPI)."""
 
     exit_code = 78
+
+
+class AlreadyRunningError(MusicBoxError, RuntimeError):
+    """Another `musicbox play` holds the box (its audio device and recordings folder)."""
+
+    exit_code = 75

@@ -1,7 +1,7 @@
 """The box's music as an MP3 stream for the page (libsndfile's LAME encoder, through soundfile).
 
 The supervisor hands every bar to :meth:`StreamHub.feed` as it starts playing (its main thread, never
-the audio callback). With no listener, ``feed`` returns at once: no copy, no encoding. With listeners,
+the audio callback), as rendered: before the box's own volume (the page has its player's). With no listener, ``feed`` returns at once: no copy, no encoding. With listeners,
 the bar is copied onto a queue and one encoder thread turns it into MP3 frames that every listener gets
 (MP3 frames stand alone, so a listener joins at the next bar). The encoder starts with the first
 listener and stops with the last. A listener too slow to take its frames (a full queue of ``backlog``

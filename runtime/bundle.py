@@ -37,12 +37,20 @@ After releasing a session ``malloc_trim(0)`` hands freed heap pages back to the 
 Precision ``auto`` picks among the variants the manifest ships: by the CPU's int8 dot-product support
 (ARM ``asimddp``, x86 ``avx512_vnni``/``avx_vnni`` in /proc/cpuinfo) and a short self-benchmark of the
 denoiser (every variant; the fastest int8 vs fp32); ``bundle.precision_reason`` says what was picked and why.
+The decision is taken once per machine and bundle and remembered (:data:`PRECISION_FILE` in
+:func:`cache_dir`, keyed by the manifest's sha256, the CPU, the threads and the onnxruntime version; a file
+lock makes concurrent first starts agree), because the int8 variants time within a few percent of each
+other and a fresh race would flip between them from run to run, and with it the notes a seed gives. A
+variant whose files fail their check is left out of the choice (and named in the reason); only the chosen
+variant must be whole.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
+import json
 import logging
 import os
 import platform
@@ -51,6 +59,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import onnxruntime as ort
@@ -68,6 +77,17 @@ INT8_PREFERENCE = ("int8", "int8_dynamic")
 it times them all and takes the fastest (measured on x86: dynamic 1.1x faster than static)."""
 BENCH_SECONDS = 0.15
 """Self-benchmark time per variant (seconds, after one warm-up call)."""
+INT8_MARGIN = 1.1
+"""Another int8 variant replaces the preferred one only when it is this many times faster."""
+PRECISION_FILE = "precision.json"
+"""Where ``auto`` remembers its decisions (in :func:`cache_dir`)."""
+
+
+def cache_dir() -> Path:
+    """``$MUSICBOX_CACHE``, else systemd's ``$STATE_DIRECTORY`` (the unit's ``StateDirectory=``), else
+    ``~/.cache/musicbox``."""
+    env = os.environ.get("MUSICBOX_CACHE") or os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(env) if env else Path.home() / ".cache" / "musicbox"
 
 
 @dataclass(frozen=True)
@@ -246,6 +266,68 @@ def synthetic_feeds(stage: StageFile, batch: int = 2, seed: int = 0) -> dict[str
     return feeds
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (x86 ``model name``, ARM ``Model``/``CPU part``) from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    for name in ("model name", "Model", "CPU part"):
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name and value.strip():
+                return value.strip()
+    return "unknown CPU"
+
+
+class _Memory(dict):
+    """The remembered decisions (a dict), written back to ``path`` when the ``with`` block ends."""
+
+    def __init__(self, path: Path, data: dict):
+        super().__init__(data)
+        self.path = path
+
+
+class _remembered:
+    """``with _remembered(path) as memory``: the JSON dict at ``path`` under an exclusive file lock
+    (``path`` + ``.lock``), written back atomically on exit; ``memory`` is None when the folder cannot be
+    written (the decision is then not remembered)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock: TextIO | None = None
+        self._memory: _Memory | None = None
+
+    def __enter__(self) -> _Memory | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+            self._lock = lock
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.warning("cannot remember the precision choice in %s: %s", self.path.parent, exc)
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        self._memory = _Memory(self.path, data if isinstance(data, dict) else {})
+        return self._memory
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is None:
+            return
+        try:
+            if self._memory is not None and exc[0] is None:
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(dict(self._memory), indent=1) + "\n")
+                os.replace(tmp, self.path)
+        except OSError as err:
+            log.warning("cannot remember the precision choice in %s: %s", self.path, err)
+        finally:
+            self._lock.close()
+
+
 # ----------------------------------------------------------------------------------------------------
 # The bundle
 
@@ -309,7 +391,8 @@ class Bundle:
         self._use(precision, reason)
 
     def _use(self, precision: str, reason: str) -> None:
-        """Switch to ``precision`` (its files verified once) and drop other variants' sessions."""
+        """Switch to ``precision`` (its files verified once; BundleError if they fail) and drop other
+        variants' sessions."""
         variant = self.manifest.variant(precision)
         if precision not in self._verified:
             verify_variant(self.path, variant)
@@ -328,12 +411,81 @@ class Bundle:
         )
         if self.streaming_for(int8):
             return int8, f"{cpu}; streaming under a memory budget, where int8's smaller shards win"
-        times = {p: self._time_denoiser(p) for p in (*INT8_PREFERENCE, "fp32") if p in available}
-        int8 = min((p for p in times if p != "fp32"), key=times.__getitem__)
+        with _remembered(cache_dir() / PRECISION_FILE) as memory:
+            key = self._machine_key(flag)
+            known = memory.get(key) if memory is not None else None
+            if (
+                memory is not None
+                and known
+                and known.get("precision") in available
+                and self._damage(known["precision"]) is None
+            ):
+                self._report_damage(available, known["precision"])
+                return known["precision"], f"{known['reason']}; remembered in {memory.path}"
+            pick, reason = self._decide(available, cpu, flag)
+            if memory is not None:
+                memory[key] = {"precision": pick, "reason": reason, "decided": time.strftime("%Y-%m-%d")}
+                reason += f"; decided now, remembered in {memory.path}"
+            else:
+                reason += f"; decided now (cannot remember it: {cache_dir()} is not writable)"
+        return pick, reason
+
+    def _decide(self, available: Sequence[str], cpu: str, flag: str | None) -> tuple[str, str]:
+        """Time the denoiser of every whole variant: the preferred int8 variant unless another int8 is
+        :data:`INT8_MARGIN` times faster, then int8 vs fp32 by the CPU's dot-product flag."""
+        times: dict[str, float] = {}
+        damaged: dict[str, str] = {}
+        for p in (*INT8_PREFERENCE, "fp32"):
+            if p in available:
+                why = self._damage(p)
+                if why is None:
+                    times[p] = self._time_denoiser(p)
+                else:
+                    damaged[p] = why
+        if not times:
+            raise BundleError(f"{self.path}: no variant is whole: " + "; ".join(damaged.values()))
+        skipped = f"; {', '.join(damaged)} left out (files fail their check)" if damaged else ""
+        int8s = [p for p in times if p != "fp32"]
+        if not int8s or "fp32" not in times:
+            only = (int8s or ["fp32"])[0]
+            return only, f"{cpu}; the only whole variant{skipped}"
+        int8 = int8s[0]
+        for other in int8s[1:]:
+            if times[other] * INT8_MARGIN < times[int8]:
+                int8 = other
         margin = 1.1 if flag else 0.9  # with dot-product, int8 unless clearly slower; else only if faster
         pick = int8 if times[int8] <= margin * times["fp32"] else "fp32"
         timing = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in times.items())
-        return pick, f"{cpu}; denoiser per call: {timing}"
+        return pick, f"{cpu}; denoiser per call: {timing}{skipped}"
+
+    def _damage(self, precision: str) -> str | None:
+        """None when ``precision``'s files pass their check, else what is wrong (logged)."""
+        try:
+            self._use(precision, "checking")
+        except BundleError as exc:
+            log.warning(
+                "bundle %s: the %s variant is damaged, left out of the choice: %s", self.path, precision, exc
+            )
+            return str(exc)
+        return None
+
+    def _report_damage(self, available: Sequence[str], chosen: str) -> None:
+        """Log the variants other than ``chosen`` whose files are missing or of the wrong size (sizes
+        only: their hashes are not read, they will not be loaded)."""
+        for p in available:
+            if p == chosen:
+                continue
+            try:
+                verify_variant(self.path, self.manifest.variant(p), hashes=False)
+            except BundleError as exc:
+                log.warning("bundle %s: the %s variant (not used) is damaged: %s", self.path, p, exc)
+
+    def _machine_key(self, flag: str | None) -> str:
+        """What a remembered decision depends on: the bundle (its manifest's sha256), the CPU, the
+        threads and the onnxruntime version."""
+        model = _cpu_model()
+        manifest_sha = sha256_file(self.path / "manifest.json")
+        return f"{manifest_sha[:16]} {platform.machine()} {model} {flag} t{self.settings.threads} ort{ort.__version__}"
 
     def _time_denoiser(self, precision: str) -> float:
         """Median seconds of one denoiser call in ``precision`` (after a warm-up call), at the generator's

@@ -1,8 +1,12 @@
-"""What the listener sets: the three knobs of the box, and how much the music's returns vary."""
+"""What the listener sets: the three knobs of the box, how much the music's returns vary, and the ranges a
+value given by hand must lie in."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from musicbox.errors import ConfigError
 
 VARIATION = 0.5
 """The default variation: returns recognisably the same, a few notes changed (on the shipped model a
@@ -30,3 +34,62 @@ class Controls:
     def bar_seconds(self, steps_per_bar: int = 16) -> float:
         """Duration of one bar in seconds (a step is a sixteenth note)."""
         return steps_per_bar / 4 * 60.0 / self.tempo_bpm
+
+
+@dataclass(frozen=True)
+class ControlRanges:
+    """The values a knob may be given by hand (command line, knob script): the one check for both.
+
+    style_names: the styles in knob order (a style is a name or a position 0 .. n-1). min_bpm/max_bpm:
+    the tempo range in BPM (the manifest's ``controls.tempo``). Mood is always -1 .. +1, variation 0 .. 1.
+    """
+
+    style_names: tuple[str, ...]
+    min_bpm: float
+    max_bpm: float
+
+    @classmethod
+    def from_manifest(cls, controls_info) -> ControlRanges:
+        """From a manifest's ``controls`` (``runtime.manifest.ControlsInfo``)."""
+        t = controls_info.tempo
+        return cls(tuple(s.name for s in controls_info.styles), float(t.min_bpm), float(t.max_bpm))
+
+    def check(self, knob: str, value, where: str) -> float:
+        """``value`` of ``knob`` (style, tempo, mood or variation) as a number, or a ConfigError naming ``where``,
+        the value and what is allowed. A style may be a name or a position; strings of numbers count."""
+        if knob == "style" and isinstance(value, str) and value in self.style_names:
+            return float(self.style_names.index(value))
+        lo, hi = self.limits(knob)
+        number = _number(value)
+        if number is None or not lo <= number <= hi:
+            allowed = f"a number from {lo:g} to {hi:g}"
+            if knob == "style":
+                allowed += " or one of " + ", ".join(self.style_names)
+            raise ConfigError(f"{where}: got {value!r}; allowed: {allowed}")
+        return number
+
+    def limits(self, knob: str) -> tuple[float, float]:
+        """Inclusive (low, high) of ``knob``."""
+        if knob == "style":
+            return 0.0, float(max(0, len(self.style_names) - 1))
+        if knob == "tempo":
+            return self.min_bpm, self.max_bpm
+        if knob == "mood":
+            return -1.0, 1.0
+        if knob == "variation":
+            return 0.0, 1.0
+        raise ValueError(f"no knob {knob!r}")
+
+
+def _number(value) -> float | None:
+    """A finite float of an int, float or numeric string; None otherwise (bools are not numbers)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)

@@ -1,10 +1,15 @@
 """Rolls and notes <-> standard MIDI files (mido), so any phrase can be heard and edited in a DAW.
 
-A written file is type 1: track 0 holds the tempo and a 4/4 time signature, then one track per part
+A written file is type 1: track 0 holds the tempo map and a 4/4 time signature, then one track per part
 (``melody``, ``harmony``, ``bass``), each on its own channel (0, 1, 2; never 9, the drums) with its
 General MIDI program and its name. Time: ``ticks_per_beat`` per quarter note, so one grid step is
 ``ticks_per_beat / 4`` ticks. Every track ends exactly at the last bar line, so silent bars at the end
-survive a round trip.
+survive a round trip; or at ``seconds`` when given (notes sounding then end there).
+
+Music as the box played it (:func:`played_to_midi`, used by ``render --midi`` and SAVE): a ``set_tempo``
+at every bar line where the tempo changed and a ``program_change`` where the style's instruments changed,
+so the file's bar lines fall where the audio's do (the renderer's bars are whole frames, rounded without
+drift: they agree to a sample) and it sounds with the instruments that played.
 
 ``roll -> MIDI -> roll`` is exact for any roll whose notes start with ``ONSET`` (all rolls built by the
 dataset; ``pianoroll.roll_to_notes`` turns a stray ``HELD`` after ``OFF`` into an onset). Reading a file
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import mido
 import numpy as np
@@ -34,6 +40,38 @@ class MidiError(MusicBoxError, ValueError):
     """A MIDI file cannot be read as a musicbox phrase."""
 
 
+@dataclass(frozen=True)
+class BarPlay:
+    """How one bar was played: ``bpm`` (quarter notes per minute) and General MIDI ``programs`` per track."""
+
+    bpm: float
+    programs: tuple[int, ...]
+
+
+def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = None) -> mido.MidiFile:
+    """A MIDI file of bars as played, in order: each has ``notes`` (``Note``, start in steps from its bar
+    line) and ``controls`` (``Controls``): the generator's ``Bar`` and the recorder's ``PlayedBar`` alike.
+
+    styles: the manifest's controls (``ControlsInfo``) or an ``Arranger``, for each bar's programs
+    (those of the nearer style, as the renderer plays them); None = :data:`DEFAULT_PROGRAMS`.
+    seconds: cut the file there (as the WAV is), else it ends at the last bar line.
+    """
+    from musicbox.runtime.arrangement import Arranger
+    from musicbox.runtime.pianoroll import DEFAULT
+
+    arranger = styles if isinstance(styles, Arranger) or styles is None else Arranger.from_manifest(styles)
+    steps = DEFAULT.steps_per_bar
+    notes = [n._replace(start=n.start + i * steps) for i, bar in enumerate(bars) for n in bar.notes]
+    plays = [
+        BarPlay(
+            float(bar.controls.tempo_bpm),
+            arranger.style_arrangement(bar.controls.style).programs if arranger else DEFAULT_PROGRAMS,
+        )
+        for bar in bars
+    ]
+    return notes_to_midi(notes, len(bars), path, bars=plays, seconds=seconds)
+
+
 def notes_to_midi(
     notes: Iterable[Note],
     n_bars: int,
@@ -44,22 +82,35 @@ def notes_to_midi(
     programs: Sequence[int] = DEFAULT_PROGRAMS,
     velocity: int = 80,
     ticks_per_beat: int = TICKS_PER_BEAT,
+    bars: Sequence[BarPlay] | None = None,
+    seconds: float | None = None,
 ) -> mido.MidiFile:
     """A type-1 MIDI file of ``notes`` (start/duration in grid steps) lasting ``n_bars`` bars.
 
     bpm: quarter notes per minute. programs: one General MIDI program (0..127) per track.
-    velocity: note-on velocity 1..127. Written to ``path`` too when given.
+    bars: one :class:`BarPlay` per bar instead (a tempo map and program changes at bar lines).
+    seconds: end the file there (notes after it dropped, notes sounding then cut), else at the last bar
+    line. velocity: note-on velocity 1..127. Written to ``path`` too when given.
     """
     ticks_per_step = _ticks_per_step(ticks_per_beat, rep)
-    end = n_bars * rep.steps_per_bar * ticks_per_step
+    bar_ticks = rep.steps_per_bar * ticks_per_step
+    if bars is None:
+        bars = [BarPlay(bpm, tuple(programs))] * n_bars
+    if len(bars) != n_bars:
+        raise ValueError(f"{len(bars)} bar settings for {n_bars} bars")
+    end = n_bars * bar_ticks
+    tempos = [mido.bpm2tempo(b.bpm) for b in bars] or [mido.bpm2tempo(bpm)]
+    if seconds is not None:
+        end = min(end, _tick_at(seconds, tempos, bar_ticks, ticks_per_beat))
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    mid.tracks.append(_conductor(bpm, rep, end))
+    mid.tracks.append(_conductor(tempos, bar_ticks, end))
     by_track: list[list[Note]] = [[] for _ in rep.tracks]
     for note in notes:
         by_track[note.track].append(note)
+    changes = _program_changes(bars, bar_ticks, end) or [(0, tuple(programs))]
     for t, name in enumerate(rep.tracks):
-        program = programs[t] if t < len(programs) else 0
-        mid.tracks.append(_part_track(by_track[t], name, t, program, velocity, ticks_per_step, end))
+        track_programs = [(tick, p[t] if t < len(p) else 0) for tick, p in changes]
+        mid.tracks.append(_part_track(by_track[t], name, t, track_programs, velocity, ticks_per_step, end))
     if path is not None:
         mid.save(os.fspath(path))
     return mid
@@ -110,33 +161,68 @@ def _ticks_per_step(ticks_per_beat: int, rep: Representation) -> int:
     return ticks_per_beat // steps_per_beat
 
 
-def _conductor(bpm: float, rep: Representation, end: int) -> mido.MidiTrack:
+def _tick_at(seconds: float, tempos: list[int], bar_ticks: int, ticks_per_beat: int) -> int:
+    """The tick ``seconds`` into a file whose bar ``i`` has tempo ``tempos[i]`` (µs per quarter note)."""
+    tick, left = 0, seconds
+    for tempo in tempos:
+        bar_seconds = bar_ticks * tempo / ticks_per_beat / 1e6
+        if left < bar_seconds:
+            return tick + round(left * 1e6 / tempo * ticks_per_beat)
+        tick, left = tick + bar_ticks, left - bar_seconds
+    return tick
+
+
+def _program_changes(bars: Sequence[BarPlay], bar_ticks: int, end: int) -> list[tuple[int, tuple[int, ...]]]:
+    """(tick, programs) at the first bar and at every later bar line before ``end`` where they change."""
+    changes: list[tuple[int, tuple[int, ...]]] = []
+    for i, bar in enumerate(bars):
+        if (not changes or tuple(bar.programs) != changes[-1][1]) and (i == 0 or i * bar_ticks < end):
+            changes.append((i * bar_ticks, tuple(bar.programs)))
+    return changes
+
+
+def _conductor(tempos: list[int], bar_ticks: int, end: int) -> mido.MidiTrack:
+    """Name, time signature and the tempo map (µs per quarter note at each bar line where it changes)."""
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name="musicbox", time=0))
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
     track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    track.append(mido.MetaMessage("end_of_track", time=end))
+    now, current = 0, None
+    for i, tempo in enumerate(tempos):
+        tick = i * bar_ticks
+        if tempo != current and (i == 0 or tick < end):
+            track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=tick - now))
+            now, current = tick, tempo
+    track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return track
 
 
 def _part_track(
-    notes: list[Note], name: str, channel: int, program: int, velocity: int, ticks_per_step: int, end: int
+    notes: list[Note],
+    name: str,
+    channel: int,
+    programs: list[tuple[int, int]],
+    velocity: int,
+    ticks_per_step: int,
+    end: int,
 ) -> mido.MidiTrack:
-    """One part: name, program, then note events (note-offs before note-ons at the same tick)."""
-    events = []  # (tick, 0 off / 1 on, pitch)
+    """One part: name, then program changes ``(tick, program)`` and note events up to ``end`` (a note
+    sounding there ends there; at one tick: note-offs, then program changes, then note-ons)."""
+    events = [(tick, 1, "program", program) for tick, program in programs]  # (tick, order, kind, value)
     for n in notes:
-        events.append((n.start * ticks_per_step, 1, n.pitch))
-        events.append(((n.start + n.duration) * ticks_per_step, 0, n.pitch))
+        on, off = n.start * ticks_per_step, min((n.start + n.duration) * ticks_per_step, end)
+        if on < end:
+            events += [(on, 2, "note_on", n.pitch), (off, 0, "note_off", n.pitch)]
     events.sort()
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name=name, time=0))
-    track.append(mido.Message("program_change", channel=channel, program=program, time=0))
     now = 0
-    for tick, on, pitch in events:
-        kind = "note_on" if on else "note_off"
-        track.append(
-            mido.Message(kind, channel=channel, note=pitch, velocity=velocity if on else 0, time=tick - now)
-        )
+    for tick, _, kind, value in events:
+        if kind == "program":
+            message = mido.Message("program_change", channel=channel, program=value, time=tick - now)
+        else:
+            loud = velocity if kind == "note_on" else 0
+            message = mido.Message(kind, channel=channel, note=value, velocity=loud, time=tick - now)
+        track.append(message)
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return track

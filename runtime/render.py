@@ -40,6 +40,7 @@ import numpy as np
 from musicbox.errors import MusicBoxError, SoundFontError
 from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, Played, bar_notes
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.loudness import DEFAULT_LEVEL, Leveler, LevelSettings
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation
 from musicbox.runtime.soundfont import find_soundfont
 from musicbox.targets import target
@@ -70,6 +71,8 @@ class Renderer:
     chorus: FluidSynth's chorus (off by default: it costs CPU for little on these fonts).
     polyphony: voice limit. interpolation: a key of :data:`INTERPOLATION`.
     seed, humanize: passed to the :class:`~arrangement.Arranger` (timing/velocity jitter).
+    level: :class:`~loudness.LevelSettings` of the leveler and peak limiter every bar goes through (one
+        loudness for all styles and moods, peaks under -2 dBFS), or None for the synth's raw output.
     """
 
     def __init__(
@@ -83,11 +86,13 @@ class Renderer:
         interpolation: str = "linear",
         seed: int = 0,
         humanize: bool = True,
+        level: LevelSettings | None = DEFAULT_LEVEL,
     ):
         self.arranger = Arranger.from_manifest(controls, seed=seed, humanize=humanize)
         self.synth = synth
         self.soundfont = find_soundfont(synth.soundfont)
         self.sample_rate = int(sample_rate)
+        self.leveler = Leveler(self.sample_rate, level) if level is not None else None
         self.reverb = float(synth.reverb)
         self.interpolation = interpolation
         if interpolation not in INTERPOLATION:
@@ -126,7 +131,8 @@ class Renderer:
         ties: Collection[tuple[int, int]] = (),
     ) -> np.ndarray:
         """Render one bar: float32 ``[frames, 2]``, frames = the bar's duration at ``controls.tempo_bpm``
-        (rounded so that consecutive bars never drift: their lengths add up to the exact total).
+        (rounded so that consecutive bars never drift: their lengths add up to the exact total), leveled
+        (``level``).
 
         notes: the bar's notes (``start`` relative to the bar, in steps; durations may run past it).
         ties: ``(track, pitch)`` of notes at step 0 that continue the previous bar's note (module doc).
@@ -148,7 +154,7 @@ class Renderer:
             else:
                 self._noteoff(self._synth.synth, channel, key)
         self._write_into(out, pos, frames)
-        return out
+        return self.leveler.process(out) if self.leveler is not None else out
 
     def render_roll(self, roll: np.ndarray, controls: Controls, rep: Representation = DEFAULT) -> np.ndarray:
         """Render the bars of a roll ``[n_bars, T, S, P]`` (or one bar ``[T, S, P]``), continuing from the
@@ -173,6 +179,8 @@ class Renderer:
         self._ringing: dict[tuple[int, int], float] = {}
         self._frame_carry = 0.0
         self.arranger.reset()
+        if self.leveler is not None:
+            self.leveler.reset()
 
     def release(self) -> None:
         """Note-off for everything sounding or pending, now: the next bar starts with no notes carried

@@ -7,10 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-device}"
+SECONDS=0
+say() { echo "setup [${SECONDS}s]: $*"; }
 
 apt_packages=(python3-venv libportaudio2 libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small)
 if [ "$mode" = dev ]; then
-  apt_packages+=(jackd2 qemu-user-static debootstrap systemd chromium chromium-driver)
+  apt_packages+=(jackd2 qemu-user-static debootstrap systemd python3-seccomp chromium chromium-driver)
 fi
 
 missing=()
@@ -22,16 +24,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "${sudo[0]:-}" = none ]; then
     echo "setup: please install these system packages first: sudo apt-get install ${missing[*]}" >&2
   else
+    say "apt-get update (the package lists; up to a minute)"
     "${sudo[@]}" apt-get update -qq
+    say "apt-get install ${missing[*]} (a minute or two)"
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+else
+  say "system packages already installed: ${apt_packages[*]}"
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ -x .venv/bin/python ]; then
+  say "using the virtualenv .venv"
+else
+  say "creating the virtualenv .venv"
+  python3 -m venv .venv
+fi
+say "upgrading pip"
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = dev ]; then
-  .venv/bin/python -m pip install -q -e '.[device,train,quantize,dev]'
+  extras='device,train,quantize,dev'
+  say "pip install -e '.[$extras]' (torch, onnx, music21: several minutes on a first run)"
 else
-  .venv/bin/python -m pip install -q -e '.[device]'
+  extras='device'
+  say "pip install -e '.[$extras]' (onnxruntime, FluidSynth and PortAudio bindings: a minute or two)"
 fi
-echo "setup: ready ($mode). Run .venv/bin/musicbox --help"
+.venv/bin/python -m pip install -q -e ".[$extras]"
+say "ready ($mode). Run .venv/bin/musicbox --help"

@@ -35,6 +35,13 @@ def copy_of(tiny, tmp_path):
     return make
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Every test decides ``auto`` afresh: its own cache folder for the remembered choice."""
+    monkeypatch.setenv("MUSICBOX_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 def feeds(seed=0):
     return random_denoiser_feeds(np.random.default_rng(seed), n_styles=3)
 
@@ -89,7 +96,59 @@ def test_auto_takes_the_fastest_int8_variant(tmp_path, monkeypatch):
     assert b.precision == "int8_dynamic"
     assert "int8 2.00 ms, int8_dynamic 1.00 ms, fp32 3.00 ms" in b.precision_reason
     ms["int8_dynamic"] = 4.0
-    assert Bundle.open(root).precision == "int8"
+    assert Bundle.open(root).precision == "int8_dynamic"  # remembered: the same machine and bundle
+    assert Bundle.open(root, threads=2).precision == "int8"  # another thread count is decided afresh
+    ms["int8_dynamic"] = 1.9  # within the margin: the preferred int8 stays
+    assert Bundle.open(root, threads=3).precision == "int8"
+
+
+def test_auto_is_decided_once_and_remembered(tiny, own_cache, monkeypatch):
+    """Timing the int8 variants against each other (0.43 vs 0.42 ms) flipped the choice, and the notes,
+    from run to run; now the first decision is kept, printed with where it is kept."""
+    ms = {"int8": 1.00, "int8_dynamic": 0.99, "fp32": 3.0}
+    monkeypatch.setattr(Bundle, "_time_denoiser", lambda self, p: ms[p] / 1e3)
+    first = Bundle.open(tiny)
+    assert first.precision == "int8" and "decided now, remembered in" in first.precision_reason
+    ms["int8_dynamic"] = 0.5
+    again = Bundle.open(tiny)
+    assert again.precision == "int8" and str(own_cache / "precision.json") in again.precision_reason
+    assert "remembered" in again.precision_reason and "decided now" not in again.precision_reason
+
+
+def test_auto_agrees_across_concurrent_first_starts(tiny, own_cache):
+    code = "import sys; from musicbox.runtime.bundle import Bundle; print(Bundle.open(sys.argv[1]).precision)"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tiny)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    picks = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert len(picks) == 1 and picks <= {"int8", "int8_dynamic", "fp32"}
+    assert len(json.loads((own_cache / "precision.json").read_text())) == 1
+
+
+def test_auto_leaves_out_a_damaged_variant_it_would_not_use(copy_of, caplog):
+    """Only the fp32 files corrupt: auto used to refuse the bundle (exit 78) though int8 plays."""
+    root = copy_of()
+    shard = root / "fp32" / "denoiser.01.onnx"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\0")
+    b = Bundle.open(root)
+    assert (
+        b.precision in ("int8", "int8_dynamic")
+        and "fp32 left out (files fail their check)" in b.precision_reason
+    )
+    assert "the fp32 variant is damaged" in caplog.text
+    caplog.clear()
+    shard.write_bytes(shard.read_bytes()[:-10])  # remembered choice: the others' sizes are still checked
+    assert Bundle.open(root).precision == b.precision
+    assert (
+        "the fp32 variant (not used) is damaged" in caplog.text and "bytes, the manifest says" in caplog.text
+    )
+    for variant in ("int8", "int8_dynamic"):
+        (root / variant / "decoder.onnx").unlink()
+    with pytest.raises(
+        BundleError, match=r"no variant is whole: .*int8/decoder.onnx: missing.*fp32/denoiser"
+    ):
+        Bundle.open(root)  # nothing whole to play
 
 
 def test_auto_streaming_prefers_int8(tiny):

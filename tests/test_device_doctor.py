@@ -82,7 +82,17 @@ def test_memory_row_from_meminfo(tmp_path):
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc/meminfo").write_text("MemTotal: 262144 kB\nMemAvailable: 102400 kB\n")
     row = doctor.check_memory(load_config(Path(doctor.firmware_dir() / "musicbox.toml")), tmp_path)
-    assert row.status == "fail" and "100 MiB available" in row.detail and "memory_budget_mb" in row.fix
+    assert row.status == "fail" and "100 MiB available" in row.detail and "minutes_kept" in row.fix
+    assert "SAVE buffer 101 MiB" in row.detail  # the 10 minutes SAVE keeps, as configured
+
+
+def test_memory_row_fails_when_the_config_needs_more_than_the_unit_allows(tmp_path):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/meminfo").write_text("MemTotal: 8388608 kB\nMemAvailable: 8000000 kB\n")
+    box = tmp_path / "box.toml"
+    box.write_text("[audio]\nbuffer_bars = 64\n[knobs]\nmin_bpm = 20.0\n")
+    row = doctor.check_memory(load_config(box), tmp_path)
+    assert row.status == "fail" and "MemoryMax=512M" in row.detail and "bar ring 529 MiB" in row.detail
 
 
 def test_a_crashing_check_is_a_failing_row():

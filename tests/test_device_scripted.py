@@ -14,8 +14,10 @@ from musicbox.device import open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.scripted import ScriptedBackend, load_script, parse_script
 from musicbox.errors import ConfigError
+from musicbox.runtime.controls import ControlRanges
 
 STYLES = ("chorale", "folk", "renaissance")
+RANGES = ControlRanges(STYLES, 60.0, 160.0)
 
 
 def test_script_plays_against_the_clock(tmp_path):
@@ -47,7 +49,11 @@ def test_script_plays_against_the_clock(tmp_path):
         ({"at": 0}, "expected a JSON list"),
         ([{"at": 0}], "[0]: needs"),
         ([{"at": None, "mood": 0}], "[0]: needs"),  # null is no time (it used to fail sorting the events)
-        ([{"at": 1, "tempo": 900}], "[0].tempo: got 900"),
+        ([{"at": 1, "tempo": 900}], "[0].tempo: got 900; allowed: a number from 60 to 160"),
+        ([{"at": 1, "tempo": 0}], "[0].tempo: got 0"),
+        ([{"at": 1, "tempo": float("nan")}], "[0].tempo: got nan"),
+        ([{"at": 1, "mood": -50}], "[0].mood: got -50; allowed: a number from -1 to 1"),
+        ([{"at": 1, "style": 2.5}], "[0].style: got 2.5"),
         (
             [{"at": 1, "style": "jazz"}],
             "[0].style: got 'jazz'; allowed: a number from 0 to 2 or one of chorale",
@@ -60,7 +66,7 @@ def test_script_plays_against_the_clock(tmp_path):
 )
 def test_wrong_scripts_name_the_entry(data, where):
     with pytest.raises(ConfigError) as info:
-        parse_script(data, STYLES, source="demo.json")
+        parse_script(data, RANGES, source="demo.json")
     assert str(info.value).startswith("demo.json") and where in str(info.value)
 
 
@@ -68,7 +74,7 @@ def test_unreadable_script(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[{")
     with pytest.raises(ConfigError, match="bad.json: cannot read"):
-        load_script(bad, STYLES)
+        load_script(bad, RANGES)
 
 
 def test_scripted_backend_without_a_script_says_what_to_set():
@@ -82,10 +88,11 @@ def test_scripted_backend_without_a_script_says_what_to_set():
 def test_after_a_change_from_the_web_remote_an_event_changes_only_its_own_knobs():
     from musicbox.device.knobs import KnobMap
     from musicbox.device.scripted import ScriptedBackend, parse_script
-    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.controls import ControlRanges, Controls
 
     names = ("chorale", "folk")
-    backend = ScriptedBackend(parse_script([{"at": 0.3, "mood": -0.5}], names), KnobMap(2), names)
+    script = parse_script([{"at": 0.3, "mood": -0.5}], ControlRanges(names, 60.0, 160.0))
+    backend = ScriptedBackend(script, KnobMap(2), names)
     seen = []
     backend.start(seen.append, lambda b: None)
     backend.follow(Controls(style=1.0, tempo_bpm=150.0, mood=0.2))

@@ -13,7 +13,7 @@ from rich.console import Console
 from musicbox.config import load_config
 from musicbox.device import knob_map, open_backend
 from musicbox.device.buttons import Button
-from musicbox.device.terminal import TerminalBackend, parse_keys, render_roll, style_label
+from musicbox.device.terminal import KEYMAP, TerminalBackend, help_line, parse_keys, render_roll, style_label
 from tests.helpers.callbacks import Recorder
 
 STYLES = ("chorale", "folk", "renaissance", "quartet")
@@ -58,7 +58,7 @@ def test_keys_turn_knobs_and_press_buttons(config):
         roll = np.zeros((1, 3, 16, 64), np.uint8)
         roll[0, 0, 0, 40], roll[0, 0, 1:4, 40], roll[0, 2, 0, 5] = 2, 1, 2
         backend.show(
-            {"state": "playing", "bar": 12, "style": "folk", "tempo_bpm": 112, "mood": -0.3, "roll": roll}
+            {"state": "playing", "bar": 12, "style": 1.0, "tempo_bpm": 112, "mood": -0.3, "roll": roll}
         )
         screen = out.getvalue()
         assert "bar 12" in screen and "112 BPM" in screen and "folk" in screen and "██" in screen
@@ -107,3 +107,76 @@ def test_key_parsing_labels_and_roll():
 def test_knob_map_follows_the_config(config):
     m = knob_map(config, STYLES)
     assert (m.n_styles, m.min_bpm, m.max_bpm) == (4, 60.0, 160.0)
+
+
+def test_every_style_key_press_changes_the_style(config):
+    """The style knob's detent (half of each style's travel) used to swallow one fine press in four."""
+    backend, _ = open_terminal(config, os.pipe()[0])
+    seen = []
+    for key in "qqqqqq":
+        backend.press(key)
+        seen.append(backend.knob_map.controls(backend.raw).style)
+    assert seen == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+    for key in "aaa":
+        backend.press(key)
+        seen.append(backend.knob_map.controls(backend.raw).style)
+    assert seen[-3:] == [1.25, 1.0, 0.75]
+    backend.press("Q")  # coarse: to the next whole style
+    assert backend.knob_map.controls(backend.raw).style == 1.0
+    backend.press("Q")
+    assert backend.knob_map.controls(backend.raw).style == 2.0
+    for key in "www":
+        backend.press(key)
+    assert backend.knob_map.controls(backend.raw).tempo_bpm == 106.0
+
+
+def test_the_footer_says_what_each_key_does():
+    line = help_line()
+    for knob, (up, down) in {"style": ("q/→", "a/←"), "tempo": ("w/↑", "s/↓"), "mood": ("e", "d")}.items():
+        assert f"{knob}: {up} + {down} −" in line
+    assert "Q + A − by 1" in line and "W + S − by 10 BPM" in line and "E + D − by 0.5" in line
+    assert KEYMAP["q"] == ("style", 1, False) and KEYMAP["right"] == ("style", 1, False)
+    assert "[space] play/pause" in line and "[x] shut down" in line
+
+
+@pytest.mark.parametrize(
+    "status, shown, not_shown",
+    [
+        ({"state": "paused", "style": 1.0}, "⏸ paused folk", "playing"),
+        ({"state": "playing", "style": 1.5}, "▶ playing folk 50% + renaissance 50%", "paused"),
+    ],
+)
+def test_the_status_line_names_the_state_and_the_blend(config, status, shown, not_shown):
+    backend, _ = open_terminal(config, os.pipe()[0])
+    backend.status = status
+    line = backend._status_line().plain
+    assert shown in line and not_shown not in line
+
+
+def test_log_lines_go_through_the_live_console_not_around_it(config, capfd):
+    import logging
+    import subprocess
+    import sys
+
+    stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 (fd 2 itself: pytest swaps sys.stderr)
+    handler = logging.StreamHandler(stderr)  # as logging.basicConfig set it up before the view
+    log = logging.getLogger("musicbox.test-terminal")
+    log.addHandler(handler)
+    read_fd, write_fd = os.pipe()
+    backend, out = open_terminal(config, read_fd)
+    try:
+        backend.start(Recorder().on_controls, Recorder().on_button)
+        log.warning("a log line from this process")
+        subprocess.run(
+            [sys.executable, "-c", "import os; os.write(2, b'a line from a child process\\n')"], check=True
+        )
+        backend.redraw()
+    finally:
+        backend.close()
+        log.removeHandler(handler)
+        os.close(read_fd), os.close(write_fd)
+    screen = out.getvalue()
+    assert "a log line from this process" in screen and "a line from a child process" in screen
+    last_view = screen.rindex("╭")  # the view is drawn again, whole, below the log lines
+    assert screen.rindex("a line from a child process") < last_view and "╯" in screen[last_view:]
+    assert "a log line" not in capfd.readouterr().err  # nothing went around the console to the terminal

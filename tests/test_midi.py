@@ -91,3 +91,30 @@ def test_any_roll_round_trips(notes):
     np.testing.assert_array_equal(back, roll)
     assert roll_to_notes(back) == roll_to_notes(roll)
     assert (back == ONSET).sum() == (roll == ONSET).sum()
+
+
+def test_played_bars_carry_tempo_changes_program_changes_and_the_cut(tmp_path):
+    from pathlib import Path
+
+    from musicbox.runtime.box.recorder import PlayedBar
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.manifest import load_manifest
+
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "bundle" / "manifest.json"
+    styles = load_manifest(shipped).controls  # chorale: programs 19, 19, 19; folk (3): 73, 24, 32
+    held = [Note(0, 8, 60, 16)]  # rings over the bar line
+    bars = [
+        PlayedBar(held, Controls(0.0, 120.0), 0),
+        PlayedBar(held, Controls(0.4, 120.0), 0),  # a blend nearer chorale: its instruments stay
+        PlayedBar(held, Controls(3.0, 60.0), 0),
+    ]
+    mid = midi.played_to_midi(bars, tmp_path / "a.mid", styles)
+    conductor = [(m.type, m.time, getattr(m, "tempo", None)) for m in mid.tracks[0] if m.type == "set_tempo"]
+    assert conductor == [("set_tempo", 0, 500000), ("set_tempo", 2 * 1920, 1000000)]
+    programs = [(m.time, m.program) for m in mid.tracks[2] if m.type == "program_change"]
+    assert programs == [(0, 19), (1920 * 2 - 0, 24)]
+    assert mid.length == pytest.approx(2.0 + 2.0 + 4.0)
+    cut = midi.played_to_midi(bars, None, styles, seconds=5.0)  # 1 s into the 60 BPM bar
+    assert cut.length == pytest.approx(5.0)
+    offs = [m for m in cut.tracks[1] if m.type == "note_off"]
+    assert sum(m.time for m in cut.tracks[1]) == 2 * 1920 + 480 and offs[-1].note == 60

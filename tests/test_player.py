@@ -81,7 +81,9 @@ def test_callback_allocates_no_buffers(ring):
     out = np.zeros((128, 2), np.float32)
     player._callback(out, 128, None, OK)
     tracemalloc.start()
-    for _ in range(40):  # crosses bar lines and runs dry (fade + silence)
+    for i in range(40):  # crosses bar lines and runs dry (fade + silence); volume ramps and holds
+        if i % 10 == 5:
+            player.step_volume(-1)
         player._callback(out, 128, None, OK)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

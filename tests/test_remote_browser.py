@@ -283,16 +283,20 @@ def test_a_recording_plays_in_the_page_and_is_deleted_from_it(box, browser):
     first = box.wait_stats(lambda d: True)["saves"]
     browser.find_element(By.ID, "btn-save").click()  # a second one: the first goes, one stays for later
     box.wait_stats(lambda d: d["saves"] > first, 20)
+    time.sleep(2.0)  # the page lists the recordings again itself 1.5 s after a save
     browser.execute_script("refreshRecordings()")
-    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#recordings li")) == 2, what="two recordings")
-    oldest = browser.find_elements(By.CSS_SELECTOR, "#recordings li")[-1]
-    name = oldest.find_element(By.CLASS_NAME, "name").text.split()[0]
-    oldest.find_element(By.XPATH, ".//button[text()='play']").click()
+    rows = "#recordings li"
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 2, what="two recordings")
+    name = (
+        browser.find_elements(By.CSS_SELECTOR, rows)[-1].find_element(By.CLASS_NAME, "name").text.split()[0]
+    )
+    button = f"//ul[@id='recordings']/li[span[starts-with(text(), '{name} ')]]//button[text()='%s']"
+    browser.find_element(By.XPATH, button % "play").click()
     played = "return document.getElementById('player').currentTime"
     _wait(lambda: browser.execute_script(played) > 0.5, 20, "the recording playing in the page")
     browser.execute_script("document.getElementById('player').pause()")
-    oldest.find_element(By.XPATH, ".//button[text()='delete']").click()
-    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#recordings li")) == 1, what="the list updated")
+    browser.find_element(By.XPATH, button % "delete").click()
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 1, what="the list updated")
     assert not list(box.recordings.glob(f"{name}.*")) and len(list(box.recordings.glob("*.wav"))) == 1
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -62,14 +64,37 @@ def test_next_keeps_controls_and_changes_the_seed(box):
     assert box._resume.seed == 99 and box._resume.controls == box.controls and box._resume.from_bar == 1
 
 
-def test_a_worker_without_heartbeat_is_hung(box):
+def test_a_worker_without_heartbeat_is_hung_even_before_its_first_bar(box):
     alive = SimpleNamespace(pid=4242, is_alive=lambda: True)
     worker = WorkerHandle(alive, None, time.monotonic(), ready=True, wrote=True)
     box.ring.beat(4242)
+    box.ring.mark_progress()
+    assert box.hang_timeout_s == 2.0  # a third of the 6 s buffered
     assert box._worker_problem(worker, time.monotonic()) == ""
-    assert "hung" in box._worker_problem(worker, time.monotonic() + 10.0)
-    starting = WorkerHandle(alive, None, time.monotonic())
-    assert box._worker_problem(starting, time.monotonic() + 10.0) == ""  # loading: start timeout applies
+    assert "hung" in box._worker_problem(worker, time.monotonic() + 2.5)
+    starting = WorkerHandle(alive, None, time.monotonic())  # loading, no bar yet, frozen: same timeout
+    assert "hung" in box._worker_problem(starting, time.monotonic() + 2.5)
+
+
+def test_a_beating_worker_whose_main_thread_makes_no_progress_is_stuck(box):
+    alive = SimpleNamespace(pid=4242, is_alive=lambda: True)
+    worker = WorkerHandle(alive, None, time.monotonic() - 100.0, ready=True, wrote=True)
+    box.ring.mark_progress()
+    box.ring.beat(4242)
+    assert box._worker_problem(worker, time.monotonic()) == ""
+    later = time.monotonic() + box.settings.stall_timeout_s + 1.0
+    box.ring.beat(4242)
+    box.ring._floats[0] = later  # the heartbeat thread still beats then; the main thread stamped nothing
+    assert "stuck" in box._worker_problem(worker, later)
+
+
+@pytest.mark.parametrize(
+    "bars,tempo,seconds", [(4, 160.0, 6.0), (1, 300.0, 6.0), (4, 300.0, 6.0), (2, 60, 6.0)]
+)
+def test_the_worker_keeps_the_buffered_seconds_at_any_tempo(bars, tempo, seconds):
+    settings = WorkerSettings(Path("/x"), default_config().synth, ahead_bars=bars, ahead_s=seconds)
+    ahead = settings.ahead_for(tempo)
+    assert ahead >= bars and ahead * Controls(tempo_bpm=tempo).bar_seconds() >= seconds
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch):
@@ -114,3 +139,84 @@ def test_full_disk_is_logged_playback_goes_on_and_earlier_saves_survive(tmp_path
     assert rec.failures == 1 and "No space left" in rec.last_error
     assert {p.name: p.stat().st_size for p in (tmp_path / "rec").iterdir()} == before
     assert "save failed, playing on" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_libsndfile_failing_mid_write_on_a_full_disk_is_one_explained_line(tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    try:
+        rec = _recorder(folder)  # 3 s at 8 kHz = 94 KiB; the disk is filled to leave less
+        (folder / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))
+        monkeypatch.setattr(recorder_module, "_check_room", lambda *_: None)  # the disk fills up mid-write
+        rec.save().join(10)
+        assert rec.failures == 1 and rec.saves == 0
+        assert "ran full while saving" in rec.last_error and "minutes_kept" in rec.last_error
+        assert sorted(p.name for p in folder.iterdir()) == ["filler"]  # no partial file
+        assert rec.last_event.startswith("save failed:")
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_leftovers_of_a_killed_save_are_removed_at_the_next_start(tmp_path, caplog):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / ".musicbox-20260101-120000.wav.tmp").write_bytes(b"RIFF partial")
+    (folder / "musicbox-20251231-090000.wav").write_bytes(b"RIFF a whole earlier save")
+    (folder / ".other.tmp").write_bytes(b"not ours")
+    gone = Recorder(folder, minutes_kept=1, sample_rate=8000).remove_leftovers()
+    assert [p.name for p in gone] == [".musicbox-20260101-120000.wav.tmp"]
+    assert sorted(p.name for p in folder.iterdir()) == [".other.tmp", "musicbox-20251231-090000.wav"]
+    assert "unfinished save" in caplog.text
+
+
+def test_save_keeps_the_minutes_the_config_says():
+    rec = Recorder(Path("/nonexistent"), minutes_kept=10, sample_rate=8000)
+    assert rec._pcm.shape[0] == 10 * 60 * 8000
+
+
+def test_the_terminal_says_where_a_save_went(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from musicbox.commands.play import _status_publisher
+    from musicbox.config import load_config
+    from musicbox.device import open_backend
+
+    config = tmp_path / "box.toml"
+    config.write_text('[knobs]\nbackend = "terminal"\n')
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200, color_system=None)
+    backend = open_backend(load_config(config), ("chorale",), input_fd=read_fd, console=console)
+    rec = _recorder(tmp_path / "rec")
+    rec.save().join(10)
+    box = SimpleNamespace(style_names=("chorale",), recorder=rec)
+    controls = {"style": 0, "tempo_bpm": 120, "mood": 0}
+    stats = {"state": "playing", "bars_played": 4, "controls": controls, "volume_db": 0.0}
+    try:
+        backend.start(lambda _c: None, lambda _b: None)
+        _status_publisher(None, backend, box)({**stats, "last_save": rec.last_event})
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
+    wav, mid = rec.last_saved
+    assert f"saved {wav} and {mid.name}" in out.getvalue()
+
+
+def test_the_watchdog_is_fed_only_while_music_comes_out_or_the_box_waits_on_purpose(box):
+    from musicbox.runtime.box.player import StreamState
+    from musicbox.runtime.box.supervisor import BoxState
+
+    box.state, box.player.state = BoxState.PLAYING, StreamState.RUNNING
+    assert not box.healthy()  # no frame played since the last ping: silence
+    box.player.frames_played = 1024
+    assert box.healthy()
+    box._frames_at_ping = 1024
+    assert not box.healthy()
+    box.state = BoxState.PAUSED
+    assert box.healthy()
+    box.state, box.player.state = BoxState.PLAYING, StreamState.LOST  # waiting for the audio device
+    assert box.healthy()

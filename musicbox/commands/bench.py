@@ -32,6 +32,21 @@ from dataclasses import replace
 from pathlib import Path
 
 
+def verdict(name: str, result: dict) -> str:
+    """``yes``, or ``NO`` with why: the value, which side of its target (``musicbox/targets.py``) it
+    falls, and by how much."""
+    from musicbox.targets import target
+
+    if result["ok"]:
+        return "yes"
+    if result["value"] is None:
+        return "NO: never happened (no change was seen)"
+    goal = target(name)
+    value = float(result["value"])
+    side = {"<=": "above", ">=": "below"}.get(goal.comparison, "not")
+    return f"NO: {value:.4g} is {side} the target {goal.bound:g} (off by {abs(value - goal.bound):.3g})"
+
+
 def register(sub):
     p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`, `bench remote`)")
     p.add_argument(
@@ -46,7 +61,12 @@ def register(sub):
     p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
     p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes to play (default 30)")
-    p.add_argument("--kill-every", type=float, default=60.0, help="soak: kill the worker every S seconds")
+    p.add_argument(
+        "--kill-every",
+        type=float,
+        default=60.0,
+        help="soak: SIGKILL the worker at random times S seconds apart on average (0 = never)",
+    )
     p.add_argument(
         "--seconds", type=float, default=30.0, help="remote: seconds measured per run (default 30)"
     )
@@ -256,12 +276,15 @@ def _print_table(figures: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from musicbox.targets import target
+
     table = Table(title="musicbox bench (targets: docs/design.md)")
-    for col in ("figure", "value", "target", "ok"):
+    for col in ("figure", "value", "target", "unit", "ok"):
         table.add_column(col)
     for name, r in figures["results"].items():
         value = "never" if r["value"] is None else f"{r['value']:.4g}"
-        table.add_row(name, value, r["target"], "[green]yes[/]" if r["ok"] else "[red]NO[/]")
+        style = "green" if r["ok"] else "red"
+        table.add_row(name, value, r["target"], target(name).unit, f"[{style}]{verdict(name, r)}[/]")
     console = Console()
     console.print(table)
     gen = figures["details"]["generation"]

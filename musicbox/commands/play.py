@@ -2,7 +2,9 @@
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT, long-press on play, ``--seconds``); 78 for a bad
 configuration or a missing/corrupt bundle (the systemd unit's ``RestartPreventExitStatus=78`` keeps it
-from crash-looping); 69 when no audio device can be opened; 1 when workers keep dying.
+from crash-looping); 69 when the audio device vanished in a way PortAudio cannot recover from in-process
+(a missing device at start is waited for, or, with the web remote's stream on, played to the stream
+meanwhile); 75 when another box already plays with the same recordings folder; 1 when workers keep dying.
 """
 
 from __future__ import annotations
@@ -35,17 +37,20 @@ def register(sub):
 def run(args) -> int:
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
+    from musicbox.runtime.box.lock import hold_box_lock
 
     config = load_config(args.config)
     if args.backend:
         config = replace(config, knobs=replace(config.knobs, backend=args.backend))
     if args.remote:
         config = replace(config, remote=replace(config.remote, enabled=True))
+    lock = hold_box_lock(config.recording.folder)  # held until the process ends
     box = build_box(config, args.bundle)
     try:
         remote = _start_remote(config, box) if config.remote.enabled else None
     except BaseException:
         box.ring.close()  # the box never ran: free its shared memory
+        os.close(lock)
         raise
     try:
         backend = _open_backend(config, box, remote)
@@ -58,6 +63,7 @@ def run(args) -> int:
     finally:
         if remote is not None:
             remote.close()
+        os.close(lock)
     return 0
 
 
@@ -67,7 +73,8 @@ def _press(box):
     from musicbox.runtime.box.supervisor import Event
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
-    events |= {b: Event(b.value) for b in (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
+    same = (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW, Button.VOLUME_UP, Button.VOLUME_DOWN)
+    events |= {b: Event(b.value) for b in same}
     return lambda button: box.post(events[button])
 
 
@@ -142,19 +149,22 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
             except OSError as exc:
                 log.warning("cannot write stats to %s: %s", path, exc)
         c = stats["controls"]
-        names = box.style_names
         view = {
             "state": stats["state"],
             "bar": stats["bars_played"],
             "tempo_bpm": c["tempo_bpm"],
             "mood": c["mood"],
-            "style": names[min(len(names) - 1, max(0, round(c["style"])))],
+            "style": c["style"],
+            "volume_db": stats["volume_db"],
         }
+        if stats.get("last_save"):
+            view["message"] = stats["last_save"]  # where SAVE wrote the files, or why it could not
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:
             view["roll"] = notes_to_roll(last.notes, 1)[0]
         if remote is not None:
-            view["message"] = f"remote {remote.url} pairing code {remote.pairing.code}"
+            pairing = f"remote {remote.url} pairing code {remote.pairing.code}"
+            view["message"] = f"{view['message']}   {pairing}" if view.get("message") else pairing
             remote.publish(stats)
         backend.show(view)
 

@@ -5,12 +5,22 @@ of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is app
 line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary;
 ``--stats FILE.json`` also writes the summary as JSON (``musicbox bench`` reads the peak RSS there).
 The synth settings are the box's: the config's ``[synth]`` (``--config``, else the box's own file or the
-defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundFont.
+defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundFont. With the WAV going to
+stdout (``--out -``) the progress goes to stderr.
+
+``--seconds`` is the length of both files: the WAV is cut there (with a short fade), and the MIDI file,
+which carries the tempo map and program changes the audio was played with, ends there too.
+
+Knob values (``--style/--tempo/--mood/--variation`` and the script's) are checked against the bundle's
+manifest (:class:`~musicbox.runtime.controls.ControlRanges`), and the output folders before anything is
+generated.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +35,7 @@ def register(sub):
     p.add_argument("--seconds", type=float, required=True, help="length of music to write (s)")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
     p.add_argument("--style", help="style name or knob position 0..n_styles-1 (default: the first style)")
-    p.add_argument("--tempo", type=float, default=100.0, help="beats per minute (default 100)")
+    p.add_argument("--tempo", type=float, help="beats per minute (default: the bundle's, 100)")
     p.add_argument("--mood", type=float, default=0.0, help="-1 dark .. +1 bright (default 0)")
     p.add_argument(
         "--variation",
@@ -40,21 +50,11 @@ def register(sub):
     p.add_argument("--threads", type=int, default=1, help="inference threads (0 = all cores but one)")
     p.add_argument("--soundfont", type=Path, help="a .sf2/.sf3 (default: search the usual places)")
     p.add_argument("--script", type=Path, help='JSON list of knob changes [{"at": s, "style": 1.5}, ...]')
-    p.add_argument("--out", type=Path, required=True, help="WAV file to write")
+    p.add_argument("--out", type=Path, required=True, help="WAV file to write (- = stdout)")
     p.add_argument("--midi", type=Path, help="also write a standard MIDI file, one track per part")
     p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
     p.add_argument("--stats", type=Path, help="also write the summary figures to this JSON file")
     p.set_defaults(run=run)
-
-
-def parse_style(value: str | None, manifest) -> float:
-    """A style name or a number -> knob position (default: the first style, 0)."""
-    if value is None:
-        return 0.0
-    try:
-        return float(value)
-    except ValueError:
-        return float(manifest.controls.style_index(value))
 
 
 def apply_events(controls, events: list, now: float, gen):
@@ -79,27 +79,33 @@ def apply_events(controls, events: list, now: float, gen):
 
 def run(args) -> int:
     import numpy as np
-    import soundfile
 
     from musicbox.config import load_config, resolve_bundle
     from musicbox.device.scripted import load_script
     from musicbox.runtime.bundle import Bundle
-    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.controls import ControlRanges, Controls
     from musicbox.runtime.generator import Generator
+    from musicbox.runtime.midi import played_to_midi
     from musicbox.runtime.render import Renderer
 
-    if args.seconds <= 0:
-        raise ConfigError("--seconds must be > 0")
+    if not 0 < args.seconds < float("inf"):
+        raise ConfigError(f"--seconds {args.seconds:g}: give a number of seconds above 0")
+    check_outputs(args.out, args.midi)
+    say = _printer(sys.stderr if _to_stdout(args.out) else sys.stdout)
     bundle = Bundle.open(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads)
     manifest = bundle.manifest
-    print(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})", flush=True)
-    variation = load_config(None).knobs.variation if args.variation is None else args.variation
-    if not 0.0 <= variation <= 1.0:
-        raise ConfigError(f"--variation {variation:g}: must be from 0 (literal returns) to 1 (ever new)")
-    controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood, variation)
-    style_names = [style.name for style in manifest.controls.styles]
-    events = load_script(args.script, style_names) if args.script else []
+    say(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})")
     config = load_config(args.config)
+    ranges = ControlRanges.from_manifest(manifest.controls)
+    tempo = manifest.controls.tempo.default_bpm if args.tempo is None else args.tempo
+    variation = config.knobs.variation if args.variation is None else args.variation
+    controls = Controls(
+        ranges.check("style", 0 if args.style is None else args.style, "--style"),
+        ranges.check("tempo", tempo, "--tempo"),
+        ranges.check("mood", args.mood, "--mood"),
+        ranges.check("variation", variation, "--variation"),
+    )
+    events = load_script(args.script, ranges) if args.script else []
     synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
     renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
     gen = Generator(bundle, seed=args.seed)
@@ -110,17 +116,62 @@ def run(args) -> int:
         audio = renderer.render_roll(bar.roll, bar.controls)
         pcm.append(audio)
         bars.append(bar)
-        _print_bar(bar, now)
+        say(_bar_line(bar, now))
         now += len(audio) / renderer.sample_rate
     out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
-    soundfile.write(args.out, out, renderer.sample_rate, subtype="PCM_16")
+    _write_wav(args.out, out, renderer.sample_rate)
     if args.midi:
-        _write_midi(args.midi, bars, manifest)
+        played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds)
     stats = summary(bars, now, renderer)
-    _print_summary(stats, args)
+    say(_summary_line(stats, args))
     if args.stats:
         args.stats.write_text(json.dumps(stats, indent=2) + "\n")
     return 0
+
+
+def check_outputs(out: Path, midi: Path | None) -> None:
+    """ConfigError now, before generating, when an output cannot be written: a missing or read-only
+    folder, a folder given as the file, the WAV to a terminal, or the MIDI file to stdout."""
+    if _to_stdout(out) and sys.stdout.isatty():
+        raise ConfigError("--out -: stdout is a terminal; pipe or redirect it (`... --out - > a.wav`)")
+    if midi is not None and _to_stdout(midi):
+        raise ConfigError("--midi -: the MIDI file cannot go to stdout; give a file name")
+    for flag, path in (("--out", out), ("--midi", midi)):
+        if path is None or _to_stdout(path):
+            continue
+        folder = path.parent
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path}: is a folder; give a file name in it")
+        if not folder.is_dir():
+            raise ConfigError(
+                f"{flag} {path}: the folder {folder} does not exist; create it or choose another"
+            )
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{flag} {path}: cannot write in {folder} (permissions); choose another folder")
+
+
+def _to_stdout(path: Path | None) -> bool:
+    return path is not None and str(path) == "-"
+
+
+def _printer(stream):
+    return lambda line: print(line, file=stream, flush=True)
+
+
+def _write_wav(path: Path, pcm, sample_rate: int) -> None:
+    """16-bit WAV to ``path``, or to stdout for ``-`` (built in memory: a pipe cannot seek back to the
+    header)."""
+    import io
+
+    import soundfile
+
+    if not _to_stdout(path):
+        soundfile.write(path, pcm, sample_rate, subtype="PCM_16")
+        return
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    sys.stdout.buffer.write(buffer.getvalue())
+    sys.stdout.buffer.flush()
 
 
 def summary(bars, music_seconds: float, renderer) -> dict:
@@ -154,22 +205,20 @@ def _finish(pcm, sample_rate: int, seconds: float):
     return np.clip(pcm, -1.0, 1.0)
 
 
-def _print_bar(bar, at: float) -> None:
+def _bar_line(bar, at: float) -> str:
     c = bar.controls
-    print(
-        f"bar {bar.index:4d}  at {at:7.2f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
-        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}",
-        flush=True,
+    return (
+        f"bar {bar.index:4d}  at {at:8.3f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
+        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}"
     )
 
 
-def _print_summary(stats: dict, args) -> None:
-    print(
+def _summary_line(stats: dict, args) -> str:
+    return (
         f"{stats['bars']} bars, {stats['music_seconds']:.1f} s of music -> {args.out}"
         + (f" and {args.midi}" if args.midi else "")
         + f"; generation p50 {stats['gen_ms_p50']:.2f} ms, p95 {stats['gen_ms_p95']:.2f} ms"
-        + f" per bar (real-time factor p50 {stats['rtf_p50']:.4f}); peak RSS {stats['peak_rss_mb']:.0f} MB",
-        flush=True,
+        + f" per bar (real-time factor p50 {stats['rtf_p50']:.4f}); peak RSS {stats['peak_rss_mb']:.0f} MB"
     )
 
 
@@ -181,17 +230,3 @@ def peak_rss_mb() -> float:
     except OSError:
         return 0.0
     return int(line.split()[1]) / 1024
-
-
-def _write_midi(path: Path, bars, manifest) -> None:
-    """The bars' rolls as one MIDI file, one track per part (``runtime/midi.py``), with the first bar's
-    style's General MIDI programs and tempo (a scripted change is heard in the WAV, not in the MIDI file)."""
-    import numpy as np
-
-    from musicbox.runtime.midi import roll_to_midi
-
-    first = bars[0].controls
-    styles = manifest.controls.styles
-    style = styles[min(len(styles) - 1, max(0, round(first.style)))]
-    roll = np.concatenate([bar.roll for bar in bars])
-    roll_to_midi(roll, path, bpm=first.tempo_bpm, programs=style.arrangement.programs)

@@ -1,4 +1,5 @@
-"""The box assembled from a ``BoxConfig``: worker and player settings, recorder, supervisor, notifier."""
+"""The box assembled from a ``BoxConfig``: worker and player settings, recorder, supervisor, notifier; the
+configuration's memory need is checked against what the service may use first (``runtime/buffering.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from pathlib import Path
 
 from musicbox.config import resolve_bundle
+from musicbox.runtime.buffering import check_memory, memory_need
 
 log = logging.getLogger("musicbox.play")
 
@@ -19,16 +21,31 @@ def build_box(config, bundle: Path | None = None, notifier=None):
     root = resolve_bundle(bundle or config.bundle.path)
     manifest = load_bundle_manifest(root)
     worker = worker_settings(config, root)
-    recorder = Recorder(config.recording.folder, config.recording.minutes_kept, config.audio.sample_rate)
+    min_bpm, max_bpm = tempo_range(config, manifest)
+    check_memory(config, memory_need(config, min_bpm, max_bpm))
+    recorder = Recorder(
+        config.recording.folder,
+        config.recording.minutes_kept,
+        config.audio.sample_rate,
+        styles=manifest.controls,
+    )
+    recorder.remove_leftovers()
     box = Supervisor(
         worker,
         player_settings(config),
         recorder,
-        min_bpm=min(config.knobs.min_bpm, manifest.controls.tempo.min_bpm),
+        min_bpm=min_bpm,
+        max_bpm=max_bpm,
         notifier=notifier if notifier is not None else systemd_notifier(),
     )
     box.style_names = tuple(style.name for style in manifest.controls.styles)
     return box
+
+
+def tempo_range(config, manifest) -> tuple[float, float]:
+    """The slowest and fastest tempo (BPM) the box may play: the knobs' and the bundle's ranges together."""
+    tempo = manifest.controls.tempo
+    return min(config.knobs.min_bpm, tempo.min_bpm), max(config.knobs.max_bpm, tempo.max_bpm)
 
 
 def load_bundle_manifest(root: Path):
@@ -53,6 +70,7 @@ def worker_settings(config, root: Path):
         threads=b.threads,
         sample_rate=config.audio.sample_rate,
         ahead_bars=config.audio.buffer_bars,
+        ahead_s=config.audio.buffer_seconds,
     )
 
 
@@ -71,6 +89,8 @@ def player_settings(config):
         blocksize=a.blocksize,
         latency=a.latency,
         device=device,
+        volume_db=a.volume_db,
+        volume_step_db=a.volume_step_db,
         clock_fallback=r.enabled and r.stream,
     )
 

@@ -6,6 +6,17 @@ fade ramps with ``out=``. When the next bar is not there in time (underrun) it f
 over a few milliseconds instead of clicking, counts the underrun, and fades back in when bars come back.
 Pause fades out the same way and keeps the place in the bar.
 
+A device that is missing when the box starts (a USB DAC unplugged) is waited for: :meth:`Player.start`
+logs it and leaves the player LOST, and ``check()`` retries with backoff until it appears (logged again
+once a minute), so the service plays as soon as the device is back, however long it was gone. With the
+web remote's stream on (``clock_fallback``) the box plays meanwhile to :class:`ClockStream`, paced by
+the clock, so the page can listen; the device is tried every ``device_retry_s`` and used once it is there.
+
+Volume (the listener's, on top of the renderer's leveled loudness) is a gain in dB set from any thread
+(:meth:`Player.set_volume`); the callback moves to it sample by sample across one block (a linear ramp,
+from preallocated buffers), so a key press never steps the level (no zipper noise). The recorder keeps
+the bars as rendered, before the volume.
+
 If the device disappears (PortAudio error, the stream finishing on its own, or the callback going quiet)
 ``Player.check()``, called by the supervisor a few times a second, closes the stream, re-initializes
 PortAudio (so a USB card or ALSA device that came back is seen again) and reopens it with exponential
@@ -20,6 +31,7 @@ from __future__ import annotations
 import atexit
 import enum
 import logging
+import math
 import threading
 import time
 import types
@@ -54,10 +66,13 @@ class PlayerSettings:
     stall_s: seconds without a callback after which a running stream counts as lost.
     backoff_s: first and largest wait between reopen attempts, in seconds (doubling in between).
     close_timeout_s: seconds a lost stream may take to close before the box gives up (exit 69).
-    clock_fallback: when no device can be opened (at the start, or again after it was lost), play to
-    :class:`ClockStream` (paced by the clock, no sound here) instead of failing: the web remote's stream
-    is then the box's only output, and the device is tried again every ``device_retry_s`` seconds (a USB
-    card or DAC that shows up later is used from then on).
+    wait_log_s: seconds between two journal lines while waiting for a missing device.
+    volume_db: the listener's volume at start, dB (0 = the leveled loudness; :data:`VOLUME_RANGE_DB`).
+    volume_step_db: dB per volume key or button press.
+    clock_fallback: while no device can be opened (at the start, or again after it was lost), play to
+    :class:`ClockStream` (paced by the clock, no sound here) instead of waiting silently: the web
+    remote's stream is then the box's only output. device_retry_s: seconds between tries of the device
+    meanwhile (a USB card or DAC that shows up is used from then on).
     """
 
     sample_rate: int = 44100
@@ -68,8 +83,27 @@ class PlayerSettings:
     stall_s: float = 1.5
     backoff_s: tuple[float, float] = (0.25, 4.0)
     close_timeout_s: float = 2.0
+    wait_log_s: float = 60.0
+    volume_db: float = 0.0
+    volume_step_db: float = 3.0
     clock_fallback: bool = False
     device_retry_s: float = 10.0
+
+
+VOLUME_RANGE_DB = (-60.0, 0.0)
+"""The listener's volume range in dB (0 dB: the renderer's target loudness, peaks under -2 dBFS)."""
+_RAMP_FRAMES = 16384  # the longest block the volume ramp covers sample by sample (then it holds)
+
+
+def _sounddevice():
+    """Import sounddevice, turning a missing PortAudio library into an AudioDeviceError."""
+    try:
+        import sounddevice
+    except OSError as exc:
+        raise AudioDeviceError(
+            f"PortAudio is not available ({exc}); install it with `apt install libportaudio2`"
+        ) from exc
+    return sounddevice
 
 
 class ClockStream:
@@ -118,17 +152,6 @@ class ClockStream:
         self.abort()
 
 
-def _sounddevice():
-    """Import sounddevice, turning a missing PortAudio library into an AudioDeviceError."""
-    try:
-        import sounddevice
-    except OSError as exc:
-        raise AudioDeviceError(
-            f"PortAudio is not available ({exc}); install it with `apt install libportaudio2`"
-        ) from exc
-    return sounddevice
-
-
 class Player:
     """Plays the ring's bars in order; counters are read by the supervisor (single writer each)."""
 
@@ -139,6 +162,8 @@ class Player:
         self.underruns = 0  # times the bar after the playing one was not there at the bar line
         self.xruns = 0  # callbacks PortAudio flagged with output underflow (device-level)
         self.reopens = 0  # times the stream was reopened after a loss
+        self.frames_played = 0  # frames of bar audio written to the device (not silence)
+        self.silent_frames = 0  # frames of silence after the first bar while playing (starved), not paused
         self.callbacks = 0
         self.last_callback = 0.0  # time.monotonic() of the last callback, seconds
         self.paused = False
@@ -151,10 +176,16 @@ class Player:
                 raise
             log.warning("%s", exc)
             self._sd = None  # no PortAudio: the clock stream only
+        self.volume_db = 0.0
+        self._volume = 1.0  # linear gain the callback moves to
+        self._volume_now = 1.0  # linear gain at the end of the last block
+        self.set_volume(settings.volume_db)
+        self._volume_now = self._volume
         self._init_callback_state()
         self._next_attempt = 0.0
         self._backoff = settings.backoff_s[0]
         self._lost_since = 0.0
+        self._last_wait_log = 0.0
 
     def _init_callback_state(self) -> None:
         """Preallocate everything the callback touches."""
@@ -172,6 +203,8 @@ class Player:
         self._fade_out_left = 0
         self._fade_in_left = 0
         self._started = False  # a first bar has played: later starvation is an underrun
+        self._ramp_steps = np.arange(1, _RAMP_FRAMES + 1, dtype=np.float32)
+        self._ramp = np.empty((_RAMP_FRAMES, 1), np.float32)
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
@@ -181,10 +214,30 @@ class Player:
         if status.output_underflow:
             self.xruns += 1
         done = 0 if self.paused else self._fill(outdata, frames)
+        self.frames_played += done
+        if done < frames and self._started and not self.paused:
+            self.silent_frames += frames - done
         if done < frames:
             self._go_silent(outdata, done, frames)
         else:
             self._last[0] = outdata[frames - 1]
+        self._apply_volume(outdata, frames)
+
+    def _apply_volume(self, outdata, frames: int) -> None:
+        """Scale the block by the volume, ramping linearly from the last block's gain to the target."""
+        start, target = self._volume_now, self._volume
+        if start == target:
+            if target != 1.0:
+                np.multiply(outdata, target, out=outdata)
+            return
+        n = min(frames, _RAMP_FRAMES)
+        ramp = self._ramp[:n]
+        np.multiply(self._ramp_steps[:n, None], (target - start) / n, out=ramp)
+        ramp += start
+        np.multiply(outdata[:n], ramp, out=outdata[:n])
+        if frames > n:
+            np.multiply(outdata[n:], target, out=outdata[n:])
+        self._volume_now = target
 
     def _fill(self, outdata, frames: int) -> int:
         """Copy bar PCM into ``outdata``; returns the frames written (fewer if the ring ran dry)."""
@@ -240,6 +293,22 @@ class Player:
 
     # ---- control (main process, supervisor thread) -------------------------------------------------
 
+    def bar_phase(self) -> float:
+        """How far into the playing bar the output is, 0..1 (0 before the first bar)."""
+        return self._pos / self._frames if self._frames else 0.0
+
+    def set_volume(self, db: float) -> float:
+        """Set the listener's volume (dB, clipped to :data:`VOLUME_RANGE_DB`); returns the value set.
+        The callback ramps to it over its next block."""
+        lo, hi = VOLUME_RANGE_DB
+        self.volume_db = min(max(float(db), lo), hi)
+        self._volume = 10.0 ** (self.volume_db / 20.0) if self.volume_db > lo else 0.0
+        return self.volume_db
+
+    def step_volume(self, steps: int) -> float:
+        """Turn the volume ``steps`` presses (``volume_step_db`` each) up (+) or down (-); the new dB."""
+        return self.set_volume(self.volume_db + steps * self.settings.volume_step_db)
+
     def pause(self) -> None:
         """Fade out and hold the place in the bar."""
         self.paused = True
@@ -248,33 +317,39 @@ class Player:
         """Fade back in where playback was paused."""
         self.paused = False
 
-    def open(self) -> None:
-        """Open and start the output stream; raises AudioDeviceError when the device cannot be used
-        (unless ``clock_fallback``: then the clock stream plays instead)."""
+    def start(self) -> None:
+        """Open the stream, or, when the device is missing, wait for it: log why, and let :meth:`check`
+        retry with backoff (the stream state is LOST meanwhile)."""
         try:
-            self._open_device()
+            self.open()
         except AudioDeviceError as exc:
-            if not self.settings.clock_fallback:
-                raise
-            log.warning(
-                "no audio device (%s): playing to the web remote's stream only, paced by the clock",
-                exc.__cause__ or exc,
-            )
-            self._open_clock()
+            now = time.monotonic()
+            if self.settings.clock_fallback:
+                log.warning(
+                    "no audio device: playing to the web remote's stream only, paced by the clock; %s", exc
+                )
+                self._open_clock()
+                return
+            log.warning("waiting for the audio device (retrying with backoff): %s", exc)
+            self.state = StreamState.LOST
+            self._lost_since = self._last_wait_log = now
+            self._backoff = self.settings.backoff_s[0]
+            self._next_attempt = now + self._backoff
 
     def _open_clock(self) -> None:
         s = self.settings
         stream = ClockStream(s.sample_rate, s.blocksize, self.ring.spec.channels, self._callback)
         stream.start()
         self._stream = stream
-        self._next_attempt = time.monotonic() + self.settings.device_retry_s
+        self._next_attempt = time.monotonic() + s.device_retry_s
         self.host_api = "clock"
         self.last_callback = time.monotonic()
         self.state = StreamState.RUNNING
         log.info("audio stream open: %s", self.describe())
 
-    def _open_device(self, before_start=None) -> None:
-        """Open the PortAudio stream; ``before_start()`` runs once it is open, just before it starts."""
+    def open(self, before_start=None) -> None:
+        """Open and start the output stream; raises AudioDeviceError when the device cannot be used.
+        ``before_start()`` runs once the stream is open, just before it starts."""
         s = self.settings
         if self._sd is None:
             raise AudioDeviceError("PortAudio is not available")
@@ -352,7 +427,7 @@ class Player:
         self._sd._initialize()
         clock = self._stream
         try:
-            self._open_device(before_start=clock.abort)
+            self.open(before_start=clock.abort)
         except AudioDeviceError:
             if not clock.active:  # the device opened but failed to start: back to the clock
                 self._open_clock()
@@ -372,6 +447,7 @@ class Player:
         self._close_bounded()
         self.state = StreamState.LOST
         self._lost_since = now
+        self._last_wait_log = -math.inf  # the first failed reopen says why
         self._backoff = self.settings.backoff_s[0]
         self._next_attempt = now
 
@@ -407,10 +483,21 @@ class Player:
         try:
             self.open()
         except AudioDeviceError as exc:
+            if self.settings.clock_fallback:
+                log.warning("no audio device: playing to the web remote's stream only meanwhile; %s", exc)
+                self._open_clock()
+                return
             self.state = StreamState.LOST
             self._next_attempt = now + self._backoff
-            log.warning("audio reopen failed, next try in %.2f s: %s", self._backoff, exc)
+            if now - self._last_wait_log >= self.settings.wait_log_s:
+                self._last_wait_log = now
+                log.warning(
+                    "still no audio device after %.0f s, retrying every %.2f s: %s",
+                    now - self._lost_since,
+                    self._backoff,
+                    exc,
+                )
             self._backoff = min(self._backoff * 2.0, self.settings.backoff_s[1])
             return
         self.reopens += 1
-        log.info("audio stream reopened after %.2f s", time.monotonic() - self._lost_since)
+        log.info("audio device back: stream reopened after %.2f s", time.monotonic() - self._lost_since)

@@ -1,21 +1,25 @@
 """What the box played, kept for the SAVE button: recent PCM and notes, written as WAV + MIDI.
 
 The supervisor hands over each bar as it starts playing (:meth:`Recorder.add_bar`, main thread, never
-the audio callback). PCM is kept as int16 in a preallocated circular buffer of ``pcm_minutes`` (memory:
-10.1 MiB per minute at 44.1 kHz stereo), notes for ``minutes_kept`` minutes (a few KB per minute).
+the audio callback). PCM is kept as int16 in a preallocated circular buffer of ``minutes_kept`` minutes
+(memory: 10.1 MiB per minute at 44.1 kHz stereo, counted in the box's memory check), notes as long.
 
 :meth:`Recorder.save` snapshots both on the calling thread (a copy of the PCM, milliseconds) and writes
 the files on a background thread, each to a temporary name in the recordings folder and then
-``os.replace``-d into place, so a file either appears whole or not at all. A full disk (``ENOSPC``) or
-any other OSError is logged and counted; the temporary file is removed; earlier recordings are untouched
-and playback never waits for the disk.
+``os.replace``-d into place, so a file either appears whole or not at all. A save that cannot be written
+(too little free space, checked first; a read-only or failing disk: an OSError or libsndfile's error) is
+one log line saying what to free or fix, and is counted; the temporary file is removed; earlier recordings
+are untouched and playback never waits for the disk. Temporary files left by a box that was killed while
+saving are removed at the next start (:meth:`Recorder.remove_leftovers`).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +30,12 @@ import numpy as np
 from musicbox.runtime.controls import Controls
 
 log = logging.getLogger("musicbox.recorder")
+
+STEM = "musicbox-"  # saves are musicbox-YYYYmmdd-HHMMSS[-n].wav/.mid; their temporary files .<name>.tmp
+
+
+class SaveError(OSError):
+    """A save could not be written; the message says what to free or fix."""
 
 
 @dataclass(frozen=True)
@@ -38,21 +48,23 @@ class PlayedBar:
 
 
 class Recorder:
-    """Recent music of the box. ``folder``: where saves go; ``minutes_kept``: minutes of notes kept;
-    ``pcm_minutes``: minutes of audio kept (capped by ``minutes_kept``); ``sample_rate``: Hz."""
+    """Recent music of the box. ``folder``: where saves go; ``minutes_kept``: minutes of music kept (audio
+    and notes); ``sample_rate``: Hz; ``pcm_minutes``: minutes of audio kept if fewer (tests)."""
 
     def __init__(
         self,
         folder: Path,
         minutes_kept: float = 10.0,
         sample_rate: int = 44100,
-        pcm_minutes: float = 2.0,
+        pcm_minutes: float | None = None,
         channels: int = 2,
+        styles=None,
     ):
         self.folder = Path(folder).expanduser()
+        self.styles = styles  # the manifest's controls: each saved bar's instruments (None: GM piano)
         self.sample_rate = sample_rate
         self.keep_s = minutes_kept * 60.0
-        frames = int(min(pcm_minutes, minutes_kept) * 60.0 * sample_rate)
+        frames = int(min(pcm_minutes or minutes_kept, minutes_kept) * 60.0 * sample_rate)
         self._pcm = np.zeros((frames, channels), np.int16)
         self._pcm.fill(0)  # commit the pages now: the resident size stays flat while playing
         self._pos = 0
@@ -64,6 +76,21 @@ class Recorder:
         self.failures = 0
         self.last_error = ""
         self.last_saved: tuple[Path, ...] = ()
+        self.last_event = ""  # what the last save did, for the UI: where the files went, or why not
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files of saves a killed box never finished (they hold no whole file);
+        returns them. Call at start, before the first save."""
+        gone = []
+        for tmp in sorted(self.folder.glob(f".{STEM}*.tmp")) if self.folder.is_dir() else []:
+            try:
+                tmp.unlink()
+            except OSError as exc:
+                log.warning("cannot remove %s, left by an interrupted save: %s", tmp, exc)
+                continue
+            gone.append(tmp)
+            log.warning("removed %s, an unfinished save left by a box that was stopped while saving", tmp)
+        return gone
 
     def add_bar(self, pcm: np.ndarray, notes: list, info) -> None:
         """Append one played bar: float32 PCM ``[frames, channels]``, its notes, and the worker's
@@ -103,7 +130,7 @@ class Recorder:
         if not bars:
             log.info("save: nothing played yet")
             return None
-        stem = time.strftime("musicbox-%Y%m%d-%H%M%S")
+        stem = time.strftime(f"{STEM}%Y%m%d-%H%M%S")
         thread = threading.Thread(
             target=self._write, args=(stem, pcm, bars), name="musicbox-save", daemon=True
         )
@@ -117,19 +144,25 @@ class Recorder:
             thread.join(timeout_s)
 
     def _write(self, stem: str, pcm: np.ndarray, bars: list[PlayedBar]) -> None:
+        import soundfile
+
+        need = pcm.nbytes + 64 * 1024  # the WAV, its header and the MIDI file
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            _check_room(self.folder, need)
             wav = _unique(self.folder, stem, ".wav")
             _atomic(wav, lambda tmp: _write_wav(tmp, pcm, self.sample_rate))
             mid = wav.with_suffix(".mid")
-            _atomic(mid, lambda tmp: _write_midi(tmp, bars))
-        except OSError as exc:
+            _atomic(mid, lambda tmp: _write_midi(tmp, bars, self.styles))
+        except (OSError, soundfile.SoundFileError) as exc:
             self.failures += 1
-            self.last_error = f"{exc.strerror or exc} ({exc.filename or self.folder})"
+            self.last_error = str(exc) if isinstance(exc, SaveError) else _explain(self.folder, need, exc)
             log.error("save failed, playing on: %s", self.last_error)
+            self.last_event = f"save failed: {self.last_error}"
             return
         self.saves += 1
         self.last_saved = (wav, mid)
+        self.last_event = f"saved {wav} and {mid.name}"
         log.info(
             "saved %s and %s (%.0f s of audio, %d bars)",
             wav,
@@ -137,6 +170,36 @@ class Recorder:
             len(pcm) / self.sample_rate,
             len(bars),
         )
+
+
+def _check_room(folder: Path, need: int) -> None:
+    """Raise SaveError when ``folder``'s disk has fewer than ``need`` bytes free (nothing is written)."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise SaveError(
+            f"{folder} is full: {free / 2**20:.1f} MiB free, a save needs {need / 2**20:.1f} MiB; free space "
+            "there, set [recording] folder to a bigger disk, or lower [recording] minutes_kept"
+        )
+
+
+def _explain(folder: Path, need: int, exc: Exception) -> str:
+    """One line for a failed write: what went wrong and what to do (libsndfile only says "System error")."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if (folder.is_dir() and not os.access(folder, os.W_OK)) or getattr(exc, "errno", None) == errno.EROFS:
+        return (
+            f"{folder} is not writable ({reason}): remount it read-write, fix its permissions, or set "
+            "[recording] folder to a writable folder"
+        )
+    if free is not None and free < need:
+        return (
+            f"{folder} ran full while saving ({free / 2**20:.1f} MiB free, a save needs {need / 2**20:.1f} "
+            "MiB): free space there or lower [recording] minutes_kept"
+        )
+    return f"cannot write to {folder}: {reason}; check that disk (`dmesg`, `df -h {folder}`)"
 
 
 def _unique(folder: Path, stem: str, suffix: str) -> Path:
@@ -167,11 +230,8 @@ def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
     soundfile.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
 
 
-def _write_midi(path: Path, bars: list[PlayedBar]) -> None:
-    """The bars' notes as one MIDI file (``runtime/midi.py``) at the first kept bar's tempo."""
-    from musicbox.runtime.midi import notes_to_midi
-    from musicbox.runtime.pianoroll import DEFAULT
+def _write_midi(path: Path, bars: list[PlayedBar], styles) -> None:
+    """The bars as one MIDI file with their tempo map and instruments (``midi.played_to_midi``)."""
+    from musicbox.runtime.midi import played_to_midi
 
-    steps = DEFAULT.steps_per_bar
-    notes = [n._replace(start=n.start + i * steps) for i, bar in enumerate(bars) for n in bar.notes]
-    notes_to_midi(notes, len(bars), path, bpm=bars[0].controls.tempo_bpm)
+    played_to_midi(bars, path, styles)

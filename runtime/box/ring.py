@@ -16,7 +16,9 @@ longer read it (``entry - kept < n_slots``, ``kept`` being the oldest entry that
 be played as a fallback).
 
 The header also holds the worker's heartbeat (a counter and a ``time.monotonic()`` stamp, which is the
-system-wide CLOCK_MONOTONIC on Linux and so comparable between processes) and the player's position.
+system-wide CLOCK_MONOTONIC on Linux and so comparable between processes; stamped by the worker's heartbeat
+thread, so it stops only when the whole process does), its main thread's progress stamp (each loop turn and
+bar) and the player's position.
 
 Publishing order: the writer copies the PCM, fences, then writes the entry's metadata and finally the
 entry count. The fence (a lock release followed by an acquire, i.e. a full barrier with glibc) keeps the
@@ -47,6 +49,7 @@ _KEPT = 7  # oldest entry the player may still read (the playing one or a stale 
 _N_INTS = 8
 # float64 header fields
 _BEAT_TIME = 0  # time.monotonic() of the last heartbeat, seconds
+_PROGRESS_TIME = 1  # time.monotonic() when the worker's main thread last made progress, seconds
 _N_FLOATS = 2
 # per-slot metadata
 _M_ENTRY, _M_BAR, _M_GEN, _M_FRAMES = range(4)
@@ -183,6 +186,10 @@ class BarRing:
         self._floats[_BEAT_TIME] = time.monotonic()
         self._ints[_BEATS] += 1
 
+    def mark_progress(self) -> None:
+        """The worker's main thread is moving (a loop turn, a bar): stamp the time (CLOCK_MONOTONIC)."""
+        self._floats[_PROGRESS_TIME] = time.monotonic()
+
     # ---- consumer (player callback): no allocation beyond numpy scalars/views ----------------------
 
     def pick_next(self) -> int:
@@ -224,6 +231,10 @@ class BarRing:
     def heartbeat(self) -> tuple[int, float, int]:
         """(beat counter, monotonic time of the last beat in seconds, pid that beat)."""
         return int(self._ints[_BEATS]), float(self._floats[_BEAT_TIME]), int(self._ints[_WORKER_PID])
+
+    def progress_time(self) -> float:
+        """Monotonic time (seconds) of the worker main thread's last :meth:`mark_progress`."""
+        return float(self._floats[_PROGRESS_TIME])
 
     def playing(self) -> tuple[int, int, int]:
         """(entry, bar, generation) the player is in; -1s before the first bar."""

@@ -1,10 +1,14 @@
-"""`musicbox bench soak`: the box played in real time with its worker SIGKILLed every minute.
+"""`musicbox bench soak`: the box played in real time with its worker SIGKILLed about every minute.
 
-``run(args)`` starts a JACK dummy server (a real-time-paced device, no sound card needed), plays the
+:func:`soak` starts a JACK dummy server (a real-time-paced device, no sound card needed), plays the
 bundle through the real box (:class:`~musicbox.runtime.box.supervisor.Supervisor`, sounddevice stream on
-JACK) for ``--minutes``, kills the worker every ``--kill-every`` seconds and reports, as JSON: underruns
-(target 0), worker restarts, recovery time p50/p95 (seconds from the death being seen to the new
-worker's first bar), and the main process's RSS drift (MiB from 30 s in to the end; target <= 5).
+JACK) for ``--minutes``, kills the worker at random moments averaging ``--kill-every`` seconds apart (so
+the kills land at every phase of a bar; 0 = no kills) and reports, as JSON: underruns (episodes, target 0)
+and the seconds of silence they cost; worker restarts; per recovery p50/p95 of the detection time (last
+heartbeat to the decision to replace), the replacement's ready time (bundle loaded) and its first bar in
+the ring (which waits for a free ring slot while the buffer is full), all from the decision; the CPU
+seconds per minute of music of the whole box (main process, fork server, every worker; not the JACK
+server), and the main process's RSS drift (MiB from 30 s in to the end; target <= 5).
 
 ``jackd --no-realtime -d dummy`` consumes audio at exactly the sample rate, so a PortAudio stream on it
 is paced like a real card. The server gets a unique name through ``JACK_DEFAULT_SERVER`` (set in this
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -54,6 +59,7 @@ class JackDummy:
         self.sample_rate = sample_rate
         self.period = period
         self.proc: subprocess.Popen | None = None
+        self._previous_server: str | None = os.environ.get("JACK_DEFAULT_SERVER")
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the server and wait (up to ``timeout_s`` seconds) until clients can connect."""
@@ -70,12 +76,16 @@ class JackDummy:
         log.info("JACK dummy server %r up (pid %d)", self.name, self.proc.pid)
 
     def stop(self) -> None:
-        """Terminate the server politely (idempotent). PortAudio lets go of it first and is initialized
-        again after: its JACK host API aborts the process (an assertion in Pa_Terminate) when the server
-        vanished under it."""
+        """Terminate the server politely (idempotent) and point ``JACK_DEFAULT_SERVER`` back where it was.
+        PortAudio lets go of it first and is initialized again after: its JACK host API aborts the process
+        (an assertion in Pa_Terminate) when the server vanished under it."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        if self._previous_server is None:  # later clients go back to the server they used before
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = self._previous_server
         sounddevice = sys.modules.get("sounddevice")
         if sounddevice is not None:
             sounddevice._terminate()
@@ -104,57 +114,71 @@ def soak(bundle: Path, minutes: float, kill_every_s: float = 60.0) -> dict:
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
 
-    with tempfile.TemporaryDirectory() as tmp, JackDummy():
+    with tempfile.TemporaryDirectory() as tmp, JackDummy() as jack:
         toml = Path(tmp) / "soak.toml"
         toml.write_text(f'[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp}/rec"\n')
         box = build_box(load_config(toml), bundle)
         stop = threading.Event()
-        kills: list[float] = []
+        kills: list[float] = []  # bar phase (0..1) of the playing bar at each kill
         rss: list[tuple[float, float]] = []
-        helpers = [
-            threading.Thread(target=_killer, args=(box, kill_every_s, stop, kills), daemon=True),
-            threading.Thread(target=_rss_sampler, args=(box, stop, rss), daemon=True),
-        ]
+        helpers = [threading.Thread(target=_rss_sampler, args=(box, stop, rss), daemon=True)]
+        if kill_every_s > 0:
+            helpers.append(
+                threading.Thread(target=_killer, args=(box, kill_every_s, stop, kills), daemon=True)
+            )
         for thread in helpers:
             thread.start()
+        cpu0 = _box_cpu_s(jack)
         try:
             box.run(minutes * 60.0)
         finally:
             stop.set()
-        return _figures(box, minutes, kills, rss)
+        cpu_s = _box_cpu_s(jack) - cpu0
+        return _figures(box, minutes, kills, rss, cpu_s)
 
 
-def _killer(box, every_s: float, stop: threading.Event, kills: list[float]) -> None:
-    while not stop.wait(every_s):
+def _box_cpu_s(jack: JackDummy) -> float:
+    """CPU seconds of this process and its descendants, less the JACK server's (not part of the box)."""
+    from musicbox.runtime.box.proc import tree_cpu_s
+
+    return tree_cpu_s() - (tree_cpu_s(jack.proc.pid) if jack.proc is not None else 0.0)
+
+
+def _killer(box, every_s: float, stop: threading.Event, phases: list[float]) -> None:
+    """SIGKILL the worker after random waits of 0.5 to 1.5 x ``every_s`` seconds (random bar phases)."""
+    rng = random.Random()
+    while not stop.wait(rng.uniform(0.5, 1.5) * every_s):
         worker = box.worker
         if worker is not None and worker.process.pid:
-            kills.append(time.monotonic())
+            phases.append(box.player.bar_phase())
             os.kill(worker.process.pid, signal.SIGKILL)
-            log.info("soak: SIGKILL worker pid %d", worker.process.pid)
+            log.info("soak: SIGKILL worker pid %d at %.0f %% of a bar", worker.process.pid, 100 * phases[-1])
 
 
 def _rss_sampler(box, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
-    from musicbox.runtime.box.supervisor import rss_mb
+    from musicbox.runtime.box.proc import rss_mb
 
     start = time.monotonic()
     while not stop.wait(2.0):
         samples.append((time.monotonic() - start, rss_mb(os.getpid()) or 0.0))
 
 
-def _figures(box, minutes: float, kills: list[float], rss: list[tuple[float, float]]) -> dict:
-    rec = np.array(box.recoveries) if box.recoveries else np.zeros(1)
+def _figures(box, minutes: float, phases: list[float], rss: list[tuple[float, float]], cpu_s: float) -> dict:
     after = [mb for t, mb in rss if t >= min(BASELINE_S, minutes * 30.0)]
     drift = (after[-1] - after[0]) if len(after) > 1 else 0.0
     figures = {
         "minutes": minutes,
         "bars_played": box.final_stats.get("bars_played"),
         "underruns": box.player.underruns,
+        "silence_s": box.final_stats.get("silence_s"),
         "xruns": box.player.xruns,
-        "kills": len(kills),
+        "kills": len(phases),
+        "kill_bar_phase_min_max": [round(min(phases), 2), round(max(phases), 2)] if phases else None,
         "worker_restarts": box.worker_restarts,
-        "recovery_s_p50": round(float(np.percentile(rec, 50)), 3),
-        "recovery_s_p95": round(float(np.percentile(rec, 95)), 3),
-        "recovery_s_max": round(float(rec.max()), 3),
+        **_percentiles("detect_s", [r.detect_s for r in box.recoveries]),
+        **_percentiles("ready_s", [r.ready_s for r in box.recoveries if r.ready_s is not None]),
+        **_percentiles("first_bar_s", [r.first_bar_s for r in box.recoveries]),
+        "box_cpu_s_per_music_minute": round(cpu_s / minutes, 2),
         "rss_mb_start": after[0] if after else None,
         "rss_mb_end": after[-1] if after else None,
         "rss_drift_mb": round(drift, 2),
@@ -162,3 +186,15 @@ def _figures(box, minutes: float, kills: list[float], rss: list[tuple[float, flo
     }
     figures["ok"] = all(t.met(figures[t.name]) for t in targets_of("soak"))
     return figures
+
+
+def _percentiles(name: str, values: list[float]) -> dict:
+    """``{name}_p50``, ``_p95`` and ``_max`` of ``values`` in seconds (None when there are none)."""
+    if not values:
+        return {f"{name}_{k}": None for k in ("p50", "p95", "max")}
+    a = np.array(values)
+    return {
+        f"{name}_p50": round(float(np.percentile(a, 50)), 3),
+        f"{name}_p95": round(float(np.percentile(a, 95)), 3),
+        f"{name}_max": round(float(a.max()), 3),
+    }

@@ -12,13 +12,18 @@ Continuation across restarts: the worker reports the generator state after every
 (:class:`~musicbox.runtime.box.worker.Written`); a new worker is told to go on from the last published bar
 with that state, the same controls and generation, so the music continues rather than starting over.
 
-Hang detection: the worker stamps a heartbeat into the ring at least every ``beat_interval_s``; no beat
-for ``hang_timeout_s`` (or no first bar within ``start_timeout_s`` of starting) means hung: it is
+Hang detection, whatever the worker is doing (loading, rendering, idle): its heartbeat thread stamps the
+ring every ``beat_interval_s`` from the moment it starts, so a frozen process (SIGSTOP) is caught after
+:attr:`Supervisor.hang_timeout_s`, a third of the seconds of music the worker keeps buffered (at most
+``hang_timeout_s``): detection and a restart fit in what is buffered at any tempo. A main thread that
+makes no progress for ``stall_timeout_s`` (a deadlock, an endless load) is caught too. A hung worker is
 SIGKILLed and replaced. Workers that die before writing a bar are restarted with exponential backoff; after
 ``max_failures`` such deaths in a row the box gives up (exit 1, systemd restarts the service).
 
-systemd: READY=1 once the first bar plays, STATUS= on transitions, WATCHDOG=1 every half
-``WATCHDOG_USEC`` but only while the audio stream runs and the worker beats (or is legitimately starting).
+systemd: READY=1 once the first bar plays (or the box starts waiting for a missing audio device), STATUS=
+on transitions, WATCHDOG=1 every half ``WATCHDOG_USEC`` only while music is coming out: frames of bars
+played since the last ping (not silence after an underrun). Paused, waiting for the audio device to come
+back, and starting within ``stall_timeout_s`` count as healthy: those are waits a restart cannot shorten.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ from multiprocessing.connection import Connection, wait
 
 from musicbox import errors
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.box.player import Player, PlayerSettings
+from musicbox.runtime.box.player import Player, PlayerSettings, StreamState
+from musicbox.runtime.box.proc import rss_mb, tree_cpu_s
 from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.ring import BarRing
 from musicbox.runtime.box.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
+from musicbox.runtime.buffering import ring_slots, slot_frames
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import keep, renew
 from musicbox.runtime.state import GeneratorState
@@ -67,6 +74,8 @@ class Event(enum.Enum):
     NEXT = "next"
     SAVE = "save"
     STOP = "stop"
+    VOLUME_UP = "volume_up"
+    VOLUME_DOWN = "volume_down"
     KEEP = "keep"  # the section playing becomes the theme that returns
     NEW = "new"  # a new tune from the next bar line
 
@@ -83,14 +92,16 @@ class Recall:
 class SupervisorSettings:
     """Supervision timings, all in seconds.
 
-    hang_timeout_s: no heartbeat for this long = hung worker. start_timeout_s: a new worker must be
-    first bar within this. backoff_s: first and largest wait before restarting a worker that died before
-    writing a bar. max_failures: such deaths in a row before giving up. tick_s: main-loop period while
-    playing (paused: 5x longer). stats_interval_s: period of the stats file and STATUS= line.
+    hang_timeout_s: most seconds without a heartbeat before a worker counts as hung (the box uses a third of
+    the buffered seconds when that is less). stall_timeout_s: seconds the worker's main thread may make no
+    progress (loading, and a first bar that decodes SoundFont samples, included) before it counts as
+    stuck. backoff_s: first and largest wait before restarting a worker that died before writing a bar.
+    max_failures: such deaths in a row before giving up. tick_s: main-loop period while playing (paused:
+    5x longer). stats_interval_s: period of the stats file and STATUS= line.
     """
 
     hang_timeout_s: float = 5.0
-    start_timeout_s: float = 60.0
+    stall_timeout_s: float = 60.0
     backoff_s: tuple[float, float] = (0.2, 5.0)
     max_failures: int = 5
     tick_s: float = 0.1
@@ -108,9 +119,19 @@ class WorkerHandle:
     wrote: bool = False
 
 
-def slot_frames_for(sample_rate: int, min_bpm: float, steps_per_bar: int = 16) -> int:
-    """Frames of the longest bar (slowest tempo) plus one FluidSynth block of slack."""
-    return int(sample_rate * Controls(tempo_bpm=min_bpm).bar_seconds(steps_per_bar)) + 64
+@dataclass(frozen=True)
+class Recovery:
+    """One worker replacement, in seconds. detect_s: from the lost worker's last heartbeat to the box
+    deciding to replace it. ready_s: from that decision to the successor having loaded the bundle.
+    first_bar_s: from the decision to the successor's first bar in the ring (includes waiting for a free
+    ring slot while the buffer is full)."""
+
+    detect_s: float
+    ready_s: float | None
+    first_bar_s: float
+
+    def as_dict(self) -> dict:
+        return {k: None if v is None else round(v, 3) for k, v in vars(self).items()}
 
 
 class Supervisor:
@@ -125,6 +146,7 @@ class Supervisor:
         settings: SupervisorSettings = SupervisorSettings(),
         min_bpm: float = 60.0,
         notifier=None,
+        max_bpm: float = 160.0,
     ):
         self.worker_settings = worker
         self.settings = settings
@@ -133,7 +155,9 @@ class Supervisor:
         self.notifier = notifier
         self.state = BoxState.STARTING
         self.style_names: tuple[str, ...] = ()
-        self.ring = BarRing.create(2 * worker.ahead_bars + 3, slot_frames_for(player.sample_rate, min_bpm))
+        slots = ring_slots(worker.ahead_bars, worker.ahead_s, max_bpm)
+        self.ring = BarRing.create(slots, slot_frames(player.sample_rate, min_bpm))
+        self.hang_timeout_s = min(settings.hang_timeout_s, worker.ahead_s / 3.0)
         self.player = Player(self.ring, player)
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
@@ -147,8 +171,9 @@ class Supervisor:
         self.worker: WorkerHandle | None = None
         self.worker_restarts = 0
         self.failures = 0  # workers in a row that died before writing a bar
-        self.last_recovery_s: float | None = None
-        self.recoveries: list[float] = []  # seconds from detecting a dead/hung worker to its successor's bar
+        self.recoveries: list[Recovery] = []
+        self._detect_s = 0.0  # the pending recovery's detection time, seconds
+        self._ready_s: float | None = None  # and its successor's time to Ready
         self.bars_written = 0
         self._resume = Play(0, None, self.controls, self.gen, seed=0)
         self._states: dict[int, GeneratorState] = {}  # bar -> generator state after it (current generation)
@@ -159,10 +184,9 @@ class Supervisor:
         self._ready_sent = False
         self._watchdog_s = _watchdog_interval()
         self._last_ping = self._last_stats = 0.0
+        self._frames_at_ping = 0
         self.stats_writer = None  # callable(dict), set by the play command
-        self.on_bar = (
-            None  # callable(pcm float32 [frames, channels]) per bar as it starts playing (main thread)
-        )
+        self.on_bar = None  # callable(pcm [frames, channels] float32), each bar as it starts playing
         self.final_stats: dict = {}  # stats() as the box stopped
 
     # ---- other threads ------------------------------------------------------------------------------
@@ -172,7 +196,8 @@ class Supervisor:
         self.post(controls)
 
     def post(self, event) -> None:
-        """Queue an :class:`Event`, a :class:`Controls` or a :class:`Recall` for the main loop and wake it (any thread)."""
+        """Queue an :class:`Event`, :class:`Controls` or :class:`Recall` for the main loop; wake it (any
+        thread)."""
         self._events.put(event)
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
             os.write(self._wake_w, b"x")
@@ -186,7 +211,7 @@ class Supervisor:
         self._adopt_queued_controls()
         self._spawn()
         try:
-            self.player.open()
+            self.player.start()
             while self.state is not BoxState.STOPPING:
                 self._tick()
                 if deadline is not None and time.monotonic() >= deadline:
@@ -257,6 +282,9 @@ class Supervisor:
                 self.recorder.save()
             elif event is Event.STOP:
                 self._transition(BoxState.STOPPING, "stop requested")
+            elif event in (Event.VOLUME_UP, Event.VOLUME_DOWN):
+                db = self.player.step_volume(1 if event is Event.VOLUME_UP else -1)
+                log.info("volume %+.0f dB", db)
 
     def _change(self, controls: Controls, why: str, seed: int | None = None, form=None) -> None:
         """Regenerate from the first bar not yet playing with ``controls`` (a new ``seed`` for next;
@@ -321,6 +349,8 @@ class Supervisor:
     def _on_message(self, worker: WorkerHandle, message) -> None:
         if isinstance(message, Ready):
             worker.ready = True
+            if self._lost_at is not None:
+                self._ready_s = time.monotonic() - self._lost_at
             if message.precision != self.worker_settings.precision:
                 self.worker_settings = replace(self.worker_settings, precision=message.precision)
             log.info("worker pid %d ready in %.2f s (%s)", message.pid, message.load_s, message.precision)
@@ -336,10 +366,13 @@ class Supervisor:
             worker.wrote = True
             self.failures = 0
             if self._lost_at is not None:
-                self.last_recovery_s = time.monotonic() - self._lost_at
-                self.recoveries.append(self.last_recovery_s)
+                rec = Recovery(self._detect_s, self._ready_s, time.monotonic() - self._lost_at)
+                self.recoveries.append(rec)
                 self._lost_at = None
-                self._transition(BoxState.PLAYING, f"worker recovered in {self.last_recovery_s:.2f} s")
+                self._transition(
+                    BoxState.PLAYING,
+                    f"worker recovered: detected in {rec.detect_s:.2f} s, first bar {rec.first_bar_s:.2f} s later",
+                )
         self._bar_info[(w.bar, w.gen)] = w
         if w.gen != self.gen:
             return
@@ -358,15 +391,21 @@ class Supervisor:
 
     def _worker_problem(self, worker: WorkerHandle, now: float) -> str:
         """Why the worker must be replaced ("" when it is fine)."""
+        pid = worker.process.pid
         if not worker.process.is_alive():
-            return f"worker pid {worker.process.pid} died (exit {worker.process.exitcode})"
-        if not worker.wrote:  # loading, and the first bar (SoundFont samples decode on first use)
-            late = now - worker.started > self.settings.start_timeout_s
-            return f"worker wrote no bar in {self.settings.start_timeout_s:g} s" if late else ""
-        silent = now - self.ring.heartbeat()[1]
-        if silent > self.settings.hang_timeout_s:
-            return f"worker pid {worker.process.pid} hung (no heartbeat for {silent:.1f} s)"
+            return f"worker pid {pid} died (exit {worker.process.exitcode})"
+        silent = now - self._last_beat(worker)
+        if silent > self.hang_timeout_s:
+            return f"worker pid {pid} hung (no heartbeat for {silent:.1f} s)"
+        stalled = now - max(worker.started, self.ring.progress_time())
+        if stalled > self.settings.stall_timeout_s:
+            return f"worker pid {pid} stuck (its main thread made no progress for {stalled:.0f} s)"
         return ""
+
+    def _last_beat(self, worker: WorkerHandle) -> float:
+        """Monotonic time of ``worker``'s last heartbeat, or of its start before its first (its predecessor
+        is reaped before it starts, so older stamps are not its own)."""
+        return max(worker.started, self.ring.heartbeat()[1])
 
     def _replace(self, worker: WorkerHandle, problem: str, now: float) -> None:
         """Kill and reap the worker, then schedule its successor (backoff if it never wrote a bar)."""
@@ -379,6 +418,8 @@ class Supervisor:
         self.worker_restarts += 1
         if self._lost_at is None:
             self._lost_at = now
+            self._detect_s = max(0.0, now - self._last_beat(worker))
+            self._ready_s = None
         delay = 0.0
         if not worker.wrote:
             self.failures += 1
@@ -416,11 +457,13 @@ class Supervisor:
         self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
 
     def _housekeeping(self, now: float) -> None:
-        if self.state is BoxState.PLAYING and not self._ready_sent:
+        waiting = self.player.state is StreamState.LOST
+        if (self.state is BoxState.PLAYING or waiting) and not self._ready_sent:
             self._ready_sent = True
             self._notify("READY=1")
         if self._watchdog_s and now - self._last_ping >= self._watchdog_s and self.healthy(now):
             self._last_ping = now
+            self._frames_at_ping = self.player.frames_played
             self._notify("WATCHDOG=1")
         if now - self._last_stats >= self.settings.stats_interval_s:
             self._last_stats = now
@@ -430,12 +473,17 @@ class Supervisor:
             self._notify(f"STATUS={_status_line(stats)}")
 
     def healthy(self, now: float | None = None) -> bool:
-        """Audio stream running and worker alive and beating (or starting within its time)."""
+        """Whether to feed the watchdog: music came out since the last ping, or the box waits on purpose
+        (paused; the audio device missing and being retried; the first worker loading within its time)."""
         now = time.monotonic() if now is None else now
-        worker = self.worker
-        if not self.player.healthy() or worker is None or not worker.process.is_alive():
+        if self.state is BoxState.PAUSED or self.player.state is StreamState.LOST:
+            return True
+        if not self.player.healthy():
             return False
-        return self._worker_problem(worker, now) == ""
+        if self.state is BoxState.STARTING:
+            worker = self.worker
+            return worker is not None and self._worker_problem(worker, now) == ""
+        return self.player.frames_played > self._frames_at_ping
 
     def stats(self) -> dict:
         """What the stats file holds (counts since start; seconds; MiB)."""
@@ -447,23 +495,29 @@ class Supervisor:
             "bars_played": self.ring.bars_played,
             "bars_written": self.bars_written,
             "underruns": self.player.underruns,
+            "silence_s": round(self.player.silent_frames / self.player.settings.sample_rate, 3),
             "xruns": self.player.xruns,
             "worker_restarts": self.worker_restarts,
-            "last_recovery_s": self.last_recovery_s,
+            "last_recovery_s": self.recoveries[-1].first_bar_s if self.recoveries else None,
+            "last_recovery": self.recoveries[-1].as_dict() if self.recoveries else None,
+            "hang_timeout_s": round(self.hang_timeout_s, 2),
             "audio_reopens": self.player.reopens,
             "audio_state": self.player.state.value,
             "rss_mb": rss_mb(os.getpid()),
             "worker_rss_mb": rss_mb(worker.process.pid) if worker is not None else None,
+            "box_cpu_s": round(tree_cpu_s(), 2),
             "controls": {
                 "style": self.controls.style,
                 "tempo_bpm": self.controls.tempo_bpm,
                 "mood": self.controls.mood,
                 "variation": self.controls.variation,
             },
+            "volume_db": self.player.volume_db,
             "generation": self.gen,
             "seed": self._resume.seed,
             "saves": rec.saves if rec is not None else 0,
             "save_failures": rec.failures if rec is not None else 0,
+            "last_save": rec.last_event if rec is not None else "",
         }
 
     def _notify(self, line: str) -> None:
@@ -507,24 +561,13 @@ def _watchdog_interval() -> float:
     return int(usec) / 2e6
 
 
-def rss_mb(pid: int | None) -> float | None:
-    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone or never started)."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 2)
-
-
 def _describe(c: Controls) -> str:
     return f"style {c.style:.2f} tempo {c.tempo_bpm:.0f} BPM mood {c.mood:+.2f}"
 
 
 def _status_line(stats: dict) -> str:
+    waiting = " (audio device missing: waiting for it)" if stats["audio_state"] == "lost" else ""
     return (
-        f"{stats['state']}: {stats['bars_played']} bars, {stats['underruns']} underruns, "
-        f"{stats['worker_restarts']} worker restarts"
+        f"{stats['state']}{waiting}: {stats['bars_played']} bars, {stats['underruns']} underruns, "
+        f"{stats['silence_s']:.1f} s silence, {stats['worker_restarts']} worker restarts"
     )

@@ -3,8 +3,12 @@
 It loads the bundle, the :class:`~musicbox.runtime.generator.Generator` and the
 :class:`~musicbox.runtime.render.Renderer`, then loops:
 
-- heartbeat (``BarRing.beat``: a counter and a monotonic time stamp) at least every ``beat_interval_s``;
-- while playing and the ring has room and fewer than ``ahead_bars`` bars are waiting, make one bar with
+- a heartbeat thread stamps ``BarRing.beat`` (a counter and a monotonic time) every ``beat_interval_s``
+  from the moment the process starts, whatever the main thread is doing (loading, rendering): only a
+  frozen process (SIGSTOP, swapped out) stops it; the main thread stamps ``BarRing.mark_progress`` each
+  loop turn and bar, so a stuck main thread shows too;
+- while playing and the ring has room and fewer than :meth:`WorkerSettings.ahead_for` bars are waiting
+  (``ahead_bars``, more at fast tempi so that at least ``ahead_s`` seconds are buffered), make one bar with
   :meth:`BarProducer.produce_bar` and publish it, then report :class:`Written` (the generator state after
   the bar, its notes) to the supervisor, *after* publishing, so the supervisor never holds a state for a
   bar that is not in the ring;
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -32,6 +37,7 @@ import numpy as np
 from musicbox.config import SynthConfig
 from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.ring import BarRing, RingSpec
+from musicbox.runtime.buffering import bars_ahead
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.state import GeneratorState
 
@@ -46,7 +52,8 @@ class WorkerSettings:
     render`` and ``musicbox bench`` use it. precision: auto | int8 | int8_dynamic | fp32 (a restarted
     worker gets the precision the first one chose, so it skips the self-benchmark). memory_budget_mb: MiB
     of sessions kept, None = all. threads: onnxruntime intra-op threads. sample_rate: Hz. ahead_bars:
-    bars written ahead of the playing one. beat_interval_s: seconds between heartbeats when idle.
+    bars written ahead of the playing one. ahead_s: seconds written ahead at least (more bars at fast
+    tempi). beat_interval_s: seconds between heartbeats.
     """
 
     bundle_path: Path
@@ -56,7 +63,12 @@ class WorkerSettings:
     threads: int = 1
     sample_rate: int = 44100
     ahead_bars: int = 4
+    ahead_s: float = 6.0
     beat_interval_s: float = 0.2
+
+    def ahead_for(self, tempo_bpm: float) -> int:
+        """Bars to keep written ahead at ``tempo_bpm``: ``ahead_bars``, or enough for ``ahead_s`` seconds."""
+        return bars_ahead(tempo_bpm, self.ahead_bars, self.ahead_s)
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,8 @@ def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> No
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ring = BarRing.attach(spec)
     pid = os.getpid()
-    ring.beat(pid)
+    ring.mark_progress()
+    stop_beating = _start_heartbeat(ring, pid, settings.beat_interval_s)
     start = time.monotonic()
     try:
         producer = BarProducer(settings)
@@ -179,21 +192,43 @@ def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> No
         return
     conn.send(Ready(pid, producer.bundle.precision, time.monotonic() - start))
     try:
-        _loop(ring, producer, settings, conn, pid)
+        _loop(ring, producer, settings, conn)
     except (EOFError, BrokenPipeError):
         pass  # the main process is gone: nothing to play for
     except MusicBoxError as exc:
         conn.send(Failed(type(exc).__name__, str(exc), exc.exit_code))
     finally:
+        stop_beating()
         producer.close()
         ring.close()
 
 
-def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: Connection, pid: int):
+def _start_heartbeat(ring: BarRing, pid: int, interval_s: float):
+    """Beat now and then every ``interval_s`` seconds on a daemon thread; returns a function that stops it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            ring.beat(pid)
+            if stop.wait(interval_s):
+                return
+
+    ring.beat(pid)
+    thread = threading.Thread(target=beat, name="musicbox-heartbeat", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join()
+
+    return halt
+
+
+def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: Connection):
     job: _Job | None = None
     while True:
-        ring.beat(pid)
-        busy = job is not None and _wants_bar(ring, job, settings.ahead_bars)
+        ring.mark_progress()
+        busy = job is not None and _wants_bar(ring, job, settings.ahead_for(job.controls.tempo_bpm))
         if conn.poll(0 if busy else settings.beat_interval_s):
             message = conn.recv()
             if isinstance(message, Stop):

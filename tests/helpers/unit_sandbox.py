@@ -1,0 +1,74 @@
+"""Run a command under a systemd unit's system-call and socket-family filters, without systemd.
+
+``python3 unit_sandbox.py UNIT -- COMMAND...`` reads ``SystemCallFilter=`` (allow list, then ``~`` deny
+lists), ``SystemCallErrorNumber=`` and ``RestrictAddressFamilies=`` from the unit file, expands the
+``@groups`` with ``systemd-analyze syscall-filter`` (the same tables systemd uses), installs the resulting
+seccomp filter with libseccomp (Debian python3-seccomp, the system Python's) and execs COMMAND under it,
+so a test can check that the box still plays with exactly what the unit allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import socket
+import subprocess
+import sys
+
+import seccomp
+
+
+@functools.cache
+def expand(group: str) -> frozenset[str]:
+    """The system calls of ``@group`` (nested groups expanded), per this machine's systemd."""
+    out = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True, text=True).stdout
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        word = line.strip()
+        if word and not word.startswith("#"):
+            names |= expand(word) if word.startswith("@") else {word}
+    return frozenset(names)
+
+
+def unit_settings(path: str) -> dict[str, list[str]]:
+    """Every ``Key=value`` of the unit, values in order (repeated keys accumulate)."""
+    settings: dict[str, list[str]] = {}
+    with open(path) as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith(("#", ";", "[")):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def allowed_syscalls(settings: dict[str, list[str]]) -> set[str]:
+    """The unit's SystemCallFilter= as a set of allowed calls (an allow list first, then ~deny lists)."""
+    allowed: set[str] = set()
+    for value in settings.get("SystemCallFilter", []):
+        deny = value.startswith("~")
+        items = value.lstrip("~").split()
+        names = set().union(*(expand(i) if i.startswith("@") else {i} for i in items))
+        allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+def main(argv: list[str]) -> None:
+    unit, command = argv[0], argv[argv.index("--") + 1 :]
+    settings = unit_settings(unit)
+    err = getattr(errno, settings.get("SystemCallErrorNumber", ["EPERM"])[-1])
+    families = [getattr(socket, f) for f in settings.get("RestrictAddressFamilies", [""])[-1].split()]
+    sandbox = seccomp.SyscallFilter(defaction=seccomp.ERRNO(err))
+    for name in sorted(allowed_syscalls(settings) - {"socket"}):
+        with contextlib.suppress(RuntimeError, ValueError):  # not a system call on this architecture
+            sandbox.add_rule(seccomp.ALLOW, name)
+    for family in families:
+        sandbox.add_rule(seccomp.ALLOW, "socket", seccomp.Arg(0, seccomp.EQ, family))
+    sandbox.load()
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
