@@ -189,13 +189,17 @@ def test_the_terminal_says_where_a_save_went(tmp_path):
     config.write_text('[knobs]\nbackend = "terminal"\n')
     read_fd, write_fd = os.pipe()
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=200, color_system=None)
+    console = Console(file=out, force_terminal=True, width=400, color_system=None)
     backend = open_backend(load_config(config), ("chorale",), input_fd=read_fd, console=console)
     rec = _recorder(tmp_path / "rec")
     rec.save().join(10)
     box = SimpleNamespace(style_names=("chorale",), recorder=rec)
-    controls = {"style": 0, "tempo_bpm": 120, "mood": 0}
-    stats = {"state": "playing", "bars_played": 4, "controls": controls, "volume_db": 0.0}
+    stats = {
+        "state": "playing",
+        "bars_played": 4,
+        "volume_db": 0.0,
+        "controls": {"style": 0, "tempo_bpm": 120, "mood": 0},
+    }
     try:
         backend.start(lambda _c: None, lambda _b: None)
         _status_publisher(None, backend, box)({**stats, "last_save": rec.last_event})
