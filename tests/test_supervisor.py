@@ -189,7 +189,7 @@ def test_the_terminal_says_where_a_save_went(tmp_path):
     config.write_text('[knobs]\nbackend = "terminal"\n')
     read_fd, write_fd = os.pipe()
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=200, color_system=None)
+    console = Console(file=out, force_terminal=True, width=400, color_system=None)
     backend = open_backend(load_config(config), ("chorale",), input_fd=read_fd, console=console)
     rec = _recorder(tmp_path / "rec")
     rec.save().join(10)
