@@ -72,11 +72,17 @@ def existing_groups() -> list[str]:
     return found
 
 
-def render_unit(exec_cmd: str, user: str, groups: list[str], recordings: Path) -> str:
-    """The unit file text with its placeholders filled in."""
+def render_unit(
+    exec_cmd: str, user: str, groups: list[str], recordings: Path, config: Path | None = None
+) -> str:
+    """The unit file text with its placeholders filled in; ``config`` is the musicbox.toml the service
+    reads (None: the search path of :func:`musicbox.config.find_config_file`)."""
     template = (_firmware_dir() / "systemd" / "musicbox.service").read_text()
+    command = f"{exec_cmd} play" + (f" --config {config}" if config is not None else "")
     text = (
-        template.replace("@EXEC@", exec_cmd).replace("@USER@", user).replace("@RECORDINGS@", str(recordings))
+        template.replace("@EXEC@ play", command)
+        .replace("@USER@", user)
+        .replace("@RECORDINGS@", str(recordings))
     )
     line = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
     return text.replace("SupplementaryGroups=@GROUPS@\n", line)
