@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -258,4 +259,5 @@ def check_service() -> Check:
     found = [Path(p).expanduser() for p in SERVICE_FILES if Path(p).expanduser().is_file()]
     if found:
         return Check("service", OK, f"installed: {found[0]}")
-    return Check("service", WARN, "musicbox.service not installed", "sudo musicbox install-service")
+    command = Path(sys.executable).parent / "musicbox"  # a venv's bin is not on root's PATH under sudo
+    return Check("service", WARN, "musicbox.service not installed", f"sudo {command} install-service")

@@ -47,8 +47,9 @@ rm -rf "$site/bin"
 ln -s "/usr/bin/python$pyver" "$root$prefix/bin/python3"
 ln -s python3 "$root$prefix/bin/python"
 printf 'home = /usr/bin\ninclude-system-site-packages = true\nversion = %s\n' "$pyver" >"$root$prefix/pyvenv.cfg"
-printf '#!%s/bin/python3\nimport sys\n\nfrom musicbox.cli import main\n\nsys.exit(main())\n' "$prefix" \
-  >"$root$prefix/bin/musicbox"
+# The __main__ guard matters: the box's worker processes (multiprocessing forkserver) import this file.
+printf '#!%s/bin/python3\nimport sys\n\nfrom musicbox.cli import main\n\nif __name__ == "__main__":\n    sys.exit(main())\n' \
+  "$prefix" >"$root$prefix/bin/musicbox"
 chmod 755 "$root$prefix/bin/musicbox"
 ln -s "$prefix/bin/musicbox" "$root/usr/bin/musicbox"
 if command -v "python$pyver" >/dev/null; then  # bytecode is per Python version, not per CPU

@@ -5,6 +5,8 @@ from __future__ import annotations
 import configparser
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,55 @@ def test_not_root_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(install_service.os, "geteuid", lambda: 1000)
     assert main(["install-service", "--user", "root"]) == 1
     assert "needs root" in capsys.readouterr().err
+
+
+def test_unit_reads_the_config_it_was_installed_with(tmp_path, capsys):
+    config = tmp_path / "my.toml"
+    config.write_text('[recording]\nfolder = "/srv/rec"\n')
+    assert main(["install-service", "--dry-run", "--user", "root", "--config", str(config)]) == 0
+    unit = capsys.readouterr().out
+    assert f"play --config {config.resolve()}\n" in unit and "-/srv/rec" in unit
+
+
+def test_unreachable_names_the_closed_folder():
+    with tempfile.TemporaryDirectory() as tmp:  # under /tmp (1777), not pytest's 0700 folder
+        _check_way(Path(tmp).resolve())
+
+
+def _check_way(top: Path) -> None:
+    home = top / "home"
+    (home / "clone").mkdir(parents=True)
+    (home / "clone" / "my.toml").write_text("")
+    home.chmod(0o700)
+    top.chmod(0o755)
+    nobody = 65534
+    assert install_service.unreachable(home / "clone" / "my.toml", nobody, set()) == home
+    assert install_service.unreachable(home / "clone" / "my.toml", 0, set()) is None
+    home.chmod(0o755)
+    assert install_service.unreachable(home / "clone" / "my.toml", nobody, set()) is None
+
+
+def test_clone_the_service_user_cannot_enter_is_refused(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "my.toml").write_text("")
+    assert main(["install-service", "--dry-run", "--user", "nobody", "--config", str(home / "my.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "'nobody' cannot enter" in err and "Debian package" in err
+
+
+def test_installed_package_owns_the_service(tmp_path, monkeypatch, capsys):
+    unit = tmp_path / "musicbox.service"
+    unit.write_text("[Unit]\n")
+    monkeypatch.setattr(install_service, "PACKAGE_UNIT", unit)
+    assert main(["install-service", "--dry-run", "--user", "root"]) == 1
+    assert "/etc/musicbox/musicbox.toml" in capsys.readouterr().err
+
+
+def test_doctor_hint_names_the_full_command(monkeypatch):
+    from musicbox.device import doctor
+
+    monkeypatch.setattr(doctor, "SERVICE_FILES", ())
+    check = doctor.check_service()
+    assert check.fix == f"sudo {Path(sys.executable).parent / 'musicbox'} install-service"
+    assert Path(check.fix.split()[1]).is_file()
