@@ -31,6 +31,7 @@ KNOB_INPUTS = ("adc", "encoder")
 BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
 SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
+BUNDLE_STORE = Path("/var/lib/musicbox/bundles")
 
 
 def _opt(kind: str, what: str = "", lo: float | None = None, hi: float | None = None, choices=()):
@@ -239,10 +240,28 @@ def shipped_bundle() -> Path:
     return firmware_dir().parent / "assets" / "bundle"
 
 
+def bundle_store() -> Path:
+    """Where ``musicbox bundle install`` keeps bundles: $MUSICBOX_BUNDLE_STORE, else
+    /var/lib/musicbox/bundles. ``current`` in it links to the bundle that plays, ``previous`` to the one
+    before (for ``musicbox bundle rollback``)."""
+    return Path(os.environ.get("MUSICBOX_BUNDLE_STORE") or BUNDLE_STORE)
+
+
+def installed_bundle() -> Path | None:
+    """The folder ``current`` points to in :func:`bundle_store` (resolved, so a box that opened it keeps
+    it when an install switches the link), or None when nothing was installed."""
+    current = bundle_store() / "current"
+    return current.resolve() if (current / "manifest.json").is_file() else None
+
+
 def resolve_bundle(path: Path | None) -> Path:
-    """``path``, or the shipped bundle; a BundleError (exit 78) when neither is given and none is shipped."""
+    """``path``, else the installed bundle (:func:`installed_bundle`), else the shipped one; a BundleError
+    (exit 78) when there is none."""
     if path is not None:
         return Path(path)
+    installed = installed_bundle()
+    if installed is not None:
+        return installed
     shipped = shipped_bundle()
     if not (shipped / "manifest.json").is_file():
         from musicbox.errors import BundleError

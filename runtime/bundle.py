@@ -139,6 +139,17 @@ def verify_variant(root: Path, variant: Variant, hashes: bool = True) -> None:
             _check_file(root, ext.file, ext.bytes, ext.sha256 if hashes else None)
 
 
+def verify_bundle(root: Path) -> tuple[Manifest, int]:
+    """Check ``root``'s manifest and every file of every variant (sizes and sha256); returns the manifest
+    and the number of files checked. Raises ManifestError / BundleError (exit 78)."""
+    manifest = load_manifest(root / "manifest.json")
+    files = 0
+    for variant in manifest.variants.values():
+        verify_variant(root, variant)
+        files += sum(1 + (stage.external_data is not None) for stage in variant.files())
+    return manifest, files
+
+
 # ----------------------------------------------------------------------------------------------------
 # Sessions
 
