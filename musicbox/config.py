@@ -28,6 +28,7 @@ from musicbox.errors import ConfigError
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
 PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 KNOB_INPUTS = ("adc", "encoder")
+HOLD_ACTIONS = ("quit", "poweroff")
 BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
 SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
@@ -140,7 +141,8 @@ class ButtonsConfig:
 
     play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
     hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
-    ignored, seconds. pull_up: use the internal pull-up (button to ground).
+    ignored, seconds. pull_up: use the internal pull-up (button to ground). hold_action: what the hold
+    does once the recording is finalized: quit the program, or also power the board off (logind).
     """
 
     play_pause: int = _opt("pin", "a BCM pin or -1")
@@ -149,6 +151,7 @@ class ButtonsConfig:
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
     bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
     pull_up: bool = _opt("bool")
+    hold_action: str = _opt("choice", choices=HOLD_ACTIONS)
 
 
 @dataclass(frozen=True)

@@ -69,13 +69,17 @@ from musicbox.commands.install_service import render_unit
 sys.stdout.write(render_unit(sys.argv[1], "musicbox", [], Path("/var/lib/musicbox/recordings"), Path(sys.argv[2])))
 ' "$prefix/bin/musicbox" /etc/musicbox/musicbox.toml >"$root/lib/systemd/system/musicbox.service"
 cp packaging/musicbox.toml "$root/etc/musicbox/musicbox.toml"
+# The service user may power off (hold on play), nothing else: polkit JS rules (polkit >= 0.106) and
+# the .pkla form for polkit 0.105 (Ubuntu 22.04).
+install -D -m 644 packaging/polkit/50-musicbox.rules "$root/usr/share/polkit-1/rules.d/50-musicbox.rules"
+install -D -m 644 packaging/polkit/musicbox.pkla "$root/var/lib/polkit-1/localauthority/10-vendor.d/musicbox.pkla"
 cp README.md firmware_config/WIRING.md "$root/usr/share/doc/musicbox/"
 
 # 5. Control files, then the archive (owned by root whoever builds it).
 mkdir -p "$root/DEBIAN"
 cp packaging/debian/conffiles packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 recommends=""
-[ "$arch" = arm64 ] && recommends="Recommends: python3-lgpio, python3-spidev\n"
+[ "$arch" = arm64 ] && recommends=", python3-lgpio, python3-spidev"
 size="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
 sed -e "s/@VERSION@/$debver/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" -e "s/@PYVER@/$pyver/" \
   -e "s/@RECOMMENDS@/$recommends/" packaging/debian/control >"$root/DEBIAN/control"
