@@ -74,6 +74,7 @@ class Chroot:
         self.mounts: list[Path] = []
 
     def __enter__(self) -> Chroot:
+        self.root.mkdir(parents=True)
         subprocess.run(["tar", "-C", str(self.root), "-xf", str(_base_tarball())], check=True)
         shutil.copy("/etc/resolv.conf", self.root / "etc" / "resolv.conf")
         ARCHIVES.mkdir(parents=True, exist_ok=True)
