@@ -26,18 +26,18 @@ rm -rf "$root"
 mkdir -p "$work/wheels" "$site" "$root$prefix/bin" "$root/usr/bin" dist
 
 # 1. The musicbox wheel and the pure-Python wheels of sdist-only dependencies, built on this host.
-rm -f "$work/wheels"/musicbox-*.whl
-"${pip[@]}" wheel -q -w "$work/wheels" '.[device]' 2>&1 | grep -v "^WARNING: Location" || true
-wheel="$(ls "$work"/wheels/musicbox-"$version"-*.whl)"
 extras=device
 [ "$arch" = arm64 ] && extras=device,jetson  # Jetson.GPIO (pure Python); lgpio/spidev come from the OS
+rm -f "$work/wheels"/musicbox-*.whl
+"${pip[@]}" wheel -q -w "$work/wheels" ".[$extras]" >"$work/wheel.log" 2>&1 || { cat "$work/wheel.log" >&2; exit 1; }
+wheel="$(ls "$work"/wheels/musicbox-"$version"-*.whl)"
 
 # 2. The device install for the target: binary wheels for its CPU and Python, nothing compiled here.
 platforms=()
 for p in manylinux2014 manylinux_2_17 manylinux_2_27 manylinux_2_28 linux; do platforms+=(--platform "${p}_$machine"); done
 "${pip[@]}" install -q --no-compile --target "$site" --only-binary=:all: "${platforms[@]}" \
-  --python-version "$pyver" --implementation cp --find-links "$work/wheels" "$wheel[$extras]" 2>&1 |
-  grep -v "^WARNING: Location" || true
+  --python-version "$pyver" --implementation cp --find-links "$work/wheels" "$wheel[$extras]" \
+  >"$work/install.log" 2>&1 || { grep -v "^WARNING: Location" "$work/install.log" >&2; exit 1; }
 [ -f "$site/musicbox/cli.py" ] || { echo "build_deb: the wheels did not install" >&2; exit 1; }
 rm -rf "$site/bin"
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from musicbox import __version__
+from tests.helpers.debian import build_deb
+
 CACHE = Path.home() / ".cache" / "musicbox"
 BASE = CACHE / "bookworm-minbase.tar"
 ARCHIVES = CACHE / "apt-archives"
@@ -121,32 +123,15 @@ class Chroot:
         return out
 
 
-def _build(revision: int) -> Path:
-    env = {**os.environ, "MUSICBOX_DEB_REVISION": str(revision)}
-    result = subprocess.run(
-        [str(REPO / "packaging" / "build_deb.sh"), "amd64"], capture_output=True, text=True, env=env, cwd=REPO
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    deb = REPO / "dist" / f"musicbox_{_version()}-{revision}_amd64.deb"
-    assert deb.is_file(), result.stdout
-    return deb
-
-
-def _version() -> str:
-    from musicbox import __version__
-
-    return __version__
-
-
 def _upgrade_of(deb: Path, revision: int, into: Path) -> Path:
     """The same package with its Debian revision raised: what the next release's upgrade looks like."""
     tree = into / "tree"
     subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
     control = tree / "DEBIAN" / "control"
     control.write_text(
-        control.read_text().replace(f"Version: {_version()}-1", f"Version: {_version()}-{revision}")
+        control.read_text().replace(f"Version: {__version__}-1", f"Version: {__version__}-{revision}")
     )
-    out = into / f"musicbox_{_version()}-{revision}_amd64.deb"
+    out = into / f"musicbox_{__version__}-{revision}_amd64.deb"
     subprocess.run(
         ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", str(tree), str(out)],
         check=True,
@@ -157,7 +142,7 @@ def _upgrade_of(deb: Path, revision: int, into: Path) -> Path:
 
 def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
     started = time.monotonic()
-    deb = _build(1)
+    deb = build_deb("amd64")
     upgrade = _upgrade_of(deb, 2, tmp_path)
     built = time.monotonic()
     with Chroot(tmp_path / "root") as box:
@@ -170,7 +155,7 @@ def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
         box.sh(f"apt-get install -y -q --no-install-recommends /tmp/{deb.name}")
         assert (
             box.sh("dpkg-query -W -f='${Status} ${Version}' musicbox").stdout
-            == f"install ok installed {_version()}-1"
+            == f"install ok installed {__version__}-1"
         )
         assert "/etc/musicbox/musicbox.toml" in box.sh("dpkg-query -W -f='${Conffiles}' musicbox").stdout
         user = box.sh("id musicbox").stdout
@@ -181,7 +166,7 @@ def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
         assert verify.returncode == 0 and "musicbox.service" not in verify.stdout, verify.stdout
         unit = (box.root / "lib/systemd/system/musicbox.service").read_text()
         assert "ExecStart=/opt/musicbox/bin/musicbox play --config /etc/musicbox/musicbox.toml" in unit
-        assert box.sh("musicbox --version").stdout.startswith(f"musicbox {_version()}")
+        assert box.sh("musicbox --version").stdout.startswith(f"musicbox {__version__}")
 
         # The service user, the /etc config, the JACK dummy server: doctor passes, 20 s play without underruns.
         result = box.sh(PLAY, user="musicbox")
@@ -197,7 +182,7 @@ def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
         edited = conf.read_text() + "\n[synth]\ngain = 0.7\n"
         conf.write_text(edited)
         box.sh(f"dpkg -i /tmp/{upgrade.name}")
-        assert box.sh("dpkg-query -W -f='${Version}' musicbox").stdout == f"{_version()}-2"
+        assert box.sh("dpkg-query -W -f='${Version}' musicbox").stdout == f"{__version__}-2"
         assert conf.read_text() == edited
         assert box.sh("systemctl is-enabled musicbox.service").stdout.strip() == "enabled"
         box.sh("su -s /bin/sh musicbox -c 'musicbox doctor' >/dev/null 2>&1 || true")
