@@ -111,3 +111,12 @@ def test_doctor_hint_names_the_full_command(monkeypatch):
     check = doctor.check_service()
     assert check.fix == f"sudo {Path(sys.executable).parent / 'musicbox'} install-service"
     assert Path(check.fix.split()[1]).is_file()
+
+
+def test_the_package_own_command_has_nothing_to_do(tmp_path, monkeypatch, capsys):
+    unit = tmp_path / "musicbox.service"
+    unit.write_text("[Unit]\n")
+    monkeypatch.setattr(install_service, "PACKAGE_UNIT", unit)
+    monkeypatch.setattr(install_service, "exec_path", lambda: "/opt/musicbox/bin/musicbox")
+    assert main(["install-service", "--user", "root"]) == 0
+    assert "nothing to do" in capsys.readouterr().out

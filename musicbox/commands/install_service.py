@@ -48,6 +48,9 @@ def run(args) -> int:
     from musicbox.config import find_config_file, load_config
     from musicbox.errors import MusicBoxError
 
+    if PACKAGE_UNIT.is_file() and exec_path().startswith(f"{PACKAGE_PREFIX}/"):
+        print(f"the Debian package installed and enabled the service already ({PACKAGE_UNIT}); nothing to do")
+        return 0
     _defer_to_package(exec_path())
     config_file = args.config if args.config is not None else find_config_file()
     config_file = Path(config_file).resolve() if config_file is not None else None
