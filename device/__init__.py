@@ -17,7 +17,7 @@ from musicbox.config import BoxConfig
 from musicbox.device.base import Backend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap
-from musicbox.errors import HardwareError
+from musicbox.errors import ConfigError, HardwareError
 
 __all__ = ["Backend", "Button", "KnobMap", "auto_candidates", "knob_map", "open_backend"]
 
@@ -27,7 +27,7 @@ log = logging.getLogger("musicbox.device")
 def knob_map(config: BoxConfig, style_names: Sequence[str]) -> KnobMap:
     """The knob -> controls mapping of ``config`` for these styles."""
     k = config.knobs
-    return KnobMap(max(1, len(style_names)), k.min_bpm, k.max_bpm, k.detent_width)
+    return KnobMap(max(1, len(style_names)), k.min_bpm, k.max_bpm, k.detent_width, k.variation)
 
 
 def auto_candidates(config: BoxConfig, stdin_is_tty: bool | None = None) -> list[str]:
@@ -74,5 +74,9 @@ def _open(name: str, config: BoxConfig, style_names: Sequence[str], options: dic
     if name == "scripted":
         from musicbox.device.scripted import ScriptedBackend, load_script
 
+        if config.knobs.script is None:  # load_config refuses this; a BoxConfig built in code may not
+            raise ConfigError(
+                '[knobs] backend = "scripted" needs [knobs] script, a JSON file of knob changes'
+            )
         return ScriptedBackend(load_script(config.knobs.script, style_names), mapping, style_names)
     return Backend(mapping, style_names)

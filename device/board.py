@@ -1,7 +1,6 @@
 """Which board this is, and what its CPU can do.
 
-The board comes from the device tree (``/proc/device-tree/model`` and ``compatible``) matched against the
-``match``/``compatible`` lists of ``firmware_config/boards/*.toml``; the CPU features from the
+The board comes from the device tree (:func:`musicbox.boards.detect_board_name`); the CPU features from the
 ``Features`` (ARM) or ``flags`` (x86) line of ``/proc/cpuinfo``. ARM's dot-product extension (``asimddp``:
 Cortex-A76 in the Pi 5, Orin's A78AE; not the Pi 4's A72 nor the Nano's A57) is what makes INT8 faster
 than FP32 on these boards, so it decides the bundle precision that ``auto`` picks.
@@ -14,7 +13,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicbox.config import board_files, load_board
+from musicbox.boards import detect_board_name, read_model, read_text
 from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
 
 
@@ -55,34 +54,9 @@ class BoardInfo:
         return "int8" if self.int8_fast else "fp32"
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def read_model(root: Path = Path("/")) -> str:
-    """The device tree's model string ("Raspberry Pi 4 Model B Rev 1.4"), "" without a device tree."""
-    for rel in ("proc/device-tree/model", "sys/firmware/devicetree/base/model"):
-        text = _read_text(root / rel).strip("\0\n ")
-        if text:
-            return text
-    return ""
-
-
-def read_compatible(root: Path = Path("/")) -> tuple[str, ...]:
-    """The device tree's ``compatible`` entries ("brcm,bcm2711", "nvidia,tegra210", ...)."""
-    for rel in ("proc/device-tree/compatible", "sys/firmware/devicetree/base/compatible"):
-        text = _read_text(root / rel)
-        if text:
-            return tuple(part for part in text.split("\0") if part)
-    return ()
-
-
 def cpu_features(root: Path = Path("/")) -> frozenset[str]:
     """The CPU feature flags of the first CPU in ``/proc/cpuinfo`` (empty if unreadable)."""
-    for line in _read_text(root / "proc/cpuinfo").splitlines():
+    for line in read_text(root / "proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         if key.strip().lower() in ("features", "flags"):
             return frozenset(value.split())
@@ -91,21 +65,11 @@ def cpu_features(root: Path = Path("/")) -> frozenset[str]:
 
 def cpu_model(root: Path = Path("/")) -> str:
     """The CPU's name from ``/proc/cpuinfo`` ("model name" on x86, "Model" on a Pi), "" if absent."""
-    for line in _read_text(root / "proc/cpuinfo").splitlines():
+    for line in read_text(root / "proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("model name", "Model", "Hardware") and value.strip():
             return value.strip()
     return ""
-
-
-def detect_board_name(root: Path = Path("/")) -> str:
-    """The name of the board file matching this device tree, or "none"."""
-    model, compatible = read_model(root), set(read_compatible(root))
-    for path in board_files():
-        board = load_board(path.stem)
-        if any(m in model for m in board.match) or compatible & set(board.compatible):
-            return board.name
-    return "none"
 
 
 def detect_board(root: Path = Path("/")) -> BoardInfo:

@@ -18,9 +18,17 @@ class Button(enum.Enum):
     NEXT = "next"
     SAVE = "save"
     SHUTDOWN = "shutdown"  # a long press on play_pause
+    KEEP = "keep"  # the phrase playing becomes the theme that returns
+    NEW = "new"  # a new tune from the next bar line
 
 
-PRESS_EVENTS = {"play_pause": None, "next": Button.NEXT, "save": Button.SAVE}
+PRESS_EVENTS = {
+    "play_pause": None,
+    "next": Button.NEXT,
+    "save": Button.SAVE,
+    "keep": Button.KEEP,
+    "new": Button.NEW,
+}
 """Config button name -> event fired on press (play_pause waits for release or hold)."""
 
 

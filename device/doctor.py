@@ -14,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicbox.config import BoxConfig, firmware_dir, installed_bundle, load_config, shipped_bundle
+from musicbox.config import BoxConfig, installed_bundle, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.bundle import sha256_file
+from musicbox.firmware import firmware_dir
 from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
+from musicbox.runtime.digest import sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), DESIGN.md target
+BOX_MB = 150  # MiB the playing box needs (runtime + synth + SoundFont), a target in docs/design.md
 SERVICE_FILES = (
     "/etc/systemd/system/musicbox.service",
     "/lib/systemd/system/musicbox.service",

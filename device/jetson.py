@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from musicbox.config import UNWIRED, BoxConfig
 from musicbox.device.base import PollingBackend
@@ -85,7 +86,7 @@ class JetsonBackend(PollingBackend):
         self._config = config
         self._tracker = ButtonTracker(b.hold_seconds, b.bounce_seconds)
         self._buttons = {n: getattr(b, n) for n in PRESS_EVENTS if getattr(b, n) != UNWIRED}
-        self._spi = None
+        self._spi: Any = None  # a spidev.SpiDev while open (spidev has no type information)
         self._encoders: dict[str, Quadrature] = {}
         try:
             self._open_knobs()

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import VARIATION, Controls
 
 KNOBS = ("style", "tempo", "mood")
 
@@ -32,13 +32,15 @@ class KnobMap:
     """Raw positions 0..1 -> control values.
 
     n_styles: styles on the style knob (detents). min_bpm/max_bpm: tempo at the knob's ends, BPM.
-    detent_width: fraction 0..1 of each style's sector that snaps to the style.
+    detent_width: fraction 0..1 of each style's sector that snaps to the style. variation: 0..1, the
+    variation of returning sections when no knob sets it (raw key ``variation``, read as is).
     """
 
     n_styles: int
     min_bpm: float = 60.0
     max_bpm: float = 160.0
     detent_width: float = 0.5
+    variation: float = VARIATION
 
     def style(self, raw: float) -> float:
         """Style position 0 .. n_styles-1 (integers at detents, blends between), to 0.01."""
@@ -62,9 +64,13 @@ class KnobMap:
         return round(2.0 * _clip01(raw) - 1.0, 2)
 
     def controls(self, raw: Mapping[str, float]) -> Controls:
-        """Controls for the raw positions of the three knobs (keys :data:`KNOBS`)."""
+        """Controls for the raw positions of the three knobs (keys :data:`KNOBS`), and ``variation``
+        (0..1, rounded to 0.01) when the raw positions hold it."""
         return Controls(
-            style=self.style(raw["style"]), tempo_bpm=self.tempo(raw["tempo"]), mood=self.mood(raw["mood"])
+            style=self.style(raw["style"]),
+            tempo_bpm=self.tempo(raw["tempo"]),
+            mood=self.mood(raw["mood"]),
+            variation=round(_clip01(raw.get("variation", self.variation)), 2),
         )
 
     def raw_of(self, controls: Controls) -> dict[str, float]:
@@ -102,7 +108,7 @@ class KnobFilter:
     def update(self, raw: float, now: float) -> float:
         """Feed a reading taken at ``now`` (seconds, monotonic); return the knob's position 0..1."""
         raw = _clip01(raw)
-        if self.smoothed is None:
+        if self.smoothed is None or self.position is None:
             self.smoothed = self.position = raw
         else:
             dt = max(0.0, now - self._time)

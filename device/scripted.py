@@ -4,10 +4,13 @@ The file is a list of events, each at a time in seconds from the start with one 
 
     [{"at": 0, "style": "chorale", "tempo": 90, "mood": -0.5},
      {"at": 20, "style": 1.5},
-     {"at": 40, "mood": 0.8, "button": "next"}]
+     {"at": 40, "mood": 0.8, "button": "next"},
+     {"at": 60, "variation": 0.0, "button": "keep"}]
 
-``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM (20..300); ``mood`` -1..1; the
-optional ``button`` is play_pause, next, save or shutdown. Values are exact: no smoothing, no rate limit.
+``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM (20..300); ``mood`` -1..1;
+``variation`` 0..1 (how far returning sections depart from their first playing); the optional
+``button`` is play_pause, next, save, keep, new or shutdown. Values are exact: no smoothing, no rate
+limit.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from musicbox.device.knobs import KnobMap
 from musicbox.errors import ConfigError
 from musicbox.runtime.controls import Controls
 
-EVENT_KEYS = ("at", "style", "tempo", "mood", "button")
+EVENT_KEYS = ("at", "style", "tempo", "mood", "variation", "button")
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,13 @@ class ScriptEvent:
     style: float | None = None
     tempo_bpm: float | None = None
     mood: float | None = None
+    variation: float | None = None
     button: Button | None = None
 
     def apply(self, controls: Controls) -> Controls:
         """``controls`` with this event's knob values set."""
-        changes = {
-            k: v
-            for k, v in (("style", self.style), ("tempo_bpm", self.tempo_bpm), ("mood", self.mood))
-            if v is not None
-        }
+        knobs = ("style", "tempo_bpm", "mood", "variation")
+        changes = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
         return replace(controls, **changes)
 
 
@@ -74,13 +75,15 @@ def _parse_event(item, index: int, style_names: Sequence[str], source: str) -> S
     unknown = set(item) - set(EVENT_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(EVENT_KEYS)}")
-    if len(item) < 2 or "at" not in item:
-        raise ConfigError(f'{where}: needs "at" (seconds) and at least one of style, tempo, mood, button')
+    at = _number(item, "at", 0.0, math.inf, where)
+    if len(item) < 2 or at is None:
+        raise ConfigError(f'{where}: needs "at" (seconds) and at least one of {", ".join(EVENT_KEYS[1:])}')
     return ScriptEvent(
-        at=_number(item, "at", 0.0, math.inf, where),
+        at=at,
         style=_style(item.get("style"), style_names, where),
         tempo_bpm=_number(item, "tempo", 20.0, 300.0, where),
         mood=_number(item, "mood", -1.0, 1.0, where),
+        variation=_number(item, "variation", 0.0, 1.0, where),
         button=_button(item.get("button"), where),
     )
 

@@ -14,6 +14,7 @@ import select
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from musicbox.device.buttons import Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
 from musicbox.runtime.controls import Controls
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 ARROWS = {
     b"\x1b[A": "up",
@@ -104,13 +108,14 @@ class TerminalBackend(PollingBackend):
     ):
         processor = KnobProcessor(knob_map, 0.0, 0.0, config.knobs.rate_limit)
         super().__init__(knob_map, style_names, processor, config.knobs.poll_interval)
-        self.fd = _stdin_fd() if input_fd is None else input_fd
+        self.fd: int | None = _stdin_fd() if input_fd is None else input_fd
         self.raw = knob_map.raw_of(Controls())
         self.status: dict = {}
         self.last_button: Button | None = None
         self._console = console
-        self._live = None
-        self._tty_fd, self._saved_tty = None, None
+        self._live: Live | None = None
+        self._tty_fd: int | None = None
+        self._saved_tty: list | None = None  # termios attributes to restore
         self._draw_lock = threading.Lock()
 
     def read_knobs(self) -> dict[str, float]:

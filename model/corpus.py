@@ -53,8 +53,10 @@ From a score to bars
   (``notes_offgrid``). A note whose quantized end is not after its quantized start is dropped
   (``notes_too_short``).
 - **Grace notes** are dropped (``notes_grace``).
-- **Repeats** are not expanded: bars are taken as written, once (expansion would duplicate bars and
-  make a piece's repeated half look like new material). First and second endings follow each other.
+- **Repeats are played** (:func:`expand_repeats`): repeat signs, first and second endings, D.C. and
+  D.S. are expanded with music21's ``expandRepeats``, so an AABB tune is AABB in the dataset, as a
+  listener hears it (the form the model and ``musicbox eval`` learn and measure). A score whose repeat
+  marks music21 cannot expand is taken as written (counted as ``repeats_unexpandable``).
 - **Pitch.** Notes outside MIDI 33..96 are folded by octaves (``pianoroll.fold_pitch``, counted as
   ``notes_folded``).
 """
@@ -78,7 +80,7 @@ from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, fold_pitch
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 """Bump when a change here alters the bars produced: every cached piece is then parsed again."""
 
 MIN_BARS = 3
@@ -315,10 +317,22 @@ def _scores(unit: WorkUnit):
         yield f"{unit.path}#X{number}", lambda t=tune: converter.parse(header + t, format="abc")
 
 
+def expand_repeats(score, counts: Counter):
+    """``score`` with its repeats played (a new stream), or as written when music21 cannot expand them."""
+    try:
+        expanded = score.expandRepeats()
+    except Exception:  # music21's expander raises several kinds on inconsistent repeat marks
+        counts["repeats_unexpandable"] += 1
+        return score
+    counts["repeats_expanded"] += 1
+    return expanded
+
+
 def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEFAULT) -> list[Piece]:
-    """Cut a music21 score into gap-free runs of 16-step bars (see the module docstring)."""
+    """Cut a music21 score into gap-free runs of 16-step bars, repeats played (see the module docstring)."""
     if isinstance(score, stream.Opus):
         score = score.scores[0] if score.scores else stream.Score()
+    score = expand_repeats(score, counts)
     parts = list(score.parts) if score.parts else [score]
     reference = max(parts, key=lambda p: len(p.getElementsByClass(stream.Measure)))
     measures = list(reference.getElementsByClass(stream.Measure))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbox.model.baselines import MarkovChain, random_in_key, style_medians
+from musicbox.model.form_eval import form_evaluation
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import (
     density,
@@ -388,6 +389,8 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
         "model_sec_per_bar": float(np.mean([s.meta["sec_per_bar"] for s in gen])),
         "eval_seconds": 0.0,
     }
+    step("form")
+    results["form"] = form_evaluation(bundle, dataset, clf, markov, out_dir, seeds, rng)
     d = results["distance_to_real"]
     results["markov_over_model_distance"] = d["markov"]["mean"] / max(d["model"]["mean"], 1e-9)
     results["eval_seconds"] = round(time.time() - start, 1)

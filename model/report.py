@@ -186,6 +186,10 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         "Every style x mood corner at the slow tempo, seed 0 (MIDI files in `midi/`): ![corners](corners.png)",
         "",
     ]
+    if "form" in results:
+        from musicbox.model.form_eval import form_report_lines
+
+        lines += form_report_lines(results["form"])
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

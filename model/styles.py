@@ -21,10 +21,50 @@ ARRANGEMENTS = {
 }
 DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 
+# name -> form (runtime/form.py FormSpec). Chosen from the corpus's repetition structure (held-out pieces,
+# repeats played; `musicbox eval`'s form section) and measured on the model at the default variation:
+# chorales in bar form with reprise (Stollen, Stollen, Abgesang, Stollen) of 2-bar phrases ending on a
+# held fermata, returning near-literally (return_noise 0.9); polyphony through-composed, breathing at
+# its cadences; quartet themes AABA in 8-bar periods; folk songs ABAC; dance tunes AABB in 8-bar
+# strains whose second phrase restates the first with a new ending (a a'), as a reel's do.
+FORMS = {
+    "chorale": {
+        "sections": "AABA",
+        "section_bars": 4,
+        "phrase_bars": 2,
+        "cadence_density": 0.5,
+        "return_noise": 0.9,
+    },
+    "renaissance": {"sections": "ABCD", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.45},
+    "quartet": {
+        "sections": "AABA",
+        "section_bars": 8,
+        "phrase_bars": 4,
+        "cadence_density": 0.6,
+        "return_noise": 0.95,
+    },
+    "folk": {
+        "sections": "ABAC",
+        "section_bars": 8,
+        "phrase_bars": 4,
+        "cadence_density": 0.8,
+        "return_noise": 1.15,
+    },
+    "celtic": {
+        "sections": "AABB",
+        "section_bars": 8,
+        "phrase_bars": 4,
+        "phrases": "aa",
+        "cadence_density": 0.7,
+        "return_noise": 1.15,
+    },
+}
+DEFAULT_FORM = {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.6}
+
 
 def style_tables(dataset) -> list[dict]:
     """One entry per style (dataset order): quantiles p10/p50/p90 of density and register, median
-    polyphony and the arrangement."""
+    polyphony, the arrangement and the form."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -41,6 +81,7 @@ def style_tables(dataset) -> list[dict]:
                 "register": np.percentile(a[:, r], [10, 50, 90]).round(3).tolist(),
                 "polyphony": round(float(np.median(a[:, p])), 3),
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
+                "form": FORMS.get(name, DEFAULT_FORM),
             }
         )
     return tables

@@ -4,7 +4,7 @@ Styles are balanced: the autoencoder sees a style with probability proportional 
 its bar count (the corpus is dominated by folk songs), the denoiser sees every style equally often.
 
 Stage 1 (autoencoder): bars of the training split, randomly transposed by -5..+6 semitones, are
-reconstructed through a 128-number latent (BCE on onset/active planes + a small KL term). The decision
+reconstructed through its 256-number latent, 4 frames x 64 (BCE on onset/active planes + a small KL term). The decision
 threshold that maximizes note F1 on validation bars is stored with the checkpoint.
 
 Stage 2 (denoiser) works in C: every sample (two context bars, target bar, its style and attributes) is

@@ -4,33 +4,28 @@ The defaults live in one documented file, ``firmware_config/musicbox.toml``; the
 :func:`find_config_file`) only holds what it changes. Everything is checked when loading: an unknown key,
 a wrong type, a value out of range, a pin used twice or a pin the board does not have is a
 :class:`~musicbox.errors.ConfigError` (exit status 78) naming the file, the key and what is allowed.
-Pins are BCM GPIO numbers; board pin maps live in ``firmware_config/boards/<name>.toml``.
+Pins are BCM GPIO numbers, checked against the board's pin map (:mod:`musicbox.boards`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10 (JetPack 6 / Ubuntu 22.04)
-    import tomli as tomllib
-
-from musicbox.errors import ConfigError
+from musicbox.boards import BOARD_NAMES, BoardConfig, load_board
+from musicbox.firmware import fail, firmware_dir, read_toml, show
 
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
 PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 KNOB_INPUTS = ("adc", "encoder")
 HOLD_ACTIONS = ("quit", "poweroff")
-BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
+BUTTONS = ("play_pause", "next", "save", "keep", "new")
+"""The push buttons of ``[buttons]`` (device.buttons.PRESS_EVENTS says what each does)."""
 SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
 BUNDLE_STORE = Path("/var/lib/musicbox/bundles")
 
@@ -118,7 +113,8 @@ class KnobsConfig:
     smoothing: seconds (time constant of the exponential smoothing). hysteresis: fraction of the travel a
     reading must move to count. rate_limit: seconds between two control changes. poll_interval: seconds
     between readings. min_bpm/max_bpm: tempo knob ends, BPM. detent_width: fraction of each style's
-    sector that snaps to the style. script: the scripted backend's JSON file (None = none).
+    sector that snaps to the style. variation: 0..1, how far returning sections depart from their first
+    playing (0 literal, 1 ever new). script: the scripted backend's JSON file (None = none).
     """
 
     backend: str = _opt("choice", choices=BACKENDS)
@@ -130,6 +126,7 @@ class KnobsConfig:
     min_bpm: float = _opt("float", "BPM", 20.0, 300.0)
     max_bpm: float = _opt("float", "BPM", 20.0, 300.0)
     detent_width: float = _opt("float", "fraction of a style's sector", 0.0, 1.0)
+    variation: float = _opt("float", "0 (literal returns) .. 1 (ever new)", 0.0, 1.0)
     script: Path | None = _opt("path", 'a JSON file, or ""')
     adc: AdcConfig = _table(AdcConfig)
     encoder: EncoderConfig = _table(EncoderConfig)
@@ -140,6 +137,7 @@ class ButtonsConfig:
     """Push buttons between a BCM pin and ground (-1 = not fitted).
 
     play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
+    keep: the phrase playing becomes the theme that returns. new: a new tune from the next bar line.
     hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
     ignored, seconds. pull_up: use the internal pull-up (button to ground). hold_action: what the hold
     does once the recording is finalized: quit the program, or also power the board off (logind).
@@ -148,6 +146,8 @@ class ButtonsConfig:
     play_pause: int = _opt("pin", "a BCM pin or -1")
     next: int = _opt("pin", "a BCM pin or -1")
     save: int = _opt("pin", "a BCM pin or -1")
+    keep: int = _opt("pin", "a BCM pin or -1")
+    new: int = _opt("pin", "a BCM pin or -1")
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
     bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
     pull_up: bool = _opt("bool")
@@ -167,32 +167,6 @@ class _BoardChoice:
     """The ``[board]`` section as written: ``name`` is auto or one of the board files."""
 
     name: str = _opt("choice", choices=BOARD_NAMES)
-
-
-@dataclass(frozen=True)
-class BoardConfig:
-    """A board's pin map (``firmware_config/boards/<name>.toml``), or the empty map of board "none".
-
-    pins: BCM GPIO numbers free for knobs and buttons. spi: ``(port, chip select)`` pairs for the ADC.
-    reserved: what uses the other pins (name -> pins). backend: the knob backend ``auto`` picks.
-    """
-
-    name: str
-    label: str
-    backend: str
-    pins: tuple[int, ...] = ()
-    spi: tuple[tuple[int, int], ...] = ()
-    reserved: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    match: tuple[str, ...] = ()
-    compatible: tuple[str, ...] = ()
-
-    @property
-    def known(self) -> bool:
-        """True for a real board with a pin map (pins are then checked against it)."""
-        return self.name != "none"
-
-
-NO_BOARD = BoardConfig(name="none", label="no GPIO board", backend="terminal")
 
 
 @dataclass(frozen=True)
@@ -219,22 +193,6 @@ SECTIONS: dict[str, type] = {
     "recording": RecordingConfig,
     "board": _BoardChoice,
 }
-
-
-def firmware_dir() -> Path:
-    """The ``firmware_config`` folder: $MUSICBOX_FIRMWARE_DIR, the source tree, or ``<prefix>/share``."""
-    candidates = [
-        os.environ.get("MUSICBOX_FIRMWARE_DIR", ""),
-        Path(__file__).resolve().parent.parent / "firmware_config",
-        Path(sys.prefix) / "share" / "musicbox" / "firmware_config",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "musicbox.toml").is_file():
-            return Path(candidate)
-    raise ConfigError(
-        "firmware_config/musicbox.toml (the defaults) not found; set MUSICBOX_FIRMWARE_DIR to the "
-        "firmware_config folder of the musicbox sources"
-    )
 
 
 def shipped_bundle() -> Path:
@@ -292,56 +250,44 @@ def load_config(path: str | os.PathLike | None = None) -> BoxConfig:
     """Load the defaults and ``path`` (or :func:`find_config_file`) on top; raise ConfigError if wrong."""
     defaults_file = firmware_dir() / "musicbox.toml"
     user_file = Path(path) if path is not None else find_config_file()
-    merged = _parse_document(_read_toml(defaults_file), defaults_file, partial=False)
+    merged = _parse_document(read_toml(defaults_file), defaults_file, partial=False)
     origin: dict[str, Path] = {}
     if user_file is not None:
-        user = _parse_document(_read_toml(user_file), user_file, partial=True)
+        user = _parse_document(read_toml(user_file), user_file, partial=True)
         _merge(merged, user, origin, user_file, "")
     config = _assemble(merged, user_file)
     _check(config, _Origin(origin, defaults_file))
     return config
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from None
-
-
 def _parse_document(doc: dict, source: Path, *, partial: bool) -> dict:
     """Check a whole TOML document against :data:`SECTIONS`; return its values converted."""
     for key in doc:
         if key not in SECTIONS:
-            _fail(source, key, f"unknown section [{key}]", "the sections " + ", ".join(SECTIONS))
+            fail(source, key, f"unknown section [{key}]", "the sections " + ", ".join(SECTIONS))
     out = {}
     for name, cls in SECTIONS.items():
         if name in doc:
             out[name] = _parse_table(cls, doc[name], source, name, partial)
         elif not partial:
-            _fail(source, name, "missing section", f"a [{name}] table")
+            fail(source, name, "missing section", f"a [{name}] table")
     return out
 
 
 def _parse_table(cls: type, data: Any, source: Path, prefix: str, partial: bool) -> dict:
     if not isinstance(data, dict):
-        _fail(source, prefix, f"got {_show(data)}", "a table of " + ", ".join(f.name for f in fields(cls)))
+        fail(source, prefix, f"got {show(data)}", "a table of " + ", ".join(f.name for f in fields(cls)))
     known = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in known:
-            _fail(source, f"{prefix}.{key}", "unknown key", "the keys " + ", ".join(known))
+            fail(source, f"{prefix}.{key}", "unknown key", "the keys " + ", ".join(known))
     out = {}
     for name, f in known.items():
         key = f"{prefix}.{name}"
         if name in data:
             out[name] = _convert(data[name], f.metadata, source, key, partial)
         elif not partial:
-            _fail(source, key, "missing key", _allowed(f.metadata))
+            fail(source, key, "missing key", _allowed(f.metadata))
     return out
 
 
@@ -357,7 +303,7 @@ def _convert(value: Any, meta: Mapping, source: Path, key: str, partial: bool) -
     if ok and kind == "choice":
         ok = converted in meta["choices"]
     if not ok:
-        _fail(source, key, f"got {_show(value)}", _allowed(meta))
+        fail(source, key, f"got {show(value)}", _allowed(meta))
     return converted
 
 
@@ -383,7 +329,10 @@ def _as_path(value, source: Path):
         return False, value
     if value == "":
         return True, None
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~name/..." where this machine has no user "name"
+        return False, value
     return True, path if path.is_absolute() else source.resolve().parent / path
 
 
@@ -435,16 +384,6 @@ def _allowed(meta: Mapping) -> str:
     return f"{noun} ({what})" if what else noun
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{text} ({type(value).__name__})"
-
-
-def _fail(source: Path, key: str, problem: str, allowed: str):
-    raise ConfigError(f"{source}: {key}: {problem}; allowed: {allowed}")
-
-
 def _merge(base: dict, over: dict, origin: dict, source: Path, prefix: str) -> None:
     """Deep-merge ``over`` into ``base``, recording in ``origin`` the source of each key set."""
     for key, value in over.items():
@@ -470,56 +409,6 @@ def _build(cls: type, values: dict):
     return cls(**kwargs)
 
 
-def load_board(name: str) -> BoardConfig:
-    """The pin map of board ``name``; "auto" detects the board (see musicbox.device.board)."""
-    if name == "auto":
-        from musicbox.device.board import detect_board_name
-
-        name = detect_board_name()
-    if name == "none":
-        return NO_BOARD
-    return _load_board_file(firmware_dir() / "boards" / f"{name}.toml")
-
-
-def board_files() -> list[Path]:
-    """Every board pin map shipped in ``firmware_config/boards``."""
-    return sorted((firmware_dir() / "boards").glob("*.toml"))
-
-
-@lru_cache(maxsize=16)
-def _load_board_file(path: Path) -> BoardConfig:
-    doc = _read_toml(path)
-    _require(path, doc, "name", str)
-    _require(path, doc, "label", str)
-    _require(path, doc, "backend", str)
-    pins = _int_list(path, doc, "pins")
-    spi = tuple(tuple(p) for p in _require(path, doc, "spi", list))
-    reserved = _require(path, doc, "reserved", dict)
-    return BoardConfig(
-        name=doc["name"],
-        label=doc["label"],
-        backend=doc["backend"],
-        pins=pins,
-        spi=spi,
-        reserved={k: _int_list(path, reserved, k, f"reserved.{k}") for k in reserved},
-        match=tuple(_require(path, doc, "match", list)),
-        compatible=tuple(_require(path, doc, "compatible", list)),
-    )
-
-
-def _require(path: Path, doc: dict, key: str, typ: type, label: str | None = None):
-    if not isinstance(doc.get(key), typ):
-        _fail(path, label or key, f"got {_show(doc.get(key))}", f"a {typ.__name__}")
-    return doc[key]
-
-
-def _int_list(path: Path, doc: dict, key: str, label: str | None = None) -> tuple[int, ...]:
-    values = _require(path, doc, key, list, label)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        _fail(path, label or key, f"got {_show(values)}", "a list of BCM pin numbers")
-    return tuple(values)
-
-
 @dataclass(frozen=True)
 class _Origin:
     """Which file set each dotted key: ``user`` maps the keys the box's own file set."""
@@ -540,7 +429,7 @@ def _check(config: BoxConfig, where: _Origin) -> None:
     knobs = config.knobs
     if knobs.min_bpm >= knobs.max_bpm:
         key = where.blame("knobs.max_bpm", "knobs.min_bpm")[0]
-        _fail(
+        fail(
             where(key),
             key,
             f"min_bpm {knobs.min_bpm:g} >= max_bpm {knobs.max_bpm:g}",
@@ -548,7 +437,7 @@ def _check(config: BoxConfig, where: _Origin) -> None:
         )
     if knobs.backend == "scripted" and (knobs.script is None or not knobs.script.is_file()):
         problem = f"no such file {knobs.script}" if knobs.script else "no script given"
-        _fail(
+        fail(
             where(where.blame("knobs.script", "knobs.backend")[0]),
             "knobs.script",
             problem,
@@ -569,7 +458,7 @@ def _no_clash(values: Mapping[str, int], where: _Origin, noun: str) -> None:
     for key, value in values.items():
         if value in seen:
             key, other = where.blame(key, seen[value])
-            _fail(where(key), key, f"{noun} {value} is also {other}", f"a {noun} nothing else uses")
+            fail(where(key), key, f"{noun} {value} is also {other}", f"a {noun} nothing else uses")
         seen[value] = key
 
 
@@ -577,7 +466,7 @@ def _check_spi(config: BoxConfig, where: _Origin) -> None:
     adc, board = config.knobs.adc, config.board
     if board.known and (adc.spi_port, adc.spi_device) not in board.spi:
         key = where.blame("knobs.adc.spi_device", "knobs.adc.spi_port")[0]
-        _fail(
+        fail(
             where(key),
             key,
             f"SPI {adc.spi_port}.{adc.spi_device} is not on {board.label}",
@@ -589,14 +478,14 @@ def _check_pin(board: BoardConfig, key: str, pin: int, where: _Origin) -> None:
     if board.known and pin not in board.pins:
         use = next((name for name, ps in board.reserved.items() if pin in ps), None)
         problem = f"pin {pin} is reserved for {use}" if use else f"{board.label} has no free GPIO {pin}"
-        _fail(
+        fail(
             where(key), key, f"{problem} on {board.label}", "the BCM pins " + ", ".join(map(str, board.pins))
         )
 
 
 def used_pins(config: BoxConfig) -> dict[str, int]:
     """Every BCM pin the configuration wires up, keyed by its dotted config key."""
-    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in ("play_pause", "next", "save")}
+    pins = {f"buttons.{b}": getattr(config.buttons, b) for b in BUTTONS}
     pins = {key: pin for key, pin in pins.items() if pin != UNWIRED}
     if config.knobs.input == "encoder":
         for knob in ("style", "tempo", "mood"):

@@ -29,7 +29,7 @@ import torch
 from musicbox.model.checkpoint import WEIGHTS, load_checkpoint
 from musicbox.quantize import calibrate, export, int8, shard, tables
 from musicbox.quantize.validate import ValidationPlan, validate
-from musicbox.runtime.bundle import sha256_file
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     ExternalData,

@@ -2,12 +2,12 @@
 
 Stages (names and shapes are docs/architecture.md's ONNX contract; ``B`` is the symbolic batch):
 
-- encoder ``planes [B,6,16,64] -> latent [B,4,32]`` (``autoencoder.encode``: deterministic, scaled);
-- decoder ``latent [B,4,32] -> probs [B,6,16,64]`` (``autoencoder.decode``: sigmoid applied);
+- encoder ``planes [B,6,16,64] -> latent [B,4,64]`` (``autoencoder.encode``: deterministic, scaled);
+- decoder ``latent [B,4,64] -> probs [B,6,16,64]`` (``autoencoder.decode``: sigmoid applied);
 - denoiser shards (``shard.plan_shards``): shard 0 takes the conditioning inputs ``x, sigma, context,
   context_mask, style_w, attrs, attr_mask``; shard k returns ``h{k} [B, L, d]`` and shard k+1 takes it
   (an ONNX graph cannot take and return the same name, so the hidden state is numbered along the chain,
-  which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns ``v [B,4,32]``.
+  which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns ``v [B,4,64]``.
 
 Each stage is then fused (``quantize/fuse.py``: GELU, layer norms, attention) and checked against torch
 (:func:`check_stage`).
@@ -55,7 +55,7 @@ class StageGraph:
 
 
 class Encoder(nn.Module):
-    """``planes [B,6,16,64] -> latent [B,4,32]``."""
+    """``planes [B,6,16,64] -> latent [B,4,64]``."""
 
     def __init__(self, autoencoder: nn.Module):
         super().__init__()
@@ -66,7 +66,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """``latent [B,4,32] -> probs [B,6,16,64]``."""
+    """``latent [B,4,64] -> probs [B,6,16,64]``."""
 
     def __init__(self, autoencoder: nn.Module):
         super().__init__()
@@ -79,7 +79,7 @@ class Decoder(nn.Module):
 class DenoiserShard(nn.Module):
     """Blocks ``[start, stop)`` of the denoiser, with ``embed`` in front when ``start == 0`` and the
     ``head`` behind when ``stop`` is the last block. Inputs: the conditioning (first shard) or ``h``
-    ``[B, L, d]``; output: ``h`` or ``v [B, 4, 32]`` (last shard). Use :func:`make_shard`."""
+    ``[B, L, d]``; output: ``h`` or ``v [B, 4, 64]`` (last shard). Use :func:`make_shard`."""
 
     def __init__(self, denoiser: nn.Module, start: int, stop: int):
         super().__init__()

@@ -1,6 +1,6 @@
 """INT8 variants of the exported stages: static QDQ (calibrated on sampler trajectories) and dynamic.
 
-The recipe (measured on this kind of machine, see shared/DESIGN.md "Facts already measured"):
+The recipe (measured on this kind of machine; docs/design.md, "What was measured before building"):
 
 - **Static QDQ, per-channel weights, only MatMul/Gemm** (``QUANT_OPS``). Quantizing onnxruntime's
   default op types (Add, Mul, Softmax, LayerNormalization's neighbours ...) wrecks a transformer; MatMul

@@ -9,6 +9,7 @@ manifest use the very same tables. A missing table is a ``CheckpointError`` nami
 from __future__ import annotations
 
 from musicbox.errors import CheckpointError
+from musicbox.runtime.form import FormSpec
 from musicbox.runtime.manifest import (
     Arrangement,
     AttrsInfo,
@@ -72,6 +73,7 @@ def _style(s: dict) -> StyleInfo:
             swing=float(a["swing"]),
             velocity=int(a["velocity"]),
         ),
+        form=FormSpec(**s["form"]) if "form" in s else FormSpec(),
     )
 
 

@@ -94,7 +94,7 @@ class Arrangement:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ManifestError(f"{where}: needs programs, drums, swing and velocity ({err})") from err
-        _require(arr.programs and all(0 <= p <= 127 for p in arr.programs), where, "programs", "0..127")
+        _require(bool(arr.programs) and all(0 <= p <= 127 for p in arr.programs), where, "programs", "0..127")
         _require(arr.drums in DRUM_PATTERNS, where, "drums", f"one of {', '.join(DRUM_PATTERNS)}")
         _require(0.0 <= arr.swing <= 1.0, where, "swing", "in 0..1")
         _require(1 <= arr.velocity <= 127, where, "velocity", "in 1..127")

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import logging
 import os
 import platform
@@ -57,6 +56,7 @@ import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.runtime.cpu import cpu_dot_product
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
@@ -112,15 +112,6 @@ def default_threads() -> int:
 
 # ----------------------------------------------------------------------------------------------------
 # File checks
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the bundle's hashes; quantize writes them with it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
@@ -291,7 +282,7 @@ class Bundle:
         self.sessions = SessionCache(path, settings, budget_bytes)
         self.precision = ""
         self.precision_reason = ""
-        self.variant: Variant | None = None
+        self.variant: Variant  # the variant in use, set by _choose when opened
         self._verified: set[str] = set()
 
     @classmethod
@@ -359,7 +350,7 @@ class Bundle:
         if self.streaming_for(int8):
             return int8, f"{cpu}; streaming under a memory budget, where int8's smaller shards win"
         times = {p: self._time_denoiser(p) for p in (*INT8_PREFERENCE, "fp32") if p in available}
-        int8 = min((p for p in times if p != "fp32"), key=times.get)
+        int8 = min((p for p in times if p != "fp32"), key=times.__getitem__)
         margin = 1.1 if flag else 0.9  # with dot-product, int8 unless clearly slower; else only if faster
         pick = int8 if times[int8] <= margin * times["fp32"] else "fp32"
         timing = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in times.items())
@@ -371,7 +362,8 @@ class Bundle:
         self._use(precision, "self-benchmark")
         feeds = synthetic_feeds(self.variant.denoiser[0], batch=2 if self.manifest.sampler.guided else 1)
         self.run_denoiser(feeds)
-        times, start = [], time.perf_counter()
+        times: list[float] = []
+        start = time.perf_counter()
         while len(times) < 3 or (time.perf_counter() - start < BENCH_SECONDS and len(times) < 50):
             t = time.perf_counter()
             self.run_denoiser(feeds)
@@ -395,9 +387,9 @@ class Bundle:
 
     def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the denoiser shards in order, wiring each shard's inputs by name from ``feeds`` and the
-        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B,4,32]``,
-        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``).
-        Returns ``v [B,4,32]``."""
+        earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B, F, D]``,
+        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``), with F x D
+        the manifest's ``latent_frames`` x ``latent_dim`` (4 x 64 shipped). Returns ``v [B, F, D]``."""
         values = dict(feeds)
         for stage in self.variant.denoiser:
             session = self.sessions.get(stage)
@@ -406,11 +398,11 @@ class Bundle:
         return values["v"]
 
     def encode(self, planes: np.ndarray) -> np.ndarray:
-        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, 4, 32]``."""
+        """Planes float32 ``[B, 6, 16, 64]`` -> latent ``[B, F, D]`` (4 x 64 shipped)."""
         return self._run_single(self.variant.encoder, "planes", planes)
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        """Latent float32 ``[B, 4, 32]`` -> note probabilities ``[B, 6, 16, 64]``."""
+        """Latent float32 ``[B, F, D]`` (4 x 64 shipped) -> note probabilities ``[B, 6, 16, 64]``."""
         return self._run_single(self.variant.decoder, "latent", latent)
 
     def _run_single(self, stage: StageFile, name: str, value: np.ndarray) -> np.ndarray:

@@ -50,17 +50,20 @@ def style_weights(style: float, n_styles: int) -> np.ndarray:
     return w
 
 
-def raw_attributes(controls: Controls, table: ControlsInfo) -> np.ndarray:
-    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls``."""
+def raw_attributes(controls: Controls, table: ControlsInfo, density: float = 1.0) -> np.ndarray:
+    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls``;
+    ``density`` scales the requested note density (the form's cadences ask for fewer notes)."""
     w = style_weights(controls.style, len(table.styles))[:-1].astype(np.float64)
-    density = w @ np.array([s.density for s in table.styles])
+    style_density = w @ np.array([s.density for s in table.styles])
     register = w @ np.array([s.register for s in table.styles])
     polyphony = float(w @ np.array([s.polyphony for s in table.styles]))
     t = table.tempo
     energy = float(np.clip((controls.tempo_bpm - t.min_bpm) / (t.max_bpm - t.min_bpm), 0.0, 1.0))
     mood = float(np.clip(controls.mood, -1.0, 1.0))
     values = {
-        "density": np.interp(energy, [0.0, 0.5, 1.0], density) * (1.0 + table.mood.density_gain * mood),
+        "density": np.interp(energy, [0.0, 0.5, 1.0], style_density)
+        * (1.0 + table.mood.density_gain * mood)
+        * density,
         "mode": mood,
         "register": np.interp(mood, [-1.0, 0.0, 1.0], register),
         "polyphony": polyphony,
@@ -74,9 +77,9 @@ def normalize(raw: np.ndarray, table: ControlsInfo) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def condition(controls: Controls, table: ControlsInfo) -> Conditioning:
-    """The conditioning row of ``controls``."""
-    raw = raw_attributes(controls, table)
+def condition(controls: Controls, table: ControlsInfo, density: float = 1.0) -> Conditioning:
+    """The conditioning row of ``controls`` (``density``: see :func:`raw_attributes`)."""
+    raw = raw_attributes(controls, table, density)
     return Conditioning(
         style_w=style_weights(controls.style, len(table.styles)),
         raw=raw,
@@ -94,10 +97,12 @@ def unconditional(table: ControlsInfo) -> Conditioning:
     return Conditioning(style_w=style_w, raw=zeros, attrs=zeros, attr_mask=zeros)
 
 
-def conditioning_feeds(controls: Controls, table: ControlsInfo, guidance: bool) -> dict[str, np.ndarray]:
+def conditioning_feeds(
+    controls: Controls, table: ControlsInfo, guidance: bool, density: float = 1.0
+) -> dict[str, np.ndarray]:
     """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]``: row 0 conditional,
-    and with ``guidance`` row 1 unconditional (B = 2), else B = 1."""
-    rows = [condition(controls, table)]
+    and with ``guidance`` row 1 unconditional (B = 2), else B = 1 (``density``: see :func:`raw_attributes`)."""
+    rows = [condition(controls, table, density)]
     if guidance:
         rows.append(unconditional(table))
     return {

@@ -19,23 +19,26 @@ One bar (``Generator.next_bar(controls)``):
    played (what the training data's context is: encoded real bars, in the model's key), and errors of the sampled latent that
    the threshold removed do not accumulate from bar to bar. It costs one small encoder call per bar.
 
-Knob changes and regeneration. The box buffers a few bars ahead; when a knob turns it discards the bars
-not yet playing and writes them again with the new controls. The generator keeps the state *before* each
-of its last ``history`` bars, so that is one call::
+5. **form** (``runtime/form.py``): before each bar the planner places it in its tune (section,
+   phrase, bar) from the style's :class:`~musicbox.runtime.form.FormSpec`; a bar whose section letter
+   has played before starts from its stored latent re-noised to ``controls.variation`` instead of pure
+   noise; a phrase's last bar asks for fewer notes; a style turn drops the old style's context;
+6. **one line of melody**: the melody track is decoded as one voice (at each step only its most
+   probable pitch may sound), as the flute or fiddle that plays it can; then **voice-leading**
+   (``runtime/voicing.py``) re-spells notes that would move in parallel fifths/octaves with the
+   melody or clash by a semitone on a strong beat.
 
-    gen.rewind(first_unplayed_index)   # the next bar written is that index again, same context
-    bar = gen.next_bar(new_controls)
-
-``get_state()`` / ``set_state(state)`` move a :class:`GeneratorState` (picklable: index, seed, context
-latents and mask) to a restarted worker so the music continues where it was; ``reseed(seed)`` changes the
-noise of the bars from now on while keeping the context (the music goes on, differently).
+State. ``get_state()`` / ``set_state(state)`` move a :class:`~musicbox.runtime.state.GeneratorState`
+(numpy only, picklable as itself) between processes: the box's supervisor keeps the state after every
+buffered bar and rewrites from the one before the first unplayed bar when a knob turns, and a restarted
+worker continues from it. ``reseed(seed)`` changes the noise of the bars from now on while keeping the
+context (the music goes on, differently).
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,11 +46,14 @@ from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.form import FormSpec, plan, return_sigmas, store
 from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes, transpose
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
+from musicbox.runtime.state import GeneratorState
+from musicbox.runtime.voicing import tail_of, voice
 
-HISTORY = 64
-"""Bars whose starting state is kept for :meth:`Generator.rewind` (a few KB each)."""
+MONOPHONIC = ("melody",)
+"""Tracks decoded as one line: at most one pitch sounds at a time."""
 
 
 @dataclass(frozen=True)
@@ -66,20 +72,6 @@ class Bar:
     gen_seconds: float
 
 
-@dataclass(frozen=True)
-class GeneratorState:
-    """Everything needed to continue: the next bar's ``index``, the noise ``seed``, the ``context``
-    latents float32 ``[K, F, D]`` of the previous K bars (oldest first), ``context_mask`` float32
-    ``[K]`` (1 where that bar exists) and ``key``, the semitones by which the model's bars are
-    transposed into what is played."""
-
-    index: int
-    seed: int
-    context: np.ndarray
-    context_mask: np.ndarray
-    key: int = 0
-
-
 def seed_key(seed: int) -> int:
     """The key a seed plays in: semitones -5..+6 above the model's tonic."""
     return int(np.random.default_rng([seed, 12]).integers(-5, 7))
@@ -88,13 +80,7 @@ def seed_key(seed: int) -> int:
 class Generator:
     """Writes bars one after the other from an opened :class:`~musicbox.runtime.bundle.Bundle`."""
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        seed: int = 0,
-        history: int = HISTORY,
-        key: int | None = None,
-    ):
+    def __init__(self, bundle: Bundle, seed: int = 0, key: int | None = None):
         """``key``: semitones to transpose a key-normalized model's music by (default: from the seed);
         a model that writes in any key (``representation.tonic`` null) is never transposed."""
         self.bundle = bundle
@@ -103,8 +89,9 @@ class Generator:
         self._latent_shape = (rep.latent_frames, rep.latent_dim)
         self._sample = SAMPLERS[sampler.kind]
         self._sigmas = get_sigmas_flow(sampler.steps, sampler.shift)
-        self._history_len = history
-        self._history: OrderedDict[int, GeneratorState] = OrderedDict()
+        self._forms = tuple(style.form for style in self.manifest.controls.styles)
+        self._monophonic = tuple(i for i, name in enumerate(rep.tracks) if name in MONOPHONIC)
+        self._rep = rep.pianoroll()
         self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
@@ -120,70 +107,56 @@ class Generator:
     def fresh_state(self, seed: int, key: int | None = None) -> GeneratorState:
         """The state before bar 0 of a new piece with ``seed`` (``key`` None: the seed's key)."""
         rep = self.manifest.representation
-        k = rep.context_bars
         if rep.tonic is None:
             key = 0
-        return GeneratorState(
-            0,
-            int(seed),
-            np.zeros((k, *self._latent_shape), np.float32),
-            np.zeros(k, np.float32),
-            seed_key(seed) if key is None else int(key),
-        )
+        key = seed_key(seed) if key is None else key
+        return GeneratorState.fresh(seed, key, rep.context_bars, self._latent_shape)
 
     def set_state(self, state: GeneratorState) -> None:
         """Continue from ``state`` (from :meth:`get_state`, possibly of another process)."""
         k = self.manifest.representation.context_bars
-        if state.context.shape != (k, *self._latent_shape) or state.context_mask.shape != (k,):
+        shapes = (state.context.shape, state.context_mask.shape, state.themes.shape[2:])
+        if shapes != ((k, *self._latent_shape), (k,), self._latent_shape):
             raise MusicBoxError(
                 f"generator state has context {state.context.shape}, this bundle needs "
                 f"{(k, *self._latent_shape)}: it was saved with another bundle; start afresh"
             )
         self._state = state
-        for i in [i for i in self._history if i > state.index]:
-            del self._history[i]
 
     def reseed(self, seed: int) -> None:
         """Use ``seed`` for the noise of the next bars; the context (the music so far) is kept."""
-        s = self._state
-        self._state = GeneratorState(s.index, int(seed), s.context, s.context_mask, s.key)
+        self._state = self._state.reseeded(seed)
 
-    def rewind(self, index: int) -> None:
-        """Make ``index`` the next bar to write again, from the state before it was first written.
-
-        Only the last ``history`` bars can be rewound to; ``index == self.index`` is a no-op.
-        """
-        if index == self._state.index:
-            return
-        if index not in self._history:
-            kept = f"{min(self._history)}..{self._state.index}" if self._history else f"{self._state.index}"
-            raise MusicBoxError(f"cannot rewind to bar {index}: the generator can go back to bars {kept}")
-        self.set_state(self._history[index])
+    def form(self, controls: Controls) -> FormSpec:
+        """The form of the style ``controls`` are nearest to."""
+        return self._forms[int(np.clip(round(controls.style), 0, len(self._forms) - 1))]
 
     # -- one bar --------------------------------------------------------------------------------------
 
     def next_bar(self, controls: Controls) -> Bar:
         """Write the next bar for ``controls`` and advance."""
         start = time.perf_counter()
-        state = self._state
-        latent = self._sample_latent(controls, state)
-        written = planes_to_roll(self.bundle.decode(latent), self.manifest.sampler.threshold)  # model's key
+        state, bar = plan(self._state, controls, self.form(controls))
+        written_from = (
+            replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
+        )
+        density = self.form(controls).cadence_density if bar.phrase_end else 1.0
+        latent = self._sample_latent(controls, written_from, bar, density)
+        probs = self.bundle.decode(latent)
+        written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
+        written = voice(written, probs, state.tail, self._rep)
         played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar
-        self._remember(state)
-        self._state = _advance(state, played[0])
+        after = replace(written_from.advanced(played[0]), tail=tail_of(written))
+        self._state = store(after, bar, played[0])
         roll = transpose(written, state.key)
-        notes = roll_to_notes(roll, self.manifest.representation.pianoroll())
+        notes = roll_to_notes(roll, self._rep)
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
 
-    def _remember(self, state: GeneratorState) -> None:
-        self._history[state.index] = state
-        while len(self._history) > self._history_len:
-            self._history.popitem(last=False)
-
-    def _sample_latent(self, controls: Controls, state: GeneratorState) -> np.ndarray:
-        """Sampled latent ``[1, F, D]`` of bar ``state.index``."""
+    def _sample_latent(self, controls: Controls, state: GeneratorState, bar, density: float) -> np.ndarray:
+        """Sampled latent ``[1, F, D]`` of bar ``state.index``: from noise, or for a return from its
+        theme re-noised to the variation level."""
         guidance = self.manifest.sampler.guidance
-        feeds = self._static_feeds(controls, state, guided=self.manifest.sampler.guided)
+        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, density)
         batch = feeds["style_w"].shape[0]
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -195,27 +168,21 @@ class Generator:
 
         rng = np.random.default_rng((state.seed, state.index))
         noise = rng.standard_normal((1, *self._latent_shape), dtype=np.float32)
-        return self._sample(denoise, noise * np.float32(self._sigmas[0]), self._sigmas)
+        if bar.source is None:
+            return self._sample(denoise, noise * np.float32(self._sigmas[0]), self._sigmas)
+        theme = state.themes[bar.slot, bar.source][None]
+        sigmas = return_sigmas(self._sigmas, self.form(controls).noise_level(controls.variation))
+        if not len(sigmas):
+            return theme
+        t = np.float32(sigmas[0])
+        return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
 
-    def _static_feeds(self, controls: Controls, state: GeneratorState, guided: bool) -> dict:
-        """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning and context)."""
-        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided)
+    def _static_feeds(self, controls: Controls, state: GeneratorState, guided: bool, density: float) -> dict:
+        """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning and context);
+        ``density`` scales the requested note density."""
+        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, density=density)
         batch = feeds["style_w"].shape[0]
         context = state.context.reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)
         feeds["context_mask"] = np.repeat(state.context_mask[None], batch, axis=0)
         return feeds
-
-
-def _advance(state: GeneratorState, played: np.ndarray) -> GeneratorState:
-    """The state after a bar whose re-encoded latent is ``played [F, D]``: the context window slides."""
-    k = len(state.context_mask)
-    context = np.concatenate([state.context, played[None]])[1:] if k else state.context
-    mask = np.concatenate([state.context_mask, [1.0]])[1:] if k else state.context_mask
-    return GeneratorState(
-        state.index + 1,
-        state.seed,
-        context.astype(np.float32),
-        mask.astype(np.float32),
-        state.key,
-    )

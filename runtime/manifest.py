@@ -22,6 +22,7 @@ from typing import Any, Union
 
 from musicbox.errors import ManifestError
 from musicbox.runtime.features import ATTRS
+from musicbox.runtime.form import FormSpec
 from musicbox.runtime.pianoroll import Representation
 from musicbox.runtime.sampling import SAMPLERS
 
@@ -145,7 +146,8 @@ class StyleInfo:
 
     name: short id (``chorale``). label: what a person reads. density: onsets per bar at energy
     0 / 0.5 / 1 (p10, p50, p90 of the corpus style). register: mean melody MIDI pitch at mood
-    -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step.
+    -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step. form: how its tunes
+    are built, sections and phrases (``runtime/form.py``; default AABB in 8-bar strains).
     """
 
     name: str
@@ -154,6 +156,7 @@ class StyleInfo:
     register: tuple[float, ...]
     polyphony: float
     arrangement: Arrangement
+    form: FormSpec = FormSpec()
 
 
 @dataclass(frozen=True)
@@ -378,7 +381,7 @@ def _parse_dict(tp, value, path: str, source: str):
     _key, item = typing.get_args(tp)
     if not isinstance(value, dict):
         _fail(source, path, "must be an object")
-    allowed = _DICT_KEYS.get(path)
+    allowed = _DICT_KEYS.get(path, ())
     unknown = sorted(set(value) - set(allowed)) if allowed else []
     if unknown:
         _fail(source, f"{path}.{unknown[0]}", f"is not a known field; allowed here: {', '.join(allowed)}")

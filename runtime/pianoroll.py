@@ -138,15 +138,20 @@ def roll_to_planes(roll: np.ndarray) -> np.ndarray:
     return planes.reshape(n, 2 * t, s, p)
 
 
-def planes_to_roll(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def planes_to_roll(probs: np.ndarray, threshold: float = 0.5, monophonic: tuple[int, ...] = ()) -> np.ndarray:
     """Note probabilities ``[n, 2T, S, P]`` -> roll ``[n, T, S, P]``.
 
     A cell sounds where its active probability exceeds ``threshold``; it is an onset where its onset
-    probability does too, or where the cell before it (within the bar) was silent.
+    probability does too, or where the cell before it (within the bar) was silent. In the tracks listed
+    in ``monophonic`` only the most probable pitch of each step may sound (one line).
     """
     n, t2, s, p = probs.shape
     pr = probs.reshape(n, t2 // 2, 2, s, p)
     active = pr[:, :, 1] > threshold
+    for track in monophonic:
+        line = pr[:, track, 1]  # [n, S, P]
+        best = line == line.max(axis=-1, keepdims=True)
+        active[:, track] &= best & (np.cumsum(best, axis=-1) == 1)  # ties: the lowest pitch
     onset = active & (pr[:, :, 0] > threshold)
     onset[:, :, 1:] |= active[:, :, 1:] & ~active[:, :, :-1]
     roll = active.astype(np.uint8) * HELD

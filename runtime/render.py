@@ -16,7 +16,7 @@ FluidSynth's 64-frame control block, 1.5 ms at 44.1 kHz). Against pyfluidsynth's
 (dithered int16 in a new bytes object per call, then a float conversion), side by side on the same bars:
 CPU real-time factor 0.0044 vs 0.0055, and no 16-bit clipping. No per-sample Python objects are made.
 
-Speed (DESIGN.md: synth real-time factor <= 0.02 on one thread): chorus off, linear interpolation,
+Speed (target, docs/design.md: synth real-time factor <= 0.02 on one thread): chorus off, linear interpolation,
 polyphony 64, one synth thread, dynamic sample loading (an .sf3 is decoded only for the presets used,
 which keeps start-up well under a second and RSS small). Reverb is FluidSynth's own, on by default.
 Measured with :func:`measure_synth_rtf` (32 bars at 120 BPM, MuseScore_General_Lite.sf3, reverb on):

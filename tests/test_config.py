@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicbox.config import SECTIONS, BoxConfig, firmware_dir, load_board, load_config
+from musicbox.boards import load_board
+from musicbox.config import SECTIONS, BoxConfig, load_config
 from musicbox.errors import ConfigError
+from musicbox.firmware import firmware_dir
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -64,6 +66,7 @@ def test_environment_variable_names_the_file(monkeypatch, tmp_path):
         ("[knobs]\nmin_bpm = 150.0\nmax_bpm = 100.0\n", "knobs.max_bpm", "min_bpm less than max_bpm"),
         ("[knobs.adc]\nstyle = 1\n", "knobs.adc.style", "nothing else uses"),
         ('[recording]\nfolder = ""\n', "recording.folder", "non-empty"),
+        ('[bundle]\npath = "~no-such-user-here/b"\n', "bundle.path", "a path string"),  # was a RuntimeError
         ('[knobs]\nbackend = "scripted"\n', "knobs.script", "existing JSON"),
     ],
 )

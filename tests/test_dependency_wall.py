@@ -1,4 +1,4 @@
-"""The dependency wall: the device side never imports the workstation stack (DESIGN.md)."""
+"""The dependency wall: the device side never imports the workstation stack (docs/design.md)."""
 
 import subprocess
 import sys
@@ -37,9 +37,10 @@ def test_runtime_and_device_import_without_workstation_stack():
 
 def test_the_box_main_process_leaves_onnxruntime_to_the_worker():
     """The supervisor, player, recorder and device side run in the main process: onnxruntime (11 MB of
-    mapped code, ~30 ms to import) belongs to the worker only."""
+    mapped code, ~30 ms to import) belongs to the worker only. Doctor checks the bundle's hashes without it."""
     code = (
         "import sys\nimport musicbox.commands.play, musicbox.device, musicbox.device.board\n"
+        "import musicbox.config, musicbox.boards, musicbox.runtime.digest, musicbox.device.doctor\n"
         "import musicbox.runtime.box.supervisor, musicbox.runtime.box.player, musicbox.runtime.box.recorder\n"
         "print('onnxruntime' in sys.modules)"
     )

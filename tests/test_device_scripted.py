@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -45,6 +46,7 @@ def test_script_plays_against_the_clock(tmp_path):
     [
         ({"at": 0}, "expected a JSON list"),
         ([{"at": 0}], "[0]: needs"),
+        ([{"at": None, "mood": 0}], "[0]: needs"),  # null is no time (it used to fail sorting the events)
         ([{"at": 1, "tempo": 900}], "[0].tempo: got 900"),
         (
             [{"at": 1, "style": "jazz"}],
@@ -67,3 +69,11 @@ def test_unreadable_script(tmp_path):
     bad.write_text("[{")
     with pytest.raises(ConfigError, match="bad.json: cannot read"):
         load_script(bad, STYLES)
+
+
+def test_scripted_backend_without_a_script_says_what_to_set():
+    """load_config refuses it; a BoxConfig built in code gets the same advice, not a TypeError."""
+    config = load_config()
+    config = replace(config, knobs=replace(config.knobs, backend="scripted", script=None))
+    with pytest.raises(ConfigError, match=r"needs \[knobs\] script"):
+        open_backend(config, STYLES)

@@ -45,7 +45,7 @@ def test_render_follows_a_knob_script_at_the_bar_lines(tmp_path, capsys):
 def test_a_restarted_worker_continues_in_the_same_key():
     import pickle
 
-    from musicbox.runtime.box.worker import BarProducer, WorkerSettings, state_to_dict
+    from musicbox.runtime.box.worker import BarProducer, WorkerSettings
     from musicbox.runtime.generator import seed_key
 
     assert Bundle.open(BUNDLE, precision="fp32").manifest.representation.tonic == 0  # key-normalized
@@ -53,7 +53,7 @@ def test_a_restarted_worker_continues_in_the_same_key():
     fresh = first.make_state(None, seed=5)
     assert fresh.key == seed_key(5) and fresh.index == 0
     first.generator.next_bar(Controls())
-    saved = pickle.loads(pickle.dumps(state_to_dict(first.generator.get_state())))  # over the pipe
+    saved = pickle.loads(pickle.dumps(first.generator.get_state()))  # over the pipe
     restarted = BarProducer(WorkerSettings(BUNDLE, precision="fp32"))
     state = restarted.make_state(saved, seed=5)
     assert (state.index, state.key) == (1, fresh.key)

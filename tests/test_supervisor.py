@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from musicbox.runtime.box.supervisor import Supervisor, WorkerHandle, _watchdog_
 from musicbox.runtime.box.worker import WorkerSettings, Written
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import Note
+from musicbox.runtime.state import GeneratorState
 
 
 @pytest.fixture
@@ -28,8 +30,8 @@ def box():
     sup.ring.close()
 
 
-def _state(bar: int, seed: int = 3) -> dict:
-    return {"index": bar + 1, "seed": seed, "context": np.zeros((2, 4, 32), np.float32), "mask": np.ones(2)}
+def _state(bar: int, seed: int = 3) -> GeneratorState:
+    return replace(GeneratorState.fresh(seed, key=0, context_bars=2, latent=(4, 64)), index=bar + 1)
 
 
 def _write(box: Supervisor, bar: int) -> None:
@@ -46,7 +48,7 @@ def test_knob_change_regenerates_from_the_next_bar_line(box):
     box._change(Controls(style=1.0, tempo_bpm=120.0, mood=0.5), "controls")
     play = box._resume
     assert (play.from_bar, play.gen, play.seam) == (2, 1, True)
-    assert play.state["index"] == 2 and play.controls.style == 1.0
+    assert play.state.index == 2 and play.controls.style == 1.0
     assert 3 not in box._states  # the discarded bars' states are gone
 
 

@@ -1,4 +1,4 @@
-"""`musicbox bench`: the DESIGN.md host figures, each against its target, as a table and JSON.
+"""`musicbox bench`: the box's performance figures (docs/design.md), each against its target, as a table and JSON.
 
 ``musicbox bench [all]`` measures, in one run:
 
@@ -8,8 +8,9 @@
 - process start -> first audio sample, and the peak RSS of that process: ``musicbox render`` in a
   subprocess, timed from spawn to its first bar line (printed once the first bar's audio exists);
 - CPU seconds per minute of music (generation + synthesis, this process);
-- knob change -> first changed bar: after a rewind to the next bar line, the first regenerated bar
-  differs (in bars; 1 = at the next bar line) and its regeneration time must fit in a bar.
+- knob change -> first changed bar: from the state after the bar playing (what the box's supervisor
+  keeps), the first regenerated bar differs (in bars; 1 = at the next bar line) and its regeneration
+  time must fit in a bar.
 
 ``musicbox bench soak --minutes M --kill-every S`` runs the paced soak (``musicbox.runtime.box.soak``).
 
@@ -51,7 +52,7 @@ datasheet figures, not a measurement: run ``musicbox bench macs`` on the board f
 
 
 def register(sub):
-    p = sub.add_parser("bench", help="measure the DESIGN.md targets (or `bench soak`)")
+    p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`, `bench macs`)")
     p.add_argument(
         "mode",
         nargs="?",
@@ -297,8 +298,9 @@ def _start_and_rss(root: Path) -> dict:
 
 
 def _knob_change(root: Path, precision: str) -> dict:
-    """For each knob: rewind to the next bar line, regenerate with the knob turned; bars until a bar
-    differs from the unchanged timeline (1 = the very next bar) and the regeneration time."""
+    """For each knob: from the state after bar 3 (the box's path: the supervisor keeps the state after
+    each bar), regenerate with the knob turned; bars until a bar differs from the unchanged timeline
+    (1 = the very next bar) and the regeneration time."""
     import numpy as np
 
     from musicbox.runtime.bundle import Bundle
@@ -307,12 +309,14 @@ def _knob_change(root: Path, precision: str) -> dict:
 
     base = Controls()
     gen = Generator(Bundle.open(root, precision=precision), seed=2)
-    timeline = [gen.next_bar(base) for _ in range(8)]
+    timeline = [gen.next_bar(base) for _ in range(4)]
+    after_bar_3 = gen.get_state()
+    timeline += [gen.next_bar(base) for _ in range(4)]
     turns = {"style": replace(base, style=1.0), "tempo": replace(base, tempo_bpm=150.0)}
     turns["mood"] = replace(base, mood=1.0)
     out: dict = {}
     for name, turned in turns.items():
-        gen.rewind(4)
+        gen.set_state(after_bar_3)
         bars, regen = None, []
         for i, old in enumerate(timeline[4:], start=1):
             t0 = time.perf_counter()
@@ -331,7 +335,7 @@ def _print_table(figures: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="musicbox bench (DESIGN.md targets)")
+    table = Table(title="musicbox bench (targets: docs/design.md)")
     for col in ("figure", "value", "target", "ok"):
         table.add_column(col)
     for name, r in figures["results"].items():

@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from musicbox.firmware import firmware_dir
+
 UNIT_PATH = Path("/etc/systemd/system/musicbox.service")
 PACKAGE_UNIT = Path("/lib/systemd/system/musicbox.service")  # installed by the Debian package
 PACKAGE_PREFIX = Path("/opt/musicbox")
@@ -158,7 +160,7 @@ def render_unit(
 ) -> str:
     """The unit file text with its placeholders filled in; ``config`` is the musicbox.toml the service
     reads (None: the search path of :func:`musicbox.config.find_config_file`)."""
-    template = (_firmware_dir() / "systemd" / "musicbox.service").read_text()
+    template = (firmware_dir() / "systemd" / "musicbox.service").read_text()
     command = f"{exec_cmd} play" + (f" --config {config}" if config is not None else "")
     text = (
         template.replace("@EXEC@ play", command)
@@ -167,12 +169,6 @@ def render_unit(
     )
     line = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
     return text.replace("SupplementaryGroups=@GROUPS@\n", line)
-
-
-def _firmware_dir() -> Path:
-    from musicbox.config import firmware_dir
-
-    return firmware_dir()
 
 
 def _home_of(user: str) -> Path:

@@ -77,8 +77,8 @@ def _open_backend(config, box, held: threading.Event):
     from musicbox.device import Button, open_backend
     from musicbox.runtime.box.supervisor import Event
 
-    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.NEXT: Event.NEXT, Button.SAVE: Event.SAVE}
-    events[Button.SHUTDOWN] = Event.STOP
+    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
+    events |= {b: Event(b.value) for b in (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
 
     def on_button(button) -> None:
         if button is Button.SHUTDOWN:

@@ -22,6 +22,12 @@ def register(sub):
     p.add_argument("--style", help="style name or knob position 0..n_styles-1 (default: the first style)")
     p.add_argument("--tempo", type=float, default=100.0, help="beats per minute (default 100)")
     p.add_argument("--mood", type=float, default=0.0, help="-1 dark .. +1 bright (default 0)")
+    p.add_argument(
+        "--variation",
+        type=float,
+        default=None,
+        help="0 literal returns .. 1 ever new (default: the config's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="model variant (default auto)")
     p.add_argument("--threads", type=int, default=1, help="inference threads (0 = all cores but one)")
@@ -42,11 +48,23 @@ def parse_style(value: str | None, manifest) -> float:
         return float(manifest.controls.style_index(value))
 
 
-def apply_events(controls, events: list, now: float):
-    """Controls after every script event (``device.scripted.ScriptEvent``) with ``at <= now``; the
+def apply_events(controls, events: list, now: float, gen):
+    """Controls after every script event (``device.scripted.ScriptEvent``) with ``at <= now``, whose
+    buttons act on the generator ``gen`` as the box's do (next: new noise; keep, new: the form); the
     applied events are consumed from ``events``."""
+    from musicbox.device.buttons import Button
+    from musicbox.runtime.form import keep, renew
+
+    actions = {
+        Button.NEXT: lambda s: s.reseeded(s.seed + 1),
+        Button.KEEP: keep,
+        Button.NEW: renew,
+    }
     while events and events[0].at <= now + 1e-9:
-        controls = events.pop(0).apply(controls)
+        event = events.pop(0)
+        controls = event.apply(controls)
+        if event.button in actions:
+            gen.set_state(actions[event.button](gen.get_state()))
     return controls
 
 
@@ -54,7 +72,7 @@ def run(args) -> int:
     import numpy as np
     import soundfile
 
-    from musicbox.config import resolve_bundle
+    from musicbox.config import load_config, resolve_bundle
     from musicbox.device.scripted import load_script
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import Controls
@@ -66,14 +84,17 @@ def run(args) -> int:
     bundle = Bundle.open(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads)
     manifest = bundle.manifest
     print(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})", flush=True)
-    controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood)
+    variation = load_config(None).knobs.variation if args.variation is None else args.variation
+    if not 0.0 <= variation <= 1.0:
+        raise ConfigError(f"--variation {variation:g}: must be from 0 (literal returns) to 1 (ever new)")
+    controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood, variation)
     style_names = [style.name for style in manifest.controls.styles]
     events = load_script(args.script, style_names) if args.script else []
     renderer = Renderer(manifest, soundfont=args.soundfont)
     gen = Generator(bundle, seed=args.seed)
     pcm, bars, now = [], [], 0.0
     while now < args.seconds:
-        controls = apply_events(controls, events, now)
+        controls = apply_events(controls, events, now, gen)
         bar = gen.next_bar(controls)
         audio = renderer.render_roll(bar.roll, bar.controls)
         pcm.append(audio)

@@ -127,7 +127,7 @@ class BarRing:
 
     def close(self) -> None:
         """Drop the views and the mapping; the owner also unlinks the block."""
-        self._ints = self._floats = self._meta = self.pcm = None
+        del self._ints, self._floats, self._meta, self.pcm  # no view may outlive the mapping
         self._shm.close()
         if self._owner:
             self._shm.unlink()

@@ -32,7 +32,7 @@ import queue
 import random
 import time
 from dataclasses import dataclass, replace
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 
 from musicbox import errors
 from musicbox.errors import MusicBoxError
@@ -41,6 +41,8 @@ from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.ring import BarRing
 from musicbox.runtime.box.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.form import keep, renew
+from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.box")
 
@@ -65,6 +67,8 @@ class Event(enum.Enum):
     NEXT = "next"
     SAVE = "save"
     STOP = "stop"
+    KEEP = "keep"  # the section playing becomes the theme that returns
+    NEW = "new"  # a new tune from the next bar line
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class WorkerHandle:
     """One worker process and its pipe end; ``started`` is time.monotonic() at spawn, seconds."""
 
     process: mp.process.BaseProcess
-    conn: object
+    conn: Connection
     started: float
     ready: bool = False
     wrote: bool = False
@@ -139,7 +143,7 @@ class Supervisor:
         self.recoveries: list[float] = []  # seconds from detecting a dead/hung worker to its successor's bar
         self.bars_written = 0
         self._resume = Play(0, None, self.controls, self.gen, seed=0)
-        self._states: dict[int, dict] = {}  # bar -> generator state after it (current generation)
+        self._states: dict[int, GeneratorState] = {}  # bar -> generator state after it (current generation)
         self._bar_info: dict[tuple[int, int], Written] = {}
         self._recorded_entry = -1
         self._lost_at: float | None = None
@@ -204,7 +208,7 @@ class Supervisor:
 
     def _sleep(self) -> None:
         """Wait for a worker message, a worker death, a wake-up or the tick (no busy loop)."""
-        handles = [self._wake_r]
+        handles: list[Connection | int] = [self._wake_r]
         if self.worker is not None:
             handles += [self.worker.conn, self.worker.process.sentinel]
         tick = self.settings.tick_s * (5 if self.state is BoxState.PAUSED else 1)
@@ -230,6 +234,10 @@ class Supervisor:
                 self._change(event, "controls")
             elif event is Event.NEXT:
                 self._change(self.controls, "next", seed=random.randrange(1 << 31))
+            elif event is Event.KEEP:
+                self._change(self.controls, "keep", form=keep)
+            elif event is Event.NEW:
+                self._change(self.controls, "new tune", form=renew)
             elif event is Event.TOGGLE_PAUSE:
                 self._toggle_pause()
             elif event is Event.SAVE and self.recorder is not None:
@@ -237,9 +245,10 @@ class Supervisor:
             elif event is Event.STOP:
                 self._transition(BoxState.STOPPING, "stop requested")
 
-    def _change(self, controls: Controls, why: str, seed: int | None = None) -> None:
-        """Regenerate from the first bar not yet playing with ``controls`` (and a new seed for next)."""
-        if controls == self.controls and seed is None:
+    def _change(self, controls: Controls, why: str, seed: int | None = None, form=None) -> None:
+        """Regenerate from the first bar not yet playing with ``controls`` (a new ``seed`` for next;
+        ``form(state)``, ``runtime.form.keep`` or ``renew``, applied to the state it continues from)."""
+        if controls == self.controls and seed is None and form is None:
             return
         self.controls = controls
         self.gen += 1
@@ -247,7 +256,9 @@ class Supervisor:
         state = self._states.get(playing_bar) if playing_bar >= 0 else None
         from_bar = playing_bar + 1 if state is not None else 0
         if seed is None:
-            seed = state["seed"] if state is not None else self._resume.seed
+            seed = state.seed if state is not None else self._resume.seed
+        if form is not None and state is not None:
+            state = form(state)
         self._states = {b: s for b, s in self._states.items() if b < from_bar}
         self._resume = Play(from_bar, state, controls, self.gen, seed=seed, seam=True)
         log.info("%s: %s from bar %d (generation %d)", why, _describe(controls), from_bar, self.gen)
@@ -320,7 +331,7 @@ class Supervisor:
         if w.gen != self.gen:
             return
         self._states[w.bar] = w.state
-        self._resume = Play(w.bar + 1, w.state, self.controls, self.gen, seed=w.state["seed"], seam=True)
+        self._resume = Play(w.bar + 1, w.state, self.controls, self.gen, seed=w.state.seed, seam=True)
 
     def _check_worker(self, now: float) -> None:
         worker = self.worker
@@ -479,8 +490,10 @@ def _watchdog_interval() -> float:
     return int(usec) / 2e6
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone)."""
+def rss_mb(pid: int | None) -> float | None:
+    """Resident set size of ``pid`` in MiB (from /proc; None if it is gone or never started)."""
+    if pid is None:
+        return None
     try:
         with open(f"/proc/{pid}/statm") as f:
             pages = int(f.read().split()[1])

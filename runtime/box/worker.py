@@ -13,8 +13,8 @@ It loads the bundle, the :class:`~musicbox.runtime.generator.Generator` and the
 Commands (main -> worker): :class:`Play` (write bars from a given bar number and generator state, with
 these controls, under this generation id: used to start, to continue after a restart, to apply a knob
 change at the next bar line and for "next" with a new seed), :class:`Pause`, :class:`Stop`. Generator
-states cross the pipe as plain dicts (see :func:`state_to_dict`) so the main process never imports the
-generator (and onnxruntime with it).
+states cross the pipe as themselves (:class:`~musicbox.runtime.state.GeneratorState`, numpy only), so
+the main process never imports the generator (and onnxruntime with it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import numpy as np
 from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.ring import BarRing, RingSpec
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.worker")
 
@@ -66,7 +67,7 @@ class Play:
     rendered by someone else or discarded, so release held notes first."""
 
     from_bar: int
-    state: dict | None
+    state: GeneratorState | None
     controls: Controls
     gen: int
     seed: int = 0
@@ -101,7 +102,7 @@ class Written:
 
     bar: int
     gen: int
-    state: dict
+    state: GeneratorState
     controls: Controls
     notes: list = field(default_factory=list)
     gen_s: float = 0.0
@@ -115,12 +116,6 @@ class Failed:
     error: str
     message: str
     exit_code: int
-
-
-def state_to_dict(state) -> dict:
-    """A GeneratorState as a plain dict of its fields, ints and numpy arrays (picklable without the
-    generator); ``GeneratorState(**d)`` makes it again."""
-    return {f.name: getattr(state, f.name) for f in fields(state)}
 
 
 class BarProducer:
@@ -144,15 +139,9 @@ class BarProducer:
         )
         self.rep = self.bundle.manifest.representation.pianoroll()
 
-    def make_state(self, d: dict | None, seed: int):
-        """A GeneratorState from :func:`state_to_dict`'s dict, reseeded (None: bar 0 of a fresh piece,
-        in the seed's key)."""
-        from musicbox.runtime.generator import GeneratorState
-
-        if d is None:
-            self.generator.set_state(self.generator.fresh_state(seed))
-        else:
-            self.generator.set_state(GeneratorState(**d))
+    def make_state(self, state: GeneratorState | None, seed: int) -> GeneratorState:
+        """``state`` reseeded with ``seed`` (None: bar 0 of a fresh piece, in the seed's key)."""
+        self.generator.set_state(self.generator.fresh_state(seed) if state is None else state)
         if seed != self.generator.get_state().seed:
             self.generator.reseed(seed)
         return self.generator.get_state()
@@ -218,7 +207,7 @@ def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: 
                 return
             job = _start(message, producer) if isinstance(message, Play) else None
             continue
-        if busy:
+        if busy and job is not None:
             _write_one(ring, producer, job, conn)
 
 
@@ -240,7 +229,5 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
     pcm, bar, state = producer.produce_bar(job.state, job.controls)
     render_s = time.perf_counter() - t0 - bar.gen_seconds
     ring.write_bar(job.bar, job.gen, np.ascontiguousarray(pcm, dtype=np.float32))
-    conn.send(
-        Written(job.bar, job.gen, state_to_dict(state), job.controls, bar.notes, bar.gen_seconds, render_s)
-    )
+    conn.send(Written(job.bar, job.gen, state, job.controls, bar.notes, bar.gen_seconds, render_s))
     job.bar, job.state = job.bar + 1, state

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from musicbox.runtime.bundle import sha256_file
+from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import (
     FORMAT_VERSION,
     Arrangement,
@@ -283,7 +283,7 @@ def _save_variant(models, root: Path, precision: str, external: bool) -> Variant
 
 
 def _quantize_variant(models, root: Path, precision: str, n_styles: int, external: bool) -> Variant:
-    """Quantize every fp32 stage (MatMul only, the layout DESIGN.md found exact) into ``precision/``."""
+    """Quantize every fp32 stage (MatMul only, the layout quantize/int8.py found exact) into ``precision/``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_dynamic, quantize_static
 
     class Reader(CalibrationDataReader):

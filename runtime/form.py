@@ -1,0 +1,177 @@
+"""The form planner: which section, phrase and bar of a tune the next bar is, and whether it returns.
+
+A tune is a sequence of sections (a style's :class:`FormSpec`: ``"AABB"`` in 8-bar strains for dance
+tunes, bar form ``"AAB"`` for chorales, ...), a section a sequence of phrases (``"aa"``: the second
+phrase of a strain begins like the first and ends differently, as a reel's does; ``"ab"``: two
+different phrases). The first playing of each section letter is new music, and the re-encoded latent of
+each of its bars is kept in the generator state's themes; when the letter comes back, each bar is a
+*varied return*: the stored latent re-noised to the ``variation`` level t (``x_t = (1 - t) x0 + t
+noise``, the rectified-flow path) and denoised again under the current context and knobs. A repeated
+phrase letter returns the earlier phrase of its section the same way, all but its last bar, which is
+written anew (its own cadence). ``variation`` 0 plays the theme back literally, 1 writes new music every
+time. After the last section the next tune begins, with new themes.
+
+The bar at each phrase's end is written asking for fewer notes (``cadence_density``): the melody holds
+and breathes there. A knob turn starts a new phrase at the next bar line (the form skips ahead to the
+next phrase start); a turn to another style starts a new tune whose first bar is written without the
+old style's context, so the new style is heard in full at once. Two listener actions act on the state
+between bars: :func:`keep` (the section playing becomes the tune's theme A, which returns) and
+:func:`renew` (a new tune, new material, from the next bar). All functions are pure, numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from musicbox.errors import ManifestError
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.state import MAX_SECTION_BARS, THEME_SLOTS, GeneratorState
+
+LITERAL = 1e-3
+"""Below this variation a return is the stored theme itself (no re-noising)."""
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    """One style's form. sections: letters A.. in playing order, a repeated letter returns;
+    section_bars: bars per section; phrase_bars: bars per phrase (divides section_bars); phrases: one
+    letter a.. per phrase of a section, a repeated letter returns that phrase but for its last bar
+    ("" = all different); cadence_density: factor on the requested note density at each phrase's
+    last bar; return_noise: the noise level of a return per unit of variation (a style whose repeats
+    are near-literal, a chorale's Stollen, returns closer at the same knob setting)."""
+
+    sections: str = "AABB"
+    section_bars: int = 8
+    phrase_bars: int = 4
+    phrases: str = ""
+    cadence_density: float = 0.6
+    return_noise: float = 1.0
+
+    def noise_level(self, variation: float) -> float:
+        """The level a returning bar is re-noised to for ``variation`` (0..1): 1 at variation 1."""
+        return 1.0 if variation >= 1.0 else min(1.0, variation * self.return_noise)
+
+    def __post_init__(self) -> None:
+        letters = "ABCD"[:THEME_SLOTS]
+        problems = []
+        if not self.sections.startswith("A") or any(c not in letters for c in self.sections):
+            problems.append(f"sections {self.sections!r} must start with A and use the letters {letters}")
+        if not 1 <= self.section_bars <= MAX_SECTION_BARS:
+            problems.append(f"section_bars {self.section_bars} must be 1..{MAX_SECTION_BARS}")
+        if self.phrase_bars < 1 or self.section_bars % self.phrase_bars:
+            problems.append(f"phrase_bars {self.phrase_bars} must divide section_bars {self.section_bars}")
+        n_phrases = self.section_bars // max(1, self.phrase_bars)
+        if self.phrases and (len(self.phrases) != n_phrases or not self.phrases.startswith("a")):
+            problems.append(f"phrases {self.phrases!r} must be {n_phrases} letters a.. starting with a")
+        if not 0.0 < self.return_noise <= 2.0:
+            problems.append(f"return_noise {self.return_noise} must be in (0, 2]")
+        if not 0.0 < self.cadence_density <= 1.0:
+            problems.append(f"cadence_density {self.cadence_density} must be in (0, 1]")
+        if problems:
+            raise ManifestError("form: " + "; ".join(problems))
+
+    def phrase_source(self, position: int) -> int | None:
+        """The earlier bar of its section that bar ``position`` returns at the phrase level, or None."""
+        phrase, bar = divmod(position, self.phrase_bars)
+        if not self.phrases or bar == self.phrase_bars - 1:
+            return None
+        first = self.phrases.index(self.phrases[phrase])
+        return first * self.phrase_bars + bar if first < phrase else None
+
+
+@dataclass(frozen=True)
+class BarPlan:
+    """What the next bar is. position: bar within its section; slot: the theme slot of its letter;
+    source: the bar of the slot it returns (a varied return of it), None for new music; fresh_context:
+    write it without the previous bars (a style turn); phrase_end: the last bar of a phrase (cadence)."""
+
+    position: int
+    letter: str
+    slot: int
+    source: int | None
+    fresh_context: bool
+    phrase_end: bool
+
+
+def _knobs(controls: Controls) -> np.ndarray:
+    return np.array([controls.style, controls.tempo_bpm, controls.mood, controls.variation], np.float32)
+
+
+def _new_tune(state: GeneratorState, style: int) -> GeneratorState:
+    return replace(
+        state,
+        section=0,
+        section_start=state.index,
+        style=style,
+        themes=np.zeros_like(state.themes),
+        themes_mask=np.zeros_like(state.themes_mask),
+    )
+
+
+def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[GeneratorState, BarPlan]:
+    """The state to write bar ``state.index`` from (form fields moved on) and what that bar is."""
+    style = int(round(controls.style))
+    turned = state.style != style
+    if turned:
+        state = _new_tune(state, style)
+    position = state.index - state.section_start
+    knobs = _knobs(controls)
+    changed = bool(np.isfinite(state.last).all() and np.abs(knobs[:3] - state.last[:3]).max() > 1e-3)
+    if changed and position % spec.phrase_bars:
+        skip = spec.phrase_bars - position % spec.phrase_bars  # start the next phrase now
+        state = replace(state, section_start=state.section_start - skip)
+        position += skip
+    if position >= spec.section_bars:
+        state = replace(state, section=state.section + 1, section_start=state.index)
+        position = 0
+        if state.section >= len(spec.sections):
+            state = _new_tune(state, style)
+    letter = spec.sections[state.section]
+    slot = ord(letter) - ord("A")
+    source = position if state.themes_mask[slot, position] else spec.phrase_source(position)
+    if source is not None and (not state.themes_mask[slot, source] or controls.variation >= 1.0):
+        source = None
+    state = replace(state, last=knobs, slot=slot)
+    bar = BarPlan(
+        position=position,
+        letter=letter,
+        slot=slot,
+        source=source,
+        fresh_context=turned and state.index > 0,
+        phrase_end=position % spec.phrase_bars == spec.phrase_bars - 1,
+    )
+    return state, bar
+
+
+def store(state: GeneratorState, bar: BarPlan, played: np.ndarray) -> GeneratorState:
+    """Keep ``played [F, D]`` as the theme of ``bar``'s place unless one is kept there already (the
+    first playing of a section stays its theme)."""
+    if state.themes_mask[bar.slot, bar.position]:
+        return state
+    themes, mask = state.themes.copy(), state.themes_mask.copy()
+    themes[bar.slot, bar.position] = played
+    mask[bar.slot, bar.position] = 1.0
+    return replace(state, themes=themes, themes_mask=mask)
+
+
+def return_sigmas(sigmas: np.ndarray, variation: float) -> np.ndarray:
+    """The sampler's noise levels for a return re-noised to ``variation``: ``variation`` then the levels
+    below it (empty for a literal return)."""
+    if variation < LITERAL:
+        return sigmas[:0]
+    return np.concatenate([[np.float32(variation)], sigmas[sigmas < variation]]).astype(np.float32)
+
+
+def keep(state: GeneratorState) -> GeneratorState:
+    """The section playing becomes theme A of a tune that continues from it (A returns next)."""
+    themes = np.zeros_like(state.themes)
+    mask = np.zeros_like(state.themes_mask)
+    themes[0], mask[0] = state.themes[state.slot], state.themes_mask[state.slot]
+    return replace(state, section=0, slot=0, themes=themes, themes_mask=mask)
+
+
+def renew(state: GeneratorState) -> GeneratorState:
+    """A new tune from the next bar: new sections, new themes, the context (the music so far) kept."""
+    return _new_tune(state, state.style)

@@ -1,0 +1,46 @@
+"""The project's own habits hold: one version, one test command (README, CI and pre-commit agree)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+import musicbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_test_command() -> str:
+    """The README's second shell block: the test command."""
+    blocks = re.findall(r"```sh\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    return blocks[1].strip()
+
+
+def test_one_version():
+    """pyproject reads the version from musicbox.__version__; the installed metadata and the CLI agree."""
+    assert importlib.metadata.version("musicbox") == musicbox.__version__
+    out = subprocess.run(
+        [sys.executable, "-m", "musicbox.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["musicbox", musicbox.__version__]
+    assert f"## [{musicbox.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    command = readme_test_command()
+    assert f"bash -c {shlex.quote(command)}" in (ROOT / ".ci/run").read_text()
+
+
+def test_pre_commit_runs_the_static_checks_of_the_test_command():
+    steps = readme_test_command().split(" && ")
+    assert steps[0] == "scripts/setup.sh dev" and steps[-1] == ".venv/bin/pytest"
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert [hook["entry"] for hook in hooks] == steps[1:-1]
+    assert all(not hook["pass_filenames"] and hook["always_run"] for hook in hooks)  # the whole tree, always
