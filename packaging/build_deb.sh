@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build the Debian package of the box: packaging/build_deb.sh ARCH [PYTHON]  ->  dist/musicbox_<version>_<arch>.deb
+# Build the Debian package of the box: packaging/build_deb.sh ARCH [PYTHON]
+#   -> dist/musicbox_<version>-<revision>_<arch>.deb
 #   ARCH    amd64 | arm64 (the target board; wheels are fetched for it, nothing is run for it)
-#   PYTHON  the target's python3 minor version: 3.11 (Debian / Raspberry Pi OS bookworm, the default) or
-#           3.10 (Ubuntu 22.04 / JetPack 6)
+#   PYTHON  the target's python3 minor version: 3.11 (Debian / Raspberry Pi OS bookworm, the default);
+#           3.10 (Ubuntu 22.04 / JetPack 6) stops at pip today: onnxruntime 1.31 has no cp310 wheels
 # MUSICBOX_DEB_REVISION sets the Debian revision (default 1). Built with dpkg-deb, which every Debian
 # system has (see packaging/README.md for why not nfpm or debhelper).
 set -euo pipefail

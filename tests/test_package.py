@@ -166,7 +166,13 @@ def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
         assert verify.returncode == 0 and "musicbox.service" not in verify.stdout, verify.stdout
         unit = (box.root / "lib/systemd/system/musicbox.service").read_text()
         assert "ExecStart=/opt/musicbox/bin/musicbox play --config /etc/musicbox/musicbox.toml" in unit
-        assert box.sh("musicbox --version").stdout.startswith(f"musicbox {__version__}")
+        version = box.sh("musicbox --version").stdout
+        assert (
+            version.startswith(f"musicbox {__version__}")
+            and "/opt/musicbox/share/musicbox/assets/bundle" in version
+        )
+        assert "model: musicbox-latent-flow" in version and "trained" in version
+        assert (box.root / "usr/share/polkit-1/rules.d/50-musicbox.rules").is_file()
 
         # The service user, the /etc config, the JACK dummy server: doctor passes, 20 s play without underruns.
         result = box.sh(PLAY, user="musicbox")
@@ -185,7 +191,12 @@ def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
         assert box.sh("dpkg-query -W -f='${Version}' musicbox").stdout == f"{__version__}-2"
         assert conf.read_text() == edited
         assert box.sh("systemctl is-enabled musicbox.service").stdout.strip() == "enabled"
-        box.sh("su -s /bin/sh musicbox -c 'musicbox doctor' >/dev/null 2>&1 || true")
+        # The upgraded box reads the kept file: the edit and the package's own setting, as the service user.
+        read = "from musicbox.config import load_config; c = load_config(); print(c.synth.gain, c.buttons.hold_action)"
+        assert box.sh(f"/opt/musicbox/bin/python3 -c '{read}'", user="musicbox").stdout.split() == [
+            "0.7",
+            "poweroff",
+        ]
 
         # Remove keeps the config, recordings and user; purge takes them all, then nothing is left.
         box.sh("apt-get remove -y -q musicbox")
