@@ -28,6 +28,7 @@ from musicbox.model.baselines import MarkovChain, random_in_key, style_medians
 from musicbox.model.form_eval import form_evaluation
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import (
+    cosine,
     density,
     in_key_ratio,
     pitch_class_histogram,
@@ -55,12 +56,6 @@ class Segment:
 # -- features ---------------------------------------------------------------------------------------
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    num = (a * b).sum(axis=1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
 def segment_features(roll: np.ndarray) -> dict[str, float]:
     """The musical features of one segment ``[n_bars, 3, 16, 64]`` (NaN where undefined)."""
     tonic, mode, _ = windowed_key(roll, radius=len(roll))
@@ -75,7 +70,7 @@ def segment_features(roll: np.ndarray) -> dict[str, float]:
             "density": float(density(roll).mean()),
             "polyphony": float(polyphony(roll).mean()),
             "rhythm_consistency": float(np.nanmean(1 - np.abs(onsets[1:] - onsets[:-1]).mean(axis=1))),
-            "continuity": float(np.nanmean(_cosine(pcs[1:], pcs[:-1]))),
+            "continuity": float(np.nanmean(cosine(pcs[1:], pcs[:-1]))),
             "empty_bars": float((density(roll) == 0).mean()),
         }
 

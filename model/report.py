@@ -6,14 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbox.targets import target
+
 TRACK_COLOURS = ("tab:red", "tab:green", "tab:blue")
-TARGETS = {
-    "markov_over_model_distance": (">=", 2.0),
-    "style_accuracy": (">=", 0.70),
-    "mode_match": (">=", 0.85),
-    "energy_density_correlation": (">=", 0.70),
-    "exact_copies": ("==", 0),
-}
 
 
 def _plt():
@@ -90,10 +85,10 @@ def plot_blends(blends: list[dict], style_names, path: Path) -> None:
     plt.close(fig)
 
 
-def _check(value: float, rule: tuple) -> str:
-    op, target = rule
-    ok = value >= target if op == ">=" else value == target
-    return f"{'pass' if ok else 'FAIL'} ({op} {target})"
+def _check(value: float, name: str) -> str:
+    """``pass (>= 2)`` or ``FAIL (>= 2)``: ``value`` against the target ``name`` (musicbox/targets.py)."""
+    goal = target(name)
+    return f"{'pass' if goal.met(value) else 'FAIL'} ({goal})"
 
 
 def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> Path:
@@ -122,15 +117,15 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         "| figure | value | target |",
         "|---|---|---|",
         f"| Markov distance / model distance | {results['markov_over_model_distance']:.2f} | "
-        f"{_check(results['markov_over_model_distance'], TARGETS['markov_over_model_distance'])} |",
+        f"{_check(results['markov_over_model_distance'], 'markov_over_model_distance')} |",
         f"| style accuracy (mean over styles) | {results['style_accuracy']['mean']:.3f} | "
-        f"{_check(results['style_accuracy']['mean'], TARGETS['style_accuracy'])} |",
+        f"{_check(results['style_accuracy']['mean'], 'style_accuracy')} |",
         f"| requested mode matched | {results['mode_match']:.3f} | "
-        f"{_check(results['mode_match'], TARGETS['mode_match'])} |",
+        f"{_check(results['mode_match'], 'mode_match')} |",
         f"| energy-density correlation (mean within style) | {results['energy_density_correlation']['mean']:.3f} | "
-        f"{_check(results['energy_density_correlation']['mean'], TARGETS['energy_density_correlation'])} |",
+        f"{_check(results['energy_density_correlation']['mean'], 'energy_density_correlation')} |",
         f"| copied 2-bar spans (exact) | {results['originality']['exact_copies']} | "
-        f"{_check(results['originality']['exact_copies'], TARGETS['exact_copies'])} |",
+        f"{_check(results['originality']['exact_copies'], 'exact_copies')} |",
         "",
         "## Features (mean) and distance to real phrases",
         "",

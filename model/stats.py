@@ -51,6 +51,7 @@ def write_report(ds: Dataset, meta: dict, out: str | Path) -> Path:
         _collections(meta),
         _meters(ds, total, out),
         _mode(ds, out),
+        _repetition(ds, out),
         _histograms(ds, out),
         _dropped(total),
     ]
@@ -180,6 +181,67 @@ def _mode(ds: Dataset, out: Path) -> str:
     _save(fig, out / "mode.png")
     text = "## Mode balance\n\nMode of each bar from a 5-bar Krumhansl-Schmuckler key window.\n\n"
     return text + _table(["style", "major", "minor", "silent"], rows) + "\n\n![mode](mode.png)"
+
+
+def _repetition(ds: Dataset, out: Path, max_pieces: int = 300) -> str:
+    """Per style, on pieces of 16+ bars (repeats played, at most ``max_pieces`` each): how often 2-bar
+    phrases and bars return, and the mean bar similarity by lag (``model/form.py``)."""
+    import matplotlib.pyplot as plt
+
+    from musicbox.model.form import lag_profile, phrase_return_rate, similarity_matrix
+
+    rng = np.random.default_rng(0)
+    starts = np.r_[0, np.nonzero(np.diff(ds.piece))[0] + 1]
+    ends = np.r_[starts[1:], len(ds.piece)]
+    rows, fig = [], plt.figure(figsize=(7, 3.5))
+    for s, name in enumerate(ds.style_names):
+        spans = [(a, b) for a, b in zip(starts, ends, strict=True) if ds.style[a] == s and b - a >= 16]
+        chosen = [spans[i] for i in rng.permutation(len(spans))[:max_pieces]]
+        profiles, returns = [], []
+        for a, b in chosen:
+            roll = ds.rolls[a : min(b, a + 64)]
+            profiles.append(lag_profile(similarity_matrix(roll)))
+            returns.append(phrase_return_rate(roll))
+        if not chosen:
+            continue
+        with np.errstate(invalid="ignore"):
+            prof = np.nanmean(np.array(profiles), axis=0)
+        peak = {lag: prof[lag] - (prof[lag - 1] + prof[lag + 1]) / 2 for lag in (4, 8)}
+        rows.append(
+            [
+                name,
+                len(chosen),
+                f"{np.nanmean(returns):.3f}",
+                *(f"{prof[lag]:.3f}" for lag in (1, 2, 4, 8, 16)),
+                f"{peak[4]:+.3f}",
+                f"{peak[8]:+.3f}",
+            ]
+        )
+        plt.plot(range(1, len(prof)), prof[1:], marker="o", label=name)
+    plt.xlabel("lag (bars)")
+    plt.ylabel("mean onset Jaccard")
+    plt.title("bar similarity by lag (repeats played)")
+    plt.legend()
+    _save(fig, out / "repetition.png")
+    header = [
+        "style",
+        "pieces",
+        "2-bar returns",
+        "lag 1",
+        "lag 2",
+        "lag 4",
+        "lag 8",
+        "lag 16",
+        "lag-4 peak",
+        "lag-8 peak",
+    ]
+    text = (
+        "## Repetition structure\n\nPieces of 16 bars or more, repeats played (first 64 bars): the share of "
+        "2-bar spans nearly repeating an earlier one (onset Jaccard >= 0.8), the mean similarity of bars "
+        "`lag` apart, and how far lags 4 and 8 stand above their neighbours (`model/form.py`). The form "
+        "planner's per-style forms (`model/styles.py`) are chosen from these.\n\n"
+    )
+    return text + _table(header, rows) + "\n\n![repetition](repetition.png)"
 
 
 def _histograms(ds: Dataset, out: Path) -> str:

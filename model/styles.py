@@ -26,7 +26,9 @@ DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 # chorales in bar form with reprise (Stollen, Stollen, Abgesang, Stollen) of 2-bar phrases ending on a
 # held fermata, returning near-literally (return_noise 0.9); polyphony through-composed, breathing at
 # its cadences; quartet themes AABA in 8-bar periods; folk songs ABAC; dance tunes AABB in 8-bar
-# strains whose second phrase restates the first with a new ending (a a'), as a reel's do.
+# strains whose second phrase restates the first with a new ending (a a'), as a reel's do. Each
+# section letter asks for its own register (semitones above A): the contour that widens the melody's
+# range toward the corpus's (a reel's B strain lies higher).
 FORMS = {
     "chorale": {
         "sections": "AABA",
@@ -34,14 +36,22 @@ FORMS = {
         "phrase_bars": 2,
         "cadence_density": 0.5,
         "return_noise": 0.9,
+        "register": [0.0, 5.0, 0.0, 0.0],
     },
-    "renaissance": {"sections": "ABCD", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.45},
+    "renaissance": {
+        "sections": "ABCD",
+        "section_bars": 8,
+        "phrase_bars": 4,
+        "cadence_density": 0.6,
+        "register": [0.0, 4.0, -3.0, 2.0],
+    },
     "quartet": {
         "sections": "AABA",
         "section_bars": 8,
         "phrase_bars": 4,
         "cadence_density": 0.6,
         "return_noise": 0.95,
+        "register": [0.0, 7.0, 0.0, 0.0],
     },
     "folk": {
         "sections": "ABAC",
@@ -49,6 +59,7 @@ FORMS = {
         "phrase_bars": 4,
         "cadence_density": 0.8,
         "return_noise": 1.15,
+        "register": [0.0, 2.0, 0.0, -2.0],
     },
     "celtic": {
         "sections": "AABB",
@@ -57,6 +68,7 @@ FORMS = {
         "phrases": "aa",
         "cadence_density": 0.7,
         "return_noise": 1.15,
+        "register": [0.0, 5.0, 0.0, 0.0],
     },
 }
 DEFAULT_FORM = {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.6}

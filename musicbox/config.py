@@ -18,9 +18,9 @@ from typing import Any
 
 from musicbox.boards import BOARD_NAMES, BoardConfig, load_board
 from musicbox.firmware import fail, firmware_dir, read_toml, show
+from musicbox.precision import PRECISION_CHOICES
 
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
-PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 KNOB_INPUTS = ("adc", "encoder")
 HOLD_ACTIONS = ("quit", "poweroff")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
@@ -66,7 +66,7 @@ class BundleConfig:
     """
 
     path: Path | None = _opt("path", 'a bundle folder, or "" for the shipped one')
-    precision: str = _opt("choice", choices=PRECISIONS)
+    precision: str = _opt("choice", choices=PRECISION_CHOICES)
     memory_budget_mb: int = _opt("int", "MiB, 0 = no limit", 0, 1 << 20)
     threads: int = _opt("int", "threads", 1, 64)
 
@@ -244,6 +244,11 @@ def find_config_file() -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def default_config() -> BoxConfig:
+    """The documented defaults alone (``firmware_config/musicbox.toml``), without the box's own file."""
+    return load_config(firmware_dir() / "musicbox.toml")
 
 
 def load_config(path: str | os.PathLike | None = None) -> BoxConfig:

@@ -1,7 +1,7 @@
 """The ARM64 check: the runtime on a bundle under qemu-aarch64 (Cortex-A53 / A72 / A76 / A57) vs this x86 host.
 
-``scripts/arm64_check.sh`` prepares (and caches) an arm64 Debian sysroot with aarch64 numpy and
-onnxruntime wheels, then runs ``python -m musicbox.quantize.arm64 check BUNDLE --sysroot S --out O``:
+``scripts/arm64_check.sh`` prepares (and caches) an arm64 Debian sysroot with aarch64 numpy,
+onnxruntime and msgspec wheels, then runs ``python -m musicbox.quantize.arm64 check BUNDLE --sysroot S --out O``:
 
 1. ``run`` natively: for every variant, ``Bundle.open(precision=..., threads=1)`` + ``Generator`` with
    fixed seeds and knob settings (``validate.generate``) -> ``O/x86_64/<precision>.latents.npy`` (the
@@ -48,15 +48,18 @@ from pathlib import Path
 
 import numpy as np
 
-from musicbox.quantize.validate import ValidationPlan, default_settings, generate, note_f1
+from musicbox.precision import PRECISIONS
+from musicbox.quantize.validate import ValidationPlan, default_settings, generate
+from musicbox.runtime.bundle import INT8_PREFERENCE
+from musicbox.runtime.pianoroll import note_f1
+from musicbox.targets import target
 
 CPUS = ("cortex-a53", "cortex-a72", "cortex-a76", "cortex-a57")
-PRECISIONS = ("fp32", "int8", "int8_dynamic")
 FP32_RTOL = 1e-5
 """Per bar: ||arm_fp32 - x86_fp32|| <= FP32_RTOL * ||x86_fp32|| (float32 rounding is ~6e-8)."""
 INT8_TOLERANCE = 2.0
 """Per bar: ||arm_int8 - x86_fp32|| <= INT8_TOLERANCE * ||x86_int8 - x86_fp32|| (+ 1e-6 absolute)."""
-INT8_MIN_F1 = 0.9
+INT8_MIN_F1 = target("note_f1").bound
 """Note F1 of the ARM INT8 rolls against the x86 INT8 rolls (the same target as INT8 vs FP32)."""
 RUN_TIMEOUT_S = 900
 
@@ -116,7 +119,7 @@ def install_sources(sysroot: Path) -> Path:
     shutil.rmtree(src, ignore_errors=True)
     (pkg / "quantize").mkdir(parents=True)
     top = Path(musicbox.__file__).parent
-    for name in ("__init__.py", "errors.py"):
+    for name in ("__init__.py", "errors.py", "targets.py"):
         shutil.copy2(top / name, pkg / name)
     shutil.copytree(
         Path(musicbox.runtime.__file__).parent, pkg / "runtime", ignore=shutil.ignore_patterns("__pycache__")
@@ -197,7 +200,7 @@ def compare(ref: Path, arm: Path) -> dict:
         }
     }
     ok = same_notes and rel <= FP32_RTOL
-    for p in ("int8", "int8_dynamic"):
+    for p in INT8_PREFERENCE:
         x86, got = load(ref, p, "latents"), load(arm, p, "latents")
         ratio = float(np.max(_bar_norms(got, fp32) / (_bar_norms(x86, fp32) + 1e-6)))
         diff = float(np.max(_bar_norms(got, x86) / (_bar_norms(x86, fp32) + 1e-6)))

@@ -27,6 +27,7 @@ import onnx
 import torch
 
 from musicbox.model.checkpoint import WEIGHTS, load_checkpoint
+from musicbox.precision import PRECISIONS
 from musicbox.quantize import calibrate, export, int8, shard, tables
 from musicbox.quantize.validate import ValidationPlan, validate
 from musicbox.runtime.digest import sha256_file
@@ -41,7 +42,6 @@ from musicbox.runtime.manifest import (
     Variant,
 )
 
-VARIANTS = ("fp32", "int8", "int8_dynamic")
 DTYPE_NAMES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
 
 
@@ -132,12 +132,13 @@ def model_info(checkpoint: Path, model: torch.nn.Module, config: dict) -> ModelI
 
 
 def make_manifest(info, config: dict, variants: dict[str, Variant], validation: dict) -> Manifest:
+    representation, sampler, controls = tables.read_tables(config)
     return Manifest(
         format_version=FORMAT_VERSION,
         model=info,
-        representation=tables.representation_info(config),
-        sampler=tables.sampler_info(config),
-        controls=tables.controls_info(config),
+        representation=representation,
+        sampler=sampler,
+        controls=controls,
         variants=variants,
         validation=validation,
     )
@@ -145,7 +146,7 @@ def make_manifest(info, config: dict, variants: dict[str, Variant], validation: 
 
 def _clear(root: Path) -> None:
     """Remove what an earlier build wrote in ``root`` (only the bundle's own names)."""
-    for name in VARIANTS:
+    for name in PRECISIONS:
         shutil.rmtree(root / name, ignore_errors=True)
     (root / "manifest.json").unlink(missing_ok=True)
 
@@ -163,11 +164,12 @@ def _export(model, settings: BuildSettings, progress) -> tuple[list[range], list
 
 
 def _calibrate(model, config, groups, settings: BuildSettings, progress) -> calibrate.CalibrationSet:
-    controls = tables.controls_info(config)
-    grid = settings.grid or calibrate.default_grid(controls, settings.calib_seeds, settings.calib_bars)
+    model_tables = tables.read_tables(config)
+    grid = settings.grid or calibrate.default_grid(
+        model_tables.controls, settings.calib_seeds, settings.calib_bars
+    )
     task = progress.add_task("calibrate (sampler trajectories)", total=grid.trajectories)
-    sampler = tables.sampler_info(config)
-    return calibrate.record(model, groups, controls, sampler, grid, lambda: progress.advance(task))
+    return calibrate.record(model, groups, model_tables, grid, lambda: progress.advance(task))
 
 
 def _quantize(graphs, data, settings: BuildSettings, progress) -> tuple[dict, dict, dict]:
@@ -197,7 +199,7 @@ def build_bundle(checkpoint, out, settings: BuildSettings | None = None, progres
     root.mkdir(parents=True, exist_ok=True)
     _clear(root)
     models = {"fp32": {g.name: g.model for g in graphs}, "int8": static, "int8_dynamic": dynamic}
-    variants = {p: write_variant(root, p, models[p]) for p in VARIANTS}
+    variants = {p: write_variant(root, p, models[p]) for p in PRECISIONS}
     info = model_info(checkpoint, model, config)
     make_manifest(info, config, variants, {}).dump(root)
     progress.advance(task)

@@ -1,14 +1,13 @@
 """Calibration data from real sampler trajectories, recorded at every stage's (and shard's) inputs.
 
 Diffusion activations drift with the noise level, the knobs and the context, so the INT8 ranges are
-calibrated on what the box will actually feed: the checkpoint's own sampler (``runtime/sampling.py``,
-which runs on torch tensors), run in torch over **every denoising step** of bar-by-bar continuations
-(bar 0 without context, later bars with the re-encoded previous bars, exactly like
-``runtime/generator.py``), over a grid of knob settings — style detents *and* blends between them,
-tempo (energy) low/default/high, mood minor/neutral/major — and several seeds. Each denoiser call is a
-batch of 2 (conditional row + unconditional row mixed with ``cfg_velocity``) as in the runtime, with the
-runtime's own ``conditioning_feeds`` turning knobs into inputs and the runtime's noise
-(``default_rng((seed, bar))``).
+calibrated on what the box will actually feed: the runtime's own
+:class:`~musicbox.runtime.generator.Generator` writes bar-by-bar continuations (bar 0 without context,
+later bars with the re-encoded previous bars), with the checkpoint's torch modules in the place of the
+ONNX sessions (:class:`TorchStages`), over **every denoising step**, over a grid of knob settings —
+style detents *and* blends between them, tempo (energy) low/default/high, mood minor/neutral/major — and
+several seeds. Feeds, guidance, noise (``default_rng((seed, bar))``) and the context slide are the
+generator's, not a copy.
 
 Recorded per stage: the denoiser shards' inputs (shard 0's conditioning inputs, then each ``h{k}``),
 the decoder's input latents and the encoder's input planes (the thresholded rolls that are re-encoded).
@@ -22,11 +21,10 @@ import numpy as np
 import torch
 
 from musicbox.quantize.export import make_shard, shard_io
-from musicbox.runtime.conditioning import conditioning_feeds
+from musicbox.quantize.tables import ModelTables
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.manifest import ControlsInfo, SamplerInfo
-from musicbox.runtime.pianoroll import planes_to_roll, roll_to_planes
-from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
+from musicbox.runtime.generator import Generator
+from musicbox.runtime.manifest import ControlsInfo
 
 CALIB_BATCH = 64
 """Recorded calls concatenated into one calibration batch (MinMax ranges do not depend on batching)."""
@@ -96,74 +94,57 @@ class CalibrationSet:
         return sum(next(iter(c.values())).shape[0] for c in self.stages[stage])
 
 
-class Recorder:
-    """Runs the torch model like the runtime's generator and records each stage's inputs."""
+class TorchStages:
+    """The checkpoint's torch modules in the place of a ``Bundle``, recording each stage's inputs.
 
-    def __init__(self, model, groups: list[range], controls: ControlsInfo, sampler: SamplerInfo):
+    The runtime's :class:`~musicbox.runtime.generator.Generator` uses four things of a bundle:
+    ``manifest`` (here the checkpoint's :class:`~musicbox.quantize.tables.ModelTables`), ``encode(planes)``,
+    ``decode(latent)`` and ``run_denoiser(feeds)``. These run the autoencoder and the denoiser shards
+    (``export.make_shard``, the very modules exported to ONNX) in torch on the generator's numpy arrays,
+    and record every input into :attr:`data`. So the calibration samples with the generator's own loop
+    (feeds, guidance, seeded noise, context slide) and cannot drift from what the box plays.
+    """
+
+    def __init__(self, model, groups: list[range], tables: ModelTables):
+        self.manifest = tables
         self.ae = model.autoencoder
         self.shards = [make_shard(model.denoiser, g) for g in groups]
-        self.names = [shard_io(i, len(groups))[0] for i in range(len(groups))]
-        self.controls, self.sampler = controls, sampler
-        self.sigmas = torch.from_numpy(get_sigmas_flow(sampler.steps, sampler.shift))
+        self.io = [shard_io(i, len(groups)) for i in range(len(groups))]
         self.data = CalibrationSet()
 
-    def denoiser(self, feeds: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Run the shards in order on torch feeds, recording every shard's inputs; returns ``v``."""
-        values = dict(feeds)
-        for i, (shard, names) in enumerate(zip(self.shards, self.names, strict=True)):
-            args = [values[n] for n in names]
+    def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The shards in order, recording every shard's inputs; returns ``v [B, F, D]``."""
+        values = {name: torch.from_numpy(value) for name, value in feeds.items()}
+        for i, (shard, (inputs, outputs)) in enumerate(zip(self.shards, self.io, strict=True)):
+            args = [values[n] for n in inputs]
             self.data.add(
-                f"denoiser.{i:02d}", {n: a.numpy().copy() for n, a in zip(names, args, strict=True)}
+                f"denoiser.{i:02d}", {n: a.numpy().copy() for n, a in zip(inputs, args, strict=True)}
             )
-            out = shard(*args)
-            values[shard_io(i, len(self.shards))[1][0]] = out
-        return values["v"]
+            values[outputs[0]] = shard(*args)
+        return values["v"].numpy()
 
-    def bar(self, controls: Controls, seed: int, index: int, context, mask) -> np.ndarray:
-        """Sample, decode and threshold bar ``index``; returns its re-encoded latent ``[1, F, D]``."""
-        g = self.sampler.guidance
-        cond = conditioning_feeds(controls, self.controls, guidance=g != 1.0)
-        batch = cond["style_w"].shape[0]
-        static = {k: torch.from_numpy(v) for k, v in cond.items()}
-        static["context"] = torch.from_numpy(np.repeat(context.reshape(1, -1, context.shape[-1]), batch, 0))
-        static["context_mask"] = torch.from_numpy(np.repeat(mask[None], batch, 0))
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        """Latent ``[B, F, D]`` -> note probabilities ``[B, 6, 16, 64]``; records the latent."""
+        self.data.add("decoder", {"latent": np.array(latent, dtype=np.float32)})
+        return self.ae.decode(torch.from_numpy(latent)).numpy()
 
-        def denoise(x, sigma):
-            feeds = {**static, "x": x.repeat(batch, 1, 1), "sigma": torch.full((batch,), sigma)}
-            v = self.denoiser(feeds)
-            v = cfg_velocity(v[:1], v[1:], g) if batch == 2 else v
-            return x - sigma * v
-
-        noise = np.random.default_rng((seed, index)).standard_normal((1, *context.shape[1:]), np.float32)
-        x = SAMPLERS[self.sampler.kind](denoise, torch.from_numpy(noise) * self.sigmas[0], self.sigmas)
-        self.data.add("decoder", {"latent": x.numpy().copy()})
-        roll = planes_to_roll(self.ae.decode(x).numpy(), self.sampler.threshold)
-        planes = roll_to_planes(roll)
+    def encode(self, planes: np.ndarray) -> np.ndarray:
+        """Planes ``[B, 6, 16, 64]`` (the thresholded roll) -> latent ``[B, F, D]``; records the planes."""
         self.data.add("encoder", {"planes": planes})
         return self.ae.encode(torch.from_numpy(planes)).numpy()
 
-    def trajectory(self, controls: Controls, seed: int, bars: int, k: int, frames: int, dim: int) -> None:
-        """A continuation of ``bars`` bars from silence with ``k`` context slots, as the generator does."""
-        context = np.zeros((k, frames, dim), np.float32)
-        mask = np.zeros(k, np.float32)
-        for index in range(bars):
-            played = self.bar(controls, seed, index, context, mask)
-            if k:
-                context = np.concatenate([context, played])[1:]
-                mask = np.concatenate([mask, [1.0]])[1:].astype(np.float32)
 
-
-def record(
-    model, groups, controls: ControlsInfo, sampler: SamplerInfo, grid: CalibrationGrid, advance=None
-) -> CalibrationSet:
-    """Run every (knob setting, seed) trajectory of ``grid``; ``advance()`` is called after each."""
-    rec = Recorder(model, groups, controls, sampler)
-    cfg = model.denoiser.cfg
+def record(model, groups, tables: ModelTables, grid: CalibrationGrid, advance=None) -> CalibrationSet:
+    """Run every (knob setting, seed) trajectory of ``grid`` through the runtime's ``Generator`` (a
+    fresh piece of ``grid.bars`` bars each); ``advance()`` is called after each."""
+    stages = TorchStages(model, groups, tables)
     torch.manual_seed(0)
     with torch.no_grad():
         for setting in grid.settings():
             for seed in grid.seeds:
-                rec.trajectory(setting, seed, grid.bars, cfg.context_bars, cfg.frames, cfg.latent_dim)
+                generator = Generator(stages, seed=seed)
+                for _ in range(grid.bars):
+                    generator.next_bar(setting)
                 if advance is not None:
                     advance()
-    return rec.data
+    return stages.data

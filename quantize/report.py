@@ -16,8 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from musicbox.quantize.bundle import VARIANTS, BuildResult  # noqa: E402
+from musicbox.precision import PRECISIONS  # noqa: E402
+from musicbox.quantize.bundle import BuildResult  # noqa: E402
 from musicbox.runtime.bundle import stage_bytes  # noqa: E402
+from musicbox.targets import targets_of  # noqa: E402
 
 
 def _stage_rows(result: BuildResult) -> list[tuple[str, dict, dict]]:
@@ -27,8 +29,8 @@ def _stage_rows(result: BuildResult) -> list[tuple[str, dict, dict]]:
     rows = []
     for i, stage in enumerate(m.variants["fp32"].files()):
         name = stage.file.split("/")[-1]
-        sizes = {p: stage_bytes(m.variants[p].files()[i]) for p in VARIANTS}
-        lat = {p: latency[p][name] for p in VARIANTS}
+        sizes = {p: stage_bytes(m.variants[p].files()[i]) for p in PRECISIONS}
+        lat = {p: latency[p][name] for p in PRECISIONS}
         rows.append((name, sizes, lat))
     return rows
 
@@ -38,7 +40,7 @@ def plot_sizes_latency(result: BuildResult, path: Path) -> Path:
     names = [r[0].removesuffix(".onnx") for r in rows]
     x = np.arange(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
-    for j, p in enumerate(VARIANTS):
+    for j, p in enumerate(PRECISIONS):
         ax1.bar(x + (j - 1) * 0.27, [r[1][p] / 1e6 for r in rows], 0.27, label=p)
         ax2.bar(x + (j - 1) * 0.27, [r[2][p]["p50_ms"] for r in rows], 0.27, label=p)
     for ax, title in ((ax1, "size (MB, model + weights)"), (ax2, "latency p50 (ms, 1 thread, B=2/1)")):
@@ -71,7 +73,7 @@ def plot_node_error(result: BuildResult, path: Path, threshold: float) -> Path:
 
 def _agreement_md(v: dict) -> list[str]:
     lines = ["| figure | int8 (static QDQ) | int8_dynamic | target |", "|---|---|---|---|"]
-    targets = {"note_f1": ">= 0.9", "size_ratio": "<= 0.30", "denoiser_speedup": ">= 2"}
+    targets = {t.name: str(t) for t in targets_of("quantize")}
     for key in (
         "note_f1",
         "note_f1_free_running",
@@ -91,15 +93,15 @@ def _stages_md(result: BuildResult) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for name, sizes, lat in _stage_rows(result):
-        cells = [f"{sizes[p]:,}" for p in VARIANTS]
-        cells += [f"{lat[p]['p50_ms']:.3f} / {lat[p]['p95_ms']:.3f}" for p in VARIANTS]
+        cells = [f"{sizes[p]:,}" for p in PRECISIONS]
+        cells += [f"{lat[p]['p50_ms']:.3f} / {lat[p]['p95_ms']:.3f}" for p in PRECISIONS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     d = result.manifest.validation["latency_ms"]
-    cells = [f"{d[p]['denoiser']['p50_ms']:.3f} / {d[p]['denoiser']['p95_ms']:.3f}" for p in VARIANTS]
+    cells = [f"{d[p]['denoiser']['p50_ms']:.3f} / {d[p]['denoiser']['p95_ms']:.3f}" for p in PRECISIONS]
     bytes_ = result.manifest.validation["bytes"]
     lines.append(
         "| **all** | "
-        + " | ".join(f"{bytes_[p]:,}" for p in VARIANTS)
+        + " | ".join(f"{bytes_[p]:,}" for p in PRECISIONS)
         + " | "
         + " | ".join(cells)
         + " (denoiser) |"

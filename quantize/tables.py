@@ -1,93 +1,41 @@
-"""The checkpoint config's tables as the runtime manifest's dataclasses (copied, never recomputed).
+"""The checkpoint config's tables, read as the runtime manifest's types (copied, never recomputed).
 
 The checkpoint's ``config.json`` carries ``representation``, ``sampler`` and ``controls`` in the
-manifest's own layout (model/train.py ``Trainer.config``); these functions turn them into
-``musicbox.runtime.manifest`` objects so the calibration (which runs the runtime's conditioning) and the
-manifest use the very same tables. A missing table is a ``CheckpointError`` naming it.
+manifest's own layout (model/train.py ``Trainer.config``); :func:`read_tables` decodes them with the
+manifest's own strict reader (``runtime/manifest.py`` :func:`parse_table`), so the calibration (which
+runs the runtime's generator) and the manifest use the very same tables. A missing table is a
+``CheckpointError`` naming it; a wrong one a ``ManifestError`` naming its JSON path.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from musicbox.errors import CheckpointError
-from musicbox.runtime.form import FormSpec
-from musicbox.runtime.manifest import (
-    Arrangement,
-    AttrsInfo,
-    ControlsInfo,
-    MoodInfo,
-    RepresentationInfo,
-    SamplerInfo,
-    StyleInfo,
-    TempoInfo,
-)
+from musicbox.runtime.manifest import ControlsInfo, RepresentationInfo, SamplerInfo, parse_table
+
+SOURCE = "checkpoint config.json"
 
 
-def _section(config: dict, key: str) -> dict:
-    if key not in config:
-        raise CheckpointError(
-            f"checkpoint config.json has no {key!r} table; it was written by an older `musicbox train`: "
-            "retrain, or add the table in the manifest's layout (docs/architecture.md)"
-        )
-    return config[key]
+class ModelTables(NamedTuple):
+    """What the runtime's :class:`~musicbox.runtime.generator.Generator` reads from a manifest: the
+    grid and latent geometry, the sampler and the knob tables."""
+
+    representation: RepresentationInfo
+    sampler: SamplerInfo
+    controls: ControlsInfo
 
 
-def representation_info(config: dict) -> RepresentationInfo:
-    """``config['representation']`` (grid, pitch range, latent geometry, context bars, model key)."""
-    r = _section(config, "representation")
-    return RepresentationInfo(
-        steps_per_bar=int(r["steps_per_bar"]),
-        tracks=tuple(r["tracks"]),
-        pitch_low=int(r["pitch_low"]),
-        n_pitches=int(r["n_pitches"]),
-        latent_frames=int(r["latent_frames"]),
-        latent_dim=int(r["latent_dim"]),
-        context_bars=int(r["context_bars"]),
-        tonic=None if r.get("tonic") is None else int(r["tonic"]),
-    )
-
-
-def sampler_info(config: dict) -> SamplerInfo:
-    """``config['sampler']`` (kind, steps, schedule, shift, guidance, threshold)."""
-    s = _section(config, "sampler")
-    return SamplerInfo(
-        kind=s["kind"],
-        steps=int(s["steps"]),
-        schedule=s["schedule"],
-        shift=float(s["shift"]),
-        guidance=float(s["guidance"]),
-        threshold=float(s["threshold"]),
-    )
-
-
-def _style(s: dict) -> StyleInfo:
-    a = s["arrangement"]
-    return StyleInfo(
-        name=s["name"],
-        label=s["label"],
-        density=tuple(float(v) for v in s["density"]),
-        register=tuple(float(v) for v in s["register"]),
-        polyphony=float(s["polyphony"]),
-        arrangement=Arrangement(
-            programs=tuple(int(p) for p in a["programs"]),
-            drums=a["drums"],
-            swing=float(a["swing"]),
-            velocity=int(a["velocity"]),
-        ),
-        form=FormSpec(**s["form"]) if "form" in s else FormSpec(),
-    )
-
-
-def controls_info(config: dict) -> ControlsInfo:
-    """``config['controls']``: attribute normalization, tempo range, mood gain and the style tables."""
-    c = _section(config, "controls")
-    a = c["attrs"]
-    return ControlsInfo(
-        attrs=AttrsInfo(
-            names=tuple(a["names"]),
-            mean=tuple(float(v) for v in a["mean"]),
-            std=tuple(float(v) for v in a["std"]),
-        ),
-        tempo=TempoInfo(**{k: float(v) for k, v in c["tempo"].items()}),
-        mood=MoodInfo(density_gain=float(c["mood"]["density_gain"])),
-        styles=tuple(_style(s) for s in c["styles"]),
+def read_tables(config: dict) -> ModelTables:
+    """The three tables of a checkpoint's ``config``."""
+    for key in ModelTables._fields:
+        if key not in config:
+            raise CheckpointError(
+                f"{SOURCE} has no {key!r} table; it was written by an older `musicbox train`: "
+                "retrain, or add the table in the manifest's layout (docs/architecture.md)"
+            )
+    return ModelTables(
+        parse_table(config["representation"], RepresentationInfo, "$.representation", SOURCE),
+        parse_table(config["sampler"], SamplerInfo, "$.sampler", SOURCE),
+        parse_table(config["controls"], ControlsInfo, "$.controls", SOURCE),
     )

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicbox.runtime.bundle import Bundle, stage_bytes
+from musicbox.precision import PRECISIONS
+from musicbox.runtime.bundle import INT8_PREFERENCE, Bundle, stage_bytes
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.features import cosine
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.manifest import Manifest
-from musicbox.runtime.pianoroll import ONSET
+from musicbox.runtime.pianoroll import ONSET, note_f1
 
 
 @dataclass(frozen=True)
@@ -66,21 +68,6 @@ class LatentTap:
         return getattr(self.bundle, name)
 
 
-def note_f1(pred: np.ndarray, true: np.ndarray) -> float:
-    """Note-level F1 of two rolls ``[n, T, S, P]`` (onsets match on bar, track, step, pitch); 1.0 when
-    both are silent."""
-    p, t = pred == ONSET, true == ONSET
-    denom = int(p.sum() + t.sum())
-    return float(2 * np.logical_and(p, t).sum() / denom) if denom else 1.0
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two arrays taken as flat vectors."""
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    den = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / den) if den > 0 else float(np.array_equal(a, b))
-
-
 def generate(bundle: Bundle, plan: ValidationPlan) -> tuple[np.ndarray, np.ndarray]:
     """Free-running pieces of ``plan.bars`` bars for every seed and setting: sampled latents float32
     ``[n, F, D]`` and rolls uint8 ``[n, 3, 16, 64]``, n = seeds x settings x bars, in that order."""
@@ -105,7 +92,8 @@ def lockstep(reference: Bundle, other: Bundle, plan: ValidationPlan) -> dict[str
                 other_gen.set_state(ref_gen.get_state())
                 ref_rolls.append(ref_gen.next_bar(controls).roll[0])
                 other_rolls.append(other_gen.next_bar(controls).roll[0])
-    cos = [cosine(a, b) for a, b in zip(ref_tap.latents, other_tap.latents, strict=True)]
+    flat = [np.stack([r.ravel() for r in tap.latents]).astype(np.float64) for tap in (ref_tap, other_tap)]
+    cos = cosine(*flat)
     ref, got = np.stack(ref_rolls), np.stack(other_rolls)
     return {
         "latent_cosine": float(np.mean(cos)),
@@ -182,7 +170,7 @@ def variant_bytes(manifest: Manifest, precision: str) -> int:
 def validate(path, plan: ValidationPlan | None = None) -> dict:
     """Open the bundle folder ``path`` once per variant with ``Bundle.open`` (1 thread) and measure
     agreement, sizes and speed. Returns the manifest's ``validation`` dict."""
-    bundles = {p: Bundle.open(path, precision=p, threads=1) for p in ("fp32", "int8", "int8_dynamic")}
+    bundles = {p: Bundle.open(path, precision=p, threads=1) for p in PRECISIONS}
     manifest = bundles["fp32"].manifest
     plan = plan or ValidationPlan()
     if not plan.settings:
@@ -190,7 +178,7 @@ def validate(path, plan: ValidationPlan | None = None) -> dict:
     fp32_bytes = variant_bytes(manifest, "fp32")
     timing = time_stages(bundles, plan.repeats)
     figures: dict = {"plan": {"seeds": list(plan.seeds), "bars": plan.bars, "settings": len(plan.settings)}}
-    for p in ("int8", "int8_dynamic"):
+    for p in INT8_PREFERENCE:
         agree = lockstep(bundles["fp32"], bundles[p], plan)
         free = note_f1(generate(bundles[p], plan)[1], generate(bundles["fp32"], plan)[1])
         speedup = timing["fp32"]["denoiser"]["p50_ms"] / timing[p]["denoiser"]["p50_ms"]

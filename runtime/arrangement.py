@@ -20,17 +20,18 @@ hard: the same quantities that raise the model's note density.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from musicbox.errors import ManifestError
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
+
+if TYPE_CHECKING:  # the manifest validates drum families against DRUM_PATTERNS: it imports this module
+    from musicbox.runtime.manifest import Arrangement, ControlsInfo
 
 DRUM_CHANNEL = 9
 """MIDI channel 10 (0-based 9): General MIDI percussion."""
@@ -70,35 +71,15 @@ DRUM_PATTERNS: dict[str, tuple[tuple[int, str], ...]] = {
 """Drum pattern families: (General MIDI percussion key, 16 cells per bar)."""
 
 
-@dataclass(frozen=True)
-class Arrangement:
-    """How one style is played.
-
-    programs: General MIDI program (0..127, 0-based) per track, melody first.
-    drums: a :data:`DRUM_PATTERNS` family, ``"none"`` for no drums.
-    swing: 0 straight .. 1 full triplet swing: each off-beat 16th is delayed by ``swing / 3`` of a step.
-    velocity: base MIDI velocity 1..127 (before mood, tempo, accents and track balance).
-    """
+class Blend(NamedTuple):
+    """The arrangement at one style-knob position: ``programs`` and ``drums`` of the nearer style,
+    ``swing`` and base ``velocity`` interpolated between the two neighbouring styles' (manifest
+    ``Arrangement``; velocity is a float here, between two integer velocities)."""
 
     programs: tuple[int, ...]
     drums: str
     swing: float
     velocity: float
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str) -> Arrangement:
-        """Parse a manifest ``arrangement`` object; ``ManifestError`` naming ``where`` if it is wrong."""
-        try:
-            arr = cls(
-                tuple(int(p) for p in d["programs"]), str(d["drums"]), float(d["swing"]), float(d["velocity"])
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ManifestError(f"{where}: needs programs, drums, swing and velocity ({err})") from err
-        _require(bool(arr.programs) and all(0 <= p <= 127 for p in arr.programs), where, "programs", "0..127")
-        _require(arr.drums in DRUM_PATTERNS, where, "drums", f"one of {', '.join(DRUM_PATTERNS)}")
-        _require(0.0 <= arr.swing <= 1.0, where, "swing", "in 0..1")
-        _require(1 <= arr.velocity <= 127, where, "velocity", "in 1..127")
-        return arr
 
 
 class Played(NamedTuple):
@@ -129,8 +110,9 @@ class BarPlan:
 class Arranger:
     """Arranges bars for one bundle's styles; deterministic for a seed (humanization draws from it).
 
-    styles: one :class:`Arrangement` per style detent, knob order. tempo_range: (min_bpm, max_bpm) that
-    map to energy 0 and 1. humanize: jitter onsets (sigma 0.02 step) and velocities (sigma 5 %).
+    styles: one manifest ``Arrangement`` per style detent, knob order (validated by
+    ``runtime/manifest.py``). tempo_range: (min_bpm, max_bpm) that map to energy 0 and 1. humanize: jitter
+    onsets (sigma 0.02 step) and velocities (sigma 5 %).
     """
 
     def __init__(
@@ -147,22 +129,10 @@ class Arranger:
         self.reset()
 
     @classmethod
-    def from_manifest(cls, controls: Any, seed: int = 0, humanize: bool = True) -> Arranger:
-        """Build from the manifest's ``controls``: its JSON dict, the whole manifest JSON dict, or the
-        ``runtime.manifest`` dataclasses (``Manifest`` or ``ControlsInfo``)."""
-        table = manifest_controls_dict(controls)
-        try:
-            styles = table["styles"]
-            tempo = (float(table["tempo"]["min_bpm"]), float(table["tempo"]["max_bpm"]))
-        except (KeyError, TypeError) as err:
-            raise ManifestError(f"manifest controls need styles and tempo.min_bpm/max_bpm ({err})") from err
-        if not styles:
-            raise ManifestError("manifest controls.styles is empty: the renderer needs at least one style")
-        arrangements = [
-            Arrangement.from_dict(s.get("arrangement", {}), f"controls.styles[{i}].arrangement")
-            for i, s in enumerate(styles)
-        ]
-        return cls(arrangements, tempo, seed, humanize)
+    def from_manifest(cls, controls: ControlsInfo, seed: int = 0, humanize: bool = True) -> Arranger:
+        """Build from the manifest's ``controls`` table: each style's arrangement and the tempo range."""
+        tempo = (controls.tempo.min_bpm, controls.tempo.max_bpm)
+        return cls([s.arrangement for s in controls.styles], tempo, seed, humanize)
 
     def reset(self) -> None:
         """Restart the humanization sequence from the seed."""
@@ -173,7 +143,7 @@ class Arranger:
         lo, hi = self.tempo_range
         return float(np.clip((tempo_bpm - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
 
-    def style_arrangement(self, style: float) -> Arrangement:
+    def style_arrangement(self, style: float) -> Blend:
         """The arrangement at knob position ``style`` (clipped to the detents): programs and drums of the
         nearer style, swing and velocity interpolated between the two neighbours."""
         pos = float(np.clip(style, 0, len(self.styles) - 1))
@@ -182,7 +152,7 @@ class Arranger:
         w = pos - lo
         a, b = self.styles[lo], self.styles[hi]
         near = b if w >= 0.5 else a
-        return Arrangement(
+        return Blend(
             near.programs,
             near.drums,
             (1 - w) * a.swing + w * b.swing,
@@ -211,7 +181,7 @@ class Arranger:
         played.sort(key=lambda p: p.on)
         return BarPlan(arr.programs, played)
 
-    def _play_notes(self, notes: list[Note], arr, level: float, steps: int, ties: set) -> list[Played]:
+    def _play_notes(self, notes: list[Note], arr: Blend, level: float, steps: int, ties: set) -> list[Played]:
         jitter = self._jitter(len(notes))
         out = []
         for note, (dt, dv) in zip(notes, jitter, strict=True):
@@ -224,7 +194,7 @@ class Arranger:
             out.append(Played(on, off, note.track, note.pitch, _midi_velocity(vel), tied))
         return out
 
-    def _play_drums(self, arr: Arrangement, level: float, intensity: float, steps: int) -> list[Played]:
+    def _play_drums(self, arr: Blend, level: float, intensity: float, steps: int) -> list[Played]:
         hits = []
         for key, cells in DRUM_PATTERNS[arr.drums]:
             for i, cell in enumerate(cells):
@@ -266,22 +236,6 @@ def bar_notes(roll: np.ndarray, rep: Representation = DEFAULT) -> tuple[list[Not
     tracks, pitches = np.nonzero(roll[0, :, 0, :] == HELD)
     ties = {(int(t), int(p) + rep.pitch_low) for t, p in zip(tracks, pitches, strict=True)}
     return roll_to_notes(roll, rep), ties
-
-
-def manifest_controls_dict(controls: Any) -> Mapping[str, Any]:
-    """The manifest's ``controls`` table as a JSON-like dict, from a dict or the manifest dataclasses."""
-    if dataclasses.is_dataclass(controls) and not isinstance(controls, type):
-        controls = dataclasses.asdict(controls)
-    if isinstance(controls, Mapping) and "controls" in controls:
-        controls = controls["controls"]
-    if not isinstance(controls, Mapping):
-        raise ManifestError(f"expected the manifest's controls table, got {type(controls).__name__}")
-    return controls
-
-
-def _require(ok: bool, where: str, field: str, what: str) -> None:
-    if not ok:
-        raise ManifestError(f"{where}.{field} must be {what}; fix the bundle's manifest.json")
 
 
 def _accent(step: int) -> float:

@@ -48,6 +48,7 @@ import os
 import platform
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +56,10 @@ import numpy as np
 import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
+from musicbox.precision import PRECISIONS
 from musicbox.runtime.cpu import cpu_dot_product
 from musicbox.runtime.digest import sha256_file
-from musicbox.runtime.manifest import PRECISIONS, Manifest, StageFile, Variant, load_manifest
+from musicbox.runtime.manifest import Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -331,14 +333,14 @@ class Bundle:
 
     def _use(self, precision: str, reason: str) -> None:
         """Switch to ``precision`` (its files verified once) and drop other variants' sessions."""
-        variant = self.manifest.variants[precision]
+        variant = self.manifest.variant(precision)
         if precision not in self._verified:
             verify_variant(self.path, variant)
             self._verified.add(precision)
         self.variant, self.precision, self.precision_reason = variant, precision, reason
         self.sessions.retain({s.file for s in variant.files()})
 
-    def _auto(self, available: list[str]) -> tuple[str, str]:
+    def _auto(self, available: Sequence[str]) -> tuple[str, str]:
         int8 = next((p for p in INT8_PREFERENCE if p in available), None)
         if int8 is None or "fp32" not in available:
             only = int8 or "fp32"
@@ -376,7 +378,7 @@ class Bundle:
         """Whether ``precision``'s files exceed the memory budget (so shards are streamed)."""
         if self.budget_bytes is None:
             return False
-        return sum(stage_bytes(s) for s in self.manifest.variants[precision].files()) > self.budget_bytes
+        return sum(stage_bytes(s) for s in self.manifest.variant(precision).files()) > self.budget_bytes
 
     @property
     def mode(self) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import ATTRS
+from musicbox.runtime.form import PLAIN, Shaping
 from musicbox.runtime.manifest import ControlsInfo
 
 
@@ -50,9 +51,9 @@ def style_weights(style: float, n_styles: int) -> np.ndarray:
     return w
 
 
-def raw_attributes(controls: Controls, table: ControlsInfo, density: float = 1.0) -> np.ndarray:
-    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls``;
-    ``density`` scales the requested note density (the form's cadences ask for fewer notes)."""
+def raw_attributes(controls: Controls, table: ControlsInfo, shaping: Shaping = PLAIN) -> np.ndarray:
+    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls``, with the
+    form planner's ``shaping`` of the bar (a cadence asks for fewer notes, a section for its register)."""
     w = style_weights(controls.style, len(table.styles))[:-1].astype(np.float64)
     style_density = w @ np.array([s.density for s in table.styles])
     register = w @ np.array([s.register for s in table.styles])
@@ -63,9 +64,9 @@ def raw_attributes(controls: Controls, table: ControlsInfo, density: float = 1.0
     values = {
         "density": np.interp(energy, [0.0, 0.5, 1.0], style_density)
         * (1.0 + table.mood.density_gain * mood)
-        * density,
+        * shaping.density,
         "mode": mood,
-        "register": np.interp(mood, [-1.0, 0.0, 1.0], register),
+        "register": np.interp(mood, [-1.0, 0.0, 1.0], register) + shaping.register,
         "polyphony": polyphony,
     }
     return np.array([values[name] for name in ATTRS], dtype=np.float32)
@@ -77,9 +78,9 @@ def normalize(raw: np.ndarray, table: ControlsInfo) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def condition(controls: Controls, table: ControlsInfo, density: float = 1.0) -> Conditioning:
-    """The conditioning row of ``controls`` (``density``: see :func:`raw_attributes`)."""
-    raw = raw_attributes(controls, table, density)
+def condition(controls: Controls, table: ControlsInfo, shaping: Shaping = PLAIN) -> Conditioning:
+    """The conditioning row of ``controls`` (``shaping``: see :func:`raw_attributes`)."""
+    raw = raw_attributes(controls, table, shaping)
     return Conditioning(
         style_w=style_weights(controls.style, len(table.styles)),
         raw=raw,
@@ -98,11 +99,11 @@ def unconditional(table: ControlsInfo) -> Conditioning:
 
 
 def conditioning_feeds(
-    controls: Controls, table: ControlsInfo, guidance: bool, density: float = 1.0
+    controls: Controls, table: ControlsInfo, guidance: bool, shaping: Shaping = PLAIN
 ) -> dict[str, np.ndarray]:
     """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]``: row 0 conditional,
-    and with ``guidance`` row 1 unconditional (B = 2), else B = 1 (``density``: see :func:`raw_attributes`)."""
-    rows = [condition(controls, table, density)]
+    and with ``guidance`` row 1 unconditional (B = 2), else B = 1 (``shaping``: see :func:`raw_attributes`)."""
+    rows = [condition(controls, table, shaping)]
     if guidance:
         rows.append(unconditional(table))
     return {

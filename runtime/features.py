@@ -55,6 +55,14 @@ def pitch_class_histogram(roll: np.ndarray, rep: Representation = DEFAULT) -> np
     return hist
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the rows of ``a`` and ``b`` ``[n, k]`` -> ``[n]``, in their dtype; NaN where
+    a row is all zeros."""
+    num = (a * b).sum(axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
 def _profiles() -> np.ndarray:
     """The 24 key profiles ``[24, 12]``: rows 0..11 major on tonic 0..11, rows 12..23 minor."""
     rows = [np.roll(_MAJOR, k) for k in range(12)] + [np.roll(_MINOR, k) for k in range(12)]

@@ -22,7 +22,9 @@ between bars: :func:`keep` (the section playing becomes the tune's theme A, whic
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
+import msgspec
 import numpy as np
 
 from musicbox.errors import ManifestError
@@ -33,14 +35,28 @@ LITERAL = 1e-3
 """Below this variation a return is the stored theme itself (no re-noising)."""
 
 
-@dataclass(frozen=True)
-class FormSpec:
-    """One style's form. sections: letters A.. in playing order, a repeated letter returns;
+class Shaping(NamedTuple):
+    """What the form asks of one bar beyond the knobs: a factor on the requested note density (a
+    cadence breathes) and semitones added to the requested melody register (a section's contour)."""
+
+    density: float = 1.0
+    register: float = 0.0
+
+
+PLAIN = Shaping()
+"""No shaping: the knobs alone."""
+
+
+class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One style's form (a manifest table, ``$.controls.styles[i].form``, read strictly like the others in
+    ``runtime/manifest.py``). sections: letters A.. in playing order, a repeated letter returns;
     section_bars: bars per section; phrase_bars: bars per phrase (divides section_bars); phrases: one
     letter a.. per phrase of a section, a repeated letter returns that phrase but for its last bar
     ("" = all different); cadence_density: factor on the requested note density at each phrase's
     last bar; return_noise: the noise level of a return per unit of variation (a style whose repeats
-    are near-literal, a chorale's Stollen, returns closer at the same knob setting)."""
+    are near-literal, a chorale's Stollen, returns closer at the same knob setting); register:
+    semitones added to the requested melody register in sections A, B, C, D (a tune's contour: a
+    reel's second strain lies higher)."""
 
     sections: str = "AABB"
     section_bars: int = 8
@@ -48,6 +64,7 @@ class FormSpec:
     phrases: str = ""
     cadence_density: float = 0.6
     return_noise: float = 1.0
+    register: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
     def noise_level(self, variation: float) -> float:
         """The level a returning bar is re-noised to for ``variation`` (0..1): 1 at variation 1."""
@@ -67,6 +84,10 @@ class FormSpec:
             problems.append(f"phrases {self.phrases!r} must be {n_phrases} letters a.. starting with a")
         if not 0.0 < self.return_noise <= 2.0:
             problems.append(f"return_noise {self.return_noise} must be in (0, 2]")
+        if len(self.register) != THEME_SLOTS or any(abs(r) > 12 for r in self.register):
+            problems.append(
+                f"register {list(self.register)} must be {THEME_SLOTS} offsets within +-12 semitones"
+            )
         if not 0.0 < self.cadence_density <= 1.0:
             problems.append(f"cadence_density {self.cadence_density} must be in (0, 1]")
         if problems:
@@ -85,7 +106,8 @@ class FormSpec:
 class BarPlan:
     """What the next bar is. position: bar within its section; slot: the theme slot of its letter;
     source: the bar of the slot it returns (a varied return of it), None for new music; fresh_context:
-    write it without the previous bars (a style turn); phrase_end: the last bar of a phrase (cadence)."""
+    write it without the previous bars (a style turn); phrase_end: the last bar of a phrase (cadence);
+    shaping: its density factor and register offset."""
 
     position: int
     letter: str
@@ -93,6 +115,7 @@ class BarPlan:
     source: int | None
     fresh_context: bool
     phrase_end: bool
+    shaping: Shaping = PLAIN
 
 
 def _knobs(controls: Controls) -> np.ndarray:
@@ -134,13 +157,15 @@ def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[Gen
     if source is not None and (not state.themes_mask[slot, source] or controls.variation >= 1.0):
         source = None
     state = replace(state, last=knobs, slot=slot)
+    phrase_end = position % spec.phrase_bars == spec.phrase_bars - 1
     bar = BarPlan(
         position=position,
         letter=letter,
         slot=slot,
         source=source,
         fresh_context=turned and state.index > 0,
-        phrase_end=position % spec.phrase_bars == spec.phrase_bars - 1,
+        phrase_end=phrase_end,
+        shaping=Shaping(spec.cadence_density if phrase_end else 1.0, spec.register[slot]),
     )
     return state, bar
 

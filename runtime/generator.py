@@ -46,8 +46,15 @@ from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.form import FormSpec, plan, return_sigmas, store
-from musicbox.runtime.pianoroll import Note, planes_to_roll, roll_to_notes, roll_to_planes, transpose
+from musicbox.runtime.form import BarPlan, FormSpec, Shaping, plan, return_sigmas, store
+from musicbox.runtime.pianoroll import (
+    Note,
+    planes_to_roll,
+    random_key_shift,
+    roll_to_notes,
+    roll_to_planes,
+    transpose,
+)
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
 from musicbox.runtime.state import GeneratorState
 from musicbox.runtime.voicing import tail_of, voice
@@ -73,8 +80,8 @@ class Bar:
 
 
 def seed_key(seed: int) -> int:
-    """The key a seed plays in: semitones -5..+6 above the model's tonic."""
-    return int(np.random.default_rng([seed, 12]).integers(-5, 7))
+    """The key a seed plays in: semitones in ``pianoroll.KEY_SHIFTS`` (-5..+6) above the model's tonic."""
+    return random_key_shift(np.random.default_rng([seed, 12]))
 
 
 class Generator:
@@ -140,8 +147,7 @@ class Generator:
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )
-        density = self.form(controls).cadence_density if bar.phrase_end else 1.0
-        latent = self._sample_latent(controls, written_from, bar, density)
+        latent = self._sample_latent(controls, written_from, bar)
         probs = self.bundle.decode(latent)
         written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
         written = voice(written, probs, state.tail, self._rep)
@@ -152,11 +158,11 @@ class Generator:
         notes = roll_to_notes(roll, self._rep)
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
 
-    def _sample_latent(self, controls: Controls, state: GeneratorState, bar, density: float) -> np.ndarray:
+    def _sample_latent(self, controls: Controls, state: GeneratorState, bar: BarPlan) -> np.ndarray:
         """Sampled latent ``[1, F, D]`` of bar ``state.index``: from noise, or for a return from its
         theme re-noised to the variation level."""
         guidance = self.manifest.sampler.guidance
-        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, density)
+        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar.shaping)
         batch = feeds["style_w"].shape[0]
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -177,10 +183,12 @@ class Generator:
         t = np.float32(sigmas[0])
         return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
 
-    def _static_feeds(self, controls: Controls, state: GeneratorState, guided: bool, density: float) -> dict:
+    def _static_feeds(
+        self, controls: Controls, state: GeneratorState, guided: bool, shaping: Shaping
+    ) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning and context);
-        ``density`` scales the requested note density."""
-        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, density=density)
+        ``shaping``: the form's request for this bar (``runtime/form.py``)."""
+        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, shaping=shaping)
         batch = feeds["style_w"].shape[0]
         context = state.context.reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)

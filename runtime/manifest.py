@@ -6,21 +6,29 @@ unsupported ``format_version`` or an inconsistent table raises :class:`~musicbox
 naming the file, the JSON path of the field (``$.variants.int8.denoiser[1].sha256``) and what is allowed.
 Nothing here checks the files themselves (hashes, sizes): that is ``runtime/bundle.py``'s job.
 
-All sequences are stored as tuples so that every dataclass is frozen and comparable; ``to_json`` writes
+The tables are frozen ``msgspec.Struct`` types, decoded by msgspec's strict typed conversion (unknown
+fields rejected, no int/str/bool coercion); :func:`parse_manifest` rewrites msgspec's errors into the
+project's form (what, where, what is allowed) and then checks what types cannot say (ranges, lengths,
+cross-field consistency). The runtime, the quantize tool (``quantize/tables.py`` reads the checkpoint's
+tables with :func:`parse_table`) and the renderer all read these types and nothing else.
+
+All sequences are stored as tuples so that every table is frozen and comparable; ``to_json`` writes
 them back as JSON lists, so ``load_manifest(p).to_json()`` reproduces the file's content.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
+import re
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeVar
+
+import msgspec
 
 from musicbox.errors import ManifestError
+from musicbox.precision import PRECISIONS, Precision
+from musicbox.runtime.arrangement import DRUM_PATTERNS
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import FormSpec
 from musicbox.runtime.pianoroll import Representation
@@ -28,14 +36,16 @@ from musicbox.runtime.sampling import SAMPLERS
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
-PRECISIONS = ("fp32", "int8", "int8_dynamic")
-"""Variant names, in the order ``Bundle`` prefers them when asked for the most exact one."""
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 SCHEDULES = ("flow",)
 
 
-@dataclass(frozen=True)
-class Provenance:
+class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of every manifest table: frozen, comparable, strict about its fields (subclasses repeat
+    ``frozen=True``, which msgspec inherits anyway, so that type checkers see it too)."""
+
+
+class Provenance(Table, frozen=True):
     """Where the weights come from: ``checkpoint_sha256`` of model.safetensors, the ``dataset`` cache
     id, and when it was ``trained`` (ISO 8601)."""
 
@@ -44,8 +54,7 @@ class Provenance:
     trained: str
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(Table, frozen=True):
     """The model's ``name``, its number of ``parameters`` (all stages) and its provenance."""
 
     name: str
@@ -53,8 +62,7 @@ class ModelInfo:
     provenance: Provenance
 
 
-@dataclass(frozen=True)
-class RepresentationInfo:
+class RepresentationInfo(Table, frozen=True):
     """Grid, pitch range and latent geometry.
 
     steps_per_bar: grid cells per bar (16). tracks: part names, melody first. pitch_low: MIDI number of
@@ -78,8 +86,7 @@ class RepresentationInfo:
         return Representation(self.steps_per_bar, self.tracks, self.pitch_low, self.n_pitches)
 
 
-@dataclass(frozen=True)
-class SamplerInfo:
+class SamplerInfo(Table, frozen=True):
     """How the device samples a bar's latent.
 
     kind: a key of ``sampling.SAMPLERS`` (``euler``, ``heun``). steps: sampler steps (model calls for
@@ -101,8 +108,7 @@ class SamplerInfo:
         return self.guidance != 1.0
 
 
-@dataclass(frozen=True)
-class AttrsInfo:
+class AttrsInfo(Table, frozen=True):
     """Normalization of the conditioning attributes: ``names`` (= ``features.ATTRS``), per-attribute
     ``mean`` and ``std`` of the raw values; the model sees ``(raw - mean) / std``."""
 
@@ -111,8 +117,7 @@ class AttrsInfo:
     std: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class TempoInfo:
+class TempoInfo(Table, frozen=True):
     """The tempo knob's range in BPM; ``min_bpm`` maps to energy 0, ``max_bpm`` to energy 1."""
 
     min_bpm: float
@@ -120,19 +125,17 @@ class TempoInfo:
     default_bpm: float
 
 
-@dataclass(frozen=True)
-class MoodInfo:
+class MoodInfo(Table, frozen=True):
     """``density_gain``: raw density is multiplied by ``1 + density_gain * mood`` (mood in -1..1)."""
 
     density_gain: float
 
 
-@dataclass(frozen=True)
-class Arrangement:
-    """How a style is played: General MIDI ``programs`` per track (0..127), the ``drums`` pattern
-    family (a name ``runtime/arrangement.py`` knows, ``"none"`` for no drums; the renderer checks it),
-    ``swing`` (0 straight .. 1 full triplet swing of the off-beat
-    sixteenths) and the base MIDI ``velocity`` (1..127)."""
+class Arrangement(Table, frozen=True):
+    """How a style is played: General MIDI ``programs`` per track (0..127, melody first), the ``drums``
+    pattern family (a key of ``arrangement.DRUM_PATTERNS``, ``"none"`` for no drums), ``swing`` (0
+    straight .. 1 full triplet swing: each off-beat 16th is delayed by ``swing / 3`` of a step) and the
+    base MIDI ``velocity`` (1..127, before mood, tempo, accents and track balance)."""
 
     programs: tuple[int, ...]
     drums: str
@@ -140,8 +143,7 @@ class Arrangement:
     velocity: int
 
 
-@dataclass(frozen=True)
-class StyleInfo:
+class StyleInfo(Table, frozen=True):
     """One style detent of the knob.
 
     name: short id (``chorale``). label: what a person reads. density: onsets per bar at energy
@@ -159,8 +161,7 @@ class StyleInfo:
     form: FormSpec = FormSpec()
 
 
-@dataclass(frozen=True)
-class ControlsInfo:
+class ControlsInfo(Table, frozen=True):
     """The knob tables: attribute normalization, tempo range, mood gains and the styles (knob order)."""
 
     attrs: AttrsInfo
@@ -176,8 +177,7 @@ class ControlsInfo:
         return names.index(name)
 
 
-@dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(Table, frozen=True):
     """One ONNX input or output: ``name``, ``dtype`` (one of ``DTYPES``) and ``shape``, whose entries
     are sizes or symbolic names (``"B"`` for the batch)."""
 
@@ -186,8 +186,7 @@ class TensorSpec:
     shape: tuple[int | str, ...]
 
 
-@dataclass(frozen=True)
-class ExternalData:
+class ExternalData(Table, frozen=True):
     """An ONNX external-weights file next to its model: path relative to the bundle, sha256, bytes."""
 
     file: str
@@ -195,8 +194,7 @@ class ExternalData:
     bytes: int
 
 
-@dataclass(frozen=True)
-class StageFile:
+class StageFile(Table, frozen=True):
     """One ONNX file of a stage: its path relative to the bundle, sha256 (hex), size in bytes,
     ``precision`` (one of ``PRECISIONS``), input/output specs and optional external weights."""
 
@@ -217,8 +215,7 @@ class StageFile:
         return tuple(t.name for t in self.outputs)
 
 
-@dataclass(frozen=True)
-class Variant:
+class Variant(Table, frozen=True):
     """The files of one precision: ``encoder``, ``decoder`` and the ``denoiser`` shards in order."""
 
     encoder: StageFile
@@ -230,8 +227,7 @@ class Variant:
         return (*self.denoiser, self.decoder, self.encoder)
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Table, frozen=True):
     """A bundle's manifest.json. ``variants`` maps a precision name to its files; ``validation`` is the
     quantize tool's report of this bundle (free-form JSON: agreement, sizes, latencies)."""
 
@@ -240,12 +236,16 @@ class Manifest:
     representation: RepresentationInfo
     sampler: SamplerInfo
     controls: ControlsInfo
-    variants: dict[str, Variant]
+    variants: dict[Precision, Variant]
     validation: dict[str, Any]
+
+    def variant(self, precision: str) -> Variant:
+        """The files of ``precision`` (``KeyError`` if this bundle has no such variant)."""
+        return self.variants[typing.cast(Precision, precision)]
 
     def to_json(self) -> str:
         """The manifest as pretty-printed JSON text (sorted as declared, 2-space indent)."""
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+        return json.dumps(msgspec.to_builtins(self), indent=2) + "\n"
 
     def dump(self, path: str | Path) -> Path:
         """Write the manifest to ``path`` (a file, or a bundle folder -> ``manifest.json``) after
@@ -260,7 +260,7 @@ class Manifest:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Strict parsing: JSON value + dataclass type -> instance, with JSON paths in every error.
+# Strict parsing: JSON value + table type -> instance, with JSON paths in every error.
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -291,111 +291,103 @@ def parse_manifest(data: Any, source: str = "manifest.json") -> Manifest:
             f"is {version!r}; this musicbox reads format_version {SUPPORTED_FORMAT_VERSIONS}. "
             "Rebuild the bundle with this version's `musicbox quantize` or upgrade musicbox",
         )
-    manifest = _parse(Manifest, data, "$", source)
+    manifest = parse_table(data, Manifest, source=source)
     _check_semantics(manifest, source)
     return manifest
+
+
+T = TypeVar("T")
+
+
+def parse_table(data: Any, tp: type[T], path: str = "$", source: str = "manifest.json") -> T:
+    """Decode one table (``tp``: ``Manifest`` or any of its parts) from a decoded JSON value, strictly;
+    ``ManifestError`` naming ``source``, the JSON path (``path`` is where ``data`` sits) and what is
+    allowed. Types only: :func:`parse_manifest` adds the cross-field checks."""
+    try:
+        return msgspec.convert(data, tp)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+    if "[...]" in message:  # inside a dict's value, whose key msgspec does not name: find that value
+        rel = message.split("`$", 1)[1].split("[...]", 1)[0]
+        item = typing.get_args(_type_at(tp, rel))[-1]
+        for key, value in _value_at(data, rel).items():
+            parse_table(value, item, f"{path}{rel}.{key}", source)
+    _fail(source, *_explain(message, tp, data, path))
 
 
 def _fail(source: str, path: str, problem: str) -> typing.NoReturn:
     raise ManifestError(f"{source}: {path} {problem}")
 
 
+_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `(?P<key>key` in `)?(?P<path>\$[^`]*)`)?$", re.S)
+
+
+def _explain(message: str, tp: type, data: Any, base: str) -> tuple[str, str]:
+    """msgspec's ``message`` about ``data`` (decoded as ``tp``) -> (JSON path below ``base``, problem)."""
+    m = _ERROR.match(message)
+    assert m is not None  # every part of the pattern is optional
+    what, rel = m["what"], (m["path"] or "$")[1:]
+    path, declared = base + rel, _type_at(tp, rel)
+    at = _unwrap(declared)
+    if found := re.match(r"Object contains unknown field `(.*)`", what):
+        return f"{path}.{found[1]}", f"is not a known field; allowed here: {', '.join(at.__struct_fields__)}"
+    if found := re.match(r"Object missing required field `(.*)`", what):
+        hint = typing.get_type_hints(at)[found[1]]
+        return f"{path}.{found[1]}", f"is missing (required, {_type_name(hint)})"
+    if m["key"] and (found := re.match(r"Invalid enum value '(.*)'", what)):
+        allowed = typing.get_args(typing.get_args(at)[0])
+        return f"{path}.{found[1]}", f"is not a known field; allowed here: {', '.join(allowed)}"
+    if found := re.match(r"Expected `(.*)`, got `(.*)`", what):
+        return path, f"is {_value_at(data, rel)!r} ({found[2]}); must be {_expected(declared)}"
+    return path, what
+
+
+def _steps(rel: str) -> list[str | int]:
+    """``.a.b[2].c`` -> ``['a', 'b', 2, 'c']``."""
+    return [int(i) if i else k for k, i in re.findall(r"\.([^.\[]+)|\[(\d+)\]", rel)]
+
+
+def _type_at(tp: Any, rel: str) -> Any:
+    """The declared type at JSON path ``rel`` below a value of type ``tp``."""
+    for step in _steps(rel):
+        tp = _unwrap(tp)
+        if isinstance(step, int):
+            tp = typing.get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            tp = typing.get_type_hints(tp)[step]
+        else:
+            tp = typing.get_args(tp)[-1]  # a dict's value type
+    return tp
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(tp) else tp
+
+
+def _value_at(data: Any, rel: str) -> Any:
+    for step in _steps(rel):
+        data = data[step]
+    return data
+
+
+def _expected(tp: Any) -> str:
+    """What a value of type ``tp`` looks like in JSON, for messages."""
+    at = _unwrap(tp)
+    if isinstance(at, type) and issubclass(at, msgspec.Struct):
+        what = f"an object with fields {', '.join(at.__struct_fields__)}"
+    elif typing.get_origin(at) is tuple:
+        what = f"a list of {_type_name(typing.get_args(at)[0])}"
+    else:
+        return _type_name(tp)
+    return what + (" or null" if at is not tp else "")
+
+
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _parse(tp, value, path: str, source: str):
-    """Convert ``value`` to type ``tp`` (a dataclass, scalar, tuple, dict, union or Any) or fail."""
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _parse_dataclass(tp, value, path, source)
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return _parse_union(tp, value, path, source)
-    if origin is tuple:
-        return _parse_tuple(tp, value, path, source)
-    if origin is dict:
-        return _parse_dict(tp, value, path, source)
-    return _parse_scalar(tp, value, path, source)
-
-
-def _parse_dataclass(cls, value, path: str, source: str):
-    hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if not isinstance(value, dict):
-        _fail(source, path, f"must be an object with fields {', '.join(fields)}")
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        _fail(source, f"{path}.{unknown[0]}", f"is not a known field; allowed here: {', '.join(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in value:
-            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-            if has_default:
-                continue
-            _fail(source, f"{path}.{name}", f"is missing (required, {_type_name(hints[name])})")
-        kwargs[name] = _parse(hints[name], value[name], f"{path}.{name}", source)
-    return cls(**kwargs)
-
-
-def _parse_union(tp, value, path: str, source: str):
-    args = typing.get_args(tp)
-    if value is None and type(None) in args:
-        return None
-    errors = []
-    for arg in args:
-        if arg is type(None):
-            continue
-        try:
-            return _parse(arg, value, path, source)
-        except ManifestError as exc:
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    allowed = " or ".join(_type_name(a) if a is not type(None) else "null" for a in args)
-    _fail(source, path, f"is {value!r}; allowed: {allowed}")
-
-
-def _parse_tuple(tp, value, path: str, source: str):
-    (item, *_rest) = typing.get_args(tp)
-    if not isinstance(value, list):
-        _fail(source, path, f"must be a list of {_type_name(item)}")
-    return tuple(_parse(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
-
-
-_DICT_KEYS = {"$.variants": PRECISIONS}
-"""Objects keyed by names from a fixed set (other dicts, like ``validation``, are free-form)."""
-
-
-def _parse_dict(tp, value, path: str, source: str):
-    _key, item = typing.get_args(tp)
-    if not isinstance(value, dict):
-        _fail(source, path, "must be an object")
-    allowed = _DICT_KEYS.get(path, ())
-    unknown = sorted(set(value) - set(allowed)) if allowed else []
-    if unknown:
-        _fail(source, f"{path}.{unknown[0]}", f"is not a known field; allowed here: {', '.join(allowed)}")
-    return {k: _parse(item, v, f"{path}.{k}", source) for k, v in value.items()}
-
-
-def _parse_scalar(tp, value, path: str, source: str):
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp in (str, bool) and isinstance(value, tp):
-        return value
-    _fail(source, path, f"is {value!r} ({type(value).__name__}); must be {_type_name(tp)}")
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "").replace("musicbox.runtime.manifest.", "")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -478,12 +470,17 @@ def _check_style(s: StyleInfo, n_tracks: int, path: str, source: str) -> None:
         f"{path}.arrangement.programs",
         f"must be {n_tracks} General MIDI programs 0..127",
     )
-    _require(bool(arr.drums), source, f"{path}.arrangement.drums", 'must name a pattern family or "none"')
+    _require(
+        arr.drums in DRUM_PATTERNS,
+        source,
+        f"{path}.arrangement.drums",
+        f"is {arr.drums!r}; allowed: {', '.join(DRUM_PATTERNS)} (runtime/arrangement.py)",
+    )
     _require(0.0 <= arr.swing <= 1.0, source, f"{path}.arrangement.swing", "must be in 0..1")
     _require(1 <= arr.velocity <= 127, source, f"{path}.arrangement.velocity", "must be in 1..127")
 
 
-def _check_variants(variants: dict[str, Variant], source: str) -> None:
+def _check_variants(variants: dict[Precision, Variant], source: str) -> None:
     _require(len(variants) > 0, source, "$.variants", f"must hold at least one of {', '.join(PRECISIONS)}")
     for name, v in variants.items():
         path = f"$.variants.{name}"

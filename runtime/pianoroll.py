@@ -61,10 +61,6 @@ class Representation:
             "n_pitches": self.n_pitches,
         }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Representation:
-        return cls(d["steps_per_bar"], tuple(d["tracks"]), d["pitch_low"], d["n_pitches"])
-
 
 DEFAULT = Representation()
 
@@ -157,6 +153,29 @@ def planes_to_roll(probs: np.ndarray, threshold: float = 0.5, monophonic: tuple[
     roll = active.astype(np.uint8) * HELD
     roll[onset] = ONSET
     return roll
+
+
+def note_f1(pred: np.ndarray, true: np.ndarray) -> float:
+    """Note-level F1 of two rolls ``[n, T, S, P]``: a note matches on bar, track, onset step and pitch;
+    1.0 when both are silent."""
+    p, t = pred == ONSET, true == ONSET
+    denom = int(p.sum() + t.sum())
+    return float(2 * np.logical_and(p, t).sum() / denom) if denom else 1.0
+
+
+KEY_SHIFTS = tuple(range(-5, 7))
+"""Semitones between a key-normalized model's key and the keys it is played or trained in: -5..+6, each
+pitch class once, by the smallest move (the training shifts, the generator's playing ``key``)."""
+
+
+def shift_to_c(tonic: np.ndarray) -> np.ndarray:
+    """Semitones in :data:`KEY_SHIFTS` that move pitch class ``tonic`` to C (0)."""
+    return (-np.asarray(tonic, np.int64) - KEY_SHIFTS[0]) % 12 + KEY_SHIFTS[0]
+
+
+def random_key_shift(rng: np.random.Generator) -> int:
+    """A shift drawn uniformly from :data:`KEY_SHIFTS`."""
+    return int(rng.integers(KEY_SHIFTS[0], KEY_SHIFTS[-1] + 1))
 
 
 def transpose(rolls: np.ndarray, shift: int) -> np.ndarray:

@@ -18,7 +18,12 @@ CPU real-time factor 0.0044 vs 0.0055, and no 16-bit clipping. No per-sample Pyt
 
 Speed (target, docs/design.md: synth real-time factor <= 0.02 on one thread): chorus off, linear interpolation,
 polyphony 64, one synth thread, dynamic sample loading (an .sf3 is decoded only for the presets used,
-which keeps start-up well under a second and RSS small). Reverb is FluidSynth's own, on by default.
+which keeps start-up well under a second and RSS small). Reverb is FluidSynth's own.
+
+Gain, reverb level and SoundFont have one source, the config's ``[synth]`` table
+(``firmware_config/musicbox.toml``, :class:`musicbox.config.SynthConfig`): the box's worker, ``musicbox
+render`` and ``musicbox bench`` all pass it here, so what is rendered offline or measured is what the
+box plays (tests/test_render.py checks it).
 Measured with :func:`measure_synth_rtf` (32 bars at 120 BPM, MuseScore_General_Lite.sf3, reverb on):
 CPU real-time factor p50 0.004..0.012, p95 0.005..0.016 across the five shipped styles.
 """
@@ -28,8 +33,7 @@ from __future__ import annotations
 import ctypes
 import time
 from collections.abc import Collection, Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,12 +42,15 @@ from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, Played, bar_not
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation
 from musicbox.runtime.soundfont import find_soundfont
+from musicbox.targets import target
+
+if TYPE_CHECKING:
+    from musicbox.config import SynthConfig
+    from musicbox.runtime.manifest import ControlsInfo
 
 INTERPOLATION = {"none": 0, "linear": 1, "4th": 4, "7th": 7}
 """FluidSynth interpolation methods (``fluid_interp``): linear is the measured speed/quality choice."""
 
-DEFAULT_REVERB_LEVEL = 0.5
-TARGET_SYNTH_RTF = 0.02
 _PANS = (72, 52, 64)  # CC10 of melody, harmony, bass: a little stereo width
 _REVERB_ROOM = (0.45, 0.3, 0.9)  # FluidSynth reverb room size, damping, width; the level is `reverb`
 _FLUID_BLOCK = 64  # FluidSynth renders (and applies events) in blocks of this many frames
@@ -53,11 +60,13 @@ _BUFFER_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]  # buffer, offset, 
 class Renderer:
     """A FluidSynth instance playing one bundle's arrangements bar by bar.
 
-    manifest_controls: the manifest's ``controls`` (JSON dict, whole manifest dict, ``Manifest`` or
-        ``ControlsInfo``): styles' arrangements and the tempo range.
-    soundfont: a .sf2/.sf3 path, or None to search (:func:`soundfont.find_soundfont`).
-    sample_rate: Hz. gain: FluidSynth master gain (linear; at 0.5 a full texture with drums peaks
-        near -6 dBFS). reverb: True (level 0.5), False/0 (off: saves CPU), or FluidSynth's reverb level 0..1.
+    controls: the manifest's ``controls`` table (``Manifest.controls``): styles' arrangements and the
+        tempo range.
+    synth: the ``[synth]`` settings (``musicbox.config.SynthConfig``): ``soundfont`` (a .sf2/.sf3 path, or
+        None to search, :func:`soundfont.find_soundfont`), ``gain`` (FluidSynth master gain, linear; at 0.5
+        a full texture with drums peaks near -6 dBFS) and ``reverb`` (FluidSynth's reverb level 0..1;
+        0 turns it off, which saves CPU).
+    sample_rate: Hz.
     chorus: FluidSynth's chorus (off by default: it costs CPU for little on these fonts).
     polyphony: voice limit. interpolation: a key of :data:`INTERPOLATION`.
     seed, humanize: passed to the :class:`~arrangement.Arranger` (timing/velocity jitter).
@@ -65,11 +74,9 @@ class Renderer:
 
     def __init__(
         self,
-        manifest_controls: Any,
-        soundfont: str | Path | None = None,
+        controls: ControlsInfo,
+        synth: SynthConfig,
         sample_rate: int = 44100,
-        gain: float = 0.5,
-        reverb: bool | float = True,
         *,
         chorus: bool = False,
         polyphony: int = 64,
@@ -77,16 +84,17 @@ class Renderer:
         seed: int = 0,
         humanize: bool = True,
     ):
-        self.arranger = Arranger.from_manifest(manifest_controls, seed=seed, humanize=humanize)
-        self.soundfont = find_soundfont(soundfont)
+        self.arranger = Arranger.from_manifest(controls, seed=seed, humanize=humanize)
+        self.synth = synth
+        self.soundfont = find_soundfont(synth.soundfont)
         self.sample_rate = int(sample_rate)
-        self.reverb = DEFAULT_REVERB_LEVEL if reverb is True else float(reverb)
+        self.reverb = float(synth.reverb)
         self.interpolation = interpolation
         if interpolation not in INTERPOLATION:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATION)}: {interpolation!r}")
         self._fs = _fluidsynth()
         self._synth = self._fs.Synth(
-            gain=float(gain),
+            gain=float(synth.gain),
             samplerate=float(self.sample_rate),
             channels=16,
             **{
@@ -302,9 +310,10 @@ def measure_synth_rtf(
         "rtf_p95": _percentile(wall, 95),
         "cpu_rtf_p50": _percentile(cpu, 50),
         "cpu_rtf_p95": _percentile(cpu, 95),
-        "target": TARGET_SYNTH_RTF,
+        "target": target("synth_rtf_p95").bound,
         "threads": 1,
         "sample_rate": renderer.sample_rate,
+        "gain": renderer.synth.gain,
         "reverb": renderer.reverb,
         "interpolation": renderer.interpolation,
         "soundfont": str(renderer.soundfont),

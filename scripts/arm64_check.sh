@@ -10,7 +10,7 @@
 #   - host tools qemu-user-static and debootstrap (apt-get, only if missing);
 #   - sysroot/: an arm64 Debian bookworm (python3 3.11) made with `debootstrap --foreign` and the
 #     downloaded .debs unpacked with `dpkg -x` (no chroot, no second stage: nothing runs as arm64 to build);
-#   - sysroot/opt/musicbox/site: aarch64 wheels of numpy and onnxruntime (the host's versions) from pip.
+#   - sysroot/opt/musicbox/site: aarch64 wheels of numpy, onnxruntime and msgspec (the host's versions).
 # The comparison itself (and the traps: fake /proc/cpuinfo, never QEMU_CPU=max) is musicbox.quantize.arm64.
 set -euo pipefail
 
@@ -50,7 +50,7 @@ build_sysroot() {
 install_wheels() {
     local site=$SYSROOT/opt/musicbox/site
     local reqs
-    reqs=$("$PY" -c 'import numpy, onnxruntime; print(f"numpy=={numpy.__version__} onnxruntime=={onnxruntime.__version__}")')
+    reqs=$("$PY" -c 'import msgspec, numpy, onnxruntime; print(f"numpy=={numpy.__version__} onnxruntime=={onnxruntime.__version__} msgspec=={msgspec.__version__}")')
     [ "$(cat "$site/.musicbox-reqs" 2>/dev/null)" = "$reqs" ] && return
     log "installing aarch64 wheels: $reqs"
     rm -rf "$site"

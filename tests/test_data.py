@@ -267,6 +267,21 @@ def test_cli_build_then_stats(tmp_path, capsys):
     assert main([*build, "--jobs", "1", "--no-progress"]) == 0
     assert "1 work units (1 parsed" in capsys.readouterr().out
     assert main(["data", "--cache", cache, "stats", "--out", out]) == 0
-    assert (tmp_path / "report" / "report.md").is_file()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Repetition structure" in report and "| chorale | 1 |" in report
     assert main(["data", "--cache", cache, "build", "--collections", "nope"]) == 1
     assert "choose among" in capsys.readouterr().err
+
+
+def test_repeats_are_played_so_an_aabb_tune_is_aabb():
+    from collections import Counter
+
+    from music21 import converter
+
+    tune = "X:1\nT:t\nM:4/4\nL:1/4\nK:C\n|:CDEF|GABc:|\n|:cBAG|FEDC:|\n"
+    counts = Counter()
+    (piece,) = corpus.score_to_pieces(converter.parse(tune, format="abc"), "t", counts)
+    assert counts["repeats_expanded"] == 1 and len(piece.rolls) == 8
+    np.testing.assert_array_equal(piece.rolls[0:2], piece.rolls[2:4])  # A A
+    np.testing.assert_array_equal(piece.rolls[4:6], piece.rolls[6:8])  # B B
+    assert not np.array_equal(piece.rolls[0], piece.rolls[4])

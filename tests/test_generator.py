@@ -205,13 +205,13 @@ def test_bench_parser_declares_the_soak_mode():
 @pytest.mark.slow
 def test_bench_measures_every_figure(tmp_path):
     from musicbox.cli import main
-    from musicbox.commands.bench import TARGETS
+    from musicbox.targets import targets_of
 
     root = build_bundle(tmp_path / "b", variants=("fp32", "int8", "int8_dynamic"))
     out = tmp_path / "bench.json"
     assert main(["bench", "--bundle", str(root), "--bars", "3", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
-    assert set(figures["results"]) == set(TARGETS)
+    assert set(figures["results"]) == {t.name for t in targets_of("bench")}
     assert figures["results"]["knob_to_change_bars"]["value"] == 1
     gen, best = figures["details"]["generation"], figures["details"]["int8_variant"]
     assert gen["int8"]["rtf_p95"] > 0 and gen["int8_dynamic"]["rtf_p95"] > 0

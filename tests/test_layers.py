@@ -14,6 +14,7 @@ from scripts.typecheck import ROOT, module_name, package_dirs
 # each other. "musicbox.commands.*" makes each command a unit of its own: one command never imports another.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("errors", ("musicbox", "musicbox.errors")),  # `musicbox` itself holds only the version
+    ("tables", ("musicbox.precision", "musicbox.targets")),  # plain data: variant names, targets
     ("firmware", ("musicbox.firmware",)),
     ("boards", ("musicbox.boards",)),
     ("config", ("musicbox.config",)),

@@ -93,6 +93,36 @@ def test_wrong_values_name_their_path(data, tmp_path, edit, path):
     assert path in _error(bad, tmp_path)
 
 
+def test_unknown_drum_family_names_the_known_ones(data, tmp_path):
+    bad = copy.deepcopy(data)
+    bad["controls"]["styles"][0]["arrangement"]["drums"] = "polka"
+    msg = _error(bad, tmp_path)
+    assert "$.controls.styles[0].arrangement.drums is 'polka'; allowed: none, folk, dance" in msg
+
+
+def test_wrong_types_say_what_was_found_and_what_is_allowed(data, tmp_path):
+    bad = copy.deepcopy(data)
+    bad["sampler"]["steps"] = "8"
+    assert "$.sampler.steps is '8' (str); must be int" in _error(bad, tmp_path)
+    bad = copy.deepcopy(data)
+    bad["variants"]["fp32"]["encoder"]["external_data"] = 3
+    assert (
+        "encoder.external_data is 3 (int); must be an object with fields file, sha256, bytes or null"
+        in _error(bad, tmp_path)
+    )
+
+
+def test_a_checkpoint_table_is_read_by_the_same_reader():
+    from musicbox.runtime.manifest import SamplerInfo, parse_table
+
+    table = {"kind": "euler", "steps": 8, "schedule": "flow", "shift": 1, "guidance": 1, "threshold": 0.5}
+    assert parse_table(table, SamplerInfo).shift == 1.0
+    with pytest.raises(
+        ManifestError, match=r"config.json: \$.sampler.eta is not a known field; allowed here: kind"
+    ):
+        parse_table({**table, "eta": 0}, SamplerInfo, "$.sampler", "config.json")
+
+
 def test_unsupported_format_version(data, tmp_path):
     bad = dict(data, format_version=2)
     msg = _error(bad, tmp_path)

@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 from musicbox.errors import CheckpointError  # noqa: E402
 from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel  # noqa: E402
-from musicbox.model.train import Trainer, TrainSettings, note_f1, quick_settings, shift_to_c  # noqa: E402
-from musicbox.runtime.pianoroll import ONSET, transpose  # noqa: E402
+from musicbox.model.train import Trainer, TrainSettings, quick_settings  # noqa: E402
+from musicbox.runtime.pianoroll import ONSET, note_f1, shift_to_c, transpose  # noqa: E402
 from musicbox.runtime.sampling import get_sigmas_flow, sample_euler, sample_heun  # noqa: E402
 from tests.helpers.tiny_model import random_dataset, tiny_checkpoint  # noqa: E402
 

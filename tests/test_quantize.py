@@ -14,9 +14,10 @@ import torch
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.model.checkpoint import load_checkpoint
-from musicbox.quantize.bundle import VARIANTS, BuildSettings, build_bundle
+from musicbox.precision import PRECISIONS
+from musicbox.quantize.bundle import BuildSettings, build_bundle
 from musicbox.quantize.calibrate import CalibrationGrid
-from musicbox.quantize.validate import ValidationPlan, denoiser_feeds
+from musicbox.quantize.validate import LatentTap, ValidationPlan, denoiser_feeds
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.manifest import load_manifest
 from tests.helpers.tiny_model import tiny_checkpoint
@@ -43,9 +44,9 @@ def _sha(path: Path) -> str:
 def test_bundle_layout_and_manifest_validate_with_the_runtime(built):
     root = built.path
     manifest = load_manifest(root)
-    assert set(manifest.variants) == set(VARIANTS)
+    assert set(manifest.variants) == set(PRECISIONS)
     assert len(manifest.variants["fp32"].denoiser) == len(built.shards) >= 2
-    for precision in VARIANTS:
+    for precision in PRECISIONS:
         variant = manifest.variants[precision]
         assert all(f.file.startswith(f"{precision}/") and f.precision == precision for f in variant.files())
         with Bundle.open(root, precision=precision) as bundle:
@@ -96,6 +97,37 @@ def test_shards_chain_to_the_unsharded_torch_model(built, checkpoint):
         np.testing.assert_allclose(bundle.decode(feeds["x"]), probs, atol=1e-5)
 
 
+def test_calibration_records_what_the_runtime_generator_feeds(built, checkpoint):
+    """Calibration runs the runtime's Generator on the torch stages: the latents it records are the ones
+    the same Generator samples from the exported FP32 bundle (up to torch vs ONNX rounding)."""
+    from musicbox.quantize import calibrate, tables
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.generator import Generator
+
+    model, config = load_checkpoint(checkpoint)
+    grid = CalibrationGrid(styles=(1.5,), tempos=(140.0,), moods=(0.5,), seeds=(7,), bars=3)
+    data = calibrate.record(model, built.shards, tables.read_tables(config), grid)
+    assert [len(data.stages[s]) for s in ("decoder", "encoder")] == [3, 3]
+    assert len(data.stages["denoiser.00"]) == 3 * built.manifest.sampler.steps
+    with Bundle.open(built.path, precision="fp32") as bundle:
+        tap = LatentTap(bundle)
+        generator = Generator(tap, seed=7)
+        rolls = [generator.next_bar(Controls(1.5, 140.0, 0.5)) for _ in range(3)]
+    recorded = np.concatenate([c["latent"] for c in data.stages["decoder"]])
+    np.testing.assert_allclose(recorded, np.concatenate(tap.latents), atol=1e-4)
+    assert sum(len(bar.notes) for bar in rolls) > 0
+
+
+def test_checkpoint_tables_are_read_strictly(checkpoint):
+    from musicbox.quantize import tables
+
+    _, config = load_checkpoint(checkpoint)
+    assert tables.read_tables(config).representation.latent_frames == 4
+    config["sampler"]["steps"] = "8"
+    with pytest.raises(ManifestError, match=r"checkpoint config.json: \$.sampler.steps is '8' \(str\)"):
+        tables.read_tables(config)
+
+
 def test_stages_are_fused_before_quantization(built):
     import onnx
 
@@ -103,7 +135,7 @@ def test_stages_are_fused_before_quantization(built):
         path = built.path / precision / f"{stage}.onnx"
         return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
 
-    for precision in VARIANTS:
+    for precision in PRECISIONS:
         for i in range(len(built.shards)):
             found = ops(precision, f"denoiser.{i:02d}")
             assert {"MultiHeadAttention", "BiasGelu", "LayerNormalization"} <= found, (precision, i)

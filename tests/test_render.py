@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from musicbox.errors import ManifestError, SoundFontError
+from musicbox.config import SynthConfig, default_config
+from musicbox.errors import SoundFontError
 from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, bar_notes, swing_warp
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.manifest import Arrangement, AttrsInfo, ControlsInfo, MoodInfo, StyleInfo, TempoInfo
 from musicbox.runtime.pianoroll import Note, notes_to_roll
 from musicbox.runtime.soundfont import find_soundfont, search_paths
 
@@ -20,20 +22,23 @@ C_MAJOR = (60, 64, 67)
 
 
 def _style(name, programs=(0, 0, 0), drums="none", swing=0.0, velocity=90):
-    arrangement = {"programs": list(programs), "drums": drums, "swing": swing, "velocity": velocity}
-    return {"name": name, "label": name, "arrangement": arrangement}
+    arrangement = Arrangement(programs, drums, swing, velocity)
+    return StyleInfo(name, name, (1.0, 2.0, 3.0), (60.0, 64.0, 68.0), 2.0, arrangement)
 
 
-CONTROLS = {
-    "tempo": {"min_bpm": 60, "max_bpm": 160, "default_bpm": 100},
-    "styles": [_style("piano"), _style("band", (0, 0, 32), "rock"), _style("swung", swing=1.0, velocity=60)],
-}
+CONTROLS = ControlsInfo(
+    AttrsInfo(("density",), (0.0,), (1.0,)),
+    TempoInfo(60.0, 160.0, 100.0),
+    MoodInfo(0.1),
+    (_style("piano"), _style("band", (0, 0, 32), "rock"), _style("swung", swing=1.0, velocity=60)),
+)
+DRY = SynthConfig(soundfont=None, gain=0.5, reverb=0.0)
 
 
 @pytest.fixture(scope="module")
 def renderer():
     """One dry, unhumanized renderer (reset before each use) keeps the module to a few seconds."""
-    with Renderer(CONTROLS, reverb=False, humanize=False) as r:
+    with Renderer(CONTROLS, DRY, humanize=False) as r:
         yield r
 
 
@@ -204,7 +209,7 @@ def test_release_ends_carried_notes(fresh):
 
 
 def test_reverb_renderer_and_rtf_measurement():
-    with Renderer(CONTROLS, reverb=True) as r:
+    with Renderer(CONTROLS, default_config().synth) as r:
         bars = [
             [Note(1, 0, p, 16) for p in C_MAJOR] + [Note(0, s, 72 + s % 5, 2) for s in range(0, 16, 2)]
         ] * 2
@@ -214,30 +219,11 @@ def test_reverb_renderer_and_rtf_measurement():
     assert result["target"] == 0.02
 
 
-def test_unknown_drum_family_is_a_manifest_error():
-    bad = {"tempo": {"min_bpm": 60, "max_bpm": 160}, "styles": [_style("x", drums="polka")]}
-    with pytest.raises(ManifestError, match=r"styles\[0\]\.arrangement\.drums.*folk"):
-        Arranger.from_manifest(bad)
-
-
-def test_manifest_dataclasses_are_accepted():
-    manifest = pytest.importorskip("musicbox.runtime.manifest")
-    style = manifest.StyleInfo(
-        "s", "S", (1, 2, 3), (60, 64, 68), 2.0, manifest.Arrangement((0, 1, 2), "folk", 0.2, 80)
-    )
-    info = manifest.ControlsInfo(
-        manifest.AttrsInfo(("density",), (0.0,), (1.0,)),
-        manifest.TempoInfo(60, 160, 100),
-        manifest.MoodInfo(0.1),
-        (style,),
-    )
-    arranger = Arranger.from_manifest(info)
-    assert arranger.styles[0].drums == "folk" and arranger.tempo_range == (60, 160)
-
-
 def test_soundfont_that_fails_to_load(tmp_path):
     fake = tmp_path / "fake.sf2"
     fake.write_bytes(b"RIFF" + (100).to_bytes(4, "little") + b"sfbk" + b"\xff" * 100)
     assert find_soundfont(fake) == fake.resolve()  # looks like one ...
     with pytest.raises(SoundFontError, match="could not load"):
-        Renderer(CONTROLS, soundfont=fake)  # ... but the synth cannot load it
+        Renderer(
+            CONTROLS, SynthConfig(soundfont=fake, gain=0.5, reverb=0.0)
+        )  # ... but the synth cannot load it

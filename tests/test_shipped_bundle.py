@@ -1,6 +1,7 @@
 """The shipped bundle (assets/bundle, built by `musicbox quantize` from assets/checkpoint) plays end to end."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +46,46 @@ def test_render_follows_a_knob_script_at_the_bar_lines(tmp_path, capsys):
 def test_a_restarted_worker_continues_in_the_same_key():
     import pickle
 
+    from musicbox.config import default_config
     from musicbox.runtime.box.worker import BarProducer, WorkerSettings
     from musicbox.runtime.generator import seed_key
 
     assert Bundle.open(BUNDLE, precision="fp32").manifest.representation.tonic == 0  # key-normalized
-    first = BarProducer(WorkerSettings(BUNDLE, precision="fp32"))
+    first = BarProducer(WorkerSettings(BUNDLE, default_config().synth, precision="fp32"))
     fresh = first.make_state(None, seed=5)
     assert fresh.key == seed_key(5) and fresh.index == 0
     first.generator.next_bar(Controls())
     saved = pickle.loads(pickle.dumps(first.generator.get_state()))  # over the pipe
-    restarted = BarProducer(WorkerSettings(BUNDLE, precision="fp32"))
+    restarted = BarProducer(WorkerSettings(BUNDLE, default_config().synth, precision="fp32"))
     state = restarted.make_state(saved, seed=5)
     assert (state.index, state.key) == (1, fresh.key)
     np.testing.assert_array_equal(state.context, first.generator.get_state().context)
+
+
+def test_box_render_and_bench_synthesize_with_the_same_settings(tmp_path):
+    """The box's worker, `musicbox render` and `musicbox bench` all play through the config's [synth]
+    (before, the box used reverb 0.2 and render and bench 0.5)."""
+    from musicbox.commands.bench import _start_and_rss, _synth_and_cpu
+    from musicbox.config import load_config
+    from musicbox.runtime.box.assemble import worker_settings
+    from musicbox.runtime.box.worker import BarProducer
+
+    toml = tmp_path / "box.toml"
+    toml.write_text("[synth]\ngain = 0.7\nreverb = 0.35\n")
+    config = load_config(toml)
+    want = {"gain": 0.7, "reverb": 0.35}
+
+    box = BarProducer(replace(worker_settings(config, BUNDLE), precision="fp32")).renderer
+    assert {"gain": box.synth.gain, "reverb": box.reverb} == want
+    assert box._synth.get_reverb_level() == pytest.approx(0.35)  # what FluidSynth itself was told
+
+    stats = tmp_path / "stats.json"
+    argv = ["render", "--seconds", "2", "--bundle", str(BUNDLE), "--precision", "fp32", "--config", str(toml)]
+    assert main([*argv, "--out", str(tmp_path / "a.wav"), "--stats", str(stats)]) == 0
+    rendered = json.loads(stats.read_text())["synth"]
+    assert {k: rendered[k] for k in want} == want and rendered["soundfont"] == str(box.soundfont)
+
+    synth, _ = _synth_and_cpu(BUNDLE, "fp32", 2, config)
+    assert {k: synth[k] for k in want} == want and synth["soundfont"] == str(box.soundfont)
+    started = _start_and_rss(BUNDLE, toml)
+    assert {k: started["synth"][k] for k in want} == want and started["peak_rss_mb"] > 0

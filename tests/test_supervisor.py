@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from musicbox.config import default_config
 from musicbox.runtime.box import recorder as recorder_module
 from musicbox.runtime.box.player import PlayerSettings
 from musicbox.runtime.box.recorder import Recorder
@@ -25,7 +26,9 @@ from musicbox.runtime.state import GeneratorState
 
 @pytest.fixture
 def box():
-    sup = Supervisor(WorkerSettings(Path("/nonexistent")), PlayerSettings(), None, min_bpm=120.0)
+    sup = Supervisor(
+        WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), None, min_bpm=120.0
+    )
     yield sup
     sup.ring.close()
 

@@ -6,11 +6,15 @@
   bar by bar (side by side, same seed and knobs), p50/p95, and the INT8 speed-up;
 - synth real-time factor (``render.measure_synth_rtf``);
 - process start -> first audio sample, and the peak RSS of that process: ``musicbox render`` in a
-  subprocess, timed from spawn to its first bar line (printed once the first bar's audio exists);
+  subprocess, timed from spawn to its first bar line (printed once the first bar's audio exists); its
+  peak RSS comes from the JSON summary it writes (``render --stats``);
 - CPU seconds per minute of music (generation + synthesis, this process);
 - knob change -> first changed bar: from the state after the bar playing (what the box's supervisor
   keeps), the first regenerated bar differs (in bars; 1 = at the next bar line) and its regeneration
   time must fit in a bar.
+
+Synthesis uses the box's ``[synth]`` settings (``--config``, else the box's own file or the defaults),
+as the box and ``musicbox render`` do. Targets come from ``musicbox/targets.py``.
 
 ``musicbox bench soak --minutes M --kill-every S`` runs the paced soak (``musicbox.runtime.box.soak``).
 
@@ -28,17 +32,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-
-TARGETS = {
-    "generation_rtf_int8_p95": ("<=", 0.01),
-    "int8_speedup_per_bar": (">=", 2.0),
-    "synth_rtf_p95": ("<=", 0.02),
-    "start_to_first_audio_s": ("<=", 1.5),
-    "peak_rss_mb": ("<=", 150.0),
-    "cpu_seconds_per_music_minute": ("<=", 1.5),
-    "knob_to_change_bars": ("<=", 1.0),
-}
-
 
 BOARDS = {
     # name: (core, GHz, fp32 MACs per cycle of one core's NEON (two 128-bit FMA pipes = 8; the A53's
@@ -63,6 +56,7 @@ def register(sub):
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
     p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
+    p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
     p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes to play (default 30)")
     p.add_argument("--kill-every", type=float, default=60.0, help="soak: kill the worker every S seconds")
     p.add_argument("--precision", default="fp32", help="macs: the variant to count (default fp32)")
@@ -82,7 +76,7 @@ def run(args) -> int:
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2) + "\n")
         return 0
-    figures = measure_all(root, max(2, args.bars))
+    figures = measure_all(root, max(2, args.bars), args.config)
     _print_table(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -101,12 +95,14 @@ def _run_soak(root: Path, args) -> int:
     return 0 if figures["ok"] else 1
 
 
-def measure_all(root: Path, bars: int) -> dict:
-    """Every figure; ``results`` maps a name to ``{"value", "target", "ok"}`` plus details."""
-    from musicbox.runtime.bundle import Bundle
+def measure_all(root: Path, bars: int, config_path: Path | None = None) -> dict:
+    """Every figure; ``results`` maps a name to ``{"value", "target", "ok"}`` plus details.
+    ``config_path``: the musicbox.toml whose ``[synth]`` renders (None: the box's own, as ``play``)."""
+    from musicbox.config import load_config
+    from musicbox.runtime.bundle import INT8_PREFERENCE, Bundle
 
     base = Bundle.open(root, precision="fp32")
-    int8s = [p for p in ("int8", "int8_dynamic") if p in base.manifest.variants]
+    int8s = [p for p in INT8_PREFERENCE if p in base.manifest.variants]
     details: dict = {"bundle": str(root), "bars": bars}
     values: dict = {}
     gen = _generation(root, int8s, bars)
@@ -116,11 +112,11 @@ def measure_all(root: Path, bars: int) -> dict:
         details["int8_variant"] = int8
         values["generation_rtf_int8_p95"] = gen[int8]["rtf_p95"]
         values["int8_speedup_per_bar"] = gen[f"{int8}_speedup_p50"]
-    synth, cpu = _synth_and_cpu(root, int8 or "fp32", bars)
+    synth, cpu = _synth_and_cpu(root, int8 or "fp32", bars, load_config(config_path))
     details["synth"] = synth
     values["synth_rtf_p95"] = synth["rtf_p95"]
     values["cpu_seconds_per_music_minute"] = cpu
-    start = _start_and_rss(root)
+    start = _start_and_rss(root, config_path)
     details["start"] = start
     values["start_to_first_audio_s"] = start["first_audio_s"]
     values["peak_rss_mb"] = start["peak_rss_mb"]
@@ -210,11 +206,12 @@ def _print_macs(figures: dict) -> None:
 
 def _judge(name: str, value: float | None) -> dict:
     """``value`` against its target; None (never happened, e.g. a knob that changed nothing) fails."""
-    op, target = TARGETS[name]
+    from musicbox.targets import target
+
+    goal = target(name)
     if value is None:
-        return {"value": None, "target": f"{op} {target}", "ok": False}
-    ok = value <= target if op == "<=" else value >= target
-    return {"value": round(float(value), 5), "target": f"{op} {target}", "ok": bool(ok)}
+        return {"value": None, "target": str(goal), "ok": False}
+    return {"value": round(float(value), 5), "target": str(goal), "ok": goal.met(value)}
 
 
 def _pcts(values) -> dict:
@@ -250,8 +247,9 @@ def _generation(root: Path, int8s: list[str], bars: int) -> dict:
     return out
 
 
-def _synth_and_cpu(root: Path, precision: str, bars: int) -> tuple[dict, float]:
-    """Synth RTF over generated bars, and CPU seconds (generation + synthesis) per minute of music."""
+def _synth_and_cpu(root: Path, precision: str, bars: int, config) -> tuple[dict, float]:
+    """Synth RTF over generated bars, and CPU seconds (generation + synthesis) per minute of music,
+    synthesized with ``config``'s ``[synth]`` (as ``musicbox render`` does)."""
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import Controls
     from musicbox.runtime.generator import Generator
@@ -259,7 +257,7 @@ def _synth_and_cpu(root: Path, precision: str, bars: int) -> tuple[dict, float]:
 
     bundle = Bundle.open(root, precision=precision)
     gen, controls = Generator(bundle, seed=1), Controls()
-    renderer = Renderer(bundle.manifest)
+    renderer = Renderer(bundle.manifest.controls, config.synth, config.audio.sample_rate)
     renderer.render_roll(gen.next_bar(controls).roll, controls)  # warm-up: presets, sessions
     cpu0, music = time.process_time(), 0.0
     rolls = []
@@ -275,26 +273,32 @@ def _synth_and_cpu(root: Path, precision: str, bars: int) -> tuple[dict, float]:
     return synth, cpu_per_minute
 
 
-def _start_and_rss(root: Path) -> dict:
-    """Spawn ``musicbox render`` for 4 bars: seconds until its first bar line, and its peak RSS."""
+def _start_and_rss(root: Path, config_path: Path | None) -> dict:
+    """Spawn ``musicbox render`` for 4 bars: seconds until its first bar line, and its peak RSS (from
+    the summary it writes with ``--stats``)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.json"
         cmd = [sys.executable, "-m", "musicbox.cli", "render", "--seconds", "9.6", "--bundle", str(root)]
-        cmd += ["--out", str(Path(tmp) / "start.wav")]
+        cmd += ["--out", str(Path(tmp) / "start.wav"), "--stats", str(stats)]
+        cmd += ["--config", str(config_path)] if config_path else []
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first, lines = None, []
+        first = None
         for line in proc.stdout:
-            lines.append(line)
             if first is None and line.startswith("bar "):
                 first = time.perf_counter() - t0
         err = proc.stderr.read()
         if proc.wait() != 0 or first is None:
             raise RuntimeError(f"`{' '.join(cmd)}` failed: {err.strip()[-500:]}")
-    summary = lines[-1]
-    peak = float(summary.rsplit("peak RSS", 1)[1].split()[0])
-    return {"first_audio_s": first, "peak_rss_mb": peak, "command": " ".join(cmd[1:])}
+        summary = json.loads(stats.read_text())
+    return {
+        "first_audio_s": first,
+        "peak_rss_mb": summary["peak_rss_mb"],
+        "synth": summary["synth"],
+        "command": " ".join(cmd[1:]),
+    }
 
 
 def _knob_change(root: Path, precision: str) -> dict:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from musicbox.precision import PRECISIONS
+
 
 def register(sub):
     p = sub.add_parser("eval", help="evaluate a bundle against held-out music and baselines (workstation)")
     p.add_argument("--bundle", type=Path, default=Path("assets/bundle"), help="bundle folder")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8", "int8_dynamic"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--out", type=Path, default=Path("reports/eval"), help="report folder")
     p.add_argument("--seeds", type=int, default=3, help="seeds per knob setting")
     p.add_argument("--per-style", type=int, default=60, help="real segments per style")

@@ -2,16 +2,21 @@
 
 Bar by bar: the generator writes a bar for the current knobs, the renderer plays it; a ``--script``
 of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is applied at the first bar
-line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary.
+line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary;
+``--stats FILE.json`` also writes the summary as JSON (``musicbox bench`` reads the peak RSS there).
+The synth settings are the box's: the config's ``[synth]`` (``--config``, else the box's own file or the
+defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundFont.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 from musicbox.errors import ConfigError
+from musicbox.precision import PRECISION_CHOICES
 
-PRECISIONS = ("auto", "int8", "int8_dynamic", "fp32")
 FADE_SECONDS = 0.02
 
 
@@ -29,12 +34,16 @@ def register(sub):
         help="0 literal returns .. 1 ever new (default: the config's)",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="model variant (default auto)")
+    p.add_argument(
+        "--precision", choices=PRECISION_CHOICES, default="auto", help="model variant (default auto)"
+    )
     p.add_argument("--threads", type=int, default=1, help="inference threads (0 = all cores but one)")
     p.add_argument("--soundfont", type=Path, help="a .sf2/.sf3 (default: search the usual places)")
     p.add_argument("--script", type=Path, help='JSON list of knob changes [{"at": s, "style": 1.5}, ...]')
     p.add_argument("--out", type=Path, required=True, help="WAV file to write")
     p.add_argument("--midi", type=Path, help="also write a standard MIDI file, one track per part")
+    p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
+    p.add_argument("--stats", type=Path, help="also write the summary figures to this JSON file")
     p.set_defaults(run=run)
 
 
@@ -90,7 +99,9 @@ def run(args) -> int:
     controls = Controls(parse_style(args.style, manifest), args.tempo, args.mood, variation)
     style_names = [style.name for style in manifest.controls.styles]
     events = load_script(args.script, style_names) if args.script else []
-    renderer = Renderer(manifest, soundfont=args.soundfont)
+    config = load_config(args.config)
+    synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
+    renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
     gen = Generator(bundle, seed=args.seed)
     pcm, bars, now = [], [], 0.0
     while now < args.seconds:
@@ -105,8 +116,31 @@ def run(args) -> int:
     soundfile.write(args.out, out, renderer.sample_rate, subtype="PCM_16")
     if args.midi:
         _write_midi(args.midi, bars, manifest)
-    _print_summary(bars, now, args)
+    stats = summary(bars, now, renderer)
+    _print_summary(stats, args)
+    if args.stats:
+        args.stats.write_text(json.dumps(stats, indent=2) + "\n")
     return 0
+
+
+def summary(bars, music_seconds: float, renderer) -> dict:
+    """The figures of a render: bars, seconds of music, generation time per bar (ms) and real-time
+    factor p50/p95, this process's peak RSS (MiB) and the synth settings used."""
+    import numpy as np
+
+    gen = np.array([b.gen_seconds for b in bars])
+    rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
+    synth = renderer.synth
+    return {
+        "bars": len(bars),
+        "music_seconds": round(music_seconds, 3),
+        "gen_ms_p50": float(np.percentile(gen, 50) * 1e3),
+        "gen_ms_p95": float(np.percentile(gen, 95) * 1e3),
+        "rtf_p50": float(np.percentile(rtf, 50)),
+        "rtf_p95": float(np.percentile(rtf, 95)),
+        "peak_rss_mb": peak_rss_mb(),
+        "synth": {"soundfont": str(renderer.soundfont), "gain": synth.gain, "reverb": synth.reverb},
+    }
 
 
 def _finish(pcm, sample_rate: int, seconds: float):
@@ -129,16 +163,12 @@ def _print_bar(bar, at: float) -> None:
     )
 
 
-def _print_summary(bars, music_seconds: float, args) -> None:
-    import numpy as np
-
-    gen = np.array([b.gen_seconds for b in bars])
-    rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
+def _print_summary(stats: dict, args) -> None:
     print(
-        f"{len(bars)} bars, {music_seconds:.1f} s of music -> {args.out}"
+        f"{stats['bars']} bars, {stats['music_seconds']:.1f} s of music -> {args.out}"
         + (f" and {args.midi}" if args.midi else "")
-        + f"; generation p50 {np.percentile(gen, 50) * 1e3:.2f} ms, p95 {np.percentile(gen, 95) * 1e3:.2f} ms"
-        + f" per bar (real-time factor p50 {np.percentile(rtf, 50):.4f}); peak RSS {peak_rss_mb():.0f} MB",
+        + f"; generation p50 {stats['gen_ms_p50']:.2f} ms, p95 {stats['gen_ms_p95']:.2f} ms"
+        + f" per bar (real-time factor p50 {stats['rtf_p50']:.4f}); peak RSS {stats['peak_rss_mb']:.0f} MB",
         flush=True,
     )
 

@@ -44,15 +44,13 @@ def worker_settings(config, root: Path):
     """The worker's settings from the config's [bundle], [synth] and [audio] sections."""
     from musicbox.runtime.box.worker import WorkerSettings
 
-    b, s = config.bundle, config.synth
+    b = config.bundle
     return WorkerSettings(
         bundle_path=root,
+        synth=config.synth,
         precision=b.precision,
         memory_budget_mb=b.memory_budget_mb or None,
         threads=b.threads,
-        soundfont=s.soundfont,
-        gain=s.gain,
-        reverb=s.reverb,
         sample_rate=config.audio.sample_rate,
         ahead_bars=config.audio.buffer_bars,
     )

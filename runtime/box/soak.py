@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbox.errors import AudioDeviceError
+from musicbox.targets import targets_of
 
 log = logging.getLogger("musicbox.jack")
 
@@ -95,7 +96,6 @@ class JackDummy:
         self.stop()
 
 
-TARGETS = {"underruns": 0, "rss_drift_mb": 5.0}
 BASELINE_S = 30.0  # RSS baseline taken this long after the start (buffers and caches warmed up)
 
 
@@ -160,5 +160,5 @@ def _figures(box, minutes: float, kills: list[float], rss: list[tuple[float, flo
         "rss_drift_mb": round(drift, 2),
         "rss_mb_peak": max((mb for _, mb in rss), default=None),
     }
-    figures["ok"] = figures["underruns"] <= TARGETS["underruns"] and drift <= TARGETS["rss_drift_mb"]
+    figures["ok"] = all(t.met(figures[t.name]) for t in targets_of("soak"))
     return figures

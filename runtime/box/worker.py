@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbox.config import SynthConfig
 from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.ring import BarRing, RingSpec
 from musicbox.runtime.controls import Controls
@@ -41,20 +42,18 @@ log = logging.getLogger("musicbox.worker")
 class WorkerSettings:
     """What a worker loads and how far it runs ahead.
 
-    bundle_path: bundle folder. precision: auto | int8 | int8_dynamic | fp32 (a restarted worker gets the
-    precision the first one chose, so it skips the self-benchmark). memory_budget_mb: MiB of sessions
-    kept, None = all. threads: onnxruntime intra-op threads. soundfont: .sf2/.sf3 path or None (search).
-    gain: synth linear gain. reverb: wet level 0..1. sample_rate: Hz. ahead_bars: bars written ahead of the
-    playing one. beat_interval_s: seconds between heartbeats when idle.
+    bundle_path: bundle folder. synth: the config's ``[synth]`` (SoundFont, gain, reverb), as ``musicbox
+    render`` and ``musicbox bench`` use it. precision: auto | int8 | int8_dynamic | fp32 (a restarted
+    worker gets the precision the first one chose, so it skips the self-benchmark). memory_budget_mb: MiB
+    of sessions kept, None = all. threads: onnxruntime intra-op threads. sample_rate: Hz. ahead_bars:
+    bars written ahead of the playing one. beat_interval_s: seconds between heartbeats when idle.
     """
 
     bundle_path: Path
+    synth: SynthConfig
     precision: str = "auto"
     memory_budget_mb: float | None = None
     threads: int = 1
-    soundfont: Path | None = None
-    gain: float = 0.5
-    reverb: float = 0.2
     sample_rate: int = 44100
     ahead_bars: int = 4
     beat_interval_s: float = 0.2
@@ -130,13 +129,7 @@ class BarProducer:
             settings.bundle_path, settings.precision, settings.memory_budget_mb, settings.threads
         )
         self.generator = Generator(self.bundle)
-        self.renderer = Renderer(
-            self.bundle.manifest,
-            settings.soundfont,
-            settings.sample_rate,
-            gain=settings.gain,
-            reverb=settings.reverb,
-        )
+        self.renderer = Renderer(self.bundle.manifest.controls, settings.synth, settings.sample_rate)
         self.rep = self.bundle.manifest.representation.pianoroll()
 
     def make_state(self, state: GeneratorState | None, seed: int) -> GeneratorState:
