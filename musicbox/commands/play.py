@@ -1,6 +1,7 @@
 """`musicbox play`: the appliance. Plays forever (or ``--seconds``), supervised, knobs and buttons live.
 
-Exit status: 0 after a clean stop (SIGTERM/SIGINT, long-press on play, ``--seconds``); 78 for a bad
+Exit status: 0 after a clean stop (SIGTERM/SIGINT, long-press on play, ``--seconds``; with ``[buttons]
+hold_action = "poweroff"`` the long-press then asks logind to power the board off, 1 if it refuses); 78 for a bad
 configuration or a missing/corrupt bundle (the systemd unit's ``RestartPreventExitStatus=78`` keeps it
 from crash-looping); 69 when the audio device vanished in a way PortAudio cannot recover from in-process
 (a missing device at start is waited for); 75 when another box already plays with the same recordings
@@ -13,10 +14,14 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger("musicbox.play")
+POWEROFF_COMMAND = ("systemctl", "poweroff")
+"""Through logind: as the service user this is allowed by the package's polkit rule only."""
 
 
 def register(sub):
@@ -41,7 +46,8 @@ def run(args) -> int:
         config = replace(config, knobs=replace(config.knobs, backend=args.backend))
     lock = hold_box_lock(config.recording.folder)  # held until the process ends
     box = build_box(config, args.bundle)
-    backend = _open_backend(config, box)
+    held = threading.Event()  # the hold gesture asked for the stop
+    backend = _open_backend(config, box, held)
     box.stats_writer = _status_publisher(args.stats, backend, box)
     _install_signal_handlers(box)
     try:
@@ -49,18 +55,44 @@ def run(args) -> int:
     finally:
         backend.close()
         os.close(lock)
+    if held.is_set() and config.buttons.hold_action == "poweroff":
+        return power_off()
     return 0
 
 
-def _open_backend(config, box):
+def power_off() -> int:
+    """Ask logind to power the board off (the box has stopped and its recording is written); 0 when
+    the request was accepted, else 1 with the reason logged (the service then restarts and plays on)."""
+    log.info("play held: powering off (%s)", " ".join(POWEROFF_COMMAND))
+    try:
+        result = subprocess.run(POWEROFF_COMMAND, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        result = subprocess.CompletedProcess(POWEROFF_COMMAND, 1, "", str(exc))
+    if result.returncode != 0:
+        log.error(
+            "power off refused: %s. The Debian package's polkit rule (/usr/share/polkit-1/rules.d/"
+            '50-musicbox.rules) lets the user musicbox power off; or set [buttons] hold_action = "quit"',
+            result.stderr.strip() or f"exit {result.returncode}",
+        )
+        return 1
+    return 0
+
+
+def _open_backend(config, box, held: threading.Event):
     from musicbox.device import Button, open_backend
     from musicbox.runtime.box.supervisor import Event
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
     same = (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW, Button.VOLUME_UP, Button.VOLUME_DOWN)
     events |= {b: Event(b.value) for b in same}
+
+    def on_button(button) -> None:
+        if button is Button.SHUTDOWN:
+            held.set()
+        box.post(events[button])
+
     backend = open_backend(config, box.style_names)
-    backend.start(on_controls=box.set_controls, on_button=lambda b: box.post(events[b]))
+    backend.start(on_controls=box.set_controls, on_button=on_button)
     return backend
 
 

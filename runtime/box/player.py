@@ -30,6 +30,7 @@ import atexit
 import enum
 import logging
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -287,7 +288,7 @@ class Player:
             raise AudioDeviceError(
                 f"cannot open audio output {which}: {exc}. Check that a sound card or DAC is present "
                 "(`aplay -l`, `musicbox doctor`), set [audio] device in musicbox.toml to one that "
-                "`python -m sounddevice` lists, or, on a machine without sound, write audio to a file "
+                f"`{sys.executable} -m sounddevice` lists, or, on a machine without sound, write audio to a file "
                 "with `musicbox render --seconds 60 --out music.wav`"
             ) from exc
         self._stream = stream
