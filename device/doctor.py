@@ -10,11 +10,12 @@ import functools
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicbox.config import BoxConfig, load_config, shipped_bundle
+from musicbox.config import BoxConfig, installed_bundle, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
 from musicbox.firmware import firmware_dir
@@ -165,7 +166,7 @@ def check_knobs(config: BoxConfig) -> Check:
 
 def check_bundle(config: BoxConfig) -> Check:
     """The bundle's manifest is valid and every file of every variant has its size and sha256."""
-    root = config.bundle.path or shipped_bundle()
+    root = config.bundle.path or installed_bundle() or shipped_bundle()
     if not (root / "manifest.json").is_file():
         fix = "set [bundle] path to a bundle folder, or build one with `musicbox quantize`"
         return Check("bundle", FAIL, f"{root}: no manifest.json", fix)
@@ -181,16 +182,10 @@ def check_bundle(config: BoxConfig) -> Check:
 def _verify_bundle(root: Path) -> int:
     """Verify with the runtime's own loader; without onnxruntime, hash the manifest's files directly."""
     try:
-        from musicbox.runtime.bundle import verify_variant
-        from musicbox.runtime.manifest import load_manifest
+        from musicbox.runtime.bundle import verify_bundle
     except ImportError:
         return _hash_manifest_files(root)
-    manifest = load_manifest(root / "manifest.json")
-    files = 0
-    for variant in manifest.variants.values():
-        verify_variant(root, variant)
-        files += sum(1 + (stage.external_data is not None) for stage in variant.files())
-    return files
+    return verify_bundle(root)[1]
 
 
 def _hash_manifest_files(root: Path) -> int:
@@ -274,4 +269,5 @@ def check_service() -> Check:
     found = [Path(p).expanduser() for p in SERVICE_FILES if Path(p).expanduser().is_file()]
     if found:
         return Check("service", OK, f"installed: {found[0]}")
-    return Check("service", WARN, "musicbox.service not installed", "sudo musicbox install-service")
+    command = Path(sys.executable).parent / "musicbox"  # a venv's bin is not on root's PATH under sudo
+    return Check("service", WARN, "musicbox.service not installed", f"sudo {command} install-service")

@@ -158,9 +158,12 @@ class KnobProcessor:
         self._pinned = {name: self.positions.get(name) for name in KNOBS}
 
     def feed(self, raw: Mapping[str, float], now: float) -> Controls | None:
-        """Readings (0..1 per knob name) taken at ``now`` seconds; new Controls when they are due."""
+        """Readings (0..1 per knob name, and ``variation`` when something sets it) taken at ``now``
+        seconds; new Controls when they are due."""
         for name in KNOBS:
             self.positions[name] = self.filters[name].update(raw[name], now)
+        if "variation" in raw:  # set exactly (a key, the web remote): no filter
+            self.positions["variation"] = raw["variation"]
         controls = self.map.controls(self.positions)
         for name, at in list(self._pinned.items()):
             if self.positions[name] != at:

@@ -63,18 +63,24 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "d": ("mood", -1, False),
     "E": ("mood", 1, True),
     "D": ("mood", -1, True),
+    "]": ("variation", 1, False),
+    "[": ("variation", -1, False),
+    "}": ("variation", 1, True),
+    "{": ("variation", -1, True),
     " ": Button.PLAY_PAUSE,
     "n": Button.NEXT,
     "r": Button.SAVE,
+    "k": Button.KEEP,
+    "t": Button.NEW,
     "x": Button.SHUTDOWN,
     "+": Button.VOLUME_UP,
     "=": Button.VOLUME_UP,
     "-": Button.VOLUME_DOWN,
 }
-KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5)}
-"""Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood)."""
+KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5), "variation": (0.1, 0.5)}
+"""Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood, variation)."""
 ARROW_GLYPHS = {"up": "↑", "down": "↓", "right": "→", "left": "←"}
-_FIELDS = {"style": "style", "tempo": "tempo_bpm", "mood": "mood"}
+_FIELDS = {"style": "style", "tempo": "tempo_bpm", "mood": "mood", "variation": "variation"}
 TRACK_STYLES = ("bold magenta", "cyan", "green")  # melody, harmony, bass
 STATE_ICONS = {"playing": "▶", "paused": "⏸"}
 ROLL_ROWS = 8  # pitch bins in the piano-roll view (64 pitches / 8 = 8 semitones a row)
@@ -92,6 +98,7 @@ def help_line() -> str:
         fine_keys, coarse_keys = (_key_pair(keys, coarse) for coarse in (False, True))
         parts.append(f"{knob}: {fine_keys} by {fine:g}{unit}, {coarse_keys} by {coarse:g}{unit}")
     buttons = {Button.PLAY_PAUSE: "play/pause", Button.NEXT: "next", Button.SAVE: "save"}
+    buttons.update({Button.KEEP: "keep this phrase", Button.NEW: "new tune"})
     buttons.update(
         {Button.SHUTDOWN: "shut down", Button.VOLUME_UP: "volume up", Button.VOLUME_DOWN: "volume down"}
     )
@@ -208,12 +215,15 @@ class TerminalBackend(PollingBackend):
             if direction > 0
             else (math.ceil(now / step - 1e-6) - 1) * step
         )
+        if knob == "variation":  # no knob travel to map: the value is the position
+            self.raw[knob] = min(1.0, max(0.0, round(value, 2)))
+            return
         self.raw[knob] = m.raw_of(replace(m.controls(self.raw), **{_FIELDS[knob]: value}))[knob]
 
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
         from there (keys move knobs relative to where they are, so every knob follows at once)."""
-        self.raw = self.knob_map.raw_of(controls)
+        self.raw = {**self.knob_map.raw_of(controls), "variation": controls.variation}
         self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
         super().follow(controls)
         self.redraw()
@@ -280,10 +290,13 @@ class TerminalBackend(PollingBackend):
             "style": style_label(controls.style, self.style_names),
             "tempo": f"{controls.tempo_bpm:.0f} BPM",
             "mood": f"{controls.mood:+.2f} {_mood_word(controls.mood)}",
+            "variation": f"{controls.variation:.2f} {_variation_word(controls.variation)}",
         }
         table = Table.grid(padding=(0, 2))
-        for name in KNOBS:
-            table.add_row(name, _gauge(self.raw[name]), values[name])
+        for name in (*KNOBS, "variation"):
+            table.add_row(
+                name, _gauge(controls.variation if name == "variation" else self.raw[name]), values[name]
+            )
         return table
 
     def _button_line(self):
@@ -371,6 +384,10 @@ def _fileno(file) -> int | None:
 
 def _mood_word(mood: float) -> str:
     return "bright" if mood > 0.15 else "dark" if mood < -0.15 else ""
+
+
+def _variation_word(variation: float) -> str:
+    return "literal returns" if variation < 0.05 else "ever new" if variation >= 1.0 else "varied returns"
 
 
 def _gauge(raw: float, width: int = 24) -> str:

@@ -151,26 +151,28 @@ SETS = ("real", "model", "model_literal", "model_new", "markov")
 
 
 def form_checks(form: dict) -> list[tuple[str, float, str, bool]]:
-    """The form targets: (what, value, target, met), overall and per style."""
+    """The form targets: (what, model value, bound from the real value, met), overall and per style.
+    Bounds are multiples of the real figure, so a style whose real pieces hardly return (or show no
+    lag-8 stripe) asks the same of the model."""
     checks = []
     scopes = {"overall": form["overall"], **form["per_style"]}
     for scope, sets in scopes.items():
         real, model = sets["real"], sets["model"]
-        ratio = model["phrase_return_rate"] / max(real["phrase_return_rate"], 1e-9)
-        checks.append((f"{scope}: phrase return rate / real", ratio, "0.6 .. 1.5", 0.6 <= ratio <= 1.5))
-        peak = model["lag8_peak"] / real["lag8_peak"] if real["lag8_peak"] > 0 else float("nan")
-        checks.append((f"{scope}: lag-8 peak / real", peak, ">= 0.6", bool(peak >= 0.6)))
+        r, m = real["phrase_return_rate"], model["phrase_return_rate"]
+        checks.append(
+            (
+                f"{scope}: phrase return rate",
+                m,
+                f"{0.6 * r:.3g} .. {1.5 * r:.3g} (real {r:.3g})",
+                0.6 * r <= m <= 1.5 * r,
+            )
+        )
+        r, m = real["lag8_peak"], model["lag8_peak"]
+        checks.append((f"{scope}: lag-8 peak", m, f">= {0.6 * r:.3g} (real {r:.3g})", bool(m >= 0.6 * r)))
         for key in ("melody_chord_onsets", "parallel_fifths_per_100", "strong_beat_clashes"):
             if np.isfinite(real[key]) and np.isfinite(model[key]):
-                bound = 2 * real[key]
-                checks.append(
-                    (
-                        f"{scope}: {key} (real {real[key]:.3g})",
-                        model[key],
-                        f"<= {bound:.3g}",
-                        model[key] <= bound,
-                    )
-                )
+                r, m = real[key], model[key]
+                checks.append((f"{scope}: {key}", m, f"<= {2 * r:.3g} (real {r:.3g})", m <= 2 * r))
     if "chorale" in form["per_style"]:
         value = form["per_style"]["chorale"]["model"]["cadence_phrase_end"]
         checks.append(("chorale: cadences at phrase ends / downbeats", value, ">= 0.05", value >= 0.05))
@@ -192,7 +194,7 @@ def form_report_lines(form: dict) -> list[str]:
         f"held-out corpus pieces of at least {REAL_MIN_BARS} bars with their repeats played (at most "
         f"{FORM_BARS} bars each); `markov`: the Markov baseline. Metrics: `model/form.py`.",
         "",
-        "| target | value | bound | met |",
+        "| target | model | bound | met |",
         "|---|---|---|---|",
     ]
     for what, value, bound, ok in form_checks(form):

@@ -15,7 +15,52 @@ import sys
 from musicbox import __version__
 from musicbox.errors import MusicBoxError
 
-COMMANDS = ("data", "train", "eval", "quantize", "render", "play", "bench", "doctor", "install_service")
+COMMANDS = (
+    "data",
+    "train",
+    "eval",
+    "quantize",
+    "render",
+    "play",
+    "bench",
+    "doctor",
+    "install_service",
+    "bundle",
+)
+
+
+class _Version(argparse.Action):
+    """``--version``: this musicbox and the bundle it would play (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="the version and the bundle it plays, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """``musicbox X.Y.Z`` and the bundle a plain ``musicbox play`` opens: folder, model, training date,
+    the precisions it holds and the one configured."""
+    from musicbox.config import load_config, resolve_bundle
+    from musicbox.runtime.manifest import load_manifest
+
+    lines = [f"musicbox {__version__}"]
+    try:
+        config = load_config()
+        root = resolve_bundle(config.bundle.path)
+        manifest = load_manifest(root / "manifest.json")
+    except MusicBoxError as exc:
+        return "\n".join([*lines, f"bundle: none usable ({exc})"])
+    model = manifest.model
+    lines.append(f"bundle: {root}")
+    lines.append(
+        f"model: {model.name}, {model.parameters:,} parameters, trained {model.provenance.trained} "
+        f"(checkpoint {model.provenance.checkpoint_sha256[:12]})"
+    )
+    lines.append(f"precision: {config.bundle.precision} (bundle holds {', '.join(manifest.variants)})")
+    return "\n".join(lines)
 
 
 VERBOSE_HELP = "debug logging (before or after the command)"
@@ -47,7 +92,7 @@ def shipped_styles_line() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="musicbox", description="An offline AI music box.")
-    parser.add_argument("--version", action="version", version=f"musicbox {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMANDS:

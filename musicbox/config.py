@@ -22,10 +22,12 @@ from musicbox.precision import PRECISION_CHOICES
 
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
 KNOB_INPUTS = ("adc", "encoder")
+HOLD_ACTIONS = ("quit", "poweroff")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
 BUTTONS = ("play_pause", "next", "save", "keep", "new", "volume_up", "volume_down")
 """The push buttons of ``[buttons]`` (device.buttons.PRESS_EVENTS says what each does)."""
 SEARCH_PATHS = ("/etc/musicbox/musicbox.toml", "~/.config/musicbox/musicbox.toml")
+BUNDLE_STORE = Path("/var/lib/musicbox/bundles")
 
 
 def _opt(kind: str, what: str = "", lo: float | None = None, hi: float | None = None, choices=()):
@@ -145,7 +147,8 @@ class ButtonsConfig:
     volume_up/volume_down: the listener's volume, one ``[audio] volume_step_db`` per press.
     keep: the phrase playing becomes the theme that returns. new: a new tune from the next bar line.
     hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
-    ignored, seconds. pull_up: use the internal pull-up (button to ground).
+    ignored, seconds. pull_up: use the internal pull-up (button to ground). hold_action: what the hold
+    does once the recording is finalized: quit the program, or also power the board off (logind).
     """
 
     play_pause: int = _opt("pin", "a BCM pin or -1")
@@ -158,6 +161,7 @@ class ButtonsConfig:
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
     bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
     pull_up: bool = _opt("bool")
+    hold_action: str = _opt("choice", choices=HOLD_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -230,10 +234,28 @@ def shipped_bundle() -> Path:
     return firmware_dir().parent / "assets" / "bundle"
 
 
+def bundle_store() -> Path:
+    """Where ``musicbox bundle install`` keeps bundles: $MUSICBOX_BUNDLE_STORE, else
+    /var/lib/musicbox/bundles. ``current`` in it links to the bundle that plays, ``previous`` to the one
+    before (for ``musicbox bundle rollback``)."""
+    return Path(os.environ.get("MUSICBOX_BUNDLE_STORE") or BUNDLE_STORE)
+
+
+def installed_bundle() -> Path | None:
+    """The folder ``current`` points to in :func:`bundle_store` (resolved, so a box that opened it keeps
+    it when an install switches the link), or None when nothing was installed."""
+    current = bundle_store() / "current"
+    return current.resolve() if (current / "manifest.json").is_file() else None
+
+
 def resolve_bundle(path: Path | None) -> Path:
-    """``path``, or the shipped bundle; a BundleError (exit 78) when neither is given and none is shipped."""
+    """``path``, else the installed bundle (:func:`installed_bundle`), else the shipped one; a BundleError
+    (exit 78) when there is none."""
     if path is not None:
         return Path(path)
+    installed = installed_bundle()
+    if installed is not None:
+        return installed
     shipped = shipped_bundle()
     if not (shipped / "manifest.json").is_file():
         from musicbox.errors import BundleError

@@ -1,4 +1,4 @@
-"""The ARM64 check: the runtime on a bundle under qemu-aarch64 (Cortex-A72 / A76 / A57) vs this x86 host.
+"""The ARM64 check: the runtime on a bundle under qemu-aarch64 (Cortex-A53 / A72 / A76 / A57) vs this x86 host.
 
 ``scripts/arm64_check.sh`` prepares (and caches) an arm64 Debian sysroot with aarch64 numpy,
 onnxruntime and msgspec wheels, then runs ``python -m musicbox.quantize.arm64 check BUNDLE --sysroot S --out O``:
@@ -6,8 +6,9 @@ onnxruntime and msgspec wheels, then runs ``python -m musicbox.quantize.arm64 ch
 1. ``run`` natively: for every variant, ``Bundle.open(precision=..., threads=1)`` + ``Generator`` with
    fixed seeds and knob settings (``validate.generate``) -> ``O/x86_64/<precision>.latents.npy`` (the
    sampled latents ``[n, F, D]``) and ``.rolls.npy``;
-2. the same ``run`` under ``qemu-aarch64-static -L SYSROOT`` with ``QEMU_CPU`` = ``cortex-a72`` (Pi 4, no
-   dot-product), ``cortex-a76`` (Pi 5, ``asimddp``), ``cortex-a57`` (Jetson Nano). Never ``max``: its SME
+2. the same ``run`` under ``qemu-aarch64-static -L SYSROOT`` with ``QEMU_CPU`` = ``cortex-a53`` (Pi Zero
+   2 W / Pi 3), ``cortex-a72`` (Pi 4, no dot-product), ``cortex-a76`` (Pi 5, ``asimddp``), ``cortex-a57``
+   (Jetson Nano). Never ``max``: its SME
    path gives wrong INT8 results. A fake ARM ``/proc/cpuinfo`` of that core goes into the sysroot first
    (qemu resolves absolute paths in ``-L`` first; onnxruntime segfaults on the host's x86 cpuinfo);
 3. compare each ARM run with x86:
@@ -29,7 +30,9 @@ onnxruntime and msgspec wheels, then runs ``python -m musicbox.quantize.arm64 ch
      ``max``'s SME path, a saturating U8S8 path) is an order of magnitude off and fails.
 
 The sources copied into the sysroot are only ``musicbox/__init__.py``, ``errors.py``, ``runtime/`` and
-this module with ``validate.py``: the runtime and this check never import torch.
+this module with ``validate.py``: the runtime and this check never import torch. With ``--package
+musicbox_<v>_arm64.deb`` the emulated runs use the Debian package's contents instead (its
+``/opt/musicbox`` unpacked into the sysroot: the aarch64 wheels and the musicbox it installs).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from musicbox.runtime.bundle import INT8_PREFERENCE
 from musicbox.runtime.pianoroll import note_f1
 from musicbox.targets import target
 
-CPUS = ("cortex-a72", "cortex-a76", "cortex-a57")
+CPUS = ("cortex-a53", "cortex-a72", "cortex-a76", "cortex-a57")
 FP32_RTOL = 1e-5
 """Per bar: ||arm_fp32 - x86_fp32|| <= FP32_RTOL * ||x86_fp32|| (float32 rounding is ~6e-8)."""
 INT8_TOLERANCE = 2.0
@@ -62,6 +65,7 @@ RUN_TIMEOUT_S = 900
 
 # MIDR part numbers and /proc/cpuinfo Features lines of the emulated cores (Linux arm64 spelling).
 _CORES = {
+    "cortex-a53": ("0xd03", "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
     "cortex-a72": ("0xd08", "fp asimd evtstrm crc32 cpuid"),
     "cortex-a76": (
         "0xd0b",
@@ -140,10 +144,23 @@ def run_args(bundle: Path, out: Path, seeds: int, bars: int) -> list[str]:
     ]
 
 
-def run_emulated(cpu: str, sysroot: Path, bundle: Path, out: Path, seeds: int, bars: int) -> float:
-    """Run the generation under qemu-aarch64 as ``cpu``; returns the wall seconds. It runs in the
-    sysroot's source folder: ``python -m`` puts the working directory first on ``sys.path``, and a
-    checkout's own ``musicbox/`` folder there would shadow the copied package."""
+def install_package(sysroot: Path, deb: Path) -> str:
+    """Unpack the arm64 Debian package into ``sysroot`` (``dpkg-deb -x``: files only, no scripts run);
+    returns the sysroot path of its site-packages, for ``PYTHONPATH``."""
+    shutil.rmtree(sysroot / "opt" / "musicbox" / "lib", ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(sysroot)], check=True)
+    found = sorted((sysroot / "opt" / "musicbox" / "lib").glob("python3.*/site-packages"))
+    if len(found) != 1 or not (found[0] / "musicbox" / "cli.py").is_file():
+        raise SystemExit(f"{deb}: no /opt/musicbox/lib/python3.X/site-packages with musicbox in it")
+    return "/" + str(found[0].relative_to(sysroot))
+
+
+def run_emulated(
+    cpu: str, sysroot: Path, bundle: Path, out: Path, seeds: int, bars: int, pythonpath: str
+) -> float:
+    """Run the generation under qemu-aarch64 as ``cpu`` with ``pythonpath`` (sysroot paths); returns the
+    wall seconds. It runs in the sysroot's /opt/musicbox: ``python -m`` puts the working directory first
+    on ``sys.path``, and a checkout's own ``musicbox/`` folder there would shadow the one under test."""
     if cpu == "max" or cpu not in _CORES:
         raise SystemExit(f"QEMU_CPU={cpu!r}: use one of {', '.join(_CORES)} (never max: wrong INT8 results)")
     (sysroot / "proc").mkdir(exist_ok=True)
@@ -154,13 +171,12 @@ def run_emulated(cpu: str, sysroot: Path, bundle: Path, out: Path, seeds: int, b
         "HOME": "/root",
         "LANG": "C.UTF-8",
         "PYTHONHASHSEED": "0",
-        "PYTHONPATH": "/opt/musicbox/site:/opt/musicbox/src",
+        "PYTHONPATH": pythonpath,
     }
     cmd = ["qemu-aarch64-static", "-L", str(sysroot), str(sysroot / "usr/bin/python3")]
     start = time.perf_counter()
-    src = sysroot / "opt" / "musicbox" / "src"
     args = cmd + run_args(bundle, out, seeds, bars)
-    subprocess.run(args, env=env, cwd=src, check=True, timeout=RUN_TIMEOUT_S)
+    subprocess.run(args, env=env, cwd=sysroot / "opt" / "musicbox", check=True, timeout=RUN_TIMEOUT_S)
     return time.perf_counter() - start
 
 
@@ -200,14 +216,21 @@ def compare(ref: Path, arm: Path) -> dict:
     return result
 
 
-def check(bundle: Path, sysroot: Path, out: Path, cpus, seeds: int, bars: int) -> int:
-    """Run x86 and every ARM core, compare, write ``out/arm64_check.json``; 0 when all pass."""
+def check(
+    bundle: Path, sysroot: Path, out: Path, cpus, seeds: int, bars: int, package: Path | None = None
+) -> int:
+    """Run x86 and every ARM core, compare, write ``out/arm64_check.json``; 0 when all pass. The ARM
+    runs use ``package``'s contents when given, else the sources copied next to the sysroot's wheels."""
     start = time.perf_counter()
     subprocess.run([sys.executable, *run_args(bundle, out / "x86_64", seeds, bars)], check=True)
-    report = {"x86_seconds": round(time.perf_counter() - start, 1), "cpus": {}}
-    install_sources(sysroot)
+    report = {"x86_seconds": round(time.perf_counter() - start, 1), "cpus": {}, "package": str(package or "")}
+    if package is not None:
+        pythonpath = install_package(sysroot, package)
+    else:
+        install_sources(sysroot)
+        pythonpath = "/opt/musicbox/site:/opt/musicbox/src"
     for cpu in cpus:
-        seconds = run_emulated(cpu, sysroot, bundle, out / cpu, seeds, bars)
+        seconds = run_emulated(cpu, sysroot, bundle, out / cpu, seeds, bars, pythonpath)
         report["cpus"][cpu] = {"seconds": round(seconds, 1), **compare(out / "x86_64", out / cpu)}
         print(f"{cpu}: {json.dumps(report['cpus'][cpu])}", flush=True)
     report["ok"] = all(r["ok"] for r in report["cpus"].values())
@@ -234,6 +257,7 @@ def main(argv=None) -> int:
     c.add_argument("--sysroot", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--cpus", default=",".join(CPUS), help="comma-separated QEMU_CPU models")
+    c.add_argument("--package", type=Path, help="run the arm64 Debian package's contents (a .deb)")
     for p in (r, c):
         p.add_argument("--seeds", type=int, default=1)
         p.add_argument("--bars", type=int, default=2)
@@ -241,7 +265,9 @@ def main(argv=None) -> int:
     if args.cmd == "run":
         run(args.bundle, args.out, args.seeds, args.bars)
         return 0
-    return check(args.bundle, args.sysroot, args.out, args.cpus.split(","), args.seeds, args.bars)
+    return check(
+        args.bundle, args.sysroot, args.out, args.cpus.split(","), args.seeds, args.bars, args.package
+    )
 
 
 if __name__ == "__main__":

@@ -95,11 +95,14 @@ class SessionSettings:
     """ONNX Runtime settings of every session of a bundle (see the module docstring for why).
 
     threads: intra-op threads per session. prepack_external: prepack weights of stages whose weights are
-    external (memory-mapped); embedded weights are never prepacked.
+    external (memory-mapped); embedded weights are never prepacked. profile_prefix: when set, every
+    session writes ONNX Runtime's profile (per node: op, shapes, time) to ``<prefix><stage file>_*.json``
+    (``musicbox bench macs`` counts multiply-accumulates from it).
     """
 
     threads: int = 1
     prepack_external: bool = True
+    profile_prefix: str = ""
 
     def options(self, stage: StageFile) -> ort.SessionOptions:
         so = ort.SessionOptions()
@@ -113,6 +116,9 @@ class SessionSettings:
         so.add_session_config_entry("session.disable_prepacking", "0" if prepack else "1")
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if self.profile_prefix:
+            so.enable_profiling = True
+            so.profile_file_prefix = self.profile_prefix + stage.file.replace("/", "_")
         return so
 
 
@@ -150,6 +156,17 @@ def verify_variant(root: Path, variant: Variant, hashes: bool = True) -> None:
         if stage.external_data:
             ext = stage.external_data
             _check_file(root, ext.file, ext.bytes, ext.sha256 if hashes else None)
+
+
+def verify_bundle(root: Path) -> tuple[Manifest, int]:
+    """Check ``root``'s manifest and every file of every variant (sizes and sha256); returns the manifest
+    and the number of files checked. Raises ManifestError / BundleError (exit 78)."""
+    manifest = load_manifest(root / "manifest.json")
+    files = 0
+    for variant in manifest.variants.values():
+        verify_variant(root, variant)
+        files += sum(1 + (stage.external_data is not None) for stage in variant.files())
+    return manifest, files
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,6 +221,10 @@ class SessionCache:
         session = self._create(stage)
         self._sessions[stage.file] = (session, cost)
         return session
+
+    def end_profiling(self) -> dict[str, str]:
+        """Stage file -> the profile JSON each held session wrote (sessions opened with a profile prefix)."""
+        return {name: session.end_profiling() for name, (session, _cost) in self._sessions.items()}
 
     def release_all(self) -> None:
         self.retain(set())
@@ -355,18 +376,20 @@ class Bundle:
         precision: str = "auto",
         memory_budget_mb: float | None = None,
         threads: int = 1,
+        profile_prefix: str = "",
     ) -> Bundle:
         """Open the bundle folder ``path``.
 
         precision: ``auto`` | ``int8`` | ``int8_dynamic`` | ``fp32``. memory_budget_mb: keep at most this
         many MB of stage weights loaded (None = all: resident). threads: intra-op threads per session
-        (0 = all cores but one). Raises ``ManifestError`` / ``BundleError`` saying what to fix.
+        (0 = all cores but one). profile_prefix: see :class:`SessionSettings`. Raises ``ManifestError`` /
+        ``BundleError`` saying what to fix.
         """
         root = Path(path)
         if not root.is_dir():
             raise BundleError(f"{root}: no bundle folder there; build one with `musicbox quantize`")
         manifest = load_manifest(root / "manifest.json")
-        settings = SessionSettings(threads=threads or default_threads())
+        settings = SessionSettings(threads=threads or default_threads(), profile_prefix=profile_prefix)
         budget = None if memory_budget_mb is None else int(memory_budget_mb * 1024 * 1024)
         bundle = cls(root, manifest, settings, budget)
         bundle._choose(precision)

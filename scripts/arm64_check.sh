@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # ARM64 check of a bundle under qemu-user: the runtime (Bundle + Generator, fixed seed) on emulated
-# Cortex-A72 (Pi 4), Cortex-A76 (Pi 5) and Cortex-A57 (Jetson Nano), compared with this x86 host.
+# Cortex-A53 (Pi Zero 2 W / Pi 3), Cortex-A72 (Pi 4), Cortex-A76 (Pi 5) and Cortex-A57 (Jetson Nano),
+# compared with this x86 host.
 #
 #   scripts/arm64_check.sh BUNDLE_DIR [OUT_DIR]
+#   MUSICBOX_ARM64_DEB=dist/musicbox_<v>_arm64.deb scripts/arm64_check.sh ...   runs the package's contents
 #
 # Installs what it needs and caches it under ${MUSICBOX_ARM64_CACHE:-~/.cache/musicbox/arm64}:
 #   - host tools qemu-user-static and debootstrap (apt-get, only if missing);
@@ -63,6 +65,7 @@ need_tool qemu-aarch64-static qemu-user-static
 need_tool debootstrap debootstrap
 start=$(date +%s)
 build_sysroot
-install_wheels
+package=()
+if [ -n "${MUSICBOX_ARM64_DEB:-}" ]; then package=(--package "$MUSICBOX_ARM64_DEB"); else install_wheels; fi
 log "sysroot ready in $(($(date +%s) - start)) s"
-exec "$PY" -m musicbox.quantize.arm64 check "$BUNDLE" --sysroot "$SYSROOT" --out "$OUT"
+exec "$PY" -m musicbox.quantize.arm64 check "$BUNDLE" --sysroot "$SYSROOT" --out "$OUT" "${package[@]}"

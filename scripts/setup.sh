@@ -14,6 +14,15 @@ apt_packages=(python3-venv libportaudio2 libfluidsynth3 fluid-soundfont-gm muses
 if [ "$mode" = dev ]; then
   apt_packages+=(jackd2 qemu-user-static debootstrap systemd python3-seccomp chromium chromium-driver)
 fi
+# On a board, the GPIO/SPI libraries that wrap its C libraries come from its OS (no wheels on PyPI):
+# python3-lgpio (a Pi 5 needs it; Raspberry Pi OS has it) and python3-spidev; the venv then sees them.
+board_packages=()
+if [ "$(uname -m)" = aarch64 ]; then
+  for p in python3-lgpio python3-spidev; do
+    apt-cache show "$p" >/dev/null 2>&1 && board_packages+=("$p")
+  done
+fi
+apt_packages+=("${board_packages[@]}")
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -40,6 +49,9 @@ else
   python3 -m venv .venv
 fi
 say "upgrading pip"
+if [ ${#board_packages[@]} -gt 0 ]; then
+  sed -i 's/^include-system-site-packages = false/include-system-site-packages = true/' .venv/pyvenv.cfg
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = dev ]; then
   extras='device,train,quantize,dev'

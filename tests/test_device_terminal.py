@@ -130,6 +130,27 @@ def test_every_style_key_press_changes_the_style(config):
     assert backend.knob_map.controls(backend.raw).tempo_bpm == 106.0
 
 
+def test_variation_keys_and_the_form_actions(config):
+    read_fd, write_fd = os.pipe()
+    rec = Recorder()
+    backend, out = open_terminal(config, read_fd)
+    try:
+        backend.start(rec.on_controls, rec.on_button)
+        assert rec.controls[0].variation == config.knobs.variation == 0.5
+        os.write(write_fd, b"]")  # fine step up
+        rec.wait_for(lambda r: r.controls[-1].variation == 0.6)
+        os.write(write_fd, b"{{")  # coarse steps down, held at 0
+        rec.wait_for(lambda r: r.controls[-1].variation == 0.0)
+        os.write(write_fd, b"kt")
+        rec.wait_for(lambda r: len(r.buttons) == 2)
+        assert rec.buttons == [Button.KEEP, Button.NEW]
+        backend.redraw()
+        assert "literal returns" in out.getvalue()
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
+
+
 def test_the_footer_says_what_each_key_does():
     line = help_line()
     for knob, (up, down) in {"style": ("q/→", "a/←"), "tempo": ("w/↑", "s/↓"), "mood": ("e", "d")}.items():
@@ -137,6 +158,7 @@ def test_the_footer_says_what_each_key_does():
     assert "Q + A − by 1" in line and "W + S − by 10 BPM" in line and "E + D − by 0.5" in line
     assert KEYMAP["q"] == ("style", 1, False) and KEYMAP["right"] == ("style", 1, False)
     assert "[space] play/pause" in line and "[x] shut down" in line
+    assert "variation: ] + [ − by 0.1" in line and "[k] keep this phrase" in line and "[t] new tune" in line
 
 
 @pytest.mark.parametrize(

@@ -113,3 +113,18 @@ def jack_server():
 
     with JackDummy(name=f"mbplayer{os.getpid()}") as server:
         yield server
+
+
+def test_no_such_device_names_this_python_to_list_devices(tmp_path):
+    """The hint must work as typed: a venv's `python` is not on PATH, so it names this interpreter."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "box.toml"
+    config.write_text(
+        f'[audio]\ndevice = "no-such-device-xyz"\n[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp_path}"\n'
+    )
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--seconds", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 69, result.stderr
+    assert f"`{sys.executable} -m sounddevice` lists" in result.stderr

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,64 @@ def test_the_box_plays_under_the_units_system_call_and_socket_filters(tmp_path):
     assert result.returncode == 0, result.stderr
     final = json.loads(stats.read_text())
     assert final["bars_played"] >= 3 and final["underruns"] == 0, final
+
+
+def test_unit_reads_the_config_it_was_installed_with(tmp_path, capsys):
+    config = tmp_path / "my.toml"
+    config.write_text('[recording]\nfolder = "/srv/rec"\n')
+    assert main(["install-service", "--dry-run", "--user", "root", "--config", str(config)]) == 0
+    unit = capsys.readouterr().out
+    assert f"play --config {config.resolve()}\n" in unit and "-/srv/rec" in unit
+
+
+def test_unreachable_names_the_closed_folder():
+    with tempfile.TemporaryDirectory() as tmp:  # under /tmp (1777), not pytest's 0700 folder
+        _check_way(Path(tmp).resolve())
+
+
+def _check_way(top: Path) -> None:
+    home = top / "home"
+    (home / "clone").mkdir(parents=True)
+    (home / "clone" / "my.toml").write_text("")
+    home.chmod(0o700)
+    top.chmod(0o755)
+    nobody = 65534
+    assert install_service.unreachable(home / "clone" / "my.toml", nobody, set()) == home
+    assert install_service.unreachable(home / "clone" / "my.toml", 0, set()) is None
+    home.chmod(0o755)
+    assert install_service.unreachable(home / "clone" / "my.toml", nobody, set()) is None
+
+
+def test_clone_the_service_user_cannot_enter_is_refused(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "my.toml").write_text("")
+    assert main(["install-service", "--dry-run", "--user", "nobody", "--config", str(home / "my.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "'nobody' cannot enter" in err and "Debian package" in err
+
+
+def test_installed_package_owns_the_service(tmp_path, monkeypatch, capsys):
+    unit = tmp_path / "musicbox.service"
+    unit.write_text("[Unit]\n")
+    monkeypatch.setattr(install_service, "PACKAGE_UNIT", unit)
+    assert main(["install-service", "--dry-run", "--user", "root"]) == 1
+    assert "/etc/musicbox/musicbox.toml" in capsys.readouterr().err
+
+
+def test_doctor_hint_names_the_full_command(monkeypatch):
+    from musicbox.device import doctor
+
+    monkeypatch.setattr(doctor, "SERVICE_FILES", ())
+    check = doctor.check_service()
+    assert check.fix == f"sudo {Path(sys.executable).parent / 'musicbox'} install-service"
+    assert Path(check.fix.split()[1]).is_file()
+
+
+def test_the_package_own_command_has_nothing_to_do(tmp_path, monkeypatch, capsys):
+    unit = tmp_path / "musicbox.service"
+    unit.write_text("[Unit]\n")
+    monkeypatch.setattr(install_service, "PACKAGE_UNIT", unit)
+    monkeypatch.setattr(install_service, "exec_path", lambda: "/opt/musicbox/bin/musicbox")
+    assert main(["install-service", "--user", "root"]) == 0
+    assert "nothing to do" in capsys.readouterr().out

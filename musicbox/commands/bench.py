@@ -20,6 +20,11 @@ as the box and ``musicbox render`` do. Targets come from ``musicbox/targets.py``
 
 ``musicbox bench remote [--seconds S] [--device]`` measures the web remote's RSS and CPU with one page
 open, and the stream's CPU (``musicbox.remote.footprint``).
+
+``musicbox bench macs [--precision P] [--gmacs G]`` counts the multiply-accumulates of one bar per stage
+(from ONNX Runtime's profile of what ran, ``musicbox.runtime.macs``), times the same bars unprofiled to
+get this machine's effective rate (MACs / second), and estimates a bar's time on the boards of
+:data:`BOARDS` (or at ``--gmacs`` G MACs per second, a rate measured on your board).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+
+BOARDS = {
+    # name: (core, GHz, fp32 MACs per cycle of one core's NEON (two 128-bit FMA pipes = 8; the A53's
+    # 64-bit datapath = 2), fraction of that peak a single-threaded small GEMM reaches: assumed 0.5)
+    "Pi Zero 2 W": ("Cortex-A53", 1.0, 2, 0.5),
+    "Pi 4": ("Cortex-A72", 1.5, 8, 0.5),
+    "Jetson Nano": ("Cortex-A57", 1.43, 8, 0.5),
+}
+"""Single-core fp32 GEMM rate of each board = GHz x MACs/cycle x efficiency (an estimate from the core's
+datasheet figures, not a measurement: run ``musicbox bench macs`` on the board for its own)."""
 
 
 def verdict(name: str, result: dict) -> str:
@@ -48,13 +63,13 @@ def verdict(name: str, result: dict) -> str:
 
 
 def register(sub):
-    p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`, `bench remote`)")
+    p = sub.add_parser("bench", help="measure the performance targets (or `bench soak`, `macs`, `remote`)")
     p.add_argument(
         "mode",
         nargs="?",
-        choices=("all", "soak", "remote"),
+        choices=("all", "soak", "macs", "remote"),
         default="all",
-        help="all figures, the soak, the remote",
+        help="all figures, the soak, MACs, or the web remote",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
@@ -67,6 +82,8 @@ def register(sub):
         default=60.0,
         help="soak: SIGKILL the worker at random times S seconds apart on average (0 = never)",
     )
+    p.add_argument("--precision", default="fp32", help="macs: the variant to count (default fp32)")
+    p.add_argument("--gmacs", type=float, help="macs: also estimate at this rate, 1e9 MACs per second")
     p.add_argument(
         "--seconds", type=float, default=30.0, help="remote: seconds measured per run (default 30)"
     )
@@ -82,6 +99,12 @@ def run(args) -> int:
     root = resolve_bundle(args.bundle)
     if args.mode == "soak":
         return _run_soak(root, args)
+    if args.mode == "macs":
+        figures = measure_macs(root, args.precision, max(2, args.bars), args.gmacs)
+        _print_macs(figures)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
     if args.mode == "remote":
         from musicbox.remote.footprint import measure
 
@@ -139,6 +162,84 @@ def measure_all(root: Path, bars: int, config_path: Path | None = None) -> dict:
     details["knob"] = knob
     values["knob_to_change_bars"] = knob["worst_bars"]
     return {"results": {k: _judge(k, v) for k, v in values.items()}, "details": details}
+
+
+def measure_macs(root: Path, precision: str, bars: int, gmacs: float | None = None) -> dict:
+    """MACs per bar per stage kind (denoiser, decoder, encoder) of ``precision``, this machine's
+    effective rate (MACs / unprofiled bar time, one thread) and estimated bar times on :data:`BOARDS`."""
+    import tempfile
+
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.controls import Controls
+    from musicbox.runtime.generator import Generator
+    from musicbox.runtime.macs import profile_macs
+
+    controls = Controls()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Bundle.open(root, precision=precision, threads=1, profile_prefix=f"{tmp}/")
+        generator = Generator(bundle, seed=0)
+        for _ in range(bars):
+            generator.next_bar(controls)
+        profiles = bundle.sessions.end_profiling()
+        variant = bundle.variant
+        kind = {stage.file: "denoiser" for stage in variant.denoiser}
+        kind.update({variant.decoder.file: "decoder", variant.encoder.file: "encoder"})
+        stages: dict[str, float] = {"denoiser": 0.0, "decoder": 0.0, "encoder": 0.0}
+        ops: dict[str, float] = {}
+        for file, path in profiles.items():
+            counts = profile_macs(path)
+            stages[kind[file]] += sum(counts.values()) / bars
+            for op, n in counts.items():
+                ops[op] = ops.get(op, 0.0) + n / bars
+    timing = Generator(Bundle.open(root, precision=precision, threads=1), seed=0)
+    timing.next_bar(controls)  # warm-up: session creation is start-up
+    seconds = _pcts([timing.next_bar(controls).gen_seconds for _ in range(bars)])["p50"]
+    total = sum(stages.values())
+    bar_s = controls.bar_seconds()
+    rates = {name: ghz * per_cycle * eff * 1e9 for name, (_core, ghz, per_cycle, eff) in BOARDS.items()}
+    if gmacs:
+        rates[f"at {gmacs:g} GMAC/s"] = gmacs * 1e9
+    estimates = {
+        name: {"rate_gmacs": rate / 1e9, "bar_ms": total / rate * 1e3, "rtf": total / rate / bar_s}
+        for name, rate in rates.items()
+    }
+    return {
+        "bundle": str(root),
+        "precision": precision,
+        "bars": bars,
+        "bar_seconds": bar_s,
+        "macs_per_bar": {**stages, "total": total},
+        "macs_per_bar_by_op": ops,
+        "this_machine": {"bar_ms_p50": seconds * 1e3, "effective_gmacs": total / seconds / 1e9},
+        "boards": {
+            name: dict(zip(("core", "ghz", "macs_per_cycle", "efficiency"), BOARDS[name], strict=True))
+            for name in BOARDS
+        },
+        "estimates": estimates,
+    }
+
+
+def _print_macs(figures: dict) -> None:
+    m, here = figures["macs_per_bar"], figures["this_machine"]
+    print(
+        f"MACs per bar ({figures['precision']}, {figures['bars']} bars, bar = {figures['bar_seconds']:.2f} s):"
+    )
+    for stage in ("denoiser", "decoder", "encoder", "total"):
+        print(f"  {stage:<9} {m[stage] / 1e6:10.2f} M")
+    print(
+        f"this machine: {here['bar_ms_p50']:.2f} ms per bar (p50) = {here['effective_gmacs']:.2f} GMAC/s effective"
+    )
+    for name, e in figures["estimates"].items():
+        board = figures["boards"].get(name)
+        how = (
+            f"{board['ghz']} GHz x {board['macs_per_cycle']} MAC/cycle x {board['efficiency']}"
+            if board
+            else "given"
+        )
+        print(
+            f"  {name:<14} {e['rate_gmacs']:5.2f} GMAC/s ({how}): {m['total'] / 1e6:.1f} M / rate = "
+            f"{e['bar_ms']:.1f} ms per bar, real-time factor {e['rtf']:.4f}"
+        )
 
 
 def _judge(name: str, value: float | None) -> dict:

@@ -3,7 +3,13 @@
 The unit is ``firmware_config/systemd/musicbox.service`` with its placeholders filled in: ``@EXEC@`` (this
 installation's ``musicbox`` command, so the service runs the same virtual environment), ``@USER@`` (a
 dedicated system user, created when missing), ``@GROUPS@`` (audio, gpio, spi: those that exist here) and
-``@RECORDINGS@`` (the recordings folder, the one path besides its state directory it may write).
+``@RECORDINGS@`` (the recordings folder, the one path besides its state directory it may write); the
+unit runs ``play --config FILE`` with the file given here, or the one found now.
+
+It refuses, naming the folder and the way out, when the service user could not reach this installation
+or the config (a clone in a 0700 home folder), and when the Debian package already runs the service
+(packaging/build_deb.sh): one service path per box.
+
 With ``[remote] enabled = true`` it also installs the drop-in ``musicbox.service.d/remote.conf`` (IP
 sockets and the LAN's addresses for the web remote); with the remote off it removes it.
 """
@@ -14,6 +20,7 @@ import grp
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +29,15 @@ from musicbox.firmware import firmware_dir
 
 UNIT_PATH = Path("/etc/systemd/system/musicbox.service")
 REMOTE_DROPIN_PATH = Path("/etc/systemd/system/musicbox.service.d/remote.conf")
+PACKAGE_UNIT = Path("/lib/systemd/system/musicbox.service")  # installed by the Debian package
+PACKAGE_PREFIX = Path("/opt/musicbox")
 GROUPS = ("audio", "gpio", "spi")
 STATE_DIR = Path("/var/lib/musicbox")
+PACKAGE_HINT = (
+    "install the Debian package instead (`sudo apt install ./musicbox_<version>_<arch>.deb`, built by "
+    'packaging/build_deb.sh; see README "On a Raspberry Pi"), or move the clone to a folder every user '
+    "can enter (e.g. /opt/musicbox-src) and run scripts/setup.sh there"
+)
 
 
 def register(sub):
@@ -37,13 +51,20 @@ def register(sub):
 
 
 def run(args) -> int:
-    from musicbox.config import load_config
+    from musicbox.config import find_config_file, load_config
     from musicbox.errors import MusicBoxError
 
+    if PACKAGE_UNIT.is_file() and exec_path().startswith(f"{PACKAGE_PREFIX}/"):
+        print(f"the Debian package installed and enabled the service already ({PACKAGE_UNIT}); nothing to do")
+        return 0
+    _defer_to_package(exec_path())
+    config_file = args.config if args.config is not None else find_config_file()
+    config_file = Path(config_file).resolve() if config_file is not None else None
+    config = load_config(config_file)
+    _check_reachable(args.user, [Path(sys.executable).parent / "musicbox", _source_dir(), config_file])
     home = _home_of(args.user)
-    config = load_config(args.config)
     folder = _recordings_folder(config.recording.folder, home)
-    unit = render_unit(exec_path(), args.user, existing_groups(), folder)
+    unit = render_unit(exec_path(), args.user, existing_groups(), folder, config_file)
     dropin = remote_dropin() if config.remote.enabled else None
     commands = _commands(args.user)
     if args.dry_run:
@@ -74,6 +95,66 @@ def exec_path() -> str:
     return str(script) if script.is_file() else f"{sys.executable} -m musicbox.cli"
 
 
+def _defer_to_package(exec_cmd: str) -> None:
+    """Refuse when the Debian package's unit is installed and this is another installation."""
+    from musicbox.errors import MusicBoxError
+
+    if PACKAGE_UNIT.is_file() and not exec_cmd.startswith(f"{PACKAGE_PREFIX}/"):
+        raise MusicBoxError(
+            f"the musicbox Debian package already installs the service ({PACKAGE_UNIT}, running "
+            f"{PACKAGE_PREFIX}/bin/musicbox with /etc/musicbox/musicbox.toml): edit that file and run "
+            "`sudo systemctl restart musicbox`, or `sudo apt remove musicbox` first to run this clone instead"
+        )
+
+
+def _source_dir() -> Path:
+    """The folder of the ``musicbox`` package this command runs from (in the clone for an editable
+    install)."""
+    import musicbox
+
+    return Path(musicbox.__file__).resolve().parent
+
+
+def _check_reachable(user: str, paths: list[Path | None]) -> None:
+    """Raise when ``user`` (the service user, or a new system user in :func:`existing_groups`) could not
+    read ``paths``: every folder above them must let that user through."""
+    from musicbox.errors import MusicBoxError
+
+    try:
+        entry = pwd.getpwnam(user)
+        uid = entry.pw_uid
+        gids = {entry.pw_gid, *os.getgrouplist(user, entry.pw_gid)}
+    except KeyError:  # created by this command: no file is its own yet; only its groups count
+        uid, gids = -1, {grp.getgrnam(g).gr_gid for g in existing_groups()}
+    for path in paths:
+        if path is None:
+            continue
+        blocked = unreachable(path, uid, gids)
+        if blocked is not None:
+            mode = stat.S_IMODE(blocked.stat().st_mode)
+            raise MusicBoxError(
+                f"the service user {user!r} cannot enter {blocked} (mode {mode:04o}), so the service could "
+                f"not start {path}: {PACKAGE_HINT}"
+            )
+
+
+def unreachable(path: Path, uid: int, gids: set[int]) -> Path | None:
+    """The first folder on the way to ``path`` (or ``path`` itself, which must be readable) that user
+    ``uid`` with groups ``gids`` may not pass; None when the way is open. Root passes everywhere."""
+    if uid == 0:
+        return None
+    path = Path(os.path.abspath(path))
+    for step in [*reversed(path.parents), path]:
+        st = step.stat()
+        need = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH) if step != path or step.is_dir() else None
+        if need is None:
+            need = (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+        bit = need[0] if st.st_uid == uid else need[1] if st.st_gid in gids else need[2]
+        if not st.st_mode & bit:
+            return step
+    return None
+
+
 def existing_groups() -> list[str]:
     """The groups of :data:`GROUPS` that exist on this machine (a PC has no gpio/spi groups)."""
     found = []
@@ -86,11 +167,17 @@ def existing_groups() -> list[str]:
     return found
 
 
-def render_unit(exec_cmd: str, user: str, groups: list[str], recordings: Path) -> str:
-    """The unit file text with its placeholders filled in."""
+def render_unit(
+    exec_cmd: str, user: str, groups: list[str], recordings: Path, config: Path | None = None
+) -> str:
+    """The unit file text with its placeholders filled in; ``config`` is the musicbox.toml the service
+    reads (None: the search path of :func:`musicbox.config.find_config_file`)."""
     template = (firmware_dir() / "systemd" / "musicbox.service").read_text()
+    command = f"{exec_cmd} play" + (f" --config {config}" if config is not None else "")
     text = (
-        template.replace("@EXEC@", exec_cmd).replace("@USER@", user).replace("@RECORDINGS@", str(recordings))
+        template.replace("@EXEC@ play", command)
+        .replace("@USER@", user)
+        .replace("@RECORDINGS@", str(recordings))
     )
     line = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
     return text.replace("SupplementaryGroups=@GROUPS@\n", line)

@@ -1,6 +1,7 @@
 """`musicbox play`: the appliance. Plays forever (or ``--seconds``), supervised, knobs and buttons live.
 
-Exit status: 0 after a clean stop (SIGTERM/SIGINT, long-press on play, ``--seconds``); 78 for a bad
+Exit status: 0 after a clean stop (SIGTERM/SIGINT, long-press on play, ``--seconds``; with ``[buttons]
+hold_action = "poweroff"`` the long-press then asks logind to power the board off, 1 if it refuses); 78 for a bad
 configuration or a missing/corrupt bundle (the systemd unit's ``RestartPreventExitStatus=78`` keeps it
 from crash-looping); 69 when the audio device vanished in a way PortAudio cannot recover from in-process
 (a missing device at start is waited for, or, with the web remote's stream on, played to the stream
@@ -13,10 +14,14 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger("musicbox.play")
+POWEROFF_COMMAND = ("systemctl", "poweroff")
+"""Through logind: as the service user this is allowed by the package's polkit rule only."""
 
 
 def register(sub):
@@ -46,14 +51,15 @@ def run(args) -> int:
         config = replace(config, remote=replace(config.remote, enabled=True))
     lock = hold_box_lock(config.recording.folder)  # held until the process ends
     box = build_box(config, args.bundle)
+    held = threading.Event()  # the hold gesture asked for the stop
     try:
-        remote = _start_remote(config, box) if config.remote.enabled else None
+        remote = _start_remote(config, box, _press(box, held)) if config.remote.enabled else None
     except BaseException:
         box.ring.close()  # the box never ran: free its shared memory
         os.close(lock)
         raise
     try:
-        backend = _open_backend(config, box, remote)
+        backend = _open_backend(config, box, held, remote)
         box.stats_writer = _status_publisher(args.stats, backend, box, remote)
         _install_signal_handlers(box)
         try:
@@ -64,21 +70,47 @@ def run(args) -> int:
         if remote is not None:
             remote.close()
         os.close(lock)
+    if held.is_set() and config.buttons.hold_action == "poweroff":
+        return power_off()
     return 0
 
 
-def _press(box):
-    """``callable(Button)`` posting the button's event to the box."""
+def power_off() -> int:
+    """Ask logind to power the board off (the box has stopped and its recording is written); 0 when
+    the request was accepted, else 1 with the reason logged (the service then restarts and plays on)."""
+    log.info("play held: powering off (%s)", " ".join(POWEROFF_COMMAND))
+    try:
+        result = subprocess.run(POWEROFF_COMMAND, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        result = subprocess.CompletedProcess(POWEROFF_COMMAND, 1, "", str(exc))
+    if result.returncode != 0:
+        log.error(
+            "power off refused: %s. The Debian package's polkit rule (/usr/share/polkit-1/rules.d/"
+            '50-musicbox.rules) lets the user musicbox power off; or set [buttons] hold_action = "quit"',
+            result.stderr.strip() or f"exit {result.returncode}",
+        )
+        return 1
+    return 0
+
+
+def _press(box, held: threading.Event):
+    """``callable(Button)`` posting the button's event to the box (the hold sets ``held``)."""
     from musicbox.device import Button
     from musicbox.runtime.box.supervisor import Event
 
     events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
     same = (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW, Button.VOLUME_UP, Button.VOLUME_DOWN)
     events |= {b: Event(b.value) for b in same}
-    return lambda button: box.post(events[button])
+
+    def on_button(button) -> None:
+        if button is Button.SHUTDOWN:
+            held.set()
+        box.post(events[button])
+
+    return on_button
 
 
-def _open_backend(config, box, remote=None):
+def _open_backend(config, box, held: threading.Event, remote=None):
     """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages."""
     from musicbox.device import open_backend
 
@@ -90,11 +122,11 @@ def _open_backend(config, box, remote=None):
     backend = open_backend(config, box.style_names)
     if remote is not None:
         remote.follow = backend.follow  # a change on the page moves the backend's knobs too
-    backend.start(on_controls=from_knobs, on_button=_press(box))
+    backend.start(on_controls=from_knobs, on_button=_press(box, held))
     return backend
 
 
-def _start_remote(config, box):
+def _start_remote(config, box, on_button):
     """The web remote of ``box``, serving; a change on the page goes to the box and to the knob backend
     (last writer wins, knob by knob: a hardware knob takes over again when it is next turned)."""
     from musicbox.device import knob_map
@@ -113,7 +145,7 @@ def _start_remote(config, box):
         box=box,
         knob_map=knob_map(config, box.style_names),
         on_controls=from_page,
-        on_button=_press(box),
+        on_button=on_button,
         recordings=config.recording.folder,
         sample_rate=config.audio.sample_rate,
     )

@@ -32,6 +32,7 @@ import atexit
 import enum
 import logging
 import math
+import sys
 import threading
 import time
 import types
@@ -371,7 +372,7 @@ class Player:
             raise AudioDeviceError(
                 f"cannot open audio output {which}: {exc}. Check that a sound card or DAC is present "
                 "(`aplay -l`, `musicbox doctor`), set [audio] device in musicbox.toml to one that "
-                "`python -m sounddevice` lists, or, on a machine without sound, listen in a browser: "
+                f"`{sys.executable} -m sounddevice` lists, or, on a machine without sound, listen in a browser: "
                 "`musicbox play --remote` (or [remote] enabled = true in musicbox.toml), or write audio to "
                 "a file with `musicbox render --seconds 60 --out music.wav`"
             ) from exc
