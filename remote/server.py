@@ -152,7 +152,8 @@ class RemoteServer:
             s = self.settings
             raise ConfigError(
                 f"[remote] cannot listen on {s.bind}:{s.port} ({failure[0]}); set another [remote] port or "
-                "bind in musicbox.toml, or stop what uses it"
+                "bind in musicbox.toml, or stop what uses it; under the systemd service, run `sudo musicbox "
+                "install-service` again so that its remote.conf drop-in allows IP sockets"
             )
         self.pairing.announce()
 
@@ -181,6 +182,8 @@ class RemoteServer:
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.settings.bind, self.settings.port, shutdown_timeout=1.0)
             loop.run_until_complete(site.start())
+            if not self._runner.addresses:  # asyncio skips a socket family it may not use, silently
+                raise OSError("no socket could be opened (a sandbox without AF_INET/AF_INET6?)")
         except Exception as exc:  # the address is taken or not ours: start() reports it
             failure.append(exc)
             started.set()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -403,3 +404,47 @@ def _until(test, timeout_s: float) -> None:
     while not test():
         assert time.monotonic() < end, "timed out"
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_the_unit_lets_the_remote_listen_only_with_its_dropin(tmp_path, bundle):
+    """Under the unit's system-call and socket-family filters (tests/helpers/unit_sandbox.py), `musicbox
+    play --remote` cannot listen; with the remote's drop-in it serves the page while the box plays."""
+    from musicbox.commands import install_service
+    from musicbox.runtime.box.soak import JackDummy
+    from tests.test_service import _has_seccomp, _render, _sandboxed
+
+    if shutil.which("jackd") is None or shutil.which("systemd-analyze") is None or not _has_seccomp():
+        pytest.skip("needs jackd, systemd-analyze and Debian's python3-seccomp")
+    unit = _render(tmp_path)
+    with_dropin = tmp_path / "with-remote.service"
+    with_dropin.write_text(unit.read_text() + "\n" + install_service.remote_dropin())
+    port = _free_port()
+    config = tmp_path / "box.toml"
+    config.write_text(
+        f'[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp_path}/rec"\n'
+        f'[remote]\nbind = "127.0.0.1"\nport = {port}\nstate_dir = "{tmp_path}/st"\n'
+    )
+    stats = tmp_path / "stats.json"
+    play = [sys.executable, "-m", "musicbox.cli", "play", "--remote", "--config", str(config)]
+    play += ["--bundle", str(bundle), "--seconds", "12", "--stats", str(stats)]
+    locked = subprocess.run(_sandboxed(unit, *play), capture_output=True, text=True, timeout=60)
+    assert locked.returncode == 78 and "[remote] cannot listen" in locked.stderr, locked.stderr
+    with JackDummy(name=f"mbunitremote{os.getpid()}"):
+        proc = subprocess.Popen(_sandboxed(with_dropin, *play), stderr=subprocess.PIPE, text=True)
+        try:
+            _until(lambda: stats.exists() and json.loads(stats.read_text())["bars_played"] >= 1, 30)
+            code = json.loads((tmp_path / "st" / "pairing.json").read_text())["code"]
+            page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+            assert page.status == 200 and b"musicbox" in page.read()
+            pair = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/pair",
+                json.dumps({"code": code}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            assert urllib.request.urlopen(pair, timeout=10).status == 200
+        finally:
+            err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, err
+    final = json.loads(stats.read_text())
+    assert final["bars_played"] >= 3 and final["underruns"] == 0, final

@@ -55,11 +55,20 @@ def allowed_syscalls(settings: dict[str, list[str]]) -> set[str]:
     return allowed
 
 
+def address_families(settings: dict[str, list[str]]) -> list[str]:
+    """The unit's RestrictAddressFamilies= allow lists merged, as systemd merges them (a drop-in adds
+    families; an empty assignment starts over)."""
+    families: list[str] = []
+    for value in settings.get("RestrictAddressFamilies", []):
+        families = [] if not value else families + [f for f in value.split() if f not in families]
+    return families
+
+
 def main(argv: list[str]) -> None:
     unit, command = argv[0], argv[argv.index("--") + 1 :]
     settings = unit_settings(unit)
     err = getattr(errno, settings.get("SystemCallErrorNumber", ["EPERM"])[-1])
-    families = [getattr(socket, f) for f in settings.get("RestrictAddressFamilies", [""])[-1].split()]
+    families = [getattr(socket, f) for f in address_families(settings)]
     sandbox = seccomp.SyscallFilter(defaction=seccomp.ERRNO(err))
     for name in sorted(allowed_syscalls(settings) - {"socket"}):
         with contextlib.suppress(RuntimeError, ValueError):  # not a system call on this architecture
