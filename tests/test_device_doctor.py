@@ -13,18 +13,7 @@ from musicbox.config import load_config
 from musicbox.device import doctor
 from musicbox.errors import BundleError
 
-ROWS = [
-    "config",
-    "board",
-    "cpu",
-    "audio",
-    "soundfont",
-    "knobs",
-    "bundle",
-    "memory",
-    "disk",
-    "service",
-]
+ROWS = ["config", "board", "cpu", "audio", "soundfont", "knobs", "bundle", "memory", "disk", "service"]
 
 
 def test_every_row_and_every_failure_has_a_fix(tmp_path):
