@@ -170,10 +170,22 @@ def test_doctor_hint_names_the_full_command(monkeypatch):
     assert Path(check.fix.split()[1]).is_file()
 
 
-def test_the_package_own_command_has_nothing_to_do(tmp_path, monkeypatch, capsys):
+def test_the_package_own_command_keeps_the_remote_drop_in_with_the_config(tmp_path, monkeypatch, capsys):
+    """From the package, install-service only follows ``[remote] enabled`` with the drop-in."""
     unit = tmp_path / "musicbox.service"
     unit.write_text("[Unit]\n")
+    dropin = tmp_path / "musicbox.service.d" / "remote.conf"
+    ran: list[list[str]] = []
     monkeypatch.setattr(install_service, "PACKAGE_UNIT", unit)
+    monkeypatch.setattr(install_service, "REMOTE_DROPIN_PATH", dropin)
     monkeypatch.setattr(install_service, "exec_path", lambda: "/opt/musicbox/bin/musicbox")
-    assert main(["install-service", "--user", "root"]) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    monkeypatch.setattr(install_service, "_run", ran.append)
+    config = tmp_path / "box.toml"
+    config.write_text("[remote]\nenabled = true\n")
+    assert main(["install-service", "--config", str(config)]) == 0
+    assert dropin.read_text() == install_service.remote_dropin() and "IPAddressAllow" in dropin.read_text()
+    assert ran == [["systemctl", "daemon-reload"], ["systemctl", "try-restart", "musicbox.service"]]
+    assert "the web remote is on" in capsys.readouterr().out
+    config.write_text("[remote]\nenabled = false\n")
+    assert main(["install-service", "--config", str(config)]) == 0
+    assert not dropin.exists() and "the web remote is off" in capsys.readouterr().out

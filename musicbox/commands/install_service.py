@@ -54,12 +54,11 @@ def run(args) -> int:
     from musicbox.config import find_config_file, load_config
     from musicbox.errors import MusicBoxError
 
-    if PACKAGE_UNIT.is_file() and exec_path().startswith(f"{PACKAGE_PREFIX}/"):
-        print(f"the Debian package installed and enabled the service already ({PACKAGE_UNIT}); nothing to do")
-        return 0
-    _defer_to_package(exec_path())
     config_file = args.config if args.config is not None else find_config_file()
     config_file = Path(config_file).resolve() if config_file is not None else None
+    if PACKAGE_UNIT.is_file() and exec_path().startswith(f"{PACKAGE_PREFIX}/"):
+        return _package_service(load_config(config_file), args.dry_run)
+    _defer_to_package(exec_path())
     config = load_config(config_file)
     _check_reachable(args.user, [Path(sys.executable).parent / "musicbox", _source_dir(), config_file])
     home = _home_of(args.user)
@@ -78,15 +77,40 @@ def run(args) -> int:
     for cmd in commands[:-2]:
         _run(cmd)
     UNIT_PATH.write_text(unit)
+    _write_dropin(dropin)
+    for cmd in commands[-2:]:
+        _run(cmd)
+    print(f"installed {UNIT_PATH} and started it; follow it with `journalctl -u musicbox -f`")
+    return 0
+
+
+def _package_service(config, dry_run: bool) -> int:
+    """The Debian package installed and enabled the unit: only the web remote's drop-in follows the
+    config (``[remote] enabled``), then systemd reloads and the box restarts."""
+    from musicbox.errors import MusicBoxError
+
+    dropin = remote_dropin() if config.remote.enabled else None
+    state = "on: the drop-in allows its LAN sockets" if dropin else "off: no drop-in"
+    print(f"the Debian package installed and enabled the service ({PACKAGE_UNIT}); the web remote is {state}")
+    if dry_run:
+        if dropin is not None:
+            print(f"# {REMOTE_DROPIN_PATH}\n{dropin}")
+        return 0
+    if os.geteuid() != 0:
+        raise MusicBoxError("install-service needs root: run it with sudo (or use --dry-run to see the unit)")
+    _write_dropin(dropin)
+    for cmd in (["systemctl", "daemon-reload"], ["systemctl", "try-restart", "musicbox.service"]):
+        _run(cmd)
+    return 0
+
+
+def _write_dropin(dropin: str | None) -> None:
+    """Install the web remote's drop-in, or remove it when the remote is off."""
     if dropin is not None:
         REMOTE_DROPIN_PATH.parent.mkdir(parents=True, exist_ok=True)
         REMOTE_DROPIN_PATH.write_text(dropin)
     else:
         REMOTE_DROPIN_PATH.unlink(missing_ok=True)
-    for cmd in commands[-2:]:
-        _run(cmd)
-    print(f"installed {UNIT_PATH} and started it; follow it with `journalctl -u musicbox -f`")
-    return 0
 
 
 def exec_path() -> str:
