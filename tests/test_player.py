@@ -78,16 +78,17 @@ def test_callback_allocates_no_buffers(ring):
     for b in range(6):
         ring.write_bar(b, 0, _bar(0.0))
     player = Player(ring)
-    out = np.zeros((128, 2), np.float32)
-    player._callback(out, 128, None, OK)
+    frames = PlayerSettings().blocksize  # a block-sized temporary would be 8 KiB, far above other threads
+    out = np.zeros((frames, 2), np.float32)
+    player._callback(out, frames, None, OK)
     tracemalloc.start()
     for i in range(40):  # crosses bar lines and runs dry (fade + silence); volume ramps and holds
         if i % 10 == 5:
             player.step_volume(-1)
-        player._callback(out, 128, None, OK)
+        player._callback(out, frames, None, OK)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert peak < 4096, f"the callback allocated {peak} bytes"
+    assert peak < out.nbytes / 2, f"the callback allocated {peak} bytes (a block is {out.nbytes})"
 
 
 @pytest.mark.slow
@@ -113,6 +114,19 @@ def jack_server():
 
     with JackDummy(name=f"mbplayer{os.getpid()}") as server:
         yield server
+
+
+def test_a_device_at_another_rate_is_a_config_error_naming_its_rate(ring):
+    """A JACK server at 48 kHz refuses a 44.1 kHz stream: say which rate to set, do not wait for a
+    device that is there (it used to wait, then exit with "the JACK server went away")."""
+    from musicbox.errors import ConfigError
+    from musicbox.runtime.box.soak import JackDummy
+
+    with JackDummy(name=f"mbrate{os.getpid()}", sample_rate=48000):
+        player = Player(ring, PlayerSettings(sample_rate=44100, blocksize=512))
+        with pytest.raises(ConfigError, match=r"sample_rate = 48000"):
+            player.start()
+        assert player.state is StreamState.CLOSED
 
 
 def test_no_such_device_names_this_python_to_list_devices(tmp_path):

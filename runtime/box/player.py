@@ -41,10 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from musicbox.errors import AudioDeviceError
+from musicbox.errors import AudioDeviceError, ConfigError
 from musicbox.runtime.box.ring import BarRing
 
 log = logging.getLogger("musicbox.player")
+
+INVALID_SAMPLE_RATE = "PaErrorCode -9997"
+"""PortAudio's paInvalidSampleRate: the device exists but does not take the configured rate."""
 
 
 class StreamState(enum.Enum):
@@ -193,9 +196,9 @@ class Player:
         n = max(2, int(self.settings.sample_rate * self.settings.fade_ms / 1000.0))
         channels = self.ring.spec.channels
         self._fade_frames = n
-        self._ramp_down = np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
+        self._ramp_down = np.linspace(1.0, 0.0, n, dtype=np.float32)
         self._ramp_up = np.ascontiguousarray(self._ramp_down[::-1])
-        self._last = np.zeros((1, channels), np.float32)
+        self._last = np.zeros(channels, np.float32)
         self._entry = -1
         self._pos = 0
         self._frames = 0
@@ -205,7 +208,7 @@ class Player:
         self._fade_in_left = 0
         self._started = False  # a first bar has played: later starvation is an underrun
         self._ramp_steps = np.arange(1, _RAMP_FRAMES + 1, dtype=np.float32)
-        self._ramp = np.empty((_RAMP_FRAMES, 1), np.float32)
+        self._ramp = np.empty(_RAMP_FRAMES, np.float32)
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
@@ -221,7 +224,7 @@ class Player:
         if done < frames:
             self._go_silent(outdata, done, frames)
         else:
-            self._last[0] = outdata[frames - 1]
+            self._last[:] = outdata[frames - 1]
         self._apply_volume(outdata, frames)
 
     def _apply_volume(self, outdata, frames: int) -> None:
@@ -233,9 +236,10 @@ class Player:
             return
         n = min(frames, _RAMP_FRAMES)
         ramp = self._ramp[:n]
-        np.multiply(self._ramp_steps[:n, None], (target - start) / n, out=ramp)
+        np.multiply(self._ramp_steps[:n], (target - start) / n, out=ramp)
         ramp += start
-        np.multiply(outdata[:n], ramp, out=outdata[:n])
+        for c in range(outdata.shape[1]):  # channel by channel: a broadcast would buffer a block
+            np.multiply(outdata[:n, c], ramp, out=outdata[:n, c])
         if frames > n:
             np.multiply(outdata[n:], target, out=outdata[n:])
         self._volume_now = target
@@ -273,7 +277,8 @@ class Player:
         """Ramp up the start of the audio after a silence."""
         k = min(self._fade_in_left, block.shape[0])
         start = self._fade_frames - self._fade_in_left
-        np.multiply(block[:k], self._ramp_up[start : start + k], out=block[:k])
+        for c in range(block.shape[1]):  # channel by channel: a broadcast would buffer a block
+            np.multiply(block[:k, c], self._ramp_up[start : start + k], out=block[:k, c])
         self._fade_in_left -= k
 
     def _go_silent(self, outdata, done: int, frames: int) -> None:
@@ -284,11 +289,12 @@ class Player:
             if self._started and not self.paused:
                 self.underruns += 1
         if done:
-            self._last[0] = outdata[done - 1]
+            self._last[:] = outdata[done - 1]
         rest = outdata[done:frames]
         k = min(self._fade_out_left, rest.shape[0])
         start = self._fade_frames - self._fade_out_left
-        np.multiply(self._ramp_down[start : start + k], self._last, out=rest[:k])
+        for c in range(rest.shape[1]):  # channel by channel: a broadcast would buffer a block
+            np.multiply(self._ramp_down[start : start + k], self._last[c], out=rest[:k, c])
         rest[k:] = 0.0
         self._fade_out_left -= k
 
@@ -369,6 +375,13 @@ class Player:
             stream.start()
         except (self._sd.PortAudioError, ValueError) as exc:
             which = "the system default" if s.device in (None, "") else repr(s.device)
+            if INVALID_SAMPLE_RATE in str(exc):  # the device is there: waiting would not help
+                rate = self._device_rate()
+                raise ConfigError(
+                    f"the audio output {which} does not play at [audio] sample_rate = {s.sample_rate} Hz"
+                    + (f"; it runs at {rate:.0f} Hz" if rate else "")
+                    + f": set [audio] sample_rate = {rate or 48000:.0f} in musicbox.toml"
+                ) from exc
             raise AudioDeviceError(
                 f"cannot open audio output {which}: {exc}. Check that a sound card or DAC is present "
                 "(`aplay -l`, `musicbox doctor`), set [audio] device in musicbox.toml to one that "
@@ -381,6 +394,13 @@ class Player:
         self.last_callback = time.monotonic()
         self.state = StreamState.RUNNING
         log.info("audio stream open: %s", self.describe())
+
+    def _device_rate(self) -> float | None:
+        """The output device's own sample rate (Hz), or None when PortAudio cannot say."""
+        try:
+            return float(self._sd.query_devices(self.settings.device, "output")["default_samplerate"])
+        except (self._sd.PortAudioError, ValueError, KeyError, TypeError):
+            return None
 
     def describe(self) -> str:
         """Device name, rate, block size and actual latency of the open stream."""
