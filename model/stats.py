@@ -188,7 +188,7 @@ def _repetition(ds: Dataset, out: Path, max_pieces: int = 300) -> str:
     phrases and bars return, and the mean bar similarity by lag (``model/form.py``)."""
     import matplotlib.pyplot as plt
 
-    from musicbox.model.form import lag_profile, phrase_return_rate, similarity_matrix
+    from musicbox.model.form import lag_peak, lag_profile, phrase_return_rate, similarity_matrix
 
     rng = np.random.default_rng(0)
     starts = np.r_[0, np.nonzero(np.diff(ds.piece))[0] + 1]
@@ -206,7 +206,7 @@ def _repetition(ds: Dataset, out: Path, max_pieces: int = 300) -> str:
             continue
         with np.errstate(invalid="ignore"):
             prof = np.nanmean(np.array(profiles), axis=0)
-        peak = {lag: prof[lag] - (prof[lag - 1] + prof[lag + 1]) / 2 for lag in (4, 8)}
+        peak = {lag: lag_peak(prof, lag) for lag in (4, 8)}
         rows.append(
             [
                 name,

@@ -103,11 +103,11 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True)
-class BarPlan:
+class FormPlace:
     """What the next bar is. position: bar within its section; slot: the theme slot of its letter;
     source: the bar of the slot it returns (a varied return of it), None for new music; fresh_context:
     write it without the previous bars (a style turn); phrase_end: the last bar of a phrase (cadence);
-    shaping: its density factor and register offset."""
+    shaping: its density factor and register offset; noise: the level a return is re-noised to."""
 
     position: int
     letter: str
@@ -116,6 +116,7 @@ class BarPlan:
     fresh_context: bool
     phrase_end: bool
     shaping: Shaping = PLAIN
+    noise: float = 1.0
 
 
 def _knobs(controls: Controls) -> np.ndarray:
@@ -133,7 +134,7 @@ def _new_tune(state: GeneratorState, style: int) -> GeneratorState:
     )
 
 
-def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[GeneratorState, BarPlan]:
+def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[GeneratorState, FormPlace]:
     """The state to write bar ``state.index`` from (form fields moved on) and what that bar is."""
     style = int(round(controls.style))
     turned = state.style != style
@@ -158,7 +159,7 @@ def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[Gen
         source = None
     state = replace(state, last=knobs, slot=slot)
     phrase_end = position % spec.phrase_bars == spec.phrase_bars - 1
-    bar = BarPlan(
+    bar = FormPlace(
         position=position,
         letter=letter,
         slot=slot,
@@ -166,11 +167,12 @@ def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[Gen
         fresh_context=turned and state.index > 0,
         phrase_end=phrase_end,
         shaping=Shaping(spec.cadence_density if phrase_end else 1.0, spec.register[slot]),
+        noise=spec.noise_level(controls.variation),
     )
     return state, bar
 
 
-def store(state: GeneratorState, bar: BarPlan, played: np.ndarray) -> GeneratorState:
+def store(state: GeneratorState, bar: FormPlace, played: np.ndarray) -> GeneratorState:
     """Keep ``played [F, D]`` as the theme of ``bar``'s place unless one is kept there already (the
     first playing of a section stays its theme)."""
     if state.themes_mask[bar.slot, bar.position]:

@@ -46,7 +46,7 @@ from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.form import BarPlan, FormSpec, Shaping, plan, return_sigmas, store
+from musicbox.runtime.form import FormPlace, FormSpec, Shaping, plan, return_sigmas, store
 from musicbox.runtime.pianoroll import (
     Note,
     planes_to_roll,
@@ -158,7 +158,7 @@ class Generator:
         notes = roll_to_notes(roll, self._rep)
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
 
-    def _sample_latent(self, controls: Controls, state: GeneratorState, bar: BarPlan) -> np.ndarray:
+    def _sample_latent(self, controls: Controls, state: GeneratorState, bar: FormPlace) -> np.ndarray:
         """Sampled latent ``[1, F, D]`` of bar ``state.index``: from noise, or for a return from its
         theme re-noised to the variation level."""
         guidance = self.manifest.sampler.guidance
@@ -177,7 +177,7 @@ class Generator:
         if bar.source is None:
             return self._sample(denoise, noise * np.float32(self._sigmas[0]), self._sigmas)
         theme = state.themes[bar.slot, bar.source][None]
-        sigmas = return_sigmas(self._sigmas, self.form(controls).noise_level(controls.variation))
+        sigmas = return_sigmas(self._sigmas, bar.noise)
         if not len(sigmas):
             return theme
         t = np.float32(sigmas[0])
