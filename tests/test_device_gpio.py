@@ -65,6 +65,7 @@ def press(pins, pin, seconds=0.0):
     pins.pin(pin).drive_low()  # pull-up: pressed = low
     time.sleep(seconds)
     pins.pin(pin).drive_high()
+    time.sleep(0.05)  # a finger lets go before it presses again (two presses never merge)
 
 
 def test_turn_every_knob_and_press_every_button(tmp_path, mock_pins, adc):
@@ -81,7 +82,7 @@ def test_turn_every_knob_and_press_every_button(tmp_path, mock_pins, adc):
         rec.wait_for(lambda r: 1 < r.controls[-1].style < 2)
         for pin in (6, 13, 5):  # next, save, play (short press)
             press(mock_pins, pin)
-        press(mock_pins, 5, seconds=0.35)  # held: shutdown
+        press(mock_pins, 5, seconds=0.8)  # held well past hold_seconds (0.2 s), even on a loaded host
         rec.wait_for(lambda r: len(r.buttons) == 4)
     assert rec.buttons == [Button.NEXT, Button.SAVE, Button.PLAY_PAUSE, Button.SHUTDOWN]
 
