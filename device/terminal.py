@@ -178,7 +178,7 @@ class TerminalBackend(PollingBackend):
         console = self._console or Console()
         self._live = Live(self.render(), console=console, auto_refresh=False, redirect_stderr=False)
         self._live.start()
-        self._stderr = StderrToConsole(console)
+        self._stderr = StderrToConsole(console, self._draw_lock)
         self._stderr.start()
         super().start(on_controls, on_button)
 
@@ -321,10 +321,15 @@ class TerminalBackend(PollingBackend):
 class StderrToConsole:
     """While started, file descriptor 2 is a pipe; a thread prints each line written to it through
     ``console`` (above a ``Live`` view). Processes started meanwhile inherit the pipe as their stderr.
-    Does nothing when the console itself writes to fd 2 (its output would come back to it)."""
+    Does nothing when the console itself writes to fd 2 (its output would come back to it).
 
-    def __init__(self, console):
+    ``lock`` is the one the view's redraws hold: a line printed while another thread redraws would
+    move the cursor up by the height of the view before the redraw (rich's ``Live`` hook reads it
+    unlocked), leaving a half-erased copy of the view on the screen."""
+
+    def __init__(self, console, lock: threading.Lock):
         self.console = console
+        self._lock = lock
         self._saved: int | None = None
         self._read: int | None = None
         self._stop = threading.Event()
@@ -372,7 +377,8 @@ class StderrToConsole:
     def _print(self, line: bytes) -> None:
         from rich.text import Text
 
-        self.console.print(Text(line.decode("utf-8", "replace").rstrip("\r")), soft_wrap=True)
+        with self._lock:
+            self.console.print(Text(line.decode("utf-8", "replace").rstrip("\r")), soft_wrap=True)
 
 
 def _fileno(file) -> int | None:
