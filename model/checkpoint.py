@@ -8,12 +8,13 @@ is guessed downstream. No pickles.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from musicbox.errors import CheckpointError
-from musicbox.model.nets import MusicModel
+from musicbox.model.nets import AutoencoderConfig, MusicModel
 
 FORMAT = "musicbox-checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -30,9 +31,7 @@ def save_checkpoint(model: MusicModel, config: dict, out_dir: str | Path) -> Pat
     return out
 
 
-def load_checkpoint(path: str | Path) -> tuple[MusicModel, dict]:
-    """Load a checkpoint folder into an eval-mode model; returns ``(model, config)``."""
-    folder = Path(path)
+def _read_config(folder: Path) -> dict:
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise CheckpointError(
@@ -42,6 +41,30 @@ def load_checkpoint(path: str | Path) -> tuple[MusicModel, dict]:
     config = json.loads((folder / CONFIG).read_text())
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{folder / CONFIG}: format {config.get('format')!r}, expected {FORMAT!r}")
+    return config
+
+
+def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> tuple[dict, dict]:
+    """The autoencoder weights of a checkpoint folder (for a run that trains only the denoiser anew);
+    returns ``(state_dict, config)``. :class:`CheckpointError` if its autoencoder is not ``cfg``."""
+    folder = Path(path)
+    config = _read_config(folder)
+    if config.get("autoencoder") != asdict(cfg):
+        raise CheckpointError(
+            f"{folder / CONFIG}: its autoencoder {config.get('autoencoder')} is not the one configured "
+            f"({asdict(cfg)}); train the autoencoder too (leave out --autoencoder-from)"
+        )
+    prefix = "autoencoder."
+    weights = {
+        k[len(prefix) :]: v for k, v in load_file(str(folder / WEIGHTS)).items() if k.startswith(prefix)
+    }
+    return weights, config
+
+
+def load_checkpoint(path: str | Path) -> tuple[MusicModel, dict]:
+    """Load a checkpoint folder into an eval-mode model; returns ``(model, config)``."""
+    folder = Path(path)
+    config = _read_config(folder)
     model = MusicModel.from_config(config)
     try:
         model.load_state_dict(load_file(str(folder / WEIGHTS)))

@@ -16,28 +16,30 @@ style            collections (music21 corpus folders)                         wh
 ``folk``         ``essenFolksong`` (.abc; skipped: ``han1``/``han2``, 1,200    the largest collection,
                  Chinese songs, and ``test*``/``variant0``, music21's tests)  melody only
 ``celtic``       ``oneills1850``, ``ryansMammoth``, ``airdsAirs`` (.abc)      dance tunes: reels,
-                                                                              hornpipes, strathspeys
+                                                                              jigs, hornpipes, airs
 ===============  ===========================================================  ==========================
 
-Left out: the Trecento (medieval, and nearly all in compound or triple meters, which are dropped
-anyway), Josquin (8 multi-voice ABC files music21 parses poorly), single works (Schumann, Joplin,
-...), the ``.krn`` duplicates of the Bach and Beethoven ``.mxl`` files and Mozart's K. 545 (a piano
-sonata among the quartets) and ``madrigal.3.1_old.mxl`` (a broken duplicate of madrigal 3.1).
+Left out: the Trecento (medieval: none of the five styles fits it), Josquin (8 multi-voice ABC files
+music21 parses poorly), single works (Schumann, Joplin, ...), the ``.krn`` duplicates of the Bach
+and Beethoven ``.mxl`` files and Mozart's K. 545 (a piano sonata among the quartets) and ``madrigal.3.1_old.mxl`` (a broken duplicate of madrigal 3.1).
 
 From a score to bars
 --------------------
-- **Grid.** 16 steps per 4/4-sized bar (16th notes, ``pianoroll.DEFAULT``). Time in music21 is in
-  quarter lengths (ql); a step is 1/4 ql.
-- **Meters.** A meter is kept when its numerator is 2 or 4 (simple duple or quadruple) and its bar
-  lasts 2, 4, 8 or 16 ql: 4/4 and 2/2 (4 ql) give one bar; 2/4 and 4/8 (2 ql) are joined in pairs of
-  consecutive measures into one bar (an unpaired one is dropped); 4/2 and 2/1 (8 ql) are split into two
-  bars, 4/1 (16 ql) into four. Triple, compound and odd meters (3/4, 6/8, 3/8, 9/8, 12/8, 3/2, 5/8, ...)
-  and pieces without a meter are dropped and their measures counted per meter.
-- **Pickups.** A short first measure (of the piece, or right after a dropped stretch such as a 3/4
-  section) is padded with silence *before* it, to the next multiple of a 4-ql bar, so the first full
-  measure starts on a bar line and the upbeat keeps its place (counted as ``pickup_padded``). Two short measures in a row that add up to a full one (an ABC section ending and
-  the next section's upbeat) are joined into one. Any other short, long or unsupported measure is
-  dropped and ends the current run of bars.
+- **Grid.** A grid step is a sixteenth note, 1/4 quarter length (ql; music21's unit of time). A 4/4
+  bar is 16 steps (``pianoroll.DEFAULT``); a 3/4 or 6/8 bar is 12 steps, written in steps 0..11 of the
+  16-step row with steps 12..15 silent (:data:`METERS`).
+- **Meters.** Every bar is in one of three meters. 4/4: numerator 2 or 4 and a measure of 2, 4, 8 or
+  16 ql: 4/4 and 2/2 give one bar; 2/4 and 4/8 (2 ql) are joined in pairs of consecutive measures into
+  one bar (an unpaired one is dropped); 4/2 and 2/1 (8 ql) are split into two bars, 4/1 into four.
+  3/4: one bar per measure. 6/8: one bar per measure (two dotted beats); 3/8 measures joined in pairs,
+  12/8 split in two. Other meters (3/2, 9/8, 6/4, 5/8, ...) and pieces without a meter are dropped and
+  their measures counted per time signature. A meter change ends a piece (each piece is in one meter).
+- **Pickups.** A short first measure (of the piece, after a meter change, or right after a dropped
+  stretch such as a 3/2 section) is padded with silence *before* it, to the next multiple of its meter's bar, so the first
+  full measure starts on a bar line and the upbeat keeps its place (counted as ``pickup_padded``). Two
+  short measures in a row that add up to a full one (an ABC section ending and the next section's
+  upbeat) are joined into one. Any other short, long or unsupported measure is dropped and ends the
+  current run of bars.
 - **Runs -> pieces.** Only gap-free runs of bars are kept, so within a piece ``bar`` is exactly
   0..n-1; a score with a gap yields several pieces (``name@2``, ...) that share one split. Runs shorter
   than :data:`MIN_BARS` bars are dropped (counted).
@@ -68,7 +70,7 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import music21
@@ -80,7 +82,7 @@ from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, fold_pitch
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 """Bump when a change here alters the bars produced: every cached piece is then parsed again."""
 
 MIN_BARS = 3
@@ -91,9 +93,6 @@ QUANTIZE_TOLERANCE = 0.34
 
 STEP_QL = 0.25
 """One grid step in quarter lengths."""
-
-BAR_QL = 4.0
-"""One 16-step bar in quarter lengths."""
 
 ABC_CHUNK = 60
 """Tunes of a multi-tune ABC file parsed as one work unit (and cached as one file)."""
@@ -261,8 +260,9 @@ class Piece:
 
     name: ``collection-folder/file[#Xn][@k]`` (``#Xn``: ABC tune number, ``@k``: k-th run, k >= 2).
     work: the source work (name without ``@k``): the split is decided per work.
-    rolls: uint8 ``[n_bars, 3, 16, 64]``.
+    rolls: uint8 ``[n_bars, 3, 16, 64]`` (a 12-step bar silent after step 11).
     meters: source time signature of each bar (``"2/4"`` for a joined pair of 2/4 measures).
+    meter: the dataset meter of every bar of the piece (:data:`METERS`; a meter change starts a piece).
     melody_only: the score has a single sounding part.
     """
 
@@ -270,6 +270,7 @@ class Piece:
     work: str
     rolls: np.ndarray
     meters: list[str]
+    meter: str
     melody_only: bool
 
 
@@ -339,45 +340,81 @@ def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEF
     if not measures:
         counts["scores_without_measures"] += 1
         return []
-    origins, meters, starts = grid_bars(measures, counts)
+    grid = grid_bars(measures, counts)
     tracks, melody_only = assign_tracks(parts, counts)
     pieces = []
-    for lo, hi in runs(origins, starts):
-        n = hi - lo
+    for lo, hi in runs(grid):
+        n, meter = hi - lo, grid.meters[lo]
         if n < MIN_BARS:
             counts["bars_short_run"] += n
             continue
-        notes = run_notes(tracks, origins[lo], starts[lo], n, counts, rep)
+        bar_rep = replace(rep, steps_per_bar=round(METERS[meter] / STEP_QL))
+        notes = run_notes(tracks, grid.origins[lo], grid.starts[lo], n, counts, bar_rep)
+        rolls = _pad_steps(notes_to_roll(notes, n, bar_rep), rep.steps_per_bar)
         name = work if not pieces else f"{work}@{len(pieces) + 1}"
-        pieces.append(Piece(name, work, notes_to_roll(notes, n, rep), meters[lo:hi], melody_only))
+        pieces.append(Piece(name, work, rolls, grid.labels[lo:hi], meter, melody_only))
         counts["bars_kept"] += n
+        counts[f"bars_kept:{meter}"] += n
     counts["pieces"] += len(pieces)
     return pieces
 
 
+def _pad_steps(rolls: np.ndarray, steps: int) -> np.ndarray:
+    """Rolls ``[n, T, s, P]`` of ``s``-step bars in ``steps``-step rows, silent after step ``s``."""
+    return np.pad(rolls, ((0, 0), (0, 0), (0, steps - rolls.shape[2]), (0, 0)))
+
+
 # --------------------------------------------------------------------------------------------------
-# Measures -> 16-step bars
+# Measures -> bars
 
 
-def meter_bar_ql(ts) -> float | None:
-    """Length in ql of a measure of time signature ``ts`` if the meter is kept, else None."""
+METERS: dict[str, float] = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0}
+"""The meters of the dataset's bars and a bar's length in ql: 16 grid steps for 4/4, 12 for 3/4 (three
+beats of four steps) and 6/8 (two dotted beats of six). A 12-step bar fills steps 0..11 of the 16-step
+roll; its steps 12..15 stay silent (``BAR_STEPS``)."""
+
+
+def meter_of(num: int, den: int) -> tuple[str, float] | None:
+    """The dataset meter of a ``num/den`` time signature and the length of its measure in ql, or None
+    when it is dropped. A measure of half a bar is joined with the next (2/4, 4/8; 3/8 into 6/8), one of
+    several bars is split (4/2 and 2/1 into two 4/4 bars, 4/1 into four; 12/8 into two 6/8 bars)."""
+    length = num * 4.0 / den
+    if num in (2, 4) and length in (2.0, 4.0, 8.0, 16.0):
+        return "4/4", length
+    if (num, den) == (3, 4):
+        return "3/4", length
+    if (num, den) in ((6, 8), (3, 8), (12, 8)):
+        return "6/8", length
+    return None
+
+
+def meter_of_signature(ts) -> tuple[str, float] | None:
+    """:func:`meter_of` of a music21 ``TimeSignature`` (None for none or a malformed one)."""
     if ts is None:
         return None
     try:
-        num, den = int(ts.numerator), int(ts.denominator)
+        return meter_of(int(ts.numerator), int(ts.denominator))
     except (TypeError, ValueError, AttributeError):
         return None
-    length = num * 4.0 / den
-    return length if num in (2, 4) and length in (2.0, 4.0, 8.0, 16.0) else None
 
 
-def grid_bars(measures: list, counts: Counter) -> tuple[list[float], list[str], list[float]]:
-    """Per kept 16-step bar: the source time (ql) of its step 0, its source meter, and the source time
-    its music starts (later than step 0 only in a pickup's padded bar, whose silence must stay silent).
+@dataclass(frozen=True)
+class Grid:
+    """What :func:`grid_bars` gives per kept bar: the source time (ql) of its step 0, its source time
+    signature, its dataset meter (:data:`METERS`), and the source time its music starts (later than
+    step 0 only in a pickup's padded bar, whose silence must stay silent)."""
 
-    Counts per meter: ``measures:<m>`` seen, ``measures_dropped:<m>`` dropped, and the quarter lengths
-    ``ql:<m>`` / ``ql_dropped:<m>`` (divide by 4 for bar equivalents); ``dropped:<reason>`` per reason.
-    See the module docstring for the rules.
+    origins: list[float]
+    labels: list[str]
+    meters: list[str]
+    starts: list[float]
+
+
+def grid_bars(measures: list, counts: Counter) -> Grid:
+    """The bars of a part's measures (see the module docstring for the rules).
+
+    Counts per time signature: ``measures:<m>`` seen, ``measures_dropped:<m>`` dropped, and the quarter
+    lengths ``ql:<m>`` / ``ql_dropped:<m>`` (divide by 4 for 4/4 bar equivalents); ``dropped:<reason>``.
     """
     grid = _BarGrid(counts)
     ts = None
@@ -385,7 +422,7 @@ def grid_bars(measures: list, counts: Counter) -> tuple[list[float], list[str], 
         ts = m.timeSignature or ts
         grid.measure(float(m.offset), float(m.duration.quarterLength), ts)
     grid.flush()
-    return grid.origins, grid.meters, grid.starts
+    return Grid(grid.origins, grid.labels, grid.meters, grid.starts)
 
 
 class _BarGrid:
@@ -395,25 +432,32 @@ class _BarGrid:
         self.counts = counts
         self.origins: list[float] = []
         self.starts: list[float] = []
+        self.labels: list[str] = []
         self.meters: list[str] = []
         self.pending: tuple[float, float, str] | None = None  # short measure waiting for its complement
-        self.half: tuple[float, str] | None = None  # 2/4 measure waiting for its pair
+        self.half: tuple[float, str, str] | None = None  # half-bar measure waiting for its pair
         self.at_start = True  # a short measure here is a pickup (piece start, or after a dropped stretch)
+        self.meter = ""  # the meter of the measures so far
 
     def measure(self, offset: float, dur: float, ts) -> None:
         label = ts.ratioString if ts is not None else "none"
         self.counts[f"measures:{label}"] += 1
         self.counts[f"ql:{label}"] += dur
-        length = meter_bar_ql(ts)
-        if length is None:
+        kept = meter_of_signature(ts)
+        if kept is None:
             self.drop(label, dur, "meter")
             self.flush()
-            self.at_start = True
+            self.meter, self.at_start = "", True
             return
+        meter, length = kept
+        bar = METERS[meter]
+        if meter != self.meter:  # a new meter starts a new piece, which may begin with an upbeat
+            self.flush()
+            self.meter, self.at_start = meter, True
         pending, self.pending = self.pending, None
         if abs(dur - length) < _EPS:
             self.drop_pending(pending)
-            self.emit(offset, length, label)
+            self.emit(offset, length, label, meter)
         elif dur > length:
             self.drop_pending(pending)
             self.drop(label, dur, "overfull_measure")
@@ -422,40 +466,42 @@ class _BarGrid:
             return
         elif self.at_start:
             self.drop_pending(pending)
-            padded = max(BAR_QL, math.ceil(dur / BAR_QL - _EPS) * BAR_QL)
+            padded = max(bar, math.ceil(dur / bar - _EPS) * bar)
             self.counts["pickup_padded"] += 1
             self.counts["pickup_padded_ql"] += padded - dur
-            self.emit(offset + dur - padded, padded, label, music_from=offset)
+            self.emit(offset + dur - padded, padded, label, meter, music_from=offset)
         elif (
             pending and abs(pending[0] + pending[1] - offset) < _EPS and abs(pending[1] + dur - length) < _EPS
         ):
             self.counts["measures_joined"] += 1
-            self.emit(pending[0], length, label)
+            self.emit(pending[0], length, label, meter)
         else:
             self.drop_pending(pending)
             self.pending = (offset, dur, label)
         self.at_start = False
 
-    def emit(self, origin: float, length: float, label: str, music_from: float | None = None) -> None:
-        """Bars for a full measure of ``length`` ql starting at ``origin`` (2/4 waits for its pair).
-
-        music_from: where the music starts in a padded pickup (silence before it).
-        """
-        if length == 2.0:
-            if self.half is not None and abs(self.half[0] + 2.0 - origin) < _EPS:
-                self.origins.append(self.half[0])
-                self.starts.append(self.half[0])
-                self.meters.append(label)
+    def emit(self, origin: float, length: float, label: str, meter: str, music_from: float | None = None) -> None:
+        """Bars for a full measure of ``length`` ql starting at ``origin`` (a half-bar measure waits for
+        its pair). music_from: where the music starts in a padded pickup (silence before it)."""
+        bar = METERS[meter]
+        if abs(length - bar / 2) < _EPS:
+            half = self.half
+            if half is not None and half[2] == meter and abs(half[0] + length - origin) < _EPS:
+                self.bar(half[0], half[0], half[1], meter)
                 self.half = None
             else:
                 self.drop_half()
-                self.half = (origin, label)
+                self.half = (origin, label, meter)
             return
         self.drop_half()
-        for j in range(int(round(length / BAR_QL))):
-            self.origins.append(origin + j * BAR_QL)
-            self.starts.append(max(origin + j * BAR_QL, music_from or origin))
-            self.meters.append(label)
+        for j in range(int(round(length / bar))):
+            self.bar(origin + j * bar, max(origin + j * bar, music_from or origin), label, meter)
+
+    def bar(self, origin: float, start: float, label: str, meter: str) -> None:
+        self.origins.append(origin)
+        self.starts.append(start)
+        self.labels.append(label)
+        self.meters.append(meter)
 
     def flush(self) -> None:
         """Drop what still waits for a partner (the run ends here)."""
@@ -469,7 +515,8 @@ class _BarGrid:
 
     def drop_half(self) -> None:
         if self.half is not None:
-            self.drop(self.half[1], 2.0, "unpaired_2/4")
+            origin, label, meter = self.half
+            self.drop(label, METERS[meter] / 2, f"unpaired_{label}")
             self.half = None
 
     def drop(self, label: str, ql: float, reason: str) -> None:
@@ -478,14 +525,15 @@ class _BarGrid:
         self.counts[f"dropped:{reason}"] += 1
 
 
-def runs(origins: list[float], starts: list[float]) -> list[tuple[int, int]]:
-    """``[lo, hi)`` index ranges of bars that follow each other without a gap; a padded pickup bar
-    (its music starts after its step 0) always begins a new run."""
+def runs(grid: Grid) -> list[tuple[int, int]]:
+    """``[lo, hi)`` index ranges of bars of one meter that follow each other without a gap; a padded
+    pickup bar (its music starts after its step 0) always begins a new run."""
     out = []
     lo = 0
-    for i in range(1, len(origins) + 1):
-        gap = i == len(origins) or abs(origins[i] - origins[i - 1] - BAR_QL) > _EPS
-        if gap or starts[i] > origins[i] + _EPS:
+    o, m = grid.origins, grid.meters
+    for i in range(1, len(o) + 1):
+        gap = i == len(o) or m[i] != m[i - 1] or abs(o[i] - o[i - 1] - METERS[m[i - 1]]) > _EPS
+        if gap or grid.starts[i] > o[i] + _EPS:
             out.append((lo, i))
             lo = i
     return out
@@ -569,9 +617,10 @@ def quantize(x: float) -> tuple[int, float]:
 def run_notes(
     tracks, origin: float, music_from: float, n_bars: int, counts: Counter, rep: Representation
 ) -> list[Note]:
-    """Grid notes of the run of ``n_bars`` bars from ``origin`` ql (notes from ``music_from`` ql on)."""
+    """Grid notes of the run of ``n_bars`` bars of ``rep.steps_per_bar`` steps from ``origin`` ql (notes
+    from ``music_from`` ql on)."""
     n_steps = n_bars * rep.steps_per_bar
-    steps_per_ql = rep.steps_per_bar / BAR_QL
+    steps_per_ql = 1.0 / STEP_QL
     out = []
     for t, notes in enumerate(tracks):
         for sn in notes:

@@ -24,8 +24,17 @@ Labels
   (``features.windowed_key``).
 - ``split``: by source work (all runs ``name@k`` of one score share it), from the sha1 of its name:
   80 % train, 10 % validation, 10 % test. Deterministic, independent of what else is built.
-- ``meter``: the source time signature of the bar (index into ``meter_names``); an extra field beyond
-  the architecture table.
+- ``meter``: the source time signature of the bar (index into ``meter_names``); ``bar_meter``: the
+  dataset meter of the bar (index into ``corpus.METERS``: 4/4, 3/4, 6/8), which sets how many of its
+  16 steps it uses (16, 12, 12).
+- ``place``: the bar's position in its 8-bar section, counted from the first full bar
+  (``form.section_positions``: an upbeat bar is the last bar of the section before). Measured on 300
+  pieces a style, cadences (tonic bass under a held melody note) then peak at the phrase ends, positions
+  3 and 7 (chorale 0.22 / 0.21 of downbeats against 0.11-0.13 elsewhere, folk 0.26 / 0.33, celtic 0.077
+  at 7), where counting from bar 0 puts them on the phrase starts of the ~70 % of chorale, folk and
+  celtic pieces that begin with an upbeat.
+- ``repeats``: how many bars back the nearest earlier bar this bar nearly repeats is (``form.repeat_lags``,
+  within 16 bars), 0 for none.
 """
 
 from __future__ import annotations
@@ -36,17 +45,18 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from musicbox.errors import DatasetError
+from musicbox.model import form
 from musicbox.runtime import features
 
 log = logging.getLogger(__name__)
 
-DATASET_FORMAT = 1
+DATASET_FORMAT = 3
 """Version of dataset.npz/dataset.json's layout; bump when fields change."""
 
 SPLITS = ("train", "validation", "test")
@@ -78,6 +88,9 @@ class Dataset:
     tonic: int8 ``[N]`` windowed key tonic, pitch class 0..11.
     melody_only: bool ``[N]`` the piece has one part (harmony and bass empty by source).
     meter: int8 ``[N]`` index into ``meter_names`` (source time signature).
+    bar_meter: int8 ``[N]`` index into ``bar_meter_names`` (the dataset meter: 4/4, 3/4, 6/8).
+    place: int8 ``[N]`` position of the bar in its 8-bar section, pickup-aligned (0..7).
+    repeats: int8 ``[N]`` bars back to the earlier bar it nearly repeats (1..16), 0 for none.
     style_names, piece_names, meter_names: tuples of str.
     """
 
@@ -90,12 +103,23 @@ class Dataset:
     tonic: np.ndarray
     melody_only: np.ndarray
     meter: np.ndarray
+    bar_meter: np.ndarray
+    place: np.ndarray
+    repeats: np.ndarray
     style_names: tuple[str, ...]
     piece_names: tuple[str, ...]
     meter_names: tuple[str, ...]
+    bar_meter_names: tuple[str, ...]
 
     def __len__(self) -> int:
         return len(self.rolls)
+
+    def in_meters(self, names: tuple[str, ...]) -> Dataset:
+        """The pieces whose bars are in one of the meters ``names`` (``bar_meter_names``); a piece is in
+        one meter, so its rows stay whole and consecutive."""
+        keep = np.isin(self.bar_meter, [self.bar_meter_names.index(n) for n in names])
+        arrays = {k: getattr(self, k)[keep] for k in _ARRAYS}
+        return replace(self, **arrays)
 
     def phrase_starts(self, length: int = 3, split: int | None = None) -> np.ndarray:
         """Row indices ``i`` where rows ``i .. i+length-1`` are consecutive bars of one piece.
@@ -114,7 +138,20 @@ class Dataset:
         return np.nonzero(ok)[0]
 
 
-_ARRAYS = ("rolls", "piece", "bar", "style", "split", "attrs", "tonic", "melody_only", "meter")
+_ARRAYS = (
+    "rolls",
+    "piece",
+    "bar",
+    "style",
+    "split",
+    "attrs",
+    "tonic",
+    "melody_only",
+    "meter",
+    "bar_meter",
+    "place",
+    "repeats",
+)
 
 
 def load_dataset(cache_dir: str | os.PathLike | None = None) -> Dataset:
@@ -136,6 +173,7 @@ def load_dataset(cache_dir: str | os.PathLike | None = None) -> Dataset:
         style_names=tuple(meta["style_names"]),
         piece_names=tuple(meta["piece_names"]),
         meter_names=tuple(meta["meter_names"]),
+        bar_meter_names=tuple(meta["bar_meter_names"]),
     )
 
 
@@ -272,6 +310,7 @@ def _parse_and_store(arg) -> int:
             "work": p.work,
             "bars": len(p.rolls),
             "meters": p.meters,
+            "meter": p.meter,
             "melody_only": p.melody_only,
         }
         for p in result.pieces
@@ -298,7 +337,7 @@ def assemble(units: list, unit_dir: Path, cache_dir, limit: int | None) -> tuple
     from musicbox.model import corpus
 
     style_names = tuple(corpus.STYLES)
-    table = _Table()
+    table = _Table(tuple(corpus.METERS))
     counts: dict[str, Counter] = {}
     for u in units:
         rolls, meta = _read_unit(unit_dir / f"{u.key(builder_key())}.npz")
@@ -325,6 +364,7 @@ def assemble(units: list, unit_dir: Path, cache_dir, limit: int | None) -> tuple
         "style_labels": [corpus.STYLES[s] for s in style_names],
         "piece_names": table.names,
         "meter_names": table.meter_names,
+        "bar_meter_names": list(corpus.METERS),
         "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
     }
     (folder / "dataset.json").write_text(json.dumps(meta, indent=1))
@@ -334,7 +374,8 @@ def assemble(units: list, unit_dir: Path, cache_dir, limit: int | None) -> tuple
 class _Table:
     """Accumulates pieces into the dataset's columns."""
 
-    def __init__(self) -> None:
+    def __init__(self, bar_meters: tuple[str, ...]) -> None:
+        self.bar_meters = bar_meters
         self.rolls: list[np.ndarray] = []
         self.cols: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS if k != "rolls"}
         self.names: list[str] = []
@@ -355,6 +396,9 @@ class _Table:
         c["tonic"].append(tonic.astype(np.int8))
         c["melody_only"].append(np.full(n, piece["melody_only"], bool))
         c["meter"].append(np.array([self.meter_names.index(m) for m in piece["meters"]], np.int8))
+        c["bar_meter"].append(np.full(n, self.bar_meters.index(piece["meter"]), np.int8))
+        c["place"].append(form.section_positions(rolls))
+        c["repeats"].append(form.repeat_lags(rolls))
         self.rolls.append(rolls)
         self.names.append(piece["name"])
 

@@ -13,8 +13,8 @@ pieces of :data:`FORM_BARS` bars and on real corpus pieces with their repeats pl
   noodling tell apart.
 - **Cadences.** A downbeat cadences when the lowest sounding pitch is the tonic of the bar's local key
   and the melody's note there is held for at least half a bar; measured by position in a phrase (the
-  style's phrase length, counted from the first bar); ``cadence_phrase_end`` is the share of all
-  downbeats that are cadences at a phrase's last bar.
+  style's phrase length, counted from the first full bar: an upbeat bar is left out);
+  ``cadence_phrase_end`` is the share of all downbeats that are cadences at a phrase's last bar.
 - **Breathing.** Melody range (semitones between the lowest and highest melody onset of each 16-bar
   window), the share of melody notes of a whole bar or longer, and bars per 100 in which the melody
   rests for a beat or more.
@@ -43,6 +43,13 @@ LAGS = (1, 2, 4, 8, 16)
 
 PHRASE_BARS = 4
 """Bars per phrase for cadence positions."""
+
+SECTION_BARS = 8
+"""Bars of a section (a dance tune's strain, two 4-bar phrases): the dataset's ``place`` of a bar and
+the model's position input count bars in it."""
+
+MAX_REPEAT_LAG = 16
+"""How far back the dataset's ``repeats`` label looks for the bar a bar repeats."""
 
 MELODY, BASS = 0, 2
 STRONG_STEPS = (0, 8)
@@ -103,6 +110,31 @@ def phrase_return_rate(roll: np.ndarray) -> float:
         sim = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
     hits = [sim[i, : i - 1].max() >= NEAR for i in range(2, len(spans)) if sizes[i] > 0]
     return float(np.mean(hits)) if hits else float("nan")
+
+
+def has_pickup(roll: np.ndarray) -> bool:
+    """Whether bar 0 is an upbeat (the dataset builder pads a short first measure with silence before
+    it): nothing sounds in its first beat and something starts later in it."""
+    sounding = (roll[0] > OFF).any(axis=(0, 2))  # [S]
+    return bool(sounding.any() and not sounding[:BEAT].any())
+
+
+def section_positions(roll: np.ndarray, section_bars: int = SECTION_BARS) -> np.ndarray:
+    """Each bar's position in its ``section_bars``-bar section, int8 ``[n_bars]``, counted from the first
+    full bar (an upbeat bar is the last bar of the section before: pickup-aligned)."""
+    return ((np.arange(len(roll)) - has_pickup(roll)) % section_bars).astype(np.int8)
+
+
+def repeat_lags(roll: np.ndarray, max_lag: int = MAX_REPEAT_LAG) -> np.ndarray:
+    """For each bar, how many bars back the nearest earlier bar it nearly repeats is (similarity at
+    least :data:`NEAR`, within ``max_lag``), 0 when none: int8 ``[n_bars]``."""
+    sim = np.nan_to_num(similarity_matrix(roll), nan=0.0)
+    out = np.zeros(len(roll), np.int8)
+    for i in range(1, len(roll)):
+        back = sim[i, max(0, i - max_lag) : i][::-1]  # lag 1, 2, ...
+        hits = np.nonzero(back >= NEAR)[0]
+        out[i] = hits[0] + 1 if len(hits) else 0
+    return out
 
 
 def _sounding(roll: np.ndarray, track: int | None = None) -> np.ndarray:
@@ -229,7 +261,7 @@ def piece_metrics(roll: np.ndarray, phrase_bars: int = PHRASE_BARS) -> dict[str,
     """Every form metric of one piece (see the module docstring), as a flat dict of floats."""
     sim = similarity_matrix(roll)
     profile = lag_profile(sim)
-    cad = cadence_profile(roll, phrase_bars)
+    cad = cadence_profile(roll[has_pickup(roll) :], phrase_bars)  # phrases count from the first full bar
     out = {
         "phrase_return_rate": phrase_return_rate(roll),
         "bar_repeat_rate": bar_repeat_rate(sim, roll),

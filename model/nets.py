@@ -3,11 +3,14 @@
 Shapes (B = batch; docs/architecture.md has the full contract):
     planes  [B, 2T, S, P]   onset/active planes of one bar (T=3 tracks, S=16 steps, P=64 pitches)
     latent  [B, F, D]       F=4 latent frames (one per beat) of D=64 numbers, scaled to unit variance
-    context [B, K*F, D]     latents of the K=2 previous bars, oldest first
+    context [B, K*F, D]     latents of the K=4 earlier bars at the context lags (8, 4, 2, 1), oldest first
+    place   [B, P]          one-hot position of the bar in its 8-bar section (P=8), zeros = unknown
 
 The autoencoder compresses a bar 24:1 (6144 binary cells -> 256 numbers) so the denoiser works on 4 tokens per
 bar instead of 6144 cells. The denoiser sees one conditioning token, the context tokens and the noisy
-target tokens, and predicts the flow velocity of the target tokens.
+target tokens, and predicts the flow velocity of the target tokens. The context reaches the structure of
+a tune, as Museformer's structure-related bars do: besides the two bars just before, the bars 4 and 8
+back (where the corpus's bar-similarity peaks: a phrase and a strain earlier, ``musicbox data stats``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ class AutoencoderConfig:
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    """A small bidirectional transformer over ``1 + context_bars * frames + frames`` tokens."""
+    """A small bidirectional transformer over ``1 + len(context_lags) * frames + frames`` tokens.
+
+    context_lags: how many bars back each context slot is, oldest first. positions: bar positions in a
+    section the ``place`` input one-hot encodes (0: the model has no position input)."""
 
     frames: int = 4
     latent_dim: int = 64
-    context_bars: int = 2
+    context_lags: tuple[int, ...] = (8, 4, 2, 1)
+    positions: int = 8
     n_styles: int = 5
     n_attrs: int = 4
     d_model: int = 192
@@ -151,8 +158,9 @@ class Embed(nn.Module):
     """Conditioning and latents -> tokens ``h [B, 1 + K*F + F, d]``.
 
     Token 0 carries style (``style_w @ table``: a blend of learned style rows; the last row is "no style"),
-    attributes (with their mask, so a missing attribute differs from a zero one) and the noise level; it is
-    also added to the target tokens. Missing context bars are replaced by a learned "absent" vector.
+    attributes (with their mask, so a missing attribute differs from a zero one), the bar's place in its
+    section and the noise level; it is also added to the target tokens. Missing context bars are
+    replaced by a learned "absent" vector.
     """
 
     def __init__(self, cfg: DenoiserConfig):
@@ -161,14 +169,16 @@ class Embed(nn.Module):
         self.cfg = cfg
         self.style = nn.Parameter(torch.randn(cfg.n_styles + 1, d) * 0.02)
         self.attrs = nn.Linear(2 * cfg.n_attrs, d)
+        self.place = nn.Linear(cfg.positions, d, bias=False)
         self.sigma = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.latent_in = nn.Linear(cfg.latent_dim, d)
         self.absent = nn.Parameter(torch.zeros(d))
-        self.pos = nn.Parameter(torch.randn(cfg.context_bars * cfg.frames + cfg.frames, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn((len(cfg.context_lags) + 1) * cfg.frames, d) * 0.02)
 
-    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask):
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place):
         cfg = self.cfg
         cond = style_w @ self.style + self.attrs(torch.cat([attrs * attr_mask, attr_mask], dim=-1))
+        cond = cond + self.place(place)
         cond = cond + self.sigma(sigma_embedding(sigma, cfg.d_model))  # [B, d]
         present = context_mask.repeat_interleave(cfg.frames, dim=1)[..., None]  # [B, K*F, 1]
         ctx = self.latent_in(context) * present + self.absent * (1.0 - present)
@@ -200,8 +210,8 @@ class Denoiser(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head) for _ in range(cfg.n_layer))
         self.head = Head(cfg)
 
-    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask):
-        h = self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask)
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place):
+        h = self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place)
         for block in self.blocks:
             h = block(h)
         return self.head(h)
@@ -220,4 +230,6 @@ class MusicModel(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict) -> MusicModel:
-        return cls(AutoencoderConfig(**cfg["autoencoder"]), DenoiserConfig(**cfg["denoiser"]))
+        dn = dict(cfg["denoiser"])
+        dn["context_lags"] = tuple(dn["context_lags"])
+        return cls(AutoencoderConfig(**cfg["autoencoder"]), DenoiserConfig(**dn))

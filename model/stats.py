@@ -52,6 +52,7 @@ def write_report(ds: Dataset, meta: dict, out: str | Path) -> Path:
         _meters(ds, total, out),
         _mode(ds, out),
         _repetition(ds, out),
+        _repeat_labels(ds),
         _histograms(ds, out),
         _dropped(total),
     ]
@@ -149,12 +150,24 @@ def _meters(ds: Dataset, total: Counter, out: Path) -> str:
     header = ["meter", "measures", "measures dropped", "bar equiv.", "bar equiv. dropped", "dataset bars"]
     text = (
         "## Meters\n\nSource measures per time signature as music21 reads them, and what they cost. 2/4 "
-        "measures are joined in pairs, 4/2 and 2/1 split in two, so *dataset bars* differ from *measures*; "
-        "*bar equiv.* is the source length in 4/4 bars.\n\n"
+        "and 3/8 measures are joined in pairs, 4/2, 2/1 and 12/8 split in two, so *dataset bars* differ "
+        "from *measures*; *bar equiv.* is the source length in 4/4 bars.\n\n"
     )
     note = f"\n\n*other*: {len(rare)} rare signatures (under {RARE_METER_SHARE:.1%} of the measures each, "
     note += "mostly malformed ABC bars): " + ", ".join(rare) if rare else ""
-    return text + _table(header, rows) + note + "\n\n![meters](meters.png)"
+    return text + _table(header, rows) + note + "\n\n![meters](meters.png)\n\n" + _meter_by_style(ds)
+
+
+def _meter_by_style(ds: Dataset) -> str:
+    """Dataset bars per dataset meter (4/4 16 steps, 3/4 and 6/8 12 steps) and style."""
+    counts = np.zeros((len(ds.bar_meter_names), len(ds.style_names)), np.int64)
+    np.add.at(counts, (ds.bar_meter, ds.style), 1)
+    rows = [
+        [meter, *(f"{n:,}" for n in counts[i]), f"{counts[i].sum():,}"]
+        for i, meter in enumerate(ds.bar_meter_names)
+    ]
+    text = "Dataset bars per meter (a 3/4 or 6/8 bar is 12 steps of the 16-step row) and style:\n\n"
+    return text + _table(["meter", *ds.style_names, "all"], rows)
 
 
 def _mode(ds: Dataset, out: Path) -> str:
@@ -242,6 +255,43 @@ def _repetition(ds: Dataset, out: Path, max_pieces: int = 300) -> str:
         "planner's per-style forms (`model/styles.py`) are chosen from these.\n\n"
     )
     return text + _table(header, rows) + "\n\n![repetition](repetition.png)"
+
+
+def _repeat_labels(ds: Dataset) -> str:
+    """Per style: the share of bars whose ``repeats`` label says they nearly repeat an earlier bar, by how
+    far back it is, and the share of pieces beginning with an upbeat (``place`` counts from the bar after)."""
+    from musicbox.model.form import SECTION_BARS
+
+    lags = (1, 2, 4, 8, 16)
+    starts = np.r_[0, np.nonzero(np.diff(ds.piece))[0] + 1]
+    rows = []
+    for s, name in enumerate(ds.style_names):
+        mine = ds.style == s
+        if not mine.any():
+            continue
+        r = ds.repeats[mine]
+        first = starts[ds.style[starts] == s]
+        upbeat = ds.place[first] == SECTION_BARS - 1  # bar 0 of an upbeat piece ends a section
+        other = (r > 0) & ~np.isin(r, lags)
+        rows.append(
+            [
+                name,
+                int(mine.sum()),
+                f"{(r > 0).mean():.3f}",
+                *(f"{(r == lag).mean():.3f}" for lag in lags),
+                f"{other.mean():.3f}",
+                f"{upbeat.mean():.2f}",
+            ]
+        )
+    header = ["style", "bars", "repeat an earlier bar", *(f"lag {lag}" for lag in lags), "other lags"]
+    text = (
+        "## Which bar a bar repeats\n\nThe dataset's `repeats` label: the nearest earlier bar (within 16) "
+        "that a bar nearly repeats (onset Jaccard >= 0.8), by how far back it is; the denoiser's "
+        "structural context lags (8, 4, 2, 1) are where these concentrate. `place` (a bar's position in "
+        "its 8-bar section, the denoiser's position input) counts from the first full bar: the last "
+        "column is the share of pieces that begin with an upbeat.\n\n"
+    )
+    return text + _table([*header, "upbeat pieces"], rows)
 
 
 def _histograms(ds: Dataset, out: Path) -> str:

@@ -11,6 +11,10 @@ import numpy as np
 
 from musicbox.runtime.features import ATTRS
 
+MODEL_METERS = ("4/4",)
+"""The dataset meters the model is trained and evaluated on: its denoiser has no meter input yet, so the
+dataset's 3/4 and 6/8 pieces (``corpus.METERS``) wait for it (``Dataset.in_meters``)."""
+
 # name -> (label, programs [melody, harmony, bass], drums, swing 0..1 (1 = triplet swing), base velocity 1..127)
 ARRANGEMENTS = {
     "chorale": ("Bach chorales", [19, 19, 19], "none", 0.0, 80),

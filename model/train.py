@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from musicbox.model.checkpoint import save_checkpoint
+from musicbox.model.checkpoint import load_autoencoder, save_checkpoint
 from musicbox.model.data import builder_key
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
 from musicbox.model.styles import style_tables
@@ -72,6 +72,12 @@ class TrainSettings:
     p_drop_attr: float = 0.1
     p_drop_all: float = 0.1
     p_drop_context: float = 0.15
+    p_drop_far: float = 0.2
+    """Each structural context slot (lag > 2) is also dropped on its own, so that the model writes well
+    where a tune has no bar that far back yet (its first 8 bars, after a style turn)."""
+    p_drop_place: float = 0.1
+    autoencoder_from: str = ""
+    """A checkpoint folder whose autoencoder this run keeps (stage 1 skipped; "" = train it)."""
     threads: int = 2  # 1 if the other core is busy: measured 0.59 s/step on 1 thread vs 2.7 s on 2 then
     autoencoder: AutoencoderConfig = AutoencoderConfig()
     denoiser: DenoiserConfig = DenoiserConfig()
@@ -147,7 +153,8 @@ class Trainer:
         return torch.from_numpy(roll_to_planes(rolls))
 
     def train_autoencoder(self, progress) -> dict:
-        """Stage 1, or its saved result when the run folder has one; returns the calibration figures."""
+        """Stage 1, or its saved result when the run folder has one, or the autoencoder of the checkpoint
+        ``settings.autoencoder_from`` (re-calibrated on this dataset); returns the calibration figures."""
         done = self.run / "autoencoder.pt"
         if done.exists():
             state = torch.load(done, weights_only=True)
@@ -155,7 +162,13 @@ class Trainer:
             self.history["ae"] = state["history"]
             log.info("resumed: autoencoder from %s", done)
             return state["figures"]
-        self._fit_autoencoder(progress)
+        if self.s.autoencoder_from:
+            weights, _ = load_autoencoder(self.s.autoencoder_from, self.s.autoencoder)
+            self.model.autoencoder.load_state_dict(weights)
+            self.model.autoencoder.eval()
+            log.info("autoencoder taken from %s (stage 1 not run)", self.s.autoencoder_from)
+        else:
+            self._fit_autoencoder(progress)
         figures = self.calibrate_autoencoder()
         weights = self.model.autoencoder.state_dict()
         torch.save({"weights": weights, "history": self.history["ae"], "figures": figures}, done)
@@ -209,10 +222,12 @@ class Trainer:
 
     # -- stage 2 -------------------------------------------------------------------------------------
     def context_index(self) -> np.ndarray:
-        """For every bar, the indices of its 2 previous bars in the same piece (-1 if none): ``[N, 2]``."""
+        """For every bar, the indices of the bars at the denoiser's context lags in the same piece (-1 if
+        none), oldest first: ``[N, K]``."""
         n = len(self.ds.piece)
-        prev = np.full((n, 2), -1, dtype=np.int64)
-        for k, col in ((1, 1), (2, 0)):
+        lags = self.model.denoiser.cfg.context_lags
+        prev = np.full((n, len(lags)), -1, dtype=np.int64)
+        for col, k in enumerate(lags):
             i = np.arange(k, n)
             ok = (self.ds.piece[i] == self.ds.piece[i - k]) & (self.ds.bar[i] == self.ds.bar[i - k] + k)
             prev[i[ok], col] = i[ok] - k
@@ -226,6 +241,8 @@ class Trainer:
         x0 = latents[shift_i, idx]
         p = prev[idx]
         ctx_mask = (p >= 0).astype(np.float32)
+        far = np.array(self.model.denoiser.cfg.context_lags) > 2  # the structural slots
+        ctx_mask[:, far] *= self.rng.random((b, int(far.sum()))) >= s.p_drop_far
         ctx_mask[self.rng.random(b) < s.p_drop_context] = 0.0
         context = latents[shift_i[:, None], np.maximum(p, 0)] * ctx_mask[..., None, None]
         attrs = self.ds.attrs[idx].copy()
@@ -241,7 +258,10 @@ class Trainer:
         uniform = self.rng.random(b) < 0.3
         t[uniform] = self.rng.random(uniform.sum())
         t = np.clip(t, 1e-3, 1.0).astype(np.float32)
-        tensors = (x0, t, context.reshape(b, -1, x0.shape[-1]), ctx_mask, style_w, attrs, attr_mask)
+        positions = self.model.denoiser.cfg.positions
+        place = np.eye(positions, dtype=np.float32)[self.ds.place[idx] % positions]
+        place[self.rng.random(b) < s.p_drop_place] = 0.0
+        tensors = (x0, t, context.reshape(b, -1, x0.shape[-1]), ctx_mask, style_w, attrs, attr_mask, place)
         return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in tensors]
 
     def train_denoiser(self, progress) -> MusicModel:
@@ -265,10 +285,10 @@ class Trainer:
         for step in range(start, s.dn_steps):
             if step and step % s.save_every == 0:
                 self._save_dn_state(step, dn, ema, opt, sched)
-            x0, t, context, ctx_mask, style_w, attrs, attr_mask = self.dn_batch(latents, prev)
+            x0, t, *cond = self.dn_batch(latents, prev)
             noise = torch.randn_like(x0)
             xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
-            v = dn(xt, t, context, ctx_mask, style_w, attrs, attr_mask)
+            v = dn(xt, t, *cond)
             loss = F.mse_loss(v, noise - x0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -346,7 +366,8 @@ class Trainer:
                 **DEFAULT.to_dict(),
                 "latent_frames": ae.frames,
                 "latent_dim": ae.latent_dim,
-                "context_bars": self.model.denoiser.cfg.context_bars,
+                "context_lags": list(self.model.denoiser.cfg.context_lags),
+                "positions": self.model.denoiser.cfg.positions,
                 "tonic": 0,
             },
             "latent_scale": float(self.model.autoencoder.latent_scale),

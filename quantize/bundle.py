@@ -48,12 +48,13 @@ DTYPE_NAMES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64
 @dataclass(frozen=True)
 class BuildSettings:
     """shard_mb: FP32 MiB per denoiser shard. calib_seeds / calib_bars: noise seeds and bars per
-    calibration trajectory over the default knob grid (``grid`` replaces that grid when given).
+    calibration trajectory over the default knob grid (``grid`` replaces that grid when given); 9 bars,
+    so the last bar of each sees every context slot (the farthest lag is 8 bars).
     min_sqnr_db: per-node SQNR below which a node stays float. plan: the validation plan."""
 
     shard_mb: float = 4.0
     calib_seeds: int = 2
-    calib_bars: int = 3
+    calib_bars: int = 9
     grid: calibrate.CalibrationGrid | None = None
     min_sqnr_db: float = int8.MIN_SQNR_DB
     plan: ValidationPlan = field(default_factory=ValidationPlan)

@@ -51,7 +51,7 @@ class CalibrationGrid:
         return len(self.settings()) * len(self.seeds)
 
 
-def default_grid(controls: ControlsInfo, seeds: int = 2, bars: int = 3) -> CalibrationGrid:
+def default_grid(controls: ControlsInfo, seeds: int, bars: int) -> CalibrationGrid:
     """Every style detent and every midpoint blend, tempo min/default/max, mood -1/0/+1."""
     n = len(controls.styles)
     t = controls.tempo

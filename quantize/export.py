@@ -5,7 +5,7 @@ Stages (names and shapes are docs/architecture.md's ONNX contract; ``B`` is the 
 - encoder ``planes [B,6,16,64] -> latent [B,4,64]`` (``autoencoder.encode``: deterministic, scaled);
 - decoder ``latent [B,4,64] -> probs [B,6,16,64]`` (``autoencoder.decode``: sigmoid applied);
 - denoiser shards (``shard.plan_shards``): shard 0 takes the conditioning inputs ``x, sigma, context,
-  context_mask, style_w, attrs, attr_mask``; shard k returns ``h{k} [B, L, d]`` and shard k+1 takes it
+  context_mask, style_w, attrs, attr_mask, place``; shard k returns ``h{k} [B, L, d]`` and shard k+1 takes it
   (an ONNX graph cannot take and return the same name, so the hidden state is numbered along the chain,
   which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns ``v [B,4,64]``.
 
@@ -35,7 +35,7 @@ OPSET = 18
 """ONNX opset of every exported stage (LayerNormalization needs >= 17; the dynamo exporter >= 18)."""
 MAX_BATCH = 1024
 """Upper bound the exporter is told for the symbolic batch ``B`` (the box runs B = 1 or 2)."""
-DENOISER_INPUTS = ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask")
+DENOISER_INPUTS = ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask", "place")
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,8 @@ class DenoiserShard(nn.Module):
 class FirstShard(DenoiserShard):
     """Shard 0: the contract's conditioning inputs -> ``h0`` (or ``v`` for a one-shard denoiser)."""
 
-    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask):
-        return self.run(self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask))
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place):
+        return self.run(self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place))
 
 
 class LaterShard(DenoiserShard):
@@ -123,15 +123,16 @@ def shard_io(index: int, n_shards: int) -> tuple[tuple[str, ...], tuple[str, ...
 def denoiser_example(cfg, batch: int = 2) -> tuple[torch.Tensor, ...]:
     """Example conditioning inputs (``DENOISER_INPUTS`` order) of a ``DenoiserConfig``, batch ``batch``."""
     g = torch.Generator().manual_seed(0)
-    f, d = cfg.frames, cfg.latent_dim
+    f, d, k = cfg.frames, cfg.latent_dim, len(cfg.context_lags)
     return (
         torch.randn(batch, f, d, generator=g),
         torch.rand(batch, generator=g),
-        torch.randn(batch, cfg.context_bars * f, d, generator=g),
-        torch.ones(batch, cfg.context_bars),
+        torch.randn(batch, k * f, d, generator=g),
+        torch.ones(batch, k),
         torch.full((batch, cfg.n_styles + 1), 1.0 / (cfg.n_styles + 1)),
         torch.randn(batch, cfg.n_attrs, generator=g),
         torch.ones(batch, cfg.n_attrs),
+        torch.eye(cfg.positions)[torch.arange(batch) % cfg.positions],
     )
 
 

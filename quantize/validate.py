@@ -115,9 +115,11 @@ def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
     latent = (rep.latent_frames, rep.latent_dim)
     feeds["x"] = np.repeat(rng.standard_normal((1, *latent), dtype=np.float32), batch, axis=0)
     feeds["sigma"] = np.full(batch, 0.5, np.float32)
-    context = rng.standard_normal((1, rep.context_bars * rep.latent_frames, rep.latent_dim), np.float32)
+    k = len(rep.context_lags)
+    context = rng.standard_normal((1, k * rep.latent_frames, rep.latent_dim), np.float32)
     feeds["context"] = np.repeat(context, batch, axis=0)
-    feeds["context_mask"] = np.ones((batch, rep.context_bars), np.float32)
+    feeds["context_mask"] = np.ones((batch, k), np.float32)
+    feeds["place"] = np.repeat(np.eye(rep.positions, dtype=np.float32)[:1], batch, axis=0)
     return feeds
 
 

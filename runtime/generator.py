@@ -8,9 +8,9 @@ One bar (``Generator.next_bar(controls)``):
 2. the manifest's sampler (``sampling.SAMPLERS[kind]`` over ``get_sigmas_flow(steps, shift)``) integrates
    from noise to a latent; each step is one denoiser call, with classifier-free guidance as a batch of 2
    (conditional row, unconditional row, mixed by ``sampling.cfg_velocity``), or a batch of 1 when
-   ``guidance == 1``; the context is the latents of the previous ``context_bars`` bars (slot ``K-1`` =
-   the bar just before, slot 0 = the oldest; ``context_mask`` 0 for slots before the first bar, as in
-   training);
+   ``guidance == 1``; the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
+   bars: a strain, a phrase and the two bars before; ``context_mask`` 0 for bars before the first, as
+   in training) and ``place`` the bar's position in its section (one-hot, from the form planner);
 3. decode to note probabilities and threshold to a roll (``pianoroll.planes_to_roll``);
    a key-normalized model (``representation.tonic`` set: it writes in C) has its roll transposed by the
    generator's ``key`` (semitones, -5..+6, chosen from the seed unless given) into what is played;
@@ -46,7 +46,7 @@ from musicbox.errors import MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.form import FormPlace, FormSpec, Shaping, plan, return_sigmas, store
+from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store
 from musicbox.runtime.pianoroll import (
     Note,
     planes_to_roll,
@@ -99,6 +99,9 @@ class Generator:
         self._forms = tuple(style.form for style in self.manifest.controls.styles)
         self._monophonic = tuple(i for i, name in enumerate(rep.tracks) if name in MONOPHONIC)
         self._rep = rep.pianoroll()
+        self._history = max(rep.context_lags, default=0)
+        self._slots = np.array([self._history - lag for lag in rep.context_lags], np.int64)
+        self._places = np.eye(rep.positions, dtype=np.float32)
         self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
@@ -117,11 +120,11 @@ class Generator:
         if rep.tonic is None:
             key = 0
         key = seed_key(seed) if key is None else key
-        return GeneratorState.fresh(seed, key, rep.context_bars, self._latent_shape)
+        return GeneratorState.fresh(seed, key, self._history, self._latent_shape)
 
     def set_state(self, state: GeneratorState) -> None:
         """Continue from ``state`` (from :meth:`get_state`, possibly of another process)."""
-        k = self.manifest.representation.context_bars
+        k = self._history
         shapes = (state.context.shape, state.context_mask.shape, state.themes.shape[2:])
         if shapes != ((k, *self._latent_shape), (k,), self._latent_shape):
             raise MusicBoxError(
@@ -162,7 +165,7 @@ class Generator:
         """Sampled latent ``[1, F, D]`` of bar ``state.index``: from noise, or for a return from its
         theme re-noised to the variation level."""
         guidance = self.manifest.sampler.guidance
-        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar.shaping)
+        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar)
         batch = feeds["style_w"].shape[0]
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -183,14 +186,14 @@ class Generator:
         t = np.float32(sigmas[0])
         return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
 
-    def _static_feeds(
-        self, controls: Controls, state: GeneratorState, guided: bool, shaping: Shaping
-    ) -> dict:
-        """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning and context);
-        ``shaping``: the form's request for this bar (``runtime/form.py``)."""
-        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, shaping=shaping)
+    def _static_feeds(self, controls: Controls, state: GeneratorState, guided: bool, bar: FormPlace) -> dict:
+        """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the
+        lags, place); ``bar``: where the form planner put it (``runtime/form.py``), with its shaping."""
+        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, shaping=bar.shaping)
         batch = feeds["style_w"].shape[0]
-        context = state.context.reshape(1, -1, self._latent_shape[1])
+        context = state.context[self._slots].reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)
-        feeds["context_mask"] = np.repeat(state.context_mask[None], batch, axis=0)
+        feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)
+        place = self._places[bar.position % len(self._places)]
+        feeds["place"] = np.repeat(place[None], batch, axis=0)
         return feeds

@@ -67,7 +67,9 @@ class RepresentationInfo(Table, frozen=True):
 
     steps_per_bar: grid cells per bar (16). tracks: part names, melody first. pitch_low: MIDI number of
     pitch row 0. n_pitches: pitch rows. latent_frames x latent_dim: one bar's latent ``[F, D]``.
-    context_bars: previous bars the denoiser sees (its ``context`` input is ``[B, context_bars * F, D]``).
+    context_lags: how many bars back each bar the denoiser sees is, oldest first (its ``context`` input
+    is ``[B, len(context_lags) * F, D]``; the generator keeps ``max(context_lags)`` bars).
+    positions: the bar positions in a section its ``place`` input one-hot encodes (``[B, positions]``).
     tonic: the pitch class (0 = C) the model writes in when it was trained key-normalized, so the box
     transposes what it plays into the listener's key; null when the model writes in any key.
     """
@@ -78,7 +80,8 @@ class RepresentationInfo(Table, frozen=True):
     n_pitches: int
     latent_frames: int
     latent_dim: int
-    context_bars: int
+    context_lags: tuple[int, ...]
+    positions: int
     tonic: int | None = None
 
     def pianoroll(self) -> Representation:
@@ -416,7 +419,14 @@ def _check_representation(r: RepresentationInfo, source: str) -> None:
         "$.representation.pitch_low",
         "must keep the pitch range within MIDI 0..127",
     )
-    _require(r.context_bars >= 0, source, "$.representation.context_bars", "must be >= 0")
+    lags = r.context_lags
+    _require(
+        all(k > 0 for k in lags) and list(lags) == sorted(set(lags), reverse=True),
+        source,
+        "$.representation.context_lags",
+        "must be distinct bar counts > 0, farthest first (e.g. [8, 4, 2, 1])",
+    )
+    _require(r.positions > 0, source, "$.representation.positions", "must be > 0")
     _require(r.tonic is None or 0 <= r.tonic < 12, source, "$.representation.tonic", "must be 0..11 or null")
 
 

@@ -5,7 +5,7 @@ after each bar not yet played, which is how the box rewrites buffered bars when 
 restarted worker continues), so this module imports only numpy: the box's main process never loads
 onnxruntime.
 
-Shapes: ``K`` context bars, ``F x D`` a bar's latent, ``L`` theme slots (distinct section letters of a
+Shapes: ``H`` bars of history (the farthest context lag), ``F x D`` a bar's latent, ``L`` theme slots (distinct section letters of a
 form), ``N`` bars per section.
 """
 
@@ -28,8 +28,9 @@ class GeneratorState:
 
     index: the next bar's number since the start. seed: the noise seed (a bar's noise depends only on
     ``(seed, index)``). key: semitones the model's bars are transposed by into what is played.
-    context float32 ``[K, F, D]``: re-encoded latents of the previous K bars, oldest first;
-    context_mask float32 ``[K]``: 1 where that bar exists.
+    context float32 ``[H, F, D]``: re-encoded latents of the previous H bars, oldest first (the
+    denoiser sees those at its context lags: slot ``H - lag``); context_mask float32 ``[H]``: 1 where
+    that bar exists.
     Form (see ``runtime/form.py``): section, the number of the section playing since the tune began;
     section_start, the bar it began at; style, the style detent the tune is in (-1 before the first
     bar); last float32 ``[4]``: the controls of the previous bar (style, tempo, mood, variation; NaN
@@ -54,14 +55,14 @@ class GeneratorState:
     tail: tuple[int, int] = (-1, -1)
 
     @classmethod
-    def fresh(cls, seed: int, key: int, context_bars: int, latent: tuple[int, int]) -> GeneratorState:
-        """The state before bar 0 of a new piece: no context, no themes."""
+    def fresh(cls, seed: int, key: int, history: int, latent: tuple[int, int]) -> GeneratorState:
+        """The state before bar 0 of a new piece: no context (``history`` bars of room), no themes."""
         return cls(
             index=0,
             seed=int(seed),
             key=int(key),
-            context=np.zeros((context_bars, *latent), np.float32),
-            context_mask=np.zeros(context_bars, np.float32),
+            context=np.zeros((history, *latent), np.float32),
+            context_mask=np.zeros(history, np.float32),
             section=0,
             section_start=0,
             slot=0,

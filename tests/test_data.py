@@ -53,11 +53,30 @@ def test_two_four_measures_are_joined_in_pairs_and_an_odd_one_is_dropped():
     assert counts["measures:2/4"] == 7 and counts["dropped:unpaired_2/4"] == 1
 
 
-def test_triple_meter_is_dropped_and_counted():
-    pieces, counts = _pieces("CDE | FGA | Bcd | edc |", meter="3/4")
+def test_a_three_four_bar_is_twelve_steps_and_a_tie_crosses_its_bar_line():
+    (piece,), counts = _pieces("CDE | FGA- | A B c | edc |", meter="3/4")
+    assert piece.meter == "3/4" and piece.meters == ["3/4"] * 4 and counts["bars_kept:3/4"] == 4
+    assert _onsets(piece.rolls[0, 0]) == [(0, 60), (4, 62), (8, 64)]
+    assert (piece.rolls[:, :, 12:] == OFF).all()  # steps 12..15 of a 12-step bar stay silent
+    a = 69 - LOW
+    assert piece.rolls[1, 0, 8, a] == ONSET and (piece.rolls[2, 0, 0:4, a] == HELD).all()
+
+
+def test_six_eight_is_two_dotted_beats_and_three_eight_measures_pair_up():
+    (jig,), _ = _pieces("ABc def | gfe dcB | ABc d3 | c6 |", meter="6/8", unit="1/8")
+    assert jig.meter == "6/8" and len(jig.rolls) == 4
+    assert [s for s, _ in _onsets(jig.rolls[0, 0])] == [0, 2, 4, 6, 8, 10]
+    assert [s for s, _ in _onsets(jig.rolls[2, 0])] == [0, 2, 4, 6]
+    (paired,), counts = _pieces("ABc | def | gfe | dcB | ABc | d3 | c3 |", meter="3/8", unit="1/8")
+    assert paired.meter == "6/8" and len(paired.rolls) == 3 and counts["dropped:unpaired_3/8"] == 1
+    assert [s for s, _ in _onsets(paired.rolls[0, 0])] == [0, 2, 4, 6, 8, 10]
+
+
+def test_other_meters_are_dropped_and_counted():
+    pieces, counts = _pieces("CDE | FGA | Bcd | edc |", meter="3/2", unit="1/2")
     assert pieces == []
-    assert counts["measures_dropped:3/4"] == counts["measures:3/4"] == 4
-    assert counts["ql_dropped:3/4"] == 12.0 and counts["dropped:meter"] == 4
+    assert counts["measures_dropped:3/2"] == counts["measures:3/2"] == 4
+    assert counts["ql_dropped:3/2"] == 24.0 and counts["dropped:meter"] == 4
 
 
 def _measures_score(spec: list[tuple[str | None, int]]):
@@ -82,6 +101,8 @@ def test_meter_change_cuts_the_piece_into_gap_free_runs():
         (None, 4),
         ("3/4", 3),
         (None, 3),
+        (None, 3),
+        ("3/2", 6),
         ("4/4", 4),
         (None, 4),
         (None, 4),
@@ -89,10 +110,10 @@ def test_meter_change_cuts_the_piece_into_gap_free_runs():
     ]
     counts: Counter = Counter()
     pieces = corpus.score_to_pieces(_measures_score(spec), "test#X1", counts)
-    assert [len(p.rolls) for p in pieces] == [3, 4]
-    assert [p.name for p in pieces] == ["test#X1", "test#X1@2"]
+    assert [(len(p.rolls), p.meter) for p in pieces] == [(3, "4/4"), (3, "3/4"), (4, "4/4")]
+    assert [p.name for p in pieces] == ["test#X1", "test#X1@2", "test#X1@3"]
     assert {p.work for p in pieces} == {"test#X1"}
-    assert counts["measures_dropped:3/4"] == 2 and counts["measures:4/4"] == 7
+    assert counts["measures_dropped:3/2"] == 1 and counts["measures:4/4"] == 7
 
 
 def test_measures_waiting_for_a_partner_are_counted_under_their_own_meter():
@@ -110,9 +131,9 @@ def test_measures_waiting_for_a_partner_are_counted_under_their_own_meter():
     counts: Counter = Counter()
     pieces = corpus.score_to_pieces(_measures_score(spec), "w", counts)
     assert counts["measures_dropped:2/4"] == 1 and counts["dropped:unpaired_2/4"] == 1
-    assert counts["measures_dropped:3/4"] == counts["measures:3/4"] == 2
-    assert counts["bars_short_run"] == 1  # the lone 2/4 pair
-    (piece,) = pieces  # the 4/4 upbeat after the 3/4 stretch is a pickup: padded, then 3 bars
+    assert counts["measures:3/4"] == 2 and counts["measures_dropped:3/4"] == 0
+    assert counts["bars_short_run"] == 3  # the lone 2/4 pair, the two 3/4 bars
+    (piece,) = pieces  # the 4/4 upbeat after the change from 3/4 is a pickup: padded, then 3 bars
     assert len(piece.rolls) == 4 and counts["pickup_padded"] == 1
     assert _onsets(piece.rolls[0, 0]) == [(12, 72)]
 
@@ -285,3 +306,26 @@ def test_repeats_are_played_so_an_aabb_tune_is_aabb():
     np.testing.assert_array_equal(piece.rolls[0:2], piece.rolls[2:4])  # A A
     np.testing.assert_array_equal(piece.rolls[4:6], piece.rolls[6:8])  # B B
     assert not np.array_equal(piece.rolls[0], piece.rolls[4])
+
+
+def test_place_counts_from_the_first_full_bar_and_repeats_name_the_bar_repeated():
+    from musicbox.model import form
+
+    upbeat, _ = _pieces("G | c2 e2 d2 B2 | c8 | c8 | c2 e2 d2 B2 | A8 | G8 | c2 e2 d2 B2 | c8 |", unit="1/8")
+    (piece,) = upbeat
+    assert form.has_pickup(piece.rolls)
+    assert form.section_positions(piece.rolls).tolist() == [7, 0, 1, 2, 3, 4, 5, 6, 7]  # bar 0: an upbeat
+    assert form.repeat_lags(piece.rolls).tolist() == [0, 0, 0, 1, 3, 0, 0, 3, 5]  # the nearest one it repeats
+    (plain,), _ = _pieces("CDEF | GABc | cBAG | FEDC |")
+    assert not form.has_pickup(plain.rolls) and form.section_positions(plain.rolls).tolist() == [0, 1, 2, 3]
+
+
+def test_the_table_carries_place_and_repeats(built):
+    from musicbox.model import form
+
+    _, _, ds = built
+    for p in np.unique(ds.piece):
+        rows = np.nonzero(ds.piece == p)[0]
+        np.testing.assert_array_equal(ds.place[rows], form.section_positions(ds.rolls[rows]))
+        np.testing.assert_array_equal(ds.repeats[rows], form.repeat_lags(ds.rolls[rows]))
+    assert ds.place.dtype == np.int8 and ds.repeats.dtype == np.int8 and (ds.repeats > 0).any()

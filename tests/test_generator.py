@@ -58,6 +58,28 @@ def test_context_is_the_reencoded_played_bars(bundle):
     np.testing.assert_array_equal(state.context[1], bundle.encode(roll_to_planes(second.roll))[0])
 
 
+def test_the_denoiser_sees_the_bars_at_its_context_lags_and_the_bar_s_place(tmp_path):
+    """Context lags (4, 1): the generator keeps 4 bars and feeds the one 4 back and the one just before;
+    ``place`` is the one-hot of the planner's position of the bar in its section."""
+    bundle = Bundle.open(build_bundle(tmp_path, lags=(4, 1)), precision="fp32")
+    gen = Generator(bundle, seed=2)
+    seen = []
+    run = bundle.run_denoiser
+    bundle.run_denoiser = lambda feeds: seen.append({k: v.copy() for k, v in feeds.items()}) or run(feeds)
+    played = []
+    for _ in range(6):
+        played.append(bundle.encode(roll_to_planes(gen.next_bar(C).roll))[0])
+        assert gen.get_state().context.shape == (4, 4, 32)
+    steps = len(seen) // 6
+    first, fifth, sixth = seen[0], seen[4 * steps], seen[5 * steps]
+    assert first["context_mask"][0].tolist() == [0, 0] and fifth["context_mask"][0].tolist() == [1, 1]
+    np.testing.assert_array_equal(fifth["context"][0, :4], played[0])  # bar 4 sees bar 0 (4 back) ...
+    np.testing.assert_array_equal(fifth["context"][0, 4:], played[3])  # ... and bar 3 (1 back)
+    np.testing.assert_array_equal(sixth["context"][0, :4], played[1])
+    assert [int(np.argmax(seen[i * steps]["place"][0])) for i in range(6)] == [0, 1, 2, 3, 4, 5]
+    assert all(f["place"].sum(axis=1).tolist() == [1.0] * len(f["place"]) for f in seen)
+
+
 def test_a_key_normalized_model_is_transposed_into_the_seed_key(tmp_path):
     normalized = Bundle.open(build_bundle(tmp_path, tonic=0), precision="fp32")
     in_c = Generator(normalized, seed=5, key=0)
@@ -155,7 +177,7 @@ def test_guidance_batches_cond_and_uncond(bundle, tmp_path, monkeypatch):
 def test_set_state_rejects_another_bundles_state(bundle):
     gen = Generator(bundle)
     state = gen.get_state()
-    bad = type(state).fresh(0, 0, context_bars=3, latent=(4, 32))
+    bad = type(state).fresh(0, 0, history=3, latent=(4, 32))
     with pytest.raises(MusicBoxError, match="another bundle"):
         gen.set_state(bad)
 

@@ -31,11 +31,12 @@ def test_shapes_and_parameter_budget():
     v = model.denoiser(
         latent,
         torch.rand(2),
-        torch.randn(2, 8, 64),
-        torch.ones(2, 2),
+        torch.randn(2, 16, 64),  # 4 context bars (lags 8, 4, 2, 1) x 4 frames
+        torch.ones(2, 4),
         torch.eye(6)[:2],
         torch.randn(2, 4),
         torch.ones(2, 4),
+        torch.eye(8)[:2],
     )
     assert v.shape == (2, 4, 64)
 
@@ -46,11 +47,12 @@ def test_denoiser_pieces_compose_to_forward():
     args = (
         torch.randn(1, 4, 64),
         torch.rand(1),
-        torch.randn(1, 8, 64),
-        torch.ones(1, 2),
+        torch.randn(1, 16, 64),
+        torch.ones(1, 4),
         torch.eye(6)[:1],
         torch.randn(1, 4),
         torch.ones(1, 4),
+        torch.eye(8)[3:4],
     )
     h = dn.embed(*args)
     for block in dn.blocks:
@@ -137,9 +139,11 @@ def test_every_tonic_moves_to_c_by_at_most_a_tritone():
 
 
 def test_context_index_stays_within_pieces():
-    ds = random_dataset(n_pieces=3, bars=5)
-    prev = Trainer(ds, quick_settings(TrainSettings()), "/tmp/unused-run").context_index()
+    ds = random_dataset(n_pieces=3, bars=10)
+    prev = Trainer(ds, quick_settings(TrainSettings()), "/tmp/unused-run").context_index()  # lags 8 4 2 1
     first_bars = np.nonzero(ds.bar == 0)[0]
     assert (prev[first_bars] == -1).all()
     i = np.nonzero(ds.bar == 3)[0][0]
-    assert prev[i].tolist() == [i - 2, i - 1]
+    assert prev[i].tolist() == [-1, -1, i - 2, i - 1]
+    j = np.nonzero(ds.bar == 9)[0][1]  # the second piece's last bar
+    assert prev[j].tolist() == [j - 8, j - 4, j - 2, j - 1]

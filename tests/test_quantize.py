@@ -52,7 +52,16 @@ def test_bundle_layout_and_manifest_validate_with_the_runtime(built):
         with Bundle.open(root, precision=precision) as bundle:
             assert bundle.precision == precision
     first = manifest.variants["fp32"].denoiser[0]
-    assert first.input_names == ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask")
+    assert first.input_names == (
+        "x",
+        "sigma",
+        "context",
+        "context_mask",
+        "style_w",
+        "attrs",
+        "attr_mask",
+        "place",
+    )
     assert first.outputs[0].shape[0] == "B"
     assert manifest.variants["int8"].denoiser[-1].output_names == ("v",)
 
@@ -88,7 +97,7 @@ def test_unknown_manifest_field_is_an_error(built, tmp_path):
 def test_shards_chain_to_the_unsharded_torch_model(built, checkpoint):
     model, _ = load_checkpoint(checkpoint)
     feeds = denoiser_feeds(built.manifest, seed=3)
-    names = ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask")
+    names = ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask", "place")
     with torch.no_grad():
         expected = model.denoiser(*(torch.from_numpy(feeds[k]) for k in names)).numpy()
         probs = model.autoencoder.decode(torch.from_numpy(feeds["x"])).numpy()

@@ -66,6 +66,7 @@ def test_out_dash_writes_the_wav_to_stdout_and_the_progress_to_stderr():
 
     argv = [sys.executable, "-m", "musicbox.cli", "render", "--seconds", "2", "--out", "-"]
     done = subprocess.run(argv, capture_output=True, timeout=120, check=True)
+    assert done.stdout[:4] == b"RIFF", (done.stdout[:200], done.stderr[-2000:])  # nothing before the WAV
     pcm, rate = soundfile.read(io.BytesIO(done.stdout))
     assert pcm.shape == (2 * rate, 2) and np.abs(pcm).max() > 0.01
     assert b"bar    0" in done.stderr and b"-> -" in done.stderr

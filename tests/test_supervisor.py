@@ -36,7 +36,7 @@ def box():
 
 
 def _state(bar: int, seed: int = 3) -> GeneratorState:
-    return replace(GeneratorState.fresh(seed, key=0, context_bars=2, latent=(4, 64)), index=bar + 1)
+    return replace(GeneratorState.fresh(seed, key=0, history=2, latent=(4, 64)), index=bar + 1)
 
 
 def _write(box: Supervisor, bar: int) -> None:

@@ -23,11 +23,12 @@ def run(args) -> int:
 
     from musicbox.model.data import load_dataset
     from musicbox.model.evaluate import evaluate
+    from musicbox.model.styles import MODEL_METERS
     from musicbox.runtime.bundle import Bundle
 
     console = Console(stderr=True)
     bundle = Bundle.open(args.bundle, precision=args.precision)
-    dataset = load_dataset(args.cache)
+    dataset = load_dataset(args.cache).in_meters(MODEL_METERS)
     with console.status("evaluating") as status:
         results = evaluate(
             bundle,

@@ -91,7 +91,8 @@ def run(args) -> int:
     if not 0 < args.seconds < float("inf"):
         raise ConfigError(f"--seconds {args.seconds:g}: give a number of seconds above 0")
     check_outputs(args.out, args.midi)
-    say = _printer(sys.stderr if _to_stdout(args.out) else sys.stdout)
+    wav_fd = _claim_stdout() if _to_stdout(args.out) else None
+    say = _printer(sys.stderr if wav_fd is not None else sys.stdout)
     bundle = Bundle.open(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads)
     manifest = bundle.manifest
     say(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})")
@@ -119,7 +120,7 @@ def run(args) -> int:
         say(_bar_line(bar, now))
         now += len(audio) / renderer.sample_rate
     out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
-    _write_wav(args.out, out, renderer.sample_rate)
+    _write_wav(args.out, out, renderer.sample_rate, wav_fd)
     if args.midi:
         played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds)
     stats = summary(bars, now, renderer)
@@ -158,20 +159,29 @@ def _printer(stream):
     return lambda line: print(line, file=stream, flush=True)
 
 
-def _write_wav(path: Path, pcm, sample_rate: int) -> None:
-    """16-bit WAV to ``path``, or to stdout for ``-`` (built in memory: a pipe cannot seek back to the
-    header)."""
+def _claim_stdout() -> int:
+    """Keep file descriptor 1 for the WAV alone: returns a duplicate of it and points fd 1 (and with it
+    anything a C library prints there: the synth, onnxruntime) at stderr."""
+    sys.stdout.flush()
+    wav_fd = os.dup(1)
+    os.dup2(2, 1)
+    return wav_fd
+
+
+def _write_wav(path: Path, pcm, sample_rate: int, fd: int | None = None) -> None:
+    """16-bit WAV to ``path``, or for ``-`` to ``fd`` (stdout's duplicate from :func:`_claim_stdout`;
+    built in memory: a pipe cannot seek back to the header)."""
     import io
 
     import soundfile
 
-    if not _to_stdout(path):
+    if fd is None:
         soundfile.write(path, pcm, sample_rate, subtype="PCM_16")
         return
     buffer = io.BytesIO()
     soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
-    sys.stdout.buffer.write(buffer.getvalue())
-    sys.stdout.buffer.flush()
+    with os.fdopen(fd, "wb") as out:
+        out.write(buffer.getvalue())
 
 
 def summary(bars, music_seconds: float, renderer) -> dict:

@@ -14,6 +14,13 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ae-steps", type=int, default=None)
     p.add_argument("--dn-steps", type=int, default=None)
+    p.add_argument(
+        "--autoencoder-from",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="keep this checkpoint's autoencoder and train only the denoiser (same representation)",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (smoke test)")
     p.set_defaults(run=run)
 
@@ -23,6 +30,7 @@ def run(args) -> int:
     from dataclasses import replace
 
     from musicbox.model.data import load_dataset
+    from musicbox.model.styles import MODEL_METERS
     from musicbox.model.train import TrainSettings, quick_settings, train
 
     settings = TrainSettings(seed=args.seed)
@@ -32,8 +40,10 @@ def run(args) -> int:
         settings = replace(settings, ae_steps=args.ae_steps)
     if args.dn_steps is not None:
         settings = replace(settings, dn_steps=args.dn_steps)
+    if args.autoencoder_from is not None:
+        settings = replace(settings, autoencoder_from=str(args.autoencoder_from))
     if args.fresh and args.run_dir.exists():
         shutil.rmtree(args.run_dir)
-    out = train(load_dataset(args.cache), settings, args.run_dir, args.out)
+    out = train(load_dataset(args.cache).in_meters(MODEL_METERS), settings, args.run_dir, args.out)
     print(f"checkpoint written to {out}; loss curves in {args.run_dir / 'loss.png'}")
     return 0

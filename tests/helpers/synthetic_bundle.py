@@ -44,7 +44,10 @@ from musicbox.runtime.manifest import (
 )
 
 OPSET = 17
-F, D, CTX = 4, 32, 2
+F, D = 4, 32
+LAGS = (2, 1)
+"""Context lags of the synthetic model: the two bars before (history 2)."""
+CTX, POSITIONS = len(LAGS), 8
 PLANES = (6, 16, 64)
 STYLE_NAMES = ("chorale", "folk", "quartet", "renaissance", "jig")
 
@@ -107,18 +110,19 @@ def decoder_model(rng: np.random.Generator) -> onnx.ModelProto:
     return g.model([_spec("latent", F, D)], [_spec("probs", *PLANES)])
 
 
-def _embed(g: _Graph, n_styles: int, tokens: int, hidden: int) -> str:
+def _embed(g: _Graph, n_styles: int, tokens: int, hidden: int, ctx_bars: int = CTX) -> str:
     """Conditioning inputs -> ``[B, tokens, hidden]`` (pre-activation sum of linear maps, then tanh)."""
     width = tokens * hidden
     x = g.op("MatMul", g.op("Reshape", "x", g.shape(-1, F * D)), g.weight(F * D, width))
     s = g.op("MatMul", g.op("Unsqueeze", "sigma", g.init(np.array([1], np.int64))), g.weight(1, width))
     mask = g.op("Unsqueeze", "context_mask", g.init(np.array([2], np.int64)))  # [B, 2, 1]
-    ctx = g.op("Mul", g.op("Reshape", "context", g.shape(-1, CTX, F * D)), mask)
-    c = g.op("MatMul", g.op("Reshape", ctx, g.shape(-1, CTX * F * D)), g.weight(CTX * F * D, width))
+    ctx = g.op("Mul", g.op("Reshape", "context", g.shape(-1, ctx_bars, F * D)), mask)
+    c = g.op("MatMul", g.op("Reshape", ctx, g.shape(-1, ctx_bars * F * D)), g.weight(ctx_bars * F * D, width))
     st = g.op("MatMul", "style_w", g.weight(n_styles + 1, width, gain=2.0))
     a = g.op("MatMul", g.op("Mul", "attrs", "attr_mask"), g.weight(4, width, gain=2.0))
     am = g.op("MatMul", "attr_mask", g.weight(4, width))
-    total = g.op("Sum", x, s, c, st, a, am)
+    pl = g.op("MatMul", "place", g.weight(POSITIONS, width))
+    total = g.op("Sum", x, s, c, st, a, am, pl)
     return g.op("Tanh", g.op("Reshape", total, g.shape(-1, tokens, hidden)))
 
 
@@ -133,27 +137,30 @@ def _head(g: _Graph, h: str, tokens: int, hidden: int) -> None:
     g.op("Reshape", g.op("MatMul", flat, g.weight(tokens * hidden, F * D)), g.shape(-1, F, D), out="v")
 
 
-def denoiser_inputs(n_styles: int) -> list[onnx.ValueInfoProto]:
+def denoiser_inputs(n_styles: int, ctx_bars: int = CTX) -> list[onnx.ValueInfoProto]:
     return [
         _spec("x", F, D),
         helper.make_tensor_value_info("sigma", TensorProto.FLOAT, ["B"]),
-        _spec("context", CTX * F, D),
-        _spec("context_mask", CTX),
+        _spec("context", ctx_bars * F, D),
+        _spec("context_mask", ctx_bars),
         _spec("style_w", n_styles + 1),
         _spec("attrs", 4),
         _spec("attr_mask", 4),
+        _spec("place", POSITIONS),
     ]
 
 
-def denoiser_shards(rng, n_styles: int, n_shards: int, blocks_per_shard: int, tokens: int, hidden: int):
+def denoiser_shards(
+    rng, n_styles: int, n_shards: int, blocks_per_shard: int, tokens: int, hidden: int, ctx_bars: int = CTX
+):
     """The denoiser cut into ``n_shards`` models chained by the names ``h`` and ``v``."""
     models = []
     for k in range(n_shards):
         g = _Graph(rng)
         first, last = k == 0, k == n_shards - 1
-        h = _embed(g, n_styles, tokens, hidden) if first else f"h{k - 1}"
+        h = _embed(g, n_styles, tokens, hidden, ctx_bars) if first else f"h{k - 1}"
         h = _blocks(g, h, blocks_per_shard, hidden)
-        inputs = denoiser_inputs(n_styles) if first else [_spec(f"h{k - 1}", tokens, hidden)]
+        inputs = denoiser_inputs(n_styles, ctx_bars) if first else [_spec(f"h{k - 1}", tokens, hidden)]
         if last:
             _head(g, h, tokens, hidden)
             outputs = [_spec("v", F, D)]
@@ -233,16 +240,18 @@ def build_bundle(
     sampler: SamplerInfo | None = None,
     seed: int = 0,
     tonic: int | None = None,
+    lags: tuple[int, ...] = LAGS,
 ) -> Path:
     """Write a complete bundle to ``out_dir`` and return it; ``variants`` from ``fp32``, ``int8``,
-    ``int8_dynamic`` (fp32 is always built, as the quantized ones are made from it); ``tonic`` as in
-    ``RepresentationInfo`` (a key-normalized model)."""
+    ``int8_dynamic`` (fp32 is always built, as the quantized ones are made from it); ``tonic`` and
+    ``lags`` (its ``context_lags``; others than the default with the fp32 variant only) as in
+    ``RepresentationInfo``."""
     root = Path(out_dir)
     rng = np.random.default_rng(seed)
     models = {
         "encoder": encoder_model(rng),
         "decoder": decoder_model(rng),
-        "denoiser": denoiser_shards(rng, n_styles, n_shards, blocks_per_shard, tokens, hidden),
+        "denoiser": denoiser_shards(rng, n_styles, n_shards, blocks_per_shard, tokens, hidden, len(lags)),
     }
     built = {"fp32": _save_variant(models, root, "fp32", external_data)}
     if "int8_dynamic" in variants:
@@ -256,7 +265,9 @@ def build_bundle(
         model=ModelInfo(
             "synthetic", _count_parameters(models), Provenance("0" * 64, "synthetic", "2026-01-01")
         ),
-        representation=RepresentationInfo(16, ("melody", "harmony", "bass"), 33, 64, F, D, CTX, tonic),
+        representation=RepresentationInfo(
+            16, ("melody", "harmony", "bass"), 33, 64, F, D, tuple(lags), POSITIONS, tonic
+        ),
         sampler=sampler or SamplerInfo("euler", 4, "flow", 1.0, 1.5, 0.5),
         controls=controls_table(n_styles),
         variants=built,
@@ -320,6 +331,7 @@ def random_denoiser_feeds(rng: np.random.Generator, n_styles: int, batch: int = 
         "style_w": style_w,
         "attrs": rng.standard_normal((batch, 4), dtype=np.float32),
         "attr_mask": rng.integers(0, 2, (batch, 4)).astype(np.float32),
+        "place": np.eye(POSITIONS, dtype=np.float32)[rng.integers(0, POSITIONS, batch)],
     }
 
 

@@ -44,9 +44,13 @@ def random_dataset(n_pieces: int = 20, bars: int = 16, seed: int = 0) -> Dataset
         tonic=np.zeros(len(piece), np.int8),
         melody_only=np.zeros(len(piece), bool),
         meter=np.zeros(len(piece), np.int8),
+        bar_meter=np.zeros(len(piece), np.int8),
+        place=(np.tile(np.arange(bars), n_pieces) % 8).astype(np.int8),
+        repeats=np.zeros(len(piece), np.int8),
         style_names=STYLES,
         piece_names=tuple(f"random-{i}" for i in range(n_pieces)),
         meter_names=("4/4",),
+        bar_meter_names=("4/4", "3/4", "6/8"),
     )
 
 
