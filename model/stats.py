@@ -155,7 +155,47 @@ def _meters(ds: Dataset, total: Counter, out: Path) -> str:
     )
     note = f"\n\n*other*: {len(rare)} rare signatures (under {RARE_METER_SHARE:.1%} of the measures each, "
     note += "mostly malformed ABC bars): " + ", ".join(rare) if rare else ""
-    return text + _table(header, rows) + note + "\n\n![meters](meters.png)\n\n" + _meter_by_style(ds)
+    return (
+        text
+        + _table(header, rows)
+        + note
+        + "\n\n![meters](meters.png)\n\n"
+        + _meter_by_style(ds)
+        + "\n\n"
+        + _meter_profiles(ds, out)
+    )
+
+
+def _meter_profiles(ds: Dataset, out: Path) -> str:
+    """Onsets per bar at each grid step of a bar, per dataset meter: the accents a meter puts where."""
+    import matplotlib.pyplot as plt
+
+    from musicbox.model.corpus import METERS, STEP_QL
+    from musicbox.runtime.pianoroll import ONSET
+
+    fig, rows = plt.figure(figsize=(7, 3.5)), []
+    for i, meter in enumerate(ds.bar_meter_names):
+        bars = ds.rolls[ds.bar_meter == i]
+        if not len(bars):
+            continue
+        steps = round(METERS[meter] / STEP_QL)
+        profile = (bars[:, :, :steps] == ONSET).sum(axis=(1, 3)).mean(axis=0)  # onsets per bar at each step
+        rows.append([meter, f"{len(bars):,}", " ".join(f"{v:.2f}" for v in profile)])
+        plt.plot(np.arange(steps), profile, marker="o", label=meter)
+    plt.xlabel("grid step (sixteenth) in the bar")
+    plt.ylabel("onsets per bar")
+    plt.title("onsets by position in the bar, per meter")
+    plt.legend()
+    _save(fig, out / "meter_profiles.png")
+    text = (
+        "Onsets per bar at each sixteenth of the bar, all tracks (3/4 peaks on its three beats, steps 0, 4 "
+        "and 8; 6/8 on its two dotted beats, 0 and 6, and its eighths):\n\n"
+    )
+    return (
+        text
+        + _table(["meter", "bars", "onsets at steps 0, 1, ..."], rows)
+        + "\n\n![profiles](meter_profiles.png)"
+    )
 
 
 def _meter_by_style(ds: Dataset) -> str:

@@ -34,8 +34,10 @@ from musicbox.runtime.form import FormSpec
 from musicbox.runtime.pianoroll import Representation
 from musicbox.runtime.sampling import SAMPLERS
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+"""2: the denoiser's context is the bars at ``representation.context_lags`` and it reads the bar's place
+(``place`` input, ``representation.positions``); format 1 bundles (two context bars, no place) are refused."""
+SUPPORTED_FORMAT_VERSIONS = (2,)
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 SCHEDULES = ("flow",)
 

@@ -124,9 +124,9 @@ def test_a_checkpoint_table_is_read_by_the_same_reader():
 
 
 def test_unsupported_format_version(data, tmp_path):
-    bad = dict(data, format_version=2)
+    bad = dict(data, format_version=1)
     msg = _error(bad, tmp_path)
-    assert "$.format_version" in msg and "(1,)" in msg and "musicbox quantize" in msg
+    assert "$.format_version" in msg and "(2,)" in msg and "musicbox quantize" in msg
 
 
 def test_not_json_and_missing_file(tmp_path):
