@@ -91,7 +91,8 @@ class Dataset:
     bar_meter: int8 ``[N]`` index into ``bar_meter_names`` (the dataset meter: 4/4, 3/4, 6/8).
     place: int8 ``[N]`` position of the bar in its 8-bar section, pickup-aligned (0..7).
     repeats: int8 ``[N]`` bars back to the earlier bar it nearly repeats (1..16), 0 for none.
-    style_names, piece_names, meter_names: tuples of str.
+    style_names, piece_names, meter_names, bar_meter_names: tuples of str.
+    builder: the :func:`builder_key` it was built with ("" for a dataset made in memory).
     """
 
     rolls: np.ndarray
@@ -110,6 +111,7 @@ class Dataset:
     piece_names: tuple[str, ...]
     meter_names: tuple[str, ...]
     bar_meter_names: tuple[str, ...]
+    builder: str = ""
 
     def __len__(self) -> int:
         return len(self.rolls)
@@ -174,6 +176,7 @@ def load_dataset(cache_dir: str | os.PathLike | None = None) -> Dataset:
         piece_names=tuple(meta["piece_names"]),
         meter_names=tuple(meta["meter_names"]),
         bar_meter_names=tuple(meta["bar_meter_names"]),
+        builder=meta["builder"],
     )
 
 

@@ -38,8 +38,8 @@ class AutoencoderConfig:
 class DenoiserConfig:
     """A small bidirectional transformer over ``1 + len(context_lags) * frames + frames`` tokens.
 
-    context_lags: how many bars back each context slot is, oldest first. positions: bar positions in a
-    section the ``place`` input one-hot encodes (0: the model has no position input)."""
+    context_lags: how many bars back each context slot is, oldest first. positions: the bar positions in
+    a section that the ``place`` input one-hot encodes."""
 
     frames: int = 4
     latent_dim: int = 64

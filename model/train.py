@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 
 from musicbox.model.checkpoint import load_autoencoder, save_checkpoint
-from musicbox.model.data import builder_key
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
 from musicbox.model.styles import style_tables
 from musicbox.runtime.features import ATTRS
@@ -393,7 +392,7 @@ class Trainer:
                 "threshold": ae_figures["threshold"],
             },
             "training": {
-                "dataset": f"musicbox phrases ({builder_key()}), {len(self.ds)} bars",
+                "dataset": f"musicbox phrases ({self.ds.builder}), {len(self.ds)} bars",
                 "trained": time.strftime("%Y-%m-%d", time.gmtime()),
                 "settings": asdict(self.s),
                 "dataset_bars": {"train": len(self.train_idx), "val": len(self.val_idx)},
