@@ -480,7 +480,9 @@ class _BarGrid:
             self.pending = (offset, dur, label)
         self.at_start = False
 
-    def emit(self, origin: float, length: float, label: str, meter: str, music_from: float | None = None) -> None:
+    def emit(
+        self, origin: float, length: float, label: str, meter: str, music_from: float | None = None
+    ) -> None:
         """Bars for a full measure of ``length`` ql starting at ``origin`` (a half-bar measure waits for
         its pair). music_from: where the music starts in a padded pickup (silence before it)."""
         bar = METERS[meter]
