@@ -28,10 +28,11 @@ NOTE_COUNTERS = {
 }
 
 MEASURE_REASONS = {
-    "dropped:meter": "meter not duple/quadruple (3/4, 6/8, ...) or no meter",
+    "dropped:meter": "meter other than 4/4, 3/4, 6/8 and those joined or split into them (3/2, 9/8, ...) or none",
     "dropped:incomplete_measure": "short measure that is neither a pickup nor joinable",
     "dropped:overfull_measure": "measure longer than its time signature",
-    "dropped:unpaired_2/4": "2/4 measure without a partner to make a 4/4-sized bar",
+    "dropped:unpaired_2/4": "2/4 measure without a partner to make a 4/4 bar",
+    "dropped:unpaired_3/8": "3/8 measure without a partner to make a 6/8 bar",
 }
 
 
@@ -73,7 +74,7 @@ def _header(ds: Dataset, meta: dict) -> str:
     lines = [
         "# musicbox phrase dataset",
         "",
-        f"- {len(ds):,} bars (16 sixteenth steps, 4/4-sized) in {len(ds.piece_names):,} gap-free pieces "
+        f"- {len(ds):,} bars (sixteenth steps: 16 in 4/4, 12 in 3/4 and 6/8) in {len(ds.piece_names):,} gap-free pieces "
         f"from {works:,} source works; {len(ds.phrase_starts()):,} windows of 3 consecutive bars",
         f"- builder `{meta['builder']}`, built {meta['built']}",
         f"- collections: {', '.join(meta['collections'])}"
