@@ -151,14 +151,24 @@ def browser(box):
 
 
 def _wait(test, timeout_s: float = 20.0, what: str = "condition"):
-    """``test()``'s first truthy value within ``timeout_s``; a page still loading counts as not yet."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """``test()``'s first truthy value within ``timeout_s``; a page still loading counts as not yet
+    (an element gone with the old document: Chromium says "stale element" or, mid-navigation, "Node
+    with given id does not belong to the document")."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
 
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         try:
             value = test()
         except (NoSuchElementException, StaleElementReferenceException):
+            value = None
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
             value = None
         if value:
             return value
