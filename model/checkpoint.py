@@ -44,9 +44,9 @@ def _read_config(folder: Path) -> dict:
     return config
 
 
-def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> tuple[dict, dict]:
-    """The autoencoder weights of a checkpoint folder (for a run that trains only the denoiser anew);
-    returns ``(state_dict, config)``. :class:`CheckpointError` if its autoencoder is not ``cfg``."""
+def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> dict:
+    """The autoencoder's state dict from a checkpoint folder (for a run that trains only the denoiser
+    anew); :class:`CheckpointError` if its autoencoder is not ``cfg``."""
     folder = Path(path)
     config = _read_config(folder)
     if config.get("autoencoder") != asdict(cfg):
@@ -55,10 +55,7 @@ def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> tuple[dict, di
             f"({asdict(cfg)}); train the autoencoder too (leave out --autoencoder-from)"
         )
     prefix = "autoencoder."
-    weights = {
-        k[len(prefix) :]: v for k, v in load_file(str(folder / WEIGHTS)).items() if k.startswith(prefix)
-    }
-    return weights, config
+    return {k[len(prefix) :]: v for k, v in load_file(str(folder / WEIGHTS)).items() if k.startswith(prefix)}
 
 
 def load_checkpoint(path: str | Path) -> tuple[MusicModel, dict]:

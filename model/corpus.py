@@ -21,7 +21,8 @@ style            collections (music21 corpus folders)                         wh
 
 Left out: the Trecento (medieval: none of the five styles fits it), Josquin (8 multi-voice ABC files
 music21 parses poorly), single works (Schumann, Joplin, ...), the ``.krn`` duplicates of the Bach
-and Beethoven ``.mxl`` files and Mozart's K. 545 (a piano sonata among the quartets) and ``madrigal.3.1_old.mxl`` (a broken duplicate of madrigal 3.1).
+and Beethoven ``.mxl`` files and Mozart's K. 545 (a piano sonata among the quartets) and
+``madrigal.3.1_old.mxl`` (a broken duplicate of madrigal 3.1).
 
 From a score to bars
 --------------------
@@ -35,11 +36,11 @@ From a score to bars
   12/8 split in two. Other meters (3/2, 9/8, 6/4, 5/8, ...) and pieces without a meter are dropped and
   their measures counted per time signature. A meter change ends a piece (each piece is in one meter).
 - **Pickups.** A short first measure (of the piece, after a meter change, or right after a dropped
-  stretch such as a 3/2 section) is padded with silence *before* it, to the next multiple of its meter's bar, so the first
-  full measure starts on a bar line and the upbeat keeps its place (counted as ``pickup_padded``). Two
-  short measures in a row that add up to a full one (an ABC section ending and the next section's
-  upbeat) are joined into one. Any other short, long or unsupported measure is dropped and ends the
-  current run of bars.
+  stretch such as a 3/2 section) is padded with silence *before* it, to the next multiple of its
+  meter's bar, so the first full measure starts on a bar line and the upbeat keeps its place (counted
+  as ``pickup_padded``). Two short measures in a row that add up to a full one (an ABC section ending
+  and the next section's upbeat) are joined into one. Any other short, long or unsupported measure is
+  dropped and ends the current run of bars.
 - **Runs -> pieces.** Only gap-free runs of bars are kept, so within a piece ``bar`` is exactly
   0..n-1; a score with a gap yields several pieces (``name@2``, ...) that share one split. Runs shorter
   than :data:`MIN_BARS` bars are dropped (counted).
@@ -348,7 +349,7 @@ def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEF
         if n < MIN_BARS:
             counts["bars_short_run"] += n
             continue
-        bar_rep = replace(rep, steps_per_bar=round(METERS[meter] / STEP_QL))
+        bar_rep = replace(rep, steps_per_bar=meter_steps(meter))
         notes = run_notes(tracks, grid.origins[lo], grid.starts[lo], n, counts, bar_rep)
         rolls = _pad_steps(notes_to_roll(notes, n, bar_rep), rep.steps_per_bar)
         name = work if not pieces else f"{work}@{len(pieces) + 1}"
@@ -371,7 +372,12 @@ def _pad_steps(rolls: np.ndarray, steps: int) -> np.ndarray:
 METERS: dict[str, float] = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0}
 """The meters of the dataset's bars and a bar's length in ql: 16 grid steps for 4/4, 12 for 3/4 (three
 beats of four steps) and 6/8 (two dotted beats of six). A 12-step bar fills steps 0..11 of the 16-step
-roll; its steps 12..15 stay silent (``BAR_STEPS``)."""
+roll; its steps 12..15 stay silent."""
+
+
+def meter_steps(meter: str) -> int:
+    """Grid steps of a bar in ``meter`` (a key of :data:`METERS`): 16 or 12."""
+    return round(METERS[meter] / STEP_QL)
 
 
 def meter_of(num: int, den: int) -> tuple[str, float] | None:

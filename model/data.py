@@ -123,6 +123,10 @@ class Dataset:
         arrays = {k: getattr(self, k)[keep] for k in _ARRAYS}
         return replace(self, **arrays)
 
+    def piece_starts(self) -> np.ndarray:
+        """Row index of each piece's first bar, int64 ``[n_pieces]`` (rows of a piece are consecutive)."""
+        return np.r_[0, np.nonzero(np.diff(self.piece))[0] + 1]
+
     def phrase_starts(self, length: int = 3, split: int | None = None) -> np.ndarray:
         """Row indices ``i`` where rows ``i .. i+length-1`` are consecutive bars of one piece.
 

@@ -28,7 +28,7 @@ NOTE_COUNTERS = {
 }
 
 MEASURE_REASONS = {
-    "dropped:meter": "meter other than 4/4, 3/4, 6/8 and those joined or split into them (3/2, 9/8, ...) or none",
+    "dropped:meter": "meter other than 4/4, 3/4, 6/8 or one joined or split into them (3/2, ...) or none",
     "dropped:incomplete_measure": "short measure that is neither a pickup nor joinable",
     "dropped:overfull_measure": "measure longer than its time signature",
     "dropped:unpaired_2/4": "2/4 measure without a partner to make a 4/4 bar",
@@ -74,8 +74,8 @@ def _header(ds: Dataset, meta: dict) -> str:
     lines = [
         "# musicbox phrase dataset",
         "",
-        f"- {len(ds):,} bars (sixteenth steps: 16 in 4/4, 12 in 3/4 and 6/8) in {len(ds.piece_names):,} gap-free pieces "
-        f"from {works:,} source works; {len(ds.phrase_starts()):,} windows of 3 consecutive bars",
+        f"- {len(ds):,} bars (sixteenth steps: 16 in 4/4, 12 in 3/4 and 6/8) in "
+        f"{len(ds.piece_names):,} gap-free pieces from {works:,} source works; {len(ds.phrase_starts()):,} windows of 3 consecutive bars",
         f"- builder `{meta['builder']}`, built {meta['built']}",
         f"- collections: {', '.join(meta['collections'])}"
         + (f" (at most {limit} pieces each)" if limit else " (complete)"),
@@ -171,7 +171,7 @@ def _meter_profiles(ds: Dataset, out: Path) -> str:
     """Onsets per bar at each grid step of a bar, per dataset meter: the accents a meter puts where."""
     import matplotlib.pyplot as plt
 
-    from musicbox.model.corpus import METERS, STEP_QL
+    from musicbox.model.corpus import meter_steps
     from musicbox.runtime.pianoroll import ONSET
 
     fig, rows = plt.figure(figsize=(7, 3.5)), []
@@ -179,7 +179,7 @@ def _meter_profiles(ds: Dataset, out: Path) -> str:
         bars = ds.rolls[ds.bar_meter == i]
         if not len(bars):
             continue
-        steps = round(METERS[meter] / STEP_QL)
+        steps = meter_steps(meter)
         profile = (bars[:, :, :steps] == ONSET).sum(axis=(1, 3)).mean(axis=0)  # onsets per bar at each step
         rows.append([meter, f"{len(bars):,}", " ".join(f"{v:.2f}" for v in profile)])
         plt.plot(np.arange(steps), profile, marker="o", label=meter)
@@ -245,7 +245,7 @@ def _repetition(ds: Dataset, out: Path, max_pieces: int = 300) -> str:
     from musicbox.model.form import lag_peak, lag_profile, phrase_return_rate, similarity_matrix
 
     rng = np.random.default_rng(0)
-    starts = np.r_[0, np.nonzero(np.diff(ds.piece))[0] + 1]
+    starts = ds.piece_starts()
     ends = np.r_[starts[1:], len(ds.piece)]
     rows, fig = [], plt.figure(figsize=(7, 3.5))
     for s, name in enumerate(ds.style_names):
@@ -301,10 +301,9 @@ def _repetition(ds: Dataset, out: Path, max_pieces: int = 300) -> str:
 def _repeat_labels(ds: Dataset) -> str:
     """Per style: the share of bars whose ``repeats`` label says they nearly repeat an earlier bar, by how
     far back it is, and the share of pieces beginning with an upbeat (``place`` counts from the bar after)."""
-    from musicbox.model.form import SECTION_BARS
+    from musicbox.model.form import LAGS, SECTION_BARS
 
-    lags = (1, 2, 4, 8, 16)
-    starts = np.r_[0, np.nonzero(np.diff(ds.piece))[0] + 1]
+    starts = ds.piece_starts()
     rows = []
     for s, name in enumerate(ds.style_names):
         mine = ds.style == s
@@ -313,18 +312,18 @@ def _repeat_labels(ds: Dataset) -> str:
         r = ds.repeats[mine]
         first = starts[ds.style[starts] == s]
         upbeat = ds.place[first] == SECTION_BARS - 1  # bar 0 of an upbeat piece ends a section
-        other = (r > 0) & ~np.isin(r, lags)
+        other = (r > 0) & ~np.isin(r, LAGS)
         rows.append(
             [
                 name,
                 int(mine.sum()),
                 f"{(r > 0).mean():.3f}",
-                *(f"{(r == lag).mean():.3f}" for lag in lags),
+                *(f"{(r == lag).mean():.3f}" for lag in LAGS),
                 f"{other.mean():.3f}",
                 f"{upbeat.mean():.2f}",
             ]
         )
-    header = ["style", "bars", "repeat an earlier bar", *(f"lag {lag}" for lag in lags), "other lags"]
+    header = ["style", "bars", "repeat an earlier bar", *(f"lag {lag}" for lag in LAGS), "other lags"]
     text = (
         "## Which bar a bar repeats\n\nThe dataset's `repeats` label: the nearest earlier bar (within 16) "
         "that a bar nearly repeats (onset Jaccard >= 0.8), by how far back it is; the denoiser's "

@@ -162,7 +162,7 @@ class Trainer:
             log.info("resumed: autoencoder from %s", done)
             return state["figures"]
         if self.s.autoencoder_from:
-            weights, _ = load_autoencoder(self.s.autoencoder_from, self.s.autoencoder)
+            weights = load_autoencoder(self.s.autoencoder_from, self.s.autoencoder)
             self.model.autoencoder.load_state_dict(weights)
             self.model.autoencoder.eval()
             log.info("autoencoder taken from %s (stage 1 not run)", self.s.autoencoder_from)

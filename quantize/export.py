@@ -5,9 +5,10 @@ Stages (names and shapes are docs/architecture.md's ONNX contract; ``B`` is the 
 - encoder ``planes [B,6,16,64] -> latent [B,4,64]`` (``autoencoder.encode``: deterministic, scaled);
 - decoder ``latent [B,4,64] -> probs [B,6,16,64]`` (``autoencoder.decode``: sigmoid applied);
 - denoiser shards (``shard.plan_shards``): shard 0 takes the conditioning inputs ``x, sigma, context,
-  context_mask, style_w, attrs, attr_mask, place``; shard k returns ``h{k} [B, L, d]`` and shard k+1 takes it
-  (an ONNX graph cannot take and return the same name, so the hidden state is numbered along the chain,
-  which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns ``v [B,4,64]``.
+  context_mask, style_w, attrs, attr_mask, place``; shard k returns ``h{k} [B, L, d]`` and shard k+1
+  takes it (an ONNX graph cannot take and return the same name, so the hidden state is numbered along
+  the chain, which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns
+  ``v [B,4,64]``.
 
 Each stage is then fused (``quantize/fuse.py``: GELU, layer norms, attention) and checked against torch
 (:func:`check_stage`).

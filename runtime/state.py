@@ -5,8 +5,8 @@ after each bar not yet played, which is how the box rewrites buffered bars when 
 restarted worker continues), so this module imports only numpy: the box's main process never loads
 onnxruntime.
 
-Shapes: ``H`` bars of history (the farthest context lag), ``F x D`` a bar's latent, ``L`` theme slots (distinct section letters of a
-form), ``N`` bars per section.
+Shapes: ``H`` bars of history (the farthest context lag), ``F x D`` a bar's latent, ``L`` theme slots
+(distinct section letters of a form), ``N`` bars per section.
 """
 
 from __future__ import annotations
