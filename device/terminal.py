@@ -7,9 +7,11 @@ Q/A a whole style), ``w``/``s`` or ↑/↓ tempo (2 BPM; W/S 10 BPM), ``e``/``d`
 space play/pause, ``n`` next, ``r`` save, ``x`` shut down. Input is any file descriptor (stdin by
 default; a pipe in tests); when it is a TTY it is put in cbreak mode and restored on close.
 
-While the live view runs, the process's file descriptor 2 (stderr: log lines of this process, of the
-worker processes started after it, and of C libraries) is a pipe that a thread reads and prints through
-the view's console, above the view, so log output never tears the view apart.
+While the live view runs, the process's file descriptors 1 and 2 (stdout and stderr: log lines of this
+process, of the worker processes started after it, and what C libraries print, such as libjack's info
+lines on stdout) are a pipe that a thread reads and prints through the view's console, above the view;
+the view writes to its own copy of the terminal. Nothing else writes to the terminal, so no output can
+tear the view apart.
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ class TerminalBackend(PollingBackend):
         self.last_button: Button | None = None
         self._console = console
         self._live: Live | None = None
-        self._stderr: StderrToConsole | None = None
+        self._output: OutputToConsole | None = None
+        self._own_file = None  # the console's file, when start() made it
         self._tty_fd: int | None = None
         self._saved_tty: list | None = None  # termios attributes to restore
         self._draw_lock = threading.Lock()
@@ -175,11 +178,15 @@ class TerminalBackend(PollingBackend):
         from rich.console import Console
         from rich.live import Live
 
-        console = self._console or Console()
-        self._live = Live(self.render(), console=console, auto_refresh=False, redirect_stderr=False)
-        self._live.start()
-        self._stderr = StderrToConsole(console, self._draw_lock)
-        self._stderr.start()
+        if self._console is None:  # the terminal on fd 1, through a copy of its own (fd 1 goes to the pipe)
+            self._console = Console(file=os.fdopen(os.dup(1), "w", encoding="utf-8"))
+            self._own_file = self._console.file
+        console = self._console
+        self._output = OutputToConsole(console, self._draw_lock)
+        self._output.start()
+        with self._draw_lock:
+            self._live = Live(self.render(), console=console, auto_refresh=False, redirect_stdout=False)
+            self._live.start()
         super().start(on_controls, on_button)
 
     def wait(self, timeout: float) -> None:
@@ -307,21 +314,25 @@ class TerminalBackend(PollingBackend):
 
     def close(self) -> None:
         super().close()
-        if self._stderr is not None:
-            self._stderr.stop()
-            self._stderr = None
         with self._draw_lock:
             if self._live is not None:
                 self._live.stop()
                 self._live = None
+        if self._output is not None:
+            self._output.stop()  # what is left in the pipe prints below the last view
+            self._output = None
+        if self._own_file is not None:
+            self._own_file.close()
+            self._own_file = self._console = None
         _restore(self._tty_fd, self._saved_tty)
         self._saved_tty = None
 
 
-class StderrToConsole:
-    """While started, file descriptor 2 is a pipe; a thread prints each line written to it through
-    ``console`` (above a ``Live`` view). Processes started meanwhile inherit the pipe as their stderr.
-    Does nothing when the console itself writes to fd 2 (its output would come back to it).
+class OutputToConsole:
+    """While started, file descriptors 1 and 2 are a pipe; a thread prints each line written to it
+    through ``console`` (above a ``Live`` view). Processes started meanwhile inherit the pipe as their
+    stdout and stderr. A descriptor the console itself writes to is left alone (its output would come
+    back to it).
 
     ``lock`` is the one the view's redraws hold: a line printed while another thread redraws would
     move the cursor up by the height of the view before the redraw (rich's ``Live`` hook reads it
@@ -330,32 +341,37 @@ class StderrToConsole:
     def __init__(self, console, lock: threading.Lock):
         self.console = console
         self._lock = lock
-        self._saved: int | None = None
+        self._saved: dict[int, int] = {}  # redirected fd -> its saved copy
         self._read: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if _fileno(self.console.file) == 2:
+        fds = [fd for fd in (1, 2) if fd != _fileno(self.console.file)]
+        if not fds:
             return
+        sys.stdout.flush()
         sys.stderr.flush()
-        self._saved = os.dup(2)
         self._read, write = os.pipe()
-        os.dup2(write, 2)
+        for fd in fds:
+            self._saved[fd] = os.dup(fd)
+            os.dup2(write, fd)
         os.close(write)
         self._thread = threading.Thread(
-            target=self._pump, args=(self._read,), name="musicbox-stderr", daemon=True
+            target=self._pump, args=(self._read,), name="musicbox-output", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Give fd 2 back, then print what is left in the pipe."""
-        if self._saved is None or self._thread is None or self._read is None:
+        """Give the descriptors back, then print what is left in the pipe."""
+        if self._thread is None or self._read is None:
             return
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._saved = None
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._saved = {}
         self._stop.set()
         self._thread.join(timeout=2.0)
         os.close(self._read)
