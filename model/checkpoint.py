@@ -54,7 +54,18 @@ def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> dict:
             f"{folder / CONFIG}: its autoencoder {config.get('autoencoder')} is not the one configured "
             f"({asdict(cfg)}); train the autoencoder too (leave out --autoencoder-from)"
         )
-    prefix = "autoencoder."
+    return _part(folder, "autoencoder.")
+
+
+def load_denoiser(path: str | Path) -> dict:
+    """The denoiser's state dict from a checkpoint folder (the start of a run that trains it further)."""
+    folder = Path(path)
+    _read_config(folder)
+    return _part(folder, "denoiser.")
+
+
+def _part(folder: Path, prefix: str) -> dict:
+    """The weights under ``prefix`` (a sub-module's name and a dot), named as in that sub-module."""
     return {k[len(prefix) :]: v for k, v in load_file(str(folder / WEIGHTS)).items() if k.startswith(prefix)}
 
 

@@ -5,6 +5,8 @@ Shapes (B = batch; docs/architecture.md has the full contract):
     latent  [B, F, D]       F=4 latent frames (one per beat) of D=64 numbers, scaled to unit variance
     context [B, K*F, D]     latents of the K=4 earlier bars at the context lags (8, 4, 2, 1), oldest first
     place   [B, P]          one-hot position of the bar in its 8-bar section (P=8), zeros = unknown
+    meter   [B, M]          one-hot meter of the bar (M=3: 4/4, 3/4, 6/8); a 3/4 or 6/8 bar is the first 12
+                            of the 16 steps, its last beat frame silent padding
 
 The autoencoder compresses a bar 24:1 (6144 binary cells -> 256 numbers) so the denoiser works on 4 tokens per
 bar instead of 6144 cells. The denoiser sees one conditioning token, the context tokens and the noisy
@@ -39,12 +41,14 @@ class DenoiserConfig:
     """A small bidirectional transformer over ``1 + len(context_lags) * frames + frames`` tokens.
 
     context_lags: how many bars back each context slot is, oldest first. positions: the bar positions in
-    a section that the ``place`` input one-hot encodes."""
+    a section that the ``place`` input one-hot encodes. meters: the meters the ``meter`` input one-hot
+    encodes, in its column order."""
 
     frames: int = 4
     latent_dim: int = 64
     context_lags: tuple[int, ...] = (8, 4, 2, 1)
     positions: int = 8
+    meters: tuple[str, ...] = ("4/4", "3/4", "6/8")
     n_styles: int = 5
     n_attrs: int = 4
     d_model: int = 192
@@ -159,8 +163,9 @@ class Embed(nn.Module):
 
     Token 0 carries style (``style_w @ table``: a blend of learned style rows; the last row is "no style"),
     attributes (with their mask, so a missing attribute differs from a zero one), the bar's place in its
-    section and the noise level; it is also added to the target tokens. Missing context bars are
-    replaced by a learned "absent" vector.
+    section, its meter and the noise level; it is also added to the target tokens. Missing context bars
+    are replaced by a learned "absent" vector. The meter's projection starts at zero, so a model trained
+    before it had a meter input continues from where it was (``musicbox train --denoiser-from``).
     """
 
     def __init__(self, cfg: DenoiserConfig):
@@ -170,15 +175,17 @@ class Embed(nn.Module):
         self.style = nn.Parameter(torch.randn(cfg.n_styles + 1, d) * 0.02)
         self.attrs = nn.Linear(2 * cfg.n_attrs, d)
         self.place = nn.Linear(cfg.positions, d, bias=False)
+        self.meter = nn.Linear(len(cfg.meters), d, bias=False)
+        nn.init.zeros_(self.meter.weight)
         self.sigma = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.latent_in = nn.Linear(cfg.latent_dim, d)
         self.absent = nn.Parameter(torch.zeros(d))
         self.pos = nn.Parameter(torch.randn((len(cfg.context_lags) + 1) * cfg.frames, d) * 0.02)
 
-    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place):
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter):
         cfg = self.cfg
         cond = style_w @ self.style + self.attrs(torch.cat([attrs * attr_mask, attr_mask], dim=-1))
-        cond = cond + self.place(place)
+        cond = cond + self.place(place) + self.meter(meter)
         cond = cond + self.sigma(sigma_embedding(sigma, cfg.d_model))  # [B, d]
         present = context_mask.repeat_interleave(cfg.frames, dim=1)[..., None]  # [B, K*F, 1]
         ctx = self.latent_in(context) * present + self.absent * (1.0 - present)
@@ -210,8 +217,8 @@ class Denoiser(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head) for _ in range(cfg.n_layer))
         self.head = Head(cfg)
 
-    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place):
-        h = self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place)
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter):
+        h = self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter)
         for block in self.blocks:
             h = block(h)
         return self.head(h)
@@ -232,4 +239,5 @@ class MusicModel(nn.Module):
     def from_config(cls, cfg: dict) -> MusicModel:
         dn = dict(cfg["denoiser"])
         dn["context_lags"] = tuple(dn["context_lags"])
+        dn["meters"] = tuple(dn["meters"])
         return cls(AutoencoderConfig(**cfg["autoencoder"]), DenoiserConfig(**dn))

@@ -11,9 +11,13 @@ import numpy as np
 
 from musicbox.runtime.features import ATTRS
 
-MODEL_METERS = ("4/4",)
-"""The dataset meters the model is trained and evaluated on: its denoiser has no meter input yet, so the
-dataset's 3/4 and 6/8 pieces (``corpus.METERS``) wait for it (``Dataset.in_meters``)."""
+MODEL_METERS = ("4/4", "3/4", "6/8")
+"""The dataset meters the model is trained and evaluated on (``Dataset.in_meters``; its denoiser's
+``meter`` input, ``nets.DenoiserConfig.meters``)."""
+
+STYLE_METER_BARS = 2000
+"""A style plays a meter when its training split has at least this many bars in it (chorales have 1,159
+bars of 3/4 in all, renaissance none: they stay in 4/4)."""
 
 # name -> (label, programs [melody, harmony, bass], drums, swing 0..1 (1 = triplet swing), base velocity 1..127)
 ARRANGEMENTS = {
@@ -89,7 +93,8 @@ DEFAULT_FORM = {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadenc
 
 def style_tables(dataset) -> list[dict]:
     """One entry per style (dataset order): quantiles p10/p50/p90 of density and register, median
-    polyphony, the arrangement and the form."""
+    polyphony, its meters (4/4 first where it has it: the meter it starts in; then by bar count), the
+    arrangement and the form."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -98,6 +103,13 @@ def style_tables(dataset) -> list[dict]:
         if len(a) == 0:
             a = dataset.attrs[dataset.style == i]
         label, programs, drums, swing, velocity = ARRANGEMENTS.get(name, DEFAULT_ARRANGEMENT)
+        bars = {
+            m: int((train & (dataset.style == i) & (dataset.bar_meter == k)).sum())
+            for k, m in enumerate(dataset.bar_meter_names)
+        }
+        meters = sorted(
+            (m for m in bars if bars[m] >= STYLE_METER_BARS), key=lambda m: (m != "4/4", -bars[m])
+        )
         tables.append(
             {
                 "name": name,
@@ -105,6 +117,7 @@ def style_tables(dataset) -> list[dict]:
                 "density": np.percentile(a[:, d], [10, 50, 90]).round(3).tolist(),
                 "register": np.percentile(a[:, r], [10, 50, 90]).round(3).tolist(),
                 "polyphony": round(float(np.median(a[:, p])), 3),
+                "meters": meters or [dataset.bar_meter_names[0]],
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
                 "form": FORMS.get(name, DEFAULT_FORM),
             }

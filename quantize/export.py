@@ -5,7 +5,7 @@ Stages (names and shapes are docs/architecture.md's ONNX contract; ``B`` is the 
 - encoder ``planes [B,6,16,64] -> latent [B,4,64]`` (``autoencoder.encode``: deterministic, scaled);
 - decoder ``latent [B,4,64] -> probs [B,6,16,64]`` (``autoencoder.decode``: sigmoid applied);
 - denoiser shards (``shard.plan_shards``): shard 0 takes the conditioning inputs ``x, sigma, context,
-  context_mask, style_w, attrs, attr_mask, place``; shard k returns ``h{k} [B, L, d]`` and shard k+1
+  context_mask, style_w, attrs, attr_mask, place, meter``; shard k returns ``h{k} [B, L, d]`` and shard k+1
   takes it (an ONNX graph cannot take and return the same name, so the hidden state is numbered along
   the chain, which is how ``runtime/bundle.py`` wires shards: by name); the last shard returns
   ``v [B,4,64]``.
@@ -36,7 +36,17 @@ OPSET = 18
 """ONNX opset of every exported stage (LayerNormalization needs >= 17; the dynamo exporter >= 18)."""
 MAX_BATCH = 1024
 """Upper bound the exporter is told for the symbolic batch ``B`` (the box runs B = 1 or 2)."""
-DENOISER_INPUTS = ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask", "place")
+DENOISER_INPUTS = (
+    "x",
+    "sigma",
+    "context",
+    "context_mask",
+    "style_w",
+    "attrs",
+    "attr_mask",
+    "place",
+    "meter",
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +107,8 @@ class DenoiserShard(nn.Module):
 class FirstShard(DenoiserShard):
     """Shard 0: the contract's conditioning inputs -> ``h0`` (or ``v`` for a one-shard denoiser)."""
 
-    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place):
-        return self.run(self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place))
+    def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter):
+        return self.run(self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter))
 
 
 class LaterShard(DenoiserShard):
@@ -134,6 +144,7 @@ def denoiser_example(cfg, batch: int = 2) -> tuple[torch.Tensor, ...]:
         torch.randn(batch, cfg.n_attrs, generator=g),
         torch.ones(batch, cfg.n_attrs),
         torch.eye(cfg.positions)[torch.arange(batch) % cfg.positions],
+        torch.eye(len(cfg.meters))[torch.arange(batch) % len(cfg.meters)],
     )
 
 

@@ -120,6 +120,7 @@ def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
     feeds["context"] = np.repeat(context, batch, axis=0)
     feeds["context_mask"] = np.ones((batch, k), np.float32)
     feeds["place"] = np.repeat(np.eye(rep.positions, dtype=np.float32)[:1], batch, axis=0)
+    feeds["meter"] = np.repeat(np.eye(len(rep.meters), dtype=np.float32)[:1], batch, axis=0)
     return feeds
 
 

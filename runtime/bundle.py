@@ -542,7 +542,7 @@ class Bundle:
     def run_denoiser(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the denoiser shards in order, wiring each shard's inputs by name from ``feeds`` and the
         earlier shards' outputs. feeds: the contract's conditioning inputs (``x [B, F, D]``,
-        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``, ``place``),
+        ``sigma [B]``, ``context``, ``context_mask``, ``style_w``, ``attrs``, ``attr_mask``, ``place``, ``meter``),
         with F x D the manifest's ``latent_frames`` x ``latent_dim`` (4 x 64 shipped). Returns
         ``v [B, F, D]``."""
         values = dict(feeds)

@@ -24,12 +24,15 @@ class Controls:
     mood: -1 (dark: minor, low, sparse) .. +1 (bright: major, high, lively).
     variation: 0 .. 1, how far a returning section departs from its first playing: 0 plays it back
         literally, 1 writes new music every time (see ``runtime/form.py``).
+    meter: the bar's meter, a key of ``runtime.meter.METERS`` ("4/4", "3/4", "6/8"), or "" for the
+        style's own: the first of its ``meters`` in the manifest (the generator resolves it per bar).
     """
 
     style: float = 0.0
     tempo_bpm: float = 100.0
     mood: float = 0.0
     variation: float = VARIATION
+    meter: str = ""
 
     def bar_seconds(self, steps_per_bar: int = 16) -> float:
         """Duration of one bar in seconds (a step is a sixteenth note)."""

@@ -13,8 +13,10 @@ time. After the last section the next tune begins, with new themes.
 
 The bar at each phrase's end is written asking for fewer notes (``cadence_density``): the melody holds
 and breathes there. A knob turn starts a new phrase at the next bar line (the form skips ahead to the
-next phrase start); a turn to another style starts a new tune whose first bar is written without the
-old style's context, so the new style is heard in full at once. Two listener actions act on the state
+next phrase start); a turn to another style or meter starts a new tune whose first bar is written
+without the old one's context, so the new style is heard in full at once (and the old meter's bars,
+which the model never saw before another meter's, do not hold it back). Phrases and sections count
+bars of the meter playing. Two listener actions act on the state
 between bars: :func:`keep` (the section playing becomes the tune's theme A, which returns) and
 :func:`renew` (a new tune, new material, from the next bar). All functions are pure, numpy only.
 """
@@ -106,7 +108,7 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class FormPlace:
     """What the next bar is. position: bar within its section; slot: the theme slot of its letter;
     source: the bar of the slot it returns (a varied return of it), None for new music; fresh_context:
-    write it without the previous bars (a style turn); phrase_end: the last bar of a phrase (cadence);
+    write it without the previous bars (a style or meter turn); phrase_end: the last bar of a phrase (cadence);
     shaping: its density factor and register offset; noise: the level a return is re-noised to."""
 
     position: int
@@ -123,23 +125,27 @@ def _knobs(controls: Controls) -> np.ndarray:
     return np.array([controls.style, controls.tempo_bpm, controls.mood, controls.variation], np.float32)
 
 
-def _new_tune(state: GeneratorState, style: int) -> GeneratorState:
+def _new_tune(state: GeneratorState, style: int, meter: int) -> GeneratorState:
     return replace(
         state,
         section=0,
         section_start=state.index,
         style=style,
+        meter=meter,
         themes=np.zeros_like(state.themes),
         themes_mask=np.zeros_like(state.themes_mask),
     )
 
 
-def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[GeneratorState, FormPlace]:
-    """The state to write bar ``state.index`` from (form fields moved on) and what that bar is."""
+def plan(
+    state: GeneratorState, controls: Controls, spec: FormSpec, meter: int = 0
+) -> tuple[GeneratorState, FormPlace]:
+    """The state to write bar ``state.index`` from (form fields moved on) and what that bar is; ``meter``:
+    the bar's meter (an index into the bundle's meters)."""
     style = int(round(controls.style))
-    turned = state.style != style
+    turned = state.style != style or state.meter != meter
     if turned:
-        state = _new_tune(state, style)
+        state = _new_tune(state, style, meter)
     position = state.index - state.section_start
     knobs = _knobs(controls)
     changed = bool(np.isfinite(state.last).all() and np.abs(knobs[:3] - state.last[:3]).max() > 1e-3)
@@ -151,7 +157,7 @@ def plan(state: GeneratorState, controls: Controls, spec: FormSpec) -> tuple[Gen
         state = replace(state, section=state.section + 1, section_start=state.index)
         position = 0
         if state.section >= len(spec.sections):
-            state = _new_tune(state, style)
+            state = _new_tune(state, style, meter)
     letter = spec.sections[state.section]
     slot = ord(letter) - ord("A")
     source = position if state.themes_mask[slot, position] else spec.phrase_source(position)
@@ -201,4 +207,4 @@ def keep(state: GeneratorState) -> GeneratorState:
 
 def renew(state: GeneratorState) -> GeneratorState:
     """A new tune from the next bar: new sections, new themes, the context (the music so far) kept."""
-    return _new_tune(state, state.style)
+    return _new_tune(state, state.style, state.meter)

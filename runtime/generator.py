@@ -23,7 +23,10 @@ One bar (``Generator.next_bar(controls)``):
    phrase, bar) from the style's :class:`~musicbox.runtime.form.FormSpec`; a bar whose section letter
    has played before starts from its stored latent re-noised to ``controls.variation`` instead of pure
    noise; a phrase's last bar asks for fewer notes; a style turn drops the old style's context;
-6. **one line of melody**: the melody track is decoded as one voice (at each step only its most
+6. **meter** (``runtime/meter.py``): ``controls.meter`` or, when it is "", the style's first meter is
+   the denoiser's ``meter`` input; a 3/4 or 6/8 bar is the first 12 steps of the model's 16-step row
+   (the rest is silenced before voicing and re-encoding, and left out of the bar played);
+7. **one line of melody**: the melody track is decoded as one voice (at each step only its most
    probable pitch may sound), as the flute or fiddle that plays it can; then **voice-leading**
    (``runtime/voicing.py``) re-spells notes that would move in parallel fifths/octaves with the
    melody or clash by a semitone on a strong beat.
@@ -42,11 +45,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from musicbox.errors import MusicBoxError
+from musicbox.errors import ConfigError, MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store
+from musicbox.runtime.meter import COMMON, METERS, Meter, crop
 from musicbox.runtime.pianoroll import (
     Note,
     planes_to_roll,
@@ -67,9 +71,10 @@ MONOPHONIC = ("melody",)
 class Bar:
     """One generated bar.
 
-    index: bar number since the start (0-based). roll: uint8 ``[1, 3, 16, 64]`` (OFF/HELD/ONSET).
-    notes: the roll's notes, ``start`` in grid steps from the bar line (a note tied over from the previous
-    bar starts at 0 as ``HELD``). controls: the knobs it was written for. gen_seconds: wall time to write it.
+    index: bar number since the start (0-based). roll: uint8 ``[1, 3, S, 64]`` (OFF/HELD/ONSET), S the
+    meter's steps (16 or 12). notes: the roll's notes, ``start`` in grid steps from the bar line (a note
+    tied over from the previous bar starts at 0 as ``HELD``). controls: the knobs it was written for.
+    gen_seconds: wall time to write it. meter: the meter it is in.
     """
 
     index: int
@@ -77,6 +82,12 @@ class Bar:
     notes: list[Note]
     controls: Controls
     gen_seconds: float
+    meter: Meter = COMMON
+
+    @property
+    def seconds(self) -> float:
+        """The bar's duration at its tempo."""
+        return self.controls.bar_seconds(self.meter.steps)
 
 
 def seed_key(seed: int) -> int:
@@ -102,6 +113,7 @@ class Generator:
         self._history = max(rep.context_lags, default=0)
         self._slots = np.array([self._history - lag for lag in rep.context_lags], np.int64)
         self._places = np.eye(rep.positions, dtype=np.float32)
+        self._meters = np.eye(len(rep.meters), dtype=np.float32)
         self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
@@ -139,33 +151,52 @@ class Generator:
 
     def form(self, controls: Controls) -> FormSpec:
         """The form of the style ``controls`` are nearest to."""
-        return self._forms[int(np.clip(round(controls.style), 0, len(self._forms) - 1))]
+        return self._forms[self._style(controls)]
+
+    def meter(self, controls: Controls) -> Meter:
+        """The meter ``controls`` ask for: theirs, or the first of the nearest style's meters; a
+        ConfigError if the bundle's model does not play it."""
+        styles = self.manifest.controls.styles
+        name = controls.meter or styles[self._style(controls)].meters[0]
+        known = self.manifest.representation.meters
+        if name not in known:
+            raise ConfigError(f"meter {name!r}: this bundle's model plays {', '.join(known)}")
+        return METERS[name]
+
+    def _style(self, controls: Controls) -> int:
+        return int(np.clip(round(controls.style), 0, len(self._forms) - 1))
 
     # -- one bar --------------------------------------------------------------------------------------
 
     def next_bar(self, controls: Controls) -> Bar:
         """Write the next bar for ``controls`` and advance."""
         start = time.perf_counter()
-        state, bar = plan(self._state, controls, self.form(controls))
+        meter = self.meter(controls)
+        column = self.manifest.representation.meters.index(meter.name)
+        state, bar = plan(self._state, controls, self.form(controls), column)
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )
-        latent = self._sample_latent(controls, written_from, bar)
+        latent = self._sample_latent(controls, written_from, bar, column)
         probs = self.bundle.decode(latent)
         written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
-        written = voice(written, probs, state.tail, self._rep)
+        written[..., meter.steps :, :] = 0  # a shorter bar's padding stays silent
+        written = voice(written, probs, state.tail, self._rep, meter)
         played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar
-        after = replace(written_from.advanced(played[0]), tail=tail_of(written))
+        bar_roll = crop(written, meter)
+        after = replace(written_from.advanced(played[0]), tail=tail_of(bar_roll))
         self._state = store(after, bar, played[0])
-        roll = transpose(written, state.key)
+        roll = transpose(bar_roll, state.key)
         notes = roll_to_notes(roll, self._rep)
-        return Bar(state.index, roll, notes, controls, time.perf_counter() - start)
+        return Bar(state.index, roll, notes, controls, time.perf_counter() - start, meter)
 
-    def _sample_latent(self, controls: Controls, state: GeneratorState, bar: FormPlace) -> np.ndarray:
-        """Sampled latent ``[1, F, D]`` of bar ``state.index``: from noise, or for a return from its
-        theme re-noised to the variation level."""
+    def _sample_latent(
+        self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: int
+    ) -> np.ndarray:
+        """Sampled latent ``[1, F, D]`` of bar ``state.index`` in the meter of column ``meter``: from noise,
+        or for a return from its theme re-noised to the variation level."""
         guidance = self.manifest.sampler.guidance
-        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar)
+        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar, meter)
         batch = feeds["style_w"].shape[0]
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -186,9 +217,12 @@ class Generator:
         t = np.float32(sigmas[0])
         return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
 
-    def _static_feeds(self, controls: Controls, state: GeneratorState, guided: bool, bar: FormPlace) -> dict:
+    def _static_feeds(
+        self, controls: Controls, state: GeneratorState, guided: bool, bar: FormPlace, meter: int
+    ) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the
-        lags, place); ``bar``: where the form planner put it (``runtime/form.py``), with its shaping."""
+        lags, place, meter); ``bar``: where the form planner put it (``runtime/form.py``), with its
+        shaping; ``meter``: the meter's column."""
         feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, shaping=bar.shaping)
         batch = feeds["style_w"].shape[0]
         context = state.context[self._slots].reshape(1, -1, self._latent_shape[1])
@@ -196,4 +230,5 @@ class Generator:
         feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)
         place = self._places[bar.position % len(self._places)]
         feeds["place"] = np.repeat(place[None], batch, axis=0)
+        feeds["meter"] = np.repeat(self._meters[meter][None], batch, axis=0)
         return feeds

@@ -31,13 +31,16 @@ from musicbox.precision import PRECISIONS, Precision
 from musicbox.runtime.arrangement import DRUM_PATTERNS
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import FormSpec
+from musicbox.runtime.meter import METERS
 from musicbox.runtime.pianoroll import Representation
 from musicbox.runtime.sampling import SAMPLERS
 
-FORMAT_VERSION = 2
-"""2: the denoiser's context is the bars at ``representation.context_lags`` and it reads the bar's place
-(``place`` input, ``representation.positions``); format 1 bundles (two context bars, no place) are refused."""
-SUPPORTED_FORMAT_VERSIONS = (2,)
+FORMAT_VERSION = 3
+"""3: the denoiser reads the bar's meter (``meter`` input, ``representation.meters``) and each style names
+its meters. 2: its context is the bars at ``representation.context_lags`` and it reads the bar's place
+(``place`` input, ``representation.positions``). Bundles of formats 1 and 2 are refused (retrain or
+re-quantize: their denoisers have no meter input)."""
+SUPPORTED_FORMAT_VERSIONS = (3,)
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 SCHEDULES = ("flow",)
 
@@ -72,6 +75,8 @@ class RepresentationInfo(Table, frozen=True):
     context_lags: how many bars back each bar the denoiser sees is, oldest first (its ``context`` input
     is ``[B, len(context_lags) * F, D]``; the generator keeps ``max(context_lags)`` bars).
     positions: the bar positions in a section its ``place`` input one-hot encodes (``[B, positions]``).
+    meters: the meters its ``meter`` input one-hot encodes, in column order (``[B, len(meters)]``; keys of
+    ``runtime.meter.METERS``); a bar shorter than ``steps_per_bar`` fills its first steps.
     tonic: the pitch class (0 = C) the model writes in when it was trained key-normalized, so the box
     transposes what it plays into the listener's key; null when the model writes in any key.
     """
@@ -84,6 +89,7 @@ class RepresentationInfo(Table, frozen=True):
     latent_dim: int
     context_lags: tuple[int, ...]
     positions: int
+    meters: tuple[str, ...]
     tonic: int | None = None
 
     def pianoroll(self) -> Representation:
@@ -153,8 +159,10 @@ class StyleInfo(Table, frozen=True):
 
     name: short id (``chorale``). label: what a person reads. density: onsets per bar at energy
     0 / 0.5 / 1 (p10, p50, p90 of the corpus style). register: mean melody MIDI pitch at mood
-    -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step. form: how its tunes
-    are built, sections and phrases (``runtime/form.py``; default AABB in 8-bar strains).
+    -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step. meters: the meters it
+    plays (of ``representation.meters``), the first its own (a reel's 4/4 before a jig's 6/8): the meter
+    control steps through them. form: how its tunes are built, sections and phrases
+    (``runtime/form.py``; default AABB in 8-bar strains).
     """
 
     name: str
@@ -163,6 +171,7 @@ class StyleInfo(Table, frozen=True):
     register: tuple[float, ...]
     polyphony: float
     arrangement: Arrangement
+    meters: tuple[str, ...] = ("4/4",)
     form: FormSpec = FormSpec()
 
 
@@ -402,7 +411,7 @@ def _type_name(tp) -> str:
 def _check_semantics(m: Manifest, source: str) -> None:
     _check_representation(m.representation, source)
     _check_sampler(m.sampler, source)
-    _check_controls(m.controls, len(m.representation.tracks), source)
+    _check_controls(m.controls, len(m.representation.tracks), m.representation.meters, source)
     _check_variants(m.variants, source)
 
 
@@ -429,6 +438,13 @@ def _check_representation(r: RepresentationInfo, source: str) -> None:
         "must be distinct bar counts > 0, farthest first (e.g. [8, 4, 2, 1])",
     )
     _require(r.positions > 0, source, "$.representation.positions", "must be > 0")
+    unknown = [m for m in r.meters if m not in METERS]
+    _require(
+        bool(r.meters) and not unknown,
+        source,
+        "$.representation.meters",
+        f"must list meters of {', '.join(METERS)} (unknown: {unknown})",
+    )
     _require(r.tonic is None or 0 <= r.tonic < 12, source, "$.representation.tonic", "must be 0..11 or null")
 
 
@@ -446,7 +462,7 @@ def _check_sampler(s: SamplerInfo, source: str) -> None:
     _require(0 < s.threshold < 1, source, "$.sampler.threshold", "must be in (0, 1)")
 
 
-def _check_controls(c: ControlsInfo, n_tracks: int, source: str) -> None:
+def _check_controls(c: ControlsInfo, n_tracks: int, meters: tuple[str, ...], source: str) -> None:
     a = c.attrs
     _require(a.names == ATTRS, source, "$.controls.attrs.names", f"must be {list(ATTRS)} (features.ATTRS)")
     for name in ("mean", "std"):
@@ -469,10 +485,16 @@ def _check_controls(c: ControlsInfo, n_tracks: int, source: str) -> None:
     names = [s.name for s in c.styles]
     _require(len(set(names)) == len(names), source, "$.controls.styles", f"has duplicate names: {names}")
     for i, s in enumerate(c.styles):
-        _check_style(s, n_tracks, f"$.controls.styles[{i}]", source)
+        _check_style(s, n_tracks, meters, f"$.controls.styles[{i}]", source)
 
 
-def _check_style(s: StyleInfo, n_tracks: int, path: str, source: str) -> None:
+def _check_style(s: StyleInfo, n_tracks: int, meters: tuple[str, ...], path: str, source: str) -> None:
+    _require(
+        bool(s.meters) and set(s.meters) <= set(meters),
+        source,
+        f"{path}.meters",
+        f"is {list(s.meters)}; must list some of the model's meters {list(meters)} ($.representation.meters)",
+    )
     _require(len(s.density) == 3, source, f"{path}.density", "must be 3 values: p10, p50, p90")
     _require(len(s.register) == 3, source, f"{path}.register", "must be 3 values: p10, p50, p90")
     arr = s.arrangement

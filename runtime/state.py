@@ -38,6 +38,8 @@ class GeneratorState:
     each section letter of this tune; themes_mask float32 ``[L, N]``: 1 where a theme bar is stored.
     tail: the melody's top and the bass's bottom pitch rows at the previous bar's last step (-1: silent),
     in the model's key, so voice-leading (``runtime/voicing.py``) continues over the bar line.
+    meter: the tune's meter, an index into the bundle's ``representation.meters`` (-1 before the first
+    bar); a change starts a new tune, as a style turn does.
     """
 
     index: int
@@ -53,6 +55,7 @@ class GeneratorState:
     themes: np.ndarray
     themes_mask: np.ndarray
     tail: tuple[int, int] = (-1, -1)
+    meter: int = -1
 
     @classmethod
     def fresh(cls, seed: int, key: int, history: int, latent: tuple[int, int]) -> GeneratorState:

@@ -5,7 +5,7 @@ The decoder gives each cell a probability; thresholding keeps the likely notes, 
 cell alone, so a bass can move in fifths with the melody and an inner voice can rub a semitone against
 another on the downbeat. This pass keeps every note and its rhythm and only re-spells a note's pitch:
 
-- **strong-beat clashes**: at steps 0 and 8 (the half-bar beats of a 16-step bar), while two sounding
+- **strong-beat clashes**: on the meter's strong beats (4/4: steps 0 and 8), while two sounding
   pitch classes lie a semitone apart, the least probable movable note of the pair (harmony before bass;
   the melody is the tune and stays) moves to the most probable pitch within a whole tone that clashes
   with nothing sounding;
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicbox.runtime.meter import COMMON, Meter
 from musicbox.runtime.pianoroll import Note, Representation, notes_to_roll, roll_to_notes
 
 MELODY, HARMONY, BASS = 0, 1, 2
-STRONG_STEPS = (0, 8)
 PERFECT = (0, 7)  # interval classes of unison/octave and fifth
 
 
@@ -55,10 +55,11 @@ def _steps(note: Note) -> range:
     return range(note.start, note.start + note.duration)
 
 
-def _fits(notes: list[Note], index: int, pitch: int) -> bool:
-    """``notes[index]`` at ``pitch`` makes no strong-beat semitone clash with what sounds with it."""
+def _fits(notes: list[Note], index: int, pitch: int, strong: tuple[int, ...]) -> bool:
+    """``notes[index]`` at ``pitch`` makes no semitone clash on a strong beat (the steps ``strong``) with
+    what sounds with it."""
     note = notes[index]
-    for step in STRONG_STEPS:
+    for step in strong:
         if step in _steps(note):
             others = {notes[i].pitch % 12 for i in _sounding(notes, step) if i != index}
             if (pitch + 1) % 12 in others or (pitch - 1) % 12 in others:
@@ -77,9 +78,11 @@ def _respell(notes, index, probs, reach, allowed) -> bool:
     return True
 
 
-def fix_strong_beats(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int]) -> None:
-    """Re-spell notes so no strong beat holds a semitone clash (in place)."""
-    for step in STRONG_STEPS:
+def fix_strong_beats(
+    notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], strong: tuple[int, ...]
+) -> None:
+    """Re-spell notes so no strong beat (the steps ``strong``) holds a semitone clash (in place)."""
+    for step in strong:
         for _ in range(4):  # a few passes: each fixes one clashing pair
             sounding = _sounding(notes, step)
             pairs = [
@@ -95,7 +98,7 @@ def fix_strong_beats(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tai
             worst = min(
                 candidates, key=lambda k: (rank[notes[k].track], _prob(probs, notes[k], notes[k].pitch))
             )
-            if not _respell(notes, worst, probs, 2, lambda p, k=worst: _fits(notes, k, p)):
+            if not _respell(notes, worst, probs, 2, lambda p, k=worst: _fits(notes, k, p, strong)):
                 break
 
 
@@ -107,7 +110,9 @@ def _outer(notes: list[Note], track: int, step: int, top: bool) -> int | None:
     return (max if top else min)(sounding, key=lambda i: notes[i].pitch)
 
 
-def fix_parallels(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int]) -> None:
+def fix_parallels(
+    notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], strong: tuple[int, ...]
+) -> None:
     """Re-spell bass notes that move in parallel fifths/octaves with the melody's top (in place)."""
     prev = tail if tail[0] >= 0 and tail[1] >= 0 else None
     for step in range(roll.shape[2]):
@@ -123,20 +128,23 @@ def fix_parallels(notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: 
 
                 def allowed(p, b=b, mp=mp, last=prev, before=before):
                     same = (mp - p) % 12 == before and np.sign(p - last[1]) == np.sign(mp - last[0])
-                    return not same and p != last[1] and _fits(notes, b, p)
+                    return not same and p != last[1] and _fits(notes, b, p, strong)
 
                 _respell(notes, b, probs, 4, allowed)
                 bp = notes[b].pitch
         prev = (mp, bp)
 
 
-def voice(roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], rep: Representation) -> np.ndarray:
-    """The bar ``roll [1, T, S, P]`` with its clashes and parallels re-spelled (see the module)."""
+def voice(
+    roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], rep: Representation, meter: Meter = COMMON
+) -> np.ndarray:
+    """The bar ``roll [1, T, S, P]`` in ``meter`` with its clashes and parallels re-spelled (see the
+    module)."""
     notes = [n._replace(pitch=n.pitch - rep.pitch_low) for n in roll_to_notes(roll, rep)]  # pitch rows
     if not any(n.track != MELODY for n in notes):
         return roll  # a melody alone: nothing to voice
-    fix_strong_beats(notes, roll, probs, tail)
-    fix_parallels(notes, roll, probs, tail)
+    fix_strong_beats(notes, roll, probs, tail, meter.strong)
+    fix_parallels(notes, roll, probs, tail, meter.strong)
     out = notes_to_roll([n._replace(pitch=n.pitch + rep.pitch_low) for n in notes], 1, rep)
     tied = (roll[0, :, 0] == 1) & (out[0, :, 0] > 0)  # notes continuing from the bar before stay HELD
     out[0, :, 0][tied] = 1

@@ -124,9 +124,19 @@ def test_a_checkpoint_table_is_read_by_the_same_reader():
 
 
 def test_unsupported_format_version(data, tmp_path):
-    bad = dict(data, format_version=1)
+    bad = dict(data, format_version=2)  # a denoiser without the meter input
     msg = _error(bad, tmp_path)
-    assert "$.format_version" in msg and "(2,)" in msg and "musicbox quantize" in msg
+    assert "$.format_version" in msg and "(3,)" in msg and "musicbox quantize" in msg
+
+
+def test_meters_are_checked(data, tmp_path):
+    bad = json.loads(json.dumps(data))
+    bad["representation"]["meters"] = ["4/4", "5/4"]
+    assert "$.representation.meters" in _error(bad, tmp_path) and "5/4" in _error(bad, tmp_path)
+    bad = json.loads(json.dumps(data))
+    bad["controls"]["styles"][1]["meters"] = ["6/8", "7/8"]
+    msg = _error(bad, tmp_path)
+    assert "$.controls.styles[1].meters" in msg and "7/8" in msg
 
 
 def test_not_json_and_missing_file(tmp_path):

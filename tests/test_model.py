@@ -37,6 +37,7 @@ def test_shapes_and_parameter_budget():
         torch.randn(2, 4),
         torch.ones(2, 4),
         torch.eye(8)[:2],
+        torch.eye(3)[1:3],  # 3/4 and 6/8
     )
     assert v.shape == (2, 4, 64)
 
@@ -53,6 +54,7 @@ def test_denoiser_pieces_compose_to_forward():
         torch.randn(1, 4),
         torch.ones(1, 4),
         torch.eye(8)[3:4],
+        torch.eye(3)[:1],
     )
     h = dn.embed(*args)
     for block in dn.blocks:

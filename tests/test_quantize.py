@@ -17,6 +17,7 @@ from musicbox.model.checkpoint import load_checkpoint
 from musicbox.precision import PRECISIONS
 from musicbox.quantize.bundle import BuildSettings, build_bundle
 from musicbox.quantize.calibrate import CalibrationGrid
+from musicbox.quantize.export import DENOISER_INPUTS
 from musicbox.quantize.validate import LatentTap, ValidationPlan, denoiser_feeds
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.manifest import load_manifest
@@ -61,6 +62,7 @@ def test_bundle_layout_and_manifest_validate_with_the_runtime(built):
         "attrs",
         "attr_mask",
         "place",
+        "meter",
     )
     assert first.outputs[0].shape[0] == "B"
     assert manifest.variants["int8"].denoiser[-1].output_names == ("v",)
@@ -97,9 +99,8 @@ def test_unknown_manifest_field_is_an_error(built, tmp_path):
 def test_shards_chain_to_the_unsharded_torch_model(built, checkpoint):
     model, _ = load_checkpoint(checkpoint)
     feeds = denoiser_feeds(built.manifest, seed=3)
-    names = ("x", "sigma", "context", "context_mask", "style_w", "attrs", "attr_mask", "place")
     with torch.no_grad():
-        expected = model.denoiser(*(torch.from_numpy(feeds[k]) for k in names)).numpy()
+        expected = model.denoiser(*(torch.from_numpy(feeds[k]) for k in DENOISER_INPUTS)).numpy()
         probs = model.autoencoder.decode(torch.from_numpy(feeds["x"])).numpy()
     with Bundle.open(built.path, precision="fp32") as bundle:
         np.testing.assert_allclose(bundle.run_denoiser(feeds), expected, rtol=1e-4, atol=1e-5)

@@ -21,6 +21,14 @@ def register(sub):
         metavar="CHECKPOINT",
         help="keep this checkpoint's autoencoder and train only the denoiser (same representation)",
     )
+    p.add_argument(
+        "--denoiser-from",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start the denoiser from this checkpoint's (a model trained before the meter input goes on)",
+    )
+    p.add_argument("--dn-lr", type=float, default=None, help="the denoiser's peak learning rate")
     p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (smoke test)")
     p.set_defaults(run=run)
 
@@ -42,6 +50,10 @@ def run(args) -> int:
         settings = replace(settings, dn_steps=args.dn_steps)
     if args.autoencoder_from is not None:
         settings = replace(settings, autoencoder_from=str(args.autoencoder_from))
+    if args.denoiser_from is not None:
+        settings = replace(settings, denoiser_from=str(args.denoiser_from))
+    if args.dn_lr is not None:
+        settings = replace(settings, dn_lr=args.dn_lr)
     if args.fresh and args.run_dir.exists():
         shutil.rmtree(args.run_dir)
     out = train(load_dataset(args.cache).in_meters(MODEL_METERS), settings, args.run_dir, args.out)

@@ -50,6 +50,9 @@ LAGS = (2, 1)
 CTX, POSITIONS = len(LAGS), 8
 PLANES = (6, 16, 64)
 STYLE_NAMES = ("chorale", "folk", "quartet", "renaissance", "jig")
+METER_NAMES = ("4/4", "3/4", "6/8")
+STYLE_METERS = {"folk": ("4/4", "3/4"), "quartet": ("4/4", "3/4", "6/8"), "jig": ("6/8", "4/4")}
+"""The synthetic styles' meters (others: 4/4 alone); a jig starts in 6/8."""
 
 
 def _spec(name: str, *shape) -> onnx.ValueInfoProto:
@@ -122,7 +125,8 @@ def _embed(g: _Graph, n_styles: int, tokens: int, hidden: int, ctx_bars: int = C
     a = g.op("MatMul", g.op("Mul", "attrs", "attr_mask"), g.weight(4, width, gain=2.0))
     am = g.op("MatMul", "attr_mask", g.weight(4, width))
     pl = g.op("MatMul", "place", g.weight(POSITIONS, width))
-    total = g.op("Sum", x, s, c, st, a, am, pl)
+    mt = g.op("MatMul", "meter", g.weight(len(METER_NAMES), width))
+    total = g.op("Sum", x, s, c, st, a, am, pl, mt)
     return g.op("Tanh", g.op("Reshape", total, g.shape(-1, tokens, hidden)))
 
 
@@ -147,6 +151,7 @@ def denoiser_inputs(n_styles: int, ctx_bars: int = CTX) -> list[onnx.ValueInfoPr
         _spec("attrs", 4),
         _spec("attr_mask", 4),
         _spec("place", POSITIONS),
+        _spec("meter", len(METER_NAMES)),
     ]
 
 
@@ -218,6 +223,7 @@ def controls_table(n_styles: int) -> ControlsInfo:
             register=(60.0 + i, 67.0 + i, 74.0 + i),
             polyphony=2.0 + 0.5 * i,
             arrangement=Arrangement((0, 48, 32), "none", 0.0, 80),
+            meters=STYLE_METERS.get(STYLE_NAMES[i % len(STYLE_NAMES)], ("4/4",)),
         )
         for i in range(n_styles)
     )
@@ -266,7 +272,7 @@ def build_bundle(
             "synthetic", _count_parameters(models), Provenance("0" * 64, "synthetic", "2026-01-01")
         ),
         representation=RepresentationInfo(
-            16, ("melody", "harmony", "bass"), 33, 64, F, D, tuple(lags), POSITIONS, tonic
+            16, ("melody", "harmony", "bass"), 33, 64, F, D, tuple(lags), POSITIONS, METER_NAMES, tonic
         ),
         sampler=sampler or SamplerInfo("euler", 4, "flow", 1.0, 1.5, 0.5),
         controls=controls_table(n_styles),
@@ -332,6 +338,7 @@ def random_denoiser_feeds(rng: np.random.Generator, n_styles: int, batch: int = 
         "attrs": rng.standard_normal((batch, 4), dtype=np.float32),
         "attr_mask": rng.integers(0, 2, (batch, 4)).astype(np.float32),
         "place": np.eye(POSITIONS, dtype=np.float32)[rng.integers(0, POSITIONS, batch)],
+        "meter": np.eye(len(METER_NAMES), dtype=np.float32)[rng.integers(0, len(METER_NAMES), batch)],
     }
 
 

@@ -19,10 +19,11 @@ STYLES = ("chorale", "renaissance", "quartet", "folk", "celtic")
 
 
 def random_dataset(n_pieces: int = 20, bars: int = 16, seed: int = 0) -> Dataset:
-    """``n_pieces`` pieces of ``bars`` bars of random notes; piece p has style p % 5; every 10th piece
-    goes to validation and the one before it to test."""
+    """``n_pieces`` pieces of ``bars`` bars of random notes; piece p has style p % 5 and is in 3/4 when p %
+    4 == 1, 6/8 when p % 4 == 3 (12-step bars, the rest of the 16-step row silent), else 4/4; every 10th
+    piece goes to validation and the one before it to test."""
     rng = np.random.default_rng(seed)
-    rolls, attrs = [], []
+    rolls = []
     for _ in range(n_pieces):
         starts = rng.integers(0, bars * 16, bars * 8)
         notes = [
@@ -31,20 +32,22 @@ def random_dataset(n_pieces: int = 20, bars: int = 16, seed: int = 0) -> Dataset
         ]
         roll = notes_to_roll(notes, bars)
         rolls.append(roll)
-        attrs.append(bar_attrs(roll))
     piece = np.repeat(np.arange(n_pieces, dtype=np.int32), bars)
+    bar_meter = np.select([piece % 4 == 1, piece % 4 == 3], [1, 2], 0).astype(np.int8)
+    rolls = np.concatenate(rolls)
+    rolls[bar_meter > 0, :, 12:] = 0
     split = np.select([piece % 10 == 9, piece % 10 == 8], [1, 2], 0).astype(np.int8)
     return Dataset(
-        rolls=np.concatenate(rolls),
+        rolls=rolls,
         piece=piece,
         bar=np.tile(np.arange(bars, dtype=np.int32), n_pieces),
         style=(piece % len(STYLES)).astype(np.int8),
         split=split,
-        attrs=np.concatenate(attrs),
+        attrs=bar_attrs(rolls),
         tonic=np.zeros(len(piece), np.int8),
         melody_only=np.zeros(len(piece), bool),
         meter=np.zeros(len(piece), np.int8),
-        bar_meter=np.zeros(len(piece), np.int8),
+        bar_meter=bar_meter,
         place=(np.tile(np.arange(bars), n_pieces) % 8).astype(np.int8),
         repeats=np.zeros(len(piece), np.int8),
         style_names=STYLES,
