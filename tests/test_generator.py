@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from musicbox.errors import MusicBoxError
+from musicbox.errors import ConfigError, MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.generator import Generator, seed_key
@@ -78,6 +78,44 @@ def test_the_denoiser_sees_the_bars_at_its_context_lags_and_the_bar_s_place(tmp_
     np.testing.assert_array_equal(sixth["context"][0, :4], played[1])
     assert [int(np.argmax(seen[i * steps]["place"][0])) for i in range(6)] == [0, 1, 2, 3, 4, 5]
     assert all(f["place"].sum(axis=1).tolist() == [1.0] * len(f["place"]) for f in seen)
+
+
+def test_the_meter_is_the_style_s_or_the_control_s_and_a_change_starts_a_new_tune(tmp_path):
+    """A jig (synthetic style 4: 6/8 first) plays 12-step bars of 6/8 unless asked otherwise; the denoiser
+    reads the meter's one-hot; a change of meter is written without the old meter's bars."""
+    bundle = Bundle.open(build_bundle(tmp_path, n_styles=5), precision="fp32")
+    gen = Generator(bundle, seed=4)
+    seen = []
+    run = bundle.run_denoiser
+    bundle.run_denoiser = lambda feeds: seen.append({k: v.copy() for k, v in feeds.items()}) or run(feeds)
+    try:
+        jig = Controls(style=4.0)
+        bars = [gen.next_bar(jig) for _ in range(3)]
+        assert [b.meter.name for b in bars] == ["6/8"] * 3 and bars[0].roll.shape == (1, 3, 12, 64)
+        assert all(n.start < 12 for b in bars for n in b.notes)
+        assert bars[0].seconds == pytest.approx(1.8)  # 3 quarter notes at 100 BPM
+        assert seen[-1]["meter"][0].tolist() == [0.0, 0.0, 1.0]
+        assert seen[-1]["context_mask"][0].tolist() == [1.0, 1.0]
+        waltz = gen.next_bar(replace(jig, meter="3/4"))
+        assert waltz.meter.name == "3/4" and waltz.roll.shape == (1, 3, 12, 64)
+        assert seen[-1]["meter"][0].tolist() == [0.0, 1.0, 0.0]
+        assert seen[-1]["context_mask"][0].tolist() == [0.0, 0.0]  # a new tune in a new meter
+        assert gen.get_state().section_start == 3
+        common = gen.next_bar(replace(jig, style=0.0))
+        assert common.meter.name == "4/4" and common.roll.shape == (1, 3, 16, 64)
+    finally:
+        bundle.run_denoiser = run
+    with pytest.raises(ConfigError, match="5/4"):
+        gen.next_bar(replace(jig, meter="5/4"))
+
+
+def test_a_shorter_bar_s_padding_is_silent_in_what_the_model_sees_next(bundle):
+    """The re-encoded context of a 12-step bar is the encoding of that bar padded with silence."""
+    gen = Generator(bundle, seed=9)
+    bar = gen.next_bar(Controls(style=2.0, meter="3/4"))
+    padded = np.zeros((1, 3, 16, 64), np.uint8)
+    padded[:, :, :12] = bar.roll
+    np.testing.assert_array_equal(gen.get_state().context[-1], bundle.encode(roll_to_planes(padded))[0])
 
 
 def test_a_key_normalized_model_is_transposed_into_the_seed_key(tmp_path):
