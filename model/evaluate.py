@@ -35,6 +35,7 @@ from musicbox.runtime.features import (
     polyphony,
     windowed_key,
 )
+from musicbox.runtime.meter import COMMON, Meter, pad
 from musicbox.runtime.pianoroll import ONSET
 
 SEGMENT_BARS = 8
@@ -118,19 +119,25 @@ def texture_features(rolls: np.ndarray) -> np.ndarray:
     return np.concatenate([steps, extra, polyphony(rolls)[:, None] / 4], axis=1)
 
 
-class StyleClassifier:
-    """Softmax regression on :func:`texture_features` of 2-bar windows (mean of the two bars)."""
+def windows(features: np.ndarray) -> np.ndarray:
+    """Per-bar features ``[n, k]`` -> the mean of each 2-bar window (bars 0-1, 2-3, ...) ``[n // 2, k]``."""
+    return (features[0::2][: len(features) // 2] + features[1::2][: len(features) // 2]) / 2
 
-    def __init__(self, n_styles: int, seed: int = 0):
-        self.n = n_styles
+
+def style_windows(rolls: np.ndarray) -> np.ndarray:
+    """The style classifier's input: :func:`texture_features` of 2-bar windows of ``rolls``."""
+    return windows(texture_features(rolls))
+
+
+class SoftmaxClassifier:
+    """Softmax regression over ``n`` classes, balanced over the classes seen in training. The style
+    classifier reads :func:`style_windows`; the meter classifier ``meter_eval.meter_windows``."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n = n
         self.rng = np.random.default_rng(seed)
 
-    @staticmethod
-    def window_features(rolls: np.ndarray) -> np.ndarray:
-        f = texture_features(rolls)
-        return (f[0::2][: len(f) // 2] + f[1::2][: len(f) // 2]) / 2
-
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 300, lr: float = 0.5) -> StyleClassifier:
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 300, lr: float = 0.5) -> SoftmaxClassifier:
         self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
         z = (x - self.mean) / self.std
         self.w = np.zeros((z.shape[1], self.n))
@@ -164,7 +171,7 @@ def pairs_by_style(dataset, split: int, per_style: int, rng) -> tuple[np.ndarray
         rolls = np.stack([dataset.rolls[idx], dataset.rolls[idx + 1]], axis=1).reshape(
             -1, *dataset.rolls.shape[1:]
         )
-        xs.append(StyleClassifier.window_features(rolls))
+        xs.append(style_windows(rolls))
         ys.append(np.full(len(idx), s))
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -185,46 +192,52 @@ def real_segments(dataset, split: int, per_style: int, rng) -> list[Segment]:
 
 
 def generate(bundle, controls: Controls, seed: int, n_bars: int = SEGMENT_BARS) -> tuple[np.ndarray, float]:
-    """``n_bars`` bars from a fresh generator: roll ``[n_bars, 3, 16, 64]`` and mean seconds per bar."""
+    """``n_bars`` bars from a fresh generator: roll ``[n_bars, 3, 16, 64]`` (a 12-step bar padded with
+    silence) and mean seconds per bar."""
     from musicbox.runtime.generator import Generator
 
     gen = Generator(bundle, seed=seed)
     bars = [gen.next_bar(controls) for _ in range(n_bars)]
-    return np.concatenate([b.roll for b in bars]), float(np.mean([b.gen_seconds for b in bars]))
+    return np.concatenate([pad(b.roll) for b in bars]), float(np.mean([b.gen_seconds for b in bars]))
 
 
-def model_segments(bundle, n_styles: int, seeds: int) -> list[Segment]:
-    """Every style x mood corner (-1, +1) x tempo (70, 130 BPM) x ``seeds`` seeds."""
+def model_segments(bundle, styles: list[int], seeds: int, meter: Meter = COMMON) -> list[Segment]:
+    """Every style of ``styles`` x mood corner (-1, +1) x tempo (70, 130 BPM) x ``seeds`` seeds, in
+    ``meter``."""
     out = []
-    for s in range(n_styles):
+    for s in styles:
         for mood in (-1.0, 1.0):
             for tempo in (70.0, 130.0):
                 for seed in range(seeds):
-                    roll, sec = generate(bundle, Controls(float(s), tempo, mood), seed)
+                    controls = Controls(float(s), tempo, mood, meter=meter.name)
+                    roll, sec = generate(bundle, controls, seed)
                     out.append(Segment(roll, float(s), mood, tempo, seed, {"sec_per_bar": sec}))
     return out
 
 
-def baseline_segments(dataset, markov: MarkovChain, n_styles: int, count: int, rng):
-    """(random-in-key, Markov) segments: ``count`` per style, half minor, half major requested."""
+def baseline_segments(
+    dataset, markov: MarkovChain, styles: list[int], count: int, rng, meter: Meter = COMMON
+):
+    """(random-in-key, Markov) segments in ``meter``: ``count`` per style of ``styles``, half minor, half
+    major requested."""
     medians = style_medians(dataset)
     rand, mark = [], []
-    for s in range(n_styles):
+    for s in styles:
         for i in range(count):
             mood = -1.0 if i % 2 == 0 else 1.0
-            rand.append(Segment(random_in_key(SEGMENT_BARS, medians[s], mood, rng), float(s), mood))
-            mark.append(Segment(markov.generate(s, SEGMENT_BARS, mood), float(s), mood))
+            rand.append(Segment(random_in_key(SEGMENT_BARS, medians[s], mood, rng, meter), float(s), mood))
+            mark.append(Segment(markov.generate(s, SEGMENT_BARS, mood, meter), float(s), mood))
     return rand, mark
 
 
 # -- steering and originality -----------------------------------------------------------------------
 
 
-def style_accuracy(clf: StyleClassifier, segments: list[Segment]) -> dict:
+def style_accuracy(clf: SoftmaxClassifier, segments: list[Segment]) -> dict:
     """Per-style accuracy of the classifier on 2-bar windows of segments generated at style detents."""
     hits: dict[int, list[bool]] = {}
     for seg in segments:
-        pred = clf.proba(StyleClassifier.window_features(seg.roll)).argmax(axis=1)
+        pred = clf.proba(style_windows(seg.roll)).argmax(axis=1)
         hits.setdefault(int(seg.style), []).extend((pred == int(seg.style)).tolist())
     per = {k: float(np.mean(v)) for k, v in sorted(hits.items())}
     return {"per_style": per, "mean": float(np.mean(list(per.values())))}
@@ -239,23 +252,25 @@ def mode_match(segments: list[Segment]) -> float:
     return float(np.mean(ok))
 
 
-def energy_correlation(bundle, n_styles: int, seeds: int) -> dict:
-    """Pearson correlation of the tempo knob's energy with measured note density, within each style."""
+def energy_correlation(bundle, styles: list[int], seeds: int, meter: Meter = COMMON) -> dict:
+    """Pearson correlation of the tempo knob's energy with measured note density, within each style of
+    ``styles``, in ``meter``."""
     t = bundle.manifest.controls.tempo
     tempos = np.linspace(t.min_bpm, t.max_bpm, 5)
     per = {}
-    for s in range(n_styles):
+    for s in styles:
         e, d = [], []
         for tempo in tempos:
             for seed in range(seeds):
-                roll, _ = generate(bundle, Controls(float(s), float(tempo), 0.0), 100 + seed, n_bars=4)
+                controls = Controls(float(s), float(tempo), 0.0, meter=meter.name)
+                roll, _ = generate(bundle, controls, 100 + seed, n_bars=4)
                 e.append((tempo - t.min_bpm) / (t.max_bpm - t.min_bpm))
                 d.append(density(roll).mean())
         per[s] = float(np.corrcoef(e, d)[0, 1]) if np.std(d) > 0 else 0.0
     return {"per_style": per, "mean": float(np.mean(list(per.values())))}
 
 
-def blend_curve(bundle, clf: StyleClassifier, a: int, b: int, seeds: int) -> dict:
+def blend_curve(bundle, clf: SoftmaxClassifier, a: int, b: int, seeds: int) -> dict:
     """Classifier probability of style ``b`` (and ``a``) along the knob from ``a`` to ``b``."""
     positions = np.linspace(0, 1, 5)
     pb, pa = [], []
@@ -263,7 +278,7 @@ def blend_curve(bundle, clf: StyleClassifier, a: int, b: int, seeds: int) -> dic
         probs = []
         for seed in range(seeds):
             roll, _ = generate(bundle, Controls(a + (b - a) * float(x), 100.0, 0.0), 200 + seed)
-            probs.append(clf.proba(StyleClassifier.window_features(roll)).mean(axis=0))
+            probs.append(clf.proba(style_windows(roll)).mean(axis=0))
         p = np.mean(probs, axis=0)
         pb.append(float(p[b]))
         pa.append(float(p[a]))
@@ -339,7 +354,12 @@ def seed_diversity(segments: list[Segment]) -> float:
 
 
 def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60, progress=None) -> dict:
-    """Run everything, write ``report.md``, ``results.json``, plots, and MIDI/PNG samples to ``out_dir``."""
+    """Run everything, write ``report.md``, ``results.json``, plots, and MIDI/PNG samples to ``out_dir``.
+
+    ``dataset`` holds every meter the model plays; the sections before ``meters`` are its 4/4 pieces and
+    4/4 music of every style (every style's own meter), the ``meters`` section (``model/meter_eval.py``)
+    repeats the targets per meter for the styles that play it."""
+    from musicbox.model.meter_eval import meter_evaluation
     from musicbox.model.report import write_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -348,16 +368,17 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
     n = len(styles)
     start = time.time()
     step = progress or (lambda name: None)
+    every_meter, dataset = dataset, dataset.in_meters((COMMON.name,))
     step("real phrases and baselines")
     real = real_segments(dataset, 2, per_style, rng)
     markov = MarkovChain().fit(dataset)
-    rand, mark = baseline_segments(dataset, markov, n, per_style // 4, rng)
+    rand, mark = baseline_segments(dataset, markov, list(range(n)), per_style // 4, rng)
     step("style classifier")
-    clf = StyleClassifier(n).fit(*pairs_by_style(dataset, 0, 3000, rng))
+    clf = SoftmaxClassifier(n).fit(*pairs_by_style(dataset, 0, 3000, rng))
     xt, yt = pairs_by_style(dataset, 2, 500, rng)
     clf_real = float((clf.proba(xt).argmax(axis=1) == yt).mean())
     step("model samples")
-    gen = model_segments(bundle, n, seeds)
+    gen = model_segments(bundle, list(range(n)), seeds)
     tables = {
         name: feature_table(segs)
         for name, segs in (("real", real), ("model", gen), ("markov", mark), ("random", rand))
@@ -376,7 +397,7 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
         "style_accuracy": style_accuracy(clf, gen),
         "mode_match": mode_match(gen),
         "mode_match_markov": mode_match(mark),
-        "energy_density_correlation": energy_correlation(bundle, n, seeds),
+        "energy_density_correlation": energy_correlation(bundle, list(range(n)), seeds),
         "blends": [blend_curve(bundle, clf, i, i + 1, seeds) for i in range(n - 1)],
         "originality": originality(dataset, gen, rng),
         "seed_similarity": seed_diversity(gen),
@@ -388,6 +409,8 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
     results["form"] = form_evaluation(bundle, dataset, clf, markov, out_dir, seeds, rng)
     d = results["distance_to_real"]
     results["markov_over_model_distance"] = d["markov"]["mean"] / max(d["model"]["mean"], 1e-9)
+    step("meters")
+    results["meters"] = meter_evaluation(bundle, every_meter, seeds, per_style, rng)
     results["eval_seconds"] = round(time.time() - start, 1)
     step("report")
     write_report(results, tables, gen, bundle.manifest, out_dir)

@@ -51,15 +51,13 @@ def generated_piece(bundle, controls: Controls, seed: int, bars: int = FORM_BARS
 
 def style_turns(bundle, clf, seeds: int) -> dict:
     """Classifier probability of the new style on the first bar after a turn, relative to a start."""
-    from musicbox.model.evaluate import StyleClassifier
+    from musicbox.model.evaluate import style_windows
     from musicbox.runtime.generator import Generator
 
     n = len(bundle.manifest.controls.styles)
 
     def p_style(bar_roll: np.ndarray, style: int) -> float:
-        return float(
-            clf.proba(StyleClassifier.window_features(np.concatenate([bar_roll, bar_roll])))[0, style]
-        )
+        return float(clf.proba(style_windows(np.concatenate([bar_roll, bar_roll])))[0, style])
 
     per = {}
     for target in range(n):

@@ -85,7 +85,7 @@ def plot_blends(blends: list[dict], style_names, path: Path) -> None:
     plt.close(fig)
 
 
-def _check(value: float, name: str) -> str:
+def check(value: float, name: str) -> str:
     """``pass (>= 2)`` or ``FAIL (>= 2)``: ``value`` against the target ``name`` (musicbox/targets.py)."""
     goal = target(name)
     return f"{'pass' if goal.met(value) else 'FAIL'} ({goal})"
@@ -117,15 +117,15 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         "| figure | value | target |",
         "|---|---|---|",
         f"| Markov distance / model distance | {results['markov_over_model_distance']:.2f} | "
-        f"{_check(results['markov_over_model_distance'], 'markov_over_model_distance')} |",
+        f"{check(results['markov_over_model_distance'], 'markov_over_model_distance')} |",
         f"| style accuracy (mean over styles) | {results['style_accuracy']['mean']:.3f} | "
-        f"{_check(results['style_accuracy']['mean'], 'style_accuracy')} |",
+        f"{check(results['style_accuracy']['mean'], 'style_accuracy')} |",
         f"| requested mode matched | {results['mode_match']:.3f} | "
-        f"{_check(results['mode_match'], 'mode_match')} |",
+        f"{check(results['mode_match'], 'mode_match')} |",
         f"| energy-density correlation (mean within style) | {results['energy_density_correlation']['mean']:.3f} | "
-        f"{_check(results['energy_density_correlation']['mean'], 'energy_density_correlation')} |",
+        f"{check(results['energy_density_correlation']['mean'], 'energy_density_correlation')} |",
         f"| copied 2-bar spans (exact) | {results['originality']['exact_copies']} | "
-        f"{_check(results['originality']['exact_copies'], 'exact_copies')} |",
+        f"{check(results['originality']['exact_copies'], 'exact_copies')} |",
         "",
         "## Features (mean) and distance to real phrases",
         "",
@@ -185,6 +185,10 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         from musicbox.model.form_eval import form_report_lines
 
         lines += form_report_lines(results["form"])
+    if "meters" in results:
+        from musicbox.model.meter_eval import meter_report_lines
+
+        lines += meter_report_lines(results["meters"])
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

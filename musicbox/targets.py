@@ -51,6 +51,10 @@ TARGETS: tuple[Target, ...] = (
     Target("mode_match", 0.85, ">=", "fraction of pieces", "eval"),
     Target("energy_density_correlation", 0.70, ">=", "Pearson r", "eval"),
     Target("exact_copies", 0.0, "==", "2-bar spans", "eval"),
+    Target("profile_correlation", 0.8, ">=", "Pearson r of onsets per step, generated vs real", "eval"),
+    Target(
+        "told_from_common", 0.85, ">=", "fraction of 3/4 or 6/8 4-bar windows told apart from 4/4", "eval"
+    ),
     Target("note_f1", 0.9, ">=", "note-level F1, INT8 vs FP32", "quantize"),
     Target("size_ratio", 0.30, "<=", "INT8 / FP32 bundle bytes", "quantize"),
     Target("denoiser_speedup", 2.0, ">=", "FP32 / INT8 seconds per denoiser call", "quantize"),

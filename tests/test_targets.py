@@ -28,7 +28,7 @@ def test_names_are_unique_and_every_command_has_its_targets():
 
 
 def test_the_reports_write_the_table_s_bounds():
-    from musicbox.model.report import _check
+    from musicbox.model.report import check
 
-    assert _check(0.69, "style_accuracy") == "FAIL (>= 0.7)"
-    assert _check(2.1, "markov_over_model_distance") == "pass (>= 2)"
+    assert check(0.69, "style_accuracy") == "FAIL (>= 0.7)"
+    assert check(2.1, "markov_over_model_distance") == "pass (>= 2)"

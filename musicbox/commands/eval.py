@@ -50,5 +50,12 @@ def run(args) -> int:
             )
         }
         | {"exact_copies": results["originality"]["exact_copies"]}
+        | {
+            "meters": {
+                name: {k: v for k, v in row.items() if k not in ("styles", "segments", "onset_profile")}
+                for name, row in results["meters"].items()
+                if isinstance(row, dict)
+            }
+        }
     )
     return 0
