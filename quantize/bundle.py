@@ -167,7 +167,7 @@ def _export(model, settings: BuildSettings, progress) -> tuple[list[range], list
 def _calibrate(model, config, groups, settings: BuildSettings, progress) -> calibrate.CalibrationSet:
     model_tables = tables.read_tables(config)
     grid = settings.grid or calibrate.default_grid(
-        model_tables.controls, settings.calib_seeds, settings.calib_bars
+        model_tables.controls, settings.calib_seeds, settings.calib_bars, model_tables.representation.meters
     )
     task = progress.add_task("calibrate (sampler trajectories)", total=grid.trajectories)
     return calibrate.record(model, groups, model_tables, grid, lambda: progress.advance(task))

@@ -35,24 +35,33 @@ DEBUG_CALLS = 128
 @dataclass(frozen=True)
 class CalibrationGrid:
     """Knob settings x seeds to run: style knob positions (detents and blends), tempos in BPM, moods
-    (-1..1), noise ``seeds`` and ``bars`` per continuation (bar 0 has no context)."""
+    (-1..1), noise ``seeds`` and ``bars`` per continuation (bar 0 has no context); ``meters``: the meter
+    controls ("" = each style's own)."""
 
     styles: tuple[float, ...]
     tempos: tuple[float, ...]
     moods: tuple[float, ...]
     seeds: tuple[int, ...]
     bars: int = 3
+    meters: tuple[str, ...] = ("",)
 
     def settings(self) -> list[Controls]:
-        return [Controls(s, t, m) for s in self.styles for t in self.tempos for m in self.moods]
+        return [
+            Controls(s, t, m, meter=meter)
+            for s in self.styles
+            for t in self.tempos
+            for m in self.moods
+            for meter in self.meters
+        ]
 
     @property
     def trajectories(self) -> int:
         return len(self.settings()) * len(self.seeds)
 
 
-def default_grid(controls: ControlsInfo, seeds: int, bars: int) -> CalibrationGrid:
-    """Every style detent and every midpoint blend, tempo min/default/max, mood -1/0/+1."""
+def default_grid(controls: ControlsInfo, seeds: int, bars: int, meters: tuple[str, ...]) -> CalibrationGrid:
+    """Every style detent and every midpoint blend, tempo min/default/max, mood -1/0/+1, every one of the
+    model's ``meters``."""
     n = len(controls.styles)
     t = controls.tempo
     return CalibrationGrid(
@@ -61,6 +70,7 @@ def default_grid(controls: ControlsInfo, seeds: int, bars: int) -> CalibrationGr
         moods=(-1.0, 0.0, 1.0),
         seeds=tuple(range(seeds)),
         bars=bars,
+        meters=meters,
     )
 
 
