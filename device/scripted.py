@@ -5,10 +5,12 @@ The file is a list of events, each at a time in seconds from the start with one 
     [{"at": 0, "style": "chorale", "tempo": 90, "mood": -0.5},
      {"at": 20, "style": 1.5},
      {"at": 40, "mood": 0.8, "button": "next"},
-     {"at": 60, "variation": 0.0, "button": "keep"}]
+     {"at": 60, "variation": 0.0, "button": "keep"},
+     {"at": 80, "meter": "3/4"}]
 
 ``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM; ``mood`` -1..1; ``variation``
-0..1 (how far returning sections depart from their first playing), each checked against the caller's
+0..1 (how far returning sections depart from their first playing); ``meter`` "" (the style's own) or a
+meter such as "3/4" or "6/8"; each checked against the caller's
 :class:`~musicbox.runtime.controls.ControlRanges` (``render``: the manifest's; the box: its knobs'); the
 optional ``button`` is play_pause, next, save, keep, new, volume_up, volume_down or shutdown. Values are
 exact: no smoothing, no rate limit.
@@ -30,12 +32,13 @@ from musicbox.device.knobs import KnobMap
 from musicbox.errors import ConfigError
 from musicbox.runtime.controls import ControlRanges, Controls
 
-EVENT_KEYS = ("at", "style", "tempo", "mood", "variation", "button")
+EVENT_KEYS = ("at", "style", "tempo", "mood", "variation", "meter", "button")
 
 
 @dataclass(frozen=True)
 class ScriptEvent:
-    """One scripted change at ``at`` seconds: new knob values (None = unchanged) and/or a button."""
+    """One scripted change at ``at`` seconds: new knob values and meter (None = unchanged) and/or a
+    button."""
 
     at: float
     style: float | None = None
@@ -43,10 +46,11 @@ class ScriptEvent:
     mood: float | None = None
     variation: float | None = None
     button: Button | None = None
+    meter: str | None = None
 
     def apply(self, controls: Controls) -> Controls:
         """``controls`` with this event's knob values set."""
-        knobs = ("style", "tempo_bpm", "mood", "variation")
+        knobs = ("style", "tempo_bpm", "mood", "variation", "meter")
         changes = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
         return replace(controls, **changes)
 
@@ -86,6 +90,7 @@ def _parse_event(item, index: int, ranges: ControlRanges, source: str) -> Script
         mood=_knob(item, "mood", ranges, where),
         variation=_knob(item, "variation", ranges, where),
         button=_button(item.get("button"), where),
+        meter=None if item.get("meter") is None else ranges.check_meter(item["meter"], f"{where}.meter"),
     )
 
 

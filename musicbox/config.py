@@ -121,7 +121,9 @@ class KnobsConfig:
     reading must move to count. rate_limit: seconds between two control changes. poll_interval: seconds
     between readings. min_bpm/max_bpm: tempo knob ends, BPM. detent_width: fraction of each style's
     sector that snaps to the style. variation: 0..1, how far returning sections depart from their first
-    playing (0 literal, 1 ever new). script: the scripted backend's JSON file (None = none).
+    playing (0 literal, 1 ever new). meter: the meter at start, "" for each style's own or one the
+    bundle's model plays ("4/4", "3/4", "6/8"; checked against the bundle when the box starts).
+    script: the scripted backend's JSON file (None = none).
     """
 
     backend: str = _opt("choice", choices=BACKENDS)
@@ -134,6 +136,7 @@ class KnobsConfig:
     max_bpm: float = _opt("float", "BPM", 20.0, 300.0)
     detent_width: float = _opt("float", "fraction of a style's sector", 0.0, 1.0)
     variation: float = _opt("float", "0 (literal returns) .. 1 (ever new)", 0.0, 1.0)
+    meter: str = _opt("str", 'a meter such as "3/4", or "" for the style\'s own')
     script: Path | None = _opt("path", 'a JSON file, or ""')
     adc: AdcConfig = _table(AdcConfig)
     encoder: EncoderConfig = _table(EncoderConfig)

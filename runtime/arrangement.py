@@ -7,7 +7,14 @@ program, a drum part on channel 10 (index 9) where the style names a pattern fam
 and a little humanization, and velocities from the style, the mood and the tempo.
 
 Times stay in grid steps (floats) so that the renderer converts them with the bar's tempo; a note-off may
-lie at or beyond ``steps_per_bar`` (the note rings into the next bar).
+lie at or beyond the bar's steps (the note rings into the next bar).
+
+Meters (``runtime/meter.py``): every bar is arranged in its meter. Each drum family has a pattern per
+meter, one cell per step: 4/4 as it always was; 3/4 a waltz (the bass drum on 1, lighter hits on 2 and
+3); 6/8 the compound lilt (two dotted beats, the bass drum on both, the eighths between them lighter).
+Velocity accents fall on the meter's downbeat and beats. Swing follows the beat: in 4/4 and 3/4 the
+off-beat sixteenths come late; in 6/8 the same ``swing`` is a jig's lilt, the first eighth of each
+three-eighth group longer and the second shorter (:func:`swing_warp`).
 
 Style blends (``Controls.style`` between two detents): programs and drum family come from the nearer
 style (they switch at the midpoint, at a bar line); swing and base velocity are interpolated linearly
@@ -28,6 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import COMMON, METERS, Meter
 from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
 
 if TYPE_CHECKING:  # the manifest validates drum families against DRUM_PATTERNS: it imports this module
@@ -42,33 +50,38 @@ TRACK_GAIN = (1.0, 0.78, 0.9)
 # Pattern cells: '.' rest; 'X' accent and 'x' hit (always); 'o' from intensity 0.4; 'g' ghost from 0.7.
 _CELLS = {".": (math.inf, 0.0), "X": (0.0, 1.0), "x": (0.0, 0.8), "o": (0.4, 0.7), "g": (0.7, 0.45)}
 
-DRUM_PATTERNS: dict[str, tuple[tuple[int, str], ...]] = {
-    "none": (),
-    "folk": (  # bass drum on 1 and 3, tambourine on the beats, its off-beats as the music gets livelier
-        (36, "X.......x.....o."),
-        (54, "x.o.x.o.x.o.x.og"),
-    ),
-    "dance": (  # four on the floor, clap on 2 and 4, off-beat hats
-        (36, "X...x...X...x..."),
-        (39, "....x.......x..."),
-        (42, "ogx.ogx.ogx.ogx."),
-    ),
-    "rock": (
-        (36, "X.....o.x.o....."),
-        (38, "....X.......X..g"),
-        (42, "xgxgxgxgxgxgxgxg"),
-    ),
-    "march": (
-        (36, "X.......x......."),
-        (38, "x.o.x.gxx.o.x.gx"),
-    ),
-    "ballad": (
-        (36, "X.........o....."),
-        (37, "....x.......x..."),
-        (51, "x.o.x.o.x.o.x.o."),
-    ),
+Pattern = tuple[tuple[int, str], ...]
+"""(General MIDI percussion key, one cell per step of the bar) per instrument."""
+
+DRUM_PATTERNS: dict[str, dict[str, Pattern]] = {
+    "none": dict.fromkeys(METERS, ()),
+    "folk": {  # bass drum on the strong beats, tambourine on the beats, off-beats as it gets livelier
+        "4/4": ((36, "X.......x.....o."), (54, "x.o.x.o.x.o.x.og")),
+        "3/4": ((36, "X..........."), (54, "..o.x.o.x.og")),
+        "6/8": ((36, "X.....x....."), (54, "x.g.o.x.g.o.")),
+    },
+    "dance": {  # four on the floor, clap on 2 and 4, off-beat hats; a waltz's 2 and 3; 6/8's second beat
+        "4/4": ((36, "X...x...X...x..."), (39, "....x.......x..."), (42, "ogx.ogx.ogx.ogx.")),
+        "3/4": ((36, "X..........."), (39, "....x...x..."), (42, "ogx.ogx.ogx.")),
+        "6/8": ((36, "X.....x....."), (39, "......x....."), (42, "x.o.o.x.o.o.")),
+    },
+    "rock": {
+        "4/4": ((36, "X.....o.x.o....."), (38, "....X.......X..g"), (42, "xgxgxgxgxgxgxgxg")),
+        "3/4": ((36, "X.......o..."), (38, "....x...x..g"), (42, "xgxgxgxgxgxg")),
+        "6/8": ((36, "X..........."), (38, "......X....g"), (42, "x.x.x.x.x.x.")),
+    },
+    "march": {
+        "4/4": ((36, "X.......x......."), (38, "x.o.x.gxx.o.x.gx")),
+        "3/4": ((36, "X..........."), (38, "x.o.x.g.x.gx")),
+        "6/8": ((36, "X.....x....."), (38, "x...o.x...og")),
+    },
+    "ballad": {
+        "4/4": ((36, "X.........o....."), (37, "....x.......x..."), (51, "x.o.x.o.x.o.x.o.")),
+        "3/4": ((36, "X..........."), (37, "....x...x..."), (51, "x.o.x.o.x.o.")),
+        "6/8": ((36, "X..........."), (37, "......x....."), (51, "x.o.o.x.o.o.")),
+    },
 }
-"""Drum pattern families: (General MIDI percussion key, 16 cells per bar)."""
+"""Drum pattern families (the manifest's ``drums``): a :data:`Pattern` per meter name of ``METERS``."""
 
 
 class Blend(NamedTuple):
@@ -86,7 +99,7 @@ class Played(NamedTuple):
     """One note for the synth.
 
     on, off: times in grid steps from the bar start, after swing and humanization (``off`` may be
-    ``>= steps_per_bar``: it rings into the next bar). channel: MIDI channel 0..15. key: MIDI note.
+    ``>=`` the bar's steps: it rings into the next bar). channel: MIDI channel 0..15. key: MIDI note.
     velocity: 1..127. tied: continues the same track and pitch sounding at the end of the previous bar
     (the renderer keeps that note sounding instead of striking it again).
     """
@@ -163,49 +176,51 @@ class Arranger:
         self,
         notes: Iterable[Note],
         controls: Controls,
-        steps_per_bar: int = 16,
+        meter: Meter = COMMON,
         ties: Collection[tuple[int, int]] = (),
     ) -> BarPlan:
-        """Arrange one bar.
+        """Arrange one bar in ``meter``.
 
-        notes: the bar's notes, ``start`` in ``0 .. steps_per_bar - 1`` (a duration may run past the bar).
+        notes: the bar's notes, ``start`` in ``0 .. meter.steps - 1`` (a duration may run past the bar).
         ties: ``(track, pitch)`` pairs whose note at step 0 continues the previous bar's (a ``HELD`` cell at
         step 0 of the roll); see :func:`bar_notes`.
         """
         arr = self.style_arrangement(controls.style)
         energy = self.energy(controls.tempo_bpm)
         level = arr.velocity * (1 + 0.12 * controls.mood) * (0.9 + 0.2 * energy)
-        played = self._play_notes(list(notes), arr, level, steps_per_bar, set(ties))
+        played = self._play_notes(list(notes), arr, level, meter, set(ties))
         intensity = float(np.clip(0.65 * energy + 0.35 * (controls.mood + 1) / 2, 0, 1))
-        played += self._play_drums(arr, level, intensity, steps_per_bar)
+        played += self._play_drums(arr, level, intensity, meter)
         played.sort(key=lambda p: p.on)
         return BarPlan(arr.programs, played)
 
-    def _play_notes(self, notes: list[Note], arr: Blend, level: float, steps: int, ties: set) -> list[Played]:
+    def _play_notes(
+        self, notes: list[Note], arr: Blend, level: float, meter: Meter, ties: set
+    ) -> list[Played]:
         jitter = self._jitter(len(notes))
         out = []
         for note, (dt, dv) in zip(notes, jitter, strict=True):
-            if not 0 <= note.start < steps:
-                raise ValueError(f"{note} starts outside its bar of {steps} steps")
+            if not 0 <= note.start < meter.steps:
+                raise ValueError(f"{note} starts outside its {meter.name} bar of {meter.steps} steps")
             tied = note.start == 0 and (note.track, note.pitch) in ties
-            on = 0.0 if tied else _clip_onset(swing_warp(note.start, arr.swing) + dt, steps)
-            off = max(swing_warp(note.start + note.duration, arr.swing), on + 0.25)
-            vel = level * TRACK_GAIN[note.track] * _accent(note.start) * dv
+            on = 0.0 if tied else _clip_onset(swing_warp(note.start, arr.swing, meter) + dt, meter.steps)
+            off = max(swing_warp(note.start + note.duration, arr.swing, meter), on + 0.25)
+            vel = level * TRACK_GAIN[note.track] * accent(note.start, meter) * dv
             out.append(Played(on, off, note.track, note.pitch, _midi_velocity(vel), tied))
         return out
 
-    def _play_drums(self, arr: Blend, level: float, intensity: float, steps: int) -> list[Played]:
+    def _play_drums(self, arr: Blend, level: float, intensity: float, meter: Meter) -> list[Played]:
         hits = []
-        for key, cells in DRUM_PATTERNS[arr.drums]:
-            for i, cell in enumerate(cells):
+        for key, cells in DRUM_PATTERNS[arr.drums][meter.name]:
+            for step, cell in enumerate(cells):
                 threshold, scale = _CELLS[cell]
                 if intensity >= threshold:
-                    hits.append((i * steps / 16, key, scale))
+                    hits.append((step, key, scale))
         jitter = self._jitter(len(hits))
         drum_level = level * (0.8 + 0.3 * intensity)
         out = []
         for (step, key, scale), (dt, dv) in zip(hits, jitter, strict=True):
-            on = _clip_onset(swing_warp(step, arr.swing) + dt, steps)
+            on = _clip_onset(swing_warp(step, arr.swing, meter) + dt, meter.steps)
             vel = _midi_velocity(drum_level * scale * dv)
             out.append(Played(on, on + 1.0, DRUM_CHANNEL, key, vel, False))
         return out
@@ -218,13 +233,23 @@ class Arranger:
         return np.column_stack([0.02 * z[:, 0], 1 + 0.05 * z[:, 1]])
 
 
-def swing_warp(step: float, swing: float) -> float:
-    """Grid time after swing, in steps: within each 8th (two steps) the off-beat 16th moves from 1 to
-    ``1 + swing / 3`` and the time in between stretches linearly; 8th-note positions stay put."""
-    pair, frac = divmod(step, 2.0)
-    mid = 1.0 + swing / 3.0
-    warped = frac * mid if frac < 1.0 else mid + (frac - 1.0) * (2.0 - mid)
-    return pair * 2.0 + warped
+def swing_warp(step: float, swing: float, meter: Meter = COMMON) -> float:
+    """Grid time after swing, in steps. In 4/4 and 3/4, within each 8th (two steps) the off-beat 16th
+    moves from 1 to ``1 + swing / 3`` and the time in between stretches linearly; 8th-note positions stay
+    put. In 6/8 (dotted beats) the jig's lilt: within each group of three 8ths (six steps) the second 8th
+    moves from 2 to ``2 * (1 + swing / 3)`` (the first 8th longer, the second shorter by as much), the
+    third 8th and the beats stay put."""
+    first = 2.0 if meter.beat_steps == 6 else 1.0  # the stretched part: a jig's first 8th, or a 16th
+    period = 3 * first if meter.beat_steps == 6 else 2 * first
+    group, frac = divmod(step, period)
+    mid = first * (1.0 + swing / 3.0)
+    if frac < first:
+        warped = frac * mid / first
+    elif frac < 2 * first:
+        warped = mid + (frac - first) * (2 * first - mid) / first
+    else:
+        warped = frac
+    return group * period + warped
 
 
 def bar_notes(roll: np.ndarray, rep: Representation = DEFAULT) -> tuple[list[Note], set[tuple[int, int]]]:
@@ -238,11 +263,11 @@ def bar_notes(roll: np.ndarray, rep: Representation = DEFAULT) -> tuple[list[Not
     return roll_to_notes(roll, rep), ties
 
 
-def _accent(step: int) -> float:
-    """Metric accent: downbeat, beats, 8ths, off-beat 16ths."""
-    if step % 16 == 0:
+def accent(step: int, meter: Meter = COMMON) -> float:
+    """Metric accent of an onset at ``step``: the downbeat, the meter's other beats, 8ths, off-beat 16ths."""
+    if step % meter.steps == 0:
         return 1.08
-    if step % 4 == 0:
+    if step % meter.steps in meter.beats:
         return 1.04
     return 1.0 if step % 2 == 0 else 0.94
 

@@ -1,9 +1,11 @@
 """How much music the box buffers and the memory that takes, from its settings alone (no processes).
 
 The worker keeps :func:`bars_ahead` bars written ahead of the playing one: ``buffer_bars``, or more at
-fast tempi so that at least ``buffer_seconds`` are buffered. The shared ring has :func:`ring_slots` slots
-(twice the most bars ahead, at the fastest tempo, since a knob change keeps the stale bars as fallbacks,
-plus the playing bar and slack) of :func:`slot_frames` frames (the longest bar, at the slowest tempo).
+fast tempi and in short meters so that at least ``buffer_seconds`` are buffered. The shared ring has
+:func:`ring_slots` slots (twice the most bars ahead, at the fastest tempo in the shortest meter, since a
+knob change keeps the stale bars as fallbacks, plus the playing bar and slack) of :func:`slot_frames`
+frames (the longest bar: 4/4 at the slowest tempo). Bars of any meter follow each other in the ring, each
+with its own length, so a meter change plays at a bar line without a gap.
 :func:`memory_need` adds the SAVE buffer and the processes; :func:`check_memory` refuses a configuration
 that needs more than the service may use (the unit's ``MemoryMax``).
 """
@@ -18,27 +20,33 @@ from pathlib import Path
 from musicbox.errors import ConfigError
 from musicbox.firmware import firmware_dir
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import METERS
 
 CHANNELS = 2
 PROCESSES_MB = 270.0
 """MiB the box's processes take besides the bar ring and the SAVE buffer: the main process ~142 and the
 worker ~110 (RSS with the shipped bundle under JACK, `musicbox play --stats`: 258 and 110 MiB, less the
 ring and the 10-minute SAVE buffer), the fork server and resource tracker, and a little headroom."""
+SHORTEST = min(m.steps for m in METERS.values())
+LONGEST = max(m.steps for m in METERS.values())
+"""Steps of the shortest and the longest bar of any meter (12: 3/4 and 6/8; 16: 4/4)."""
 
 
 def bars_ahead(tempo_bpm: float, bars: int, seconds: float, steps_per_bar: int = 16) -> int:
-    """Bars to keep written ahead at ``tempo_bpm``: ``bars``, or enough for ``seconds`` seconds."""
+    """Bars of ``steps_per_bar`` steps to keep written ahead at ``tempo_bpm``: ``bars``, or enough for
+    ``seconds`` seconds."""
     return max(bars, math.ceil(seconds / Controls(tempo_bpm=tempo_bpm).bar_seconds(steps_per_bar)))
 
 
 def ring_slots(bars: int, seconds: float, max_bpm: float) -> int:
-    """Slots of the bar ring: twice the bars ahead at the fastest tempo ``max_bpm``, plus 3."""
-    return 2 * bars_ahead(max_bpm, bars, seconds) + 3
+    """Slots of the bar ring: twice the bars ahead at the fastest tempo ``max_bpm`` in the shortest meter,
+    plus 3."""
+    return 2 * bars_ahead(max_bpm, bars, seconds, SHORTEST) + 3
 
 
-def slot_frames(sample_rate: int, min_bpm: float, steps_per_bar: int = 16) -> int:
-    """Frames of the longest bar (slowest tempo) plus one FluidSynth block of slack."""
-    return int(sample_rate * Controls(tempo_bpm=min_bpm).bar_seconds(steps_per_bar)) + 64
+def slot_frames(sample_rate: int, min_bpm: float) -> int:
+    """Frames of the longest bar (4/4 at the slowest tempo) plus one FluidSynth block of slack."""
+    return int(sample_rate * Controls(tempo_bpm=min_bpm).bar_seconds(LONGEST)) + 64
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,8 @@ def memory_need(config, min_bpm: float, max_bpm: float) -> MemoryNeed:
     slots = ring_slots(a.buffer_bars, a.buffer_seconds, max_bpm)
     ring = slots * slot_frames(a.sample_rate, min_bpm) * CHANNELS * 4  # float32 PCM
     recording = config.recording.minutes_kept * 60 * a.sample_rate * CHANNELS * 2  # int16
-    return MemoryNeed(ring / 2**20, slots, Controls(tempo_bpm=min_bpm).bar_seconds(), recording / 2**20)
+    bar_s = Controls(tempo_bpm=min_bpm).bar_seconds(LONGEST)
+    return MemoryNeed(ring / 2**20, slots, bar_s, recording / 2**20)
 
 
 def memory_limit_mb() -> tuple[float, str] | None:

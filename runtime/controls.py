@@ -44,18 +44,30 @@ class ControlRanges:
     """The values a knob may be given by hand (command line, knob script): the one check for both.
 
     style_names: the styles in knob order (a style is a name or a position 0 .. n-1). min_bpm/max_bpm:
-    the tempo range in BPM (the manifest's ``controls.tempo``). Mood is always -1 .. +1, variation 0 .. 1.
+    the tempo range in BPM (the manifest's ``controls.tempo``). meters: the meters that may be asked for
+    besides "" (the style's own): the model's (``representation.meters``). Mood is always -1 .. +1,
+    variation 0 .. 1.
     """
 
     style_names: tuple[str, ...]
     min_bpm: float
     max_bpm: float
+    meters: tuple[str, ...] = ()
 
     @classmethod
-    def from_manifest(cls, controls_info) -> ControlRanges:
-        """From a manifest's ``controls`` (``runtime.manifest.ControlsInfo``)."""
+    def from_manifest(cls, controls_info, meters: tuple[str, ...] = ()) -> ControlRanges:
+        """From a manifest's ``controls`` (``runtime.manifest.ControlsInfo``) and its model's ``meters``."""
         t = controls_info.tempo
-        return cls(tuple(s.name for s in controls_info.styles), float(t.min_bpm), float(t.max_bpm))
+        names = tuple(s.name for s in controls_info.styles)
+        return cls(names, float(t.min_bpm), float(t.max_bpm), tuple(meters))
+
+    def check_meter(self, value, where: str) -> str:
+        """``value`` as a meter for ``Controls.meter``: "" (the style's own) or one of :attr:`meters`;
+        a ConfigError naming ``where``, the value and what is allowed otherwise."""
+        if value != "" and value not in self.meters:
+            allowed = ", ".join(['"" (the style\'s own)', *self.meters])
+            raise ConfigError(f"{where}: got {value!r}; allowed: {allowed}")
+        return value
 
     def check(self, knob: str, value, where: str) -> float:
         """``value`` of ``knob`` (style, tempo, mood or variation) as a number, or a ConfigError naming ``where``,

@@ -1,14 +1,19 @@
 """Rolls and notes <-> standard MIDI files (mido), so any phrase can be heard and edited in a DAW.
 
-A written file is type 1: track 0 holds the tempo map and a 4/4 time signature, then one track per part
+A written file is type 1: track 0 holds the time signatures and the tempo map, then one track per part
 (``melody``, ``harmony``, ``bass``), each on its own channel (0, 1, 2; never 9, the drums) with its
 General MIDI program and its name. Time: ``ticks_per_beat`` per quarter note, so one grid step is
 ``ticks_per_beat / 4`` ticks. Every track ends exactly at the last bar line, so silent bars at the end
 survive a round trip; or at ``seconds`` when given (notes sounding then end there).
 
+Meters (``runtime/meter.py``): a bar lasts its meter's steps (4/4: 16, 3/4 and 6/8: 12); a
+``time_signature`` stands at tick 0 and at every bar line where the meter changes (6/8 with 36 MIDI
+clocks per metronome click: the dotted quarter is its beat). Reading, the bar lines follow the file's
+time signatures the same way (:func:`midi_meters`).
+
 Music as the box played it (:func:`played_to_midi`, used by ``render --midi`` and SAVE): a ``set_tempo``
-at every bar line where the tempo changed and a ``program_change`` where the style's instruments changed,
-so the file's bar lines fall where the audio's do (the renderer's bars are whole frames, rounded without
+at every bar line where the tempo changed, a ``time_signature`` where the meter changed and a
+``program_change`` where the style's instruments changed, so the file's bar lines fall where the audio's do (the renderer's bars are whole frames, rounded without
 drift: they agree to a sample) and it sounds with the instruments that played.
 
 ``roll -> MIDI -> roll`` is exact for any roll whose notes start with ``ONSET`` (all rolls built by the
@@ -20,15 +25,15 @@ Runtime code: numpy and mido only.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mido
 import numpy as np
 
 from musicbox.errors import MusicBoxError
+from musicbox.runtime.meter import COMMON, METERS, Meter
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, notes_to_roll, roll_to_notes
 
 TICKS_PER_BEAT = 480
@@ -42,30 +47,35 @@ class MidiError(MusicBoxError, ValueError):
 
 @dataclass(frozen=True)
 class BarPlay:
-    """How one bar was played: ``bpm`` (quarter notes per minute) and General MIDI ``programs`` per track."""
+    """How one bar was played: ``bpm`` (quarter notes per minute), General MIDI ``programs`` per track and
+    its ``meter``."""
 
     bpm: float
     programs: tuple[int, ...]
+    meter: Meter = COMMON
 
 
 def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = None) -> mido.MidiFile:
     """A MIDI file of bars as played, in order: each has ``notes`` (``Note``, start in steps from its bar
-    line) and ``controls`` (``Controls``): the generator's ``Bar`` and the recorder's ``PlayedBar`` alike.
+    line), ``controls`` (``Controls``) and ``meter`` (``Meter``): the generator's ``Bar`` and the
+    recorder's ``PlayedBar`` alike.
 
     styles: the manifest's controls (``ControlsInfo``) or an ``Arranger``, for each bar's programs
     (those of the nearer style, as the renderer plays them); None = :data:`DEFAULT_PROGRAMS`.
     seconds: cut the file there (as the WAV is), else it ends at the last bar line.
     """
     from musicbox.runtime.arrangement import Arranger
-    from musicbox.runtime.pianoroll import DEFAULT
 
     arranger = styles if isinstance(styles, Arranger) or styles is None else Arranger.from_manifest(styles)
-    steps = DEFAULT.steps_per_bar
-    notes = [n._replace(start=n.start + i * steps) for i, bar in enumerate(bars) for n in bar.notes]
+    starts = _bar_starts([bar.meter.steps for bar in bars])
+    notes = [
+        n._replace(start=n.start + at) for at, bar in zip(starts[:-1], bars, strict=True) for n in bar.notes
+    ]
     plays = [
         BarPlay(
             float(bar.controls.tempo_bpm),
             arranger.style_arrangement(bar.controls.style).programs if arranger else DEFAULT_PROGRAMS,
+            bar.meter,
         )
         for bar in bars
     ]
@@ -84,30 +94,30 @@ def notes_to_midi(
     ticks_per_beat: int = TICKS_PER_BEAT,
     bars: Sequence[BarPlay] | None = None,
     seconds: float | None = None,
+    meter: Meter = COMMON,
 ) -> mido.MidiFile:
     """A type-1 MIDI file of ``notes`` (start/duration in grid steps) lasting ``n_bars`` bars.
 
-    bpm: quarter notes per minute. programs: one General MIDI program (0..127) per track.
-    bars: one :class:`BarPlay` per bar instead (a tempo map and program changes at bar lines).
-    seconds: end the file there (notes after it dropped, notes sounding then cut), else at the last bar
-    line. velocity: note-on velocity 1..127. Written to ``path`` too when given.
+    bpm: quarter notes per minute. programs: one General MIDI program (0..127) per track. meter: every
+    bar's meter. bars: one :class:`BarPlay` per bar instead (a tempo map, time signatures and program
+    changes at bar lines). seconds: end the file there (notes after it dropped, notes sounding then cut),
+    else at the last bar line. velocity: note-on velocity 1..127. Written to ``path`` too when given.
     """
     ticks_per_step = _ticks_per_step(ticks_per_beat, rep)
-    bar_ticks = rep.steps_per_bar * ticks_per_step
     if bars is None:
-        bars = [BarPlay(bpm, tuple(programs))] * n_bars
+        bars = [BarPlay(bpm, tuple(programs), meter)] * n_bars
     if len(bars) != n_bars:
         raise ValueError(f"{len(bars)} bar settings for {n_bars} bars")
-    end = n_bars * bar_ticks
-    tempos = [mido.bpm2tempo(b.bpm) for b in bars] or [mido.bpm2tempo(bpm)]
+    lines = [start * ticks_per_step for start in _bar_starts([b.meter.steps for b in bars])]
+    end = lines[-1]
     if seconds is not None:
-        end = min(end, _tick_at(seconds, tempos, bar_ticks, ticks_per_beat))
+        end = min(end, _tick_at(seconds, bars, lines, ticks_per_beat))
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    mid.tracks.append(_conductor(tempos, bar_ticks, end))
+    mid.tracks.append(_conductor(bars or [BarPlay(bpm, tuple(programs), meter)], lines, end))
     by_track: list[list[Note]] = [[] for _ in rep.tracks]
     for note in notes:
         by_track[note.track].append(note)
-    changes = _program_changes(bars, bar_ticks, end) or [(0, tuple(programs))]
+    changes = _program_changes(bars, lines, end) or [(0, tuple(programs))]
     for t, name in enumerate(rep.tracks):
         track_programs = [(tick, p[t] if t < len(p) else 0) for tick, p in changes]
         mid.tracks.append(_part_track(by_track[t], name, t, track_programs, velocity, ticks_per_step, end))
@@ -116,14 +126,20 @@ def notes_to_midi(
     return mid
 
 
-def roll_to_midi(roll: np.ndarray, path: str | os.PathLike | None = None, **kwargs) -> mido.MidiFile:
-    """A MIDI file of a roll ``[n_bars, T, S, P]``; keyword arguments as :func:`notes_to_midi`."""
+def roll_to_midi(
+    roll: np.ndarray, path: str | os.PathLike | None = None, meter: Meter = COMMON, **kwargs
+) -> mido.MidiFile:
+    """A MIDI file of a roll ``[n_bars, T, meter.steps, P]`` in ``meter``; keyword arguments as
+    :func:`notes_to_midi`."""
+    if roll.shape[-2] != meter.steps:
+        raise ValueError(f"a {meter.name} bar has {meter.steps} steps; this roll has {roll.shape[-2]}")
     rep = kwargs.get("rep", DEFAULT)
-    return notes_to_midi(roll_to_notes(roll, rep), len(roll), path, **kwargs)
+    return notes_to_midi(roll_to_notes(roll, rep), len(roll), path, meter=meter, **kwargs)
 
 
 def midi_to_notes(source, rep: Representation = DEFAULT) -> tuple[list[Note], int]:
-    """Notes (grid steps) of a MIDI file path or ``mido.MidiFile``, and its length in whole bars.
+    """Notes (grid steps from the start) of a MIDI file path or ``mido.MidiFile``, and its length in
+    whole bars, bar lines following the file's time signatures (4/4 when it has none).
 
     Raises :class:`MidiError` when the file cannot be read.
     """
@@ -138,15 +154,37 @@ def midi_to_notes(source, rep: Representation = DEFAULT) -> tuple[list[Note], in
         notes.extend(track_notes)
         length = max(length, ticks)
     length = max([length] + [sum(m.time for m in tr) for tr in mid.tracks])
-    n_bars = math.ceil(round(length / ticks_per_step) / rep.steps_per_bar)
+    n_bars = len(_bar_signatures(mid, round(length / ticks_per_step), ticks_per_step))
     notes.sort(key=lambda n: (n.start, n.track, n.pitch))
     return notes, n_bars
 
 
+def midi_meters(source, rep: Representation = DEFAULT) -> list[Meter]:
+    """The meter of each bar of a MIDI file (as many as :func:`midi_to_notes` counts), from its time
+    signatures; :class:`MidiError` for a signature the box does not play (not one of ``METERS``)."""
+    mid = _open(source)
+    ticks_per_step = mid.ticks_per_beat * 4 / rep.steps_per_bar
+    length = max([0] + [sum(m.time for m in tr) for tr in mid.tracks])
+    meters = []
+    for numerator, denominator in _bar_signatures(mid, round(length / ticks_per_step), ticks_per_step):
+        name = f"{numerator}/{denominator}"
+        if name not in METERS:
+            raise MidiError(f"a bar in {name}: the box reads {', '.join(METERS)}")
+        meters.append(METERS[name])
+    return meters
+
+
 def midi_to_roll(source, rep: Representation = DEFAULT, n_bars: int | None = None) -> np.ndarray:
-    """Roll ``[n_bars, T, S, P]`` of a MIDI file (``n_bars`` defaults to the file's length)."""
-    notes, length = midi_to_notes(source, rep)
-    return notes_to_roll(notes, length if n_bars is None else n_bars, rep)
+    """Roll ``[n_bars, T, S, P]`` of a MIDI file in one meter, ``S`` its steps (``n_bars`` defaults to the
+    file's length); :class:`MidiError` for a file that changes meter (read it with :func:`midi_to_notes`
+    and :func:`midi_meters`)."""
+    mid = _open(source)
+    notes, length = midi_to_notes(mid, rep)
+    meters = set(midi_meters(mid, rep)) or {COMMON}
+    if len(meters) > 1:
+        raise MidiError(f"the file changes meter ({', '.join(sorted(m.name for m in meters))}): no one roll")
+    steps = meters.pop().steps
+    return notes_to_roll(notes, length if n_bars is None else n_bars, replace(rep, steps_per_bar=steps))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,39 +199,95 @@ def _ticks_per_step(ticks_per_beat: int, rep: Representation) -> int:
     return ticks_per_beat // steps_per_beat
 
 
-def _tick_at(seconds: float, tempos: list[int], bar_ticks: int, ticks_per_beat: int) -> int:
-    """The tick ``seconds`` into a file whose bar ``i`` has tempo ``tempos[i]`` (µs per quarter note)."""
-    tick, left = 0, seconds
-    for tempo in tempos:
-        bar_seconds = bar_ticks * tempo / ticks_per_beat / 1e6
+def _bar_starts(steps: Sequence[int]) -> list[int]:
+    """Where each bar of ``steps[i]`` steps starts, in steps, and the end of the last: ``len + 1`` values."""
+    return [0, *np.cumsum(steps, dtype=np.int64).tolist()]
+
+
+def _tick_at(seconds: float, bars: Sequence[BarPlay], lines: list[int], ticks_per_beat: int) -> int:
+    """The tick ``seconds`` into a file whose bar ``i`` spans ticks ``lines[i] .. lines[i + 1]`` at the tempo
+    ``bars[i].bpm``."""
+    left = seconds
+    for bar, start, stop in zip(bars, lines[:-1], lines[1:], strict=True):
+        tempo = mido.bpm2tempo(bar.bpm)  # µs per quarter note
+        bar_seconds = (stop - start) * tempo / ticks_per_beat / 1e6
         if left < bar_seconds:
-            return tick + round(left * 1e6 / tempo * ticks_per_beat)
-        tick, left = tick + bar_ticks, left - bar_seconds
-    return tick
+            return start + round(left * 1e6 / tempo * ticks_per_beat)
+        left -= bar_seconds
+    return lines[-1]
 
 
-def _program_changes(bars: Sequence[BarPlay], bar_ticks: int, end: int) -> list[tuple[int, tuple[int, ...]]]:
+def _program_changes(
+    bars: Sequence[BarPlay], lines: list[int], end: int
+) -> list[tuple[int, tuple[int, ...]]]:
     """(tick, programs) at the first bar and at every later bar line before ``end`` where they change."""
     changes: list[tuple[int, tuple[int, ...]]] = []
     for i, bar in enumerate(bars):
-        if (not changes or tuple(bar.programs) != changes[-1][1]) and (i == 0 or i * bar_ticks < end):
-            changes.append((i * bar_ticks, tuple(bar.programs)))
+        if (not changes or tuple(bar.programs) != changes[-1][1]) and (i == 0 or lines[i] < end):
+            changes.append((lines[i], tuple(bar.programs)))
     return changes
 
 
-def _conductor(tempos: list[int], bar_ticks: int, end: int) -> mido.MidiTrack:
-    """Name, time signature and the tempo map (µs per quarter note at each bar line where it changes)."""
+def _conductor(bars: Sequence[BarPlay], lines: list[int], end: int) -> mido.MidiTrack:
+    """Name, then at each bar line (``lines[i]``, ticks) before ``end`` a time signature where the meter
+    changes and a tempo (µs per quarter note) where it changes; the first bar has both."""
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name="musicbox", time=0))
-    track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    now, current = 0, None
-    for i, tempo in enumerate(tempos):
-        tick = i * bar_ticks
-        if tempo != current and (i == 0 or tick < end):
+    now, meter, tempo = 0, None, None
+    for i, bar in enumerate(bars):
+        tick = lines[i]
+        if i > 0 and tick >= end:
+            break
+        if bar.meter != meter:
+            track.append(_time_signature(bar.meter, tick - now))
+            now, meter = tick, bar.meter
+        if mido.bpm2tempo(bar.bpm) != tempo:
+            tempo = mido.bpm2tempo(bar.bpm)
             track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=tick - now))
-            now, current = tick, tempo
+            now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return track
+
+
+def _time_signature(meter: Meter, time: int) -> mido.MetaMessage:
+    """``meter``'s time signature, ``time`` ticks after the previous event; the metronome clicks once a
+    beat (24 MIDI clocks per quarter note: 36 for 6/8's dotted quarter)."""
+    clocks = 24 * meter.beat_steps // 4
+    return mido.MetaMessage(
+        "time_signature",
+        numerator=meter.numerator,
+        denominator=meter.denominator,
+        clocks_per_click=clocks,
+        notated_32nd_notes_per_beat=8,
+        time=time,
+    )
+
+
+def _bar_signatures(mid: mido.MidiFile, length_steps: int, ticks_per_step: float) -> list[tuple[int, int]]:
+    """(numerator, denominator) of each bar of ``mid`` up to ``length_steps`` steps, bar lines laid by its
+    time signatures (a signature takes effect at the first bar line at or after it; 4/4 before any)."""
+    changes = sorted(
+        (round(tick / ticks_per_step), m.numerator, m.denominator)
+        for track in mid.tracks
+        for tick, m in _timed(track)
+        if m.type == "time_signature"
+    )
+    bars: list[tuple[int, int]] = []
+    start, numerator, denominator = 0, 4, 4
+    while start < length_steps:
+        while changes and changes[0][0] <= start:
+            _, numerator, denominator = changes.pop(0)
+        bars.append((numerator, denominator))
+        start += max(1, round(numerator * 16 / denominator))  # 16 steps (sixteenths) to a whole note
+    return bars
+
+
+def _timed(track: mido.MidiTrack):
+    """(absolute tick, message) of each message of ``track``."""
+    tick = 0
+    for m in track:
+        tick += m.time
+        yield tick, m
 
 
 def _part_track(

@@ -41,6 +41,7 @@ from musicbox.errors import MusicBoxError, SoundFontError
 from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, Played, bar_notes
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.loudness import DEFAULT_LEVEL, Leveler, LevelSettings
+from musicbox.runtime.meter import COMMON, Meter
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation
 from musicbox.runtime.soundfont import find_soundfont
 from musicbox.targets import target
@@ -126,23 +127,23 @@ class Renderer:
         self,
         notes: Iterable[Note],
         controls: Controls,
-        steps_per_bar: int = 16,
+        meter: Meter = COMMON,
         *,
         ties: Collection[tuple[int, int]] = (),
     ) -> np.ndarray:
-        """Render one bar: float32 ``[frames, 2]``, frames = the bar's duration at ``controls.tempo_bpm``
-        (rounded so that consecutive bars never drift: their lengths add up to the exact total), leveled
-        (``level``).
+        """Render one bar of ``meter``: float32 ``[frames, 2]``, frames = the bar's duration at
+        ``controls.tempo_bpm`` (``meter.quarters`` quarter notes; rounded so that consecutive bars never
+        drift: their lengths add up to the exact total), leveled (``level``).
 
         notes: the bar's notes (``start`` relative to the bar, in steps; durations may run past it).
         ties: ``(track, pitch)`` of notes at step 0 that continue the previous bar's note (module doc).
         """
-        plan = self.arranger.arrange(notes, controls, steps_per_bar, ties)
+        plan = self.arranger.arrange(notes, controls, meter, ties)
         self._select_programs(plan.programs)
-        events = self._schedule(plan.notes, steps_per_bar)
-        frames = self._bar_frames(controls.bar_seconds(steps_per_bar))
+        events = self._schedule(plan.notes, meter.steps)
+        frames = self._bar_frames(controls.bar_seconds(meter.steps))
         out = np.empty((frames, 2), dtype=np.float32)
-        per_step = frames / steps_per_bar
+        per_step = frames / meter.steps
         pos = 0
         for step, is_on, channel, key, velocity in events:
             at = min(int(step * per_step + 0.5), frames)
@@ -156,15 +157,21 @@ class Renderer:
         self._write_into(out, pos, frames)
         return self.leveler.process(out) if self.leveler is not None else out
 
-    def render_roll(self, roll: np.ndarray, controls: Controls, rep: Representation = DEFAULT) -> np.ndarray:
-        """Render the bars of a roll ``[n_bars, T, S, P]`` (or one bar ``[T, S, P]``), continuing from the
-        previous call: float32 ``[frames, 2]``. Ties come from ``HELD`` cells at each bar's step 0.
-        The generator's ``Bar`` plays as ``render_roll(bar.roll, bar.controls)``."""
+    def render_roll(
+        self, roll: np.ndarray, controls: Controls, meter: Meter, rep: Representation = DEFAULT
+    ) -> np.ndarray:
+        """Render the bars of a roll ``[n_bars, T, meter.steps, P]`` (or one bar ``[T, S, P]``), all in
+        ``meter``, continuing from the previous call: float32 ``[frames, 2]``. Ties come from ``HELD``
+        cells at each bar's step 0. The generator's ``Bar`` plays as
+        ``render_roll(bar.roll, bar.controls, bar.meter)`` (3/4 and 6/8 bars have the same 12 steps: the
+        meter says which)."""
         roll = roll.reshape((-1, *roll.shape[-3:]))
+        if roll.shape[-2] != meter.steps:
+            raise ValueError(f"a {meter.name} bar has {meter.steps} steps; this roll has {roll.shape[-2]}")
         pcm = []
         for bar in roll:
             notes, ties = bar_notes(bar, rep)
-            pcm.append(self.render_bar(notes, controls, roll.shape[-2], ties=ties))
+            pcm.append(self.render_bar(notes, controls, meter, ties=ties))
         return np.concatenate(pcm) if pcm else np.zeros((0, 2), np.float32)
 
     def reset(self) -> None:
@@ -287,24 +294,28 @@ class Renderer:
 
 
 def measure_synth_rtf(
-    renderer: Renderer, bars: Sequence[Sequence[Note]] | np.ndarray, controls: Controls
+    renderer: Renderer,
+    bars: Sequence[Sequence[Note]] | np.ndarray,
+    controls: Controls,
+    meter: Meter = COMMON,
 ) -> dict[str, Any]:
-    """Synth real-time factor over ``bars`` on the calling thread (FluidSynth runs single-threaded).
+    """Synth real-time factor over ``bars`` (all in ``meter``) on the calling thread (FluidSynth runs
+    single-threaded).
 
-    bars: note lists (one per bar) or a roll ``[n_bars, T, S, P]``. The first bar is rendered once as a
-    warm-up (loading the presets' samples), then the renderer is reset and every bar is timed:
+    bars: note lists (one per bar) or a roll ``[n_bars, T, meter.steps, P]``. The first bar is rendered
+    once as a warm-up (loading the presets' samples), then the renderer is reset and every bar is timed:
     ``rtf`` = wall seconds / audio seconds, ``cpu_rtf`` = this thread's CPU seconds / audio seconds (the
     figure that does not depend on other processes sharing the cores). Leaves the renderer reset.
     """
     items = [bar_notes(b) for b in bars] if isinstance(bars, np.ndarray) else [(b, ()) for b in bars]
     if not items:
         raise ValueError("measure_synth_rtf needs at least one bar")
-    renderer.render_bar(items[0][0], controls, ties=items[0][1])
+    renderer.render_bar(items[0][0], controls, meter, ties=items[0][1])
     renderer.reset()
     wall, cpu, audio = [], [], 0.0
     for notes, ties in items:
         t0, c0 = time.perf_counter(), time.thread_time()
-        pcm = renderer.render_bar(notes, controls, ties=ties)
+        pcm = renderer.render_bar(notes, controls, meter, ties=ties)
         dt, dc = time.perf_counter() - t0, time.thread_time() - c0
         seconds = len(pcm) / renderer.sample_rate
         wall.append(dt / seconds)

@@ -14,10 +14,10 @@ from musicbox.device import open_backend
 from musicbox.device.buttons import Button
 from musicbox.device.scripted import ScriptedBackend, load_script, parse_script
 from musicbox.errors import ConfigError
-from musicbox.runtime.controls import ControlRanges
+from musicbox.runtime.controls import ControlRanges, Controls
 
 STYLES = ("chorale", "folk", "renaissance")
-RANGES = ControlRanges(STYLES, 60.0, 160.0)
+RANGES = ControlRanges(STYLES, 60.0, 160.0, ("4/4", "3/4"))
 
 
 def test_script_plays_against_the_clock(tmp_path):
@@ -61,6 +61,8 @@ def test_script_plays_against_the_clock(tmp_path):
         ([{"at": 1, "mood": 0}, {"at": 2, "knob": 1}], "[1]: unknown key 'knob'"),
         ([{"at": -1, "mood": 0}], "[0].at"),
         ([{"at": 1, "button": "eject"}], "[0].button: got 'eject'"),
+        ([{"at": 1, "meter": "5/4"}], """[0].meter: got '5/4'; allowed: "" (the style's own), 4/4, 3/4"""),
+        ([{"at": 1, "meter": 3}], "[0].meter: got 3"),
         (["x"], "[0]: expected an object"),
     ],
 )
@@ -99,3 +101,25 @@ def test_after_a_change_from_the_web_remote_an_event_changes_only_its_own_knobs(
     time.sleep(0.6)
     backend.close()
     assert seen[-1] == Controls(style=1.0, tempo_bpm=150.0, mood=-0.5)
+
+
+def test_the_meter_key_sets_the_meter_and_leaves_it_until_changed():
+    events = parse_script([{"at": 0, "meter": "3/4"}, {"at": 1, "mood": 0.5}, {"at": 2, "meter": ""}], RANGES)
+    controls = [Controls()]
+    for event in events:
+        controls.append(event.apply(controls[-1]))
+    assert [c.meter for c in controls] == ["", "3/4", "3/4", ""]
+
+
+def test_the_boxs_script_may_ask_for_the_meters_its_styles_play(tmp_path):
+    script = tmp_path / "demo.json"
+    script.write_text(json.dumps([{"at": 0, "meter": "6/8"}]))
+    config_file = tmp_path / "box.toml"
+    config_file.write_text(f'[knobs]\nbackend = "scripted"\nscript = "{script.name}"\n')
+    with pytest.raises(ConfigError, match="meter: got '6/8'"):
+        open_backend(load_config(config_file), STYLES, (("4/4",), ("4/4", "3/4"), ("4/4",)))
+    backend = open_backend(load_config(config_file), STYLES, (("4/4",), ("4/4", "6/8"), ("4/4",)))
+    seen = []
+    backend.start(seen.append, lambda b: None)
+    backend.close()
+    assert seen[0].meter == "6/8"

@@ -79,9 +79,8 @@ def test_styles_and_moods_play_at_one_loudness_with_headroom():
             gen = Generator(bundle, seed=0)
             renderer = Renderer(bundle.manifest.controls, default_config().synth, sample_rate=RATE)
             controls = Controls(float(style), 100.0, mood)
-            pcm = np.concatenate(
-                [renderer.render_roll(gen.next_bar(controls).roll, controls) for _ in range(8)]
-            )
+            bars = [gen.next_bar(controls) for _ in range(8)]
+            pcm = np.concatenate([renderer.render_roll(b.roll, controls, b.meter) for b in bars])
             results[(style, mood)] = (meter.integrated_loudness(pcm), true_peak_db(pcm))
             renderer.close()
     loudness = np.array([v[0] for v in results.values()])

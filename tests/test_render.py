@@ -1,14 +1,17 @@
 """Arrangement and rendering with a real FluidSynth and a real SoundFont."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from musicbox.config import SynthConfig, default_config
 from musicbox.errors import SoundFontError
-from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, bar_notes, swing_warp
+from musicbox.runtime.arrangement import DRUM_CHANNEL, DRUM_PATTERNS, Arranger, bar_notes, swing_warp
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.manifest import Arrangement, AttrsInfo, ControlsInfo, MoodInfo, StyleInfo, TempoInfo
-from musicbox.runtime.pianoroll import Note, notes_to_roll
+from musicbox.runtime.meter import COMMON, METERS
+from musicbox.runtime.pianoroll import DEFAULT, Note, notes_to_roll
 from musicbox.runtime.soundfont import find_soundfont, search_paths
 
 pytest.importorskip("fluidsynth")
@@ -119,7 +122,7 @@ def test_render_roll_joins_ties_over_bar_lines(fresh):
     roll = notes_to_roll([Note(0, 8, 60, 16), Note(2, 0, 40, 4)], n_bars=2)
     notes, ties = bar_notes(roll[1])
     assert ties == {(0, 60)} and Note(0, 0, 60, 8) in notes
-    pcm = fresh.render_roll(roll, Controls(0, 120, 0))
+    pcm = fresh.render_roll(roll, Controls(0, 120, 0), COMMON)
     assert pcm.shape == (4 * SR, 2)
     assert _rms(pcm[2 * SR : 2 * SR + SR // 2]) > 1e-3
 
@@ -227,3 +230,72 @@ def test_soundfont_that_fails_to_load(tmp_path):
         Renderer(
             CONTROLS, SynthConfig(soundfont=fake, gain=0.5, reverb=0.0)
         )  # ... but the synth cannot load it
+
+
+def test_every_drum_family_has_a_pattern_for_every_meter_one_cell_a_step():
+    for family, patterns in DRUM_PATTERNS.items():
+        assert set(patterns) == set(METERS), family
+        for name, pattern in patterns.items():
+            assert all(len(cells) == METERS[name].steps for _, cells in pattern), (family, name)
+
+
+@pytest.mark.parametrize("family", [f for f in DRUM_PATTERNS if f != "none"])
+def test_bass_drum_hits_fall_on_the_meters_beats_and_the_downbeat_is_loudest(family):
+    """Every family, lively: the bass drum (36) plays the downbeat and, in 3/4 and 6/8, only beats of the
+    meter (a waltz's 1; a jig's two dotted beats, at most); no hit is louder than the downbeat's."""
+    arranger = Arranger([Arrangement((0, 0, 0), family, 0.0, 90)], (60.0, 160.0), humanize=False)
+    for name in ("3/4", "6/8"):
+        meter = METERS[name]
+        hits = arranger.arrange([], Controls(0, 160, 1), meter).notes
+        kicks = [n.on for n in hits if n.key == 36]
+        assert kicks[0] == 0 and set(kicks) <= set(meter.beats), (name, kicks)
+        assert all(n.on < meter.steps for n in hits)
+        downbeat = max(n.velocity for n in hits if n.on == 0)
+        assert all(n.velocity <= downbeat for n in hits)
+
+
+def test_a_waltz_and_a_jig_lay_their_drums_on_their_own_beats():
+    arranger = Arranger([Arrangement((0, 0, 0), "folk", 0.0, 90)], (60.0, 160.0), humanize=False)
+
+    def hits(name, key):
+        return [n.on for n in arranger.arrange([], Controls(0, 60, -1), METERS[name]).notes if n.key == key]
+
+    assert hits("3/4", 36) == [0] and hits("3/4", 54) == [4, 8]  # oom-pah-pah: the tambourine on 2 and 3
+    assert hits("6/8", 36) == [0, 6] and hits("6/8", 54) == [0, 6]  # calm: the two dotted beats alone
+    assert hits("4/4", 36) == [0, 8]  # as before
+
+
+def test_accents_follow_the_meters_beats():
+    arranger = Arranger.from_manifest(CONTROLS, humanize=False)
+
+    def velocity(step, name):
+        return arranger.arrange([Note(0, step, 72, 1)], Controls(0, 100, 0), METERS[name]).notes[0].velocity
+
+    assert velocity(0, "6/8") > velocity(6, "6/8") > velocity(4, "6/8")  # 6/8: its second dotted beat
+    assert velocity(4, "3/4") > velocity(6, "3/4")  # 3/4: its second quarter
+    assert [velocity(s, "4/4") for s in (0, 4, 6, 5)] == [velocity(s, "3/4") for s in (0, 4, 6, 5)]
+
+
+def test_swing_in_six_eight_is_a_jigs_lilt():
+    """Within each three-eighth group the first eighth is longer and the second shorter; the beats and
+    the third eighth stay; 4/4 and 3/4 keep their sixteenth swing."""
+    jig = METERS["6/8"]
+    assert [swing_warp(s, 0.6, jig) for s in (0, 2, 4, 6, 8, 10, 12)] == pytest.approx(
+        [0, 2.4, 4, 6, 8.4, 10, 12]
+    )
+    assert swing_warp(1, 0.6, jig) == pytest.approx(1.2) and swing_warp(3, 0.6, jig) == pytest.approx(3.2)
+    assert swing_warp(2, 0.6) == 2 and swing_warp(5, 0.6) == pytest.approx(5.2)  # 4/4: the 16ths swing
+    assert swing_warp(5, 1.0, jig) == 5 and swing_warp(5, 1.0, METERS["3/4"]) == pytest.approx(5 + 1 / 3)
+    arranger = Arranger.from_manifest(CONTROLS, humanize=False)
+    (lilt,) = arranger.arrange([Note(0, 2, 60, 2)], Controls(2, 120, 0), jig).notes
+    assert lilt.on == pytest.approx(2 + 2 / 3) and lilt.off == pytest.approx(4)
+
+
+@pytest.mark.parametrize("name", ["3/4", "6/8"])
+def test_a_twelve_step_bar_lasts_three_quarter_notes(fresh, name):
+    roll = notes_to_roll([Note(0, 0, 60, 12), Note(2, 6, 40, 6)], 2, replace(DEFAULT, steps_per_bar=12))
+    pcm = fresh.render_roll(roll, Controls(1, 120, 0), METERS[name])
+    assert pcm.shape == (2 * 3 * SR // 2, 2)  # two bars of 1.5 s at 120 BPM
+    assert _rms(pcm[-SR // 2 :]) > 1e-3  # the bass at step 6 of the second bar sounds to its end
+    with pytest.raises(ValueError, match="a 4/4 bar has 16 steps; this roll has 12"):
+        fresh.render_roll(roll, Controls(1, 120, 0), COMMON)

@@ -154,3 +154,105 @@ def test_midi_follows_the_tempo_map_and_styles_the_audio_played(tmp_path, capsys
     first_folk = next(k for k, line in enumerate(lines) if "style 3.00" in line)
     first_celtic = next(k for k, line in enumerate(lines) if "style 4.00" in line)
     assert programs == {0: styles["chorale"], first_folk: styles["folk"], first_celtic: styles["celtic"]}
+
+
+@pytest.fixture(scope="module")
+def meters_bundle(tmp_path_factory):
+    """The synthetic bundle with five styles (chorale, folk, quartet, renaissance, jig), its model
+    playing 4/4, 3/4 and 6/8."""
+    from tests.helpers.synthetic_bundle import build_bundle
+
+    return build_bundle(tmp_path_factory.mktemp("meters"), n_styles=5)
+
+
+def _bar_starts(out: str) -> list[float]:
+    """Where each bar starts in the WAV, seconds, from the render's progress lines."""
+    return [float(line.split(" at ")[1].split()[0]) for line in out.splitlines() if line.startswith("bar ")]
+
+
+def test_a_meter_the_bundle_does_not_play_is_refused(tmp_path, capsys, meters_bundle):
+    argv = ["render", "--bundle", str(meters_bundle), "--seconds", "2", "--meter", "5/4"]
+    assert main([*argv, "--out", str(tmp_path / "a.wav")]) == 78
+    assert """--meter: got '5/4'; allowed: "" (the style's own), 4/4, 3/4, 6/8""" in capsys.readouterr().err
+    script = tmp_path / "knobs.json"
+    script.write_text(json.dumps([{"at": 1, "meter": "7/8"}]))
+    argv = ["render", "--bundle", str(meters_bundle), "--seconds", "2", "--script", str(script)]
+    assert main([*argv, "--out", str(tmp_path / "a.wav")]) == 78
+    assert "[0].meter: got '7/8'" in capsys.readouterr().err
+    assert not (tmp_path / "a.wav").exists()
+
+
+@pytest.mark.parametrize("meter", ["3/4", "6/8"])
+def test_a_render_in_three_four_or_six_eight_has_bars_of_three_quarter_notes(
+    tmp_path, capsys, meters_bundle, meter
+):
+    """At 120 BPM a bar of three quarter notes is 1.5 s: the WAV is 4 bars of it, the MIDI the same
+    4 bars under its time signature."""
+    import mido
+    import soundfile
+
+    from musicbox.runtime.meter import METERS
+    from musicbox.runtime.midi import midi_meters
+
+    wav, mid_path = tmp_path / "a.wav", tmp_path / "a.mid"
+    argv = ["render", "--bundle", str(meters_bundle), "--seconds", "6", "--tempo", "120", "--meter", meter]
+    assert main([*argv, "--out", str(wav), "--midi", str(mid_path)]) == 0
+    out = capsys.readouterr().out
+    assert _bar_starts(out) == [0.0, 1.5, 3.0, 4.5] and out.count(f" {meter}\n") == 4
+    info = soundfile.info(wav)
+    assert info.frames == 4 * 3 * info.samplerate // 2  # bars x 1.5 s
+    mid = mido.MidiFile(mid_path)
+    (signature,) = [m for m in mid.tracks[0] if m.type == "time_signature"]
+    assert f"{signature.numerator}/{signature.denominator}" == meter
+    assert midi_meters(mid) == [METERS[meter]] * 4 and mid.length == pytest.approx(6.0)
+
+
+def test_a_knob_script_switches_meters_at_bar_lines_and_the_midi_follows(tmp_path, capsys, meters_bundle):
+    """3/4 -> 6/8 -> 4/4 with a tempo change on the way: the MIDI's time signatures stand at the bar
+    lines where the meter changed, and every bar line of the MIDI is where the WAV's bar starts."""
+    import mido
+    import soundfile
+
+    from musicbox.runtime.midi import midi_meters
+
+    script = tmp_path / "knobs.json"
+    script.write_text(json.dumps([
+        {"at": 0, "meter": "3/4", "style": "folk"},
+        {"at": 3, "meter": "6/8", "style": "jig", "tempo": 90},
+        {"at": 7, "meter": ""},
+        {"at": 11, "style": "chorale", "tempo": 150},
+    ]))  # fmt: skip
+    wav, mid_path = tmp_path / "a.wav", tmp_path / "a.mid"
+    argv = [
+        "render",
+        "--bundle",
+        str(meters_bundle),
+        "--seconds",
+        "14",
+        "--tempo",
+        "120",
+        "--script",
+        str(script),
+    ]
+    assert main([*argv, "--out", str(wav), "--midi", str(mid_path)]) == 0
+    out = capsys.readouterr().out
+    starts = _bar_starts(out)
+    meters = [line.split()[-1] for line in out.splitlines() if line.startswith("bar ")]
+    # 3/4 at 120: 1.5 s bars; 6/8 at 90: 2 s; the jig's own meter (6/8) at 90; chorale in 4/4 at 150: 1.6 s
+    assert starts == pytest.approx([0.0, 1.5, 3.0, 5.0, 7.0, 9.0, 11.0, 12.6])
+    assert meters == ["3/4", "3/4", "6/8", "6/8", "6/8", "6/8", "4/4", "4/4"]
+    mid = mido.MidiFile(mid_path)
+    ticks, signatures = 0, []
+    for message in mid.tracks[0]:
+        ticks += message.time
+        if message.type == "time_signature":
+            signatures.append((ticks, f"{message.numerator}/{message.denominator}", message.clocks_per_click))
+    assert signatures == [(0, "3/4", 24), (2 * 1440, "6/8", 36), (6 * 1440, "4/4", 24)]
+    read = midi_meters(mid)
+    assert [m.name for m in read] == meters
+    lines = [0]
+    for meter in read[:-1]:
+        lines.append(lines[-1] + meter.steps * mid.ticks_per_beat // 4)
+    drift = [abs(midi_seconds(mid, tick) - at) for tick, at in zip(lines, starts, strict=True)]
+    assert max(drift) < 0.010
+    assert abs(mid.length - soundfile.info(wav).duration) < 0.010 and soundfile.info(wav).duration == 14.0

@@ -22,6 +22,7 @@ from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.supervisor import Supervisor, WorkerHandle, _watchdog_interval
 from musicbox.runtime.box.worker import WorkerSettings, Written
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import COMMON, METERS
 from musicbox.runtime.pianoroll import Note
 from musicbox.runtime.state import GeneratorState
 
@@ -97,6 +98,18 @@ def test_the_worker_keeps_the_buffered_seconds_at_any_tempo(bars, tempo, seconds
     assert ahead >= bars and ahead * Controls(tempo_bpm=tempo).bar_seconds() >= seconds
 
 
+@pytest.mark.parametrize("tempo", [60.0, 160.0, 300.0])
+def test_the_ring_holds_the_seconds_ahead_in_the_shortest_meter_and_a_slot_the_longest_bar(tempo):
+    """A 3/4 or 6/8 bar is 3/4 of a 4/4 bar: the worker keeps more of them ahead, and the ring has room."""
+    from musicbox.runtime.buffering import ring_slots, slot_frames
+
+    settings = WorkerSettings(Path("/x"), default_config().synth, ahead_bars=4, ahead_s=6.0)
+    ahead = settings.ahead_for(tempo, METERS["3/4"].steps)
+    assert ahead * Controls(tempo_bpm=tempo).bar_seconds(12) >= 6.0 and ahead >= settings.ahead_for(tempo)
+    assert ring_slots(4, 6.0, tempo) >= 2 * ahead + 3
+    assert slot_frames(44100, tempo) >= 44100 * Controls(tempo_bpm=tempo).bar_seconds(16)
+
+
 def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "20000000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
@@ -107,7 +120,7 @@ def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch):
 
 def _recorder(folder: Path) -> Recorder:
     rec = Recorder(folder, minutes_kept=1, sample_rate=8000, pcm_minutes=0.05)  # 3 s of audio kept
-    info = SimpleNamespace(controls=Controls(tempo_bpm=120.0))
+    info = SimpleNamespace(controls=Controls(tempo_bpm=120.0), meter=COMMON)
     for bar in range(4):  # 4 bars of 2 s: only the last 3 s of audio are kept
         rec.add_bar(np.full((16000, 2), 0.1 * bar, np.float32), [Note(0, 0, 60 + bar, 4)], info)
     return rec
@@ -159,6 +172,25 @@ def test_libsndfile_failing_mid_write_on_a_full_disk_is_one_explained_line(tmp_p
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def test_a_save_has_the_meters_that_played(tmp_path):
+    """Two bars of 3/4 (1.5 s at 120 BPM), then two of 6/8: the saved MIDI's time signatures and bar
+    lines are the audio's."""
+    rec = Recorder(tmp_path / "rec", minutes_kept=1, sample_rate=8000)
+    for bar, meter in enumerate([METERS["3/4"], METERS["3/4"], METERS["6/8"], METERS["6/8"]]):
+        info = SimpleNamespace(controls=Controls(tempo_bpm=120.0), meter=meter)
+        rec.add_bar(np.full((12000, 2), 0.1, np.float32), [Note(0, 0, 60 + bar, 12)], info)
+    rec.save().join(10)
+    wav, mid = rec.last_saved
+    mid = mido.MidiFile(mid)
+    tick, signatures = 0, []
+    for message in mid.tracks[0]:
+        tick += message.time
+        if message.type == "time_signature":
+            signatures.append((tick, message.numerator, message.denominator))
+    assert signatures == [(0, 3, 4), (2 * 1440, 6, 8)]
+    assert mid.length == pytest.approx(soundfile.info(wav).duration) == pytest.approx(6.0)
+
+
 def test_leftovers_of_a_killed_save_are_removed_at_the_next_start(tmp_path, caplog):
     folder = tmp_path / "rec"
     folder.mkdir()
@@ -199,6 +231,7 @@ def test_the_terminal_says_where_a_save_went(tmp_path):
         "bars_played": 4,
         "volume_db": 0.0,
         "controls": {"style": 0, "tempo_bpm": 120, "mood": 0},
+        "meter": "4/4",
     }
     try:
         backend.start(lambda _c: None, lambda _b: None)

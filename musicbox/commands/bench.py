@@ -195,7 +195,7 @@ def measure_macs(root: Path, precision: str, bars: int, gmacs: float | None = No
     timing.next_bar(controls)  # warm-up: session creation is start-up
     seconds = _pcts([timing.next_bar(controls).gen_seconds for _ in range(bars)])["p50"]
     total = sum(stages.values())
-    bar_s = controls.bar_seconds()
+    bar_s = controls.bar_seconds(timing.meter(controls).steps)
     rates = {name: ghz * per_cycle * eff * 1e9 for name, (_core, ghz, per_cycle, eff) in BOARDS.items()}
     if gmacs:
         rates[f"at {gmacs:g} GMAC/s"] = gmacs * 1e9
@@ -274,7 +274,7 @@ def _generation(root: Path, int8s: list[str], bars: int) -> dict:
     for _ in range(bars):
         for p, g in gens.items():
             times[p].append(g.next_bar(controls).gen_seconds)
-    bar_s = controls.bar_seconds()
+    bar_s = controls.bar_seconds(gens[precisions[0]].meter(controls).steps)
     out: dict = {}
     for p in precisions:
         ms = _pcts([t * 1e3 for t in times[p]])
@@ -296,17 +296,18 @@ def _synth_and_cpu(root: Path, precision: str, bars: int, config) -> tuple[dict,
     bundle = Bundle.open(root, precision=precision)
     gen, controls = Generator(bundle, seed=1), Controls()
     renderer = Renderer(bundle.manifest.controls, config.synth, config.audio.sample_rate)
-    renderer.render_roll(gen.next_bar(controls).roll, controls)  # warm-up: presets, sessions
+    first = gen.next_bar(controls)
+    renderer.render_roll(first.roll, controls, first.meter)  # warm-up: presets, sessions
     cpu0, music = time.process_time(), 0.0
     rolls = []
     for _ in range(bars):
         bar = gen.next_bar(controls)
-        music += len(renderer.render_roll(bar.roll, controls)) / renderer.sample_rate
+        music += len(renderer.render_roll(bar.roll, controls, bar.meter)) / renderer.sample_rate
         rolls.append(bar.roll[0])
     cpu_per_minute = (time.process_time() - cpu0) / (music / 60.0)
     import numpy as np
 
-    synth = measure_synth_rtf(renderer, np.stack(rolls), controls)
+    synth = measure_synth_rtf(renderer, np.stack(rolls), controls, first.meter)
     renderer.close()
     return synth, cpu_per_minute
 
@@ -367,7 +368,11 @@ def _knob_change(root: Path, precision: str) -> dict:
             if not np.array_equal(new.roll, old.roll) or turned.tempo_bpm != old.controls.tempo_bpm:
                 bars = i
                 break
-        out[name] = {"bars": bars, "regen_ms": regen[0] * 1e3, "bar_ms": turned.bar_seconds() * 1e3}
+        out[name] = {
+            "bars": bars,
+            "regen_ms": regen[0] * 1e3,
+            "bar_ms": turned.bar_seconds(gen.meter(turned).steps) * 1e3,
+        }
     changed = [v["bars"] for v in out.values()]
     out["worst_bars"] = None if None in changed else max(changed)
     return out

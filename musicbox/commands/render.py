@@ -1,19 +1,20 @@
 """`musicbox render`: generate and render music offline, as fast as the machine allows, to a WAV file.
 
-Bar by bar: the generator writes a bar for the current knobs, the renderer plays it; a ``--script``
-of knob changes ``[{"at": seconds, "style"|"tempo"|"mood": value}, ...]`` is applied at the first bar
-line at or after each ``at`` (as the box does). Prints each bar's generation time, then a summary;
+Bar by bar: the generator writes a bar for the current knobs, the renderer plays it in the bar's meter; a
+``--script`` of knob changes ``[{"at": seconds, "style"|"tempo"|"mood"|"meter": value}, ...]`` is applied
+at the first bar line at or after each ``at`` (as the box does), so a meter change falls on a bar line. Prints each bar's generation time, then a summary;
 ``--stats FILE.json`` also writes the summary as JSON (``musicbox bench`` reads the peak RSS there).
 The synth settings are the box's: the config's ``[synth]`` (``--config``, else the box's own file or the
 defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundFont. With the WAV going to
 stdout (``--out -``) the progress goes to stderr.
 
 ``--seconds`` is the length of both files: the WAV is cut there (with a short fade), and the MIDI file,
-which carries the tempo map and program changes the audio was played with, ends there too.
+which carries the tempo map, time signatures and program changes the audio was played with, ends there
+too: its bar lines are the WAV's.
 
-Knob values (``--style/--tempo/--mood/--variation`` and the script's) are checked against the bundle's
-manifest (:class:`~musicbox.runtime.controls.ControlRanges`), and the output folders before anything is
-generated.
+Knob values (``--style/--tempo/--mood/--variation/--meter`` and the script's) are checked against the
+bundle's manifest (:class:`~musicbox.runtime.controls.ControlRanges`; a meter against its model's), and
+the output folders before anything is generated.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def register(sub):
         type=float,
         default=None,
         help="0 literal returns .. 1 ever new (default: the config's)",
+    )
+    p.add_argument(
+        "--meter",
+        help="4/4, 3/4 or 6/8 (one the bundle plays), or \"\" for each style's own (default: the config's)",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
     p.add_argument(
@@ -97,7 +102,7 @@ def run(args) -> int:
     manifest = bundle.manifest
     say(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})")
     config = load_config(args.config)
-    ranges = ControlRanges.from_manifest(manifest.controls)
+    ranges = ControlRanges.from_manifest(manifest.controls, manifest.representation.meters)
     tempo = manifest.controls.tempo.default_bpm if args.tempo is None else args.tempo
     variation = config.knobs.variation if args.variation is None else args.variation
     controls = Controls(
@@ -105,6 +110,7 @@ def run(args) -> int:
         ranges.check("tempo", tempo, "--tempo"),
         ranges.check("mood", args.mood, "--mood"),
         ranges.check("variation", variation, "--variation"),
+        _meter(ranges, args.meter, config.knobs.meter),
     )
     events = load_script(args.script, ranges) if args.script else []
     synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
@@ -114,7 +120,7 @@ def run(args) -> int:
     while now < args.seconds:
         controls = apply_events(controls, events, now, gen)
         bar = gen.next_bar(controls)
-        audio = renderer.render_roll(bar.roll, bar.controls)
+        audio = renderer.render_roll(bar.roll, bar.controls, bar.meter)
         pcm.append(audio)
         bars.append(bar)
         say(_bar_line(bar, now))
@@ -128,6 +134,13 @@ def run(args) -> int:
     if args.stats:
         args.stats.write_text(json.dumps(stats, indent=2) + "\n")
     return 0
+
+
+def _meter(ranges, given: str | None, configured: str) -> str:
+    """``--meter``, else the config's ``[knobs] meter``, checked against the bundle's meters."""
+    if given is None:
+        return ranges.check_meter(configured, "[knobs] meter")
+    return ranges.check_meter(given, "--meter")
 
 
 def check_outputs(out: Path, midi: Path | None) -> None:
@@ -190,7 +203,7 @@ def summary(bars, music_seconds: float, renderer) -> dict:
     import numpy as np
 
     gen = np.array([b.gen_seconds for b in bars])
-    rtf = gen / np.array([b.controls.bar_seconds() for b in bars])
+    rtf = gen / np.array([b.seconds for b in bars])
     synth = renderer.synth
     return {
         "bars": len(bars),
@@ -219,7 +232,7 @@ def _bar_line(bar, at: float) -> str:
     c = bar.controls
     return (
         f"bar {bar.index:4d}  at {at:8.3f} s  gen {bar.gen_seconds * 1e3:7.2f} ms  notes {len(bar.notes):3d}"
-        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f}"
+        f"  style {c.style:.2f} tempo {c.tempo_bpm:.0f} mood {c.mood:+.2f} {bar.meter.name}"
     )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import COMMON, Meter
 
 log = logging.getLogger("musicbox.recorder")
 
@@ -40,11 +41,13 @@ class SaveError(OSError):
 
 @dataclass(frozen=True)
 class PlayedBar:
-    """A bar as played: its notes (``pianoroll.Note``, steps from the bar line), controls, frames."""
+    """A bar as played: its notes (``pianoroll.Note``, steps from the bar line), controls, frames and
+    meter (its time signature and length in steps in the saved MIDI file)."""
 
     notes: list
     controls: Controls
     frames: int
+    meter: Meter = COMMON
 
 
 class Recorder:
@@ -94,10 +97,11 @@ class Recorder:
 
     def add_bar(self, pcm: np.ndarray, notes: list, info) -> None:
         """Append one played bar: float32 PCM ``[frames, channels]``, its notes, and the worker's
-        :class:`~musicbox.runtime.box.worker.Written` (for its controls; None if unknown)."""
+        :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown)."""
         controls = info.controls if info is not None else Controls()
+        meter = info.meter if info is not None else COMMON
         self._append_pcm(pcm)
-        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0]))
+        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0], meter))
         self._kept_s += pcm.shape[0] / self.sample_rate
         while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
             self._kept_s -= self._bars.popleft().frames / self.sample_rate
@@ -231,7 +235,8 @@ def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
 
 
 def _write_midi(path: Path, bars: list[PlayedBar], styles) -> None:
-    """The bars as one MIDI file with their tempo map and instruments (``midi.played_to_midi``)."""
+    """The bars as one MIDI file with their tempo map, time signatures and instruments
+    (``midi.played_to_midi``)."""
     from musicbox.runtime.midi import played_to_midi
 
     played_to_midi(bars, path, styles)

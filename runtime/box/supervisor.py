@@ -155,6 +155,7 @@ class Supervisor:
         self.notifier = notifier
         self.state = BoxState.STARTING
         self.style_names: tuple[str, ...] = ()
+        self.style_meters: tuple[tuple[str, ...], ...] = ()  # each style's meters, its own first
         slots = ring_slots(worker.ahead_bars, worker.ahead_s, max_bpm)
         self.ring = BarRing.create(slots, slot_frames(player.sample_rate, min_bpm))
         self.hang_timeout_s = min(settings.hang_timeout_s, worker.ahead_s / 3.0)
@@ -179,6 +180,7 @@ class Supervisor:
         self._states: dict[int, GeneratorState] = {}  # bar -> generator state after it (current generation)
         self._bar_info: dict[tuple[int, int], Written] = {}
         self._recorded_entry = -1
+        self.meter = ""  # the meter of the bar playing ("" before the first)
         self._lost_at: float | None = None
         self._restart_at = 0.0
         self._ready_sent = False
@@ -448,6 +450,8 @@ class Supervisor:
         if self.state is BoxState.STARTING:
             self._transition(BoxState.PLAYING, "first bar playing")
         info = self._bar_info.get((bar, gen))
+        if info is not None:
+            self.meter = info.meter.name
         if self.recorder is not None:
             frames = self.ring.entry_info(entry)[2]
             self.recorder.add_bar(self.ring.slot_pcm(entry)[:frames], info.notes if info else [], info)
@@ -511,7 +515,9 @@ class Supervisor:
                 "tempo_bpm": self.controls.tempo_bpm,
                 "mood": self.controls.mood,
                 "variation": self.controls.variation,
+                "meter": self.controls.meter,
             },
+            "meter": self.meter,
             "volume_db": self.player.volume_db,
             "generation": self.gen,
             "seed": self._resume.seed,
@@ -562,7 +568,8 @@ def _watchdog_interval() -> float:
 
 
 def _describe(c: Controls) -> str:
-    return f"style {c.style:.2f} tempo {c.tempo_bpm:.0f} BPM mood {c.mood:+.2f}"
+    meter = c.meter or "of the style"
+    return f"style {c.style:.2f} tempo {c.tempo_bpm:.0f} BPM mood {c.mood:+.2f} meter {meter}"
 
 
 def _status_line(stats: dict) -> str:

@@ -8,9 +8,9 @@ It loads the bundle, the :class:`~musicbox.runtime.generator.Generator` and the
   frozen process (SIGSTOP, swapped out) stops it; the main thread stamps ``BarRing.mark_progress`` each
   loop turn and bar, so a stuck main thread shows too;
 - while playing and the ring has room and fewer than :meth:`WorkerSettings.ahead_for` bars are waiting
-  (``ahead_bars``, more at fast tempi so that at least ``ahead_s`` seconds are buffered), make one bar with
-  :meth:`BarProducer.produce_bar` and publish it, then report :class:`Written` (the generator state after
-  the bar, its notes) to the supervisor, *after* publishing, so the supervisor never holds a state for a
+  (``ahead_bars``, more at fast tempi and in short meters so that at least ``ahead_s`` seconds are
+  buffered), make one bar with :meth:`BarProducer.produce_bar` and publish it, then report
+  :class:`Written` (the generator state after the bar, its notes and meter) to the supervisor, *after* publishing, so the supervisor never holds a state for a
   bar that is not in the ring;
 - otherwise sleep on the command pipe (no busy loop: paused, the process is idle between heartbeats).
 
@@ -39,6 +39,7 @@ from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.ring import BarRing, RingSpec
 from musicbox.runtime.buffering import bars_ahead
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import COMMON, Meter
 from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.worker")
@@ -66,9 +67,10 @@ class WorkerSettings:
     ahead_s: float = 6.0
     beat_interval_s: float = 0.2
 
-    def ahead_for(self, tempo_bpm: float) -> int:
-        """Bars to keep written ahead at ``tempo_bpm``: ``ahead_bars``, or enough for ``ahead_s`` seconds."""
-        return bars_ahead(tempo_bpm, self.ahead_bars, self.ahead_s)
+    def ahead_for(self, tempo_bpm: float, steps_per_bar: int = 16) -> int:
+        """Bars of ``steps_per_bar`` steps to keep written ahead at ``tempo_bpm``: ``ahead_bars``, or
+        enough for ``ahead_s`` seconds."""
+        return bars_ahead(tempo_bpm, self.ahead_bars, self.ahead_s, steps_per_bar)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class Written:
     """Bar ``bar`` of generation ``gen`` is in the ring; ``state`` continues after it.
 
     notes: the bar's notes (``pianoroll.Note``, start in steps from the bar line). gen_s / render_s:
-    seconds spent generating / rendering it."""
+    seconds spent generating / rendering it. meter: the bar's meter (its length in steps)."""
 
     bar: int
     gen: int
@@ -118,6 +120,7 @@ class Written:
     notes: list = field(default_factory=list)
     gen_s: float = 0.0
     render_s: float = 0.0
+    meter: Meter = COMMON
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,12 @@ class BarProducer:
         if state is not self.generator.get_state():
             self.generator.set_state(state)
         bar = self.generator.next_bar(controls)
-        pcm = self.renderer.render_roll(bar.roll, controls, self.rep)
+        pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep)
         return pcm, bar, self.generator.get_state()
+
+    def meter(self, controls: Controls) -> Meter:
+        """The meter the next bar for ``controls`` will be in."""
+        return self.generator.meter(controls)
 
     def seam(self) -> None:
         """The previous bar rendered is not the one before the next: release its held notes."""
@@ -170,10 +177,12 @@ class BarProducer:
 
 
 class _Job:
-    """What the worker is writing: the next bar number, its state, controls and generation."""
+    """What the worker is writing: the next bar number, its state, controls, generation and the steps of
+    its bars (their meter's)."""
 
-    def __init__(self, play: Play, state):
+    def __init__(self, play: Play, state, steps: int):
         self.bar, self.state, self.controls, self.gen = play.from_bar, state, play.controls, play.gen
+        self.steps = steps
 
 
 def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> None:
@@ -228,7 +237,9 @@ def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: 
     job: _Job | None = None
     while True:
         ring.mark_progress()
-        busy = job is not None and _wants_bar(ring, job, settings.ahead_for(job.controls.tempo_bpm))
+        busy = job is not None and _wants_bar(
+            ring, job, settings.ahead_for(job.controls.tempo_bpm, job.steps)
+        )
         if conn.poll(0 if busy else settings.beat_interval_s):
             message = conn.recv()
             if isinstance(message, Stop):
@@ -248,7 +259,7 @@ def _wants_bar(ring: BarRing, job: _Job, ahead_bars: int) -> bool:
 def _start(play: Play, producer: BarProducer) -> _Job:
     if play.seam:
         producer.seam()
-    return _Job(play, producer.make_state(play.state, play.seed))
+    return _Job(play, producer.make_state(play.state, play.seed), producer.meter(play.controls).steps)
 
 
 def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection) -> None:
@@ -257,5 +268,5 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
     pcm, bar, state = producer.produce_bar(job.state, job.controls)
     render_s = time.perf_counter() - t0 - bar.gen_seconds
     ring.write_bar(job.bar, job.gen, np.ascontiguousarray(pcm, dtype=np.float32))
-    conn.send(Written(job.bar, job.gen, state, job.controls, bar.notes, bar.gen_seconds, render_s))
+    conn.send(Written(job.bar, job.gen, state, job.controls, bar.notes, bar.gen_seconds, render_s, bar.meter))
     job.bar, job.state = job.bar + 1, state
