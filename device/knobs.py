@@ -10,6 +10,9 @@ are passed on at most once per ``rate_limit`` seconds, always ending on the knob
 The style knob has detents: its travel is cut into one sector per style; the middle ``detent_width`` of
 a sector snaps to that style and the rest blends linearly into the neighbour (2.3 = 70 % style 2,
 30 % style 3), the position the conditioning blends.
+
+The meter is no knob travel: it is a choice among the playing style's meters (:meth:`KnobMap.next_meter`,
+the terminal's key and the web remote's button), kept by the map like the variation.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ class KnobMap:
 
     n_styles: styles on the style knob (detents). min_bpm/max_bpm: tempo at the knob's ends, BPM.
     detent_width: fraction 0..1 of each style's sector that snaps to the style. variation: 0..1, the
-    variation of returning sections when no knob sets it (raw key ``variation``, read as is).
+    variation of returning sections when no knob sets it (raw key ``variation``, read as is). meter: the
+    meter of the controls ("" = the style's own, else a name of ``runtime.meter.METERS``). style_meters:
+    each style's meters in knob order, its own first (the manifest's), for :meth:`next_meter`.
     """
 
     n_styles: int
@@ -42,6 +47,8 @@ class KnobMap:
     max_bpm: float = 160.0
     detent_width: float = 0.5
     variation: float = VARIATION
+    meter: str = ""
+    style_meters: tuple[tuple[str, ...], ...] = ()
 
     def style(self, raw: float) -> float:
         """Style position 0 .. n_styles-1 (integers at detents, blends between), to 0.01."""
@@ -72,7 +79,29 @@ class KnobMap:
             tempo_bpm=self.tempo(raw["tempo"]),
             mood=self.mood(raw["mood"]),
             variation=round(_clip01(raw.get("variation", self.variation)), 2),
+            meter=self.meter,
         )
+
+    @property
+    def meters(self) -> tuple[str, ...]:
+        """Every meter some style plays, in order of first appearance."""
+        return tuple(dict.fromkeys(m for style in self.style_meters for m in style))
+
+    def meters_of(self, style: float) -> tuple[str, ...]:
+        """The meters of the style nearest to position ``style``, its own first (4/4 when unknown)."""
+        if not self.style_meters:
+            return ("4/4",)
+        return self.style_meters[min(max(round(style), 0), len(self.style_meters) - 1)]
+
+    def next_meter(self, controls: Controls) -> str:
+        """The meter after ``controls.meter`` among its style's: "" (the style's own), then its other
+        meters in order, then "" again; a meter the style does not list steps to ""."""
+        own, *others = self.meters_of(controls.style)
+        choices = ["", *others]
+        current = "" if controls.meter == own else controls.meter
+        if current not in choices:
+            return ""
+        return choices[(choices.index(current) + 1) % len(choices)]
 
     def raw_of(self, controls: Controls) -> dict[str, float]:
         """Knob positions that give ``controls`` (the inverse of :meth:`controls`, up to rounding)."""
@@ -154,7 +183,7 @@ class KnobProcessor:
         turned (its position moves past the hysteresis); then it takes over again: last writer wins, knob
         by knob, so turning one knob does not snap the others back to where they physically stand."""
         self.last = controls
-        self.map = replace(self.map, variation=controls.variation)
+        self.map = replace(self.map, variation=controls.variation, meter=controls.meter)
         self._pinned = {name: self.positions.get(name) for name in KNOBS}
 
     def feed(self, raw: Mapping[str, float], now: float) -> Controls | None:

@@ -4,7 +4,9 @@ knobs, the buttons and what is playing (style, BPM, mood, bar count, a small pia
 Keys (:data:`KEYMAP`; the footer is made from it): ``q``/``a`` or →/← style up/down (a quarter of the
 way to the next style, so every press is heard: the style knob's detents are stepped over, not into;
 Q/A a whole style), ``w``/``s`` or ↑/↓ tempo (2 BPM; W/S 10 BPM), ``e``/``d`` mood (0.1; E/D 0.5);
-space play/pause, ``n`` next, ``r`` save, ``x`` shut down. Input is any file descriptor (stdin by
+``m`` the next of the style's meters (:data:`METER_KEY`); space play/pause, ``n`` next, ``r`` save,
+``x`` shut down. The view shows the meter playing, and the bar's piano roll one column a step (12 for
+3/4 and 6/8), its beats marked below it. Input is any file descriptor (stdin by
 default; a pipe in tests); when it is a TTY it is put in cbreak mode and restored on close.
 
 While the live view runs, the process's file descriptors 1 and 2 (stdout and stderr: log lines of this
@@ -33,6 +35,7 @@ from musicbox.device.buttons import Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import METERS
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -79,6 +82,8 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "=": Button.VOLUME_UP,
     "-": Button.VOLUME_DOWN,
 }
+METER_KEY = "m"
+"""Steps the meter through the playing style's meters (``KnobMap.next_meter``)."""
 KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5), "variation": (0.1, 0.5)}
 """Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood, variation)."""
 ARROW_GLYPHS = {"up": "↑", "down": "↓", "right": "→", "left": "←"}
@@ -108,6 +113,7 @@ def help_line() -> str:
     for key, action in KEYMAP.items():
         if isinstance(action, Button):
             keys_of.setdefault(action, []).append("space" if key == " " else key)
+    parts.append(f"[{METER_KEY}] meter")
     parts += [f"[{'/'.join(keys)}] {buttons[button]}" for button, keys in keys_of.items()]
     return " · ".join(parts)
 
@@ -202,9 +208,11 @@ class TerminalBackend(PollingBackend):
                 self.press(key)
 
     def press(self, key: str) -> None:
-        """Act on one key name (see :data:`KEYMAP`; others are ignored)."""
+        """Act on one key name (see :data:`KEYMAP` and :data:`METER_KEY`; others are ignored)."""
         action = KEYMAP.get(key)
-        if isinstance(action, Button):
+        if key == METER_KEY:
+            self.step_meter()
+        elif isinstance(action, Button):
             self.last_button = action
             self._emit_button(action)
         elif action is not None:
@@ -227,6 +235,12 @@ class TerminalBackend(PollingBackend):
             return
         self.raw[knob] = m.raw_of(replace(m.controls(self.raw), **{_FIELDS[knob]: value}))[knob]
 
+    def step_meter(self) -> None:
+        """Ask for the next of the style's meters (:meth:`KnobMap.next_meter`); sent with the next poll."""
+        controls = self.processor.last or self.knob_map.controls(self.raw)
+        self.processor.map = replace(self.processor.map, meter=self.processor.map.next_meter(controls))
+        self.knob_map = self.processor.map
+
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
         from there (keys move knobs relative to where they are, so every knob follows at once)."""
@@ -242,8 +256,9 @@ class TerminalBackend(PollingBackend):
             self.redraw()
 
     def show(self, status: Mapping) -> None:
-        """Draw ``status``: state (str), bar (int), style (knob position), tempo_bpm, mood, roll (uint8 [3,16,64]
-        cells 0 off / 1 held / 2 onset, the bar playing), message (str); missing keys are left out."""
+        """Draw ``status``: state (str), bar (int), style (knob position), tempo_bpm, mood, meter (the bar
+        playing's, e.g. "3/4"), roll (uint8 [3, S, 64] cells 0 off / 1 held / 2 onset, the bar playing, S its
+        meter's steps), message (str); missing keys are left out."""
         self.status = dict(status)
         self.redraw()
 
@@ -263,7 +278,7 @@ class TerminalBackend(PollingBackend):
         table.add_row(self._status_line())
         table.add_row(self._knob_table())
         if self.status.get("roll") is not None:
-            table.add_row(render_roll(self.status["roll"]))
+            table.add_row(render_roll(self.status["roll"], self.status.get("meter", "4/4")))
         table.add_row(self._button_line())
         table.add_row(Text(help_line(), style="dim"))
         return Panel(table, title="musicbox")
@@ -304,7 +319,15 @@ class TerminalBackend(PollingBackend):
             table.add_row(
                 name, _gauge(controls.variation if name == "variation" else self.raw[name]), values[name]
             )
+        playing = f"playing {self.status['meter']}" if self.status.get("meter") else ""
+        table.add_row("meter", self._meter_choices(controls), playing)
         return table
+
+    def _meter_choices(self, controls: Controls) -> str:
+        """The style's meters, the one asked for in brackets ("" asks for the style's own, the first)."""
+        meters = self.knob_map.meters_of(controls.style)
+        chosen = controls.meter or meters[0]
+        return "  ".join(f"[{m}]" if m == chosen else f" {m} " for m in meters)
 
     def _button_line(self):
         from rich.text import Text
@@ -417,8 +440,10 @@ def _gauge(raw: float, width: int = 24) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def render_roll(roll):
-    """A bar's roll (uint8 [3, 16, 64] or [1, 3, 16, 64]) as a small text piano-roll, high notes on top."""
+def render_roll(roll, meter: str = "4/4"):
+    """A bar's roll (uint8 [3, S, 64] or [1, 3, S, 64], S its meter's steps: 16, or 12 for 3/4 and 6/8) as
+    a small text piano-roll, high notes on top, one column a step, and below it a ruler marking the
+    beats of ``meter`` (a name of ``runtime.meter.METERS``; the downbeat ``1``, other beats ``|``)."""
     from rich.text import Text
 
     roll = np.asarray(roll).reshape(-1, *np.asarray(roll).shape[-3:])[-1]
@@ -428,8 +453,9 @@ def render_roll(roll):
     for row in reversed(range(ROLL_ROWS)):
         for step in range(steps):
             text.append(*_cell(rows[:, step, row]))
-        if row:
-            text.append("\n")
+        text.append("\n")
+    beats = METERS[meter].beats if meter in METERS else ()
+    text.append("".join("1 " if s == 0 else "| " if s in beats else "  " for s in range(steps)), "dim")
     return text
 
 

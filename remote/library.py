@@ -27,7 +27,8 @@ MAX_PRESETS = 64
 
 @dataclass(frozen=True)
 class Preset:
-    """Knob settings and the generator seed under a ``name`` (1..40 printable characters)."""
+    """Knob settings and the generator seed under a ``name`` (1..40 printable characters); ``meter`` as
+    ``Controls.meter`` ("" = the style's own)."""
 
     name: str
     style: float
@@ -35,6 +36,7 @@ class Preset:
     mood: float
     seed: int
     variation: float = VARIATION
+    meter: str = ""
 
 
 class Presets:

@@ -16,7 +16,9 @@ needs the CSRF header and a same-origin request, see :mod:`musicbox.remote.auth`
   styles, tempo range. ``POST /api/logout``.
 - ``GET /api/state``: the box now; ``GET /api/events``: the same, pushed (Server-Sent Events) every
   second and at every knob change.
-- ``POST /api/controls {"style", "tempo_bpm", "mood", "variation"}`` (any subset), ``POST /api/button
+- ``POST /api/controls {"style", "tempo_bpm", "mood", "variation", "meter"}`` (any subset; the meter is ""
+  for the style's own or one of the styles' meters; the state's ``next_meter`` steps through the playing
+  style's), ``POST /api/button
   {"button"}`` (play_pause, next, save, keep, new).
 - ``GET/POST /api/presets``, ``POST /api/presets/recall {"name"}``, ``DELETE /api/presets/{name}``.
 - ``GET /api/recordings``, ``GET /recordings/{file}`` (``?download=1`` to save it),
@@ -35,6 +37,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,7 @@ from musicbox.errors import ConfigError
 from musicbox.remote.auth import COOKIE, CSRF_HEADER, Pairing, csrf_of
 from musicbox.remote.library import RECORDING_TYPES, Preset, Presets, Recordings, valid_preset_name
 from musicbox.remote.stream import BACKLOG, Listener, StreamHub
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import ControlRanges, Controls
 
 log = logging.getLogger("musicbox.remote")
 
@@ -226,10 +229,13 @@ class RemoteServer:
         view = {key: s.get(key) for key in ("state", "bars_played", "underruns", "xruns", "worker_restarts")}
         view["controls"] = body_of(c)
         view["style_name"] = names[min(len(names) - 1, max(0, round(c.style)))] if names else ""
+        view["meter"] = s.get("meter") or ""  # the bar playing's
+        view["next_meter"] = self.knob_map.next_meter(c)
         view["seed"] = s.get("seed")
         view["saves"] = s.get("saves", 0)
         last = self.box.recorder.last_bar() if self.box.recorder is not None else None
         view["notes"] = [list(n) for n in last.notes] if last is not None else []
+        view["bar_steps"] = last.meter.steps if last is not None else 16
         hub = self.stream
         if hub is not None:
             first = self._last_listener.first_bar_at if self._last_listener is not None else None
@@ -393,10 +399,14 @@ class RemoteServer:
             "mood": (-1.0, 1.0),
             "variation": (0.0, 1.0),
         }
-        unknown = set(body) - set(limits)
+        unknown = set(body) - {*limits, "meter"}
         if unknown:
-            raise ValueError(f"unknown control {sorted(unknown)[0]!r}; allowed: {', '.join(limits)}")
+            raise ValueError(f"unknown control {sorted(unknown)[0]!r}; allowed: {', '.join(limits)}, meter")
         values = body_of(c)
+        meter = ControlRanges((), m.min_bpm, m.max_bpm, m.meters).check_meter(
+            body.get("meter", c.meter), "meter"
+        )
+        del values["meter"]
         for key, (lo, hi) in limits.items():
             if key not in body:
                 continue
@@ -404,7 +414,8 @@ class RemoteServer:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError(f"{key}: got {v!r}; allowed: a number from {lo:g} to {hi:g}")
             values[key] = float(v)
-        return m.controls({**m.raw_of(Controls(**values)), "variation": values["variation"]})
+        turned = m.controls({**m.raw_of(Controls(**values)), "variation": values["variation"]})
+        return replace(turned, meter=meter)
 
     async def _button(self, request):
         body = await _json(request)
@@ -428,7 +439,7 @@ class RemoteServer:
             )
         c = self.controls
         seed = int(self._stats.get("seed") or 0)
-        preset = Preset(str(name), c.style, c.tempo_bpm, c.mood, seed, c.variation)
+        preset = Preset(str(name), c.style, c.tempo_bpm, c.mood, seed, c.variation, c.meter)
         await asyncio.get_running_loop().run_in_executor(None, self.presets.save, preset)
         return self._web.json_response(preset.__dict__)
 
@@ -437,7 +448,7 @@ class RemoteServer:
         preset = self.presets.get(str(body.get("name")))
         if preset is None:
             return self._web.json_response({"error": f"no preset {body.get('name')!r}"}, status=404)
-        controls = Controls(preset.style, preset.tempo_bpm, preset.mood, preset.variation)
+        controls = Controls(preset.style, preset.tempo_bpm, preset.mood, preset.variation, preset.meter)
         self.controls = controls
         self.on_controls(controls, preset.seed)
         self._broadcast()
@@ -505,7 +516,13 @@ def _put_newest(q: asyncio.Queue, item) -> None:
 
 
 def body_of(c: Controls) -> dict:
-    return {"style": c.style, "tempo_bpm": c.tempo_bpm, "mood": c.mood, "variation": c.variation}
+    return {
+        "style": c.style,
+        "tempo_bpm": c.tempo_bpm,
+        "mood": c.mood,
+        "variation": c.variation,
+        "meter": c.meter,
+    }
 
 
 async def _json(request) -> dict:

@@ -84,3 +84,24 @@ def test_button_tracker_press_hold_and_bounce():
     events = [t.feed("play_pause", True, 2.0 + i * 0.1) for i in range(15)]
     assert events.count(Button.SHUTDOWN) == 1 and Button.PLAY_PAUSE not in events
     assert [t.feed("play_pause", False, 4.0 + i * 0.1) for i in range(3)] == [None, None, None]
+
+
+def test_next_meter_steps_through_the_nearest_styles_meters():
+    m = KnobMap(3, meter="", style_meters=(("4/4",), ("4/4", "3/4"), ("6/8", "4/4", "3/4")))
+    assert m.controls({"style": 0.5, "tempo": 0.5, "mood": 0.5}).meter == ""
+    assert m.meters == ("4/4", "3/4", "6/8") and m.meters_of(1.6) == ("6/8", "4/4", "3/4")
+    assert [m.next_meter(Controls(style=2.0, meter=x)) for x in ("", "4/4", "3/4", "6/8")] == [
+        "4/4",
+        "3/4",
+        "",
+        "4/4",  # its own, asked for by name: the first after it
+    ]
+    assert m.next_meter(Controls(style=0.0, meter="")) == ""  # one meter: nothing to step to
+    assert m.next_meter(Controls(style=1.0, meter="6/8")) == ""  # another style's meter: back to its own
+
+
+def test_a_meter_set_elsewhere_is_kept_by_the_knobs():
+    p = KnobProcessor(KnobMap(STYLES), rate_limit=0.0)
+    p.feed({"style": 0.5, "tempo": 0.5, "mood": 0.5}, 0.0)
+    p.follow(Controls(style=1.0, meter="3/4"))
+    assert p.feed({"style": 0.9, "tempo": 0.5, "mood": 0.5}, 1.0).meter == "3/4"

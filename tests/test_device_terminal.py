@@ -101,7 +101,46 @@ def test_key_parsing_labels_and_roll():
     assert style_label(1.0, STYLES) == "folk"
     assert style_label(1.3, STYLES) == "folk 70% + renaissance 30%"
     text = render_roll(np.zeros((3, 16, 64), np.uint8)).plain
-    assert text.count("\n") == 7 and "██" not in text
+    assert text.count("\n") == 8 and "██" not in text
+    assert text.splitlines()[-1].rstrip() == "1       |       |       |"  # the four beats of 4/4
+
+
+@pytest.mark.parametrize("meter, ruler", [("3/4", "1       |       |"), ("6/8", "1           |")])
+def test_the_roll_of_a_twelve_step_bar_has_twelve_columns_and_its_beats(meter, ruler):
+    roll = np.zeros((1, 3, 12, 64), np.uint8)
+    roll[0, 0, 11, 63] = 2  # the bar's last step, the top row
+    lines = render_roll(roll, meter).plain.splitlines()
+    assert [len(line) for line in lines[:-1]] == [24] * 8  # two characters a step
+    assert lines[0].endswith("██") and lines[-1].rstrip() == ruler
+
+
+METERS_OF = (("4/4",), ("4/4", "3/4"), ("4/4",), ("4/4", "3/4", "6/8"))  # chorale, folk, ..., quartet
+
+
+def test_the_meter_key_steps_through_the_styles_meters(config):
+    """``m``: the style's own ("") -> its other meters -> its own again; the view shows the choices."""
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=110, color_system=None)
+    backend = open_backend(config, STYLES, METERS_OF, input_fd=read_fd, console=console)
+    rec = Recorder()
+    try:
+        backend.start(rec.on_controls, rec.on_button)
+        assert rec.controls[0].meter == ""
+        os.write(write_fd, b"m")  # chorale plays 4/4 alone: stays the style's own
+        os.write(write_fd, b"QQQ")  # to the quartet
+        rec.wait_for(lambda r: r.controls[-1].style == 3.0)
+        assert all(c.meter == "" for c in rec.controls)
+        for want in ("3/4", "6/8", ""):
+            os.write(write_fd, b"m")
+            rec.wait_for(lambda r, want=want: r.controls[-1].meter == want)
+        backend.show({"state": "playing", "style": 3.0, "meter": "6/8"})
+        screen = out.getvalue()
+        assert "[4/4]" in screen and " 6/8 " in screen and "playing 6/8" in screen
+        assert "[m] meter" in help_line()
+    finally:
+        backend.close()
+        os.close(read_fd), os.close(write_fd)
 
 
 def test_knob_map_follows_the_config(config):

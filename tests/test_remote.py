@@ -175,6 +175,7 @@ def test_the_terminal_box_shows_the_remote_address_and_pairing_code(tmp_path):
             "bars_played": 3,
             "controls": {"style": 0.0, "tempo_bpm": 90.0, "mood": 0.0},
             "volume_db": 0.0,
+            "meter": "4/4",
         }
         _status_publisher(None, backend, box, remote)(stats)
         assert "remote http://10.0.0.7:8047/ pairing code 424242" in out.getvalue()

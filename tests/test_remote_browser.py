@@ -389,6 +389,28 @@ def test_worker_killed_with_a_page_open_and_listening_plays_on_without_underruns
     browser.find_element(By.ID, "listen").click()
 
 
+def test_the_meter_button_steps_the_styles_meters_and_the_page_shows_the_meter(box, browser):
+    """On the quartet (4/4, 3/4, 6/8) the button asks for 3/4; the box plays it from a bar line and the
+    page shows it; a meter no style plays is refused."""
+    from selenium.webdriver.common.by import By
+
+    browser.execute_script(
+        "const s = document.getElementById('style'); s.value = 2;"
+        "s.dispatchEvent(new Event('input', {bubbles: true}));"
+    )
+    box.wait_stats(lambda d: d["controls"]["style"] == 2.0, 10)
+    _wait(
+        lambda: "→ 3/4" in browser.find_element(By.ID, "btn-meter").text, 10, "the next meter on the button"
+    )
+    browser.find_element(By.ID, "btn-meter").click()
+    box.wait_stats(lambda d: d["controls"]["meter"] == "3/4" and d["meter"] == "3/4", 20)
+    _wait(lambda: browser.find_element(By.ID, "meter").text == "3/4", 10, "the page showing the bar's meter")
+    cookie, csrf = _pair(box)
+    auth = {"Cookie": f"musicbox_session={cookie}", "X-Musicbox-CSRF": csrf}
+    status, reply = _http(box, "POST", "/api/controls", {"meter": "5/4"}, auth)
+    assert status == 400 and "meter: got '5/4'" in reply["error"]
+
+
 def test_unpairing_ends_the_session(box, browser):
     from selenium.webdriver.common.by import By
 

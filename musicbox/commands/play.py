@@ -119,7 +119,7 @@ def _open_backend(config, box, held: threading.Event, remote=None):
         if remote is not None:
             remote.controls_changed(controls)
 
-    backend = open_backend(config, box.style_names)
+    backend = open_backend(config, box.style_names, box.style_meters)
     if remote is not None:
         remote.follow = backend.follow  # a change on the page moves the backend's knobs too
     backend.start(on_controls=from_knobs, on_button=_press(box, held))
@@ -143,7 +143,7 @@ def _start_remote(config, box, on_button):
     remote = RemoteServer(
         config.remote,
         box=box,
-        knob_map=knob_map(config, box.style_names),
+        knob_map=knob_map(config, box.style_names, box.style_meters),
         on_controls=from_page,
         on_button=on_button,
         recordings=config.recording.folder,
@@ -170,7 +170,7 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
     """A callable(stats) the supervisor calls every second: writes the stats to ``path`` atomically
     (with ``--stats``), shows the box's state, knobs, bar count and the bar playing on the backend (and
     the remote's address and pairing code), and hands the stats to the remote's pages."""
-    from musicbox.runtime.pianoroll import notes_to_roll
+    from musicbox.runtime.pianoroll import DEFAULT, notes_to_roll
 
     def publish(stats: dict) -> None:
         if path is not None:
@@ -188,12 +188,13 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
             "mood": c["mood"],
             "style": c["style"],
             "volume_db": stats["volume_db"],
+            "meter": stats["meter"],
         }
         if stats.get("last_save"):
             view["message"] = stats["last_save"]  # where SAVE wrote the files, or why it could not
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:
-            view["roll"] = notes_to_roll(last.notes, 1)[0]
+            view["roll"] = notes_to_roll(last.notes, 1, replace(DEFAULT, steps_per_bar=last.meter.steps))[0]
         if remote is not None:
             pairing = f"remote {remote.url} pairing code {remote.pairing.code}"
             view["message"] = f"{view['message']}   {pairing}" if view.get("message") else pairing

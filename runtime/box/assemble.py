@@ -9,6 +9,7 @@ from pathlib import Path
 
 from musicbox.config import resolve_bundle
 from musicbox.runtime.buffering import check_memory, memory_need
+from musicbox.runtime.controls import ControlRanges
 
 log = logging.getLogger("musicbox.play")
 
@@ -20,6 +21,8 @@ def build_box(config, bundle: Path | None = None, notifier=None):
 
     root = resolve_bundle(bundle or config.bundle.path)
     manifest = load_bundle_manifest(root)
+    ranges = ControlRanges.from_manifest(manifest.controls, manifest.representation.meters)
+    ranges.check_meter(config.knobs.meter, f"{config.source or 'the configuration'}: [knobs] meter")
     worker = worker_settings(config, root)
     min_bpm, max_bpm = tempo_range(config, manifest)
     check_memory(config, memory_need(config, min_bpm, max_bpm))
@@ -39,6 +42,7 @@ def build_box(config, bundle: Path | None = None, notifier=None):
         notifier=notifier if notifier is not None else systemd_notifier(),
     )
     box.style_names = tuple(style.name for style in manifest.controls.styles)
+    box.style_meters = tuple(style.meters for style in manifest.controls.styles)
     return box
 
 
