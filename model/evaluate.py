@@ -162,11 +162,14 @@ class SoftmaxClassifier:
 
 
 def pairs_by_style(dataset, split: int, per_style: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``per_style`` 2-bar windows per style from ``split``: features and labels."""
+    """Up to ``per_style`` 2-bar windows per style from ``split``: features and labels (none of a style
+    without bars there)."""
     xs, ys = [], []
     for s in range(len(dataset.style_names)):
         idx = np.nonzero((dataset.split == split) & (dataset.style == s))[0]
         idx = idx[:-1][(dataset.piece[idx[:-1]] == dataset.piece[idx[:-1] + 1])]
+        if not len(idx):
+            continue
         idx = rng.choice(idx, min(per_style, len(idx)), replace=False)
         rolls = np.stack([dataset.rolls[idx], dataset.rolls[idx + 1]], axis=1).reshape(
             -1, *dataset.rolls.shape[1:]
