@@ -92,16 +92,17 @@ DEFAULT_FORM = {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadenc
 
 
 def style_tables(dataset) -> list[dict]:
-    """One entry per style (dataset order): quantiles p10/p50/p90 of density and register, median
-    polyphony, its meters (4/4 first where it has it: the meter it starts in; then by bar count), the
-    arrangement and the form."""
+    """One entry per style (dataset order): its meters (4/4 first where it has it: the meter it starts
+    in; then by bar count), quantiles p10/p50/p90 of density per meter (onsets per bar: a jig's 6/8 bar
+    holds 6 where a reel's 4/4 bar holds 8) and of register, median polyphony, the arrangement and the
+    form."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
     for i, name in enumerate(dataset.style_names):
-        a = dataset.attrs[train & (dataset.style == i)]
-        if len(a) == 0:
-            a = dataset.attrs[dataset.style == i]
+        rows = train & (dataset.style == i)
+        rows = rows if rows.any() else dataset.style == i
+        a = dataset.attrs[rows]
         label, programs, drums, swing, velocity = ARRANGEMENTS.get(name, DEFAULT_ARRANGEMENT)
         bars = {
             m: int((train & (dataset.style == i) & (dataset.bar_meter == k)).sum())
@@ -110,16 +111,24 @@ def style_tables(dataset) -> list[dict]:
         meters = sorted(
             (m for m in bars if bars[m] >= STYLE_METER_BARS), key=lambda m: (m != "4/4", -bars[m])
         )
+        meters = meters or [dataset.bar_meter_names[0]]
         tables.append(
             {
                 "name": name,
                 "label": label or name,
-                "density": np.percentile(a[:, d], [10, 50, 90]).round(3).tolist(),
+                "density": {m: _quantiles(dataset, rows, m, d) for m in meters},
                 "register": np.percentile(a[:, r], [10, 50, 90]).round(3).tolist(),
                 "polyphony": round(float(np.median(a[:, p])), 3),
-                "meters": meters or [dataset.bar_meter_names[0]],
+                "meters": meters,
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
                 "form": FORMS.get(name, DEFAULT_FORM),
             }
         )
     return tables
+
+
+def _quantiles(dataset, rows: np.ndarray, meter: str, column: int) -> list[float]:
+    """p10/p50/p90 of attribute ``column`` over ``rows`` (a mask) in ``meter`` (all of ``rows`` if none)."""
+    in_meter = rows & (dataset.bar_meter == dataset.bar_meter_names.index(meter))
+    values = dataset.attrs[in_meter if in_meter.any() else rows, column]
+    return np.percentile(values, [10, 50, 90]).round(3).tolist()

@@ -4,7 +4,9 @@
   ``style_w[floor] = 1 - frac``, ``style_w[ceil] = frac`` (column ``S``, "no style", stays 0); the per-style
   tables (density, register, polyphony) are blended with the same weights;
 - energy ``e = (bpm - min_bpm) / (max_bpm - min_bpm)`` clipped to [0, 1];
-- raw density ``= interp(e, [0, .5, 1], style.density) * (1 + density_gain * mood)`` (onsets per bar);
+- raw density ``= interp(e, [0, .5, 1], style.density[meter]) * (1 + density_gain * mood)`` (onsets per
+  bar of the bar's meter; a meter the style does not list takes its own meter's table scaled by the
+  ratio of the bars' steps);
 - mode ``= mood`` (-1 minor .. +1 major);
 - register ``= interp(mood, [-1, 0, 1], style.register)`` (MIDI pitch);
 - polyphony ``= style.polyphony``;
@@ -24,7 +26,8 @@ import numpy as np
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import PLAIN, Shaping
-from musicbox.runtime.manifest import ControlsInfo
+from musicbox.runtime.manifest import ControlsInfo, StyleInfo
+from musicbox.runtime.meter import COMMON, METERS, Meter
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,30 @@ def style_weights(style: float, n_styles: int) -> np.ndarray:
     return w
 
 
-def raw_attributes(controls: Controls, table: ControlsInfo, shaping: Shaping = PLAIN) -> np.ndarray:
-    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls``, with the
-    form planner's ``shaping`` of the bar (a cadence asks for fewer notes, a section for its register)."""
+def style_density(style: StyleInfo, meter: Meter) -> np.ndarray:
+    """Onsets per bar at energy 0 / 0.5 / 1 of ``style`` in ``meter``: its table for the meter, or for a
+    meter it does not play its own meter's table scaled by the bars' length."""
+    if meter.name in style.density:
+        return np.array(style.density[meter.name])
+    own = style.meters[0]
+    return np.array(style.density[own]) * meter.steps / METERS[own].steps
+
+
+def raw_attributes(
+    controls: Controls, table: ControlsInfo, shaping: Shaping = PLAIN, meter: Meter = COMMON
+) -> np.ndarray:
+    """The requested raw attributes float32 ``[4]`` (``features.ATTRS`` order) for ``controls`` and a bar
+    of ``meter``, with the form planner's ``shaping`` of the bar (a cadence asks for fewer notes, a
+    section for its register)."""
     w = style_weights(controls.style, len(table.styles))[:-1].astype(np.float64)
-    style_density = w @ np.array([s.density for s in table.styles])
+    density = w @ np.array([style_density(s, meter) for s in table.styles])
     register = w @ np.array([s.register for s in table.styles])
     polyphony = float(w @ np.array([s.polyphony for s in table.styles]))
     t = table.tempo
     energy = float(np.clip((controls.tempo_bpm - t.min_bpm) / (t.max_bpm - t.min_bpm), 0.0, 1.0))
     mood = float(np.clip(controls.mood, -1.0, 1.0))
     values = {
-        "density": np.interp(energy, [0.0, 0.5, 1.0], style_density)
+        "density": np.interp(energy, [0.0, 0.5, 1.0], density)
         * (1.0 + table.mood.density_gain * mood)
         * shaping.density,
         "mode": mood,
@@ -78,9 +93,11 @@ def normalize(raw: np.ndarray, table: ControlsInfo) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def condition(controls: Controls, table: ControlsInfo, shaping: Shaping = PLAIN) -> Conditioning:
-    """The conditioning row of ``controls`` (``shaping``: see :func:`raw_attributes`)."""
-    raw = raw_attributes(controls, table, shaping)
+def condition(
+    controls: Controls, table: ControlsInfo, shaping: Shaping = PLAIN, meter: Meter = COMMON
+) -> Conditioning:
+    """The conditioning row of ``controls`` (``shaping``, ``meter``: see :func:`raw_attributes`)."""
+    raw = raw_attributes(controls, table, shaping, meter)
     return Conditioning(
         style_w=style_weights(controls.style, len(table.styles)),
         raw=raw,
@@ -99,11 +116,12 @@ def unconditional(table: ControlsInfo) -> Conditioning:
 
 
 def conditioning_feeds(
-    controls: Controls, table: ControlsInfo, guidance: bool, shaping: Shaping = PLAIN
+    controls: Controls, table: ControlsInfo, guidance: bool, shaping: Shaping = PLAIN, meter: Meter = COMMON
 ) -> dict[str, np.ndarray]:
     """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]``: row 0 conditional,
-    and with ``guidance`` row 1 unconditional (B = 2), else B = 1 (``shaping``: see :func:`raw_attributes`)."""
-    rows = [condition(controls, table, shaping)]
+    and with ``guidance`` row 1 unconditional (B = 2), else B = 1 (``shaping``, ``meter``: see
+    :func:`raw_attributes`)."""
+    rows = [condition(controls, table, shaping, meter)]
     if guidance:
         rows.append(unconditional(table))
     return {

@@ -177,7 +177,7 @@ class Generator:
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )
-        latent = self._sample_latent(controls, written_from, bar, column)
+        latent = self._sample_latent(controls, written_from, bar, meter)
         probs = self.bundle.decode(latent)
         written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
         written[..., meter.steps :, :] = 0  # a shorter bar's padding stays silent
@@ -191,10 +191,10 @@ class Generator:
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start, meter)
 
     def _sample_latent(
-        self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: int
+        self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter
     ) -> np.ndarray:
-        """Sampled latent ``[1, F, D]`` of bar ``state.index`` in the meter of column ``meter``: from noise,
-        or for a return from its theme re-noised to the variation level."""
+        """Sampled latent ``[1, F, D]`` of bar ``state.index`` in ``meter``: from noise, or for a return
+        from its theme re-noised to the variation level."""
         guidance = self.manifest.sampler.guidance
         feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar, meter)
         batch = feeds["style_w"].shape[0]
@@ -218,17 +218,20 @@ class Generator:
         return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
 
     def _static_feeds(
-        self, controls: Controls, state: GeneratorState, guided: bool, bar: FormPlace, meter: int
+        self, controls: Controls, state: GeneratorState, guided: bool, bar: FormPlace, meter: Meter
     ) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the
         lags, place, meter); ``bar``: where the form planner put it (``runtime/form.py``), with its
-        shaping; ``meter``: the meter's column."""
-        feeds = conditioning_feeds(controls, self.manifest.controls, guidance=guided, shaping=bar.shaping)
+        shaping."""
+        feeds = conditioning_feeds(
+            controls, self.manifest.controls, guidance=guided, shaping=bar.shaping, meter=meter
+        )
         batch = feeds["style_w"].shape[0]
         context = state.context[self._slots].reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)
         feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)
         place = self._places[bar.position % len(self._places)]
         feeds["place"] = np.repeat(place[None], batch, axis=0)
-        feeds["meter"] = np.repeat(self._meters[meter][None], batch, axis=0)
+        column = self.manifest.representation.meters.index(meter.name)
+        feeds["meter"] = np.repeat(self._meters[column][None], batch, axis=0)
         return feeds

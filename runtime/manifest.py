@@ -157,8 +157,8 @@ class Arrangement(Table, frozen=True):
 class StyleInfo(Table, frozen=True):
     """One style detent of the knob.
 
-    name: short id (``chorale``). label: what a person reads. density: onsets per bar at energy
-    0 / 0.5 / 1 (p10, p50, p90 of the corpus style). register: mean melody MIDI pitch at mood
+    name: short id (``chorale``). label: what a person reads. density: per meter of ``meters``, onsets
+    per bar at energy 0 / 0.5 / 1 (p10, p50, p90 of the corpus style's bars in that meter). register: mean melody MIDI pitch at mood
     -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step. meters: the meters it
     plays (of ``representation.meters``), the first its own (a reel's 4/4 before a jig's 6/8): the meter
     control steps through them. form: how its tunes are built, sections and phrases
@@ -167,7 +167,7 @@ class StyleInfo(Table, frozen=True):
 
     name: str
     label: str
-    density: tuple[float, ...]
+    density: dict[str, tuple[float, ...]]
     register: tuple[float, ...]
     polyphony: float
     arrangement: Arrangement
@@ -495,7 +495,12 @@ def _check_style(s: StyleInfo, n_tracks: int, meters: tuple[str, ...], path: str
         f"{path}.meters",
         f"is {list(s.meters)}; must list some of the model's meters {list(meters)} ($.representation.meters)",
     )
-    _require(len(s.density) == 3, source, f"{path}.density", "must be 3 values: p10, p50, p90")
+    _require(
+        set(s.density) == set(s.meters) and all(len(q) == 3 for q in s.density.values()),
+        source,
+        f"{path}.density",
+        f"must give 3 values (p10, p50, p90) for each of the style's meters {list(s.meters)}",
+    )
     _require(len(s.register) == 3, source, f"{path}.register", "must be 3 values: p10, p50, p90")
     arr = s.arrangement
     _require(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from musicbox.runtime.conditioning import (
     condition,
@@ -16,6 +17,7 @@ from musicbox.runtime.conditioning import (
     unconditional,
 )
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.meter import METERS
 from tests.helpers.synthetic_bundle import controls_table
 
 TABLE = controls_table(3)  # densities (4,8,14)+2i, registers (60,67,74)+i, polyphony 2+0.5i, gain 0.15
@@ -38,12 +40,25 @@ def test_style_weights_are_a_blend_of_at_most_two_neighbours(style, n):
 
 
 def test_energy_picks_the_density_table_and_mood_scales_it():
-    style0 = TABLE.styles[0]
-    assert raw_attributes(Controls(0, 60, 0), TABLE)[0] == pytest.approx(style0.density[0])
-    assert raw_attributes(Controls(0, 110, 0), TABLE)[0] == pytest.approx(style0.density[1])
-    assert raw_attributes(Controls(0, 200, 0), TABLE)[0] == pytest.approx(style0.density[2])  # clipped
-    assert raw_attributes(Controls(0, 110, 1), TABLE)[0] == pytest.approx(style0.density[1] * 1.15)
-    assert raw_attributes(Controls(0, 110, -1), TABLE)[0] == pytest.approx(style0.density[1] * 0.85)
+    density = TABLE.styles[0].density["4/4"]
+    assert raw_attributes(Controls(0, 60, 0), TABLE)[0] == pytest.approx(density[0])
+    assert raw_attributes(Controls(0, 110, 0), TABLE)[0] == pytest.approx(density[1])
+    assert raw_attributes(Controls(0, 200, 0), TABLE)[0] == pytest.approx(density[2])  # clipped
+    assert raw_attributes(Controls(0, 110, 1), TABLE)[0] == pytest.approx(density[1] * 1.15)
+    assert raw_attributes(Controls(0, 110, -1), TABLE)[0] == pytest.approx(density[1] * 0.85)
+
+
+def test_the_density_is_the_meter_s():
+    """A style asks for its own table of each meter it plays (a jig's bar holds fewer notes than a
+    reel's); a meter it does not play takes its own meter's table scaled by the bar's length."""
+    styles = list(TABLE.styles)
+    styles[1] = replace(styles[1], meters=("4/4", "6/8"), density={"4/4": (4, 8, 13), "6/8": (4, 6, 6)})
+    table = replace(TABLE, styles=tuple(styles))
+    assert raw_attributes(Controls(1, 110, 0), table, meter=METERS["6/8"])[0] == pytest.approx(6.0)
+    assert raw_attributes(Controls(1, 110, 0), table, meter=METERS["4/4"])[0] == pytest.approx(8.0)
+    assert raw_attributes(Controls(1, 110, 0), table, meter=METERS["3/4"])[0] == pytest.approx(
+        6.0
+    )  # 8 * 12/16
 
 
 def test_mood_sets_mode_and_register():

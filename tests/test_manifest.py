@@ -78,7 +78,10 @@ def test_missing_field_is_an_error(data, tmp_path):
         (lambda d: d["sampler"].__setitem__("steps", "8"), "$.sampler.steps"),
         (lambda d: d["sampler"].__setitem__("steps", True), "$.sampler.steps"),
         (lambda d: d["representation"].__setitem__("tracks", "melody"), "$.representation.tracks"),
-        (lambda d: d["controls"]["styles"][0].__setitem__("density", [1, 2]), "$.controls.styles[0].density"),
+        (
+            lambda d: d["controls"]["styles"][0].__setitem__("density", {"4/4": [1, 2]}),
+            "$.controls.styles[0].density",
+        ),
         (lambda d: d["controls"]["attrs"].__setitem__("std", [1, 1, 0, 1]), "$.controls.attrs.std"),
         (lambda d: d["sampler"].__setitem__("kind", "dpm"), "$.sampler.kind"),
         (lambda d: d["variants"].__setitem__("fp16", d["variants"]["fp32"]), "$.variants.fp16"),
@@ -137,6 +140,10 @@ def test_meters_are_checked(data, tmp_path):
     bad["controls"]["styles"][1]["meters"] = ["6/8", "7/8"]
     msg = _error(bad, tmp_path)
     assert "$.controls.styles[1].meters" in msg and "7/8" in msg
+    bad = json.loads(json.dumps(data))
+    bad["controls"]["styles"][1]["density"]["6/8"] = [1.0, 2.0, 3.0]  # folk plays 4/4 and 3/4
+    msg = _error(bad, tmp_path)
+    assert "$.controls.styles[1].density" in msg and "['4/4', '3/4']" in msg
 
 
 def test_not_json_and_missing_file(tmp_path):
@@ -149,9 +156,10 @@ def test_not_json_and_missing_file(tmp_path):
 
 
 def _object_paths(value, path="$"):
-    """JSON paths of every object in ``value`` except the free-form validation dict."""
+    """JSON paths of every object in ``value`` except the free-form validation dict and the styles'
+    density maps (meter -> table: a meter the style does not play there is refused by name as well)."""
     if isinstance(value, dict):
-        if path != "$.validation":
+        if path != "$.validation" and not path.endswith(".density"):
             yield path, value
             for k, v in value.items():
                 yield from _object_paths(v, f"{path}.{k}")

@@ -219,7 +219,10 @@ def controls_table(n_styles: int) -> ControlsInfo:
         StyleInfo(
             name=STYLE_NAMES[i % len(STYLE_NAMES)] + ("" if i < len(STYLE_NAMES) else str(i)),
             label=f"Style {i}",
-            density=(4.0 + 2 * i, 8.0 + 2 * i, 14.0 + 2 * i),
+            density={
+                m: (4.0 + 2 * i, 8.0 + 2 * i, 14.0 + 2 * i)
+                for m in STYLE_METERS.get(STYLE_NAMES[i % len(STYLE_NAMES)], ("4/4",))
+            },
             register=(60.0 + i, 67.0 + i, 74.0 + i),
             polyphony=2.0 + 0.5 * i,
             arrangement=Arrangement((0, 48, 32), "none", 0.0, 80),
