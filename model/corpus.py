@@ -79,6 +79,7 @@ import numpy as np
 from music21 import converter, harmony, stream
 
 from musicbox.errors import DatasetError
+from musicbox.runtime.meter import METERS as BOX_METERS
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation, fold_pitch, notes_to_roll
 
 log = logging.getLogger(__name__)
@@ -349,7 +350,7 @@ def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEF
         if n < MIN_BARS:
             counts["bars_short_run"] += n
             continue
-        bar_rep = replace(rep, steps_per_bar=meter_steps(meter))
+        bar_rep = replace(rep, steps_per_bar=BOX_METERS[meter].steps)
         notes = run_notes(tracks, grid.origins[lo], grid.starts[lo], n, counts, bar_rep)
         rolls = _pad_steps(notes_to_roll(notes, n, bar_rep), rep.steps_per_bar)
         name = work if not pieces else f"{work}@{len(pieces) + 1}"
@@ -369,15 +370,10 @@ def _pad_steps(rolls: np.ndarray, steps: int) -> np.ndarray:
 # Measures -> bars
 
 
-METERS: dict[str, float] = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0}
-"""The meters of the dataset's bars and a bar's length in ql: 16 grid steps for 4/4, 12 for 3/4 (three
-beats of four steps) and 6/8 (two dotted beats of six). A 12-step bar fills steps 0..11 of the 16-step
-roll; its steps 12..15 stay silent."""
-
-
-def meter_steps(meter: str) -> int:
-    """Grid steps of a bar in ``meter`` (a key of :data:`METERS`): 16 or 12."""
-    return round(METERS[meter] / STEP_QL)
+METERS: dict[str, float] = {name: m.quarters for name, m in BOX_METERS.items()}
+"""The meters of the dataset's bars (the box's, ``runtime/meter.py``) and a bar's length in ql: 16 grid
+steps for 4/4, 12 for 3/4 (three beats of four steps) and 6/8 (two dotted beats of six). A 12-step bar
+fills steps 0..11 of the 16-step roll; its steps 12..15 stay silent."""
 
 
 def meter_of(num: int, den: int) -> tuple[str, float] | None:

@@ -171,7 +171,7 @@ def _meter_profiles(ds: Dataset, out: Path) -> str:
     """Onsets per bar at each grid step of a bar, per dataset meter: the accents a meter puts where."""
     import matplotlib.pyplot as plt
 
-    from musicbox.model.corpus import meter_steps
+    from musicbox.runtime.meter import METERS
     from musicbox.runtime.pianoroll import ONSET
 
     fig, rows = plt.figure(figsize=(7, 3.5)), []
@@ -179,7 +179,7 @@ def _meter_profiles(ds: Dataset, out: Path) -> str:
         bars = ds.rolls[ds.bar_meter == i]
         if not len(bars):
             continue
-        steps = meter_steps(meter)
+        steps = METERS[meter].steps
         profile = (bars[:, :, :steps] == ONSET).sum(axis=(1, 3)).mean(axis=0)  # onsets per bar at each step
         rows.append([meter, f"{len(bars):,}", " ".join(f"{v:.2f}" for v in profile)])
         plt.plot(np.arange(steps), profile, marker="o", label=meter)

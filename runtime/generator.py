@@ -113,7 +113,7 @@ class Generator:
         self._history = max(rep.context_lags, default=0)
         self._slots = np.array([self._history - lag for lag in rep.context_lags], np.int64)
         self._places = np.eye(rep.positions, dtype=np.float32)
-        self._meters = np.eye(len(rep.meters), dtype=np.float32)
+        self._meters = dict(zip(rep.meters, np.eye(len(rep.meters), dtype=np.float32), strict=True))
         self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
@@ -232,6 +232,5 @@ class Generator:
         feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)
         place = self._places[bar.position % len(self._places)]
         feeds["place"] = np.repeat(place[None], batch, axis=0)
-        column = self.manifest.representation.meters.index(meter.name)
-        feeds["meter"] = np.repeat(self._meters[column][None], batch, axis=0)
+        feeds["meter"] = np.repeat(self._meters[meter.name][None], batch, axis=0)
         return feeds
