@@ -1,7 +1,9 @@
 """``musicbox train``: the autoencoder, then the latent rectified-flow denoiser, on this CPU.
 
 Styles are balanced: the autoencoder sees a style with probability proportional to the square root of
-its bar count (the corpus is dominated by folk songs), the denoiser sees every style equally often.
+its bar count (the corpus is dominated by folk songs), the denoiser sees every style equally often and,
+within a style, a meter with probability proportional to the square root of its bar count (folk's 6/8
+bars are 17 % of its bars, 24 % of its draws).
 
 Stage 1 (autoencoder): bars of the training split, randomly transposed by -5..+6 semitones, are
 reconstructed through its 256-number latent, 4 frames x 64 (BCE on onset/active planes + a small KL term). The decision
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from musicbox.errors import CheckpointError
 from musicbox.model.checkpoint import load_autoencoder, load_denoiser, save_checkpoint
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
-from musicbox.model.styles import style_tables
+from musicbox.model.styles import STYLE_METER_BARS, style_tables
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.pianoroll import (
     DEFAULT,
@@ -79,6 +81,12 @@ class TrainSettings:
     """Each structural context slot (lag > 2) is also dropped on its own, so that the model writes well
     where a tune has no bar that far back yet (its first 8 bars, after a style turn)."""
     p_drop_place: float = 0.1
+    p_drop_meter: float = 0.1
+    """The meter input is zeroed this often ("meter unknown"): the row that meter guidance
+    (``sampler.meter_guidance``) steers away from."""
+    meter_power: float = 0.5
+    """Within a style the denoiser draws a meter the style plays with probability proportional to its bar
+    count to this power (1 = as in the corpus, 0 = equally often); see :func:`meter_weights`."""
     autoencoder_from: str = ""
     """A checkpoint folder whose autoencoder this run keeps (stage 1 skipped; "" = train it)."""
     denoiser_from: str = ""
@@ -98,6 +106,19 @@ def _log_every(step: int, total: int, what: str, history: list[float], every: in
         log.info(
             "%s step %d/%d: %.4f (mean of the last %d)", what, step, total, np.mean(history[-every:]), every
         )
+
+
+def meter_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """Draw probabilities of a style's meters from their training bar counts ``[M]``.
+
+    A meter the style plays (``styles.STYLE_METER_BARS`` bars or more) is weighted by its count to the
+    ``power``; one it does not keeps its share of the corpus, so chorale's 868 bars of 3/4 are not
+    drawn as often as its 4,718 of 4/4 (power 0.5 would draw them 30 % of the time)."""
+    total = counts.sum()
+    plays = counts >= STYLE_METER_BARS
+    rest = np.where(plays, 0.0, counts / total)
+    played = np.where(plays, counts, 0.0) ** power
+    return rest + (1.0 - rest.sum()) * played / played.sum()
 
 
 def warmup_cosine(opt, total: int, warmup_frac: float = 0.03):
@@ -123,9 +144,15 @@ class Trainer:
         torch.set_num_threads(settings.threads)
         self.rng = np.random.default_rng(settings.seed)
         self.train_idx = np.nonzero(dataset.split == 0)[0]
-        self.by_style = [
-            self.train_idx[dataset.style[self.train_idx] == i] for i in range(len(dataset.style_names))
-        ]
+        self.groups = [
+            [
+                self.train_idx[
+                    (dataset.style[self.train_idx] == i) & (dataset.bar_meter[self.train_idx] == m)
+                ]
+                for m in range(len(dataset.bar_meter_names))
+            ]
+            for i in range(len(dataset.style_names))
+        ]  # training bar indices by style, then by meter
         self.val_idx = np.nonzero(dataset.split == 1)[0]
         n_styles, ae = len(dataset.style_names), settings.autoencoder
         self.model = MusicModel(
@@ -139,15 +166,23 @@ class Trainer:
         ]  # dataset meter index -> the denoiser's one-hot
         self.history: dict[str, list[float]] = {"ae": [], "dn": []}
 
-    def sample_bars(self, n: int, power: float) -> np.ndarray:
+    def sample_bars(self, n: int, power: float, meter_power: float = 1.0) -> np.ndarray:
         """``n`` training bar indices; a style is drawn with probability proportional to its bar count
-        to the ``power`` (1 = as in the corpus, 0 = styles equally often), then a bar of it uniformly."""
-        counts = np.array([len(b) for b in self.by_style], dtype=np.float64)
-        p = np.where(counts > 0, counts**power, 0.0)
-        styles = self.rng.choice(len(counts), n, p=p / p.sum())
-        return np.array(
-            [b[i] for b, i in ((self.by_style[s], self.rng.integers(len(self.by_style[s]))) for s in styles)]
-        )
+        to the ``power`` (1 = as in the corpus, 0 = styles equally often), then a meter of it with
+        probability proportional to its bar count to the ``meter_power``, then a bar of those uniformly."""
+        counts = np.array([[len(g) for g in groups] for groups in self.groups], dtype=np.float64)
+        p = np.where(counts.sum(axis=1) > 0, counts.sum(axis=1) ** power, 0.0)
+        styles = self.rng.choice(len(p), n, p=p / p.sum())
+        out = np.empty(n, dtype=np.int64)
+        for s in np.unique(styles):
+            rows = np.nonzero(styles == s)[0]
+            pm = meter_weights(counts[s], meter_power)
+            meters = self.rng.choice(len(pm), len(rows), p=pm / pm.sum())
+            for m in np.unique(meters):
+                group = self.groups[s][m]
+                at = rows[meters == m]
+                out[at] = group[self.rng.integers(len(group), size=len(at))]
+        return out
 
     # -- stage 1 -------------------------------------------------------------------------------------
     def _attr_norm(self):
@@ -249,7 +284,7 @@ class Trainer:
 
     def dn_batch(self, latents: np.ndarray, prev: np.ndarray):
         s, b = self.s, self.s.dn_batch
-        idx = self.sample_bars(b, power=0.0)
+        idx = self.sample_bars(b, power=0.0, meter_power=s.meter_power)
         shifts = shift_to_c(self.ds.tonic[idx])
         shift_i = shifts - KEY_SHIFTS[0]
         x0 = latents[shift_i, idx]
@@ -276,6 +311,7 @@ class Trainer:
         place = np.eye(positions, dtype=np.float32)[self.ds.place[idx] % positions]
         place[self.rng.random(b) < s.p_drop_place] = 0.0
         meter = self.meter_onehot[self.ds.bar_meter[idx]]
+        meter[self.rng.random(b) < s.p_drop_meter] = 0.0
         ctx = context.reshape(b, -1, x0.shape[-1])
         tensors = (x0, t, ctx, ctx_mask, style_w, attrs, attr_mask, place, meter)
         return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in tensors]
