@@ -27,6 +27,7 @@ from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import cosine
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.manifest import Manifest
+from musicbox.runtime.meter import METERS
 from musicbox.runtime.pianoroll import ONSET, note_f1
 
 
@@ -105,12 +106,18 @@ def lockstep(reference: Bundle, other: Bundle, plan: ValidationPlan) -> dict[str
 
 
 def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
-    """One denoiser call as the generator makes it (default knobs, full context): batch 2 (conditional
-    and unconditional rows) when the manifest's sampler guides, else batch 1."""
+    """One denoiser call as the generator makes it (default knobs, full context, the first meter), one
+    row per ``SamplerInfo.batch``."""
     rep = manifest.representation
     rng = np.random.default_rng(seed)
     tempo = manifest.controls.tempo.default_bpm
-    feeds = conditioning_feeds(Controls(0.0, tempo, 0.0), manifest.controls, guidance=manifest.sampler.guided)
+    feeds = conditioning_feeds(
+        Controls(0.0, tempo, 0.0),
+        manifest.controls,
+        manifest.sampler,
+        rep.meters,
+        meter=METERS[rep.meters[0]],
+    )
     batch = feeds["style_w"].shape[0]
     latent = (rep.latent_frames, rep.latent_dim)
     feeds["x"] = np.repeat(rng.standard_normal((1, *latent), dtype=np.float32), batch, axis=0)
@@ -120,7 +127,6 @@ def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
     feeds["context"] = np.repeat(context, batch, axis=0)
     feeds["context_mask"] = np.ones((batch, k), np.float32)
     feeds["place"] = np.repeat(np.eye(rep.positions, dtype=np.float32)[:1], batch, axis=0)
-    feeds["meter"] = np.repeat(np.eye(len(rep.meters), dtype=np.float32)[:1], batch, axis=0)
     return feeds
 
 

@@ -512,9 +512,9 @@ class Bundle:
 
     def _time_denoiser(self, precision: str) -> float:
         """Median seconds of one denoiser call in ``precision`` (after a warm-up call), at the generator's
-        batch: 2 when the sampler guides (conditional + unconditional rows), else 1."""
+        batch (``SamplerInfo.batch``: 1, and 1 more per guidance row)."""
         self._use(precision, "self-benchmark")
-        feeds = synthetic_feeds(self.variant.denoiser[0], batch=2 if self.manifest.sampler.guided else 1)
+        feeds = synthetic_feeds(self.variant.denoiser[0], batch=self.manifest.sampler.batch)
         self.run_denoiser(feeds)
         times: list[float] = []
         start = time.perf_counter()

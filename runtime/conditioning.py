@@ -14,7 +14,7 @@
   training (whose table has mean 0, std 1 for mode, so mode reaches the model as the raw -1..+1).
 
 The unconditional row for classifier-free guidance has ``style_w`` one-hot on column ``S``, ``attrs`` 0
-and ``attr_mask`` 0.
+and ``attr_mask`` 0; the meter-unknown row of meter guidance is the conditional row with ``meter`` 0.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import PLAIN, Shaping
-from musicbox.runtime.manifest import ControlsInfo, StyleInfo
+from musicbox.runtime.manifest import ControlsInfo, SamplerInfo, StyleInfo
 from musicbox.runtime.meter import COMMON, METERS, Meter
 
 
@@ -116,16 +116,24 @@ def unconditional(table: ControlsInfo) -> Conditioning:
 
 
 def conditioning_feeds(
-    controls: Controls, table: ControlsInfo, guidance: bool, shaping: Shaping = PLAIN, meter: Meter = COMMON
+    controls: Controls,
+    table: ControlsInfo,
+    sampler: SamplerInfo,
+    meters: tuple[str, ...],
+    shaping: Shaping = PLAIN,
+    meter: Meter = COMMON,
 ) -> dict[str, np.ndarray]:
-    """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]``: row 0 conditional,
-    and with ``guidance`` row 1 unconditional (B = 2), else B = 1 (``shaping``, ``meter``: see
-    :func:`raw_attributes`)."""
-    rows = [condition(controls, table, shaping, meter)]
-    if guidance:
-        rows.append(unconditional(table))
+    """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]`` and ``meter [B, M]``
+    (one-hot in the order of ``meters``, the model's), ``B = sampler.batch``: row 0 conditional, then
+    the unconditional row when the sampler guides, then the conditional row with its meter unknown (all
+    zeros) when it guides the meter (``shaping``, ``meter``: see :func:`raw_attributes`)."""
+    cond = condition(controls, table, shaping, meter)
+    rows = [cond] + [unconditional(table)] * sampler.guided + [cond] * sampler.meter_guided
+    onehot = np.eye(len(meters), dtype=np.float32)[meters.index(meter.name)]
+    meter_rows = [onehot] * (1 + sampler.guided) + [np.zeros_like(onehot)] * sampler.meter_guided
     return {
         "style_w": np.stack([r.style_w for r in rows]),
         "attrs": np.stack([r.attrs for r in rows]),
         "attr_mask": np.stack([r.attr_mask for r in rows]),
+        "meter": np.stack(meter_rows),
     }

@@ -6,9 +6,9 @@ One bar (``Generator.next_bar(controls)``):
    depends only on the seed and the bar's index, so the "rng state" is just ``(seed, index)`` and any
    saved state reproduces the same continuation exactly;
 2. the manifest's sampler (``sampling.SAMPLERS[kind]`` over ``get_sigmas_flow(steps, shift)``) integrates
-   from noise to a latent; each step is one denoiser call, with classifier-free guidance as a batch of 2
-   (conditional row, unconditional row, mixed by ``sampling.cfg_velocity``), or a batch of 1 when
-   ``guidance == 1``; the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
+   from noise to a latent; each step is one denoiser call of the conditional row and, for guidance
+   (``sampling.cfg_velocity``), the unconditional row when ``guidance != 1`` and the meter-unknown row
+   (the same conditions, ``meter`` zeroed) when ``meter_guidance != 1``; the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
    bars: a strain, a phrase and the two bars before; ``context_mask`` 0 for bars before the first, as
    in training) and ``place`` the bar's position in its section (one-hot, from the form planner);
 3. decode to note probabilities and threshold to a roll (``pianoroll.planes_to_roll``);
@@ -113,7 +113,6 @@ class Generator:
         self._history = max(rep.context_lags, default=0)
         self._slots = np.array([self._history - lag for lag in rep.context_lags], np.int64)
         self._places = np.eye(rep.positions, dtype=np.float32)
-        self._meters = dict(zip(rep.meters, np.eye(len(rep.meters), dtype=np.float32), strict=True))
         self._state = self.fresh_state(seed, key)
 
     # -- state ----------------------------------------------------------------------------------------
@@ -195,15 +194,15 @@ class Generator:
     ) -> np.ndarray:
         """Sampled latent ``[1, F, D]`` of bar ``state.index`` in ``meter``: from noise, or for a return
         from its theme re-noised to the variation level."""
-        guidance = self.manifest.sampler.guidance
-        feeds = self._static_feeds(controls, state, self.manifest.sampler.guided, bar, meter)
-        batch = feeds["style_w"].shape[0]
+        feeds = self._static_feeds(controls, state, bar, meter)
+        scales = self.manifest.sampler.row_guidance
+        batch = 1 + len(scales)
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
             feeds["x"] = np.repeat(x, batch, axis=0)
             feeds["sigma"] = np.full(batch, sigma, np.float32)
             v = self.bundle.run_denoiser(feeds)
-            v = cfg_velocity(v[:1], v[1:], guidance) if batch == 2 else v
+            v = cfg_velocity(v[:1], [(v[i + 1 : i + 2], g) for i, g in enumerate(scales)])
             return (x - np.float32(sigma) * v).astype(np.float32)
 
         rng = np.random.default_rng((state.seed, state.index))
@@ -217,20 +216,23 @@ class Generator:
         t = np.float32(sigmas[0])
         return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
 
-    def _static_feeds(
-        self, controls: Controls, state: GeneratorState, guided: bool, bar: FormPlace, meter: Meter
-    ) -> dict:
+    def _static_feeds(self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the
-        lags, place, meter); ``bar``: where the form planner put it (``runtime/form.py``), with its
-        shaping."""
+        lags, place, meter), one row per :attr:`SamplerInfo.batch`; ``bar``: where the form planner put it
+        (``runtime/form.py``), with its shaping."""
+        sampler = self.manifest.sampler
         feeds = conditioning_feeds(
-            controls, self.manifest.controls, guidance=guided, shaping=bar.shaping, meter=meter
+            controls,
+            self.manifest.controls,
+            sampler,
+            self.manifest.representation.meters,
+            shaping=bar.shaping,
+            meter=meter,
         )
-        batch = feeds["style_w"].shape[0]
+        batch = sampler.batch
         context = state.context[self._slots].reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)
         feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)
         place = self._places[bar.position % len(self._places)]
         feeds["place"] = np.repeat(place[None], batch, axis=0)
-        feeds["meter"] = np.repeat(self._meters[meter.name][None], batch, axis=0)
         return feeds

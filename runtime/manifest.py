@@ -104,6 +104,8 @@ class SamplerInfo(Table, frozen=True):
     euler). schedule: ``flow`` (``sampling.get_sigmas_flow``). shift: SD3 timestep shift (1 = none).
     guidance: classifier-free guidance scale (1 = conditional only, no unconditional pass).
     threshold: note probability above which a cell sounds (``pianoroll.planes_to_roll``).
+    meter_guidance: guidance scale of the meter alone: each call also runs the bar with its meter
+    unknown (the ``meter`` input zeroed, as training drops it) and steers away from it (1 = off).
     """
 
     kind: str
@@ -112,11 +114,28 @@ class SamplerInfo(Table, frozen=True):
     shift: float
     guidance: float
     threshold: float
+    meter_guidance: float = 1.0
 
     @property
     def guided(self) -> bool:
-        """Whether each denoiser call runs the conditional and unconditional rows (batch 2, not 1)."""
+        """Whether each denoiser call runs the unconditional row besides the conditional one."""
         return self.guidance != 1.0
+
+    @property
+    def meter_guided(self) -> bool:
+        """Whether each denoiser call runs the meter-unknown row besides the conditional one."""
+        return self.meter_guidance != 1.0
+
+    @property
+    def row_guidance(self) -> tuple[float, ...]:
+        """The guidance scale of each row after the conditional one: the unconditional row's when
+        :attr:`guided`, then the meter-unknown row's when :attr:`meter_guided`."""
+        return tuple(g for g in (self.guidance, self.meter_guidance) if g != 1.0)
+
+    @property
+    def batch(self) -> int:
+        """Rows of each denoiser call: the conditional one and each guidance row."""
+        return 1 + len(self.row_guidance)
 
 
 class AttrsInfo(Table, frozen=True):
@@ -459,6 +478,7 @@ def _check_sampler(s: SamplerInfo, source: str) -> None:
     _require(s.steps >= 1, source, "$.sampler.steps", "must be >= 1")
     _require(s.shift > 0, source, "$.sampler.shift", "must be > 0")
     _require(s.guidance >= 0, source, "$.sampler.guidance", "must be >= 0 (1 = no guidance)")
+    _require(s.meter_guidance >= 0, source, "$.sampler.meter_guidance", "must be >= 0 (1 = no guidance)")
     _require(0 < s.threshold < 1, source, "$.sampler.threshold", "must be in (0, 1)")
 
 

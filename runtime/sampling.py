@@ -59,6 +59,11 @@ def sample_heun(denoise, x, sigmas, *, noise=None, callback=None):
 SAMPLERS = {"euler": sample_euler, "heun": sample_heun}
 
 
-def cfg_velocity(v_cond, v_uncond, guidance: float):
-    """Classifier-free guidance (Ho & Salimans 2022) on velocities: ``v_u + g * (v_c - v_u)``."""
-    return v_uncond + guidance * (v_cond - v_uncond)
+def cfg_velocity(v_cond, negatives):
+    """Classifier-free guidance (Ho & Salimans 2022) on velocities, with any number of guidance rows:
+    ``v_c + sum_i (g_i - 1) * (v_c - v_i)`` over ``negatives`` = ``[(v_i, g_i), ...]`` (one row:
+    ``v_u + g * (v_c - v_u)``)."""
+    v = v_cond
+    for v_neg, guidance in negatives:
+        v = v + (guidance - 1.0) * (v_cond - v_neg)
+    return v

@@ -17,6 +17,7 @@ from musicbox.runtime.conditioning import (
     unconditional,
 )
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.manifest import SamplerInfo
 from musicbox.runtime.meter import METERS
 from tests.helpers.synthetic_bundle import controls_table
 
@@ -85,12 +86,24 @@ def test_normalization_uses_the_manifest_table():
 
 
 def test_feeds_batch_cond_and_uncond_rows():
-    feeds = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guidance=True)
-    assert {k: v.shape for k, v in feeds.items()} == {"style_w": (2, 4), "attrs": (2, 4), "attr_mask": (2, 4)}
+    meters = ("4/4", "3/4", "6/8")
+    guided = SamplerInfo("euler", 8, "flow", 1.0, 2.0, 0.5, meter_guidance=3.0)
+    feeds = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guided, meters, meter=METERS["6/8"])
+    shapes = {k: v.shape for k, v in feeds.items()}
+    assert shapes == {"style_w": (3, 4), "attrs": (3, 4), "attr_mask": (3, 4), "meter": (3, 3)}
     assert all(v.dtype == np.float32 for v in feeds.values())
     u = unconditional(TABLE)
     assert feeds["style_w"][1].tolist() == [0, 0, 0, 1] == u.style_w.tolist()
     assert feeds["attr_mask"][1].tolist() == [0, 0, 0, 0]
-    single = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guidance=False)
-    assert single["style_w"].shape == (1, 4)
+    assert feeds["meter"].tolist() == [[0, 0, 1], [0, 0, 1], [0, 0, 0]]  # the last row: meter unknown
+    for key in ("style_w", "attrs", "attr_mask"):  # ...and otherwise the conditional row
+        np.testing.assert_array_equal(feeds[key][2], feeds[key][0])
+    single = conditioning_feeds(
+        Controls(0.5, 100, 0),
+        TABLE,
+        replace(guided, guidance=1.0, meter_guidance=1.0),
+        meters,
+        meter=METERS["6/8"],
+    )
+    assert single["style_w"].shape == (1, 4) and single["meter"].tolist() == [[0, 0, 1]]
     np.testing.assert_array_equal(single["attrs"][0], feeds["attrs"][0])

@@ -207,9 +207,28 @@ def test_guidance_batches_cond_and_uncond(bundle, tmp_path, monkeypatch):
     steps = bundle.manifest.sampler.steps
     assert len(calls) == steps and all(c.shape == (2, 4) and c[1, -1] == 1 for c in calls)
     calls.clear()
-    unguided = build_bundle(tmp_path, sampler=SamplerInfo("heun", 3, "flow", 3.0, 1.0, 0.5))
+    unguided = build_bundle(tmp_path / "u", sampler=SamplerInfo("heun", 3, "flow", 3.0, 1.0, 0.5))
     Generator(Bundle.open(unguided)).next_bar(C)
     assert len(calls) == 2 * 3 - 1 and all(c.shape == (1, 4) for c in calls)  # heun: 2 calls but the last
+
+
+def test_meter_guidance_adds_a_meter_unknown_row_and_steers_away_from_it(tmp_path, monkeypatch):
+    meters = []
+    real = Bundle.run_denoiser
+
+    def spy(self, feeds):
+        meters.append(feeds["meter"].copy())
+        return real(self, feeds)
+
+    monkeypatch.setattr(Bundle, "run_denoiser", spy)
+    rolls = {}
+    for g in (1.0, 4.0):
+        meters.clear()
+        path = build_bundle(tmp_path / str(g), sampler=SamplerInfo("euler", 4, "flow", 1.0, 1.0, 0.5, g))
+        rolls[g] = Generator(Bundle.open(path)).next_bar(C).roll
+        rows = [[1, 0, 0]] if g == 1.0 else [[1, 0, 0], [0, 0, 0]]
+        assert len(meters) == 4 and all(m.tolist() == rows for m in meters)
+    assert not np.array_equal(rolls[1.0], rolls[4.0])
 
 
 def test_set_state_rejects_another_bundles_state(bundle):
