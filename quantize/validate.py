@@ -107,7 +107,7 @@ def lockstep(reference: Bundle, other: Bundle, plan: ValidationPlan) -> dict[str
 
 def denoiser_feeds(manifest: Manifest, seed: int = 0) -> dict[str, np.ndarray]:
     """One denoiser call as the generator makes it (default knobs, full context, the first meter), one
-    row per ``SamplerInfo.batch``."""
+    row and one per guidance scale of that meter (``SamplerInfo.row_guidance``)."""
     rep = manifest.representation
     rng = np.random.default_rng(seed)
     tempo = manifest.controls.tempo.default_bpm

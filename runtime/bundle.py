@@ -512,9 +512,9 @@ class Bundle:
 
     def _time_denoiser(self, precision: str) -> float:
         """Median seconds of one denoiser call in ``precision`` (after a warm-up call), at the generator's
-        batch (``SamplerInfo.batch``: 1, and 1 more per guidance row)."""
+        largest batch (``SamplerInfo.max_batch``: 1, and 1 more per guidance row)."""
         self._use(precision, "self-benchmark")
-        feeds = synthetic_feeds(self.variant.denoiser[0], batch=self.manifest.sampler.batch)
+        feeds = synthetic_feeds(self.variant.denoiser[0], batch=self.manifest.sampler.max_batch)
         self.run_denoiser(feeds)
         times: list[float] = []
         start = time.perf_counter()

@@ -124,13 +124,14 @@ def conditioning_feeds(
     meter: Meter = COMMON,
 ) -> dict[str, np.ndarray]:
     """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]`` and ``meter [B, M]``
-    (one-hot in the order of ``meters``, the model's), ``B = sampler.batch``: row 0 conditional, then
-    the unconditional row when the sampler guides, then the conditional row with its meter unknown (all
-    zeros) when it guides the meter (``shaping``, ``meter``: see :func:`raw_attributes`)."""
+    (one-hot in the order of ``meters``, the model's): row 0 conditional, then the unconditional row
+    when the sampler guides, then the conditional row with its meter unknown (all zeros) when it guides
+    ``meter`` (``shaping``, ``meter``: see :func:`raw_attributes`)."""
     cond = condition(controls, table, shaping, meter)
-    rows = [cond] + [unconditional(table)] * sampler.guided + [cond] * sampler.meter_guided
+    meter_guided = sampler.meter_guided(meter.name)
+    rows = [cond] + [unconditional(table)] * sampler.guided + [cond] * meter_guided
     onehot = np.eye(len(meters), dtype=np.float32)[meters.index(meter.name)]
-    meter_rows = [onehot] * (1 + sampler.guided) + [np.zeros_like(onehot)] * sampler.meter_guided
+    meter_rows = [onehot] * (1 + sampler.guided) + [np.zeros_like(onehot)] * meter_guided
     return {
         "style_w": np.stack([r.style_w for r in rows]),
         "attrs": np.stack([r.attrs for r in rows]),

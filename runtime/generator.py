@@ -8,7 +8,8 @@ One bar (``Generator.next_bar(controls)``):
 2. the manifest's sampler (``sampling.SAMPLERS[kind]`` over ``get_sigmas_flow(steps, shift)``) integrates
    from noise to a latent; each step is one denoiser call of the conditional row and, for guidance
    (``sampling.cfg_velocity``), the unconditional row when ``guidance != 1`` and the meter-unknown row
-   (the same conditions, ``meter`` zeroed) when ``meter_guidance != 1``; the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
+   (the same conditions, ``meter`` zeroed) when the bar's meter has a ``meter_guidance`` other than 1;
+   the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
    bars: a strain, a phrase and the two bars before; ``context_mask`` 0 for bars before the first, as
    in training) and ``place`` the bar's position in its section (one-hot, from the form planner);
 3. decode to note probabilities and threshold to a roll (``pianoroll.planes_to_roll``);
@@ -195,7 +196,7 @@ class Generator:
         """Sampled latent ``[1, F, D]`` of bar ``state.index`` in ``meter``: from noise, or for a return
         from its theme re-noised to the variation level."""
         feeds = self._static_feeds(controls, state, bar, meter)
-        scales = self.manifest.sampler.row_guidance
+        scales = self.manifest.sampler.row_guidance(meter.name)
         batch = 1 + len(scales)
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -218,7 +219,7 @@ class Generator:
 
     def _static_feeds(self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the
-        lags, place, meter), one row per :attr:`SamplerInfo.batch`; ``bar``: where the form planner put it
+        lags, place, meter), one row per :meth:`SamplerInfo.row_guidance` and one more; ``bar``: where the form planner put it
         (``runtime/form.py``), with its shaping."""
         sampler = self.manifest.sampler
         feeds = conditioning_feeds(
@@ -229,7 +230,7 @@ class Generator:
             shaping=bar.shaping,
             meter=meter,
         )
-        batch = sampler.batch
+        batch = len(feeds["style_w"])
         context = state.context[self._slots].reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)
         feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)

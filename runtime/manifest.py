@@ -104,8 +104,9 @@ class SamplerInfo(Table, frozen=True):
     euler). schedule: ``flow`` (``sampling.get_sigmas_flow``). shift: SD3 timestep shift (1 = none).
     guidance: classifier-free guidance scale (1 = conditional only, no unconditional pass).
     threshold: note probability above which a cell sounds (``pianoroll.planes_to_roll``).
-    meter_guidance: guidance scale of the meter alone: each call also runs the bar with its meter
-    unknown (the ``meter`` input zeroed, as training drops it) and steers away from it (1 = off).
+    meter_guidance: guidance scale of the meter alone, per meter name: each call for a bar of that meter
+    also runs the bar with its meter unknown (the ``meter`` input zeroed, as training drops it) and
+    steers away from it (a meter not listed: 1, off).
     """
 
     kind: str
@@ -114,28 +115,26 @@ class SamplerInfo(Table, frozen=True):
     shift: float
     guidance: float
     threshold: float
-    meter_guidance: float = 1.0
+    meter_guidance: dict[str, float] = msgspec.field(default_factory=dict)
 
     @property
     def guided(self) -> bool:
         """Whether each denoiser call runs the unconditional row besides the conditional one."""
         return self.guidance != 1.0
 
-    @property
-    def meter_guided(self) -> bool:
-        """Whether each denoiser call runs the meter-unknown row besides the conditional one."""
-        return self.meter_guidance != 1.0
+    def meter_guided(self, meter: str) -> bool:
+        """Whether a call for a bar of ``meter`` runs the meter-unknown row besides the conditional one."""
+        return self.meter_guidance.get(meter, 1.0) != 1.0
+
+    def row_guidance(self, meter: str) -> tuple[float, ...]:
+        """The guidance scale of each row after the conditional one in a call for a bar of ``meter``: the
+        unconditional row's when :attr:`guided`, then the meter-unknown row's when :meth:`meter_guided`."""
+        return tuple(g for g in (self.guidance, self.meter_guidance.get(meter, 1.0)) if g != 1.0)
 
     @property
-    def row_guidance(self) -> tuple[float, ...]:
-        """The guidance scale of each row after the conditional one: the unconditional row's when
-        :attr:`guided`, then the meter-unknown row's when :attr:`meter_guided`."""
-        return tuple(g for g in (self.guidance, self.meter_guidance) if g != 1.0)
-
-    @property
-    def batch(self) -> int:
-        """Rows of each denoiser call: the conditional one and each guidance row."""
-        return 1 + len(self.row_guidance)
+    def max_batch(self) -> int:
+        """Rows of the largest denoiser call: the conditional one and each guidance row."""
+        return 1 + self.guided + any(g != 1.0 for g in self.meter_guidance.values())
 
 
 class AttrsInfo(Table, frozen=True):
@@ -430,6 +429,13 @@ def _type_name(tp) -> str:
 def _check_semantics(m: Manifest, source: str) -> None:
     _check_representation(m.representation, source)
     _check_sampler(m.sampler, source)
+    unknown = sorted(set(m.sampler.meter_guidance) - set(m.representation.meters))
+    _require(
+        not unknown,
+        source,
+        "$.sampler.meter_guidance",
+        f"names {', '.join(unknown)}: not among representation.meters {list(m.representation.meters)}",
+    )
     _check_controls(m.controls, len(m.representation.tracks), m.representation.meters, source)
     _check_variants(m.variants, source)
 
@@ -478,7 +484,8 @@ def _check_sampler(s: SamplerInfo, source: str) -> None:
     _require(s.steps >= 1, source, "$.sampler.steps", "must be >= 1")
     _require(s.shift > 0, source, "$.sampler.shift", "must be > 0")
     _require(s.guidance >= 0, source, "$.sampler.guidance", "must be >= 0 (1 = no guidance)")
-    _require(s.meter_guidance >= 0, source, "$.sampler.meter_guidance", "must be >= 0 (1 = no guidance)")
+    for name, g in s.meter_guidance.items():
+        _require(g >= 0, source, f"$.sampler.meter_guidance.{name}", "must be >= 0 (1 = no guidance)")
     _require(0 < s.threshold < 1, source, "$.sampler.threshold", "must be in (0, 1)")
 
 

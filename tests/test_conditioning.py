@@ -87,7 +87,7 @@ def test_normalization_uses_the_manifest_table():
 
 def test_feeds_batch_cond_and_uncond_rows():
     meters = ("4/4", "3/4", "6/8")
-    guided = SamplerInfo("euler", 8, "flow", 1.0, 2.0, 0.5, meter_guidance=3.0)
+    guided = SamplerInfo("euler", 8, "flow", 1.0, 2.0, 0.5, meter_guidance={"6/8": 3.0})
     feeds = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guided, meters, meter=METERS["6/8"])
     shapes = {k: v.shape for k, v in feeds.items()}
     assert shapes == {"style_w": (3, 4), "attrs": (3, 4), "attr_mask": (3, 4), "meter": (3, 3)}
@@ -101,9 +101,11 @@ def test_feeds_batch_cond_and_uncond_rows():
     single = conditioning_feeds(
         Controls(0.5, 100, 0),
         TABLE,
-        replace(guided, guidance=1.0, meter_guidance=1.0),
+        replace(guided, guidance=1.0, meter_guidance={}),
         meters,
         meter=METERS["6/8"],
     )
     assert single["style_w"].shape == (1, 4) and single["meter"].tolist() == [[0, 0, 1]]
+    common = conditioning_feeds(Controls(0.5, 100, 0), TABLE, guided, meters)  # 4/4: not meter-guided
+    assert common["meter"].tolist() == [[1, 0, 0], [1, 0, 0]]
     np.testing.assert_array_equal(single["attrs"][0], feeds["attrs"][0])

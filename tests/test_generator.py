@@ -224,10 +224,14 @@ def test_meter_guidance_adds_a_meter_unknown_row_and_steers_away_from_it(tmp_pat
     rolls = {}
     for g in (1.0, 4.0):
         meters.clear()
-        path = build_bundle(tmp_path / str(g), sampler=SamplerInfo("euler", 4, "flow", 1.0, 1.0, 0.5, g))
-        rolls[g] = Generator(Bundle.open(path)).next_bar(C).roll
+        sampler = SamplerInfo("euler", 4, "flow", 1.0, 1.0, 0.5, {"4/4": g})
+        gen = Generator(Bundle.open(build_bundle(tmp_path / str(g), sampler=sampler)))
+        rolls[g] = gen.next_bar(C).roll
         rows = [[1, 0, 0]] if g == 1.0 else [[1, 0, 0], [0, 0, 0]]
         assert len(meters) == 4 and all(m.tolist() == rows for m in meters)
+        meters.clear()
+        gen.next_bar(replace(C, meter="3/4"))  # a meter it does not guide: one row
+        assert len(meters) == 4 and all(m.tolist() == [[0, 1, 0]] for m in meters)
     assert not np.array_equal(rolls[1.0], rolls[4.0])
 
 

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from musicbox.errors import CheckpointError  # noqa: E402
 from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
 from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel  # noqa: E402
-from musicbox.model.train import Trainer, TrainSettings, quick_settings  # noqa: E402
+from musicbox.model.train import Trainer, TrainSettings, meter_weights, quick_settings  # noqa: E402
 from musicbox.runtime.pianoroll import ONSET, note_f1, shift_to_c, transpose  # noqa: E402
 from musicbox.runtime.sampling import get_sigmas_flow, sample_euler, sample_heun  # noqa: E402
 from tests.helpers.tiny_model import random_dataset, tiny_checkpoint  # noqa: E402
@@ -122,6 +122,16 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path):
     assert len(resumed.history["dn"]) == settings.dn_steps
     for a, b in zip(done.denoiser.parameters(), again.denoiser.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_meters_a_style_plays_are_drawn_by_the_root_of_their_counts():
+    folk = meter_weights(np.array([37305.0, 16313.0, 10662.0]), 0.5)  # every meter over 2,000 bars
+    np.testing.assert_allclose(folk, np.sqrt([37305, 16313, 10662]) / np.sqrt([37305, 16313, 10662]).sum())
+    chorale = meter_weights(np.array([4718.0, 868.0, 0.0]), 0.5)  # 3/4 under 2,000: its corpus share
+    np.testing.assert_allclose(chorale, [4718 / 5586, 868 / 5586, 0.0])
+    np.testing.assert_allclose(meter_weights(np.array([9000.0, 3000.0, 0.0]), 1.0), [0.75, 0.25, 0.0])
+    tiny = meter_weights(np.array([10.0, 5.0, 0.0]), 0.0)  # no meter over 2,000: as in the corpus
+    np.testing.assert_allclose(tiny, [2 / 3, 1 / 3, 0.0])
 
 
 def test_transpose_and_f1():
