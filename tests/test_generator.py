@@ -296,7 +296,11 @@ def test_bench_measures_every_figure(tmp_path):
     figures = json.loads(out.read_text())
     assert set(figures["results"]) == {t.name for t in targets_of("bench")}
     assert figures["results"]["knob_to_change_bars"]["value"] == 1
-    gen, best = figures["details"]["generation"], figures["details"]["int8_variant"]
+    by_meter, best = figures["details"]["generation"], figures["details"]["int8_variant"]
+    assert list(by_meter) == ["4/4", "3/4", "6/8"]  # every meter the model plays, the default's first
+    gen = by_meter["4/4"]
     assert gen["int8"]["rtf_p95"] > 0 and gen["int8_dynamic"]["rtf_p95"] > 0
     assert gen[best]["bar_ms_p50"] == min(gen["int8"]["bar_ms_p50"], gen["int8_dynamic"]["bar_ms_p50"])
     assert figures["results"]["int8_speedup_per_bar"]["value"] == round(gen[f"{best}_speedup_p50"], 5)
+    worst = max(g[best]["rtf_p95"] for g in by_meter.values())
+    assert figures["results"]["generation_rtf_int8_p95"]["value"] == round(worst, 5)
