@@ -144,6 +144,12 @@ def test_meters_are_checked(data, tmp_path):
     bad["controls"]["styles"][1]["density"]["6/8"] = [1.0, 2.0, 3.0]  # folk plays 4/4 and 3/4
     msg = _error(bad, tmp_path)
     assert "$.controls.styles[1].density" in msg and "['4/4', '3/4']" in msg
+    bad = json.loads(json.dumps(data))
+    bad["sampler"]["meter_guidance"] = {"6/8": 2.0, "5/4": 2.0}
+    msg = _error(bad, tmp_path)
+    assert "$.sampler.meter_guidance names 5/4: not among" in msg
+    bad["sampler"]["meter_guidance"] = {"6/8": -1.0}
+    assert "$.sampler.meter_guidance.6/8 must be >= 0" in _error(bad, tmp_path)
 
 
 def test_not_json_and_missing_file(tmp_path):
@@ -156,10 +162,11 @@ def test_not_json_and_missing_file(tmp_path):
 
 
 def _object_paths(value, path="$"):
-    """JSON paths of every object in ``value`` except the free-form validation dict and the styles'
-    density maps (meter -> table: a meter the style does not play there is refused by name as well)."""
+    """JSON paths of every object in ``value`` except the free-form validation dict and the maps by meter
+    (the styles' density tables, the sampler's meter guidance: an unknown meter there is refused by name
+    as well)."""
     if isinstance(value, dict):
-        if path != "$.validation" and not path.endswith(".density"):
+        if path != "$.validation" and not path.endswith((".density", ".meter_guidance")):
             yield path, value
             for k, v in value.items():
                 yield from _object_paths(v, f"{path}.{k}")
