@@ -194,44 +194,44 @@ def test_reseed_keeps_the_context(bundle):
     assert not np.array_equal(gen.next_bar(C).roll, same.next_bar(C).roll)
 
 
-def test_guidance_batches_cond_and_uncond(bundle, tmp_path, monkeypatch):
-    calls = []
+@pytest.fixture
+def denoiser_calls(monkeypatch):
+    """The feeds of every denoiser call from now on (copies), in order."""
+    calls: list[dict] = []
     real = Bundle.run_denoiser
 
     def spy(self, feeds):
-        calls.append(feeds["style_w"].copy())
+        calls.append({k: v.copy() for k, v in feeds.items()})
         return real(self, feeds)
 
     monkeypatch.setattr(Bundle, "run_denoiser", spy)
+    return calls
+
+
+def test_guidance_batches_cond_and_uncond(bundle, tmp_path, denoiser_calls):
     Generator(bundle).next_bar(C)
     steps = bundle.manifest.sampler.steps
+    calls = [c["style_w"] for c in denoiser_calls]
     assert len(calls) == steps and all(c.shape == (2, 4) and c[1, -1] == 1 for c in calls)
-    calls.clear()
+    denoiser_calls.clear()
     unguided = build_bundle(tmp_path / "u", sampler=SamplerInfo("heun", 3, "flow", 3.0, 1.0, 0.5))
     Generator(Bundle.open(unguided)).next_bar(C)
+    calls = [c["style_w"] for c in denoiser_calls]
     assert len(calls) == 2 * 3 - 1 and all(c.shape == (1, 4) for c in calls)  # heun: 2 calls but the last
 
 
-def test_meter_guidance_adds_a_meter_unknown_row_and_steers_away_from_it(tmp_path, monkeypatch):
-    meters = []
-    real = Bundle.run_denoiser
-
-    def spy(self, feeds):
-        meters.append(feeds["meter"].copy())
-        return real(self, feeds)
-
-    monkeypatch.setattr(Bundle, "run_denoiser", spy)
+def test_meter_guidance_adds_a_meter_unknown_row_and_steers_away_from_it(tmp_path, denoiser_calls):
     rolls = {}
     for g in (1.0, 4.0):
-        meters.clear()
+        denoiser_calls.clear()
         sampler = SamplerInfo("euler", 4, "flow", 1.0, 1.0, 0.5, {"4/4": g})
         gen = Generator(Bundle.open(build_bundle(tmp_path / str(g), sampler=sampler)))
         rolls[g] = gen.next_bar(C).roll
         rows = [[1, 0, 0]] if g == 1.0 else [[1, 0, 0], [0, 0, 0]]
-        assert len(meters) == 4 and all(m.tolist() == rows for m in meters)
-        meters.clear()
+        assert len(denoiser_calls) == 4 and all(c["meter"].tolist() == rows for c in denoiser_calls)
+        denoiser_calls.clear()
         gen.next_bar(replace(C, meter="3/4"))  # a meter it does not guide: one row
-        assert len(meters) == 4 and all(m.tolist() == [[0, 1, 0]] for m in meters)
+        assert len(denoiser_calls) == 4 and all(c["meter"].tolist() == [[0, 1, 0]] for c in denoiser_calls)
     assert not np.array_equal(rolls[1.0], rolls[4.0])
 
 
