@@ -154,6 +154,7 @@ class Trainer:
             ]
             for i in range(len(dataset.style_names))
         ]  # training bar indices by style, then by meter
+        self.counts = np.array([[len(g) for g in groups] for groups in self.groups], dtype=np.float64)
         self.val_idx = np.nonzero(dataset.split == 1)[0]
         n_styles, ae = len(dataset.style_names), settings.autoencoder
         self.model = MusicModel(
@@ -171,7 +172,7 @@ class Trainer:
         """``n`` training bar indices; a style is drawn with probability proportional to its bar count
         to the ``power`` (1 = as in the corpus, 0 = styles equally often), then a meter of it with
         probability proportional to its bar count to the ``meter_power``, then a bar of those uniformly."""
-        counts = np.array([[len(g) for g in groups] for groups in self.groups], dtype=np.float64)
+        counts = self.counts
         p = np.where(counts.sum(axis=1) > 0, counts.sum(axis=1) ** power, 0.0)
         styles = self.rng.choice(len(p), n, p=p / p.sum())
         out = np.empty(n, dtype=np.int64)

@@ -219,13 +219,12 @@ class Generator:
 
     def _static_feeds(self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the
-        lags, place, meter), one row per :meth:`SamplerInfo.row_guidance` and one more; ``bar``: where the form planner put it
-        (``runtime/form.py``), with its shaping."""
-        sampler = self.manifest.sampler
+        lags, place, meter): the conditional row and one per :meth:`SamplerInfo.row_guidance`; ``bar``:
+        where the form planner put it (``runtime/form.py``), with its shaping."""
         feeds = conditioning_feeds(
             controls,
             self.manifest.controls,
-            sampler,
+            self.manifest.sampler,
             self.manifest.representation.meters,
             shaping=bar.shaping,
             meter=meter,

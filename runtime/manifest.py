@@ -134,7 +134,7 @@ class SamplerInfo(Table, frozen=True):
     @property
     def max_batch(self) -> int:
         """Rows of the largest denoiser call: the conditional one and each guidance row."""
-        return 1 + self.guided + any(g != 1.0 for g in self.meter_guidance.values())
+        return 1 + self.guided + any(map(self.meter_guided, self.meter_guidance))
 
 
 class AttrsInfo(Table, frozen=True):
