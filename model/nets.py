@@ -163,10 +163,15 @@ class Embed(nn.Module):
 
     Token 0 carries style (``style_w @ table``: a blend of learned style rows; the last row is "no style"),
     attributes (with their mask, so a missing attribute differs from a zero one), the bar's place in its
-    section, its meter and the noise level; it is also added to the target tokens. Missing context bars
-    are replaced by a learned "absent" vector. The meter's projection starts at zero, so a model trained
-    before it had a meter input continues from where it was (``musicbox train --denoiser-from``).
+    section, its meter and the noise level; it is also added to the target tokens. Each target frame
+    also gets its meter's own vector for that frame (``meter_frames [M, F, d]``): a 12-step bar's fourth
+    frame is silent padding and a 6/8 bar's second dotted beat starts inside its second frame, facts of a
+    frame, not of the whole bar. Missing context bars are replaced by a learned "absent" vector. The
+    meter's weights (:data:`METER_WEIGHTS`) start at zero, so a model trained before they existed
+    continues from where it was (``musicbox train --denoiser-from``).
     """
+
+    METER_WEIGHTS = ("embed.meter.weight", "embed.meter_frames")
 
     def __init__(self, cfg: DenoiserConfig):
         super().__init__()
@@ -177,6 +182,7 @@ class Embed(nn.Module):
         self.place = nn.Linear(cfg.positions, d, bias=False)
         self.meter = nn.Linear(len(cfg.meters), d, bias=False)
         nn.init.zeros_(self.meter.weight)
+        self.meter_frames = nn.Parameter(torch.zeros(len(cfg.meters), cfg.frames * d))
         self.sigma = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.latent_in = nn.Linear(cfg.latent_dim, d)
         self.absent = nn.Parameter(torch.zeros(d))
@@ -189,7 +195,8 @@ class Embed(nn.Module):
         cond = cond + self.sigma(sigma_embedding(sigma, cfg.d_model))  # [B, d]
         present = context_mask.repeat_interleave(cfg.frames, dim=1)[..., None]  # [B, K*F, 1]
         ctx = self.latent_in(context) * present + self.absent * (1.0 - present)
-        tgt = self.latent_in(x) + cond[:, None, :]
+        per_frame = (meter @ self.meter_frames).view(-1, cfg.frames, cfg.d_model)  # [B, F, d]
+        tgt = self.latent_in(x) + cond[:, None, :] + per_frame
         tokens = torch.cat([ctx, tgt], dim=1) + self.pos
         return torch.cat([cond[:, None, :], tokens], dim=1)
 

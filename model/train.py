@@ -2,8 +2,8 @@
 
 Styles are balanced: the autoencoder sees a style with probability proportional to the square root of
 its bar count (the corpus is dominated by folk songs), the denoiser sees every style equally often and,
-within a style, a meter with probability proportional to the square root of its bar count (folk's 6/8
-bars are 17 % of its bars, 24 % of its draws).
+within a style, each meter it plays equally often (folk's 6/8 bars are 17 % of its bars, a third of its
+draws; see :func:`meter_weights`).
 
 Stage 1 (autoencoder): bars of the training split, randomly transposed by -5..+6 semitones, are
 reconstructed through its 256-number latent, 4 frames x 64 (BCE on onset/active planes + a small KL term). The decision
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from musicbox.errors import CheckpointError
 from musicbox.model.checkpoint import load_autoencoder, load_denoiser, save_checkpoint
-from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel
+from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, Embed, MusicModel
 from musicbox.model.styles import STYLE_METER_BARS, style_tables
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.pianoroll import (
@@ -84,7 +84,7 @@ class TrainSettings:
     p_drop_meter: float = 0.1
     """The meter input is zeroed this often ("meter unknown"): the row that meter guidance
     (``sampler.meter_guidance``) steers away from."""
-    meter_power: float = 0.5
+    meter_power: float = 0.0
     """Within a style the denoiser draws a meter the style plays with probability proportional to its bar
     count to this power (1 = as in the corpus, 0 = equally often); see :func:`meter_weights`."""
     autoencoder_from: str = ""
@@ -362,13 +362,13 @@ class Trainer:
 
     @staticmethod
     def _start_denoiser_from(dn, path: str) -> None:
-        """Load the denoiser of the checkpoint ``path`` into ``dn``; only the meter projection may be
-        missing from it (:class:`CheckpointError` otherwise)."""
+        """Load the denoiser of the checkpoint ``path`` into ``dn``; only the meter's weights
+        (``Embed.METER_WEIGHTS``) may be missing from it (:class:`CheckpointError` otherwise)."""
         try:
             result = dn.load_state_dict(load_denoiser(path), strict=False)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: its denoiser does not fit this one: {exc}") from exc
-        missing = set(result.missing_keys) - {"embed.meter.weight"}
+        missing = set(result.missing_keys) - set(Embed.METER_WEIGHTS)
         if missing or result.unexpected_keys:
             raise CheckpointError(
                 f"{path}: its denoiser does not fit this one (missing {sorted(missing)}, "
