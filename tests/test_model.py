@@ -7,9 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from safetensors.torch import load_file, save_file  # noqa: E402
+
 from musicbox.errors import CheckpointError  # noqa: E402
-from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
-from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, MusicModel  # noqa: E402
+from musicbox.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from musicbox.model.nets import AutoencoderConfig, DenoiserConfig, Embed, MusicModel  # noqa: E402
 from musicbox.model.train import Trainer, TrainSettings, meter_weights, quick_settings  # noqa: E402
 from musicbox.runtime.pianoroll import ONSET, note_f1, shift_to_c, transpose  # noqa: E402
 from musicbox.runtime.sampling import get_sigmas_flow, sample_euler, sample_heun  # noqa: E402
@@ -124,14 +126,39 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_meters_a_style_plays_are_drawn_by_the_root_of_their_counts():
+def test_meters_a_style_plays_are_drawn_by_a_power_of_their_counts():
     folk = meter_weights(np.array([37305.0, 16313.0, 10662.0]), 0.5)  # every meter over 2,000 bars
     np.testing.assert_allclose(folk, np.sqrt([37305, 16313, 10662]) / np.sqrt([37305, 16313, 10662]).sum())
+    assert TrainSettings().meter_power == 0.0  # the shipped model: every meter a style plays equally
+    np.testing.assert_allclose(meter_weights(np.array([37305.0, 16313.0, 10662.0]), 0.0), [1 / 3] * 3)
+    np.testing.assert_allclose(
+        meter_weights(np.array([4718.0, 868.0, 0.0]), 0.0), [4718 / 5586, 868 / 5586, 0]
+    )
     chorale = meter_weights(np.array([4718.0, 868.0, 0.0]), 0.5)  # 3/4 under 2,000: its corpus share
     np.testing.assert_allclose(chorale, [4718 / 5586, 868 / 5586, 0.0])
     np.testing.assert_allclose(meter_weights(np.array([9000.0, 3000.0, 0.0]), 1.0), [0.75, 0.25, 0.0])
     tiny = meter_weights(np.array([10.0, 5.0, 0.0]), 0.0)  # no meter over 2,000: as in the corpus
     np.testing.assert_allclose(tiny, [2 / 3, 1 / 3, 0.0])
+
+
+def test_a_denoiser_saved_before_the_meter_weights_goes_on_where_it_was(tmp_path):
+    """``--denoiser-from`` an older checkpoint: the meter weights it lacks start at zero, so the denoiser
+    writes what it wrote (a 6/8 bar included); any other missing weight is a clear error."""
+    old = MusicModel(AutoencoderConfig(), DenoiserConfig()).eval()  # its meter weights start at zero
+    folder = save_checkpoint(old, {}, tmp_path / "old")
+    weights = load_file(str(folder / "model.safetensors"))
+    older = {k: v for k, v in weights.items() if k.removeprefix("denoiser.") not in Embed.METER_WEIGHTS}
+    assert len(older) == len(weights) - len(Embed.METER_WEIGHTS)
+    save_file(older, str(folder / "model.safetensors"))
+    new = MusicModel(AutoencoderConfig(), DenoiserConfig()).denoiser.eval()
+    Trainer._start_denoiser_from(new, folder)
+    args = (torch.randn(1, 4, 64), torch.rand(1), torch.randn(1, 16, 64), torch.ones(1, 4))
+    args += (torch.eye(6)[:1], torch.randn(1, 4), torch.ones(1, 4), torch.eye(8)[3:4], torch.eye(3)[2:3])
+    with torch.no_grad():
+        assert torch.equal(new(*args), old.denoiser(*args))
+    save_file({k: v for k, v in older.items() if "head" not in k}, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="head"):
+        Trainer._start_denoiser_from(new, folder)
 
 
 def test_transpose_and_f1():
