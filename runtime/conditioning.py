@@ -8,7 +8,8 @@
   bar of the bar's meter; a meter the style does not list takes its own meter's table scaled by the
   ratio of the bars' steps);
 - mode ``= mood`` (-1 minor .. +1 major);
-- register ``= interp(mood, [-1, 0, 1], style.register)`` (MIDI pitch);
+- register ``= interp(mood, [-1, 0, 1], style.register)`` (MIDI pitch), asked at a phrase's first bar
+  only (``Shaping.asks_register``; elsewhere its mask is 0 and the model follows its context);
 - polyphony ``= style.polyphony``;
 - then every attribute is normalized ``(raw - mean) / std`` with the manifest's ``attrs`` table, as in
   training (whose table has mean 0, std 1 for mode, so mode reaches the model as the raw -1..+1).
@@ -98,11 +99,13 @@ def condition(
 ) -> Conditioning:
     """The conditioning row of ``controls`` (``shaping``, ``meter``: see :func:`raw_attributes`)."""
     raw = raw_attributes(controls, table, shaping, meter)
+    mask = np.ones(len(ATTRS), dtype=np.float32)
+    mask[ATTRS.index("register")] = float(shaping.asks_register)
     return Conditioning(
         style_w=style_weights(controls.style, len(table.styles)),
         raw=raw,
         attrs=normalize(raw, table),
-        attr_mask=np.ones(len(ATTRS), dtype=np.float32),
+        attr_mask=mask,
     )
 
 

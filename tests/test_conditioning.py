@@ -17,6 +17,7 @@ from musicbox.runtime.conditioning import (
     unconditional,
 )
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.form import Shaping
 from musicbox.runtime.manifest import SamplerInfo
 from musicbox.runtime.meter import METERS
 from tests.helpers.synthetic_bundle import controls_table
@@ -83,6 +84,18 @@ def test_normalization_uses_the_manifest_table():
     c = condition(Controls(1, 100, 0), TABLE)
     np.testing.assert_allclose(c.attrs, normalize(c.raw, TABLE))
     assert c.attr_mask.tolist() == [1, 1, 1, 1]
+
+
+def test_a_bar_within_a_phrase_leaves_the_register_to_its_context():
+    inside = Shaping(register=2.0, asks_register=False)
+    c = condition(Controls(1, 100, 0.5), TABLE, inside)
+    assert c.attr_mask.tolist() == [1, 1, 0, 1]  # density, mode, polyphony still asked
+    np.testing.assert_array_equal(
+        c.raw, condition(Controls(1, 100, 0.5), TABLE, inside._replace(asks_register=True)).raw
+    )
+    guided = SamplerInfo("euler", 8, "flow", 1.0, 2.0, 0.5, meter_guidance={"3/4": 2.0})
+    feeds = conditioning_feeds(Controls(1, 100, 0.5), TABLE, guided, ("4/4", "3/4"), inside, METERS["3/4"])
+    assert feeds["attr_mask"].tolist() == [[1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 0, 1]]
 
 
 def test_feeds_batch_cond_and_uncond_rows():

@@ -50,6 +50,14 @@ def test_aabb_returns_each_strain_once_then_starts_a_new_tune():
     assert returning[16:24] == [False] * 8 and returning[24:32] == [True] * 8  # B, then B again
     assert returning[32:40] == [False] * 8  # a new tune: new themes
     assert [p.phrase_end for p in plans[:8]] == [False, False, False, True] * 2
+    assert [p.shaping.asks_register for p in plans[:8]] == [True, False, False, False] * 2
+
+
+def test_the_register_is_asked_at_a_phrase_start_only_and_again_after_a_knob_turn():
+    plans, state = _walk(FormSpec("AB", 8, 2), Controls(), 5)
+    assert [p.shaping.asks_register for p in plans] == [True, False, True, False, True]
+    state, bar = plan(state, Controls(mood=-0.5), FormSpec("AB", 8, 2))  # bar 5 would be mid-phrase
+    assert bar.position == 6 and bar.shaping.asks_register
 
 
 def test_a_repeated_phrase_returns_all_but_its_cadence_bar():
