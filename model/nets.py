@@ -164,7 +164,7 @@ class Embed(nn.Module):
     Token 0 carries style (``style_w @ table``: a blend of learned style rows; the last row is "no style"),
     attributes (with their mask, so a missing attribute differs from a zero one), the bar's place in its
     section, its meter and the noise level; it is also added to the target tokens. Each target frame
-    also gets its meter's own vector for that frame (``meter_frames [M, F, d]``): a 12-step bar's fourth
+    also gets its meter's own vector for that frame (``meter_frames [M, F*d]``): a 12-step bar's fourth
     frame is silent padding and a 6/8 bar's second dotted beat starts inside its second frame, facts of a
     frame, not of the whole bar. Missing context bars are replaced by a learned "absent" vector. The
     meter's weights (:data:`METER_WEIGHTS`) start at zero, so a model trained before they existed

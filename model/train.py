@@ -91,8 +91,8 @@ class TrainSettings:
     """A checkpoint folder whose autoencoder this run keeps (stage 1 skipped; "" = train it)."""
     denoiser_from: str = ""
     """A checkpoint folder whose denoiser this run starts from ("" = from scratch). Weights the older
-    denoiser lacks keep their initial values: its meter projection starts at zero, so a 4/4-only model
-    goes on from where it was and learns the meters."""
+    denoiser lacks keep their initial values: the meter's weights start at zero, so a model trained
+    before them goes on from where it was and learns them."""
     threads: int = 2  # 1 if the other core is busy: measured 0.59 s/step on 1 thread vs 2.7 s on 2 then
     autoencoder: AutoencoderConfig = AutoencoderConfig()
     denoiser: DenoiserConfig = DenoiserConfig()
