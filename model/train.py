@@ -464,10 +464,10 @@ class Trainer:
                 # mode matched 0.88; 1.5: 1.83x, 0.92; 2: 1.63x, 0.92 (guidance trades variety for mode)
                 "guidance": 1.0,
                 "threshold": ae_figures["threshold"],
-                # measured on the shipped model (meter section, 3 seeds; meter guidance 1 / 2.5 / 4): 6/8 told
-                # from 4/4 0.46 / 0.69 / 0.71, onset profile r 0.92 / 0.98 / 0.98, distance ratio 1.73 /
-                # 1.64 / 1.56, mode 0.78 / 0.86 / 0.81; 3/4 told 0.75 / 0.83 / 0.81, distance 2.08 / 2.26 /
-                # 2.31; guiding 4/4 only cost it (distance ratio 2.44 / 2.30 / 2.04)
+                # meter section, 3 seeds, guidance 1 / 2.5 / 4 (register asked at every bar). The model before
+                # the per-frame meter vector: 6/8 told from 4/4 0.46 / 0.69 / 0.71, distance ratio 1.73 /
+                # 1.64 / 1.56; guiding 4/4 only cost it (distance ratio 2.44 / 2.30 / 2.04). The shipped
+                # model: 6/8 told 0.50 / 0.78 / 0.78, 3/4 told 0.83 / 0.88 / 0.90
                 "meter_guidance": {"3/4": 2.5, "6/8": 2.5},
             },
             "training": {

@@ -428,14 +428,7 @@ def _type_name(tp) -> str:
 
 def _check_semantics(m: Manifest, source: str) -> None:
     _check_representation(m.representation, source)
-    _check_sampler(m.sampler, source)
-    unknown = sorted(set(m.sampler.meter_guidance) - set(m.representation.meters))
-    _require(
-        not unknown,
-        source,
-        "$.sampler.meter_guidance",
-        f"names {', '.join(unknown)}: not among representation.meters {list(m.representation.meters)}",
-    )
+    _check_sampler(m.sampler, m.representation.meters, source)
     _check_controls(m.controls, len(m.representation.tracks), m.representation.meters, source)
     _check_variants(m.variants, source)
 
@@ -473,7 +466,7 @@ def _check_representation(r: RepresentationInfo, source: str) -> None:
     _require(r.tonic is None or 0 <= r.tonic < 12, source, "$.representation.tonic", "must be 0..11 or null")
 
 
-def _check_sampler(s: SamplerInfo, source: str) -> None:
+def _check_sampler(s: SamplerInfo, meters: tuple[str, ...], source: str) -> None:
     _require(s.kind in SAMPLERS, source, "$.sampler.kind", f"is {s.kind!r}; allowed: {', '.join(SAMPLERS)}")
     _require(
         s.schedule in SCHEDULES,
@@ -484,6 +477,13 @@ def _check_sampler(s: SamplerInfo, source: str) -> None:
     _require(s.steps >= 1, source, "$.sampler.steps", "must be >= 1")
     _require(s.shift > 0, source, "$.sampler.shift", "must be > 0")
     _require(s.guidance >= 0, source, "$.sampler.guidance", "must be >= 0 (1 = no guidance)")
+    unknown = sorted(set(s.meter_guidance) - set(meters))
+    _require(
+        not unknown,
+        source,
+        "$.sampler.meter_guidance",
+        f"names {', '.join(unknown)}: not among representation.meters {list(meters)}",
+    )
     for name, g in s.meter_guidance.items():
         _require(g >= 0, source, f"$.sampler.meter_guidance.{name}", "must be >= 0 (1 = no guidance)")
     _require(0 < s.threshold < 1, source, "$.sampler.threshold", "must be in (0, 1)")
