@@ -131,7 +131,7 @@ def style_windows(rolls: np.ndarray) -> np.ndarray:
 
 class SoftmaxClassifier:
     """Softmax regression over ``n`` classes, balanced over the classes seen in training. The style
-    classifier reads :func:`style_windows`; the meter classifier ``meter_eval.meter_windows``."""
+    classifier reads :func:`style_windows`; the meter classifier ``meter_eval.meter_features``."""
 
     def __init__(self, n: int, seed: int = 0):
         self.n = n

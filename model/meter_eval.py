@@ -10,14 +10,18 @@ For each meter the model plays (``representation.meters``), on the styles that p
   training spans of that meter;
 - the **onset profile**: onsets per bar at each step of the meter's bar (all tracks), generated vs
   real; their Pearson correlation (a 3/4 bar peaks on steps 0, 4 and 8, a 6/8 bar on 0 and 6);
-- a **meter classifier**: softmax regression over every meter on 4-bar windows of what the first 12
-  steps of a bar hold (every meter's bar has them; the silent padding of a 12-step bar would give the
-  meter away): onsets per track and step, onsets per step, notes longer than a step starting there.
-  Fit on real training bars. Per meter: the share of generated windows it puts in their meter
-  (``classified_as_meter``), and for 3/4 and 6/8 the share it gives their meter a higher probability
-  than 4/4 (``told_from_common``: told apart from 4/4), each beside the same share on real held-out
-  windows (the classifier's own ceiling: within 12 steps a 3/4 bar and the first three beats of a 4/4
-  bar differ only in their accents).
+- a **meter classifier** that hears the music without its bar lines: softmax regression over every
+  meter on windows of :data:`STREAM_STEPS` sixteenths of consecutive bars played one after another (a
+  12-step bar's silent padding left out, so neither a bar's length nor where it starts gives the meter
+  away), reading the autocorrelation at lags 1..:data:`LAGS` of three onset series: onsets per step,
+  onsets of notes longer than a step, bass onsets. A waltz's accents recur every 12 steps and subdivide
+  by 4, a jig's recur every 12 and subdivide by 6, a reel's recur every 16. Fit on real training bars.
+  Per meter: the share of generated windows it puts in their meter (``classified_as_meter``), and for
+  3/4 and 6/8 the share it gives their meter a higher probability than 4/4 (``told_from_common``: told
+  apart from 4/4), each beside the same share on real held-out windows (the classifier's own ceiling).
+  Real held-out windows, by the largest lag: 16: 3/4 told from 4/4 0.92, all meters right 0.91; 32:
+  0.95, 0.94; 48: 0.94, 0.92; 64: 0.97, 0.95; 6/8 0.99 or more at each. The classifier it replaced read
+  the first 12 steps of each bar of 4-bar windows and told real 3/4 from 4/4 on 0.844 only.
 """
 
 from __future__ import annotations
@@ -41,33 +45,36 @@ from musicbox.model.evaluate import (
 from musicbox.runtime.meter import METERS, Meter
 from musicbox.runtime.pianoroll import HELD, ONSET
 
-SHARED_STEPS = 12
-"""Steps every meter's bar has: the meter classifier reads these only."""
-WINDOW_BARS = 4
-"""Bars per window of the meter classifier (2-bar windows: 3/4 told from 4/4 on 0.79 of real held-out
-3/4 windows; 4-bar: 0.86)."""
+STREAM_STEPS = 96
+"""Sixteenths per window of the meter classifier: 8 bars of 3/4 or 6/8, 6 of 4/4, one generated
+segment's first bars in every meter."""
+LAGS = 64
+"""Largest autocorrelation lag the meter classifier reads, in sixteenths (picked on real held-out
+windows, see the module)."""
 
 
-def meter_features(rolls: np.ndarray) -> np.ndarray:
-    """Per bar over the first :data:`SHARED_STEPS` steps: onset cells per track and step, onsets per step
-    (at most 4, scaled to 0..1), and whether a note longer than a step starts per track and step:
-    ``[n, 3 * 12 + 12 + 3 * 12]``."""
-    bars = rolls[:, :, :SHARED_STEPS]
-    onset = bars == ONSET  # [n, T, 12, P]
+def stream_series(rolls: np.ndarray, meter: Meter) -> np.ndarray:
+    """Consecutive bars ``rolls [n, T, 16, P]`` of ``meter`` played as one stream, padding left out:
+    onsets per step, onsets of notes longer than a step, onsets of the bass (the last track):
+    ``[3, n * meter.steps]``."""
+    flat = rolls[:, :, : meter.steps].transpose(1, 0, 2, 3).reshape(rolls.shape[1], -1, rolls.shape[3])
+    onset = flat == ONSET  # [T, time, P]
     held_next = np.zeros_like(onset)
-    held_next[:, :, :-1] = bars[:, :, 1:] == HELD
-    per_track = onset.any(axis=3).reshape(len(rolls), -1)
-    per_step = np.minimum(onset.sum(axis=(1, 3)), 4) / 4
-    long = (onset & held_next).any(axis=3).reshape(len(rolls), -1)
-    return np.concatenate([per_track, per_step, long], axis=1).astype(np.float32)
+    held_next[:, :-1] = flat[:, 1:] == HELD
+    return np.stack(
+        [onset.sum(axis=(0, 2)), (onset & held_next).sum(axis=(0, 2)), onset[-1].any(axis=1)]
+    ).astype(np.float32)
 
 
-def meter_windows(rolls: np.ndarray) -> np.ndarray:
-    """The meter classifier's input: the mean :func:`meter_features` of each :data:`WINDOW_BARS` bars of
-    ``rolls`` (consecutive bars of one piece)."""
-    f = meter_features(rolls)
-    n = len(f) // WINDOW_BARS * WINDOW_BARS
-    return f[:n].reshape(-1, WINDOW_BARS, f.shape[1]).mean(axis=1)
+def meter_features(rolls: np.ndarray, meter: Meter) -> np.ndarray:
+    """The meter classifier's input for one window: the autocorrelation at lags 1..:data:`LAGS` of each
+    :func:`stream_series` over the first :data:`STREAM_STEPS` steps of ``rolls`` (consecutive bars of
+    one piece): ``[3 * LAGS]``."""
+    x = stream_series(rolls, meter)[:, :STREAM_STEPS]
+    x = x - x.mean(axis=1, keepdims=True)
+    var = (x * x).mean(axis=1) + 1e-6
+    lags = [(x[:, :-k] * x[:, k:]).mean(axis=1) / var for k in range(1, LAGS + 1)]
+    return np.stack(lags, axis=1).reshape(-1)
 
 
 def onset_profile(rolls: np.ndarray, meter: Meter) -> np.ndarray:
@@ -76,18 +83,19 @@ def onset_profile(rolls: np.ndarray, meter: Meter) -> np.ndarray:
 
 
 def _meter_windows(dataset, split: int, per_meter: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``per_meter`` windows per meter of ``dataset.bar_meter_names`` from ``split``: features and
-    labels."""
+    """Up to ``per_meter`` windows per meter of ``dataset.bar_meter_names`` from ``split``, each from the
+    bars of one piece: features and labels."""
     xs, ys = [], []
-    for k in range(len(dataset.bar_meter_names)):
+    for k, name in enumerate(dataset.bar_meter_names):
+        meter = METERS[name]
+        n_bars = -(-STREAM_STEPS // meter.steps)
         idx = np.nonzero((dataset.split == split) & (dataset.bar_meter == k))[0]
-        idx = idx[idx + WINDOW_BARS <= len(dataset.piece)]
-        idx = idx[dataset.piece[idx + WINDOW_BARS - 1] == dataset.piece[idx]]
+        idx = idx[idx + n_bars <= len(dataset.piece)]
+        idx = idx[dataset.piece[idx + n_bars - 1] == dataset.piece[idx]]
         idx = rng.choice(idx, min(per_meter, len(idx)), replace=False)
-        bars = dataset.rolls[idx[:, None] + np.arange(WINDOW_BARS)]  # [n, WINDOW_BARS, T, S, P]
-        xs.append(meter_windows(bars.reshape(-1, *dataset.rolls.shape[1:])))
+        xs += [meter_features(dataset.rolls[i : i + n_bars], meter) for i in idx]
         ys.append(np.full(len(idx), k))
-    return np.concatenate(xs), np.concatenate(ys)
+    return np.stack(xs), np.concatenate(ys)
 
 
 def _shares(proba: np.ndarray, k: int) -> tuple[float, float]:
@@ -120,7 +128,8 @@ def meter_evaluation(bundle, dataset, seeds: int, per_style: int, rng) -> dict:
         gen_rolls = np.concatenate([s.roll for s in gen])
         real_profile, gen_profile = onset_profile(real_rolls, meter), onset_profile(gen_rolls, meter)
         k = names.index(name)
-        as_meter, told = _shares(meters_clf.proba(meter_windows(gen_rolls)), k)
+        gen_windows = np.stack([meter_features(s.roll, meter) for s in gen])
+        as_meter, told = _shares(meters_clf.proba(gen_windows), k)
         real_as_meter, real_told = _shares(real_proba[yt == k], k)
         out[name] = {
             "styles": [styles[i].name for i in playing],
@@ -158,8 +167,8 @@ def meter_report_lines(section: dict) -> list[str]:
         "## Meters",
         "",
         "Every target per meter, on the styles that play it and the dataset's pieces in it (see "
-        "`model/meter_eval.py`). The meter classifier (every meter; what the first 12 steps of the bars of "
-        f"4-bar windows hold) is right on {section['classifier_real_test_accuracy']:.3f} of real held-out "
+        "`model/meter_eval.py`). The meter classifier (every meter; the autocorrelation of onsets over "
+        f"{STREAM_STEPS} sixteenths of bars played one after another, no bar lines) is right on {section['classifier_real_test_accuracy']:.3f} of real held-out "
         "windows; *told from 4/4*: the share of windows it gives their meter more than 4/4, generated "
         "(real held-out in brackets).",
         "",

@@ -15,7 +15,8 @@
   training (whose table has mean 0, std 1 for mode, so mode reaches the model as the raw -1..+1).
 
 The unconditional row for classifier-free guidance has ``style_w`` one-hot on column ``S``, ``attrs`` 0
-and ``attr_mask`` 0; the meter-unknown row of meter guidance is the conditional row with ``meter`` 0.
+and ``attr_mask`` 0; the contrast row of meter guidance is the conditional row with the ``meter`` it
+steers away from (:func:`contrast_meter`).
 """
 
 from __future__ import annotations
@@ -118,6 +119,18 @@ def unconditional(table: ControlsInfo) -> Conditioning:
     return Conditioning(style_w=style_w, raw=zeros, attrs=zeros, attr_mask=zeros)
 
 
+def contrast_meter(sampler: SamplerInfo, meter: Meter, meters: tuple[str, ...]) -> np.ndarray:
+    """The ``meter`` input ``[M]`` that meter guidance steers a bar of ``meter`` away from: the one-hot
+    of ``sampler.meter_contrast``'s meter for it, or all zeros (meter unknown, as training's meter
+    dropout shows it) where it names none."""
+    other = sampler.meter_contrast.get(meter.name)
+    return (
+        np.eye(len(meters), dtype=np.float32)[meters.index(other)]
+        if other
+        else np.zeros(len(meters), np.float32)
+    )
+
+
 def conditioning_feeds(
     controls: Controls,
     table: ControlsInfo,
@@ -128,13 +141,13 @@ def conditioning_feeds(
 ) -> dict[str, np.ndarray]:
     """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]`` and ``meter [B, M]``
     (one-hot in the order of ``meters``, the model's): row 0 conditional, then the unconditional row
-    when the sampler guides, then the conditional row with its meter unknown (all zeros) when it guides
+    when the sampler guides, then the conditional row with :func:`contrast_meter` when it guides
     ``meter`` (``shaping``, ``meter``: see :func:`raw_attributes`)."""
     cond = condition(controls, table, shaping, meter)
     meter_guided = sampler.meter_guided(meter.name)
     rows = [cond] + [unconditional(table)] * sampler.guided + [cond] * meter_guided
     onehot = np.eye(len(meters), dtype=np.float32)[meters.index(meter.name)]
-    meter_rows = [onehot] * (1 + sampler.guided) + [np.zeros_like(onehot)] * meter_guided
+    meter_rows = [onehot] * (1 + sampler.guided) + [contrast_meter(sampler, meter, meters)] * meter_guided
     return {
         "style_w": np.stack([r.style_w for r in rows]),
         "attrs": np.stack([r.attrs for r in rows]),

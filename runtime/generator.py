@@ -7,8 +7,9 @@ One bar (``Generator.next_bar(controls)``):
    saved state reproduces the same continuation exactly;
 2. the manifest's sampler (``sampling.SAMPLERS[kind]`` over ``get_sigmas_flow(steps, shift)``) integrates
    from noise to a latent; each step is one denoiser call of the conditional row and, for guidance
-   (``sampling.cfg_velocity``), the unconditional row when ``guidance != 1`` and the meter-unknown row
-   (the same conditions, ``meter`` zeroed) when the bar's meter has a ``meter_guidance`` other than 1;
+   (``sampling.cfg_velocity``), the unconditional row when ``guidance != 1`` and the contrast-meter row
+   (the same conditions, ``meter`` set to ``conditioning.contrast_meter``: ``sampler.meter_contrast``'s
+   meter, else unknown) when the bar's meter has a ``meter_guidance`` other than 1;
    the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
    bars: a strain, a phrase and the two bars before; ``context_mask`` 0 for bars before the first, as
    in training) and ``place`` the bar's position in its section (one-hot, from the form planner);

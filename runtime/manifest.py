@@ -105,8 +105,9 @@ class SamplerInfo(Table, frozen=True):
     guidance: classifier-free guidance scale (1 = conditional only, no unconditional pass).
     threshold: note probability above which a cell sounds (``pianoroll.planes_to_roll``).
     meter_guidance: guidance scale of the meter alone, per meter name: each call for a bar of that meter
-    also runs the bar with its meter unknown (the ``meter`` input zeroed, as training drops it) and
-    steers away from it (a meter not listed: 1, off).
+    also runs the bar with its contrast meter and steers away from it (a meter not listed: 1, off).
+    meter_contrast: per meter name, the meter its guidance steers away from (a 6/8 bar from 3/4: both
+    fill 12 sixteenths); a meter not listed steers away from meter unknown (``meter`` all zeros).
     """
 
     kind: str
@@ -116,6 +117,7 @@ class SamplerInfo(Table, frozen=True):
     guidance: float
     threshold: float
     meter_guidance: dict[str, float] = msgspec.field(default_factory=dict)
+    meter_contrast: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def guided(self) -> bool:
@@ -123,12 +125,12 @@ class SamplerInfo(Table, frozen=True):
         return self.guidance != 1.0
 
     def meter_guided(self, meter: str) -> bool:
-        """Whether a call for a bar of ``meter`` runs the meter-unknown row besides the conditional one."""
+        """Whether a call for a bar of ``meter`` runs the contrast-meter row besides the conditional one."""
         return self.meter_guidance.get(meter, 1.0) != 1.0
 
     def row_guidance(self, meter: str) -> tuple[float, ...]:
         """The guidance scale of each row after the conditional one in a call for a bar of ``meter``: the
-        unconditional row's when :attr:`guided`, then the meter-unknown row's when :meth:`meter_guided`."""
+        unconditional row's when :attr:`guided`, then the contrast-meter row's when :meth:`meter_guided`."""
         return tuple(g for g in (self.guidance, self.meter_guidance.get(meter, 1.0)) if g != 1.0)
 
     @property
@@ -486,6 +488,17 @@ def _check_sampler(s: SamplerInfo, meters: tuple[str, ...], source: str) -> None
     )
     for name, g in s.meter_guidance.items():
         _require(g >= 0, source, f"$.sampler.meter_guidance.{name}", "must be >= 0 (1 = no guidance)")
+    for name, other in s.meter_contrast.items():
+        where = f"$.sampler.meter_contrast.{name}"
+        _require(
+            name in meters, source, where, f"names a meter not among representation.meters {list(meters)}"
+        )
+        _require(
+            other in meters and other != name,
+            source,
+            where,
+            f"is {other!r}: must be another of representation.meters {list(meters)}",
+        )
     _require(0 < s.threshold < 1, source, "$.sampler.threshold", "must be in (0, 1)")
 
 

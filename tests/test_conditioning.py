@@ -11,6 +11,7 @@ from msgspec.structs import replace
 from musicbox.runtime.conditioning import (
     condition,
     conditioning_feeds,
+    contrast_meter,
     normalize,
     raw_attributes,
     style_weights,
@@ -96,6 +97,15 @@ def test_a_bar_within_a_phrase_leaves_the_register_to_its_context():
     guided = SamplerInfo("euler", 8, "flow", 1.0, 2.0, 0.5, meter_guidance={"3/4": 2.0})
     feeds = conditioning_feeds(Controls(1, 100, 0.5), TABLE, guided, ("4/4", "3/4"), inside, METERS["3/4"])
     assert feeds["attr_mask"].tolist() == [[1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 0, 1]]
+
+
+def test_meter_guidance_steers_from_the_contrast_meter_named_else_from_meter_unknown():
+    three = ("4/4", "3/4", "6/8")
+    sampler = SamplerInfo("euler", 8, "flow", 1.0, 1.0, 0.5, {"3/4": 2.0, "6/8": 2.0}, {"6/8": "3/4"})
+    assert contrast_meter(sampler, METERS["6/8"], three).tolist() == [0, 1, 0]
+    assert contrast_meter(sampler, METERS["3/4"], three).tolist() == [0, 0, 0]
+    feeds = conditioning_feeds(Controls(0.5, 100, 0), TABLE, sampler, three, meter=METERS["6/8"])
+    assert feeds["meter"].tolist() == [[0, 0, 1], [0, 1, 0]]
 
 
 def test_feeds_batch_cond_and_uncond_rows():

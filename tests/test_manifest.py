@@ -150,6 +150,11 @@ def test_meters_are_checked(data, tmp_path):
     assert "$.sampler.meter_guidance names 5/4: not among" in msg
     bad["sampler"]["meter_guidance"] = {"6/8": -1.0}
     assert "$.sampler.meter_guidance.6/8 must be >= 0" in _error(bad, tmp_path)
+    bad["sampler"]["meter_guidance"] = {"6/8": 2.0}
+    bad["sampler"]["meter_contrast"] = {"6/8": "6/8"}
+    assert "$.sampler.meter_contrast.6/8 is '6/8': must be another of" in _error(bad, tmp_path)
+    bad["sampler"]["meter_contrast"] = {"5/4": "4/4"}
+    assert "$.sampler.meter_contrast.5/4 names a meter not among" in _error(bad, tmp_path)
 
 
 def test_not_json_and_missing_file(tmp_path):
@@ -163,10 +168,10 @@ def test_not_json_and_missing_file(tmp_path):
 
 def _object_paths(value, path="$"):
     """JSON paths of every object in ``value`` except the free-form validation dict and the maps by meter
-    (the styles' density tables, the sampler's meter guidance: an unknown meter there is refused by name
-    as well)."""
+    (the styles' density tables, the sampler's meter guidance and contrast: an unknown meter there is
+    refused by name as well)."""
     if isinstance(value, dict):
-        if path != "$.validation" and not path.endswith((".density", ".meter_guidance")):
+        if path != "$.validation" and not path.endswith((".density", ".meter_guidance", ".meter_contrast")):
             yield path, value
             for k, v in value.items():
                 yield from _object_paths(v, f"{path}.{k}")

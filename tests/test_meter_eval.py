@@ -6,7 +6,7 @@ import numpy as np
 
 from musicbox.model.baselines import MarkovChain, random_in_key
 from musicbox.model.evaluate import SoftmaxClassifier
-from musicbox.model.meter_eval import WINDOW_BARS, meter_features, meter_windows, onset_profile
+from musicbox.model.meter_eval import LAGS, STREAM_STEPS, meter_features, onset_profile
 from musicbox.runtime.meter import METERS
 from musicbox.runtime.pianoroll import ONSET
 from tests.helpers.tiny_model import random_dataset
@@ -26,23 +26,31 @@ def _accented(meter, n: int, rng) -> np.ndarray:
     return rolls
 
 
-def test_the_meter_features_ignore_the_padding_and_the_profile_counts_onsets_per_step():
-    rolls = _accented("4/4", 4, np.random.default_rng(0))
-    assert meter_features(rolls).shape == (4, 84) and meter_windows(rolls).shape == (4 // WINDOW_BARS, 84)
-    rolls[:, 2, 12:, 5] = ONSET  # what a 12-step bar never has: not read
-    np.testing.assert_array_equal(
-        meter_features(rolls), meter_features(rolls * 0 + _accented("4/4", 4, np.random.default_rng(0)))
-    )
+def _window(meter: str, rng) -> np.ndarray:
+    """One meter-classifier window of :func:`_accented` bars."""
+    return meter_features(_accented(meter, -(-STREAM_STEPS // METERS[meter].steps), rng), METERS[meter])
+
+
+def test_the_meter_features_hear_the_accents_period_not_the_padding_and_the_profile_counts_onsets():
+    waltz = _accented("3/4", 8, np.random.default_rng(0))
+    x = meter_features(waltz, METERS["3/4"])
+    assert x.shape == (3 * LAGS,)
+    waltz[:, 2, 12:, 5] = ONSET  # what a 12-step bar never has: not read
+    np.testing.assert_array_equal(meter_features(waltz, METERS["3/4"]), x)
+    bass = x[2 * LAGS :]  # lag k at index k - 1: the bass strikes each downbeat
+    assert bass[11] > 0.9 and bass[15] < 0.5
+    reel = meter_features(_accented("4/4", 6, np.random.default_rng(0)), METERS["4/4"])[2 * LAGS :]
+    assert reel[15] > 0.9 and reel[11] < 0.5
     profile = onset_profile(_accented("6/8", 10, np.random.default_rng(1)), METERS["6/8"])
     assert profile.shape == (12,) and profile[0] >= 1 and profile[6] >= 1 and profile[3] < 1
 
 
 def test_a_meter_classifier_tells_the_meters_apart_by_their_accents():
     rng = np.random.default_rng(2)
-    x = np.concatenate([meter_windows(_accented(m, 100 * WINDOW_BARS, rng)) for m in METERS])
+    x = np.stack([_window(m, rng) for m in METERS for _ in range(100)])
     y = np.repeat(np.arange(len(METERS)), 100)
     clf = SoftmaxClassifier(len(METERS)).fit(x, y)
-    test = np.concatenate([meter_windows(_accented(m, 20 * WINDOW_BARS, rng)) for m in METERS])
+    test = np.stack([_window(m, rng) for m in METERS for _ in range(20)])
     assert (clf.proba(test).argmax(axis=1) == np.repeat(np.arange(len(METERS)), 20)).mean() > 0.95
 
 
