@@ -178,8 +178,8 @@ class StyleInfo(Table, frozen=True):
     """One style detent of the knob.
 
     name: short id (``chorale``). label: what a person reads. density: per meter of ``meters``, onsets
-    per bar at energy 0 / 0.5 / 1 (p10, p50, p90 of the corpus style's bars in that meter). register: mean melody MIDI pitch at mood
-    -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step. meters: the meters it
+    per bar at energy 0 / 0.5 / 1 (shipped: p25, p50, p90 of the corpus style's bars in that meter,
+    ``model/styles.py``). register: mean melody MIDI pitch at mood -1 / 0 / +1 (p10, p50, p90). polyphony: typical sounding notes per busy step. meters: the meters it
     plays (of ``representation.meters``), the first its own (a reel's 4/4 before a jig's 6/8): the meter
     control steps through them. form: how its tunes are built, sections and phrases
     (``runtime/form.py``; default AABB in 8-bar strains).
@@ -539,7 +539,7 @@ def _check_style(s: StyleInfo, n_tracks: int, meters: tuple[str, ...], path: str
         set(s.density) == set(s.meters) and all(len(q) == 3 for q in s.density.values()),
         source,
         f"{path}.density",
-        f"must give 3 values (p10, p50, p90) for each of the style's meters {list(s.meters)}",
+        f"must give 3 values (energy 0, 0.5, 1) for each of the style's meters {list(s.meters)}",
     )
     _require(len(s.register) == 3, source, f"{path}.register", "must be 3 values: p10, p50, p90")
     arr = s.arrangement
