@@ -11,7 +11,8 @@ real phrases and two baselines (``model/baselines.py``), on the same features:
 - steering: a style classifier (softmax regression on per-bar texture features, trained on real
   training bars) applied to generated bars; the mode of generated segments vs the requested mood; the
   correlation of requested energy (tempo knob) with note density within each style; style blends;
-- originality: exact and near (Jaccard >= 0.9 of onset cells) copies of 2-bar training spans, and
+- originality: exact and near (Jaccard >= 0.9 of onset cells) copies of 2-bar training spans (exact
+  also in any key: the corpus is in its own keys and the box plays in the key its seed picks), and
   the similarity of segments generated from different seeds for the same knobs.
 """
 
@@ -36,7 +37,7 @@ from musicbox.runtime.features import (
     windowed_key,
 )
 from musicbox.runtime.meter import COMMON, Meter, pad
-from musicbox.runtime.pianoroll import ONSET
+from musicbox.runtime.pianoroll import KEY_SHIFTS, ONSET, transpose
 
 SEGMENT_BARS = 8
 FEATURES = ("in_key", "pc_entropy", "density", "polyphony", "rhythm_consistency", "continuity", "empty_bars")
@@ -301,7 +302,9 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 
 def originality(dataset, segments: list[Segment], rng, max_train: int = 60000) -> dict:
     """Copies of 2-bar training spans (exact: identical onset cells; near: Jaccard >= 0.9), over
-    generated 2-bar spans with at least 4 onsets, against up to ``max_train`` training spans."""
+    generated 2-bar spans with at least 4 onsets, against up to ``max_train`` training spans.
+    ``exact_copies`` compares the spans as played; ``exact_copies_any_key`` also moved by each of
+    :data:`KEY_SHIFTS` (a shift that drops a note out of the range does not count)."""
     idx = np.nonzero(dataset.split == 0)[0]
     idx = idx[:-1][dataset.piece[idx[:-1]] == dataset.piece[idx[:-1] + 1]]
     idx = rng.choice(idx, min(max_train, len(idx)), replace=False)
@@ -317,14 +320,16 @@ def originality(dataset, segments: list[Segment], rng, max_train: int = 60000) -
     )
     train_count = _POPCOUNT[train].sum(axis=1)
     exact = set(map(bytes, train))
-    best, copies, near, spans = [], 0, 0, 0
+    best, copies, any_key, near, spans = [], 0, 0, 0, 0
     for seg in segments:
-        for span in _onset_bits(seg.roll):
+        moved = [_onset_bits(transpose(seg.roll, k)) for k in KEY_SHIFTS]
+        for j, span in enumerate(_onset_bits(seg.roll)):
             count = _POPCOUNT[span].sum()
             if count < 4:
                 continue
             spans += 1
             copies += bytes(span) in exact
+            any_key += any(_POPCOUNT[m[j]].sum() == count and bytes(m[j]) in exact for m in moved)
             inter = _POPCOUNT[np.bitwise_and(train, span)].sum(axis=1)
             jac = inter / (train_count + count - inter)
             best.append(float(jac.max()))
@@ -332,6 +337,7 @@ def originality(dataset, segments: list[Segment], rng, max_train: int = 60000) -
     return {
         "spans": spans,
         "exact_copies": int(copies),
+        "exact_copies_any_key": int(any_key),
         "near_copies": int(near),
         "nn_jaccard_p50": float(np.median(best)) if best else 0.0,
         "nn_jaccard_max": float(np.max(best)) if best else 0.0,

@@ -128,6 +128,7 @@ def meter_evaluation(bundle, dataset, seeds: int, per_style: int, rng) -> dict:
         gen_rolls = np.concatenate([s.roll for s in gen])
         real_profile, gen_profile = onset_profile(real_rolls, meter), onset_profile(gen_rolls, meter)
         k = names.index(name)
+        copies = originality(data, gen, rng)
         gen_windows = np.stack([meter_features(s.roll, meter) for s in gen])
         as_meter, told = _shares(meters_clf.proba(gen_windows), k)
         real_as_meter, real_told = _shares(real_proba[yt == k], k)
@@ -138,7 +139,8 @@ def meter_evaluation(bundle, dataset, seeds: int, per_style: int, rng) -> dict:
             "mode_match": mode_match(gen),
             "style_accuracy": style_accuracy(style_clf, gen)["mean"],
             "energy_density_correlation": energy_correlation(bundle, playing, seeds, meter)["mean"],
-            "exact_copies": originality(data, gen, rng)["exact_copies"],
+            "exact_copies": copies["exact_copies"],
+            "exact_copies_any_key": copies["exact_copies_any_key"],
             "onset_profile": {"real": real_profile.round(3).tolist(), "model": gen_profile.round(3).tolist()},
             "profile_correlation": float(np.corrcoef(real_profile, gen_profile)[0, 1]),
             "classified_as_meter": as_meter,

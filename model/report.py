@@ -172,7 +172,8 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         "## Originality",
         "",
         f"{o['spans']} generated 2-bar spans against {o['train_spans']} training spans: {o['exact_copies']} "
-        f"exact copies, {o['near_copies']} near copies (Jaccard >= 0.9); nearest-neighbour Jaccard p50 "
+        f"exact copies as played ({o['exact_copies_any_key']} in any key), {o['near_copies']} near copies "
+        f"(Jaccard >= 0.9); nearest-neighbour Jaccard p50 "
         f"{o['nn_jaccard_p50']:.3f}, max {o['nn_jaccard_max']:.3f}. Same knobs, different seeds: mean "
         f"Jaccard {results['seed_similarity']:.3f} (1 would be identical).",
         "",
