@@ -119,16 +119,19 @@ def unconditional(table: ControlsInfo) -> Conditioning:
     return Conditioning(style_w=style_w, raw=zeros, attrs=zeros, attr_mask=zeros)
 
 
+def meter_onehot(name: str | None, meters: tuple[str, ...]) -> np.ndarray:
+    """The ``meter`` input ``[M]`` for meter ``name`` in the model's ``meters``; all zeros (meter
+    unknown, as training's meter dropout shows it) for ``None``."""
+    row = np.zeros(len(meters), np.float32)
+    if name is not None:
+        row[meters.index(name)] = 1
+    return row
+
+
 def contrast_meter(sampler: SamplerInfo, meter: Meter, meters: tuple[str, ...]) -> np.ndarray:
     """The ``meter`` input ``[M]`` that meter guidance steers a bar of ``meter`` away from: the one-hot
-    of ``sampler.meter_contrast``'s meter for it, or all zeros (meter unknown, as training's meter
-    dropout shows it) where it names none."""
-    other = sampler.meter_contrast.get(meter.name)
-    return (
-        np.eye(len(meters), dtype=np.float32)[meters.index(other)]
-        if other
-        else np.zeros(len(meters), np.float32)
-    )
+    of ``sampler.meter_contrast``'s meter for it, or meter unknown where it names none."""
+    return meter_onehot(sampler.meter_contrast.get(meter.name), meters)
 
 
 def conditioning_feeds(
@@ -146,7 +149,7 @@ def conditioning_feeds(
     cond = condition(controls, table, shaping, meter)
     meter_guided = sampler.meter_guided(meter.name)
     rows = [cond] + [unconditional(table)] * sampler.guided + [cond] * meter_guided
-    onehot = np.eye(len(meters), dtype=np.float32)[meters.index(meter.name)]
+    onehot = meter_onehot(meter.name, meters)
     meter_rows = [onehot] * (1 + sampler.guided) + [contrast_meter(sampler, meter, meters)] * meter_guided
     return {
         "style_w": np.stack([r.style_w for r in rows]),
