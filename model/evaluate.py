@@ -13,7 +13,8 @@ real phrases and two baselines (``model/baselines.py``), on the same features:
   correlation of requested energy (tempo knob) with note density within each style; style blends;
 - originality: exact and near (Jaccard >= 0.9 of onset cells) copies of 2-bar training spans (exact
   also in any key: the corpus is in its own keys and the box plays in the key its seed picks), and
-  the similarity of segments generated from different seeds for the same knobs.
+  the similarity of segments generated from different seeds for the same knobs; static melodies
+  (at most 3 distinct melody pitches in 8 bars), generated against real.
 """
 
 from __future__ import annotations
@@ -359,6 +360,45 @@ def seed_diversity(segments: list[Segment]) -> float:
     return float(np.mean(sims)) if sims else float("nan")
 
 
+STATIC_PITCHES = 3
+"""A segment whose melody strikes at most this many distinct pitches in its 8 bars is *static*."""
+
+
+def melody_pitches(roll: np.ndarray) -> int:
+    """Distinct pitches the melody (track 0) strikes in ``roll [n_bars, 3, 16, 64]``."""
+    return int((roll[:, 0] == ONSET).any(axis=(0, 1)).sum())
+
+
+def static_melodies(dataset, generated: list[Segment], per_style: int = 600) -> dict:
+    """Share of 8-bar segments with a static melody (at most :data:`STATIC_PITCHES` pitches), per style:
+    generated (all knob corners, and the slow tempo corner alone) against held-out real segments (all,
+    and the sparsest third by melody onsets, the slow corner's company). Segments whose melody is silent
+    are left out. The real segments come from their own random stream, so the eval's other draws stay
+    as they were."""
+    real = real_segments(dataset, 2, per_style, np.random.default_rng(1))
+    slow = min(s.tempo for s in generated)
+
+    def share(segs: list[Segment]) -> float:
+        counts = [melody_pitches(s.roll) for s in segs]
+        counts = [c for c in counts if c]
+        return float(np.mean([c <= STATIC_PITCHES for c in counts])) if counts else float("nan")
+
+    out = {}
+    for style in sorted({int(s.style) for s in generated}):
+        mine = [s for s in real if int(s.style) == style]
+        onsets = np.array([(s.roll[:, 0] == ONSET).sum() for s in mine])
+        third = np.percentile(onsets, 100 / 3) if len(mine) else 0
+        sparse = [s for s, n in zip(mine, onsets, strict=True) if n <= third]
+        gen = [s for s in generated if int(s.style) == style]
+        out[style] = {
+            "real": share(mine),
+            "real_sparse": share(sparse),
+            "model": share(gen),
+            "model_slow": share([s for s in gen if s.tempo == slow]),
+        }
+    return out
+
+
 # -- the whole evaluation ---------------------------------------------------------------------------
 
 
@@ -410,6 +450,7 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
         "blends": [blend_curve(bundle, clf, i, i + 1, seeds) for i in range(n - 1)],
         "originality": originality(dataset, gen, rng),
         "seed_similarity": seed_diversity(gen),
+        "static_melodies": static_melodies(dataset, gen),
         "style_names": [s.name for s in styles],
         "model_sec_per_bar": float(np.mean([s.meta["sec_per_bar"] for s in gen])),
         "eval_seconds": 0.0,

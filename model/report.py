@@ -177,6 +177,18 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         f"{o['nn_jaccard_p50']:.3f}, max {o['nn_jaccard_max']:.3f}. Same knobs, different seeds: mean "
         f"Jaccard {results['seed_similarity']:.3f} (1 would be identical).",
         "",
+        "Static melodies (at most 3 distinct melody pitches in 8 bars), share of segments:",
+        "",
+        "| style | real | real, sparsest third | model | model, slow tempo |",
+        "|---|---|---|---|---|",
+    ]
+    for style, st in results["static_melodies"].items():
+        lines.append(
+            f"| {names[int(style)]} | {st['real']:.3f} | {st['real_sparse']:.3f} | {st['model']:.3f} | "
+            f"{st['model_slow']:.3f} |"
+        )
+    lines += [
+        "",
         "## Samples",
         "",
         "Every style x mood corner at the slow tempo, seed 0 (MIDI files in `midi/`): ![corners](corners.png)",
