@@ -180,7 +180,8 @@ class StyleInfo(Table, frozen=True):
     name: short id (``chorale``). label: what a person reads. density: per meter of ``meters``, onsets
     per bar at energy 0 / 0.5 / 1 (shipped: p25, p50, p90 of the corpus style's bars in that meter,
     ``model/styles.py``). register: mean melody MIDI pitch at mood -1 / 0 / +1 (p10, p50, p90).
-    polyphony: typical sounding notes per busy step. meters: the meters it plays (of ``representation.meters``), the first its own (a reel's 4/4 before a jig's 6/8): the meter
+    polyphony: typical sounding notes per busy step. meters: the meters it plays (of
+    ``representation.meters``), the first its own (a reel's 4/4 before a jig's 6/8): the meter
     control steps through them. form: how its tunes are built, sections and phrases
     (``runtime/form.py``; default AABB in 8-bar strains).
     """

@@ -1,4 +1,4 @@
-"""model/evaluate.py: figures of the evaluation that need no model."""
+"""model/evaluate.py: figures of the evaluation that need no model (copies, static melodies)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from musicbox.model.evaluate import Segment, melody_pitches, static_melodies
-from musicbox.runtime.pianoroll import ONSET
+from musicbox.model.evaluate import Segment, melody_pitches, originality, static_melodies
+from musicbox.runtime.pianoroll import ONSET, transpose
 from tests.helpers.tiny_model import random_dataset
 
 
@@ -37,3 +37,19 @@ def test_a_melody_of_few_pitches_is_static_by_style_and_tempo_against_real_segme
     assert shares[3]["model"] == 0.25 and shares[3]["model_slow"] == 0.5
     assert shares[3]["real"] == 0.0 and shares[3]["real_sparse"] == 0.0  # random notes move
     assert shares[0]["model"] == 1.0 and math.isnan(shares[0]["real"])  # no real piece of style 0 held out
+
+
+def test_a_training_span_played_in_another_key_is_a_copy_in_any_key_only():
+    data = random_dataset()
+    train = np.nonzero(data.split == 0)[0][:2]  # the first two bars of a training piece
+    span = data.rolls[train]
+    fresh = np.zeros_like(span)
+    fresh[:, 0, ::4, 40] = ONSET
+    cases = {"as played": span, "a tone up": transpose(span, 2), "new": fresh}
+    counts = {
+        name: originality(data, [Segment(roll, 0.0)], np.random.default_rng(0), max_train=10**6)
+        for name, roll in cases.items()
+    }
+    assert (counts["as played"]["exact_copies"], counts["as played"]["exact_copies_any_key"]) == (1, 1)
+    assert (counts["a tone up"]["exact_copies"], counts["a tone up"]["exact_copies_any_key"]) == (0, 1)
+    assert (counts["new"]["exact_copies"], counts["new"]["exact_copies_any_key"]) == (0, 0)
