@@ -94,6 +94,10 @@ class TrainSettings:
     """A checkpoint folder whose denoiser this run starts from ("" = from scratch). Weights the older
     denoiser lacks keep their initial values: the meter's weights start at zero, so a model trained
     before them goes on from where it was and learns them."""
+    dn_bf16: bool = True
+    """The denoiser's forward pass runs under bfloat16 autocast (weights, optimizer and loss stay float32):
+    0.13 s a step on this host's CPU (AVX-512 BF16) against 0.35 s in float32. On a CPU without bf16
+    instructions it is slower than float32: turn it off there (``musicbox train --fp32``)."""
     threads: int = 2  # 1 if the other core is busy: measured 0.59 s/step on 1 thread vs 2.7 s on 2 then
     autoencoder: AutoencoderConfig = AutoencoderConfig()
     denoiser: DenoiserConfig = DenoiserConfig()
@@ -345,8 +349,9 @@ class Trainer:
             x0, t, *cond = self.dn_batch(latents, prev)
             noise = torch.randn_like(x0)
             xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
-            v = dn(xt, t, *cond)
-            loss = F.mse_loss(v, noise - x0)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.dn_bf16):
+                v = dn(xt, t, *cond)
+            loss = F.mse_loss(v.float(), noise - x0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(dn.parameters(), 1.0)

@@ -1,6 +1,7 @@
 """The PyTorch model, its checkpoint and training loop (tiny sizes, random notes: seconds)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -186,3 +187,21 @@ def test_context_index_stays_within_pieces():
     assert prev[i].tolist() == [-1, -1, i - 2, i - 1]
     j = np.nonzero(ds.bar == 9)[0][1]  # the second piece's last bar
     assert prev[j].tolist() == [j - 8, j - 4, j - 2, j - 1]
+
+
+def test_the_denoiser_trains_under_bf16_autocast_or_in_float32(tmp_path):
+    from rich.progress import Progress
+
+    ds = random_dataset(n_pieces=10, bars=8)
+    runs = {}
+    for bf16 in (True, False):
+        settings = replace(quick_settings(TrainSettings()), dn_bf16=bf16)
+        trainer = Trainer(ds, settings, tmp_path / str(bf16))
+        with Progress(disable=True) as progress:
+            trainer.train_autoencoder(progress)
+            runs[bf16] = (trainer.train_denoiser(progress), trainer.history["dn"])
+    for model, losses in runs.values():
+        assert len(losses) == 20 and np.isfinite(losses).all()
+        assert all(p.dtype == torch.float32 for p in model.denoiser.parameters())  # weights stay float32
+    bf16, fp32 = (runs[k][0].denoiser.parameters() for k in (True, False))
+    assert any(not torch.equal(a, b) for a, b in zip(bf16, fp32, strict=True))  # the autocast is in effect

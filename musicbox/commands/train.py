@@ -29,6 +29,11 @@ def register(sub):
         help="start the denoiser from this checkpoint's (a model trained before the meter input goes on)",
     )
     p.add_argument("--dn-lr", type=float, default=None, help="the denoiser's peak learning rate")
+    p.add_argument(
+        "--fp32",
+        action="store_true",
+        help="train the denoiser in float32, not under bfloat16 autocast (for a CPU without bf16 instructions)",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny model for a few steps (smoke test)")
     p.set_defaults(run=run)
 
@@ -54,6 +59,8 @@ def run(args) -> int:
         settings = replace(settings, denoiser_from=str(args.denoiser_from))
     if args.dn_lr is not None:
         settings = replace(settings, dn_lr=args.dn_lr)
+    if args.fp32:
+        settings = replace(settings, dn_bf16=False)
     if args.fresh and args.run_dir.exists():
         shutil.rmtree(args.run_dir)
     out = train(load_dataset(args.cache).in_meters(MODEL_METERS), settings, args.run_dir, args.out)
