@@ -145,6 +145,9 @@ class Trainer:
 
     def __init__(self, dataset, settings: TrainSettings, run_dir: Path):
         self.ds, self.s, self.run = dataset, settings, Path(run_dir)
+        self.started = time.time()
+        self.earlier_seconds = 0.0
+        """Wall seconds earlier sessions of this run spent up to the denoiser state it resumes from."""
         self.run.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(settings.seed)
         torch.set_num_threads(settings.threads)
@@ -392,6 +395,7 @@ class Trainer:
             "history": self.history["dn"],
             "torch_rng": torch.get_rng_state(),
             "np_rng": self.rng.bit_generator.state,
+            "seconds": self.seconds(),
         }
         tmp = self.run / "denoiser.pt.tmp"
         torch.save(state, tmp)
@@ -410,8 +414,14 @@ class Trainer:
         self.history["dn"] = state["history"]
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = state["np_rng"]
+        self.earlier_seconds = float(state.get("seconds", 0.0))  # states saved before it was kept: 0
         log.info("resumed: denoiser at step %d from %s", state["step"], path)
         return state["step"]
+
+    def seconds(self) -> float:
+        """The run's wall time so far: this session's and, for a resumed denoiser, the earlier sessions'
+        up to the state it resumed from (a stage taken from another checkpoint counts there, not here)."""
+        return self.earlier_seconds + time.time() - self.started
 
     # -- outputs -------------------------------------------------------------------------------------
     def plot_losses(self) -> Path:
@@ -497,7 +507,6 @@ def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Pat
     """Run both stages and write the checkpoint to ``out_dir``; returns its path."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    start = time.time()
     trainer = Trainer(dataset, settings, run_dir)
     columns = (
         TextColumn("{task.description}"),
@@ -510,7 +519,7 @@ def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Pat
         ae_figures = trainer.train_autoencoder(progress)
         trainer.train_denoiser(progress)
     trainer.plot_losses()
-    config = trainer.config(ae_figures, time.time() - start)
+    config = trainer.config(ae_figures, trainer.seconds())
     (trainer.run / "history.json").write_text(json.dumps(trainer.history))
     return save_checkpoint(trainer.model, config, out_dir)
 

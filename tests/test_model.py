@@ -123,6 +123,7 @@ def test_a_resumed_denoiser_run_ends_where_an_uninterrupted_one_does(tmp_path):
         resumed.train_autoencoder(progress)
         again = resumed.train_denoiser(progress)
     assert len(resumed.history["dn"]) == settings.dn_steps
+    assert 0 < resumed.earlier_seconds < resumed.seconds()  # the wall time counts every session of the run
     for a, b in zip(done.denoiser.parameters(), again.denoiser.parameters(), strict=True):
         assert torch.equal(a, b)
 
