@@ -147,7 +147,7 @@ class Trainer:
         self.ds, self.s, self.run = dataset, settings, Path(run_dir)
         self.started = time.time()
         self.earlier_seconds = 0.0
-        """Wall seconds earlier sessions of this run spent up to the denoiser state it resumes from."""
+        """Wall seconds earlier sessions of this run spent up to the stage state it resumes from."""
         self.run.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(settings.seed)
         torch.set_num_threads(settings.threads)
@@ -216,6 +216,7 @@ class Trainer:
             state = torch.load(done, weights_only=True)
             self.model.autoencoder.load_state_dict(state["weights"])
             self.history["ae"] = state["history"]
+            self.earlier_seconds = float(state.get("seconds", 0.0))  # states saved before it was kept: 0
             log.info("resumed: autoencoder from %s", done)
             return state["figures"]
         if self.s.autoencoder_from:
@@ -227,7 +228,13 @@ class Trainer:
             self._fit_autoencoder(progress)
         figures = self.calibrate_autoencoder()
         weights = self.model.autoencoder.state_dict()
-        torch.save({"weights": weights, "history": self.history["ae"], "figures": figures}, done)
+        state = {
+            "weights": weights,
+            "history": self.history["ae"],
+            "figures": figures,
+            "seconds": self.seconds(),
+        }
+        torch.save(state, done)
         return figures
 
     def _fit_autoencoder(self, progress) -> None:
@@ -419,8 +426,8 @@ class Trainer:
         return state["step"]
 
     def seconds(self) -> float:
-        """The run's wall time so far: this session's and, for a resumed denoiser, the earlier sessions'
-        up to the state it resumed from (a stage taken from another checkpoint counts there, not here)."""
+        """The run's wall time so far: this session's and, for a resumed run, the earlier sessions' up to
+        the saved stage state it resumed from (a stage taken from another checkpoint counts there)."""
         return self.earlier_seconds + time.time() - self.started
 
     # -- outputs -------------------------------------------------------------------------------------

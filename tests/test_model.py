@@ -104,6 +104,7 @@ def test_training_resumes_from_saved_state(tmp_path):
         figures = trainer.train_autoencoder(progress)
         again = Trainer(ds, quick_settings(TrainSettings()), tmp_path)
         assert again.train_autoencoder(progress) == figures  # loaded, not retrained
+    assert 0 < again.earlier_seconds < again.seconds()  # the autoencoder stage's wall time is kept
     for a, b in zip(
         trainer.model.autoencoder.parameters(), again.model.autoencoder.parameters(), strict=True
     ):
