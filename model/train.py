@@ -497,6 +497,12 @@ class Trainer:
                 # 0.56 -> 0.88 on 4 seeds); 3/4 steered from 6/8 told 0.92 but lost style (0.68 -> 0.63)
                 # and distance ratio (3.31 -> 2.59), so 3/4 steers from unknown
                 "meter_contrast": {"6/8": "3/4"},
+                # the shipped model, `musicbox eval --seeds 5` meter section: folk's waltzes were heard as
+                # celtic; steered from each other at 3 in 3/4, 3/4 style 0.692 -> 0.742, distance ratio
+                # 3.55 -> 3.83, mode 0.917 both (seeds 100-109 at 1.5 / 2 / 3 / 4: style 0.679 / 0.685 /
+                # 0.719 / 0.721, mode 0.933 / 0.933 / 0.900 / 0.875)
+                "style_guidance": {"3/4": 3.0},
+                "style_contrast": {"folk": "celtic", "celtic": "folk"},
             },
             "training": {
                 "dataset": f"musicbox phrases ({self.ds.builder}), {len(self.ds)} bars",

@@ -21,7 +21,7 @@ steers away from (:func:`contrast_meter`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -134,6 +134,11 @@ def contrast_meter(sampler: SamplerInfo, meter: Meter, meters: tuple[str, ...]) 
     return meter_onehot(sampler.meter_contrast.get(meter.name), meters)
 
 
+def leading_style(controls: Controls, table: ControlsInfo) -> str:
+    """The name of the style with the larger blend weight at the style knob's position."""
+    return table.styles[int(np.argmax(style_weights(controls.style, len(table.styles))[:-1]))].name
+
+
 def conditioning_feeds(
     controls: Controls,
     table: ControlsInfo,
@@ -145,12 +150,18 @@ def conditioning_feeds(
     """Denoiser feeds ``style_w [B, S+1]``, ``attrs [B, 4]``, ``attr_mask [B, 4]`` and ``meter [B, M]``
     (one-hot in the order of ``meters``, the model's): row 0 conditional, then the unconditional row
     when the sampler guides, then the conditional row with :func:`contrast_meter` when it guides
-    ``meter`` (``shaping``, ``meter``: see :func:`raw_attributes`)."""
+    ``meter``, then the conditional row with the contrast style (``SamplerInfo.contrast_style``) when it
+    guides the leading style in ``meter`` (``shaping``, ``meter``: see :func:`raw_attributes`)."""
     cond = condition(controls, table, shaping, meter)
     meter_guided = sampler.meter_guided(meter.name)
     rows = [cond] + [unconditional(table)] * sampler.guided + [cond] * meter_guided
     onehot = meter_onehot(meter.name, meters)
     meter_rows = [onehot] * (1 + sampler.guided) + [contrast_meter(sampler, meter, meters)] * meter_guided
+    away = sampler.contrast_style(meter.name, leading_style(controls, table))
+    if away is not None:
+        names = [s.name for s in table.styles]
+        rows.append(replace(cond, style_w=style_weights(float(names.index(away)), len(names))))
+        meter_rows.append(onehot)
     return {
         "style_w": np.stack([r.style_w for r in rows]),
         "attrs": np.stack([r.attrs for r in rows]),

@@ -9,7 +9,9 @@ One bar (``Generator.next_bar(controls)``):
    from noise to a latent; each step is one denoiser call of the conditional row and, for guidance
    (``sampling.cfg_velocity``), the unconditional row when ``guidance != 1`` and the contrast-meter row
    (the same conditions, ``meter`` set to ``conditioning.contrast_meter``: ``sampler.meter_contrast``'s
-   meter, else unknown) when the bar's meter has a ``meter_guidance`` other than 1;
+   meter, else unknown) when the bar's meter has a ``meter_guidance`` other than 1, and the
+   contrast-style row (the style set to ``sampler.style_contrast``'s for the leading style) when the
+   meter has a ``style_guidance`` other than 1 and that style a contrast;
    the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
    bars: a strain, a phrase and the two bars before; ``context_mask`` 0 for bars before the first, as
    in training) and ``place`` the bar's position in its section (one-hot, from the form planner);
@@ -49,7 +51,7 @@ import numpy as np
 
 from musicbox.errors import ConfigError, MusicBoxError
 from musicbox.runtime.bundle import Bundle
-from musicbox.runtime.conditioning import conditioning_feeds
+from musicbox.runtime.conditioning import conditioning_feeds, leading_style
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store
 from musicbox.runtime.meter import COMMON, METERS, Meter, crop
@@ -197,7 +199,9 @@ class Generator:
         """Sampled latent ``[1, F, D]`` of bar ``state.index`` in ``meter``: from noise, or for a return
         from its theme re-noised to the variation level."""
         feeds = self._static_feeds(controls, state, bar, meter)
-        scales = self.manifest.sampler.row_guidance(meter.name)
+        scales = self.manifest.sampler.row_guidance(
+            meter.name, leading_style(controls, self.manifest.controls)
+        )
         batch = 1 + len(scales)
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:

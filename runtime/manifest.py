@@ -108,6 +108,11 @@ class SamplerInfo(Table, frozen=True):
     also runs the bar with its contrast meter and steers away from it (a meter not listed: 1, off).
     meter_contrast: per meter name, the meter its guidance steers away from (a 6/8 bar from 3/4: both
     fill 12 sixteenths); a meter not listed steers away from meter unknown (``meter`` all zeros).
+    style_guidance: guidance scale of the style alone, per meter name: a call for a bar of that meter whose
+    leading style (the larger blend weight) ``style_contrast`` lists also runs the bar with that style's
+    contrast style and steers away from it (a meter not listed: 1, off).
+    style_contrast: per style name, the style its style guidance steers away from (folk's waltzes from
+    celtic's: the eval's classifier hears one as the other).
     """
 
     kind: str
@@ -118,6 +123,8 @@ class SamplerInfo(Table, frozen=True):
     threshold: float
     meter_guidance: dict[str, float] = msgspec.field(default_factory=dict)
     meter_contrast: dict[str, str] = msgspec.field(default_factory=dict)
+    style_guidance: dict[str, float] = msgspec.field(default_factory=dict)
+    style_contrast: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def guided(self) -> bool:
@@ -128,15 +135,22 @@ class SamplerInfo(Table, frozen=True):
         """Whether a call for a bar of ``meter`` runs the contrast-meter row besides the conditional one."""
         return self.meter_guidance.get(meter, 1.0) != 1.0
 
-    def row_guidance(self, meter: str) -> tuple[float, ...]:
-        """The guidance scale of each row after the conditional one in a call for a bar of ``meter``: the
-        unconditional row's when :attr:`guided`, then the contrast-meter row's when :meth:`meter_guided`."""
-        return tuple(g for g in (self.guidance, self.meter_guidance.get(meter, 1.0)) if g != 1.0)
+    def contrast_style(self, meter: str, style: str) -> str | None:
+        """The style a bar of ``meter`` led by ``style`` is steered away from, or None (no style row)."""
+        return self.style_contrast.get(style) if self.style_guidance.get(meter, 1.0) != 1.0 else None
+
+    def row_guidance(self, meter: str, style: str) -> tuple[float, ...]:
+        """The guidance scale of each row after the conditional one in a call for a bar of ``meter`` led by
+        ``style``: the unconditional row's when :attr:`guided`, the contrast-meter row's when
+        :meth:`meter_guided`, then the contrast-style row's when :meth:`contrast_style` names one."""
+        style_g = self.style_guidance.get(meter, 1.0) if self.contrast_style(meter, style) else 1.0
+        return tuple(g for g in (self.guidance, self.meter_guidance.get(meter, 1.0), style_g) if g != 1.0)
 
     @property
     def max_batch(self) -> int:
         """Rows of the largest denoiser call: the conditional one and each guidance row."""
-        return 1 + self.guided + any(map(self.meter_guided, self.meter_guidance))
+        styled = any(g != 1.0 for g in self.style_guidance.values()) and bool(self.style_contrast)
+        return 1 + self.guided + any(map(self.meter_guided, self.meter_guidance)) + styled
 
 
 class AttrsInfo(Table, frozen=True):
@@ -431,7 +445,7 @@ def _type_name(tp) -> str:
 
 def _check_semantics(m: Manifest, source: str) -> None:
     _check_representation(m.representation, source)
-    _check_sampler(m.sampler, m.representation.meters, source)
+    _check_sampler(m.sampler, m.representation.meters, tuple(st.name for st in m.controls.styles), source)
     _check_controls(m.controls, len(m.representation.tracks), m.representation.meters, source)
     _check_variants(m.variants, source)
 
@@ -469,7 +483,7 @@ def _check_representation(r: RepresentationInfo, source: str) -> None:
     _require(r.tonic is None or 0 <= r.tonic < 12, source, "$.representation.tonic", "must be 0..11 or null")
 
 
-def _check_sampler(s: SamplerInfo, meters: tuple[str, ...], source: str) -> None:
+def _check_sampler(s: SamplerInfo, meters: tuple[str, ...], styles: tuple[str, ...], source: str) -> None:
     _require(s.kind in SAMPLERS, source, "$.sampler.kind", f"is {s.kind!r}; allowed: {', '.join(SAMPLERS)}")
     _require(
         s.schedule in SCHEDULES,
@@ -499,6 +513,21 @@ def _check_sampler(s: SamplerInfo, meters: tuple[str, ...], source: str) -> None
             source,
             where,
             f"is {other!r}: must be another of representation.meters {list(meters)}",
+        )
+    for name, g in s.style_guidance.items():
+        where = f"$.sampler.style_guidance.{name}"
+        _require(
+            name in meters, source, where, f"names a meter not among representation.meters {list(meters)}"
+        )
+        _require(g >= 0, source, where, "must be >= 0 (1 = no guidance)")
+    for name, other in s.style_contrast.items():
+        where = f"$.sampler.style_contrast.{name}"
+        _require(name in styles, source, where, f"names a style not among controls.styles {list(styles)}")
+        _require(
+            other in styles and other != name,
+            source,
+            where,
+            f"is {other!r}: must be another of controls.styles {list(styles)}",
         )
     _require(0 < s.threshold < 1, source, "$.sampler.threshold", "must be in (0, 1)")
 

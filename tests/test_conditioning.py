@@ -108,6 +108,23 @@ def test_meter_guidance_steers_from_the_contrast_meter_named_else_from_meter_unk
     assert feeds["meter"].tolist() == [[0, 0, 1], [0, 1, 0]]
 
 
+def test_style_guidance_adds_the_contrast_styles_row_for_the_leading_style_in_its_meters():
+    two = ("4/4", "3/4")
+    sampler = SamplerInfo(
+        "euler", 8, "flow", 1.0, 1.0, 0.5, style_guidance={"3/4": 3.0}, style_contrast={"folk": "quartet"}
+    )
+    feeds = conditioning_feeds(Controls(1.2, 100, 0), TABLE, sampler, two, meter=METERS["3/4"])  # led by folk
+    assert feeds["style_w"][1].tolist() == [0, 0, 1, 0]  # quartet's row
+    assert feeds["meter"].tolist() == [[0, 1], [0, 1]]
+    for key in ("attrs", "attr_mask"):  # ...and otherwise the conditional row
+        np.testing.assert_array_equal(feeds[key][1], feeds[key][0])
+    assert sampler.row_guidance("3/4", "folk") == (3.0,) and sampler.max_batch == 2
+    led_by_quartet = conditioning_feeds(Controls(1.7, 100, 0), TABLE, sampler, two, meter=METERS["3/4"])
+    not_guided = conditioning_feeds(Controls(1.0, 100, 0), TABLE, sampler, two, meter=METERS["4/4"])
+    assert led_by_quartet["style_w"].shape == not_guided["style_w"].shape == (1, 4)
+    assert sampler.row_guidance("3/4", "quartet") == sampler.row_guidance("4/4", "folk") == ()
+
+
 def test_feeds_batch_cond_and_uncond_rows():
     meters = ("4/4", "3/4", "6/8")
     guided = SamplerInfo("euler", 8, "flow", 1.0, 2.0, 0.5, meter_guidance={"6/8": 3.0})

@@ -235,6 +235,20 @@ def test_meter_guidance_adds_a_meter_unknown_row_and_steers_away_from_it(tmp_pat
     assert not np.array_equal(rolls[1.0], rolls[4.0])
 
 
+def test_style_guidance_adds_the_contrast_styles_row_and_steers_away_from_it(tmp_path, denoiser_calls):
+    rolls = {}
+    for g in (1.0, 4.0):
+        denoiser_calls.clear()
+        sampler = SamplerInfo(
+            "euler", 4, "flow", 1.0, 1.0, 0.5, style_guidance={"4/4": g}, style_contrast={"chorale": "folk"}
+        )
+        gen = Generator(Bundle.open(build_bundle(tmp_path / str(g), sampler=sampler)))
+        rolls[g] = gen.next_bar(C).roll  # chorale
+        rows = [[1, 0, 0, 0]] if g == 1.0 else [[1, 0, 0, 0], [0, 1, 0, 0]]
+        assert len(denoiser_calls) == 4 and all(c["style_w"].tolist() == rows for c in denoiser_calls)
+    assert not np.array_equal(rolls[1.0], rolls[4.0])
+
+
 def test_set_state_rejects_another_bundles_state(bundle):
     gen = Generator(bundle)
     state = gen.get_state()

@@ -155,6 +155,16 @@ def test_meters_are_checked(data, tmp_path):
     assert "$.sampler.meter_contrast.6/8 is '6/8': must be another of" in _error(bad, tmp_path)
     bad["sampler"]["meter_contrast"] = {"5/4": "4/4"}
     assert "$.sampler.meter_contrast.5/4 names a meter not among" in _error(bad, tmp_path)
+    bad["sampler"]["meter_contrast"] = {}
+    bad["sampler"]["style_guidance"] = {"5/4": 2.0}
+    assert "$.sampler.style_guidance.5/4 names a meter not among" in _error(bad, tmp_path)
+    bad["sampler"]["style_guidance"] = {"6/8": 2.0}
+    bad["sampler"]["style_contrast"] = {"folk": "folk"}
+    assert "$.sampler.style_contrast.folk is 'folk': must be another of controls.styles" in _error(
+        bad, tmp_path
+    )
+    bad["sampler"]["style_contrast"] = {"polka": "folk"}
+    assert "$.sampler.style_contrast.polka names a style not among" in _error(bad, tmp_path)
 
 
 def test_not_json_and_missing_file(tmp_path):
@@ -167,11 +177,13 @@ def test_not_json_and_missing_file(tmp_path):
 
 
 def _object_paths(value, path="$"):
-    """JSON paths of every object in ``value`` except the free-form validation dict and the maps by meter
-    (the styles' density tables, the sampler's meter guidance and contrast: an unknown meter there is
-    refused by name as well)."""
+    """JSON paths of every object in ``value`` except the free-form validation dict and the maps by meter or
+    style (the styles' density tables, the sampler's meter and style guidance and contrast: an unknown
+    name there is refused by name as well)."""
     if isinstance(value, dict):
-        if path != "$.validation" and not path.endswith((".density", ".meter_guidance", ".meter_contrast")):
+        if path != "$.validation" and not path.endswith(
+            (".density", ".meter_guidance", ".meter_contrast", ".style_guidance", ".style_contrast")
+        ):
             yield path, value
             for k, v in value.items():
                 yield from _object_paths(v, f"{path}.{k}")

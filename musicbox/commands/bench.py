@@ -133,6 +133,13 @@ def _run_soak(root: Path, args) -> int:
     return 0 if figures["ok"] else 1
 
 
+def _heaviest_style(manifest, meter: str) -> float:
+    """The style knob position (a detent) whose bars of ``meter`` run the most denoiser rows a call; the
+    first style where all run alike."""
+    names = [s.name for s in manifest.controls.styles]
+    return float(max(range(len(names)), key=lambda i: len(manifest.sampler.row_guidance(meter, names[i]))))
+
+
 def measure_all(root: Path, bars: int, config_path: Path | None = None) -> dict:
     """Every figure; ``results`` maps a name to ``{"value", "target", "ok"}`` plus details.
     ``config_path``: the musicbox.toml whose ``[synth]`` renders (None: the box's own, as ``play``)."""
@@ -144,9 +151,13 @@ def measure_all(root: Path, bars: int, config_path: Path | None = None) -> dict:
     int8s = [p for p in INT8_PREFERENCE if p in base.manifest.variants]
     details: dict = {"bundle": str(root), "bars": bars}
     values: dict = {}
-    # every meter the model plays, a meter-guided one at two rows a call; the first is the default knobs'
+    # every meter the model plays, each at the style whose bars in it run the most guidance rows (the
+    # slowest: a meter-guided, style-guided 3/4 bar three rows a call); the first is the default knobs'
     meters = base.manifest.representation.meters
-    by_meter = {m: _generation(root, int8s, bars, Controls(meter=m)) for m in meters}
+    by_meter = {
+        m: _generation(root, int8s, bars, Controls(style=_heaviest_style(base.manifest, m), meter=m))
+        for m in meters
+    }
     gen = by_meter[meters[0]]
     details["generation"] = by_meter
     int8 = min(int8s, key=lambda p: gen[p]["bar_ms_p50"]) if int8s else None  # as `auto` picks
