@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from musicbox import __version__
@@ -36,7 +37,7 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="the version and the bundle it plays, then exit")
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(version_text())
+        print(version_text(), flush=True)  # flushed here, so a closed pipe is caught by main()
         parser.exit()
 
 
@@ -105,7 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PIPE_CLOSED = 141
+"""Exit status when the reader of stdout went away (``musicbox --version | head -1``): 128 + SIGPIPE,
+what the shell reports for a command a pipe stopped."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader is gone: stop quietly, no traceback, nothing more to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return PIPE_CLOSED
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # Our own loggers speak at INFO; libraries (onnxruntime's quantizer logs every tensor at INFO) only
     # from WARNING, unless --verbose.

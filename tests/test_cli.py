@@ -46,3 +46,22 @@ def test_bench_table_gives_units_and_says_why_a_figure_fails(capsys, monkeypatch
     out = capsys.readouterr().out
     assert "MiB" in out and "FP32 / INT8 seconds per bar" in out  # each row's unit
     assert "NO: 1.66 is below the target 2" in out and "NO: never happened" in out
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["bundle", "list"]])
+def test_a_closed_pipe_ends_quietly(argv):
+    """`musicbox --version | head -1` ended in a BrokenPipe traceback; the reader here is gone before
+    the command writes a byte, so every run meets the closed pipe."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "musicbox.cli", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141 and result.stderr == "", result.stderr

@@ -136,7 +136,9 @@ def test_midi_follows_the_tempo_map_and_styles_the_audio_played(tmp_path, capsys
     wav, mid_path = tmp_path / "a.wav", tmp_path / "a.mid"
     argv = ["render", "--seconds", "30", "--script", str(script), "--out", str(wav), "--midi", str(mid_path)]
     assert main(argv) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bar ")]
+    out = capsys.readouterr().out
+    assert " bars, 30.0 s of music -> " in out  # the files' length (it said 31.2 s: the bars generated)
+    lines = [line for line in out.splitlines() if line.startswith("bar ")]
     wav_bars = [float(line.split(" at ")[1].split()[0]) for line in lines]  # where each bar starts in the WAV
     mid = mido.MidiFile(mid_path)
     bar_ticks = 4 * mid.ticks_per_beat

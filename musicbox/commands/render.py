@@ -129,7 +129,7 @@ def run(args) -> int:
     _write_wav(args.out, out, renderer.sample_rate, wav_fd)
     if args.midi:
         played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds)
-    stats = summary(bars, now, renderer)
+    stats = summary(bars, len(out) / renderer.sample_rate, renderer)  # the files' length, not the bars'
     say(_summary_line(stats, args))
     if args.stats:
         args.stats.write_text(json.dumps(stats, indent=2) + "\n")
