@@ -38,11 +38,13 @@ Precision ``auto`` picks among the variants the manifest ships: by the CPU's int
 (ARM ``asimddp``, x86 ``avx512_vnni``/``avx_vnni`` in /proc/cpuinfo) and a short self-benchmark of the
 denoiser (every variant; the fastest int8 vs fp32); ``bundle.precision_reason`` says what was picked and why.
 The decision is taken once per machine and bundle and remembered (:data:`PRECISION_FILE` in
-:func:`cache_dir`, keyed by the manifest's sha256, the CPU, the threads and the onnxruntime version; a file
-lock makes concurrent first starts agree), because the int8 variants time within a few percent of each
+:func:`cache_dir`, keyed by the manifest's sha256 -- which holds every file's sha256, so it names the
+whole bundle -- the CPU, the threads and the onnxruntime version; a file lock makes concurrent first starts
+agree), because the int8 variants time within a few percent of each
 other and a fresh race would flip between them from run to run, and with it the notes a seed gives. A
 variant whose files fail their check is left out of the choice (and named in the reason); only the chosen
-variant must be whole.
+variant must be whole. A choice made while a variant was damaged holds for that start only: it is not
+remembered, so the intact bundle (same manifest) decides again with every variant.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.precision import PRECISIONS
+from musicbox.runtime.bundle_files import verify_variant
 from musicbox.runtime.cpu import cpu_dot_product
 from musicbox.runtime.digest import sha256_file
 from musicbox.runtime.manifest import Manifest, StageFile, Variant, load_manifest
@@ -130,43 +133,6 @@ def stage_bytes(stage: StageFile) -> int:
 def default_threads() -> int:
     """All cores but one (one is left to the audio callback and the synth), at least 1."""
     return max(1, (os.cpu_count() or 1) - 1)
-
-
-# ----------------------------------------------------------------------------------------------------
-# File checks
-
-
-def _check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
-    """Size (always) and sha256 (when given) of ``root / rel``, else ``BundleError`` saying what to do."""
-    path = root / rel
-    fix = "re-copy the bundle folder, or rebuild it with `musicbox quantize`"
-    if not path.is_file():
-        raise BundleError(f"{path}: missing (listed in {root / 'manifest.json'}); {fix}")
-    actual = path.stat().st_size
-    if actual != size:
-        raise BundleError(f"{path}: {actual} bytes, the manifest says {size} (truncated or altered); {fix}")
-    if sha256 is not None and sha256_file(path) != sha256:
-        raise BundleError(f"{path}: sha256 differs from the manifest's (damaged or altered); {fix}")
-
-
-def verify_variant(root: Path, variant: Variant, hashes: bool = True) -> None:
-    """Check every file of ``variant`` (and its external weights) against the manifest."""
-    for stage in variant.files():
-        _check_file(root, stage.file, stage.bytes, stage.sha256 if hashes else None)
-        if stage.external_data:
-            ext = stage.external_data
-            _check_file(root, ext.file, ext.bytes, ext.sha256 if hashes else None)
-
-
-def verify_bundle(root: Path) -> tuple[Manifest, int]:
-    """Check ``root``'s manifest and every file of every variant (sizes and sha256); returns the manifest
-    and the number of files checked. Raises ManifestError / BundleError (exit 78)."""
-    manifest = load_manifest(root / "manifest.json")
-    files = 0
-    for variant in manifest.variants.values():
-        verify_variant(root, variant)
-        files += sum(1 + (stage.external_data is not None) for stage in variant.files())
-    return manifest, files
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -440,22 +406,31 @@ class Bundle:
             if (
                 memory is not None
                 and known
+                and known.get("whole") is True  # decided with every variant whole (older entries: again)
                 and known.get("precision") in available
                 and self._damage(known["precision"]) is None
             ):
                 self._report_damage(available, known["precision"])
                 return known["precision"], f"{known['reason']}; remembered in {memory.path}"
-            pick, reason = self._decide(available, cpu, flag)
-            if memory is not None:
-                memory[key] = {"precision": pick, "reason": reason, "decided": time.strftime("%Y-%m-%d")}
+            pick, reason, whole = self._decide(available, cpu, flag)
+            if not whole:  # a damaged copy's choice is for this start only, never for the intact bundle
+                reason += "; decided now, not remembered (a variant is damaged)"
+            elif memory is not None:
+                memory[key] = {
+                    "precision": pick,
+                    "reason": reason,
+                    "whole": True,
+                    "decided": time.strftime("%Y-%m-%d"),
+                }
                 reason += f"; decided now, remembered in {memory.path}"
             else:
                 reason += f"; decided now (cannot remember it: {cache_dir()} is not writable)"
         return pick, reason
 
-    def _decide(self, available: Sequence[str], cpu: str, flag: str | None) -> tuple[str, str]:
+    def _decide(self, available: Sequence[str], cpu: str, flag: str | None) -> tuple[str, str, bool]:
         """Time the denoiser of every whole variant: the preferred int8 variant unless another int8 is
-        :data:`INT8_MARGIN` times faster, then int8 vs fp32 by the CPU's dot-product flag."""
+        :data:`INT8_MARGIN` times faster, then int8 vs fp32 by the CPU's dot-product flag. Returns the
+        pick, why, and whether every variant was whole (only then is the choice the bundle's)."""
         times: dict[str, float] = {}
         damaged: dict[str, str] = {}
         for p in (*INT8_PREFERENCE, "fp32"):
@@ -471,7 +446,7 @@ class Bundle:
         int8s = [p for p in times if p != "fp32"]
         if not int8s or "fp32" not in times:
             only = (int8s or ["fp32"])[0]
-            return only, f"{cpu}; the only whole variant{skipped}"
+            return only, f"{cpu}; the only whole variant{skipped}", not damaged
         int8 = int8s[0]
         for other in int8s[1:]:
             if times[other] * INT8_MARGIN < times[int8]:
@@ -479,7 +454,7 @@ class Bundle:
         margin = 1.1 if flag else 0.9  # with dot-product, int8 unless clearly slower; else only if faster
         pick = int8 if times[int8] <= margin * times["fp32"] else "fp32"
         timing = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in times.items())
-        return pick, f"{cpu}; denoiser per call: {timing}{skipped}"
+        return pick, f"{cpu}; denoiser per call: {timing}{skipped}", not damaged
 
     def _damage(self, precision: str) -> str | None:
         """None when ``precision``'s files pass their check, else what is wrong (logged)."""

@@ -136,19 +136,44 @@ def test_auto_leaves_out_a_damaged_variant_it_would_not_use(copy_of, caplog):
         b.precision in ("int8", "int8_dynamic")
         and "fp32 left out (files fail their check)" in b.precision_reason
     )
-    assert "the fp32 variant is damaged" in caplog.text
-    caplog.clear()
-    shard.write_bytes(shard.read_bytes()[:-10])  # remembered choice: the others' sizes are still checked
-    assert Bundle.open(root).precision == b.precision
-    assert (
-        "the fp32 variant (not used) is damaged" in caplog.text and "bytes, the manifest says" in caplog.text
-    )
+    assert "the fp32 variant is damaged" in caplog.text and "not remembered" in b.precision_reason
     for variant in ("int8", "int8_dynamic"):
         (root / variant / "decoder.onnx").unlink()
     with pytest.raises(
         BundleError, match=r"no variant is whole: .*int8/decoder.onnx: missing.*fp32/denoiser"
     ):
         Bundle.open(root)  # nothing whole to play
+
+
+def test_a_remembered_choice_still_checks_the_other_variants_sizes(copy_of, caplog, monkeypatch):
+    root = copy_of()
+    monkeypatch.setattr(Bundle, "_time_denoiser", lambda self, p: {"fp32": 3e-3}.get(p, 1e-3))
+    chosen = Bundle.open(root).precision  # decided with every variant whole: remembered
+    shard = root / "fp32" / "denoiser.01.onnx"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    assert Bundle.open(root).precision == chosen
+    assert (
+        "the fp32 variant (not used) is damaged" in caplog.text and "bytes, the manifest says" in caplog.text
+    )
+
+
+def test_a_choice_made_on_a_damaged_copy_is_not_the_intact_bundles(copy_of, tiny, monkeypatch):
+    """Issue 33: `auto` decided while a copy's int8 files were damaged picked fp32 and the intact bundle
+    (the same manifest) then kept playing fp32, the slower variant."""
+    monkeypatch.setattr(Bundle, "_time_denoiser", lambda self, p: {"fp32": 3e-3}.get(p, 1e-3))
+    damaged = copy_of()
+    for variant in ("int8", "int8_dynamic"):
+        shard = damaged / variant / "denoiser.01.onnx"
+        shard.write_bytes(shard.read_bytes()[:-1] + b"\0")
+    on_damaged = Bundle.open(damaged)
+    assert (
+        on_damaged.precision == "fp32"
+        and "not remembered (a variant is damaged)" in on_damaged.precision_reason
+    )
+    intact = Bundle.open(tiny)
+    assert intact.precision == "int8" and "decided now, remembered in" in intact.precision_reason
+    assert Bundle.open(damaged).precision == "fp32"  # the copy still cannot play int8: decided for itself
+    assert Bundle.open(tiny).precision == "int8" and "decided now" not in Bundle.open(tiny).precision_reason
 
 
 def test_auto_streaming_prefers_int8(tiny):
