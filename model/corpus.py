@@ -73,6 +73,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import music21
 import numpy as np
@@ -344,7 +345,7 @@ def score_to_pieces(score, work: str, counts: Counter, rep: Representation = DEF
         return []
     grid = grid_bars(measures, counts)
     tracks, melody_only = assign_tracks(parts, counts)
-    pieces = []
+    pieces: list[Piece] = []
     for lo, hi in runs(grid):
         n, meter = hi - lo, grid.meters[lo]
         if n < MIN_BARS:
@@ -431,7 +432,7 @@ class _BarGrid:
     """State of :func:`grid_bars`: the bars so far and the measures waiting for a partner."""
 
     def __init__(self, counts: Counter) -> None:
-        self.counts = counts
+        self.counts: Any = counts  # Counter's stub holds ints; the ql: keys add quarter lengths
         self.origins: list[float] = []
         self.starts: list[float] = []
         self.labels: list[str] = []

@@ -47,6 +47,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -268,6 +269,7 @@ def _parse_all(todo: list, unit_dir: Path, jobs: int, progress: bool) -> None:
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -275,7 +277,7 @@ def _parse_all(todo: list, unit_dir: Path, jobs: int, progress: bool) -> None:
 
     todo = sorted(todo, key=lambda u: -u.cost)
     jobs = max(1, min(jobs, len(todo)))
-    columns = (
+    columns: tuple[ProgressColumn, ...] = (
         TextColumn("parsing corpus"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -356,7 +358,7 @@ def assemble(units: list, unit_dir: Path, cache_dir, limit: int | None) -> tuple
             start += p["bars"]
     if not table.rolls:
         raise DatasetError("the corpus gave no usable bars; see the counters in the build log")
-    arrays = table.arrays()
+    arrays: dict[str, Any] = table.arrays()  # Any: savez_compressed types its **kwds loosely
     folder = dataset_dir(cache_dir)
     tmp = folder / "dataset.tmp.npz"
     np.savez_compressed(tmp, **arrays)

@@ -91,7 +91,7 @@ def lag_peak(profile: np.ndarray, lag: int) -> float:
 
 def bar_repeat_rate(sim: np.ndarray, roll: np.ndarray) -> float:
     """Share of non-empty bars (after the first) nearly repeating some earlier bar."""
-    busy = onset_cells(roll).any(axis=1)
+    busy = np.asarray(onset_cells(roll).any(axis=1))
     hits = [np.nanmax(np.nan_to_num(sim[i, :i], nan=0.0)) >= NEAR for i in range(1, len(roll)) if busy[i]]
     return float(np.mean(hits)) if hits else float("nan")
 
@@ -234,7 +234,7 @@ def parallels_per_100(roll: np.ndarray) -> dict[str, float]:
 
 def strong_beat_clashes(roll: np.ndarray) -> float:
     """Share of strong-beat sonorities (2+ pitch classes at steps 0, 8) holding two a semitone apart."""
-    sounding = (roll > OFF).any(axis=1)  # [n, S, P]
+    sounding = np.asarray((roll > OFF).any(axis=1))  # [n, S, P]
     chords = clashes = 0
     for bar in sounding:
         for step in STRONG_STEPS:

@@ -26,6 +26,8 @@ For each meter the model plays (``representation.meters``), on the styles that p
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from musicbox.model.baselines import MarkovChain
@@ -111,7 +113,7 @@ def meter_evaluation(bundle, dataset, seeds: int, per_style: int, rng) -> dict:
     meters_clf = SoftmaxClassifier(len(names)).fit(*_meter_windows(dataset, 0, 4000, rng))
     xt, yt = _meter_windows(dataset, 2, 1000, rng)
     real_proba = meters_clf.proba(xt)
-    out = {"classifier_real_test_accuracy": float((real_proba.argmax(axis=1) == yt).mean())}
+    out: dict[str, Any] = {"classifier_real_test_accuracy": float((real_proba.argmax(axis=1) == yt).mean())}
     for name in bundle.manifest.representation.meters:
         meter = METERS[name]
         playing = [i for i, s in enumerate(styles) if name in s.meters]

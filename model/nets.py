@@ -74,6 +74,8 @@ class Autoencoder(nn.Module):
     convolutional encoder over steps (onset F1 after 1000 steps 0.28 vs 0.07 on chorales).
     """
 
+    latent_scale: torch.Tensor  # a buffer (register_buffer), saved with the weights
+
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         self.cfg = cfg

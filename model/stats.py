@@ -43,7 +43,7 @@ def write_report(ds: Dataset, meta: dict, out: str | Path) -> Path:
     matplotlib.use("Agg")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    total = Counter()
+    total: Counter[str] = Counter()
     for c in meta["counts"].values():
         total.update(c)
     sections = [
@@ -124,7 +124,8 @@ def _meters(ds: Dataset, total: Counter, out: Path) -> str:
     )
     all_measures = sum(total[f"measures:{m}"] for m in meters) or 1
     kept_bars = Counter({ds.meter_names[i]: int(n) for i, n in enumerate(np.bincount(ds.meter)) if n})
-    plot, rare = Counter(), []
+    plot: Counter[tuple[str, str]] = Counter()
+    rare: list[str] = []
     for m in meters:
         key = m if total[f"measures:{m}"] / all_measures >= RARE_METER_SHARE else "other"
         rare += [m] if key == "other" else []
@@ -223,12 +224,12 @@ def _mode(ds: Dataset, out: Path) -> str:
         )
         shares.append(share)
         rows.append([name, *(f"{v:.1%}" for v in share)])
-    shares = np.array(shares)
+    table = np.array(shares)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bottom = np.zeros(len(ds.style_names))
     for k, label in enumerate(("major", "minor", "silent")):
-        ax.bar(ds.style_names, shares[:, k], bottom=bottom, label=label)
-        bottom += shares[:, k]
+        ax.bar(ds.style_names, table[:, k], bottom=bottom, label=label)
+        bottom += table[:, k]
     ax.set_ylabel("share of bars")
     ax.set_title("mode (5-bar key window)")
     ax.legend()
@@ -337,7 +338,10 @@ def _repeat_labels(ds: Dataset) -> str:
 def _histograms(ds: Dataset, out: Path) -> str:
     import matplotlib.pyplot as plt
 
-    specs = [(0, "density", "onsets per bar", np.arange(0, 81, 2)), (2, "register", "mean MIDI pitch", None)]
+    specs: list[tuple[int, str, str, np.ndarray | None]] = [
+        (0, "density", "onsets per bar", np.arange(0, 81, 2)),
+        (2, "register", "mean MIDI pitch", None),
+    ]
     specs.append((3, "polyphony", "sounding notes", np.arange(0, 8.25, 0.25)))
     rows = []
     for col, name, unit, bins in specs:
@@ -347,7 +351,7 @@ def _histograms(ds: Dataset, out: Path) -> str:
         for s, style in enumerate(ds.style_names):
             v = values[ds.style == s]
             if len(v):
-                ax.hist(v, bins=edges, histtype="step", density=True, label=style, linewidth=1.5)
+                ax.hist(v, bins=edges.tolist(), histtype="step", density=True, label=style, linewidth=1.5)
                 p10, p50, p90 = np.percentile(v, [10, 50, 90])
                 rows.append([name, style, f"{p10:.1f}", f"{p50:.1f}", f"{p90:.1f}"])
         ax.set_xlabel(unit)

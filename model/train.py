@@ -282,7 +282,7 @@ class Trainer:
         val = self.val_idx[: min(4000, len(self.val_idx))]
         probs = ae.decode(ae.encode(self.ae_batch(val, augment=False))).numpy()
         scores = {th: note_f1(planes_to_roll(probs, th), self.ds.rolls[val]) for th in (0.3, 0.4, 0.5, 0.6)}
-        best = max(scores, key=scores.get)
+        best = max(scores, key=lambda th: scores[th])
         log.info("autoencoder validation note F1 by threshold: %s", scores)
         return {"threshold": best, "val_note_f1": scores[best]}
 
@@ -339,11 +339,11 @@ class Trainer:
         torch.manual_seed(s.seed + 1)  # the stage's own seeds: a resumed autoencoder changes nothing here
         self.rng = np.random.default_rng((s.seed, 2))
         task = progress.add_task("encoding bars", total=len(KEY_SHIFTS))
-        latents = []
+        per_shift = []
         for shift in KEY_SHIFTS:
-            latents.append(self.encode_all(shift) * scale)
+            per_shift.append(self.encode_all(shift) * scale)
             progress.update(task, advance=1)
-        latents = np.stack(latents)  # [shifts, N, F, D]
+        latents = np.stack(per_shift)  # [shifts, N, F, D]
         prev = self.context_index()
         if s.denoiser_from:
             self._start_denoiser_from(dn, s.denoiser_from)

@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,14 +87,15 @@ def run(bundle: Path, out: Path, seeds: int, bars: int) -> None:
     from musicbox.runtime.cpu import cpu_dot_product
 
     out.mkdir(parents=True, exist_ok=True)
-    info = {"machine": platform.machine(), "dot_product": cpu_dot_product(), "seconds": {}}
+    seconds: dict[str, float] = {}
+    info = {"machine": platform.machine(), "dot_product": cpu_dot_product(), "seconds": seconds}
     for precision in PRECISIONS:
         start = time.perf_counter()
         b = Bundle.open(bundle, precision=precision, threads=1)
         latents, rolls = generate(b, plan_for(b.manifest, seeds, bars))
         np.save(out / f"{precision}.latents.npy", latents)
         np.save(out / f"{precision}.rolls.npy", rolls)
-        info["seconds"][precision] = round(time.perf_counter() - start, 2)
+        seconds[precision] = round(time.perf_counter() - start, 2)
         b.close()
     (out / "info.json").write_text(json.dumps(info, indent=1))
 
@@ -192,7 +194,7 @@ def compare(ref: Path, arm: Path) -> dict:
     arm32 = load(arm, "fp32", "latents")
     rel = float(np.max(_bar_norms(arm32, fp32) / np.linalg.norm(fp32.reshape(len(fp32), -1), axis=1)))
     same_notes = bool(np.array_equal(load(ref, "fp32", "rolls"), load(arm, "fp32", "rolls")))
-    result = {
+    result: dict[str, Any] = {
         "fp32": {
             "bit_exact": bool(np.array_equal(fp32, arm32)),
             "same_notes": same_notes,
@@ -223,7 +225,11 @@ def check(
     runs use ``package``'s contents when given, else the sources copied next to the sysroot's wheels."""
     start = time.perf_counter()
     subprocess.run([sys.executable, *run_args(bundle, out / "x86_64", seeds, bars)], check=True)
-    report = {"x86_seconds": round(time.perf_counter() - start, 1), "cpus": {}, "package": str(package or "")}
+    report: dict[str, Any] = {
+        "x86_seconds": round(time.perf_counter() - start, 1),
+        "cpus": {},
+        "package": str(package or ""),
+    }
     if package is not None:
         pythonpath = install_package(sysroot, package)
     else:

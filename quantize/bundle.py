@@ -22,12 +22,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import onnx
 import torch
 
 from musicbox.model.checkpoint import WEIGHTS, load_checkpoint
-from musicbox.precision import PRECISIONS
+from musicbox.precision import PRECISIONS, Precision
 from musicbox.quantize import calibrate, export, int8, shard, tables
 from musicbox.quantize.validate import ValidationPlan, validate
 from musicbox.runtime.digest import sha256_file
@@ -140,7 +141,7 @@ def make_manifest(info, config: dict, variants: dict[str, Variant], validation: 
         representation=representation,
         sampler=sampler,
         controls=controls,
-        variants=variants,
+        variants=cast(dict[Precision, Variant], variants),  # keys: PRECISIONS
         validation=validation,
     )
 

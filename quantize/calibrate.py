@@ -16,6 +16,7 @@ the decoder's input latents and the encoder's input planes (the thresholded roll
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from musicbox.quantize.tables import ModelTables
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.manifest import ControlsInfo
+
+if TYPE_CHECKING:
+    from musicbox.runtime.bundle import Bundle
 
 CALIB_BATCH = 64
 """Recorded calls concatenated into one calibration batch (MinMax ranges do not depend on batching)."""
@@ -152,7 +156,7 @@ def record(model, groups, tables: ModelTables, grid: CalibrationGrid, advance=No
     with torch.no_grad():
         for setting in grid.settings():
             for seed in grid.seeds:
-                generator = Generator(stages, seed=seed)
+                generator = Generator(cast("Bundle", stages), seed=seed)  # the stages stand in for a bundle
                 for _ in range(grid.bars):
                     generator.next_bar(setting)
                 if advance is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import onnx
 import torch
@@ -29,6 +30,9 @@ from torch import nn
 
 from musicbox.errors import MusicBoxError
 from musicbox.quantize import fuse
+
+if TYPE_CHECKING:
+    from musicbox.model.nets import Autoencoder, Denoiser, Embed, Head, MusicModel
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class StageGraph:
 class Encoder(nn.Module):
     """``planes [B,6,16,64] -> latent [B,4,64]``."""
 
-    def __init__(self, autoencoder: nn.Module):
+    def __init__(self, autoencoder: Autoencoder):
         super().__init__()
         self.autoencoder = autoencoder
 
@@ -79,7 +83,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``latent [B,4,64] -> probs [B,6,16,64]``."""
 
-    def __init__(self, autoencoder: nn.Module):
+    def __init__(self, autoencoder: Autoencoder):
         super().__init__()
         self.autoencoder = autoencoder
 
@@ -92,11 +96,11 @@ class DenoiserShard(nn.Module):
     ``head`` behind when ``stop`` is the last block. Inputs: the conditioning (first shard) or ``h``
     ``[B, L, d]``; output: ``h`` or ``v [B, 4, 64]`` (last shard). Use :func:`make_shard`."""
 
-    def __init__(self, denoiser: nn.Module, start: int, stop: int):
+    def __init__(self, denoiser: Denoiser, start: int, stop: int):
         super().__init__()
-        self.embed = denoiser.embed if start == 0 else None
+        self.embed: Embed | None = denoiser.embed if start == 0 else None
         self.blocks = nn.ModuleList(denoiser.blocks[start:stop])
-        self.head = denoiser.head if stop == len(denoiser.blocks) else None
+        self.head: Head | None = denoiser.head if stop == len(denoiser.blocks) else None
 
     def run(self, h):
         for block in self.blocks:
@@ -108,6 +112,7 @@ class FirstShard(DenoiserShard):
     """Shard 0: the contract's conditioning inputs -> ``h0`` (or ``v`` for a one-shard denoiser)."""
 
     def forward(self, x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter):
+        assert self.embed is not None  # shard 0 always has the embedding
         return self.run(self.embed(x, sigma, context, context_mask, style_w, attrs, attr_mask, place, meter))
 
 
@@ -118,7 +123,7 @@ class LaterShard(DenoiserShard):
         return self.run(h)
 
 
-def make_shard(denoiser: nn.Module, group: range) -> DenoiserShard:
+def make_shard(denoiser: Denoiser, group: range) -> DenoiserShard:
     """The eval-mode torch module of the shard made of blocks ``group``."""
     cls = FirstShard if group.start == 0 else LaterShard
     return cls(denoiser, group.start, group.stop).eval()
@@ -167,6 +172,7 @@ def export_module(name: str, module: nn.Module, args: tuple, input_names, output
             )
     except Exception as exc:  # the exporter raises many types; say which stage failed
         raise MusicBoxError(f"ONNX export of stage {name} failed: {exc}") from exc
+    assert program is not None  # dynamo=True always returns the program
     model = _clean(program.model_proto, input_names)
     onnx.checker.check_model(model)
     return StageGraph(name, model)
@@ -203,7 +209,7 @@ def _clean(model: onnx.ModelProto, input_names) -> onnx.ModelProto:
     return model
 
 
-def export_autoencoder(model: nn.Module) -> tuple[StageGraph, StageGraph]:
+def export_autoencoder(model: MusicModel) -> tuple[StageGraph, StageGraph]:
     """The encoder and decoder stages of a ``MusicModel``."""
     ae = model.autoencoder
     cfg = ae.cfg
@@ -222,7 +228,7 @@ def export_autoencoder(model: nn.Module) -> tuple[StageGraph, StageGraph]:
     return stages[0], stages[1]
 
 
-def export_denoiser(model: nn.Module, groups: list[range]) -> list[StageGraph]:
+def export_denoiser(model: MusicModel, groups: list[range]) -> list[StageGraph]:
     """One ``StageGraph`` per block group (``shard.plan_shards``), named ``denoiser.00``, ``.01`` ..."""
     dn = model.denoiser
     args: tuple = denoiser_example(dn.cfg)

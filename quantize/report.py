@@ -27,9 +27,9 @@ def _stage_rows(result: BuildResult) -> list[tuple[str, dict, dict]]:
     m = result.manifest
     latency = m.validation["latency_ms"]
     rows = []
-    for i, stage in enumerate(m.variants["fp32"].files()):
+    for i, stage in enumerate(m.variant("fp32").files()):
         name = stage.file.split("/")[-1]
-        sizes = {p: stage_bytes(m.variants[p].files()[i]) for p in PRECISIONS}
+        sizes = {p: stage_bytes(m.variant(p).files()[i]) for p in PRECISIONS}
         lat = {p: latency[p][name] for p in PRECISIONS}
         rows.append((name, sizes, lat))
     return rows

@@ -14,12 +14,16 @@ a pure function of the model, so the same model gives byte-identical files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 from onnx import external_data_helper, numpy_helper
 from torch import nn
 
 from musicbox.errors import MusicBoxError
+
+if TYPE_CHECKING:
+    from musicbox.model.nets import Denoiser
 
 PAGE = 4096
 """Alignment of every tensor in an external-data file (bytes): the page size of ARM64 Linux and x86."""
@@ -34,7 +38,7 @@ def module_bytes(module: nn.Module) -> int:
     return sum(t.numel() * 4 for t in tensors)
 
 
-def plan_shards(denoiser: nn.Module, shard_mb: float) -> list[range]:
+def plan_shards(denoiser: Denoiser, shard_mb: float) -> list[range]:
     """Block index ranges, one per shard, each within ``shard_mb`` MiB of FP32 weights where possible.
 
     ``denoiser`` has ``embed``, ``blocks`` (ModuleList) and ``head``; the embedding's bytes count

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def generate(bundle: Bundle, plan: ValidationPlan) -> tuple[np.ndarray, np.ndarr
     rolls = []
     for seed in plan.seeds:
         for controls in plan.settings:
-            gen = Generator(tap, seed=seed)
+            gen = Generator(cast(Bundle, tap), seed=seed)
             rolls += [gen.next_bar(controls).roll[0] for _ in range(plan.bars)]
     return np.concatenate(tap.latents), np.stack(rolls)
 
@@ -88,7 +89,10 @@ def lockstep(reference: Bundle, other: Bundle, plan: ValidationPlan) -> dict[str
     ref_rolls, other_rolls = [], []
     for seed in plan.seeds:
         for controls in plan.settings:
-            ref_gen, other_gen = Generator(ref_tap, seed=seed), Generator(other_tap, seed=seed)
+            ref_gen, other_gen = (
+                Generator(cast(Bundle, ref_tap), seed=seed),
+                Generator(cast(Bundle, other_tap), seed=seed),
+            )
             for _ in range(plan.bars):
                 other_gen.set_state(ref_gen.get_state())
                 ref_rolls.append(ref_gen.next_bar(controls).roll[0])
@@ -173,7 +177,7 @@ def _ms(values: list[float], q: float) -> float:
 
 def variant_bytes(manifest: Manifest, precision: str) -> int:
     """Bytes of every file of a variant (models and external weights)."""
-    return sum(stage_bytes(s) for s in manifest.variants[precision].files())
+    return sum(stage_bytes(s) for s in manifest.variant(precision).files())
 
 
 def validate(path, plan: ValidationPlan | None = None) -> dict:

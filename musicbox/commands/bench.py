@@ -33,6 +33,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -273,7 +274,7 @@ def _pcts(values) -> dict:
     return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
 
 
-def _generation(root: Path, int8s: list[str], bars: int, controls) -> dict:
+def _generation(root: Path, int8s: Sequence[str], bars: int, controls) -> dict:
     """The INT8 variants' and the FP32 generators interleaved bar by bar (one thread each, same seed and
     ``controls``); per INT8 variant its per-bar speed-up over FP32 (``{variant}_speedup_p50``)."""
     from musicbox.runtime.bundle import Bundle
@@ -337,6 +338,7 @@ def _start_and_rss(root: Path, config_path: Path | None) -> dict:
         cmd += ["--config", str(config_path)] if config_path else []
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None  # both PIPE
         first = None
         for line in proc.stdout:
             if first is None and line.startswith("bar "):
