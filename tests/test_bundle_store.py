@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from musicbox.cli import main
-from musicbox.config import installed_bundle, resolve_bundle
+from musicbox.config import installed_bundle, resolve_bundle, shipped_bundle
 from musicbox.runtime.box.soak import JackDummy
 from tests.helpers.synthetic_bundle import build_bundle
 
@@ -88,14 +88,18 @@ def test_archives_install_and_unsafe_members_are_refused(synthetic, store, tmp_p
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(_release(synthetic, tmp_path, "d" * 64), arcname="musicbox-bundle")
     assert main(["bundle", "install", str(archive)]) == 0
-    assert installed_bundle().name.endswith("d" * 12)
+    installed = json.loads((installed_bundle() / "manifest.json").read_text())
+    assert installed["model"]["provenance"]["checkpoint_sha256"] == "d" * 64
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:
         info = tarfile.TarInfo("../../etc/owned")
         tar.addfile(info)
     assert main(["bundle", "install", str(evil)]) == 78
     assert "refusing archive member" in capsys.readouterr().err
-    assert main(["bundle", "rollback"]) == 78  # nothing before it
+    assert main(["bundle", "rollback"]) == 0  # before it: the shipped bundle
+    assert installed_bundle() is None and resolve_bundle(None) == shipped_bundle()
+    assert main(["bundle", "rollback", "--shipped"]) == 78  # it is current already
+    assert "is current already" in capsys.readouterr().err
 
 
 def test_version_names_the_bundle_model_date_and_precision(synthetic, store, tmp_path, capsys):
