@@ -15,6 +15,7 @@ from musicbox.device.buttons import Button
 from musicbox.device.scripted import ScriptedBackend, load_script, parse_script
 from musicbox.errors import ConfigError
 from musicbox.runtime.controls import ControlRanges, Controls
+from tests.helpers.callbacks import Recorder
 
 STYLES = ("chorale", "folk", "renaissance")
 RANGES = ControlRanges(STYLES, 60.0, 160.0, ("4/4", "3/4"))
@@ -95,12 +96,14 @@ def test_after_a_change_from_the_web_remote_an_event_changes_only_its_own_knobs(
     names = ("chorale", "folk")
     script = parse_script([{"at": 0.3, "mood": -0.5}], ControlRanges(names, 60.0, 160.0))
     backend = ScriptedBackend(script, KnobMap(2), names)
-    seen = []
-    backend.start(seen.append, lambda b: None)
+    rec = Recorder()
+    backend.start(rec.on_controls, rec.on_button)
     backend.follow(Controls(style=1.0, tempo_bpm=150.0, mood=0.2))
-    time.sleep(0.6)
-    backend.close()
-    assert seen[-1] == Controls(style=1.0, tempo_bpm=150.0, mood=-0.5)
+    try:
+        rec.wait_for(lambda r: r.controls and r.controls[-1].mood == -0.5)  # the event at 0.3 s
+    finally:
+        backend.close()
+    assert rec.controls[-1] == Controls(style=1.0, tempo_bpm=150.0, mood=-0.5)
 
 
 def test_the_meter_key_sets_the_meter_and_leaves_it_until_changed():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import termios
+import time
 
 import numpy as np
 import pytest
@@ -69,15 +70,26 @@ def test_keys_turn_knobs_and_press_buttons(config):
 
 
 def test_end_of_input_keeps_the_box_running(config):
+    """Past the end of its input (stdin closed) the terminal box plays on: no button is pressed and the
+    backend still polls, so a knob turned after that (here a key pressed in code) is still passed on."""
     read_fd, write_fd = os.pipe()
     backend, _ = open_terminal(config, read_fd)
     rec = Recorder()
     backend.start(rec.on_controls, rec.on_button)
-    os.write(write_fd, b"e")
-    os.close(write_fd)
-    rec.wait_for(lambda r: r.controls[-1].mood == pytest.approx(0.1))
-    backend.close()
-    os.close(read_fd)
+    try:
+        os.write(write_fd, b"e")
+        os.close(write_fd)
+        rec.wait_for(lambda r: r.controls[-1].mood == pytest.approx(0.1))
+        deadline = time.monotonic() + 3.0
+        while backend.fd is not None:  # the end of input is read
+            assert time.monotonic() < deadline, "the backend never read the end of its input"
+            time.sleep(0.005)
+        backend.press("e")
+        rec.wait_for(lambda r: r.controls[-1].mood == pytest.approx(0.2))
+        assert rec.buttons == [] and backend.last_button is None
+    finally:
+        backend.close()
+        os.close(read_fd)
 
 
 def test_a_tty_is_put_in_cbreak_mode_and_restored(config):

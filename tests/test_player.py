@@ -99,13 +99,23 @@ def test_real_stream_on_jack_dummy_is_paced(jack_server, ring):
     player.open()
     try:
         assert "JACK" in player.describe() or "system" in player.describe()
-        time.sleep(0.5)
+        _wait_until(lambda: player.callbacks >= 1)
+        t0, first = time.monotonic(), player.callbacks
+        _wait_until(lambda: player.callbacks >= first + 40)
+        # 40 blocks of 512 frames are 0.46 s of audio at 44.1 kHz: a paced stream takes about that long
+        # (a free-running one microseconds); half of it allows for the server's bursts of callbacks.
+        assert time.monotonic() - t0 >= 0.5 * 40 * 512 / 44100
         assert player.check() is StreamState.RUNNING
-        played = ring.bars_played
-        assert 0 < played <= 6  # 0.5 s at 44.1 kHz is ~73 bars of 300 frames if not paced; we have 6
-        assert player.callbacks < 0.5 * 44100 / 512 * 2
+        assert ring.bars_played == 6  # the 6 bars of the ring played (40 blocks are 68 bars' frames)
     finally:
         player.close()
+
+
+def _wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,11 @@ def test_full_disk_is_logged_playback_goes_on_and_earlier_saves_survive(tmp_path
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(recorder_module, "_write_wav", full)
-    time.sleep(1.1)  # a new file name (one per second)
+    # A save's file name holds its second: the recorder's clock moves on one second (no waiting it out).
+    later = time.localtime(time.time() + 1)
+    monkeypatch.setattr(
+        recorder_module, "time", SimpleNamespace(strftime=lambda fmt: time.strftime(fmt, later))
+    )
     rec.save().join(10)
     assert rec.failures == 1 and "No space left" in rec.last_error
     assert {p.name: p.stat().st_size for p in (tmp_path / "rec").iterdir()} == before
