@@ -18,17 +18,26 @@ the terminal's key and the web remote's button), kept by the map like the variat
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from musicbox.runtime.controls import VARIATION, Controls
+from musicbox.runtime.controls import (
+    FIELDS,
+    MOOD_RANGE,
+    TURNED,
+    VARIATION,
+    VARIATION_RANGE,
+    ControlRanges,
+    Controls,
+    nearest_style,
+)
 
-KNOBS = ("style", "tempo", "mood")
-FIELDS = {"style": "style", "tempo": "tempo_bpm", "mood": "mood"}  # knob -> its Controls field
+KNOBS = TURNED
+"""The knobs read as positions 0..1 (``runtime.controls.TURNED``; their fields: ``controls.FIELDS``)."""
 
 
-def _clip01(x: float) -> float:
-    return min(1.0, max(0.0, float(x)))
+def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    return min(hi, max(lo, float(x)))
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class KnobMap:
         """Style position 0 .. n_styles-1 (integers at detents, blends between), to 0.01."""
         if self.n_styles <= 1:
             return 0.0
-        x = min(self.n_styles - 1.0, max(0.0, _clip01(raw) * self.n_styles - 0.5))
+        x = min(self.n_styles - 1.0, max(0.0, _clip(raw) * self.n_styles - 0.5))
         k = math.floor(x)
         frac, half = x - k, self.detent_width / 2
         if frac <= half:
@@ -65,11 +74,12 @@ class KnobMap:
 
     def tempo(self, raw: float) -> float:
         """Tempo in BPM, rounded to a whole beat per minute."""
-        return float(round(self.min_bpm + _clip01(raw) * (self.max_bpm - self.min_bpm)))
+        return float(round(self.min_bpm + _clip(raw) * (self.max_bpm - self.min_bpm)))
 
     def mood(self, raw: float) -> float:
-        """Mood -1 (dark) .. +1 (bright), to 0.01."""
-        return round(2.0 * _clip01(raw) - 1.0, 2)
+        """Mood -1 (dark) .. +1 (bright) (``controls.MOOD_RANGE``), to 0.01."""
+        lo, hi = MOOD_RANGE
+        return round(lo + _clip(raw) * (hi - lo), 2)
 
     def controls(self, raw: Mapping[str, float]) -> Controls:
         """Controls for the raw positions of the three knobs (keys :data:`KNOBS`), and ``variation``
@@ -78,9 +88,14 @@ class KnobMap:
             style=self.style(raw["style"]),
             tempo_bpm=self.tempo(raw["tempo"]),
             mood=self.mood(raw["mood"]),
-            variation=round(_clip01(raw.get("variation", self.variation)), 2),
+            variation=round(_clip(raw.get("variation", self.variation), *VARIATION_RANGE), 2),
             meter=self.meter,
         )
+
+    def ranges(self, style_names: Sequence[str]) -> ControlRanges:
+        """The values a knob of this map may be given by hand (a knob script, the web remote): these
+        styles (``style_names``, knob order), this tempo range, the meters some style plays."""
+        return ControlRanges(tuple(style_names), self.min_bpm, self.max_bpm, self.meters)
 
     @property
     def meters(self) -> tuple[str, ...]:
@@ -91,7 +106,7 @@ class KnobMap:
         """The meters of the style nearest to position ``style``, its own first (4/4 when unknown)."""
         if not self.style_meters:
             return ("4/4",)
-        return self.style_meters[min(max(round(style), 0), len(self.style_meters) - 1)]
+        return self.style_meters[nearest_style(style, len(self.style_meters))]
 
     def next_meter(self, controls: Controls) -> str:
         """The meter after ``controls.meter`` among its style's: "" (the style's own), then its other
@@ -107,8 +122,8 @@ class KnobMap:
         """Knob positions that give ``controls`` (the inverse of :meth:`controls`, up to rounding)."""
         return {
             "style": self._style_raw(controls.style),
-            "tempo": _clip01((controls.tempo_bpm - self.min_bpm) / (self.max_bpm - self.min_bpm)),
-            "mood": _clip01((controls.mood + 1.0) / 2.0),
+            "tempo": _clip((controls.tempo_bpm - self.min_bpm) / (self.max_bpm - self.min_bpm)),
+            "mood": _clip((controls.mood - MOOD_RANGE[0]) / (MOOD_RANGE[1] - MOOD_RANGE[0])),
         }
 
     def _style_raw(self, style: float) -> float:
@@ -137,7 +152,7 @@ class KnobFilter:
 
     def update(self, raw: float, now: float) -> float:
         """Feed a reading taken at ``now`` (seconds, monotonic); return the knob's position 0..1."""
-        raw = _clip01(raw)
+        raw = _clip(raw)
         if self.smoothed is None or self.position is None:
             self.smoothed = self.position = raw
         else:

@@ -30,9 +30,9 @@ from musicbox.device.base import Backend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KnobMap
 from musicbox.errors import ConfigError
-from musicbox.runtime.controls import ControlRanges, Controls
+from musicbox.runtime.controls import FIELDS, KNOBS, ControlRanges, Controls
 
-EVENT_KEYS = ("at", "style", "tempo", "mood", "variation", "meter", "button")
+EVENT_KEYS = ("at", *KNOBS, "meter", "button")
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class ScriptEvent:
 
     def apply(self, controls: Controls) -> Controls:
         """``controls`` with this event's knob values set."""
-        knobs = ("style", "tempo_bpm", "mood", "variation", "meter")
-        changes = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
+        fields = (*FIELDS.values(), "meter")
+        changes = {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
         return replace(controls, **changes)
 
 

@@ -34,7 +34,7 @@ from musicbox.device.base import PollingBackend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import FIELDS, VARIATION_RANGE, Controls, style_blend
 from musicbox.runtime.meter import METERS
 
 if TYPE_CHECKING:
@@ -87,7 +87,6 @@ METER_KEY = "m"
 KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5), "variation": (0.1, 0.5)}
 """Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood, variation)."""
 ARROW_GLYPHS = {"up": "↑", "down": "↓", "right": "→", "left": "←"}
-_FIELDS = {"style": "style", "tempo": "tempo_bpm", "mood": "mood", "variation": "variation"}
 TRACK_STYLES = ("bold magenta", "cyan", "green")  # melody, harmony, bass
 STATE_ICONS = {"playing": "▶", "paused": "⏸"}
 ROLL_ROWS = 8  # pitch bins in the piano-roll view (64 pitches / 8 = 8 semitones a row)
@@ -141,11 +140,10 @@ def style_label(style: float, names: Sequence[str]) -> str:
     """ "chorale" at a detent, "chorale 70% + folk 30%" between two."""
     if not names:
         return f"{style:.2f}"
-    k = min(int(style), len(names) - 1)
-    frac = style - k
-    if frac < 0.005 or k + 1 >= len(names):
-        return names[k]
-    return f"{names[k]} {round(100 * (1 - frac))}% + {names[k + 1]} {round(100 * frac)}%"
+    low, high, frac = style_blend(style, len(names))
+    if frac < 0.005 or high == low:
+        return names[low]
+    return f"{names[low]} {round(100 * (1 - frac))}% + {names[high]} {round(100 * frac)}%"
 
 
 class TerminalBackend(PollingBackend):
@@ -224,16 +222,17 @@ class TerminalBackend(PollingBackend):
         own unit and onto a multiple of the step, so that every press changes the control."""
         m = self.knob_map
         step = KNOB_STEPS[knob][coarse]
-        now = getattr(m.controls(self.raw), _FIELDS[knob])
+        now = getattr(m.controls(self.raw), FIELDS[knob])
         value = (
             (math.floor(now / step + 1e-6) + 1) * step
             if direction > 0
             else (math.ceil(now / step - 1e-6) - 1) * step
         )
         if knob == "variation":  # no knob travel to map: the value is the position
-            self.raw[knob] = min(1.0, max(0.0, round(value, 2)))
+            lo, hi = VARIATION_RANGE
+            self.raw[knob] = min(hi, max(lo, round(value, 2)))
             return
-        self.raw[knob] = m.raw_of(replace(m.controls(self.raw), **{_FIELDS[knob]: value}))[knob]
+        self.raw[knob] = m.raw_of(replace(m.controls(self.raw), **{FIELDS[knob]: value}))[knob]
 
     def step_meter(self) -> None:
         """Ask for the next of the style's meters (:meth:`KnobMap.next_meter`); sent with the next poll."""

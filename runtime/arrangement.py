@@ -16,12 +16,13 @@ Velocity accents fall on the meter's downbeat and beats. Swing follows the beat:
 off-beat sixteenths come late; in 6/8 the same ``swing`` is a jig's lilt, the first eighth of each
 three-eighth group longer and the second shorter (:func:`swing_warp`).
 
-Style blends (``Controls.style`` between two detents): programs and drum family come from the nearer
-style (they switch at the midpoint, at a bar line); swing and base velocity are interpolated linearly
-between the two styles, so a knob turn changes feel and loudness smoothly.
+Style blends (``Controls.style`` between two detents): programs and drum family come from the style that
+leads the blend (``controls.nearest_style``: they switch at the midpoint, to the upper style, at a bar
+line); swing and base velocity are interpolated linearly between the two styles, so a knob turn changes
+feel and loudness smoothly.
 
-Energy is the tempo knob's position in the manifest's tempo range, 0..1 (as in the conditioning).
-Drum intensity ``0.65 * energy + 0.35 * (mood + 1) / 2`` picks how many of a pattern's hits play and how
+Energy is the tempo knob's position in the manifest's tempo range, 0..1 (``controls.energy``, as in the
+conditioning). Drum intensity ``0.65 * energy + 0.35 * (mood + 1) / 2`` picks how many of a pattern's hits play and how
 hard: the same quantities that raise the model's note density.
 """
 
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import Controls, energy, nearest_style, style_blend
 from musicbox.runtime.meter import COMMON, METERS, Meter
 from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
 
@@ -151,20 +152,13 @@ class Arranger:
         """Restart the humanization sequence from the seed."""
         self._rng = np.random.default_rng(self.seed)
 
-    def energy(self, tempo_bpm: float) -> float:
-        """Tempo -> energy 0..1 through the manifest's tempo range."""
-        lo, hi = self.tempo_range
-        return float(np.clip((tempo_bpm - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
-
     def style_arrangement(self, style: float) -> Blend:
         """The arrangement at knob position ``style`` (clipped to the detents): programs and drums of the
-        nearer style, swing and velocity interpolated between the two neighbours."""
-        pos = float(np.clip(style, 0, len(self.styles) - 1))
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(self.styles) - 1)
-        w = pos - lo
+        style that leads the blend (``controls.nearest_style``), swing and velocity interpolated between the
+        two neighbours (``controls.style_blend``)."""
+        lo, hi, w = style_blend(style, len(self.styles))
         a, b = self.styles[lo], self.styles[hi]
-        near = b if w >= 0.5 else a
+        near = self.styles[nearest_style(style, len(self.styles))]
         return Blend(
             near.programs,
             near.drums,
@@ -186,10 +180,10 @@ class Arranger:
         step 0 of the roll); see :func:`bar_notes`.
         """
         arr = self.style_arrangement(controls.style)
-        energy = self.energy(controls.tempo_bpm)
-        level = arr.velocity * (1 + 0.12 * controls.mood) * (0.9 + 0.2 * energy)
+        e = energy(controls.tempo_bpm, *self.tempo_range)
+        level = arr.velocity * (1 + 0.12 * controls.mood) * (0.9 + 0.2 * e)
         played = self._play_notes(list(notes), arr, level, meter, set(ties))
-        intensity = float(np.clip(0.65 * energy + 0.35 * (controls.mood + 1) / 2, 0, 1))
+        intensity = float(np.clip(0.65 * e + 0.35 * (controls.mood + 1) / 2, 0, 1))
         played += self._play_drums(arr, level, intensity, meter)
         played.sort(key=lambda p: p.on)
         return BarPlan(arr.programs, played)

@@ -1,9 +1,10 @@
 """Knobs -> model conditioning, through the bundle manifest's tables (docs/architecture.md).
 
-- style position ``s`` (clipped to ``0 .. S-1``) blends style rows ``floor(s)`` and ``ceil(s)``:
+- style position ``s`` (clipped to ``0 .. S-1``) blends style rows ``floor(s)`` and ``ceil(s)``
+  (``controls.style_blend``):
   ``style_w[floor] = 1 - frac``, ``style_w[ceil] = frac`` (column ``S``, "no style", stays 0); the per-style
   tables (density, register, polyphony) are blended with the same weights;
-- energy ``e = (bpm - min_bpm) / (max_bpm - min_bpm)`` clipped to [0, 1];
+- energy ``e = (bpm - min_bpm) / (max_bpm - min_bpm)`` clipped to [0, 1] (``controls.energy``);
 - raw density ``= interp(e, [0, .5, 1], style.density[meter]) * (1 + density_gain * mood)`` (onsets per
   bar of the bar's meter; a meter the style does not list takes its own meter's table scaled by the
   ratio of the bars' steps);
@@ -25,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import MOOD_RANGE, Controls, energy, nearest_style, style_blend
 from musicbox.runtime.features import ATTRS
 from musicbox.runtime.form import PLAIN, Shaping
 from musicbox.runtime.manifest import ControlsInfo, SamplerInfo, StyleInfo
@@ -45,11 +46,8 @@ class Conditioning:
 
 
 def style_weights(style: float, n_styles: int) -> np.ndarray:
-    """Blend weights float32 ``[n_styles + 1]`` of a style knob position (clipped to 0..n_styles-1)."""
-    s = float(np.clip(style, 0.0, n_styles - 1))
-    lo = int(np.floor(s))
-    hi = min(lo + 1, n_styles - 1)
-    frac = s - lo
+    """Blend weights float32 ``[n_styles + 1]`` of a style knob position (``controls.style_blend``)."""
+    lo, hi, frac = style_blend(style, n_styles)
     w = np.zeros(n_styles + 1, dtype=np.float32)
     w[lo] += 1.0 - frac
     w[hi] += frac
@@ -75,11 +73,10 @@ def raw_attributes(
     density = w @ np.array([style_density(s, meter) for s in table.styles])
     register = w @ np.array([s.register for s in table.styles])
     polyphony = float(w @ np.array([s.polyphony for s in table.styles]))
-    t = table.tempo
-    energy = float(np.clip((controls.tempo_bpm - t.min_bpm) / (t.max_bpm - t.min_bpm), 0.0, 1.0))
-    mood = float(np.clip(controls.mood, -1.0, 1.0))
+    e = energy(controls.tempo_bpm, table.tempo.min_bpm, table.tempo.max_bpm)
+    mood = float(np.clip(controls.mood, *MOOD_RANGE))
     values = {
-        "density": np.interp(energy, [0.0, 0.5, 1.0], density)
+        "density": np.interp(e, [0.0, 0.5, 1.0], density)
         * (1.0 + table.mood.density_gain * mood)
         * shaping.density,
         "mode": mood,
@@ -135,8 +132,9 @@ def contrast_meter(sampler: SamplerInfo, meter: Meter, meters: tuple[str, ...]) 
 
 
 def leading_style(controls: Controls, table: ControlsInfo) -> str:
-    """The name of the style with the larger blend weight at the style knob's position."""
-    return table.styles[int(np.argmax(style_weights(controls.style, len(table.styles))[:-1]))].name
+    """The name of the style that leads the blend at the style knob's position (``controls.nearest_style``:
+    the larger blend weight, the upper style at an exact midpoint)."""
+    return table.styles[nearest_style(controls.style, len(table.styles))].name
 
 
 def conditioning_feeds(

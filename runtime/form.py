@@ -30,7 +30,7 @@ import msgspec
 import numpy as np
 
 from musicbox.errors import ManifestError
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import Controls, nearest_style
 from musicbox.runtime.state import MAX_SECTION_BARS, THEME_SLOTS, GeneratorState
 
 LITERAL = 1e-3
@@ -147,7 +147,7 @@ def plan(
 ) -> tuple[GeneratorState, FormPlace]:
     """The state to write bar ``state.index`` from (form fields moved on) and what that bar is; ``meter``:
     the bar's meter (an index into the bundle's meters)."""
-    style = int(round(controls.style))
+    style = nearest_style(controls.style)
     turned = state.style != style or state.meter != meter
     if turned:
         state = _new_tune(state, style, meter)

@@ -52,7 +52,7 @@ import numpy as np
 from musicbox.errors import ConfigError, MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds, leading_style
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import Controls, nearest_style
 from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store
 from musicbox.runtime.meter import COMMON, METERS, Meter, crop
 from musicbox.runtime.pianoroll import (
@@ -167,7 +167,7 @@ class Generator:
         return METERS[name]
 
     def _style(self, controls: Controls) -> int:
-        return int(np.clip(round(controls.style), 0, len(self._forms) - 1))
+        return nearest_style(controls.style, len(self._forms))
 
     # -- one bar --------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from musicbox.errors import ConfigError
 from musicbox.precision import PRECISION_CHOICES
+from musicbox.runtime.controls import FIELDS, KNOBS, MOOD_RANGE, VARIATION_RANGE, Controls
 
 FADE_SECONDS = 0.02
 
@@ -35,14 +36,16 @@ def register(sub):
     p = sub.add_parser("render", help="render music offline to a WAV (and MIDI) file")
     p.add_argument("--seconds", type=float, required=True, help="length of music to write (s)")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
+    (dark, bright), (literal, new) = MOOD_RANGE, VARIATION_RANGE
     p.add_argument("--style", help="style name or knob position 0..n_styles-1 (default: the first style)")
-    p.add_argument("--tempo", type=float, help="beats per minute (default: the bundle's, 100)")
-    p.add_argument("--mood", type=float, default=0.0, help="-1 dark .. +1 bright (default 0)")
+    p.add_argument("--tempo", type=float, help="beats per minute (default: the bundle's default_bpm)")
+    p.add_argument(
+        "--mood", type=float, help=f"{dark:g} dark .. {bright:+g} bright (default {Controls.mood:g})"
+    )
     p.add_argument(
         "--variation",
         type=float,
-        default=None,
-        help="0 literal returns .. 1 ever new (default: the config's)",
+        help=f"{literal:g} literal returns .. {new:g} ever new (default: the config's)",
     )
     p.add_argument(
         "--meter",
@@ -88,7 +91,7 @@ def run(args) -> int:
     from musicbox.config import load_config, resolve_bundle
     from musicbox.device.scripted import load_script
     from musicbox.runtime.bundle import Bundle
-    from musicbox.runtime.controls import ControlRanges, Controls
+    from musicbox.runtime.controls import ControlRanges
     from musicbox.runtime.generator import Generator
     from musicbox.runtime.midi import played_to_midi
     from musicbox.runtime.render import Renderer
@@ -103,15 +106,13 @@ def run(args) -> int:
     say(f"bundle {bundle.path}: {bundle.precision} ({bundle.precision_reason})")
     config = load_config(args.config)
     ranges = ControlRanges.from_manifest(manifest.controls, manifest.representation.meters)
-    tempo = manifest.controls.tempo.default_bpm if args.tempo is None else args.tempo
-    variation = config.knobs.variation if args.variation is None else args.variation
-    controls = Controls(
-        ranges.check("style", 0 if args.style is None else args.style, "--style"),
-        ranges.check("tempo", tempo, "--tempo"),
-        ranges.check("mood", args.mood, "--mood"),
-        ranges.check("variation", variation, "--variation"),
-        _meter(ranges, args.meter, config.knobs.meter),
+    defaults = Controls(
+        tempo_bpm=manifest.controls.tempo.default_bpm,
+        variation=config.knobs.variation,
+        meter=_meter(ranges, args.meter, config.knobs.meter),
     )
+    given = {knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob) is not None}
+    controls = replace(defaults, **{FIELDS[k]: ranges.check(k, v, f"--{k}") for k, v in given.items()})
     events = load_script(args.script, ranges) if args.script else []
     synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
     renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
