@@ -7,7 +7,6 @@ crashes becomes a failing row naming the exception, so the doctor always finishe
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import sys
@@ -20,7 +19,6 @@ from musicbox.device.board import BoardInfo, detect_board
 from musicbox.errors import MusicBoxError
 from musicbox.firmware import firmware_dir
 from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
-from musicbox.runtime.digest import sha256_file
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 WAITS = " (a playing box waits for it, retrying, and plays as soon as it appears)"
@@ -165,52 +163,28 @@ def check_knobs(config: BoxConfig) -> Check:
 
 
 def check_bundle(config: BoxConfig) -> Check:
-    """The bundle's manifest is valid and every file of every variant has its size and sha256."""
+    """The bundle the box would open: only folders and regular files, a valid manifest (the runtime's typed
+    reader) and every file of every variant of its size and sha256 (runtime/bundle_files.py: no
+    onnxruntime needed)."""
+    from musicbox.runtime.bundle_files import verify_bundle
+
     root = config.bundle.path or installed_bundle() or shipped_bundle()
     if not (root / "manifest.json").is_file():
         fix = "set [bundle] path to a bundle folder, or build one with `musicbox quantize`"
         return Check("bundle", FAIL, f"{root}: no manifest.json", fix)
     try:
-        count = _verify_bundle(root)
+        check = verify_bundle(root)
     except MusicBoxError as exc:
         return Check(
             "bundle", FAIL, str(exc), "re-copy the bundle folder or rebuild it with `musicbox quantize`"
         )
-    return Check("bundle", OK, f"{root}: {count} files, sizes and sha256 match")
-
-
-def _verify_bundle(root: Path) -> int:
-    """Verify with the runtime's own loader; without onnxruntime, hash the manifest's files directly."""
-    try:
-        from musicbox.runtime.bundle import verify_bundle
-    except ImportError:
-        return _hash_manifest_files(root)
-    return verify_bundle(root)[1]
-
-
-def _hash_manifest_files(root: Path) -> int:
-    from musicbox.errors import BundleError
-
-    entries = list(_file_entries(json.loads((root / "manifest.json").read_text())))
-    for entry in entries:
-        path = root / entry["file"]
-        if not path.is_file() or path.stat().st_size != entry["bytes"]:
-            raise BundleError(f"{path}: missing or not {entry['bytes']} bytes")
-        if sha256_file(path) != entry["sha256"]:
-            raise BundleError(f"{path}: sha256 differs from the manifest's")
-    return len(entries)
-
-
-def _file_entries(node):
-    """Every ``{"file", "sha256", "bytes"}`` object anywhere in a manifest."""
-    if isinstance(node, dict):
-        if {"file", "sha256", "bytes"} <= node.keys():
-            yield node
-        for value in node.values():
-            yield from _file_entries(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _file_entries(value)
+    model = check.manifest.model
+    return Check(
+        "bundle",
+        OK,
+        f"{root}: {model.name} trained {model.provenance.trained}, {check.listed} files, sizes and sha256 "
+        f"match (digest {check.digest[:12]})",
+    )
 
 
 def check_memory(config: BoxConfig, root: Path = Path("/")) -> Check:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,6 @@ import pytest
 from musicbox.cli import main
 from musicbox.config import load_config
 from musicbox.device import doctor
-from musicbox.errors import BundleError
 
 ROWS = ["config", "board", "cpu", "audio", "soundfont", "knobs", "bundle", "memory", "disk", "service"]
 
@@ -40,24 +44,28 @@ def test_table_output(capsys):
     assert "musicbox doctor" in out and "[bundle]" in out or "bundle" in out
 
 
-def write_bundle(root: Path, payload: bytes, sha: str) -> None:
-    root.mkdir()
-    (root / "fp32").mkdir()
-    (root / "fp32/decoder.onnx").write_bytes(payload)
-    manifest = {
-        "variants": {"fp32": {"decoder": {"file": "fp32/decoder.onnx", "sha256": sha, "bytes": len(payload)}}}
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest))
+def test_bundle_row_checks_every_file_with_the_typed_reader_and_no_onnxruntime(tmp_path):
+    from tests.helpers.synthetic_bundle import build_bundle
 
-
-def test_bundle_hashes_without_the_runtime(tmp_path):
-    good = tmp_path / "good"
-    write_bundle(good, b"onnx", hashlib.sha256(b"onnx").hexdigest())
-    assert doctor._hash_manifest_files(good) == 1
-    bad = tmp_path / "bad"
-    write_bundle(bad, b"onnx", "0" * 64)
-    with pytest.raises(BundleError, match="sha256 differs"):
-        doctor._hash_manifest_files(bad)
+    root = build_bundle(tmp_path / "bundle")
+    box = tmp_path / "box.toml"
+    box.write_text(f'[bundle]\npath = "{root}"\n')
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"  # any import of it now fails
+        "from musicbox.config import load_config\nfrom musicbox.device.doctor import check_bundle\n"
+        f"row = check_bundle(load_config({str(box)!r})); print(row.status, row.detail)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("ok ") and "sizes and sha256 match (digest " in out.stdout, out.stderr
+    shard = next((root / "fp32").glob("denoiser*.onnx"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    row = doctor.check_bundle(load_config(box))
+    assert row.status == "fail" and shard.name in row.detail and "sha256 differs" in row.detail
+    (root / "manifest.json").write_text('{"format_version": 3}')
+    row = doctor.check_bundle(load_config(box))
+    assert row.status == "fail" and "$.model is missing" in row.detail
 
 
 def test_bundle_row_fails_with_its_fix(tmp_path):
@@ -90,3 +98,81 @@ def test_a_crashing_check_is_a_failing_row():
 
     row = doctor._safely("audio", broken)
     assert (row.name, row.status) == ("audio", "fail") and "RuntimeError: boom" in row.detail
+
+
+def _remote_row(config: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "musicbox.cli", "doctor", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return next(row for row in json.loads(out.stdout) if row["name"] == "remote")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed")
+def test_doctor_shows_the_live_pairing_code_of_a_box_playing_with_remote(tmp_path):
+    """Issue 32: with `play --remote` (the config leaves [remote] enabled off) doctor said "off" and showed
+    no code. A real box plays under a JACK dummy server; doctor, another process, reads the code it shows."""
+    from musicbox.runtime.box.soak import JackDummy
+    from tests.helpers.synthetic_bundle import build_bundle
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = tmp_path / "st"
+    config = tmp_path / "box.toml"
+    config.write_text(
+        f'[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp_path}/rec"\n'
+        f'[bundle]\npath = "{build_bundle(tmp_path / "bundle")}"\n'
+        f'[remote]\nbind = "127.0.0.1"\nport = {port}\nstate_dir = "{state}"\nstream = false\n'
+    )
+    assert "off" in _remote_row(config)["detail"]
+    play = [
+        sys.executable,
+        "-m",
+        "musicbox.cli",
+        "play",
+        "--remote",
+        "--config",
+        str(config),
+        "--seconds",
+        "60",
+    ]
+    with JackDummy(name=f"mbdoctor{os.getpid()}"):
+        box = subprocess.Popen(play, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (state / "pairing.json").exists():
+                assert box.poll() is None and time.monotonic() < deadline, box.stderr.read()
+                time.sleep(0.1)
+            row = _remote_row(config)
+            code = json.loads((state / "pairing.json").read_text())["code"]
+            assert row["status"] == "ok", row
+            assert (
+                f"running (pid {box.pid}): open http://127.0.0.1:{port}/ and pair with code {code}"
+                == row["detail"]
+            )
+        finally:
+            box.terminate()
+            box.communicate(timeout=30)
+    assert "off" in _remote_row(config)["detail"]  # the box is gone: its file no longer counts
+
+
+def test_a_running_box_whose_page_does_not_answer_is_a_warning_with_the_fix(tmp_path):
+    """What PrivateNetwork=yes under the service looked like: the box runs, its port answers nobody."""
+    from musicbox.remote.doctor import check_remote
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "pairing.json").write_text(
+        json.dumps({"url": f"http://127.0.0.1:{port}/", "code": "123456", "pid": os.getpid()})
+    )
+    box = tmp_path / "box.toml"
+    box.write_text(f'[remote]\nstate_dir = "{tmp_path / "st"}"\n')
+    row = check_remote(load_config(box))
+    assert row.status == "warn" and "code 123456" in row.detail and "does not answer" in row.detail
+    assert "install-service" in row.fix

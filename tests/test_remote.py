@@ -274,7 +274,8 @@ def test_the_unit_opens_to_the_lan_only_through_the_remote_dropin(tmp_path):
     )
     extra = configparser.ConfigParser(strict=False, interpolation=None)
     extra.read_string(dropin.read_text())
-    assert set(extra["Service"]) == {"restrictaddressfamilies", "ipaddressallow"}
+    assert set(extra["Service"]) == {"restrictaddressfamilies", "ipaddressallow", "privatenetwork"}
+    assert extra["Service"]["PrivateNetwork"] == "no"  # the page in the LAN's namespace (tests/test_service.py)
     assert (
         "192.168.0.0/16" in extra["Service"]["IPAddressAllow"]
         and "any" not in extra["Service"]["IPAddressAllow"]
@@ -307,7 +308,7 @@ def test_the_doctor_shows_the_running_box_pairing_code(tmp_path):
     (tmp_path / "st" / "pairing.json").write_text(
         json.dumps({"url": "http://b/", "code": "123456", "pid": os.getpid()})
     )
-    assert check_remote(config).detail == "open http://b/ and pair with code 123456"
+    assert "open http://b/ and pair with code 123456" in check_remote(config).detail
     assert "off" in check_remote(_config(tmp_path, "")).detail
 
 

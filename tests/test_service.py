@@ -189,3 +189,67 @@ def test_the_package_own_command_keeps_the_remote_drop_in_with_the_config(tmp_pa
     config.write_text("[remote]\nenabled = false\n")
     assert main(["install-service", "--config", str(config)]) == 0
     assert not dropin.exists() and "the web remote is off" in capsys.readouterr().out
+
+
+SERVE_ONCE = """
+import socket, sys
+s = socket.socket(socket.AF_INET)
+s.bind(("127.0.0.1", 0)); s.listen(1); s.settimeout(20)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); __import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+try:
+    conn, _ = s.accept(); conn.sendall(b"page")
+except TimeoutError:
+    sys.exit(3)
+"""
+
+
+def _reachable_under(unit: Path, tmp_path: Path) -> bool:
+    """Start a TCP server under ``unit``'s sandbox (filters and network namespace) and try to reach it from
+    here, as a phone on the LAN would the page."""
+    import socket
+    import time
+
+    ready = tmp_path / f"port-{unit.name}"
+    server = subprocess.Popen(
+        _sandboxed(unit, sys.executable, "-c", SERVE_ONCE, str(ready)), stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            time.sleep(0.02)
+        try:
+            with socket.create_connection(("127.0.0.1", int(ready.read_text())), timeout=5) as conn:
+                return conn.recv(4) == b"page"
+        except OSError:
+            return False
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None or not _has_seccomp(),
+    reason="needs systemd-analyze and Debian's python3-seccomp",
+)
+def test_the_remote_dropin_lets_the_lan_reach_the_page(tmp_path):
+    """Issue 32: the drop-in allowed IP sockets but left PrivateNetwork=yes, so the page was listening in a
+    namespace nobody could reach. The effective settings (unit, then drop-in) and a server run under them."""
+    sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+    from unit_sandbox import address_families, private_network, unit_settings
+
+    unit = _render(tmp_path)
+    with_dropin = tmp_path / "with-remote.service"
+    with_dropin.write_text(unit.read_text() + "\n" + install_service.remote_dropin())
+    effective = unit_settings(str(with_dropin))
+    assert private_network(unit_settings(str(unit))) and not private_network(effective)
+    assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(address_families(effective))
+    assert _reachable_under(with_dropin, tmp_path)
+    # The check can fail: the same drop-in without its PrivateNetwork=no leaves the page unreachable.
+    leaky = tmp_path / "leaky.service"
+    dropin = "\n".join(
+        line for line in install_service.remote_dropin().splitlines() if "PrivateNetwork" not in line
+    )
+    leaky.write_text(unit.read_text() + "\n" + dropin)
+    assert private_network(unit_settings(str(leaky)))
+    assert not _reachable_under(leaky, tmp_path)

@@ -4,20 +4,25 @@
 lists), ``SystemCallErrorNumber=`` and ``RestrictAddressFamilies=`` from the unit file, expands the
 ``@groups`` with ``systemd-analyze syscall-filter`` (the same tables systemd uses), installs the resulting
 seccomp filter with libseccomp (Debian python3-seccomp, the system Python's) and execs COMMAND under it,
-so a test can check that the box still plays with exactly what the unit allows.
+so a test can check that the box still plays with exactly what the unit allows. ``PrivateNetwork=yes``
+(the last assignment wins, as in systemd) runs COMMAND in a network namespace of its own with only a
+loopback device, as systemd does: a server it starts cannot be reached from outside.
+
+A drop-in is modelled by appending it to the unit file (systemd reads drop-ins after the unit).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import functools
 import os
 import socket
+import struct
 import subprocess
 import sys
-
-import seccomp
 
 
 @functools.cache
@@ -64,9 +69,45 @@ def address_families(settings: dict[str, list[str]]) -> list[str]:
     return families
 
 
+def private_network(settings: dict[str, list[str]]) -> bool:
+    """The unit's effective ``PrivateNetwork=`` (the last assignment; systemd's boolean spellings)."""
+    values = settings.get("PrivateNetwork", [])
+    return bool(values) and values[-1].lower() in ("yes", "true", "on", "1")
+
+
+CLONE_NEWNET, CLONE_NEWUSER = 0x40000000, 0x10000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def enter_private_network() -> None:
+    """A network namespace of this process's own with ``lo`` up (what systemd gives PrivateNetwork=yes);
+    a user namespace too when not root, mapping this user to itself."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNET if uid == 0 else CLONE_NEWNET | CLONE_NEWUSER
+    if libc.unshare(flags) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+    if uid != 0:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"{uid} {uid} 1"),
+            ("gid_map", f"{gid} {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH", b"lo", 0)
+        current = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", current | IFF_UP))
+
+
 def main(argv: list[str]) -> None:
     unit, command = argv[0], argv[argv.index("--") + 1 :]
+    import seccomp  # the system Python's (Debian python3-seccomp); tests import the rest of this file
+
     settings = unit_settings(unit)
+    if private_network(settings):
+        enter_private_network()
     err = getattr(errno, settings.get("SystemCallErrorNumber", ["EPERM"])[-1])
     families = [getattr(socket, f) for f in address_families(settings)]
     sandbox = seccomp.SyscallFilter(defaction=seccomp.ERRNO(err))
