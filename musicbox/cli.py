@@ -27,6 +27,7 @@ COMMANDS = (
     "doctor",
     "install_service",
     "bundle",
+    "report",
 )
 
 

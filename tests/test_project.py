@@ -44,3 +44,15 @@ def test_pre_commit_runs_the_static_checks_of_the_test_command():
     hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
     assert [hook["entry"] for hook in hooks] == steps[1:-1]
     assert all(not hook["pass_filenames"] and hook["always_run"] for hook in hooks)  # the whole tree, always
+
+
+def test_mypy_checks_every_package():
+    """The test command's type check (scripts/typecheck.py reads pyproject's [tool.mypy] files) covers
+    every folder that installs as a package."""
+    from scripts.typecheck import package_dirs, tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        checked = [(ROOT / folder).resolve() for folder in tomllib.load(f)["tool"]["mypy"]["files"]]
+    unchecked = [str(p) for p in package_dirs() if not any(p.is_relative_to(c) for c in checked)]
+    assert not unchecked, f"not type-checked: {unchecked}"
+    assert "scripts/typecheck.py" in readme_test_command()
