@@ -139,6 +139,7 @@ def _new_tune(state: GeneratorState, style: int, meter: int) -> GeneratorState:
         meter=meter,
         themes=np.zeros_like(state.themes),
         themes_mask=np.zeros_like(state.themes_mask),
+        themes_mood=None if state.themes_mood is None else np.zeros_like(state.themes_mood),
     )
 
 
@@ -187,15 +188,28 @@ def plan(
     return state, bar
 
 
-def store(state: GeneratorState, bar: FormPlace, played: np.ndarray) -> GeneratorState:
-    """Keep ``played [F, D]`` as the theme of ``bar``'s place unless one is kept there already (the
-    first playing of a section stays its theme)."""
+def store(state: GeneratorState, bar: FormPlace, played: np.ndarray, mood: float = 0.0) -> GeneratorState:
+    """Keep ``played [F, D]``, written at ``mood``, as the theme of ``bar``'s place unless one is kept
+    there already (the first playing of a section stays its theme)."""
     if state.themes_mask[bar.slot, bar.position]:
         return state
     themes, mask = state.themes.copy(), state.themes_mask.copy()
+    moods = np.zeros_like(mask) if state.themes_mood is None else state.themes_mood.copy()
     themes[bar.slot, bar.position] = played
     mask[bar.slot, bar.position] = 1.0
-    return replace(state, themes=themes, themes_mask=mask)
+    moods[bar.slot, bar.position] = mood
+    return replace(state, themes=themes, themes_mask=mask, themes_mood=moods)
+
+
+def theme_mode(state: GeneratorState, bar: FormPlace, mood: float) -> bool | None:
+    """Whether the theme bar that ``bar`` returns must change mode for the mood knob now: True to major,
+    False to minor, None to stay (it was written on the same side of the knob's middle, or at it)."""
+    if bar.source is None or state.themes_mood is None:
+        return None
+    then = float(state.themes_mood[bar.slot, bar.source])
+    if then * mood >= 0.0:
+        return None
+    return mood > 0.0
 
 
 def return_sigmas(sigmas: np.ndarray, variation: float) -> np.ndarray:
@@ -211,7 +225,11 @@ def keep(state: GeneratorState) -> GeneratorState:
     themes = np.zeros_like(state.themes)
     mask = np.zeros_like(state.themes_mask)
     themes[0], mask[0] = state.themes[state.slot], state.themes_mask[state.slot]
-    return replace(state, section=0, slot=0, themes=themes, themes_mask=mask)
+    moods = None
+    if state.themes_mood is not None:
+        moods = np.zeros_like(state.themes_mood)
+        moods[0] = state.themes_mood[state.slot]
+    return replace(state, section=0, slot=0, themes=themes, themes_mask=mask, themes_mood=moods)
 
 
 def renew(state: GeneratorState) -> GeneratorState:

@@ -53,10 +53,11 @@ from musicbox.errors import ConfigError, MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds, leading_style
 from musicbox.runtime.controls import Controls, nearest_style
-from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store
+from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store, theme_mode
 from musicbox.runtime.meter import COMMON, METERS, Meter, crop
 from musicbox.runtime.pianoroll import (
     Note,
+    change_mode,
     planes_to_roll,
     random_key_shift,
     roll_to_notes,
@@ -92,6 +93,24 @@ class Bar:
     def seconds(self) -> float:
         """The bar's duration at its tempo."""
         return self.controls.bar_seconds(self.meter.steps)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What a knob turn inside a bar keeps of the bar as it was written: everything before grid step
+    ``step`` (a beat line). latent float32 ``[F, D]``: the bar's re-encoded latent (the state after it,
+    ``context[-1]``); roll uint8 ``[T, 16, P]``: the bar in the model's key (``GeneratorState.roll``)."""
+
+    latent: np.ndarray
+    roll: np.ndarray
+    step: int
+
+    @classmethod
+    def of(cls, played: GeneratorState, step: int) -> Hold:
+        """Keep the first ``step`` steps of the bar ``played`` (the state after it) was written with."""
+        if played.roll is None:
+            raise MusicBoxError("a state without its bar's roll cannot hold a bar (it was made before it)")
+        return cls(played.context[-1], played.roll, step)
 
 
 def seed_key(seed: int) -> int:
@@ -171,8 +190,10 @@ class Generator:
 
     # -- one bar --------------------------------------------------------------------------------------
 
-    def next_bar(self, controls: Controls) -> Bar:
-        """Write the next bar for ``controls`` and advance."""
+    def next_bar(self, controls: Controls, hold: Hold | None = None) -> Bar:
+        """Write the next bar for ``controls`` and advance. ``hold``: a bar being played when a knob
+        turned: its steps before ``hold.step`` are kept (their latent frames clamped while sampling,
+        RePaint-style, so the rest continues them) and the rest is written for ``controls``."""
         start = time.perf_counter()
         meter = self.meter(controls)
         column = self.manifest.representation.meters.index(meter.name)
@@ -180,47 +201,72 @@ class Generator:
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )
-        latent = self._sample_latent(controls, written_from, bar, meter)
+        latent = self._sample_latent(controls, written_from, bar, meter, hold)
         probs = self.bundle.decode(latent)
         written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
         written[..., meter.steps :, :] = 0  # a shorter bar's padding stays silent
         written = voice(written, probs, state.tail, self._rep, meter)
+        if hold is not None:
+            written[0, :, : hold.step] = hold.roll[:, : hold.step]
         played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar
         bar_roll = crop(written, meter)
-        after = replace(written_from.advanced(played[0]), tail=tail_of(bar_roll))
-        self._state = store(after, bar, played[0])
+        after = replace(written_from.advanced(played[0]), tail=tail_of(bar_roll), roll=written[0])
+        self._state = store(after, bar, played[0], controls.mood)
         roll = transpose(bar_roll, state.key)
         notes = roll_to_notes(roll, self._rep)
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start, meter)
 
     def _sample_latent(
-        self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter
+        self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter, hold: Hold | None
     ) -> np.ndarray:
         """Sampled latent ``[1, F, D]`` of bar ``state.index`` in ``meter``: from noise, or for a return
-        from its theme re-noised to the variation level."""
+        from its theme (in the mode the mood knob asks for now) re-noised to the variation level; the
+        frames ``hold`` keeps are clamped to it at every step (the known part of ``x_t`` is its noised
+        latent on the same path, the known part of the estimate the latent itself)."""
         feeds = self._static_feeds(controls, state, bar, meter)
         scales = self.manifest.sampler.row_guidance(
             meter.name, leading_style(controls, self.manifest.controls)
         )
         batch = 1 + len(scales)
+        rng = np.random.default_rng((state.seed, state.index))
+        noise = rng.standard_normal((1, *self._latent_shape), dtype=np.float32)
+        kept = 0 if hold is None else hold.step * self._latent_shape[0] // self._rep.steps_per_bar
+        known = None if hold is None else hold.latent[None, :kept]
 
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
+            s = np.float32(sigma)
+            if kept:
+                x = x.copy()
+                x[:, :kept] = (1 - s) * known + s * noise[:, :kept]
             feeds["x"] = np.repeat(x, batch, axis=0)
             feeds["sigma"] = np.full(batch, sigma, np.float32)
             v = self.bundle.run_denoiser(feeds)
             v = cfg_velocity(v[:1], [(v[i + 1 : i + 2], g) for i, g in enumerate(scales)])
-            return (x - np.float32(sigma) * v).astype(np.float32)
+            denoised = (x - s * v).astype(np.float32)
+            if kept:
+                denoised[:, :kept] = known
+            return denoised
 
-        rng = np.random.default_rng((state.seed, state.index))
-        noise = rng.standard_normal((1, *self._latent_shape), dtype=np.float32)
         if bar.source is None:
             return self._sample(denoise, noise * np.float32(self._sigmas[0]), self._sigmas)
-        theme = state.themes[bar.slot, bar.source][None]
+        theme = self._theme(state, bar, controls.mood)
         sigmas = return_sigmas(self._sigmas, bar.noise)
         if not len(sigmas):
             return theme
         t = np.float32(sigmas[0])
         return self._sample(denoise, (1 - t) * theme + t * noise, sigmas)
+
+    def _theme(self, state: GeneratorState, bar: FormPlace, mood: float) -> np.ndarray:
+        """The theme bar ``bar`` returns, ``[1, F, D]``; written on the other side of the mood knob than it
+        is now, it comes back in the other mode (its notes moved by scale degree at the model's tonic,
+        as a composer brings a theme back in the minor) before it is re-noised."""
+        theme = state.themes[bar.slot, bar.source][None]
+        major = theme_mode(state, bar, mood)
+        if major is None:
+            return theme
+        roll = planes_to_roll(self.bundle.decode(theme), self.manifest.sampler.threshold, self._monophonic)
+        roll = change_mode(roll, major, self.manifest.representation.tonic or 0, self._rep)
+        return self.bundle.encode(roll_to_planes(roll))
 
     def _static_feeds(self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the

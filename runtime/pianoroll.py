@@ -193,3 +193,23 @@ def _unflatten(flat: np.ndarray, n_bars: int, rep: Representation) -> np.ndarray
     return np.ascontiguousarray(
         flat.reshape(rep.n_tracks, n_bars, rep.steps_per_bar, rep.n_pitches).transpose(1, 0, 2, 3)
     )
+
+
+MINOR_THIRD_SIXTH_SEVENTH = (3, 8, 10)
+"""The pitch classes above the tonic where natural minor differs from major (E, A, B become Eb, Ab, Bb)."""
+
+
+def change_mode(roll: np.ndarray, major: bool, tonic: int = 0, rep: Representation = DEFAULT) -> np.ndarray:
+    """A roll ``[..., P]`` in the other mode at the same ``tonic`` (pitch class): a theme "returns in the
+    minor" (``major`` False: the major third, sixth and seventh step down a semitone) or in the major
+    (True: the minor ones step up). Other notes stay; a note already in the target mode stays."""
+    out = roll.copy()  # sources (3, 8, 10 or 4, 9, 11) and targets never overlap
+    classes = (np.arange(rep.n_pitches) + rep.pitch_low - tonic) % 12
+    for minor in MINOR_THIRD_SIXTH_SEVENTH:
+        src = minor if major else minor + 1  # minor degree -> major degree, or back
+        rows = np.flatnonzero(classes == src)
+        step = 1 if major else -1
+        moved = rows[(rows + step >= 0) & (rows + step < rep.n_pitches)]
+        out[..., moved + step] = np.maximum(out[..., moved + step], out[..., moved])
+        out[..., moved] = 0
+    return out

@@ -130,6 +130,7 @@ class Renderer:
         meter: Meter = COMMON,
         *,
         ties: Collection[tuple[int, int]] = (),
+        from_step: int = 0,
     ) -> np.ndarray:
         """Render one bar of ``meter``: float32 ``[frames, 2]``, frames = the bar's duration at
         ``controls.tempo_bpm`` (``meter.quarters`` quarter notes; rounded so that consecutive bars never
@@ -137,16 +138,26 @@ class Renderer:
 
         notes: the bar's notes (``start`` relative to the bar, in steps; durations may run past it).
         ties: ``(track, pitch)`` of notes at step 0 that continue the previous bar's note (module doc).
+        from_step: render only the rest of the bar from this grid step (a beat line where a knob turned):
+        what sounds is released first, notes sounding at the step start there, and the frames returned
+        begin at the step.
         """
         plan = self.arranger.arrange(notes, controls, meter, ties)
         self._select_programs(plan.programs)
-        events = self._schedule(plan.notes, meter.steps)
+        played = plan.notes
+        if from_step:
+            self.release()
+            played = [
+                p._replace(on=max(p.on, float(from_step)), tied=False) for p in played if p.off > from_step
+            ]
+        events = self._schedule(played, meter.steps)
         frames = self._bar_frames(controls.bar_seconds(meter.steps))
-        out = np.empty((frames, 2), dtype=np.float32)
         per_step = frames / meter.steps
+        first = min(int(from_step * per_step + 0.5), frames)
+        out = np.empty((frames - first, 2), dtype=np.float32)
         pos = 0
         for step, is_on, channel, key, velocity in events:
-            at = min(int(step * per_step + 0.5), frames)
+            at = min(int(step * per_step + 0.5), frames) - first
             if at > pos:
                 self._write_into(out, pos, at)
                 pos = at
@@ -154,24 +165,31 @@ class Renderer:
                 self._noteon(self._synth.synth, channel, key, velocity)
             else:
                 self._noteoff(self._synth.synth, channel, key)
-        self._write_into(out, pos, frames)
+        self._write_into(out, pos, frames - first)
         return self.leveler.process(out) if self.leveler is not None else out
 
     def render_roll(
-        self, roll: np.ndarray, controls: Controls, meter: Meter, rep: Representation = DEFAULT
+        self,
+        roll: np.ndarray,
+        controls: Controls,
+        meter: Meter,
+        rep: Representation = DEFAULT,
+        *,
+        from_step: int = 0,
     ) -> np.ndarray:
         """Render the bars of a roll ``[n_bars, T, meter.steps, P]`` (or one bar ``[T, S, P]``), all in
         ``meter``, continuing from the previous call: float32 ``[frames, 2]``. Ties come from ``HELD``
         cells at each bar's step 0. The generator's ``Bar`` plays as
         ``render_roll(bar.roll, bar.controls, bar.meter)`` (3/4 and 6/8 bars have the same 12 steps: the
-        meter says which)."""
+        meter says which). ``from_step``: of a one-bar roll, only the rest from that step
+        (:meth:`render_bar`)."""
         roll = roll.reshape((-1, *roll.shape[-3:]))
         if roll.shape[-2] != meter.steps:
             raise ValueError(f"a {meter.name} bar has {meter.steps} steps; this roll has {roll.shape[-2]}")
         pcm = []
         for bar in roll:
             notes, ties = bar_notes(bar, rep)
-            pcm.append(self.render_bar(notes, controls, meter, ties=ties))
+            pcm.append(self.render_bar(notes, controls, meter, ties=ties, from_step=from_step))
         return np.concatenate(pcm) if pcm else np.zeros((0, 2), np.float32)
 
     def reset(self) -> None:

@@ -40,6 +40,10 @@ class GeneratorState:
     in the model's key, so voice-leading (``runtime/voicing.py``) continues over the bar line.
     meter: the tune's meter, an index into the bundle's ``representation.meters`` (-1 before the first
     bar); a change starts a new tune, as a style turn does.
+    roll: uint8 ``[T, 16, P]``, the previous bar as played, in the model's key (None before the first):
+    what a knob turn inside the next bar keeps of it (``Generator.next_bar``'s ``hold``).
+    themes_mood: float32 ``[L, N]``, the mood knob each theme bar was written at (None: unknown), so a
+    theme returns in the mode the knob asks for now (``runtime/form.py``).
     """
 
     index: int
@@ -56,6 +60,8 @@ class GeneratorState:
     themes_mask: np.ndarray
     tail: tuple[int, int] = (-1, -1)
     meter: int = -1
+    roll: np.ndarray | None = None
+    themes_mood: np.ndarray | None = None
 
     @classmethod
     def fresh(cls, seed: int, key: int, history: int, latent: tuple[int, int]) -> GeneratorState:
@@ -73,6 +79,7 @@ class GeneratorState:
             last=np.full(4, np.nan, np.float32),
             themes=np.zeros((THEME_SLOTS, MAX_SECTION_BARS, *latent), np.float32),
             themes_mask=np.zeros((THEME_SLOTS, MAX_SECTION_BARS), np.float32),
+            themes_mood=np.zeros((THEME_SLOTS, MAX_SECTION_BARS), np.float32),
         )
 
     def reseeded(self, seed: int) -> GeneratorState:

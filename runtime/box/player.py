@@ -77,6 +77,8 @@ class PlayerSettings:
     :class:`ClockStream` (paced by the clock, no sound here) instead of waiting silently: the web
     remote's stream is then the box's only output. device_retry_s: seconds between tries of the device
     meanwhile (a USB card or DAC that shows up is used from then on).
+    splice_ms: the crossfade, in milliseconds, where a knob turn's rewritten rest of a bar takes over at a
+    beat line. log_s: seconds of played audio kept for the supervisor (recorder, web stream) to read.
     """
 
     sample_rate: int = 44100
@@ -92,11 +94,56 @@ class PlayerSettings:
     volume_step_db: float = 3.0
     clock_fallback: bool = False
     device_retry_s: float = 10.0
+    splice_ms: float = 20.0
+    log_s: float = 12.0
 
 
 VOLUME_RANGE_DB = (-60.0, 0.0)
 """The listener's volume range in dB (0 dB: the renderer's target loudness, peaks under -2 dBFS)."""
 _RAMP_FRAMES = 16384  # the longest block the volume ramp covers sample by sample (then it holds)
+
+
+class PlayedLog:
+    """The audio the player played, before the volume, for the supervisor's thread to read (recorder, web
+    stream): a preallocated circular buffer the callback appends to, and a list of *marks*, each where a
+    bar began or a splice took over (its log frame, the ring's (entry, bar, generation), the grid step it
+    took over at, and when: ``time.monotonic()`` at its callback plus the frames before it).
+
+    Single writer (the callback), single reader; the reader must keep within ``frames`` of the writer.
+    """
+
+    MARKS = 256
+
+    def __init__(self, frames: int, channels: int):
+        self.pcm = np.zeros((max(1, frames), channels), np.float32)
+        self.written = 0  # frames appended since the start
+        self.marks = np.zeros((self.MARKS, 5), np.int64)  # log frame, entry, bar, gen, step
+        self.mark_times = np.zeros(self.MARKS, np.float64)
+        self.n_marks = 0
+
+    def append(self, block, n: int) -> None:
+        size = self.pcm.shape[0]
+        at = self.written % size
+        first = min(n, size - at)
+        self.pcm[at : at + first] = block[:first]
+        self.pcm[: n - first] = block[first:n]
+        self.written += n
+
+    def mark(self, playing: tuple[int, int, int], step: int, offset: int, at: float) -> None:
+        """Note that ``playing`` (entry, bar, gen) starts ``offset`` frames into the block the callback
+        will append next, at ``at`` (time.monotonic() seconds)."""
+        i = self.n_marks % self.MARKS
+        self.marks[i, 0] = self.written + offset
+        self.marks[i, 1:4] = playing
+        self.marks[i, 4] = step
+        self.mark_times[i] = at
+        self.n_marks += 1
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """A copy of log frames ``start .. stop`` (within the last ``len(pcm)`` written)."""
+        size = self.pcm.shape[0]
+        idx = np.arange(start, stop) % size
+        return self.pcm[idx]
 
 
 def _sounddevice():
@@ -170,6 +217,7 @@ class Player:
         self.silent_frames = 0  # frames of silence after the first bar while playing (starved), not paused
         self.callbacks = 0
         self.last_callback = 0.0  # time.monotonic() of the last callback, seconds
+        self.last_sound = 0.0  # time.monotonic() of the last callback that played bar audio, seconds
         self.paused = False
         self._stream: Any = None  # sounddevice.OutputStream or ClockStream
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
@@ -202,6 +250,7 @@ class Player:
         self._entry = -1
         self._pos = 0
         self._frames = 0
+        self._block_done = 0
         self._pcm = self.ring.pcm[0]
         self._silent = True  # output is (fading to) silence: starved, paused or not started
         self._fade_out_left = 0
@@ -209,6 +258,21 @@ class Player:
         self._started = False  # a first bar has played: later starvation is an underrun
         self._ramp_steps = np.arange(1, _RAMP_FRAMES + 1, dtype=np.float32)
         self._ramp = np.empty(_RAMP_FRAMES, np.float32)
+        # beat lines of the playing entry: where a newer entry of the bar may take over (a splice)
+        self._span = (0, 16, 0x1111)
+        self._line_step = 16
+        self._line_frame = 0
+        # the splice crossfade: the entry faded out of, where, and how much is left
+        x = max(2, int(self.settings.sample_rate * self.settings.splice_ms / 1000.0))
+        self._xfade_frames = x
+        self._xfade_down = np.linspace(1.0, 0.0, x, dtype=np.float32)
+        self._xfade_up = np.ascontiguousarray(self._xfade_down[::-1])
+        self._xfade_scratch = np.empty(x, np.float32)
+        self._xfade_pcm = self._pcm
+        self._xfade_pos = 0
+        self._xfade_end = 0
+        self._xfade_left = 0
+        self.log = PlayedLog(int(self.settings.sample_rate * self.settings.log_s), channels)
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
@@ -219,8 +283,11 @@ class Player:
             self.xruns += 1
         done = 0 if self.paused else self._fill(outdata, frames)
         self.frames_played += done
+        if done:
+            self.last_sound = self.last_callback
         if done < frames and self._started and not self.paused:
             self.silent_frames += frames - done
+        self.log.append(outdata, done)
         if done < frames:
             self._go_silent(outdata, done, frames)
         else:
@@ -245,18 +312,25 @@ class Player:
         self._volume_now = target
 
     def _fill(self, outdata, frames: int) -> int:
-        """Copy bar PCM into ``outdata``; returns the frames written (fewer if the ring ran dry)."""
+        """Copy bar PCM into ``outdata``; returns the frames written (fewer if the ring ran dry). At each
+        beat line of the playing bar a newer entry of the bar (a knob turn's rewrite) may take over."""
         done = 0
         while done < frames:
+            self._block_done = done
             if self._pos >= self._frames and not self._advance():
                 break
+            if self._pos >= self._line_frame:
+                self._beat_line()
             if self._silent:
                 self._silent = False
                 self._fade_in_left = self._fade_frames
-            n = min(frames - done, self._frames - self._pos)
-            outdata[done : done + n] = self._pcm[self._pos : self._pos + n]
+            n = min(frames - done, min(self._frames, self._line_frame) - self._pos)
+            block = outdata[done : done + n]
+            block[:] = self._pcm[self._pos : self._pos + n]
+            if self._xfade_left:
+                self._crossfade(block)
             if self._fade_in_left:
-                self._fade_in(outdata[done : done + n])
+                self._fade_in(block)
             self._pos += n
             done += n
         return done
@@ -266,12 +340,73 @@ class Player:
         entry = self.ring.pick_next()
         if entry < 0:
             return False
+        self.ring.held = -1
+        self._xfade_left = 0
         self._frames = self.ring.start_entry(entry)
+        self._enter(entry, 0)
+        self._started = True
+        self._mark(0)
+        return True
+
+    def _enter(self, entry: int, at_step: int) -> None:
+        """Play ``entry`` from its beat line ``at_step`` (its first step: from its start)."""
         self._pcm = self.ring.slot_pcm(entry)
         self._entry = entry
-        self._pos = 0
-        self._started = True
-        return True
+        self._span = self.ring.span(entry)
+        self._pos = self._frame_of(at_step)
+        self._next_line(at_step)
+
+    def _mark(self, step: int) -> None:
+        done = self._block_done
+        self.log.mark(self.ring.playing(), step, done, self.last_callback + done / self.settings.sample_rate)
+
+    def _frame_of(self, step: int) -> int:
+        first, steps, _ = self._span
+        return int(round((step - first) * self._frames / max(1, steps - first)))
+
+    def _next_line(self, after_step: int) -> None:
+        """The first beat line after ``after_step`` (the bar's end when there is none)."""
+        first, steps, beats = self._span
+        step = after_step + 1
+        while step < steps and not (beats >> step) & 1:
+            step += 1
+        self._line_step = step
+        self._line_frame = self._frame_of(step) if step < steps else self._frames
+
+    def _beat_line(self) -> None:
+        """At a beat line: take over a newer entry of the playing bar if one is there (a splice),
+        crossfading out of the old one."""
+        step = self._line_step
+        entry = self.ring.pick_splice(step)
+        if entry < 0:
+            self._next_line(step)
+            return
+        self._xfade_pcm, self._xfade_pos, self._xfade_end = self._pcm, self._pos, self._frames
+        self._xfade_left = self._xfade_frames
+        self.ring.held = self.ring.slot_index(self._entry)
+        self._frames = self.ring.start_entry(entry, splice=True)
+        self._enter(entry, step)
+        self._mark(step)
+
+    def _crossfade(self, block) -> None:
+        """Mix the start of ``block`` (the new entry) with the rest of the entry a splice left."""
+        k = min(self._xfade_left, block.shape[0])
+        start = self._xfade_frames - self._xfade_left
+        up, down, tmp = (
+            self._xfade_up[start : start + k],
+            self._xfade_down[start : start + k],
+            self._xfade_scratch,
+        )
+        old = self._xfade_pcm[self._xfade_pos : min(self._xfade_pos + k, self._xfade_end)]
+        m = old.shape[0]
+        for c in range(block.shape[1]):  # channel by channel: a broadcast would buffer a block
+            np.multiply(block[:k, c], up, out=block[:k, c])
+            np.multiply(old[:, c], down[:m], out=tmp[:m])
+            np.add(block[:m, c], tmp[:m], out=block[:m, c])
+        self._xfade_pos += k
+        self._xfade_left -= k
+        if not self._xfade_left:
+            self.ring.held = -1
 
     def _fade_in(self, block) -> None:
         """Ramp up the start of the audio after a silence."""
@@ -302,7 +437,22 @@ class Player:
 
     def bar_phase(self) -> float:
         """How far into the playing bar the output is, 0..1 (0 before the first bar)."""
-        return self._pos / self._frames if self._frames else 0.0
+        first, steps, _ = self._span
+        if not self._frames:
+            return 0.0
+        return (first + self._pos / self._frames * (steps - first)) / steps
+
+    def bar_step(self) -> float:
+        """Where in the playing bar the output is, in grid steps (0 before the first bar)."""
+        first, steps, _ = self._span
+        return first + (self._pos / self._frames * (steps - first) if self._frames else 0.0)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds the output has played no bar audio while the box plays (0 paused or before the first
+        bar): what the health check counts as a fault once it outlasts the buffer."""
+        if self.paused or not self._started or self._pos < self._frames:
+            return 0.0
+        return max(0.0, now - self.last_sound)
 
     def set_volume(self, db: float) -> float:
         """Set the listener's volume (dB, clipped to :data:`VOLUME_RANGE_DB`); returns the value set.

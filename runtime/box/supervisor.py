@@ -28,6 +28,7 @@ back, and starting within ``stall_timeout_s`` count as healthy: those are waits 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -41,13 +42,23 @@ from multiprocessing.connection import Connection, wait
 
 from musicbox import errors
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.box.player import Player, PlayerSettings, StreamState
+from musicbox.runtime.box.player import PlayedLog, Player, PlayerSettings, StreamState
 from musicbox.runtime.box.proc import rss_mb, tree_cpu_s
 from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.ring import BarRing
-from musicbox.runtime.box.worker import Failed, Pause, Play, Ready, Stop, WorkerSettings, Written, run_worker
+from musicbox.runtime.box.worker import (
+    Failed,
+    Pause,
+    Play,
+    Ready,
+    Splice,
+    Stop,
+    WorkerSettings,
+    Written,
+    run_worker,
+)
 from musicbox.runtime.buffering import ring_slots, slot_frames
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import Controls, nearest_style
 from musicbox.runtime.form import keep, renew
 from musicbox.runtime.state import GeneratorState
 
@@ -179,8 +190,18 @@ class Supervisor:
         self._resume = Play(0, None, self.controls, self.gen, seed=0)
         self._states: dict[int, GeneratorState] = {}  # bar -> generator state after it (current generation)
         self._bar_info: dict[tuple[int, int], Written] = {}
-        self._recorded_entry = -1
         self.meter = ""  # the meter of the bar playing ("" before the first)
+        self._played_gen: dict[int, int] = {}  # bar -> generation of its entry that played last
+        self._marks_read = 0  # of the player's log marks
+        self._log_read = 0  # log frames handed to the recorder / stream
+        self._bar_start = -1  # log frame where the bar playing began
+        self._bar_info_playing: Written | None = None  # what the bar playing was written as, last
+        self._silence_logged = False
+        self._posted_at = 0.0  # when the event being handled was posted (time.monotonic(), seconds)
+        self._pending_turn: tuple[int, float] | None = None  # (generation, posted at) not yet heard
+        self.turns: collections.deque[float] = collections.deque(maxlen=4096)
+        """Seconds from each knob turn (or next) being posted to the first frame written for it leaving
+        the player's callback (add the stream's output latency for the speaker)."""
         self._lost_at: float | None = None
         self._restart_at = 0.0
         self._ready_sent = False
@@ -200,7 +221,7 @@ class Supervisor:
     def post(self, event) -> None:
         """Queue an :class:`Event`, :class:`Controls` or :class:`Recall` for the main loop; wake it (any
         thread)."""
-        self._events.put(event)
+        self._events.put((time.monotonic(), event))
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
             os.write(self._wake_w, b"x")
 
@@ -225,11 +246,11 @@ class Supervisor:
         """Knob positions delivered before the start become the starting controls (no regeneration)."""
         pending = []
         while not self._events.empty():
-            event = self._events.get_nowait()
+            at, event = self._events.get_nowait()
             if isinstance(event, Controls):
                 self.controls = event
             else:
-                pending.append(event)
+                pending.append((at, event))
         for event in pending:
             self._events.put(event)
         self._resume = replace(self._resume, controls=self.controls)
@@ -263,50 +284,109 @@ class Supervisor:
     # ---- events -------------------------------------------------------------------------------------
 
     def _handle_events(self) -> None:
+        """Handle what other threads posted, in order; knob positions are coalesced: of positions posted
+        one after the other only the latest counts (a swept knob makes one rewrite per tick, not one per
+        step of the sweep)."""
+        events: list = []
         while True:
             try:
-                event = self._events.get_nowait()
+                at, event = self._events.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(event, Controls):
-                self._change(event, "controls")
-            elif isinstance(event, Recall):
-                self._change(event.controls, "recall", seed=event.seed)
-            elif event is Event.NEXT:
-                self._change(self.controls, "next", seed=random.randrange(1 << 31))
-            elif event is Event.KEEP:
-                self._change(self.controls, "keep", form=keep)
-            elif event is Event.NEW:
-                self._change(self.controls, "new tune", form=renew)
-            elif event is Event.TOGGLE_PAUSE:
-                self._toggle_pause()
-            elif event is Event.SAVE and self.recorder is not None:
-                self.recorder.save()
-            elif event is Event.STOP:
-                self._transition(BoxState.STOPPING, "stop requested")
-            elif event in (Event.VOLUME_UP, Event.VOLUME_DOWN):
-                db = self.player.step_volume(1 if event is Event.VOLUME_UP else -1)
-                log.info("volume %+.0f dB", db)
+                break
+            if isinstance(event, Controls) and events and isinstance(events[-1][1], Controls):
+                events[-1] = (events[-1][0], event)  # the first turn's time: latency counts from it
+            else:
+                events.append((at, event))
+        for at, event in events:
+            self._posted_at = at
+            self._handle(event)
+
+    def _handle(self, event) -> None:
+        if isinstance(event, Controls):
+            self._change(event, "controls")
+        elif isinstance(event, Recall):
+            self._change(event.controls, "recall", seed=event.seed)
+        elif event is Event.NEXT:
+            self._change(self.controls, "next", seed=random.randrange(1 << 31))
+        elif event is Event.KEEP:
+            self._change(self.controls, "keep", form=keep)
+        elif event is Event.NEW:
+            self._change(self.controls, "new tune", form=renew)
+        elif event is Event.TOGGLE_PAUSE:
+            self._toggle_pause()
+        elif event is Event.SAVE and self.recorder is not None:
+            self.recorder.save()
+        elif event is Event.STOP:
+            self._transition(BoxState.STOPPING, "stop requested")
+        elif event in (Event.VOLUME_UP, Event.VOLUME_DOWN):
+            db = self.player.step_volume(1 if event is Event.VOLUME_UP else -1)
+            log.info("volume %+.0f dB", db)
 
     def _change(self, controls: Controls, why: str, seed: int | None = None, form=None) -> None:
-        """Regenerate from the first bar not yet playing with ``controls`` (a new ``seed`` for next;
-        ``form(state)``, ``runtime.form.keep`` or ``renew``, applied to the state it continues from)."""
+        """Play ``controls`` (a new ``seed`` for next; ``form(state)``, ``runtime.form.keep`` or ``renew``,
+        applied to the state the music continues from) as soon as the music allows: from the next beat
+        line of the playing bar (:meth:`_splice_at`), else from the next bar line (a meter change, a form
+        action, the bar's last beat). The worker rewrites from there under a new generation; the player
+        takes each rewritten entry at the first beat or bar line after it is ready, and what was written
+        before plays until then (no silence)."""
         if controls == self.controls and seed is None and form is None:
             return
+        old = self.controls
         self.controls = controls
         self.gen += 1
-        _, playing_bar, _ = self.ring.playing()
-        state = self._states.get(playing_bar) if playing_bar >= 0 else None
-        from_bar = playing_bar + 1 if state is not None else 0
+        _, playing_bar, playing_gen = self.ring.playing()
+        played = self._bar_info.get((playing_bar, playing_gen))
         if seed is None:
-            seed = state.seed if state is not None else self._resume.seed
-        if form is not None and state is not None:
-            state = form(state)
-        self._states = {b: s for b, s in self._states.items() if b < from_bar}
-        self._resume = Play(from_bar, state, controls, self.gen, seed=seed, seam=True)
-        log.info("%s: %s from bar %d (generation %d)", why, _describe(controls), from_bar, self.gen)
+            seed = played.state.seed if played is not None else self._resume.seed
+        step = self._splice_at(played, controls) if form is None else None
+        if step is not None and played is not None:
+            before = self._state_before(playing_bar)
+            rewrite = seed != played.state.seed or _written_differently(old, controls)
+            splice = Splice(step, played.state, rewrite)
+            self._resume = Play(playing_bar, before, controls, self.gen, seed=seed, splice=splice)
+            self._states = {b: s for b, s in self._states.items() if b < playing_bar}
+            where = f"bar {playing_bar} step {step}" + ("" if rewrite else " (rendered again)")
+        else:
+            state = played.state if played is not None else None
+            if state is None and playing_bar >= 0:
+                state = self._states.get(playing_bar)
+            from_bar = playing_bar + 1 if state is not None else 0
+            if form is not None and state is not None:
+                state = form(state)
+            self._states = {b: s for b, s in self._states.items() if b < from_bar}
+            self._resume = Play(from_bar, state, controls, self.gen, seed=seed, seam=True)
+            where = f"bar {from_bar}"
+        self._pending_turn = (self.gen, self._posted_at)
+        log.info("%s: %s from %s (generation %d)", why, _describe(controls), where, self.gen)
         if self.state is not BoxState.PAUSED:
             self._send(self._resume)
+
+    def _splice_at(self, played: Written | None, controls: Controls) -> int | None:
+        """The beat line of the playing bar a change to ``controls`` can start at: the first after the
+        output's position, if the bar has one left and stays in its meter; else None (the next bar)."""
+        if played is None or self.player.paused or played.state.roll is None:
+            return None
+        if self._meter_name(controls) != played.meter.name:
+            return None
+        now = self.player.bar_step()
+        for beat in played.meter.beats:
+            if beat > now:
+                return beat
+        return None
+
+    def _meter_name(self, controls: Controls) -> str:
+        """The meter ``controls`` ask for ("" when the styles' meters are unknown)."""
+        if controls.meter or not self.style_meters:
+            return controls.meter or ""
+        return self.style_meters[nearest_style(controls.style, len(self.style_meters))][0]
+
+    def _state_before(self, bar: int):
+        """The generator state after bar ``bar - 1`` as it played (None before the first bar)."""
+        gen = self._played_gen.get(bar - 1)
+        info = self._bar_info.get((bar - 1, gen)) if gen is not None else None
+        if info is not None:
+            return info.state
+        return self._states.get(bar - 1)
 
     def _toggle_pause(self) -> None:
         if self.state is BoxState.PAUSED:
@@ -442,23 +522,46 @@ class Supervisor:
     # ---- the played side ----------------------------------------------------------------------------
 
     def _follow_player(self) -> None:
-        """Note the bar that started playing: record it and leave STARTING."""
-        entry, bar, gen = self.ring.playing()
-        if entry == self._recorded_entry or entry < 0:
+        """Follow what the player played (its log): each bar as it began and each splice, the audio to
+        the web stream as it was played and each finished bar to the recorder; leave STARTING."""
+        played = self.player.log
+        while self._marks_read < played.n_marks:
+            i = self._marks_read % PlayedLog.MARKS
+            frame, _entry, bar, gen, step = (int(v) for v in played.marks[i])
+            at = float(played.mark_times[i])
+            self._marks_read += 1
+            info = self._bar_info.get((bar, gen))
+            if step == 0:
+                self._finish_bar(frame)
+                self._bar_start, self._bar_info_playing = frame, info
+                if self.state is BoxState.STARTING:
+                    self._transition(BoxState.PLAYING, "first bar playing")
+                if info is not None:
+                    self.meter = info.meter.name
+            elif info is not None:
+                self._bar_info_playing = info
+            self._played_gen[bar] = gen
+            turn = self._pending_turn
+            if turn is not None and gen >= turn[0]:
+                self.turns.append(max(0.0, at - turn[1]))
+                self._pending_turn = None
+            self._bar_info = {k: v for k, v in self._bar_info.items() if k[0] >= bar - 1}
+            self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
+            self._played_gen = {b: g for b, g in self._played_gen.items() if b >= bar - 1}
+        if self.on_bar is not None and played.written > self._log_read:
+            start = max(self._log_read, played.written - len(played.pcm))
+            self.on_bar(played.read(start, played.written))
+        self._log_read = played.written
+
+    def _finish_bar(self, end: int) -> None:
+        """The bar that began at log frame ``_bar_start`` ended at ``end``: hand it to the recorder, with
+        the notes and controls it ended with (a splice's Written holds the whole bar's notes)."""
+        if self.recorder is None or self._bar_start < 0 or end <= self._bar_start:
             return
-        self._recorded_entry = entry
-        if self.state is BoxState.STARTING:
-            self._transition(BoxState.PLAYING, "first bar playing")
-        info = self._bar_info.get((bar, gen))
-        if info is not None:
-            self.meter = info.meter.name
-        if self.recorder is not None:
-            frames = self.ring.entry_info(entry)[2]
-            self.recorder.add_bar(self.ring.slot_pcm(entry)[:frames], info.notes if info else [], info)
-        if self.on_bar is not None:
-            self.on_bar(self.ring.slot_pcm(entry)[: self.ring.entry_info(entry)[2]])
-        self._bar_info = {k: v for k, v in self._bar_info.items() if k[0] > bar}
-        self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
+        played = self.player.log
+        start = max(self._bar_start, end - len(played.pcm))
+        info = self._bar_info_playing
+        self.recorder.add_bar(played.read(start, end), info.notes if info else [], info)
 
     def _housekeeping(self, now: float) -> None:
         waiting = self.player.state is StreamState.LOST
@@ -484,6 +587,18 @@ class Supervisor:
             return True
         if not self.player.healthy():
             return False
+        silent = self.player.silent_for(now)
+        if silent > self.worker_settings.ahead_s:
+            if not self._silence_logged:
+                self._silence_logged = True
+                log.error(
+                    "playing silence for %.1f s, longer than the %.1f s the box buffers: no bar is coming "
+                    "(the watchdog is no longer fed, so systemd restarts the box)",
+                    silent,
+                    self.worker_settings.ahead_s,
+                )
+            return False
+        self._silence_logged = False
         if self.state is BoxState.STARTING:
             worker = self.worker
             return worker is not None and self._worker_problem(worker, now) == ""
@@ -578,3 +693,9 @@ def _status_line(stats: dict) -> str:
         f"{stats['state']}{waiting}: {stats['bars_played']} bars, {stats['underruns']} underruns, "
         f"{stats['silence_s']:.1f} s silence, {stats['worker_restarts']} worker restarts"
     )
+
+
+def _written_differently(old: Controls, new: Controls) -> bool:
+    """Whether the model writes music differently for ``new`` than for ``old`` (style, mood, variation,
+    meter); a tempo turn alone keeps the notes already written and only renders them again."""
+    return (old.style, old.mood, old.variation, old.meter) != (new.style, new.mood, new.variation, new.meter)

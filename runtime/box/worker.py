@@ -36,7 +36,7 @@ import numpy as np
 
 from musicbox.config import SynthConfig
 from musicbox.errors import MusicBoxError
-from musicbox.runtime.box.ring import BarRing, RingSpec
+from musicbox.runtime.box.ring import BarRing, RingSpec, Span
 from musicbox.runtime.buffering import bars_ahead
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.meter import COMMON, Meter
@@ -74,10 +74,23 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class Splice:
+    """A knob turned inside bar ``from_bar``: write its rest from grid step ``step`` (a beat line) before
+    the bars after it. played: the generator state after the bar as it is playing (its roll and latent
+    are kept before the step). rewrite: the model writes the rest again (style, mood, variation, a new
+    seed); False: the same notes are only rendered again (tempo), no model call."""
+
+    step: int
+    played: GeneratorState
+    rewrite: bool
+
+
+@dataclass(frozen=True)
 class Play:
     """Write bars ``from_bar``, ``from_bar + 1``, ... continuing from ``state`` (None = a fresh start
     with ``seed``), for ``controls``, tagged with generation ``gen``. ``seam``: the bars before were
-    rendered by someone else or discarded, so release held notes first."""
+    rendered by someone else or discarded, so release held notes first. ``splice``: start with the rest
+    of bar ``from_bar`` from a beat line (:class:`Splice`)."""
 
     from_bar: int
     state: GeneratorState | None
@@ -85,6 +98,7 @@ class Play:
     gen: int
     seed: int = 0
     seam: bool = False
+    splice: Splice | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,8 @@ class Written:
     """Bar ``bar`` of generation ``gen`` is in the ring; ``state`` continues after it.
 
     notes: the bar's notes (``pianoroll.Note``, start in steps from the bar line). gen_s / render_s:
-    seconds spent generating / rendering it. meter: the bar's meter (its length in steps)."""
+    seconds spent generating / rendering it. meter: the bar's meter (its length in steps). first_step:
+    the grid step its audio starts at (0; a splice's beat line after a knob turn)."""
 
     bar: int
     gen: int
@@ -121,6 +136,7 @@ class Written:
     gen_s: float = 0.0
     render_s: float = 0.0
     meter: Meter = COMMON
+    first_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,26 @@ class BarProducer:
         pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep)
         return pcm, bar, self.generator.get_state()
 
+    def produce_splice(self, state, controls: Controls, splice: Splice):
+        """The rest of the bar after ``state`` from ``splice.step``, written again for ``controls`` (or
+        only rendered again): (pcm float32 [frames, 2] from the step, Bar, the state after the bar)."""
+        from musicbox.runtime.generator import Bar, Hold
+        from musicbox.runtime.meter import crop
+        from musicbox.runtime.pianoroll import roll_to_notes, transpose
+
+        if splice.rewrite:
+            self.generator.set_state(state)
+            bar = self.generator.next_bar(controls, Hold.of(splice.played, splice.step))
+            after = self.generator.get_state()
+        else:
+            meter = self.generator.meter(controls)
+            roll = transpose(crop(splice.played.roll, meter), state.key)[None]
+            bar = Bar(state.index, roll, roll_to_notes(roll, self.rep), controls, 0.0, meter)
+            after = splice.played
+            self.generator.set_state(after)
+        pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep, from_step=splice.step)
+        return pcm, bar, after
+
     def meter(self, controls: Controls) -> Meter:
         """The meter the next bar for ``controls`` will be in."""
         return self.generator.meter(controls)
@@ -177,12 +213,13 @@ class BarProducer:
 
 
 class _Job:
-    """What the worker is writing: the next bar number, its state, controls, generation and the steps of
-    its bars (their meter's)."""
+    """What the worker is writing: the next bar number, its state, controls, generation, the steps of
+    its bars (their meter's) and a splice to write first."""
 
     def __init__(self, play: Play, state, steps: int):
         self.bar, self.state, self.controls, self.gen = play.from_bar, state, play.controls, play.gen
         self.steps = steps
+        self.splice = play.splice
 
 
 def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> None:
@@ -242,6 +279,8 @@ def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: 
         )
         if conn.poll(0 if busy else settings.beat_interval_s):
             message = conn.recv()
+            while not isinstance(message, Stop) and conn.poll(0):
+                message = conn.recv()  # a knob swept: only its latest position matters
             if isinstance(message, Stop):
                 return
             job = _start(message, producer) if isinstance(message, Play) else None
@@ -251,8 +290,11 @@ def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: 
 
 
 def _wants_bar(ring: BarRing, job: _Job, ahead_bars: int) -> bool:
-    """True when the job's next bar is within ``ahead_bars`` of the playing bar and its slot is free."""
+    """True when the job's next bar is within ``ahead_bars`` of the playing bar and a slot is free; a
+    splice is wanted only while its bar still plays (or is yet to)."""
     _, playing_bar, _ = ring.playing()
+    if job.splice is not None and job.bar < playing_bar:  # its bar is over: go on after it as played
+        job.bar, job.state, job.splice = job.bar + 1, job.splice.played, None
     return job.bar <= playing_bar + ahead_bars and ring.has_room()
 
 
@@ -263,10 +305,18 @@ def _start(play: Play, producer: BarProducer) -> _Job:
 
 
 def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection) -> None:
-    """Produce, publish and report the job's next bar."""
+    """Produce, publish and report the job's next bar (or the rest of the playing one first)."""
     t0 = time.perf_counter()
-    pcm, bar, state = producer.produce_bar(job.state, job.controls)
+    splice, job.splice = job.splice, None
+    if splice is not None:
+        pcm, bar, state = producer.produce_splice(job.state, job.controls, splice)
+    else:
+        pcm, bar, state = producer.produce_bar(job.state, job.controls)
+    first = splice.step if splice is not None else 0
     render_s = time.perf_counter() - t0 - bar.gen_seconds
-    ring.write_bar(job.bar, job.gen, np.ascontiguousarray(pcm, dtype=np.float32))
-    conn.send(Written(job.bar, job.gen, state, job.controls, bar.notes, bar.gen_seconds, render_s, bar.meter))
+    span = Span.of(bar.meter.beats, bar.meter.steps, first)
+    ring.write_bar(job.bar, job.gen, np.ascontiguousarray(pcm, dtype=np.float32), span)
+    conn.send(
+        Written(job.bar, job.gen, state, job.controls, bar.notes, bar.gen_seconds, render_s, bar.meter, first)
+    )
     job.bar, job.state = job.bar + 1, state
