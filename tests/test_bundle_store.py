@@ -126,7 +126,10 @@ def test_box_keeps_playing_while_a_corrupted_bundle_is_refused(synthetic, store,
         play = subprocess.Popen(
             [*cmd, "--stats", str(stats)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        time.sleep(6)
+        deadline = time.monotonic() + 60
+        while _bars_played(stats) < 1:
+            assert time.monotonic() < deadline and play.poll() is None, "the box never played a bar"
+            time.sleep(0.1)  # the box is playing when the bad bundle comes
         bad = _release(synthetic, tmp_path, "b" * 64)
         _corrupt(bad)
         refused = subprocess.run(
@@ -141,3 +144,11 @@ def test_box_keeps_playing_while_a_corrupted_bundle_is_refused(synthetic, store,
     final = json.loads(stats.read_text())
     assert final["bars_played"] >= 4 and final["underruns"] == 0 and final["worker_restarts"] == 0, final
     assert installed_bundle() == playing
+
+
+def _bars_played(stats: Path) -> int:
+    """What the box's --stats file says it played so far (0 before it is written)."""
+    try:
+        return int(json.loads(stats.read_text())["bars_played"])
+    except (OSError, ValueError, KeyError):
+        return 0

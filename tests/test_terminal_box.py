@@ -38,6 +38,13 @@ def visible_screen(output: bytes) -> list[str]:
     return screen.display
 
 
+def _wait_until(condition, timeout_s: float = 20.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
 def _wait_for(stats: Path, test, timeout_s: float) -> dict:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -88,10 +95,12 @@ def test_volume_keys_and_logs_in_the_terminal_box(tmp_path):
             _wait_for(stats, lambda d: d["volume_db"] == -9.0, 10)
             os.write(leader, b"+")
             _wait_for(stats, lambda d: d["volume_db"] == -6.0, 10)
-            for _ in range(4):  # more log lines, from the box and its worker, between redraws
+            for n in range(1, 5):  # more log lines, from the box and its worker, between redraws
                 os.write(leader, b"n")
-                time.sleep(0.5)
-            time.sleep(1.5)  # a redraw after the log lines
+                _wait_until(lambda n=n: bytes(screen).count(b"next:") >= n)
+            _wait_until(
+                lambda: b"\xe2\x95\xad" in bytes(screen).rpartition(b"next:")[2]
+            )  # a redraw (its top, "╭") after them
             emulated = visible_screen(bytes(screen))
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -24,6 +24,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from musicbox.errors import ConfigError
 from musicbox.precision import PRECISION_CHOICES
@@ -112,7 +113,8 @@ def run(args) -> int:
         meter=_meter(ranges, args.meter, config.knobs.meter),
     )
     given = {knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob) is not None}
-    controls = replace(defaults, **{FIELDS[k]: ranges.check(k, v, f"--{k}") for k, v in given.items()})
+    checked: dict[str, Any] = {FIELDS[k]: ranges.check(k, v, f"--{k}") for k, v in given.items()}
+    controls = replace(defaults, **checked)
     events = load_script(args.script, ranges) if args.script else []
     synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
     renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
