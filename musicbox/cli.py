@@ -70,7 +70,7 @@ VERBOSE_HELP = "debug logging (before or after the command)"
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose help ends with the styles of the shipped bundle, read from its manifest
-    only when help is shown (a JSON read; no onnxruntime)."""
+    only when help is shown (the manifest's typed reader; no onnxruntime)."""
 
     def format_help(self) -> str:
         self.epilog = shipped_styles_line()
@@ -78,17 +78,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def shipped_styles_line() -> str:
-    """``styles (--style, knob order): chorale, ...`` from the shipped bundle, or why there are none."""
-    import json
-
+    """``styles (--style, knob order): chorale, ...`` from the shipped bundle's manifest (its typed reader,
+    ``runtime/manifest.py``), or why there are none."""
     from musicbox.config import shipped_bundle
+    from musicbox.runtime.manifest import load_manifest
 
-    path = shipped_bundle() / "manifest.json"
     try:
-        styles = json.loads(path.read_text(encoding="utf-8"))["controls"]["styles"]
-        names = ", ".join(f"{i} {s['name']}" for i, s in enumerate(styles))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"styles: none listed (cannot read {path}: {exc})"
+        styles = load_manifest(shipped_bundle()).controls.styles
+    except (MusicBoxError, OSError) as exc:
+        return f"styles: none listed ({exc})"
+    names = ", ".join(f"{i} {s.name}" for i, s in enumerate(styles))
     return f"styles of the shipped bundle (--style NAME or position): {names}"
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicbox.errors import ManifestError
-from musicbox.runtime.manifest import Manifest, load_manifest, parse_manifest
+from musicbox.runtime.manifest import FIX, Manifest, load_manifest, parse_manifest
 from tests.helpers.synthetic_bundle import build_bundle
 
 
@@ -201,3 +201,79 @@ def test_any_unknown_field_anywhere_is_named(data, hyp):
     obj["zz_unknown"] = 1
     with pytest.raises(ManifestError, match=re.escape(f"{path}.zz_unknown is not a known field")):
         parse_manifest(bad)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["sampler"].__setitem__("steps", 0), "$.sampler.steps must be >= 1, not 0"),
+        (
+            lambda d: d["sampler"].__setitem__("threshold", 1.0),
+            "$.sampler.threshold must be in (0, 1), not 1.0",
+        ),
+        (
+            lambda d: d["sampler"].__setitem__("schedule", "karras"),
+            "$.sampler.schedule is 'karras'; allowed: flow",
+        ),
+        (
+            lambda d: d["representation"].__setitem__("tonic", 12),
+            "$.representation.tonic must be 0..11 or null, not 12",
+        ),
+        (
+            lambda d: d["representation"].__setitem__("meters", []),
+            "$.representation.meters must list at least one",
+        ),
+        (
+            lambda d: d["representation"].__setitem__("meters", ["4/4", "5/4"]),
+            "$.representation.meters[1] is '5/4'; allowed: 4/4, 3/4, 6/8",
+        ),
+        (
+            lambda d: d["controls"]["attrs"].__setitem__("std", [1, 1, 0, 1]),
+            "$.controls.attrs.std[2] must be > 0 (a standard deviation), not 0",
+        ),
+        (
+            lambda d: d["controls"]["styles"][0]["arrangement"].__setitem__("programs", [0, 200, 32]),
+            "$.controls.styles[0].arrangement.programs[1] must be a General MIDI program 0..127, not 200",
+        ),
+        (
+            lambda d: d["controls"]["styles"][0]["arrangement"].__setitem__("programs", [0, 48]),
+            "$.controls.styles[0].arrangement.programs must be 3 General MIDI programs 0..127, one per track",
+        ),
+        (
+            lambda d: d["controls"]["styles"][1].__setitem__("register", [60.0, 67.0]),
+            "$.controls.styles[1].register must be 3 values: p10, p50, p90, not [60.0, 67.0]",
+        ),
+        (
+            lambda d: d["controls"].__setitem__("styles", []),
+            "$.controls.styles must list at least one style, not []",
+        ),
+        (
+            lambda d: d["variants"]["fp32"]["encoder"].__setitem__("sha256", "a" * 64 + "\n"),
+            "$.variants.fp32.encoder.sha256 must be 64 lowercase hex digits (sha256), not 'aaa",
+        ),
+        (
+            lambda d: d["variants"]["fp32"]["decoder"].__setitem__("precision", "fp16"),
+            "$.variants.fp32.decoder.precision is 'fp16'; allowed: fp32, int8, int8_dynamic",
+        ),
+        (
+            lambda d: d["variants"]["fp32"]["encoder"]["inputs"][0].__setitem__("dtype", "complex64"),
+            "$.variants.fp32.encoder.inputs[0].dtype is 'complex64'; allowed: float32, float16",
+        ),
+        (
+            lambda d: d["variants"]["fp32"].__setitem__("denoiser", []),
+            "$.variants.fp32.denoiser must list at least one shard",
+        ),
+        (
+            lambda d: d.__setitem__("variants", {}),
+            "$.variants must hold at least one of fp32, int8, int8_dynamic",
+        ),
+    ],
+)
+def test_a_value_its_type_refuses_names_the_path_the_rule_the_value_and_the_fix(
+    data, tmp_path, edit, message
+):
+    bad = copy.deepcopy(data)
+    edit(bad)
+    msg = _error(bad, tmp_path)
+    assert message in msg
+    assert msg.endswith(FIX)  # what to do
