@@ -182,9 +182,10 @@ class RemoteConfig:
 
     bind: address to listen on ("0.0.0.0" = every interface). port: TCP port. state_dir: folder for
     presets, the pairing code and paired sessions, None = $STATE_DIRECTORY (systemd) or
-    ~/.local/state/musicbox. stream: let the page listen to the music (MP3 over HTTP).
-    stream_kbps: MP3 bit rate, kbit/s. pair_attempts: wrong pairing codes allowed per minute (all
-    clients together) before pairing is refused for the rest of that minute.
+    ~/.local/state/musicbox. stream: let the page listen to the music (16-bit PCM over HTTP).
+    pair_attempts: wrong pairing codes allowed per minute from one client before its pairing is
+    refused for the rest of that minute. hosts: more names the page may be opened by, separated by
+    spaces (besides localhost, the host name, ``<hostname>.local`` and the box's addresses).
     """
 
     enabled: bool = _opt("bool")
@@ -192,8 +193,8 @@ class RemoteConfig:
     port: int = _opt("int", "TCP port", 1, 65535)
     state_dir: Path | None = _opt("path", 'a folder, or "" for the state folder of the service')
     stream: bool = _opt("bool")
-    stream_kbps: int = _opt("int", "kbit/s", 32, 320)
     pair_attempts: int = _opt("int", "wrong codes per minute", 1, 100)
+    hosts: str = _opt("str", "host names separated by spaces")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Pairing: the box shows a 6-digit code (terminal box, ``musicbox doctor``, the journal). A device that
 sends it gets a session token in a cookie (``HttpOnly; SameSite=Strict``) and the code is replaced at
-once, so a code works exactly once. Wrong codes are rate limited: after ``attempts`` wrong codes within
-a minute (all clients together) pairing answers 429 until the minute has passed.
+once, so a code works exactly once. Wrong codes are rate limited per client (its address, see
+:func:`musicbox.remote.limits.client_of`): after ``attempts`` wrong codes within a minute a client's
+pairing answers 429 until the minute has passed; another client (the owner's phone) pairs meanwhile.
 
 Sessions: random 256-bit tokens; the state folder keeps only their SHA-256 (``sessions.json``), so a
 paired phone stays paired across restarts of the box and the file does not leak a usable token. A
@@ -31,6 +32,7 @@ COOKIE = "musicbox_session"
 CSRF_HEADER = "X-Musicbox-CSRF"
 MAX_SESSIONS = 16  # paired devices kept; pairing one more forgets the oldest
 WINDOW_S = 60.0  # the pairing rate limit's window, seconds
+MAX_CLIENTS = 1024  # clients whose wrong codes are remembered (the least recent are forgotten first)
 
 
 def _digest(token: str) -> str:
@@ -40,6 +42,11 @@ def _digest(token: str) -> str:
 def csrf_of(token: str) -> str:
     """The CSRF token that goes with session ``token`` (hex, 32 characters)."""
     return hashlib.sha256(b"musicbox-csrf:" + token.encode()).hexdigest()[:32]
+
+
+def csrf_matches(token: str, header: str) -> bool:
+    """Whether ``header`` is the CSRF token of session ``token`` (any header of other than ASCII is not)."""
+    return header.isascii() and hmac.compare_digest(header, csrf_of(token))
 
 
 class Pairing:
@@ -55,7 +62,7 @@ class Pairing:
         self.url = url
         self.attempts = attempts
         self._lock = threading.Lock()
-        self._failures: collections.deque[float] = collections.deque()
+        self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
         self._sessions = self._load_sessions()
         self._announced = False
         self.code = ""
@@ -68,18 +75,26 @@ class Pairing:
 
     # ---- pairing ------------------------------------------------------------------------------------
 
-    def pair(self, code: str, now: float | None = None) -> tuple[str | None, float]:
-        """Check ``code``: (a new session token, 0) when right; (None, 0) when wrong; (None, seconds to
-        wait) when too many wrong codes came in the last minute."""
+    def pair(self, code: str, client: str = "", now: float | None = None) -> tuple[str | None, float]:
+        """Check ``code`` from ``client``: (a new session token, 0) when right; (None, 0) when wrong;
+        (None, seconds to wait) when that client sent too many wrong codes in the last minute."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            while self._failures and now - self._failures[0] >= WINDOW_S:
-                self._failures.popleft()
-            if len(self._failures) >= self.attempts:
-                return None, WINDOW_S - (now - self._failures[0])
-            if not hmac.compare_digest(str(code).strip().encode(), self.code.encode()):
-                self._failures.append(now)
-                log.warning("remote: wrong pairing code (%d in the last minute)", len(self._failures))
+            failures = self._failures.pop(client, collections.deque())
+            while failures and now - failures[0] >= WINDOW_S:
+                failures.popleft()
+            if failures:
+                self._failures[client] = failures  # the most recent client last
+                while len(self._failures) > MAX_CLIENTS:
+                    self._failures.popitem(last=False)
+            if len(failures) >= self.attempts:
+                return None, WINDOW_S - (now - failures[0])
+            if not (code.isascii() and hmac.compare_digest(code.strip().encode(), self.code.encode())):
+                failures.append(now)
+                self._failures[client] = failures
+                log.warning(
+                    "remote: wrong pairing code from %s (%d in the last minute)", client, len(failures)
+                )
                 return None, 0.0
             token = secrets.token_urlsafe(32)
             self._sessions[_digest(token)] = time.time()
@@ -104,8 +119,8 @@ class Pairing:
     # ---- sessions -----------------------------------------------------------------------------------
 
     def valid(self, token: str | None) -> bool:
-        """True when ``token`` is a paired session's."""
-        if not token:
+        """True when ``token`` is a paired session's (a token of other than ASCII never is)."""
+        if not token or not token.isascii():
             return False
         with self._lock:
             return _digest(token) in self._sessions

@@ -39,6 +39,27 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` and everything it started: each live process of the tree, with its
+    reaped children's (cutime + cstime: a killed worker's too)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for p in tree:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -83,11 +104,14 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
                 threading.Thread(target=_reader, args=(base + path, cookie, stop), daemon=True).start()
         time.sleep(2.0)  # settle
         samples, last = [], _cpu_s(proc.pid)
+        tree_start, wall_start = _tree_cpu_s(proc.pid), time.monotonic()
         for _ in range(int(seconds)):
             time.sleep(1.0)
             now = _cpu_s(proc.pid)
             samples.append(100.0 * (now - last))
             last = now
+        tree_cpu = _tree_cpu_s(proc.pid) - tree_start
+        wall = time.monotonic() - wall_start
         rss = _rss_mb(proc.pid)
     finally:
         stop.set()
@@ -98,6 +122,7 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
         "cpu_pct_p95": round(float(np.percentile(samples, 95)), 2),
         "cpu_pct_mean": round(float(np.mean(samples)), 2),
         "rss_mb": round(rss, 1),
+        "tree_cpu_s_per_music_minute": round(60.0 * tree_cpu / wall, 3),
     }
 
 
@@ -122,6 +147,10 @@ def measure(bundle: Path, seconds: float = 30.0, jack: bool = True) -> dict:
         "server_rss_added_mb": round(page["rss_mb"] - off["rss_mb"], 1),
         "server_cpu_added_pct_mean": round(page["cpu_pct_mean"] - off["cpu_pct_mean"], 2),
         "stream_cpu_pct_mean": round(listening["cpu_pct_mean"] - page["cpu_pct_mean"], 2),
+        "remote_cpu_s_per_music_minute": round(
+            listening["tree_cpu_s_per_music_minute"] - off["tree_cpu_s_per_music_minute"], 3
+        ),
+        "box_cpu_s_per_music_minute_listening": listening["tree_cpu_s_per_music_minute"],
         "targets": {t.name: str(t) for t in targets_of("remote")},
     }
     figures["ok"] = all(t.met(figures[t.name]) for t in targets_of("remote"))

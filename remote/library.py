@@ -16,7 +16,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicbox.runtime.controls import VARIATION
+from musicbox.runtime.controls import VARIATION, Controls
 
 log = logging.getLogger("musicbox.remote")
 
@@ -37,6 +37,11 @@ class Preset:
     seed: int
     variation: float = VARIATION
     meter: str = ""
+
+    @property
+    def controls(self) -> Controls:
+        """The knob settings it keeps."""
+        return Controls(self.style, self.tempo_bpm, self.mood, self.variation, self.meter)
 
 
 class Presets:

@@ -2,34 +2,40 @@
 
 Why aiohttp: one well-kept library (aio-libs, regular releases; manylinux aarch64 wheels of aiohttp and
 its C parts — multidict, yarl, frozenlist, propcache — for Python 3.10 (JetPack 6) and 3.11 (Raspberry Pi
-OS bookworm), as for x86) that has all the remote needs — a C HTTP parser, streamed responses for Server-Sent Events and the MP3
-stream, static files — and no other service; its import adds about 15 MB RSS (``musicbox bench remote``),
-under the 20 MB budget, where starlette + uvicorn bring anyio, h11 and click on top, and the standard
-library's ``http.server`` is documented as unfit for serving a network. The event loop waits in
-``epoll`` and does nothing while no page is open; the supervisor's once-a-second :meth:`publish` only
-stores a reference then. Nothing here runs on the audio thread.
+OS bookworm), as for x86) that has all the remote needs — a C HTTP parser, streamed responses for
+Server-Sent Events and the audio stream, static files — and no other service; its import adds about
+15 MB RSS (``musicbox bench remote``), under the 20 MB budget, where starlette + uvicorn bring anyio, h11
+and click on top, and the standard library's ``http.server`` is documented as unfit for serving a
+network. The event loop waits in ``epoll`` and does nothing while no page is open; the supervisor's
+once-a-second :meth:`publish` only stores a reference then. Nothing here runs on the audio thread.
+
+No client can stop the box (:mod:`musicbox.remote.limits`): the server accepts connections itself and
+holds a bounded number, well under the descriptor limit, fairly shared between clients; idle ones
+close; a request whose Host is not this box gets 421 on every route; controls, buttons and pairing are
+rate limited per client; every malformed request gets a 4xx with a JSON ``{"error"}`` and no traceback.
+Knob changes from the page reach the box at most every :data:`HAND_ON_S` seconds, the latest one only.
 
 Routes (all but ``/``, ``/api/pair`` and ``/api/session`` need a paired session; every POST/DELETE also
 needs the CSRF header and a same-origin request, see :mod:`musicbox.remote.auth`):
 
 - ``GET /``: the page. ``POST /api/pair {"code"}``: pair. ``GET /api/session``: paired? CSRF token,
   styles, tempo range. ``POST /api/logout``.
-- ``GET /api/state``: the box now; ``GET /api/events``: the same, pushed (Server-Sent Events) every
-  second and at every knob change.
+- ``GET /api/state``: the box now; ``GET /api/events``: the same, pushed (Server-Sent Events) when it
+  changes (a bar, a knob, a press), so the page never polls.
 - ``POST /api/controls {"style", "tempo_bpm", "mood", "variation", "meter"}`` (any subset; the meter is ""
   for the style's own or one of the styles' meters; the state's ``next_meter`` steps through the playing
-  style's), ``POST /api/button
-  {"button"}`` (play_pause, next, save, keep, new).
+  style's), ``POST /api/button {"button"}`` (play_pause, next, save, keep, new, volume_up, volume_down).
 - ``GET/POST /api/presets``, ``POST /api/presets/recall {"name"}``, ``DELETE /api/presets/{name}``.
 - ``GET /api/recordings``, ``GET /recordings/{file}`` (``?download=1`` to save it),
   ``DELETE /api/recordings/{name}``.
-- ``GET /stream.mp3``: the music, as it plays.
+- ``GET /stream.wav``: the music, as it plays (:mod:`musicbox.remote.stream`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
+import errno
 import json
 import logging
 import math
@@ -44,15 +50,38 @@ from typing import Any
 
 from musicbox.device.buttons import Button
 from musicbox.errors import ConfigError
-from musicbox.remote.auth import COOKIE, CSRF_HEADER, Pairing, csrf_of
+from musicbox.remote.auth import COOKIE, CSRF_HEADER, Pairing, csrf_matches, csrf_of
 from musicbox.remote.library import RECORDING_TYPES, Preset, Presets, Recordings, valid_preset_name
+from musicbox.remote.limits import (
+    BODY_S,
+    IDLE_S,
+    PER_CLIENT,
+    REFUSAL,
+    ConnectionGate,
+    RateLimit,
+    box_names,
+    client_of,
+    connection_budget,
+    host_allowed,
+)
 from musicbox.remote.stream import BACKLOG, Listener, StreamHub
-from musicbox.runtime.controls import ControlRanges, Controls
+from musicbox.runtime.controls import Controls, nearest_style
 
 log = logging.getLogger("musicbox.remote")
 
 PUBLIC = {("GET", "/"), ("POST", "/api/pair"), ("GET", "/api/session")}
-BUTTONS = {b.value: b for b in (Button.PLAY_PAUSE, Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW)}
+BUTTONS = {
+    b.value: b
+    for b in (
+        Button.PLAY_PAUSE,
+        Button.NEXT,
+        Button.SAVE,
+        Button.KEEP,
+        Button.NEW,
+        Button.VOLUME_UP,
+        Button.VOLUME_DOWN,
+    )
+}
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; "
@@ -62,6 +91,20 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+HAND_ON_S = 0.1  # knob changes from the page reach the box at most this often (the latest one)
+CONTROL_RATE = (10.0, 20.0)  # controls requests per second per client, and the burst
+BUTTON_RATE = (4.0, 8.0)  # button presses per second per client (faster than fingers), and the burst
+REFUSE_S = 0.001  # the accept loop rests this long after refusing a connection
+
+
+class Refused(Exception):
+    """A request that gets ``status`` and ``{"error": message}`` (and ``headers``)."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
 
 
 def state_dir(configured: Path | None) -> Path:
@@ -113,22 +156,33 @@ class RemoteServer:
         self.settings = settings
         self.box = box
         self.knob_map = knob_map
+        self.ranges = knob_map.ranges(box.style_names)
         self.on_controls = on_controls
         self.on_button = on_button
         self.url = page_url(settings.bind, settings.port)
+        self.names = box_names(settings.bind, settings.hosts.split())
         self.state_dir = state_dir(settings.state_dir)
         self.pairing = Pairing(self.state_dir, self.url, settings.pair_attempts)  # shown once listening
         self.presets = Presets(self.state_dir / "presets.json")
         self.recordings = Recordings(recordings)
-        self.stream = StreamHub(sample_rate, kbps=settings.stream_kbps) if settings.stream else None
+        self.stream = StreamHub(sample_rate) if settings.stream else None
         self.controls = Controls()
         self.follow: Callable[[Controls], None] = lambda controls: None  # the knob backend's, once open
+        self.control_rate = RateLimit(*CONTROL_RATE)
+        self.button_rate = RateLimit(*BUTTON_RATE)
         self._stats: dict = {}
         self._clients: set[asyncio.Queue] = set()  # one per open page (Server-Sent Events)
         self._streams: set[asyncio.Queue] = set()  # one per page listening
+        self._sent = b""  # the last state pushed to the pages
+        self._busy: set = set()  # transports with a request under way
+        self._gate: ConnectionGate | None = None
+        self._pending: tuple[Controls, int | None] | None = None  # the latest change not yet handed on
+        self._hand_on_at = 0.0  # loop.time() of the last hand-on
+        self._hand_on_timer: asyncio.TimerHandle | None = None
         self._last_listener: Listener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: Any = None  # aiohttp's AppRunner, on the server thread
+        self._accepting: asyncio.Task | None = None
         self._thread: threading.Thread | None = None
 
     # ---- life cycle (main thread) -------------------------------------------------------------------
@@ -142,6 +196,9 @@ class RemoteServer:
             raise ConfigError(
                 f"[remote] enabled needs aiohttp ({exc}); install it with `pip install 'musicbox[device]'`"
             ) from None
+        connections, fd_limit = connection_budget()
+        self._gate = ConnectionGate(connections, PER_CLIENT, lambda t: t in self._busy)
+        log.info("remote: up to %d connections (descriptor limit %d)", connections, fd_limit)
         started = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
@@ -180,25 +237,54 @@ class RemoteServer:
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, keepalive_timeout=IDLE_S
+        )
         try:
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.settings.bind, self.settings.port, shutdown_timeout=1.0)
-            loop.run_until_complete(site.start())
-            if not self._runner.addresses:  # asyncio skips a socket family it may not use, silently
-                raise OSError("no socket could be opened (a sandbox without AF_INET/AF_INET6?)")
+            listening = _listen(self.settings.bind, self.settings.port)
         except Exception as exc:  # the address is taken or not ours: start() reports it
             failure.append(exc)
             started.set()
             loop.run_until_complete(self._runner.cleanup())
             loop.close()
             return
+        self._accepting = loop.create_task(self._accept(listening))
         self._loop = loop
         started.set()
         loop.run_forever()
+        listening.close()
         loop.close()
 
+    async def _accept(self, listening: socket.socket) -> None:
+        """Take connections as they come: hand each to aiohttp, or refuse it at once (503) when its
+        client or the server holds too many (:class:`ConnectionGate`)."""
+        loop = asyncio.get_running_loop()
+        gate = self._gate
+        assert gate is not None
+        while True:
+            try:
+                conn, address = await loop.sock_accept(listening)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("remote: cannot accept a connection (%s); retrying in 0.5 s", exc)
+                    await asyncio.sleep(0.5)  # out of descriptors for a moment (another part of the box)
+                continue  # a connection reset before it was taken
+            client = client_of(str(address[0]))
+            if gate.admit(client) is not None:
+                _refuse(conn)
+                await asyncio.sleep(REFUSE_S)  # a flood costs the box at most this much of a core
+                continue
+            try:
+                transport, _ = await loop.connect_accepted_socket(self._runner.server, conn)
+            except OSError:
+                conn.close()
+                continue
+            gate.add(client, transport)
+
     async def _stop(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
         for q in list(self._clients) + list(self._streams):
             _put_newest(q, None)  # ends the page's response
         await self._runner.cleanup()
@@ -206,7 +292,8 @@ class RemoteServer:
     # ---- from the box (any thread) ------------------------------------------------------------------
 
     def publish(self, stats: dict) -> None:
-        """The supervisor's stats (every second): kept, and pushed to the open pages if any."""
+        """The supervisor's stats (every second): kept, and pushed to the open pages if the state they
+        show changed."""
         self._stats = stats
         self.controls = Controls(**stats["controls"])
         self._push()
@@ -219,16 +306,18 @@ class RemoteServer:
     def _push(self) -> None:
         loop = self._loop
         if self._clients and loop is not None:
-            loop.call_soon_threadsafe(self._broadcast)
+            with contextlib.suppress(RuntimeError):  # the server has just stopped
+                loop.call_soon_threadsafe(self._broadcast)
 
     def view(self) -> dict:
         """What the page shows: the stats' figures, the knobs, the bar playing as notes."""
         s = self._stats
         c = self.controls
         names = self.box.style_names
-        view = {key: s.get(key) for key in ("state", "bars_played", "underruns", "xruns", "worker_restarts")}
+        keys = ("state", "bars_played", "underruns", "xruns", "worker_restarts", "volume_db")
+        view = {key: s.get(key) for key in keys}
         view["controls"] = body_of(c)
-        view["style_name"] = names[min(len(names) - 1, max(0, round(c.style)))] if names else ""
+        view["style_name"] = names[nearest_style(c.style, len(names))] if names else ""
         view["meter"] = s.get("meter") or ""  # the bar playing's
         view["next_meter"] = self.knob_map.next_meter(c)
         view["seed"] = s.get("seed")
@@ -248,9 +337,40 @@ class RemoteServer:
         return view
 
     def _broadcast(self) -> None:
+        """Push the state to every open page when it differs from the last one pushed."""
+        if not self._clients:
+            return
         data = f"data: {json.dumps(self.view())}\n\n".encode()
+        if data == self._sent:
+            return
+        self._sent = data
         for q in list(self._clients):
             _put_newest(q, data)
+
+    def _hand_on(self, controls: Controls, seed: int | None) -> None:
+        """Give the box the page's latest change, at most every :data:`HAND_ON_S`: a change that comes
+        sooner waits, and a later one replaces it (server loop). A recall's seed is kept when a knob
+        change replaces the recall before it was handed on."""
+        kept_seed = self._pending[1] if self._pending is not None else None
+        self._pending = (controls, seed if seed is not None else kept_seed)
+        self.controls = controls
+        if self._hand_on_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._hand_on_at + HAND_ON_S - loop.time()
+        if wait <= 0:
+            self._hand_on_now()
+        else:
+            self._hand_on_timer = loop.call_later(wait, self._hand_on_now)
+
+    def _hand_on_now(self) -> None:
+        self._hand_on_timer = None
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self._hand_on_at = asyncio.get_running_loop().time()
+        self.on_controls(*pending)
+        self._broadcast()
 
     # ---- the application ----------------------------------------------------------------------------
 
@@ -278,7 +398,7 @@ class RemoteServer:
         r.add_get("/api/recordings", self._recording_list)
         r.add_get("/recordings/{file}", self._recording_file)
         r.add_delete("/api/recordings/{name}", self._delete_recording)
-        r.add_get("/stream.mp3", self._stream)
+        r.add_get("/stream.wav", self._stream)
         return app
 
     @property
@@ -288,34 +408,59 @@ class RemoteServer:
         return web
 
     async def _guarded(self, request, handler):
-        """Refuse what :meth:`_refusal` refuses; add the security headers to every plain response."""
-        problem = self._refusal(request)
-        if problem is not None:
-            status, message = problem
-            log.info("remote: refused %s %s: %s", request.method, request.path, message)
-            return self._web.json_response({"error": message}, status=status, headers=HEADERS)
-        response = await handler(request)
+        """Refuse what :meth:`_check` refuses; turn every refusal and aiohttp's own HTTP errors (404,
+        405, 413) into ``{"error"}`` JSON; add the security headers to every plain response; mark the
+        connection busy while the request is under way (an idle one may be closed for another client)."""
+        web = self._web
+        transport = request.transport
+        self._busy.add(transport)
+        try:
+            self._check(request)
+            response = await handler(request)
+        except Refused as exc:
+            if exc.status != 401 or request.path != "/api/events":  # a closed tab's EventSource retries
+                log.info("remote: refused %s %s: %s", request.method, request.path, exc.message)
+            response = web.json_response(
+                {"error": exc.message}, status=exc.status, headers={**HEADERS, **exc.headers}
+            )
+        except web.HTTPException as exc:  # the router's 404/405, a body over client_max_size (413)
+            if exc.status < 400:
+                raise
+            response = web.json_response({"error": exc.reason}, status=exc.status, headers=HEADERS)
+        finally:
+            self._busy.discard(transport)
         if not response.prepared:
             response.headers.update(HEADERS)
         return response
 
-    def _refusal(self, request) -> tuple[int, str] | None:
-        """(status, why) when ``request`` must be refused, else None."""
+    def _check(self, request) -> None:
+        """Raise :class:`Refused` when ``request`` must be refused."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        host = request.headers.get("Host")
+        if not host_allowed(host, self.names, sockname[0] if sockname else None):
+            raise Refused(421, f"this box does not answer to the Host {host!r}; open {self.url}")
         changes = request.method not in ("GET", "HEAD")
         if changes:
             origin = request.headers.get("Origin")
-            if origin is not None and origin != f"http://{request.host}":
-                return 403, "cross-site request"
+            if origin is not None and origin != f"http://{host}":
+                raise Refused(403, "cross-site request")
             if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-                return 403, "cross-site request"
+                raise Refused(403, "cross-site request")
         if (request.method, request.path) in PUBLIC:
-            return None
-        token = request.cookies.get(COOKIE)
+            return
+        token = _session_token(request)
         if not self.pairing.valid(token):
-            return 401, "not paired: enter the pairing code shown by the box"
-        if changes and not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), csrf_of(str(token))):
-            return 403, f"missing or wrong {CSRF_HEADER} header"
-        return None
+            raise Refused(401, "not paired: enter the pairing code shown by the box")
+        if changes and not csrf_matches(str(token), request.headers.get(CSRF_HEADER, "")):
+            raise Refused(403, f"missing or wrong {CSRF_HEADER} header")
+
+    def _client(self, request) -> str:
+        return client_of(request.remote or "")
+
+    def _limit(self, rate: RateLimit, request, what: str) -> None:
+        wait = rate.wait(self._client(request))
+        if wait:
+            raise Refused(429, f"too many {what}; wait {wait:.1f} s", {"Retry-After": str(math.ceil(wait))})
 
     # ---- handlers -----------------------------------------------------------------------------------
 
@@ -325,23 +470,26 @@ class RemoteServer:
 
     async def _pair(self, request):
         body = await _json(request)
-        token, wait_s = self.pairing.pair(str(body.get("code", "")))
+        code = body.get("code")
+        if not isinstance(code, str):
+            raise Refused(400, "code: the 6 digits the box shows, as a string")
+        token, wait_s = self.pairing.pair(code, self._client(request))
         web = self._web
         if wait_s:
-            return web.json_response(
-                {"error": f"too many wrong codes; try again in {math.ceil(wait_s)} s"},
-                status=429,
-                headers={"Retry-After": str(math.ceil(wait_s))},
+            raise Refused(
+                429,
+                f"too many wrong codes; try again in {math.ceil(wait_s)} s",
+                {"Retry-After": str(math.ceil(wait_s))},
             )
         if token is None:
-            return web.json_response({"error": "wrong pairing code"}, status=403)
+            raise Refused(403, "wrong pairing code")
         response = web.json_response({"paired": True, "csrf": csrf_of(token)})
         response.set_cookie(COOKIE, token, max_age=365 * 86400, httponly=True, samesite="Strict", path="/")
         return response
 
     async def _session(self, request):
-        token = request.cookies.get(COOKIE)
-        if not self.pairing.valid(token):
+        token = _session_token(request)
+        if token is None or not self.pairing.valid(token):
             return self._web.json_response({"paired": False})
         m = self.knob_map
         return self._web.json_response(
@@ -355,7 +503,9 @@ class RemoteServer:
         )
 
     async def _logout(self, request):
-        self.pairing.forget(request.cookies[COOKIE])
+        token = _session_token(request)
+        if token is not None:
+            self.pairing.forget(token)
         response = self._web.json_response({"paired": False})
         response.del_cookie(COOKIE, path="/")
         return response
@@ -380,52 +530,31 @@ class RemoteServer:
         return response
 
     async def _set_controls(self, request):
+        self._limit(self.control_rate, request, "knob changes")
         body = await _json(request)
         try:
             controls = self._controls_from(body)
-        except ValueError as exc:
-            return self._web.json_response({"error": str(exc)}, status=400)
-        self.controls = controls
-        self.on_controls(controls, None)
-        self._broadcast()
+        except ConfigError as exc:
+            raise Refused(400, str(exc)) from None
+        self._hand_on(controls, None)
         return self._web.json_response({"controls": body_of(controls)})
 
     def _controls_from(self, body: dict) -> Controls:
-        """Controls from the page's values (missing ones unchanged), rounded like a turned knob's."""
-        m, c = self.knob_map, self.controls
-        limits = {
-            "style": (0.0, max(0, m.n_styles - 1)),
-            "tempo_bpm": (m.min_bpm, m.max_bpm),
-            "mood": (-1.0, 1.0),
-            "variation": (0.0, 1.0),
-        }
-        unknown = set(body) - {*limits, "meter"}
-        if unknown:
-            raise ValueError(f"unknown control {sorted(unknown)[0]!r}; allowed: {', '.join(limits)}, meter")
-        values = body_of(c)
-        meter = ControlRanges((), m.min_bpm, m.max_bpm, m.meters).check_meter(
-            body.get("meter", c.meter), "meter"
-        )
-        del values["meter"]
-        for key, (lo, hi) in limits.items():
-            if key not in body:
-                continue
-            v = body[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ValueError(f"{key}: got {v!r}; allowed: a number from {lo:g} to {hi:g}")
-            values[key] = float(v)
-        turned = m.controls({**m.raw_of(Controls(**values)), "variation": values["variation"]})
-        return replace(turned, meter=meter)
+        """Controls from the page's values (missing ones unchanged; checked by the box's one range check,
+        ``ControlRanges``), rounded like a turned knob's."""
+        checked = self.ranges.apply(self.controls, body)
+        m = self.knob_map
+        turned = m.controls({**m.raw_of(checked), "variation": checked.variation})
+        return replace(turned, meter=checked.meter)
 
     async def _button(self, request):
+        self._limit(self.button_rate, request, "button presses")
         body = await _json(request)
-        button = BUTTONS.get(body.get("button"))
+        button = BUTTONS.get(body.get("button")) if isinstance(body.get("button"), str) else None
         if button is None:
-            return self._web.json_response(
-                {"error": f"button: got {body.get('button')!r}; allowed: {', '.join(BUTTONS)}"}, status=400
-            )
+            raise Refused(400, f"button: got {body.get('button')!r}; allowed: {', '.join(BUTTONS)}")
         self.on_button(button)
-        return self._web.json_response({"pressed": body["button"]})
+        return self._web.json_response({"pressed": button.value})
 
     async def _presets(self, request):
         return self._web.json_response([p.__dict__ for p in self.presets.saved()])
@@ -434,9 +563,7 @@ class RemoteServer:
         body = await _json(request)
         name = body.get("name")
         if not valid_preset_name(name):
-            return self._web.json_response(
-                {"error": "name: 1 to 40 printable characters, no spaces at the ends"}, status=400
-            )
+            raise Refused(400, "name: 1 to 40 printable characters, no spaces at the ends")
         c = self.controls
         seed = int(self._stats.get("seed") or 0)
         preset = Preset(str(name), c.style, c.tempo_bpm, c.mood, seed, c.variation, c.meter)
@@ -444,19 +571,17 @@ class RemoteServer:
         return self._web.json_response(preset.__dict__)
 
     async def _recall(self, request):
+        self._limit(self.button_rate, request, "button presses")
         body = await _json(request)
-        preset = self.presets.get(str(body.get("name")))
+        preset = self.presets.get(body.get("name"))
         if preset is None:
-            return self._web.json_response({"error": f"no preset {body.get('name')!r}"}, status=404)
-        controls = Controls(preset.style, preset.tempo_bpm, preset.mood, preset.variation, preset.meter)
-        self.controls = controls
-        self.on_controls(controls, preset.seed)
-        self._broadcast()
+            raise Refused(404, f"no preset {body.get('name')!r}")
+        self._hand_on(preset.controls, preset.seed)
         return self._web.json_response(preset.__dict__)
 
     async def _delete_preset(self, request):
         if not self.presets.delete(request.match_info["name"]):
-            return self._web.json_response({"error": "no such preset"}, status=404)
+            raise Refused(404, "no such preset")
         return self._web.json_response({"deleted": request.match_info["name"]})
 
     async def _recording_list(self, request):
@@ -466,7 +591,7 @@ class RemoteServer:
         name = request.match_info["file"]
         path = self.recordings.file(name)
         if path is None:
-            return self._web.json_response({"error": "no such recording"}, status=404)
+            raise Refused(404, "no such recording")
         response = self._web.FileResponse(path, headers={"Content-Type": RECORDING_TYPES[path.suffix[1:]]})
         if request.query.get("download"):
             response.headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
@@ -475,37 +600,73 @@ class RemoteServer:
     async def _delete_recording(self, request):
         gone = self.recordings.delete(request.match_info["name"])
         if not gone:
-            return self._web.json_response({"error": "no such recording"}, status=404)
+            raise Refused(404, "no such recording")
         return self._web.json_response({"deleted": gone})
 
     async def _stream(self, request):
         web = self._web
-        if self.stream is None:
-            return web.json_response({"error": "the stream is off ([remote] stream = false)"}, status=404)
-        response = web.StreamResponse(headers={**HEADERS, "Content-Type": "audio/mpeg"})
-        await response.prepare(request)
+        hub = self.stream
+        if hub is None:
+            raise Refused(404, "the stream is off ([remote] stream = false)")
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
 
-        def deliver(data: bytes) -> bool:  # the encoder thread
-            if q.qsize() >= BACKLOG:
-                loop.call_soon_threadsafe(q.put_nowait, None)
+        def deliver(data: bytes) -> bool:  # the box's main thread: queue it, never wait, never raise
+            try:
+                if q.qsize() >= BACKLOG:
+                    loop.call_soon_threadsafe(_put_newest, q, None)
+                    return False
+                loop.call_soon_threadsafe(q.put_nowait, data)
+            except RuntimeError:  # the server's loop has stopped
                 return False
-            loop.call_soon_threadsafe(q.put_nowait, data)
             return True
 
-        listener = self._last_listener = Listener(deliver)
-        self.stream.add(listener)
+        listener = Listener(deliver)
+        if not hub.add(listener):
+            raise Refused(503, f"{hub.listeners} pages listen already; stop one of them first")
+        self._last_listener = listener
         self._streams.add(q)  # closing the server ends it too
+        response = web.StreamResponse(headers={**HEADERS, "Content-Type": "audio/wav"})
         try:
+            await response.prepare(request)
+            await response.write(hub.header)
             while (data := await q.get()) is not None:
                 await response.write(data)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._streams.discard(q)
-            self.stream.remove(listener)
+            hub.remove(listener)
         return response
+
+
+def _listen(bind: str, port: int) -> socket.socket:
+    """The listening socket (both IPv4 and IPv6 for "::"), non-blocking; OSError when it cannot be."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    dual = bind == "::" and socket.has_dualstack_ipv6()
+    sock = socket.create_server((bind, port), family=family, backlog=128, dualstack_ipv6=dual)
+    sock.setblocking(False)
+    return sock
+
+
+def _refuse(conn: socket.socket) -> None:
+    """Tell a connection the box holds too many (503) and close it, without waiting on it."""
+    try:
+        conn.setblocking(False)
+        conn.send(REFUSAL)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _session_token(request) -> str | None:
+    """The session cookie's value, or None (also for a Cookie header that does not parse)."""
+    try:
+        token = request.cookies.get(COOKIE)
+    except Exception:  # a malformed Cookie header is a cookie that is not there
+        return None
+    return token if isinstance(token, str) else None
 
 
 def _put_newest(q: asyncio.Queue, item) -> None:
@@ -526,8 +687,17 @@ def body_of(c: Controls) -> dict:
 
 
 async def _json(request) -> dict:
+    """The request's body as a JSON object ({} when empty); :class:`Refused` with a 4xx otherwise."""
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+        raw = await asyncio.wait_for(request.read(), BODY_S)
+    except asyncio.TimeoutError:
+        raise Refused(408, f"the request's body did not arrive within {BODY_S:g} s") from None
+    if not raw.strip():
         return {}
-    return body if isinstance(body, dict) else {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: also bytes that are not UTF-8
+        raise Refused(400, f"the body is not JSON ({str(exc)[:80]})") from None
+    if not isinstance(body, dict):
+        raise Refused(400, f"the body must be a JSON object, not {type(body).__name__}")
+    return body
