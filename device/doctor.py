@@ -16,7 +16,7 @@ from pathlib import Path
 
 from musicbox.config import BoxConfig, installed_bundle, load_config, shipped_bundle
 from musicbox.device.board import BoardInfo, detect_board
-from musicbox.errors import MusicBoxError
+from musicbox.errors import AudioDeviceError, MusicBoxError
 from musicbox.firmware import firmware_dir
 from musicbox.runtime.cpu import DOT_PRODUCT_FLAGS
 
@@ -113,25 +113,21 @@ def check_cpu(board: BoardInfo, config: BoxConfig) -> Check:
 
 def check_audio(config: BoxConfig) -> Check:
     """PortAudio loads and has an output device (the configured one, if any)."""
+    from musicbox.device.audio import no_audio_device_hint, output_devices
+
     try:
-        import sounddevice
-    except (ImportError, OSError) as exc:
-        fix = "sudo apt install libportaudio2 && pip install sounddevice"
-        return Check("audio", FAIL, f"sounddevice/PortAudio unusable: {exc}", fix)
-    try:
-        devices = [d for d in sounddevice.query_devices() if d["max_output_channels"] > 0]
-    except sounddevice.PortAudioError as exc:
-        return Check("audio", FAIL, f"PortAudio error: {exc}", "check `aplay -l` and firmware_config/alsa/")
-    if not devices:
-        fix = "no sound card: `aplay -l`; for an I2S DAC HAT see firmware_config/alsa/asound.conf"
-        return Check("audio", FAIL, f"no output device{WAITS}", fix)
-    names = [d["name"] for d in devices]
+        devices = output_devices()
+    except AudioDeviceError as exc:
+        return Check("audio", FAIL, str(exc), "see firmware_config/alsa/ for a DAC HAT")
+    if not devices.names:
+        return Check("audio", FAIL, f"no output device{WAITS}", no_audio_device_hint())
     wanted = config.audio.device
-    by_index = wanted.isdigit() and int(wanted) < len(sounddevice.query_devices())
-    if wanted and not by_index and not any(wanted in name for name in names):
+    if not devices.matches(wanted):
         fix = 'set [audio] device to one of those names, or "" for the default'
-        return Check("audio", FAIL, f"no device matches {wanted!r}; have {', '.join(names)}{WAITS}", fix)
-    return Check("audio", OK, f"{len(names)} output device(s): {', '.join(names[:4])}")
+        return Check(
+            "audio", FAIL, f"no device matches {wanted!r}; have {', '.join(devices.names)}{WAITS}", fix
+        )
+    return Check("audio", OK, f"{len(devices.names)} output device(s): {', '.join(devices.names[:4])}")
 
 
 def check_soundfont(config: BoxConfig) -> Check:

@@ -170,6 +170,7 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
     """A callable(stats) the supervisor calls every second: writes the stats to ``path`` atomically
     (with ``--stats``), shows the box's state, knobs, bar count and the bar playing on the backend (and
     the remote's address and pairing code), and hands the stats to the remote's pages."""
+    from musicbox.device.audio import no_audio_device_hint
     from musicbox.runtime.pianoroll import DEFAULT, notes_to_roll
 
     def publish(stats: dict) -> None:
@@ -192,6 +193,9 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
         }
         if stats.get("last_save"):
             view["message"] = stats["last_save"]  # where SAVE wrote the files, or why it could not
+        if stats.get("audio_state") == "lost":  # no sound card: said for as long as the box waits for one
+            hint = no_audio_device_hint(remote is not None)
+            view["message"] = f"{hint}   {view['message']}" if view.get("message") else hint
         last = box.recorder.last_bar() if box.recorder is not None else None
         if last is not None:
             view["roll"] = notes_to_roll(last.notes, 1, replace(DEFAULT, steps_per_bar=last.meter.steps))[0]
