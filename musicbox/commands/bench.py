@@ -68,9 +68,9 @@ def register(sub):
     p.add_argument(
         "mode",
         nargs="?",
-        choices=("all", "soak", "macs", "remote"),
+        choices=("all", "soak", "macs", "remote", "knobs"),
         default="all",
-        help="all figures, the soak, MACs, or the web remote",
+        help="all figures, the soak, MACs, the web remote, or knob turns in the live box",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
@@ -100,6 +100,8 @@ def run(args) -> int:
     root = resolve_bundle(args.bundle)
     if args.mode == "soak":
         return _run_soak(root, args)
+    if args.mode == "knobs":
+        return _run_knobs(root, args)
     if args.mode == "macs":
         figures = measure_macs(root, args.precision, max(2, args.bars), args.gmacs)
         _print_macs(figures)
@@ -120,6 +122,21 @@ def run(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def _run_knobs(root: Path, args) -> int:
+    """``bench knobs``: a sweep (tempo and mood every 0.25 s for 30 s, then 15 s untouched) and the
+    turn -> audio latency of every knob (a turn every 2 s for ``--minutes``, default 30 here too: pass
+    ``--minutes 10`` for the 10-minute run); exit 1 when the sweep goes silent or underruns."""
+    from musicbox.runtime.box.turns import latency, sweep
+
+    figures = {"sweep": sweep(root), "latency": latency(root, args.minutes)}
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    s = figures["sweep"]
+    return 0 if s["underruns"] == 0 and s["silence_s"] <= 0.5 else 1
 
 
 def _run_soak(root: Path, args) -> int:

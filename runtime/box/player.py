@@ -112,7 +112,7 @@ class PlayedLog:
     Single writer (the callback), single reader; the reader must keep within ``frames`` of the writer.
     """
 
-    MARKS = 256
+    MARKS = 1024
 
     def __init__(self, frames: int, channels: int):
         self.pcm = np.zeros((max(1, frames), channels), np.float32)
@@ -218,6 +218,7 @@ class Player:
         self.callbacks = 0
         self.last_callback = 0.0  # time.monotonic() of the last callback, seconds
         self.last_sound = 0.0  # time.monotonic() of the last callback that played bar audio, seconds
+        self.volume_applied_at = 0.0  # time.monotonic() of the last callback that moved the volume
         self.paused = False
         self._stream: Any = None  # sounddevice.OutputStream or ClockStream
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
@@ -301,6 +302,7 @@ class Player:
             if target != 1.0:
                 np.multiply(outdata, target, out=outdata)
             return
+        self.volume_applied_at = self.last_callback
         n = min(frames, _RAMP_FRAMES)
         ramp = self._ramp[:n]
         np.multiply(self._ramp_steps[:n], (target - start) / n, out=ramp)

@@ -160,6 +160,7 @@ class Supervisor:
         max_bpm: float = 160.0,
     ):
         self.worker_settings = worker
+        self.min_bpm, self.max_bpm = min_bpm, max_bpm
         self.settings = settings
         self.controls = controls or Controls()
         self.recorder = recorder
@@ -199,6 +200,7 @@ class Supervisor:
         self._silence_logged = False
         self._posted_at = 0.0  # when the event being handled was posted (time.monotonic(), seconds)
         self._pending_turn: tuple[int, float] | None = None  # (generation, posted at) not yet heard
+        self.splice_frames: collections.deque[int] = collections.deque(maxlen=4096)  # player log frames
         self.turns: collections.deque[float] = collections.deque(maxlen=4096)
         """Seconds from each knob turn (or next) being posted to the first frame written for it leaving
         the player's callback (add the stream's output latency for the speaker)."""
@@ -538,8 +540,10 @@ class Supervisor:
                     self._transition(BoxState.PLAYING, "first bar playing")
                 if info is not None:
                     self.meter = info.meter.name
-            elif info is not None:
-                self._bar_info_playing = info
+            else:
+                self.splice_frames.append(frame)
+                if info is not None:
+                    self._bar_info_playing = info
             self._played_gen[bar] = gen
             turn = self._pending_turn
             if turn is not None and gen >= turn[0]:
@@ -612,6 +616,7 @@ class Supervisor:
             "state": self.state.value,
             "worker_pid": worker.process.pid if worker is not None else None,
             "bars_played": self.ring.bars_played,
+            "splices": self.ring.splices,
             "bars_written": self.bars_written,
             "underruns": self.player.underruns,
             "silence_s": round(self.player.silent_frames / self.player.settings.sample_rate, 3),

@@ -191,6 +191,8 @@ class BarProducer:
             after = self.generator.get_state()
         else:
             meter = self.generator.meter(controls)
+            if splice.played.roll is None:
+                raise MusicBoxError("a splice needs the state of a bar written with its roll")
             roll = transpose(crop(splice.played.roll, meter), state.key)[None]
             bar = Bar(state.index, roll, roll_to_notes(roll, self.rep), controls, 0.0, meter)
             after = splice.played
