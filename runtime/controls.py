@@ -181,3 +181,10 @@ def _number(value) -> float | None:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def rewrites(old: Controls, new: Controls) -> bool:
+    """Whether the model writes music differently for ``new`` than for ``old`` (style, mood, variation,
+    meter): a turn of those rewrites the rest of the bar; a tempo turn alone keeps the notes written and
+    only renders them again."""
+    return (old.style, old.mood, old.variation, old.meter) != (new.style, new.mood, new.variation, new.meter)

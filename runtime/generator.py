@@ -79,7 +79,8 @@ class Bar:
     index: bar number since the start (0-based). roll: uint8 ``[1, 3, S, 64]`` (OFF/HELD/ONSET), S the
     meter's steps (16 or 12). notes: the roll's notes, ``start`` in grid steps from the bar line (a note
     tied over from the previous bar starts at 0 as ``HELD``). controls: the knobs it was written for.
-    gen_seconds: wall time to write it. meter: the meter it is in.
+    gen_seconds: wall time to write it. meter: the meter it is in. turn: ``(step, controls before)``
+    when a knob turned at that beat line inside the bar (its first steps were played with those).
     """
 
     index: int
@@ -88,6 +89,7 @@ class Bar:
     controls: Controls
     gen_seconds: float
     meter: Meter = COMMON
+    turn: tuple[int, Controls] | None = None
 
     @property
     def seconds(self) -> float:

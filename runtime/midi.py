@@ -48,17 +48,20 @@ class MidiError(MusicBoxError, ValueError):
 @dataclass(frozen=True)
 class BarPlay:
     """How one bar was played: ``bpm`` (quarter notes per minute), General MIDI ``programs`` per track and
-    its ``meter``."""
+    its ``meter``; ``turn``: ``(step, bpm, programs)`` from a beat line on, where a knob turned inside the
+    bar (the box plays a turn from the next beat line)."""
 
     bpm: float
     programs: tuple[int, ...]
     meter: Meter = COMMON
+    turn: tuple[int, float, tuple[int, ...]] | None = None
 
 
 def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = None) -> mido.MidiFile:
     """A MIDI file of bars as played, in order: each has ``notes`` (``Note``, start in steps from its bar
     line), ``controls`` (``Controls``) and ``meter`` (``Meter``): the generator's ``Bar`` and the
-    recorder's ``PlayedBar`` alike.
+    recorder's ``PlayedBar`` alike; a bar with a ``turn`` ``(step, controls before)`` played its first
+    ``step`` steps with the controls before (a knob turned at that beat line).
 
     styles: the manifest's controls (``ControlsInfo``) or an ``Arranger``, for each bar's programs
     (those of the nearer style, as the renderer plays them); None = :data:`DEFAULT_PROGRAMS`.
@@ -71,14 +74,19 @@ def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = No
     notes = [
         n._replace(start=n.start + at) for at, bar in zip(starts[:-1], bars, strict=True) for n in bar.notes
     ]
-    plays = [
-        BarPlay(
-            float(bar.controls.tempo_bpm),
-            arranger.style_arrangement(bar.controls.style).programs if arranger else DEFAULT_PROGRAMS,
-            bar.meter,
-        )
-        for bar in bars
-    ]
+
+    def programs(controls) -> tuple[int, ...]:
+        return arranger.style_arrangement(controls.style).programs if arranger else DEFAULT_PROGRAMS
+
+    plays = []
+    for bar in bars:
+        before = getattr(bar, "turn", None)  # (step, controls before it): a turn inside the bar
+        if before is None:
+            plays.append(BarPlay(float(bar.controls.tempo_bpm), programs(bar.controls), bar.meter))
+            continue
+        step, old = before
+        turn = (step, float(bar.controls.tempo_bpm), programs(bar.controls))
+        plays.append(BarPlay(float(old.tempo_bpm), programs(old), bar.meter, turn))
     return notes_to_midi(notes, len(bars), path, bars=plays, seconds=seconds)
 
 
@@ -204,47 +212,67 @@ def _bar_starts(steps: Sequence[int]) -> list[int]:
     return [0, *np.cumsum(steps, dtype=np.int64).tolist()]
 
 
+def _segments(bars: Sequence[BarPlay], lines: list[int]) -> list[tuple[int, float, tuple[int, ...]]]:
+    """(tick, bpm, programs) from each bar line, and from each turn's beat line inside its bar."""
+    out = []
+    for bar, start, stop in zip(bars, lines[:-1], lines[1:], strict=True):
+        out.append((start, bar.bpm, tuple(bar.programs)))
+        if bar.turn is not None:
+            step, bpm, programs = bar.turn
+            out.append((start + step * (stop - start) // bar.meter.steps, bpm, tuple(programs)))
+    return out
+
+
 def _tick_at(seconds: float, bars: Sequence[BarPlay], lines: list[int], ticks_per_beat: int) -> int:
     """The tick ``seconds`` into a file whose bar ``i`` spans ticks ``lines[i] .. lines[i + 1]`` at the tempo
-    ``bars[i].bpm``."""
+    ``bars[i].bpm`` (from its turn on, the turn's)."""
     left = seconds
-    for bar, start, stop in zip(bars, lines[:-1], lines[1:], strict=True):
-        tempo = mido.bpm2tempo(bar.bpm)  # µs per quarter note
-        bar_seconds = (stop - start) * tempo / ticks_per_beat / 1e6
-        if left < bar_seconds:
+    segments = _segments(bars, lines)
+    ends = [tick for tick, _, _ in segments[1:]] + [lines[-1]]
+    for (start, bpm, _), stop in zip(segments, ends, strict=True):
+        tempo = mido.bpm2tempo(bpm)  # µs per quarter note
+        span_seconds = (stop - start) * tempo / ticks_per_beat / 1e6
+        if left < span_seconds:
             return start + round(left * 1e6 / tempo * ticks_per_beat)
-        left -= bar_seconds
+        left -= span_seconds
     return lines[-1]
 
 
 def _program_changes(
     bars: Sequence[BarPlay], lines: list[int], end: int
 ) -> list[tuple[int, tuple[int, ...]]]:
-    """(tick, programs) at the first bar and at every later bar line before ``end`` where they change."""
+    """(tick, programs) at the first bar and wherever they change later (a bar line, a turn) before
+    ``end``."""
     changes: list[tuple[int, tuple[int, ...]]] = []
-    for i, bar in enumerate(bars):
-        if (not changes or tuple(bar.programs) != changes[-1][1]) and (i == 0 or lines[i] < end):
-            changes.append((lines[i], tuple(bar.programs)))
+    for tick, _, programs in _segments(bars, lines):
+        if (not changes or programs != changes[-1][1]) and (not changes or tick < end):
+            changes.append((tick, programs))
     return changes
 
 
 def _conductor(bars: Sequence[BarPlay], lines: list[int], end: int) -> mido.MidiTrack:
     """Name, then at each bar line (``lines[i]``, ticks) before ``end`` a time signature where the meter
-    changes and a tempo (µs per quarter note) where it changes; the first bar has both."""
+    changes and a tempo (µs per quarter note) wherever it changes (a bar line, a turn's beat line); the
+    first bar has both."""
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name="musicbox", time=0))
-    now, meter, tempo = 0, None, None
+    events = []  # (tick, order, message): a time signature before a tempo at the same tick
+    meter = None
     for i, bar in enumerate(bars):
-        tick = lines[i]
-        if i > 0 and tick >= end:
+        if i > 0 and lines[i] >= end:
             break
         if bar.meter != meter:
-            track.append(_time_signature(bar.meter, tick - now))
-            now, meter = tick, bar.meter
-        if mido.bpm2tempo(bar.bpm) != tempo:
-            tempo = mido.bpm2tempo(bar.bpm)
-            track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=tick - now))
-            now = tick
+            events.append((lines[i], 0, _time_signature(bar.meter, 0)))
+            meter = bar.meter
+    tempo = None
+    for tick, bpm, _ in _segments(bars, lines):
+        if (tick < end or not events) and mido.bpm2tempo(bpm) != tempo:
+            tempo = mido.bpm2tempo(bpm)
+            events.append((tick, 1, mido.MetaMessage("set_tempo", tempo=tempo, time=0)))
+    now = 0
+    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(message.copy(time=tick - now))
+        now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return track
 

@@ -131,6 +131,7 @@ class Renderer:
         *,
         ties: Collection[tuple[int, int]] = (),
         from_step: int = 0,
+        to_step: int | None = None,
     ) -> np.ndarray:
         """Render one bar of ``meter``: float32 ``[frames, 2]``, frames = the bar's duration at
         ``controls.tempo_bpm`` (``meter.quarters`` quarter notes; rounded so that consecutive bars never
@@ -140,7 +141,8 @@ class Renderer:
         ties: ``(track, pitch)`` of notes at step 0 that continue the previous bar's note (module doc).
         from_step: render only the rest of the bar from this grid step (a beat line where a knob turned):
         what sounds is released first, notes sounding at the step start there, and the frames returned
-        begin at the step.
+        begin at the step. to_step: stop there (the frames before a beat line where a knob turned; the
+        rest is rendered next with ``from_step``).
         """
         plan = self.arranger.arrange(notes, controls, meter, ties)
         self._select_programs(plan.programs)
@@ -154,6 +156,9 @@ class Renderer:
         frames = self._bar_frames(controls.bar_seconds(meter.steps))
         per_step = frames / meter.steps
         first = min(int(from_step * per_step + 0.5), frames)
+        if to_step is not None:
+            frames = min(int(to_step * per_step + 0.5), frames)
+            events = [e for e in events if e[0] * per_step + 0.5 < frames]
         out = np.empty((frames - first, 2), dtype=np.float32)
         pos = 0
         for step, is_on, channel, key, velocity in events:
@@ -176,20 +181,23 @@ class Renderer:
         rep: Representation = DEFAULT,
         *,
         from_step: int = 0,
+        to_step: int | None = None,
     ) -> np.ndarray:
         """Render the bars of a roll ``[n_bars, T, meter.steps, P]`` (or one bar ``[T, S, P]``), all in
         ``meter``, continuing from the previous call: float32 ``[frames, 2]``. Ties come from ``HELD``
         cells at each bar's step 0. The generator's ``Bar`` plays as
         ``render_roll(bar.roll, bar.controls, bar.meter)`` (3/4 and 6/8 bars have the same 12 steps: the
-        meter says which). ``from_step``: of a one-bar roll, only the rest from that step
-        (:meth:`render_bar`)."""
+        meter says which). ``from_step`` / ``to_step``: of a one-bar roll, only its steps from / before
+        these (:meth:`render_bar`)."""
         roll = roll.reshape((-1, *roll.shape[-3:]))
         if roll.shape[-2] != meter.steps:
             raise ValueError(f"a {meter.name} bar has {meter.steps} steps; this roll has {roll.shape[-2]}")
         pcm = []
         for bar in roll:
             notes, ties = bar_notes(bar, rep)
-            pcm.append(self.render_bar(notes, controls, meter, ties=ties, from_step=from_step))
+            pcm.append(
+                self.render_bar(notes, controls, meter, ties=ties, from_step=from_step, to_step=to_step)
+            )
         return np.concatenate(pcm) if pcm else np.zeros((0, 2), np.float32)
 
     def reset(self) -> None:

@@ -1,8 +1,10 @@
 """`musicbox render`: generate and render music offline, as fast as the machine allows, to a WAV file.
 
 Bar by bar: the generator writes a bar for the current knobs, the renderer plays it in the bar's meter; a
-``--script`` of knob changes ``[{"at": seconds, "style"|"tempo"|"mood"|"meter": value}, ...]`` is applied
-at the first bar line at or after each ``at`` (as the box does), so a meter change falls on a bar line. Prints each bar's generation time, then a summary;
+``--script`` of knob changes ``[{"at": seconds, "style"|"tempo"|"mood"|"meter": value}, ...]`` is played
+as the box plays a turn: a knob turn (and next) from the first beat line at or after its ``at`` (the rest
+of the bar written again, or for tempo only rendered again), a meter change and the form buttons (keep,
+new) at the first bar line. Prints each bar's generation time, then a summary;
 ``--stats FILE.json`` also writes the summary as JSON (``musicbox bench`` reads the peak RSS there).
 The synth settings are the box's: the config's ``[synth]`` (``--config``, else the box's own file or the
 defaults, as ``musicbox play`` reads them); ``--soundfont`` overrides its SoundFont. With the WAV going to
@@ -66,10 +68,11 @@ def register(sub):
     p.set_defaults(run=run)
 
 
-def apply_events(controls, events: list, now: float, gen):
+def apply_events(controls, events: list, now: float, gen, knobs_only: bool = False):
     """Controls after every script event (``device.scripted.ScriptEvent``) with ``at <= now``, whose
     buttons act on the generator ``gen`` as the box's do (next: new noise; keep, new: the form); the
-    applied events are consumed from ``events``."""
+    applied events are consumed from ``events``. ``knobs_only``: stop before an event with a meter or a
+    button other than next (a turn inside a bar; those wait for the bar line)."""
     from musicbox.device.buttons import Button
     from musicbox.runtime.form import keep, renew
 
@@ -79,11 +82,49 @@ def apply_events(controls, events: list, now: float, gen):
         Button.NEW: renew,
     }
     while events and events[0].at <= now + 1e-9:
+        if knobs_only and (events[0].meter is not None or events[0].button not in (None, Button.NEXT)):
+            break
         event = events.pop(0)
         controls = event.apply(controls)
         if event.button in actions:
             gen.set_state(actions[event.button](gen.get_state()))
     return controls
+
+
+def beat_turn(events: list, now: float, bar) -> int | None:
+    """The beat line of ``bar`` (starting at ``now`` seconds) at which the next script event turns a knob,
+    as the box would play it: the first beat line at or after its time; None when the event is at or
+    after the bar's end, or changes the meter or presses a button other than next (those wait for the
+    bar line). Events later in the same bar are taken with it (the box too plays the latest)."""
+    from musicbox.device.buttons import Button
+
+    if not events or events[0].at >= now + bar.seconds - 1e-9:
+        return None
+    event = events[0]
+    if event.meter is not None or event.button not in (None, Button.NEXT):
+        return None
+    step_s = bar.seconds / bar.meter.steps
+    for beat in bar.meter.beats[1:]:
+        if now + beat * step_s >= event.at - 1e-9:
+            return beat
+    return None
+
+
+def turn_bar(gen, before, bar, turned, step: int):
+    """``bar`` played with ``turned`` controls from beat line ``step``: the model writes its rest again
+    from the state ``before`` it (its first steps held), or for a tempo turn only its controls change;
+    ``gen`` goes on after it."""
+    from musicbox.runtime.controls import rewrites
+    from musicbox.runtime.generator import Hold
+
+    played = gen.get_state()
+    reseeded = played.seed != before.seed  # next pressed inside the bar
+    if reseeded or rewrites(bar.controls, turned):
+        gen.set_state(replace(before, seed=played.seed))
+        new = gen.next_bar(turned, Hold.of(played, step))
+    else:
+        new = replace(bar, controls=turned)
+    return replace(new, turn=(step, bar.controls))
 
 
 def run(args) -> int:
@@ -122,8 +163,18 @@ def run(args) -> int:
     pcm, bars, now = [], [], 0.0
     while now < args.seconds:
         controls = apply_events(controls, events, now, gen)
+        before = gen.get_state()
         bar = gen.next_bar(controls)
-        audio = renderer.render_roll(bar.roll, bar.controls, bar.meter)
+        turn = beat_turn(events, now, bar)
+        if turn is None:
+            audio = renderer.render_roll(bar.roll, bar.controls, bar.meter)
+        else:
+            head = renderer.render_roll(bar.roll, bar.controls, bar.meter, to_step=turn)
+            turned = apply_events(controls, events, now + bar.seconds, gen, knobs_only=True)
+            bar = turn_bar(gen, before, bar, turned, turn)
+            controls = bar.controls
+            rest = renderer.render_roll(bar.roll, bar.controls, bar.meter, from_step=turn)
+            audio = np.concatenate([head, rest])
         pcm.append(audio)
         bars.append(bar)
         say(_bar_line(bar, now))

@@ -42,12 +42,14 @@ class SaveError(OSError):
 @dataclass(frozen=True)
 class PlayedBar:
     """A bar as played: its notes (``pianoroll.Note``, steps from the bar line), controls, frames and
-    meter (its time signature and length in steps in the saved MIDI file)."""
+    meter (its time signature and length in steps in the saved MIDI file); turn: ``(step, controls
+    before)`` when a knob turned at that beat line inside it."""
 
     notes: list
     controls: Controls
     frames: int
     meter: Meter = COMMON
+    turn: tuple[int, Controls] | None = None
 
 
 class Recorder:
@@ -95,13 +97,14 @@ class Recorder:
             log.warning("removed %s, an unfinished save left by a box that was stopped while saving", tmp)
         return gone
 
-    def add_bar(self, pcm: np.ndarray, notes: list, info) -> None:
-        """Append one played bar: float32 PCM ``[frames, channels]``, its notes, and the worker's
-        :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown)."""
+    def add_bar(self, pcm: np.ndarray, notes: list, info, turn: tuple[int, Controls] | None = None) -> None:
+        """Append one played bar: float32 PCM ``[frames, channels]``, its notes, the worker's
+        :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown) and
+        the ``(step, controls before)`` of a knob turn inside it."""
         controls = info.controls if info is not None else Controls()
         meter = info.meter if info is not None else COMMON
         self._append_pcm(pcm)
-        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0], meter))
+        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0], meter, turn))
         self._kept_s += pcm.shape[0] / self.sample_rate
         while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
             self._kept_s -= self._bars.popleft().frames / self.sample_rate

@@ -58,7 +58,7 @@ from musicbox.runtime.box.worker import (
     run_worker,
 )
 from musicbox.runtime.buffering import ring_slots, slot_frames
-from musicbox.runtime.controls import Controls, nearest_style
+from musicbox.runtime.controls import Controls, nearest_style, rewrites
 from musicbox.runtime.form import keep, renew
 from musicbox.runtime.state import GeneratorState
 
@@ -197,6 +197,7 @@ class Supervisor:
         self._log_read = 0  # log frames handed to the recorder / stream
         self._bar_start = -1  # log frame where the bar playing began
         self._bar_info_playing: Written | None = None  # what the bar playing was written as, last
+        self._bar_info_first: Written | None = None  # and as it began
         self._silence_logged = False
         self._posted_at = 0.0  # when the event being handled was posted (time.monotonic(), seconds)
         self._pending_turn: tuple[int, float] | None = None  # (generation, posted at) not yet heard
@@ -343,7 +344,7 @@ class Supervisor:
         step = self._splice_at(played, controls) if form is None else None
         if step is not None and played is not None:
             before = self._state_before(playing_bar)
-            rewrite = seed != played.state.seed or _written_differently(old, controls)
+            rewrite = seed != played.state.seed or rewrites(old, controls)
             splice = Splice(step, played.state, rewrite)
             self._resume = Play(playing_bar, before, controls, self.gen, seed=seed, splice=splice)
             self._states = {b: s for b, s in self._states.items() if b < playing_bar}
@@ -535,7 +536,7 @@ class Supervisor:
             info = self._bar_info.get((bar, gen))
             if step == 0:
                 self._finish_bar(frame)
-                self._bar_start, self._bar_info_playing = frame, info
+                self._bar_start, self._bar_info_playing, self._bar_info_first = frame, info, info
                 if self.state is BoxState.STARTING:
                     self._transition(BoxState.PLAYING, "first bar playing")
                 if info is not None:
@@ -564,8 +565,11 @@ class Supervisor:
             return
         played = self.player.log
         start = max(self._bar_start, end - len(played.pcm))
-        info = self._bar_info_playing
-        self.recorder.add_bar(played.read(start, end), info.notes if info else [], info)
+        info, first = self._bar_info_playing, self._bar_info_first
+        turn = None
+        if info is not None and first is not None and info.first_step > 0:
+            turn = (info.first_step, first.controls)
+        self.recorder.add_bar(played.read(start, end), info.notes if info else [], info, turn)
 
     def _housekeeping(self, now: float) -> None:
         waiting = self.player.state is StreamState.LOST
@@ -698,9 +702,3 @@ def _status_line(stats: dict) -> str:
         f"{stats['state']}{waiting}: {stats['bars_played']} bars, {stats['underruns']} underruns, "
         f"{stats['silence_s']:.1f} s silence, {stats['worker_restarts']} worker restarts"
     )
-
-
-def _written_differently(old: Controls, new: Controls) -> bool:
-    """Whether the model writes music differently for ``new`` than for ``old`` (style, mood, variation,
-    meter); a tempo turn alone keeps the notes already written and only renders them again."""
-    return (old.style, old.mood, old.variation, old.meter) != (new.style, new.mood, new.variation, new.meter)
