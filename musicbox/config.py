@@ -202,6 +202,7 @@ class _BoardChoice:
     """The ``[board]`` section as written: ``name`` is auto or one of the board files."""
 
     name: str = _opt("choice", choices=BOARD_NAMES)
+    led_pin: int = _opt("pin", "a BCM pin or -1 (no status LED)")
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,8 @@ class BoxConfig:
     remote: RemoteConfig
     board: BoardConfig
     source: Path | None = None
+    led_pin: int = UNWIRED
+    """``[board] led_pin``: the status LED's BCM pin (device/led.py), -1 = none."""
 
 
 SECTIONS: dict[str, type] = {
@@ -440,7 +443,7 @@ def _merge(base: dict, over: dict, origin: dict, source: Path, prefix: str) -> N
 def _assemble(merged: dict, source: Path | None) -> BoxConfig:
     sections = {name: _build(SECTIONS[name], merged[name]) for name in SECTIONS if name != "board"}
     board = load_board(merged["board"]["name"])
-    return BoxConfig(**sections, board=board, source=source)
+    return BoxConfig(**sections, board=board, source=source, led_pin=merged["board"]["led_pin"])
 
 
 def _build(cls: type, values: dict):
@@ -528,6 +531,7 @@ def _check_pin(board: BoardConfig, key: str, pin: int, where: _Origin) -> None:
 def used_pins(config: BoxConfig) -> dict[str, int]:
     """Every BCM pin the configuration wires up, keyed by its dotted config key."""
     pins = {f"buttons.{b}": getattr(config.buttons, b) for b in BUTTONS}
+    pins["board.led_pin"] = config.led_pin
     pins = {key: pin for key, pin in pins.items() if pin != UNWIRED}
     if config.knobs.input == "encoder":
         for knob in ("style", "tempo", "mood"):

@@ -89,7 +89,7 @@ def check_file(root: Path, rel: str, size: int, sha256: str | None) -> None:
     path = root / rel
     if not path.is_file():
         raise BundleError(f"{path}: missing (listed in {root / 'manifest.json'}); {FIX}")
-    _compare(path, path.stat().st_size, size, sha256 and (sha256_file(path), sha256))
+    _compare(path, path.stat().st_size, size, None if sha256 is None else (sha256_file(path), sha256))
 
 
 def _compare(path: Path, actual_size: int, size: int, shas: tuple[str, str] | None) -> None:
