@@ -22,8 +22,8 @@ line); swing and base velocity are interpolated linearly between the two styles,
 feel and loudness smoothly.
 
 Energy is the tempo knob's position in the manifest's tempo range, 0..1 (``controls.energy``, as in the
-conditioning). Drum intensity ``0.65 * energy + 0.35 * (mood + 1) / 2`` picks how many of a pattern's hits play and how
-hard: the same quantities that raise the model's note density.
+conditioning). Drum intensity ``0.65 * energy + 0.35 * (mood + 1) / 2`` picks how many of a pattern's
+hits play and how hard: the same quantities that raise the model's note density.
 """
 
 from __future__ import annotations
