@@ -175,20 +175,38 @@ def test_the_package_own_command_keeps_the_remote_drop_in_with_the_config(tmp_pa
     unit = tmp_path / "musicbox.service"
     unit.write_text("[Unit]\n")
     dropin = tmp_path / "musicbox.service.d" / "remote.conf"
+    announcement = tmp_path / "avahi" / "services" / "musicbox.service"
+    announcement.parent.mkdir(parents=True)
     ran: list[list[str]] = []
     monkeypatch.setattr(install_service, "PACKAGE_UNIT", unit)
     monkeypatch.setattr(install_service, "REMOTE_DROPIN_PATH", dropin)
+    monkeypatch.setattr(install_service, "AVAHI_SERVICE_PATH", announcement)
     monkeypatch.setattr(install_service, "exec_path", lambda: "/opt/musicbox/bin/musicbox")
     monkeypatch.setattr(install_service, "_run", ran.append)
     config = tmp_path / "box.toml"
-    config.write_text("[remote]\nenabled = true\n")
+    config.write_text("[remote]\nenabled = true\nport = 8123\n")
     assert main(["install-service", "--config", str(config)]) == 0
     assert dropin.read_text() == install_service.remote_dropin() and "IPAddressAllow" in dropin.read_text()
+    assert announcement.read_text() == install_service.avahi_service(8123)
     assert ran == [["systemctl", "daemon-reload"], ["systemctl", "try-restart", "musicbox.service"]]
     assert "the web remote is on" in capsys.readouterr().out
     config.write_text("[remote]\nenabled = false\n")
     assert main(["install-service", "--config", str(config)]) == 0
     assert not dropin.exists() and "the web remote is off" in capsys.readouterr().out
+    assert not announcement.exists()
+
+
+def test_the_mdns_announcement_is_a_valid_avahi_service_for_the_page():
+    """avahi-daemon reads /etc/avahi/services/*.service (XML, avahi.service(5)); a DNS-SD _http._tcp record
+    on the remote's port, named after the host, points a phone at the page."""
+    import xml.etree.ElementTree as ET
+
+    group = ET.fromstring(install_service.avahi_service(8047))
+    assert group.tag == "service-group" and "%h" in group.findtext("name")
+    assert group.find("name").get("replace-wildcards") == "yes"
+    service = group.find("service")
+    assert service.findtext("type") == "_http._tcp" and service.findtext("port") == "8047"
+    assert service.findtext("txt-record") == "path=/"
 
 
 SERVE_ONCE = """

@@ -11,7 +11,9 @@ or the config (a clone in a 0700 home folder), and when the Debian package alrea
 (packaging/build_deb.sh): one service path per box.
 
 With ``[remote] enabled = true`` it also installs the drop-in ``musicbox.service.d/remote.conf`` (IP
-sockets and the LAN's addresses for the web remote); with the remote off it removes it.
+sockets, the LAN's network and addresses for the web remote) and, where avahi-daemon is installed, the
+mDNS announcement of the page (``firmware_config/avahi/musicbox.service`` with ``[remote] port``, as
+``/etc/avahi/services/musicbox.service``); with the remote off it removes both.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from musicbox.firmware import firmware_dir
 
 UNIT_PATH = Path("/etc/systemd/system/musicbox.service")
 REMOTE_DROPIN_PATH = Path("/etc/systemd/system/musicbox.service.d/remote.conf")
+AVAHI_SERVICE_PATH = Path("/etc/avahi/services/musicbox.service")  # read by avahi-daemon when it exists
 PACKAGE_UNIT = Path("/lib/systemd/system/musicbox.service")  # installed by the Debian package
 PACKAGE_PREFIX = Path("/opt/musicbox")
 GROUPS = ("audio", "gpio", "spi")
@@ -78,6 +81,7 @@ def run(args) -> int:
         _run(cmd)
     UNIT_PATH.write_text(unit)
     _write_dropin(dropin)
+    _write_announcement(config)
     for cmd in commands[-2:]:
         _run(cmd)
     print(f"installed {UNIT_PATH} and started it; follow it with `journalctl -u musicbox -f`")
@@ -99,6 +103,7 @@ def _package_service(config, dry_run: bool) -> int:
     if os.geteuid() != 0:
         raise MusicBoxError("install-service needs root: run it with sudo (or use --dry-run to see the unit)")
     _write_dropin(dropin)
+    _write_announcement(config)
     for cmd in (["systemctl", "daemon-reload"], ["systemctl", "try-restart", "musicbox.service"]):
         _run(cmd)
     return 0
@@ -111,6 +116,22 @@ def _write_dropin(dropin: str | None) -> None:
         REMOTE_DROPIN_PATH.write_text(dropin)
     else:
         REMOTE_DROPIN_PATH.unlink(missing_ok=True)
+
+
+def avahi_service(port: int) -> str:
+    """The mDNS announcement of the page on ``port`` (``firmware_config/avahi/musicbox.service``)."""
+    return (firmware_dir() / "avahi" / "musicbox.service").read_text().replace("@PORT@", str(port))
+
+
+def _write_announcement(config) -> None:
+    """Announce the page over mDNS while the remote is on (where avahi-daemon is installed); else stop."""
+    if config.remote.enabled and AVAHI_SERVICE_PATH.parent.is_dir():
+        AVAHI_SERVICE_PATH.write_text(avahi_service(config.remote.port))
+        print(f"announced the page over mDNS ({AVAHI_SERVICE_PATH}): phones find `musicbox on <hostname>`")
+    elif config.remote.enabled:
+        print("no avahi-daemon here: `sudo apt install avahi-daemon` to reach the box as <hostname>.local")
+    else:
+        AVAHI_SERVICE_PATH.unlink(missing_ok=True)
 
 
 def exec_path() -> str:
