@@ -62,6 +62,20 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "server_cpu_added_pct_mean", 2.0, "<=", "% of a core the web remote adds, one page open", "remote"
     ),
+    Target(
+        "remote_cpu_s_per_music_minute",
+        0.5,
+        "<=",
+        "CPU seconds per minute of music the page and the stream add, one listener",
+        "remote",
+    ),
+    Target(
+        "box_cpu_s_per_music_minute_listening",
+        2.0,
+        "<=",
+        "CPU seconds per minute of music of the whole box, remote on, one listener",
+        "remote",
+    ),
 )
 
 

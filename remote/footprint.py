@@ -2,11 +2,14 @@
 
 Three runs of the real ``musicbox play`` (a subprocess each, ``seconds`` long, knobs off): the remote
 off; the remote on with one page open (a paired client reading ``/api/events``, what the page's
-EventSource does: one state message a second); and that page also listening to ``/stream.mp3``. For each
-it samples the main process's CPU (utime + stime from ``/proc``) every second once the box plays, and
-reports p50/p95 in % of one core, plus its RSS at the end (MiB). The differences are the server's cost
-and the stream's; the server's are checked against ``musicbox/targets.py`` (source ``remote``). Under a JACK dummy server when ``jack`` is true (a build host), else on the default
-audio device.
+EventSource does: the state, pushed when it changes); and that page also listening to ``/stream.wav``.
+For each it samples the main process's CPU (utime + stime from ``/proc``) every second once the box
+plays, and reports p50/p95 in % of one core, plus its RSS at the end (MiB), and the CPU seconds of the
+whole process tree (the main process, the worker, a killed worker's) per minute of music. The
+differences are the server's cost and the stream's: ``remote_cpu_s_per_music_minute`` is what the page
+and the stream add to the whole box. The figures are checked against ``musicbox/targets.py`` (source
+``remote``). Under a JACK dummy server when ``jack`` is true (a build host), else on the default audio
+device.
 """
 
 from __future__ import annotations
@@ -65,12 +68,14 @@ def _rss_mb(pid: int) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _reader(url: str, cookie: str, stop: threading.Event) -> None:
-    """Read ``url`` with the session cookie until ``stop`` (what an open page does)."""
+def _reader(url: str, cookie: str, stop: threading.Event, received: dict[str, int]) -> None:
+    """Read ``url`` with the session cookie until ``stop`` (what an open page does), counting the bytes
+    in ``received[url]``."""
     request = urllib.request.Request(url, headers={"Cookie": f"musicbox_session={cookie}"})
+    received[url] = 0
     with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10) as response:
-        while not stop.is_set() and response.read1(65536):
-            pass
+        while not stop.is_set() and (data := response.read1(65536)):
+            received[url] += len(data)
 
 
 def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, stream: bool) -> dict:
@@ -86,6 +91,7 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
     cmd += ["--seconds", str(seconds + 8), "--stats", str(stats), "--backend", "none"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = threading.Event()
+    received: dict[str, int] = {}
     try:
         while not (stats.exists() and json.loads(stats.read_text())["bars_played"] >= 1):
             if proc.poll() is not None:
@@ -99,9 +105,11 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
             )
             with urllib.request.urlopen(pair, timeout=10) as response:
                 cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
-            paths = ["/api/events"] + (["/stream.mp3"] if stream else [])
+            paths = ["/api/events"] + (["/stream.wav"] if stream else [])
             for path in paths:
-                threading.Thread(target=_reader, args=(base + path, cookie, stop), daemon=True).start()
+                threading.Thread(
+                    target=_reader, args=(base + path, cookie, stop, received), daemon=True
+                ).start()
         time.sleep(2.0)  # settle
         samples, last = [], _cpu_s(proc.pid)
         tree_start, wall_start = _tree_cpu_s(proc.pid), time.monotonic()
@@ -113,6 +121,7 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
         tree_cpu = _tree_cpu_s(proc.pid) - tree_start
         wall = time.monotonic() - wall_start
         rss = _rss_mb(proc.pid)
+        got = dict(received)
     finally:
         stop.set()
         proc.terminate()
@@ -123,6 +132,9 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
         "cpu_pct_mean": round(float(np.mean(samples)), 2),
         "rss_mb": round(rss, 1),
         "tree_cpu_s_per_music_minute": round(60.0 * tree_cpu / wall, 3),
+        "received_kbit_s": {
+            url.rsplit("/", 1)[1]: round(8 * n / 1000 / (wall + 2.0), 1) for url, n in got.items()
+        },
     }
 
 

@@ -238,7 +238,12 @@ class RemoteServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._runner = web.AppRunner(
-            self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, keepalive_timeout=IDLE_S
+            self._app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=IDLE_S,
+            logger=_http_log(),
         )
         try:
             loop.run_until_complete(self._runner.setup())
@@ -638,6 +643,32 @@ class RemoteServer:
             self._streams.discard(q)
             hub.remove(listener)
         return response
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a bad header line, not HTTP at all) as an error with its
+    traceback; it is the client's fault, not the box's: one line at INFO instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            first = (exc.message or str(exc)).strip().splitlines()[:1]
+            record.msg = "remote: refused a malformed request from %s (%d: %s)"
+            record.args = (record.args[0] if record.args else "?", exc.code, first[0] if first else "")
+            record.exc_info, record.exc_text = None, None
+            if record.levelno > logging.INFO:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _http_log() -> logging.Logger:
+    """The logger aiohttp's connections report to (malformed requests in one line)."""
+    logger = logging.getLogger("musicbox.remote.http")
+    if not any(isinstance(f, _MalformedRequests) for f in logger.filters):
+        logger.addFilter(_MalformedRequests())
+    return logger
 
 
 def _listen(bind: str, port: int) -> socket.socket:
