@@ -1,7 +1,8 @@
 """What the remote lists and keeps: presets (knob settings with the seed) and the recordings folder.
 
 Presets live in ``presets.json`` in the remote's state folder: a list of ``{"name", "style",
-"tempo_bpm", "mood", "seed", "variation"}``, written atomically. Recordings are the WAV/MIDI pairs the SAVE button
+"tempo_bpm", "mood", "seed", "variation", "meter"}``, written atomically. The page saves and recalls
+them; the box steps through the same file (:class:`PresetStepper`), with the remote on or off. Recordings are the WAV/MIDI pairs the SAVE button
 writes; a request names a file by its bare name only, which must match :data:`FILE_NAME` and resolve to
 a regular file directly inside the recordings folder, so no request reaches any other file.
 """
@@ -85,6 +86,27 @@ class Presets:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps([asdict(p) for p in presets], indent=1) + "\n")
         os.replace(tmp, self.path)
+
+
+class PresetStepper:
+    """The box's own way through the presets the page saved (a button or a key on the box): each
+    :meth:`step` gives the preset after the last one stepped to, in saving order, the first again after
+    the last. The file is read at every step, so a preset saved or deleted on the page counts at once."""
+
+    def __init__(self, presets: Presets):
+        self.presets = presets
+        self.current: str | None = None  # the name of the preset stepped to last
+
+    def step(self) -> Preset | None:
+        """The next preset (None when none is saved)."""
+        saved = self.presets.saved()
+        if not saved:
+            return None
+        names = [p.name for p in saved]
+        at = names.index(self.current) + 1 if self.current in names else 0
+        preset = saved[at % len(saved)]
+        self.current = preset.name
+        return preset
 
 
 def valid_preset_name(name) -> bool:

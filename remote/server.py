@@ -578,7 +578,8 @@ class RemoteServer:
     async def _recall(self, request):
         self._limit(self.button_rate, request, "button presses")
         body = await _json(request)
-        preset = self.presets.get(body.get("name"))
+        name = body.get("name")
+        preset = self.presets.get(name) if isinstance(name, str) else None
         if preset is None:
             raise Refused(404, f"no preset {body.get('name')!r}")
         self._hand_on(preset.controls, preset.seed)
@@ -656,7 +657,8 @@ class _MalformedRequests(logging.Filter):
         if isinstance(exc, HttpProcessingError):
             first = (exc.message or str(exc)).strip().splitlines()[:1]
             record.msg = "remote: refused a malformed request from %s (%d: %s)"
-            record.args = (record.args[0] if record.args else "?", exc.code, first[0] if first else "")
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.args = (remote, exc.code, first[0] if first else "")
             record.exc_info, record.exc_text = None, None
             if record.levelno > logging.INFO:
                 record.levelno, record.levelname = logging.INFO, "INFO"

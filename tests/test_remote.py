@@ -27,7 +27,7 @@ from musicbox.remote.library import Preset, Presets, Recordings
 from musicbox.remote.stream import Listener, StreamHub
 from musicbox.runtime.box.player import ClockStream, Player, PlayerSettings
 from musicbox.runtime.box.ring import BarRing
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import VARIATION, Controls
 
 
 def _config(tmp_path, text: str):
@@ -98,6 +98,23 @@ def test_only_recordings_directly_in_the_folder_are_reachable(tmp_path):
     assert rec.delete("../secret") == [] and (tmp_path / "secret.wav").exists()
     assert rec.delete("musicbox-1") == ["musicbox-1.wav", "musicbox-1.mid"] and rec.listing() == []
     assert Recordings(tmp_path / "missing").listing() == []
+
+
+def test_the_box_steps_through_the_presets_the_page_saved(tmp_path):
+    from musicbox.remote.library import PresetStepper
+
+    presets = Presets(tmp_path / "presets.json")
+    stepper = PresetStepper(presets)
+    assert stepper.step() is None  # none saved yet
+    presets.save(Preset("calm", 0.0, 70.0, -0.5, 1))
+    presets.save(Preset("jig", 2.0, 140.0, 0.5, 2, meter="6/8"))
+    assert [stepper.step().name for _ in range(3)] == ["calm", "jig", "calm"]
+    presets.save(Preset("waltz", 1.0, 90.0, 0.0, 3))  # saved on the page meanwhile
+    assert [stepper.step().name for _ in range(3)] == ["jig", "waltz", "calm"]
+    presets.delete("jig")
+    stepper.current = "jig"  # the one it stood on is gone: from the first again
+    step = stepper.step()
+    assert step.name == "calm" and step.controls == Controls(0.0, 70.0, -0.5, VARIATION, "")
 
 
 def test_presets_round_trip_and_a_corrupt_file_reads_as_empty(tmp_path):

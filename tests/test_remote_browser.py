@@ -274,7 +274,7 @@ def test_a_saved_recording_downloads_as_wav_and_midi(box, browser):
 
     browser.find_element(By.ID, "btn-save").click()
     box.wait_stats(lambda d: d["saves"] >= 1, 20)
-    browser.execute_script("refreshRecordings()")
+    # the page lists the recordings again itself: the state pushed to it says a save landed
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#recordings a.dl-mid"), what="the recording listed")
     browser.find_element(By.CSS_SELECTOR, "#recordings a.dl-wav").click()
     browser.find_element(By.CSS_SELECTOR, "#recordings a.dl-mid").click()
@@ -290,13 +290,11 @@ def test_a_saved_recording_downloads_as_wav_and_midi(box, browser):
 def test_a_recording_plays_in_the_page_and_is_deleted_from_it(box, browser):
     from selenium.webdriver.common.by import By
 
-    first = box.wait_stats(lambda d: True)["saves"]
-    browser.find_element(By.ID, "btn-save").click()  # a second one: the first goes, one stays for later
-    box.wait_stats(lambda d: d["saves"] > first, 20)
-    time.sleep(2.0)  # the page lists the recordings again itself 1.5 s after a save
-    browser.execute_script("refreshRecordings()")
     rows = "#recordings li"
-    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 2, what="two recordings")
+    first = len(list(box.recordings.glob("*.wav")))
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == first, what="the recordings listed")
+    browser.find_element(By.ID, "btn-save").click()  # one more: one goes, the others stay for later
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == first + 1, 30, "the new one listed")
     name = (
         browser.find_elements(By.CSS_SELECTOR, rows)[-1].find_element(By.CLASS_NAME, "name").text.split()[0]
     )
@@ -306,14 +304,16 @@ def test_a_recording_plays_in_the_page_and_is_deleted_from_it(box, browser):
     _wait(lambda: browser.execute_script(played) > 0.5, 20, "the recording playing in the page")
     browser.execute_script("document.getElementById('player').pause()")
     browser.find_element(By.XPATH, button % "delete").click()
-    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 1, what="the list updated")
-    assert not list(box.recordings.glob(f"{name}.*")) and len(list(box.recordings.glob("*.wav"))) == 1
+    _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == first, what="the list updated")
+    assert not list(box.recordings.glob(f"{name}.*")) and len(list(box.recordings.glob("*.wav"))) == first
 
 
 def test_presets_save_and_recall_the_knobs_and_seed(box, browser):
+    """(After the box's own scripted knob turn: a knob change right after NEXT continues from the bar
+    playing, whose seed is the old one, so it would undo the NEXT; the supervisor's to fix.)"""
     from selenium.webdriver.common.by import By
 
-    saved = box.wait_stats(lambda d: True)
+    saved = box.wait_stats(lambda d: d["controls"]["mood"] == -0.5, KNOB_TURN_S + 30)
     browser.find_element(By.ID, "preset-name").send_keys("slow one")
     browser.find_element(By.ID, "preset-save").click()
     _wait(lambda: "slow one" in browser.find_element(By.ID, "presets").text, what="the preset listed")
@@ -403,6 +403,63 @@ def test_the_meter_button_steps_the_styles_meters_and_the_page_shows_the_meter(b
     assert status == 400 and "meter: got '5/4'" in reply["error"]
 
 
+SMALL_TARGETS = """
+return [...document.querySelectorAll('#remote button, #remote input, #remote a')]
+  .filter((e) => e.offsetParent !== null)
+  .map((e) => { const r = e.getBoundingClientRect(); return [e.id || e.textContent.trim(), r.width, r.height]; })
+  .filter(([, w, h]) => w < 44 || h < 44);
+"""
+BROKEN_WORDS = """
+const broken = [], walker = document.createTreeWalker(document.getElementById('remote'), NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  if (!node.parentElement.offsetParent) continue;
+  for (const m of node.data.matchAll(/\\S+/g)) {
+    const range = document.createRange();
+    range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+    const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+    if (tops.size > 1) broken.push(m[0]);
+  }
+}
+return broken;
+"""
+
+
+def test_at_phone_size_every_control_is_a_44px_target_no_word_breaks_and_the_volume_steps(box, browser):
+    """At 390 x 844 (a phone), with a preset and a recording listed: every button, slider, field and
+    link is at least 44 px each way, no word is broken across lines, nothing scrolls sideways; the volume
+    buttons step the box's volume and the page shows it."""
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True},
+    )
+    try:
+        browser.find_element(By.ID, "preset-name").send_keys("mood check")
+        browser.find_element(By.ID, "preset-save").click()
+        _wait(lambda: "mood check" in browser.find_element(By.ID, "presets").text, what="the preset listed")
+        if not list(box.recordings.glob("*.wav")):
+            browser.find_element(By.ID, "btn-save").click()
+        _wait(
+            lambda: browser.find_elements(By.CSS_SELECTOR, "#recordings a.dl-wav"), 30, "a recording listed"
+        )
+        assert browser.execute_script("return innerWidth") == 390
+        assert browser.execute_script(SMALL_TARGETS) == []
+        assert browser.execute_script(BROKEN_WORDS) == []
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        volume = box.wait_stats(lambda d: True)["volume_db"]
+        browser.find_element(By.ID, "btn-volume-down").click()
+        lower = box.wait_stats(lambda d: d["volume_db"] < volume, 10)["volume_db"]
+        _wait(
+            lambda: browser.find_element(By.ID, "volume").text == f"{lower:.0f} dB", 10, "the page's volume"
+        )
+        browser.find_element(By.ID, "btn-volume-up").click()
+        box.wait_stats(lambda d: d["volume_db"] == volume, 10)
+        _wait(lambda: browser.find_element(By.ID, "volume").text == f"{volume:.0f} dB", 10, "the volume back")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_unpairing_ends_the_session(box, browser):
     from selenium.webdriver.common.by import By
 
@@ -451,8 +508,18 @@ def test_a_state_change_needs_the_csrf_token_and_the_same_origin(box):
     assert _http(box, "POST", "/api/button", {"button": "save"}, cross)[0] == 403
     cross_site = {**auth, "X-Musicbox-CSRF": csrf, "Sec-Fetch-Site": "cross-site"}
     assert _http(box, "POST", "/api/button", {"button": "save"}, cross_site)[0] == 403
-    time.sleep(1.5)
+    # refused before the press reaches the box: a volume step pressed now is the next thing it does
+    volume = box.wait_stats(lambda d: True)["volume_db"]
+    assert (
+        _http(box, "POST", "/api/button", {"button": "volume_down"}, {**auth, "X-Musicbox-CSRF": csrf})[0]
+        == 200
+    )
+    box.wait_stats(lambda d: d["volume_db"] < volume, 10)
     assert box.wait_stats(lambda d: True)["saves"] == saves
+    assert (
+        _http(box, "POST", "/api/button", {"button": "volume_up"}, {**auth, "X-Musicbox-CSRF": csrf})[0]
+        == 200
+    )
     status, reply = _http(box, "POST", "/api/controls", {"tempo_bpm": 900}, {**auth, "X-Musicbox-CSRF": csrf})
     assert status == 400 and "tempo_bpm" in reply["error"]
 
@@ -479,11 +546,12 @@ def test_a_cross_site_page_in_the_browser_cannot_act(box, browser):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         saves = box.wait_stats(lambda d: True)["saves"]
+        refused = (box.root / "play.log").read_text().count("refused POST /api/button")
         browser.get(f"http://localhost:{server.server_address[1]}/")
         _wait(lambda: browser.title == "sent", what="the cross-site request")
-        time.sleep(1.5)
+        log = box.root / "play.log"
+        _wait(lambda: log.read_text().count("refused POST /api/button") > refused, 10, "the refusal")
         assert box.wait_stats(lambda d: True)["saves"] == saves
-        assert "refused POST /api/button" in (box.root / "play.log").read_text()
     finally:
         server.shutdown()
 
