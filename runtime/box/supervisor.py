@@ -369,7 +369,7 @@ class Supervisor:
         output's position, if the bar has one left and stays in its meter; else None (the next bar)."""
         if played is None or self.player.paused or played.state.roll is None:
             return None
-        if self._meter_name(controls) != played.meter.name:
+        if self._meter_name(controls) not in ("", played.meter.name):
             return None
         now = self.player.bar_step()
         for beat in played.meter.beats:
@@ -378,7 +378,7 @@ class Supervisor:
         return None
 
     def _meter_name(self, controls: Controls) -> str:
-        """The meter ``controls`` ask for ("" when the styles' meters are unknown)."""
+        """The meter ``controls`` ask for ("" when the styles' meters are unknown: the bar's own)."""
         if controls.meter or not self.style_meters:
             return controls.meter or ""
         return self.style_meters[nearest_style(controls.style, len(self.style_meters))][0]
