@@ -14,7 +14,11 @@ time signatures the same way (:func:`midi_meters`).
 Music as the box played it (:func:`played_to_midi`, used by ``render --midi`` and SAVE): a ``set_tempo``
 at every bar line where the tempo changed, a ``time_signature`` where the meter changed and a
 ``program_change`` where the style's instruments changed, so the file's bar lines fall where the audio's do (the renderer's bars are whole frames, rounded without
-drift: they agree to a sample) and it sounds with the instruments that played.
+drift: they agree to a sample) and it sounds with the instruments that played. The notes are the synth's
+(``arrangement.Played``): velocities and micro-timing (swing, humanization) as heard, to the tick
+(480 per quarter note: 1/120 of a step); a note tied over a bar line stays one note (struck once, ended
+where the audio ends it); the drum part is a fifth track, ``drums``, on channel 10 (index 9), which
+:func:`midi_to_notes` leaves out (the roll has no drums).
 
 ``roll -> MIDI -> roll`` is exact for any roll whose notes start with ``ONSET`` (all rolls built by the
 dataset; ``pianoroll.roll_to_notes`` turns a stray ``HELD`` after ``OFF`` into an onset). Reading a file
@@ -57,12 +61,18 @@ class BarPlay:
     turn: tuple[int, float, tuple[int, ...]] | None = None
 
 
-def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = None) -> mido.MidiFile:
+def played_to_midi(
+    bars: Sequence, path, styles=None, seconds: float | None = None, played: Sequence | None = None
+) -> mido.MidiFile:
     """A MIDI file of bars as played, in order: each has ``notes`` (``Note``, start in steps from its bar
     line), ``controls`` (``Controls``) and ``meter`` (``Meter``): the generator's ``Bar`` and the
     recorder's ``PlayedBar`` alike; a bar with a ``turn`` ``(step, controls before)`` played its first
     ``step`` steps with the controls before (a knob turned at that beat line).
 
+    played: per bar, its notes as the synth played them (``arrangement.Played``, the renderer's
+    ``last_plan.notes``; see :func:`join_turn` for a bar played in two parts); None = each bar's own
+    ``played`` (the recorder's ``PlayedBar``). A bar without them is written from its ``notes`` at
+    velocity 80, without drums.
     styles: the manifest's controls (``ControlsInfo``) or an ``Arranger``, for each bar's programs
     (those of the nearer style, as the renderer plays them); None = :data:`DEFAULT_PROGRAMS`.
     seconds: cut the file there (as the WAV is), else it ends at the last bar line.
@@ -71,9 +81,11 @@ def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = No
 
     arranger = styles if isinstance(styles, Arranger) or styles is None else Arranger.from_manifest(styles)
     starts = _bar_starts([bar.meter.steps for bar in bars])
-    notes = [
-        n._replace(start=n.start + at) for at, bar in zip(starts[:-1], bars, strict=True) for n in bar.notes
-    ]
+    if played is None:
+        played = [getattr(bar, "played", None) or [] for bar in bars]
+    if len(played) != len(bars):
+        raise ValueError(f"{len(played)} played bars for {len(bars)} bars")
+    performed = [p or [_as_played(n) for n in bar.notes] for p, bar in zip(played, bars, strict=True)]
 
     def programs(controls) -> tuple[int, ...]:
         return arranger.style_arrangement(controls.style).programs if arranger else DEFAULT_PROGRAMS
@@ -87,7 +99,78 @@ def played_to_midi(bars: Sequence, path, styles=None, seconds: float | None = No
         step, old = before
         turn = (step, float(bar.controls.tempo_bpm), programs(bar.controls))
         plays.append(BarPlay(float(old.tempo_bpm), programs(old), bar.meter, turn))
-    return notes_to_midi(notes, len(bars), path, bars=plays, seconds=seconds)
+    return _write(_held(performed, starts), plays, path, seconds)
+
+
+def join_turn(head: Sequence, rest: Sequence, step: int) -> list:
+    """One bar's ``Played`` notes when a turn took over at ``step``: those of ``head`` struck before the
+    step, ended there at the latest (the synth releases them), then ``rest`` (from the step on)."""
+    return [p._replace(off=min(p.off, float(step))) for p in head if p.on < step] + list(rest)
+
+
+def _as_played(note: Note):
+    from musicbox.runtime.arrangement import Played
+
+    return Played(float(note.start), float(note.start + note.duration), note.track, note.pitch, 80, False)
+
+
+Performed = tuple[int, int, float, float, int]
+"""One note as heard: (channel, key, on, off, velocity), times in steps from the first bar line."""
+
+
+def _held(bars: Sequence[Sequence], starts: list[int]) -> list[Performed]:
+    """The notes of consecutive bars' ``Played`` lists (starting at ``starts`` steps) as heard, as the
+    renderer schedules them: a tied note whose key still sounds extends it (one note across the bar
+    line), a new onset of a sounding key ends it first."""
+    out: list[Performed] = []
+    ringing: dict[tuple[int, int], list] = {}  # (channel, key) -> [on, off, velocity]
+    for at, notes in zip(starts, bars, strict=False):
+        for key, (on, off, velocity) in list(ringing.items()):
+            if off < at:  # ended before this bar line
+                out.append((*key, on, off, velocity))
+                del ringing[key]
+        for p in notes:
+            key, on, off = (p.channel, p.key), at + p.on, at + p.off
+            if p.tied and key in ringing:
+                ringing[key][1] = max(ringing[key][1], off)
+                continue
+            if key in ringing:
+                was = ringing.pop(key)
+                out.append((*key, was[0], min(was[1], on), was[2]))
+            ringing[key] = [on, off, p.velocity]
+    out += [(*key, on, off, velocity) for key, (on, off, velocity) in ringing.items()]
+    return out
+
+
+def _write(
+    performed: list[Performed],
+    plays: Sequence[BarPlay],
+    path,
+    seconds: float | None,
+    rep: Representation = DEFAULT,
+) -> mido.MidiFile:
+    """A type-1 file of ``performed`` notes over ``plays`` (tempo map, meters, programs): a track per
+    part of ``rep`` on its channel, and ``drums`` on channel 10 when there are drum notes."""
+    from musicbox.runtime.arrangement import DRUM_CHANNEL
+
+    ticks_per_step = _ticks_per_step(TICKS_PER_BEAT, rep)
+    lines = [start * ticks_per_step for start in _bar_starts([b.meter.steps for b in plays])]
+    end = lines[-1] if seconds is None else min(lines[-1], _tick_at(seconds, plays, lines, TICKS_PER_BEAT))
+    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    mid.tracks.append(_conductor(plays, lines, end))
+    changes = _program_changes(plays, lines, end) or [(0, DEFAULT_PROGRAMS)]
+    parts: dict[int, list[tuple[int, int, int, int]]] = {}
+    for channel, key, on, off, velocity in performed:
+        tick_on, tick_off = round(on * ticks_per_step), round(off * ticks_per_step)
+        parts.setdefault(channel, []).append((tick_on, max(tick_off, tick_on + 1), key, velocity))
+    for t, name in enumerate(rep.tracks):
+        track_programs = [(tick, p[t] if t < len(p) else 0) for tick, p in changes]
+        mid.tracks.append(_part_track(parts.get(t, []), name, t, track_programs, end))
+    if parts.get(DRUM_CHANNEL):
+        mid.tracks.append(_part_track(parts[DRUM_CHANNEL], "drums", DRUM_CHANNEL, [], end))
+    if path is not None:
+        mid.save(os.fspath(path))
+    return mid
 
 
 def notes_to_midi(
@@ -128,7 +211,11 @@ def notes_to_midi(
     changes = _program_changes(bars, lines, end) or [(0, tuple(programs))]
     for t, name in enumerate(rep.tracks):
         track_programs = [(tick, p[t] if t < len(p) else 0) for tick, p in changes]
-        mid.tracks.append(_part_track(by_track[t], name, t, track_programs, velocity, ticks_per_step, end))
+        timed = [
+            (n.start * ticks_per_step, (n.start + n.duration) * ticks_per_step, n.pitch, velocity)
+            for n in by_track[t]
+        ]
+        mid.tracks.append(_part_track(timed, name, t, track_programs, end))
     if path is not None:
         mid.save(os.fspath(path))
     return mid
@@ -155,7 +242,7 @@ def midi_to_notes(source, rep: Representation = DEFAULT) -> tuple[list[Note], in
     ticks_per_step = mid.ticks_per_beat * 4 / rep.steps_per_bar
     notes: list[Note] = []
     length = 0
-    part_tracks = [tr for tr in mid.tracks if _has_notes(tr)]
+    part_tracks = [tr for tr in mid.tracks if _has_notes(tr) and not _is_drums(tr)]
     for order, track in enumerate(part_tracks):
         t = _track_index(track, order, rep)
         track_notes, ticks = _read_track(track, t, ticks_per_step)
@@ -319,31 +406,28 @@ def _timed(track: mido.MidiTrack):
 
 
 def _part_track(
-    notes: list[Note],
+    notes: list[tuple[int, int, int, int]],
     name: str,
     channel: int,
     programs: list[tuple[int, int]],
-    velocity: int,
-    ticks_per_step: int,
     end: int,
 ) -> mido.MidiTrack:
-    """One part: name, then program changes ``(tick, program)`` and note events up to ``end`` (a note
-    sounding there ends there; at one tick: note-offs, then program changes, then note-ons)."""
-    events = [(tick, 1, "program", program) for tick, program in programs]  # (tick, order, kind, value)
-    for n in notes:
-        on, off = n.start * ticks_per_step, min((n.start + n.duration) * ticks_per_step, end)
+    """One part: name, then program changes ``(tick, program)`` and the notes ``(on tick, off tick, key,
+    velocity)`` up to ``end`` (a note sounding there ends there; at one tick: note-offs, then program
+    changes, then note-ons)."""
+    events = [(tick, 1, "program", program, 0) for tick, program in programs]  # (tick, order, kind, ...)
+    for on, off, key, velocity in notes:
         if on < end:
-            events += [(on, 2, "note_on", n.pitch), (off, 0, "note_off", n.pitch)]
+            events += [(on, 2, "note_on", key, velocity), (min(off, end), 0, "note_off", key, 0)]
     events.sort()
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name=name, time=0))
     now = 0
-    for tick, _, kind, value in events:
+    for tick, _, kind, value, velocity in events:
         if kind == "program":
             message = mido.Message("program_change", channel=channel, program=value, time=tick - now)
         else:
-            loud = velocity if kind == "note_on" else 0
-            message = mido.Message(kind, channel=channel, note=value, velocity=loud, time=tick - now)
+            message = mido.Message(kind, channel=channel, note=value, velocity=velocity, time=tick - now)
         track.append(message)
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
@@ -361,6 +445,11 @@ def _open(source) -> mido.MidiFile:
 
 def _has_notes(track: mido.MidiTrack) -> bool:
     return any(m.type == "note_on" for m in track)
+
+
+def _is_drums(track: mido.MidiTrack) -> bool:
+    """All its notes on channel 10 (General MIDI percussion): not a part of the roll."""
+    return all(m.channel == 9 for m in track if m.type in ("note_on", "note_off"))
 
 
 def _track_index(track: mido.MidiTrack, order: int, rep: Representation) -> int:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from musicbox.errors import MusicBoxError, SoundFontError
-from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, Played, bar_notes
+from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, BarPlan, Played, bar_notes
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.loudness import DEFAULT_LEVEL, Leveler, LevelSettings
 from musicbox.runtime.meter import COMMON, Meter
@@ -118,6 +118,7 @@ class Renderer:
         self._noteon, self._noteoff = self._fs.fluid_synth_noteon, self._fs.fluid_synth_noteoff
         self._scratch = np.empty((4096, 2), dtype=np.float32)
         self._block_phase = 0  # frames rendered modulo FluidSynth's block: where the next event lands
+        self.last_plan = BarPlan((), [])  # the last bar as played (render_bar)
         self._setup_channels()
         self.reset()
 
@@ -143,6 +144,11 @@ class Renderer:
         what sounds is released first, notes sounding at the step start there, and the frames returned
         begin at the step. to_step: stop there (the frames before a beat line where a knob turned; the
         rest is rendered next with ``from_step``).
+
+        :attr:`last_plan` is then this call's bar as the synth played it (``arrangement.BarPlan``: the
+        programs and the :class:`~arrangement.Played` notes, velocities, swing and drums as heard; from
+        ``from_step`` a sounding note starts again at the step, before ``to_step`` only the notes struck
+        before it): what MIDI out and the MIDI files carry (``runtime/midi.py``).
         """
         plan = self.arranger.arrange(notes, controls, meter, ties)
         self._select_programs(plan.programs)
@@ -159,6 +165,8 @@ class Renderer:
         if to_step is not None:
             frames = min(int(to_step * per_step + 0.5), frames)
             events = [e for e in events if e[0] * per_step + 0.5 < frames]
+            played = [p for p in played if p.on * per_step + 0.5 < frames]
+        self.last_plan = BarPlan(plan.programs, played)
         out = np.empty((frames - first, 2), dtype=np.float32)
         pos = 0
         for step, is_on, channel, key, velocity in events:

@@ -135,7 +135,7 @@ def run(args) -> int:
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import ControlRanges
     from musicbox.runtime.generator import Generator
-    from musicbox.runtime.midi import played_to_midi
+    from musicbox.runtime.midi import join_turn, played_to_midi
     from musicbox.runtime.render import Renderer
 
     if not 0 < args.seconds < float("inf"):
@@ -160,7 +160,7 @@ def run(args) -> int:
     synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
     renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
     gen = Generator(bundle, seed=args.seed)
-    pcm, bars, now = [], [], 0.0
+    pcm, bars, played, now = [], [], [], 0.0
     while now < args.seconds:
         controls = apply_events(controls, events, now, gen)
         before = gen.get_state()
@@ -168,21 +168,25 @@ def run(args) -> int:
         turn = beat_turn(events, now, bar)
         if turn is None:
             audio = renderer.render_roll(bar.roll, bar.controls, bar.meter)
+            heard = renderer.last_plan.notes
         else:
             head = renderer.render_roll(bar.roll, bar.controls, bar.meter, to_step=turn)
+            heard_head = renderer.last_plan.notes
             turned = apply_events(controls, events, now + bar.seconds, gen, knobs_only=True)
             bar = turn_bar(gen, before, bar, turned, turn)
             controls = bar.controls
             rest = renderer.render_roll(bar.roll, bar.controls, bar.meter, from_step=turn)
             audio = np.concatenate([head, rest])
+            heard = join_turn(heard_head, renderer.last_plan.notes, turn)
         pcm.append(audio)
         bars.append(bar)
+        played.append(heard)
         say(_bar_line(bar, now))
         now += len(audio) / renderer.sample_rate
     out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
     _write_wav(args.out, out, renderer.sample_rate, wav_fd)
     if args.midi:
-        played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds)
+        played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds, played=played)
     stats = summary(bars, len(out) / renderer.sample_rate, renderer)  # the files' length, not the bars'
     say(_summary_line(stats, args))
     if args.stats:

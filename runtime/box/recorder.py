@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +43,15 @@ class SaveError(OSError):
 class PlayedBar:
     """A bar as played: its notes (``pianoroll.Note``, steps from the bar line), controls, frames and
     meter (its time signature and length in steps in the saved MIDI file); turn: ``(step, controls
-    before)`` when a knob turned at that beat line inside it."""
+    before)`` when a knob turned at that beat line inside it; played: its notes as the synth played them
+    (``arrangement.Played``: velocities, micro-timing, drums), what the saved MIDI file holds."""
 
     notes: list
     controls: Controls
     frames: int
     meter: Meter = COMMON
     turn: tuple[int, Controls] | None = None
+    played: list = field(default_factory=list)
 
 
 class Recorder:
@@ -97,14 +99,21 @@ class Recorder:
             log.warning("removed %s, an unfinished save left by a box that was stopped while saving", tmp)
         return gone
 
-    def add_bar(self, pcm: np.ndarray, notes: list, info, turn: tuple[int, Controls] | None = None) -> None:
+    def add_bar(
+        self,
+        pcm: np.ndarray,
+        notes: list,
+        info,
+        turn: tuple[int, Controls] | None = None,
+        played: list | None = None,
+    ) -> None:
         """Append one played bar: float32 PCM ``[frames, channels]``, its notes, the worker's
-        :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown) and
-        the ``(step, controls before)`` of a knob turn inside it."""
+        :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown),
+        the ``(step, controls before)`` of a knob turn inside it and its notes as played (``Played``)."""
         controls = info.controls if info is not None else Controls()
         meter = info.meter if info is not None else COMMON
         self._append_pcm(pcm)
-        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0], meter, turn))
+        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0], meter, turn, list(played or [])))
         self._kept_s += pcm.shape[0] / self.sample_rate
         while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
             self._kept_s -= self._bars.popleft().frames / self.sample_rate

@@ -60,6 +60,7 @@ from musicbox.runtime.box.worker import (
 from musicbox.runtime.buffering import ring_slots, slot_frames
 from musicbox.runtime.controls import Controls, nearest_style, rewrites
 from musicbox.runtime.form import keep, renew
+from musicbox.runtime.midi import join_turn
 from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.box")
@@ -198,6 +199,7 @@ class Supervisor:
         self._bar_start = -1  # log frame where the bar playing began
         self._bar_info_playing: Written | None = None  # what the bar playing was written as, last
         self._bar_info_first: Written | None = None  # and as it began
+        self._bar_played: list = []  # its notes as the synth played them (splices joined at their step)
         self._silence_logged = False
         self._posted_at = 0.0  # when the event being handled was posted (time.monotonic(), seconds)
         self._pending_turn: tuple[int, float] | None = None  # (generation, posted at) not yet heard
@@ -537,6 +539,7 @@ class Supervisor:
             if step == 0:
                 self._finish_bar(frame)
                 self._bar_start, self._bar_info_playing, self._bar_info_first = frame, info, info
+                self._bar_played = list(info.played) if info is not None else []
                 if self.state is BoxState.STARTING:
                     self._transition(BoxState.PLAYING, "first bar playing")
                 if info is not None:
@@ -545,6 +548,7 @@ class Supervisor:
                 self.splice_frames.append(frame)
                 if info is not None:
                     self._bar_info_playing = info
+                    self._bar_played = join_turn(self._bar_played, info.played, step)
             self._played_gen[bar] = gen
             turn = self._pending_turn
             if turn is not None and gen >= turn[0]:
@@ -569,7 +573,8 @@ class Supervisor:
         turn = None
         if info is not None and first is not None and info.first_step > 0:
             turn = (info.first_step, first.controls)
-        self.recorder.add_bar(played.read(start, end), info.notes if info else [], info, turn)
+        notes = info.notes if info else []
+        self.recorder.add_bar(played.read(start, end), notes, info, turn, self._bar_played)
 
     def _housekeeping(self, now: float) -> None:
         waiting = self.player.state is StreamState.LOST

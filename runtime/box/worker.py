@@ -126,7 +126,9 @@ class Written:
 
     notes: the bar's notes (``pianoroll.Note``, start in steps from the bar line). gen_s / render_s:
     seconds spent generating / rendering it. meter: the bar's meter (its length in steps). first_step:
-    the grid step its audio starts at (0; a splice's beat line after a knob turn)."""
+    the grid step its audio starts at (0; a splice's beat line after a knob turn). played: the bar as
+    the synth played it (``arrangement.Played``: velocities, swing, drums; a splice's from its step on)
+    and programs: its General MIDI programs per track, for MIDI out and the saved MIDI file."""
 
     bar: int
     gen: int
@@ -137,6 +139,8 @@ class Written:
     render_s: float = 0.0
     meter: Meter = COMMON
     first_step: int = 0
+    played: list = field(default_factory=list)
+    programs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,20 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
     render_s = time.perf_counter() - t0 - bar.gen_seconds
     span = Span.of(bar.meter.beats, bar.meter.steps, first)
     ring.write_bar(job.bar, job.gen, np.ascontiguousarray(pcm, dtype=np.float32), span)
+    plan = producer.renderer.last_plan  # the bar as the synth played it: what MIDI out sends
     conn.send(
-        Written(job.bar, job.gen, state, job.controls, bar.notes, bar.gen_seconds, render_s, bar.meter, first)
+        Written(
+            job.bar,
+            job.gen,
+            state,
+            job.controls,
+            bar.notes,
+            bar.gen_seconds,
+            render_s,
+            bar.meter,
+            first,
+            played=plan.notes,
+            programs=plan.programs,
+        )
     )
     job.bar, job.state = job.bar + 1, state
