@@ -10,7 +10,9 @@ Per style, on the metrics of :mod:`musicbox.model.form`:
 - **markov**: the first-order Markov baseline, same length.
 
 Also the style turn: the eval's style classifier's probability of the new style on the first bar
-after a turn from each other style, over the same on the first bar of a piece started in that style.
+after a turn from each other style, over the same on the first bar of a piece started in that style;
+and the mood turn (:func:`mood_turns`): how much of the music after a turn from -1 to +1 is in major,
+against a piece started at +1.
 A self-similarity PNG per style shows a real piece beside a generated one.
 """
 
@@ -74,6 +76,48 @@ def style_turns(bundle, clf, seeds: int) -> dict:
     return {"per_style": per, "mean_ratio": float(np.mean([v["ratio"] for v in per.values()]))}
 
 
+MOOD_TURN_BAR = 6
+"""The bar at which :func:`mood_turns` turns the mood from -1 to +1."""
+
+
+def major_share(roll: np.ndarray) -> float:
+    """The share of consecutive 2-bar windows of ``roll [n, 3, S, 64]`` whose key (Krumhansl-Schmuckler on
+    the window's pitch classes) is major."""
+    from musicbox.runtime.features import estimate_key, pitch_class_histogram
+
+    hist = pitch_class_histogram(roll)
+    windows = hist[: len(hist) // 2 * 2].reshape(-1, 2, 12).sum(axis=1)
+    _, mode, _ = estimate_key(windows)
+    return float(np.mean(mode > 0)) if len(mode) else float("nan")
+
+
+def mood_turns(bundle, seeds: int, bars: int = 24, variation: float = VARIATION) -> dict:
+    """Per style: the share of 2-bar windows in major over the ``bars`` bars after a mood turn -1 -> +1 at
+    bar :data:`MOOD_TURN_BAR` (``variation``), against the same bars of a piece started at +1 with the same
+    seed, and of one started at -1 (a style whose two ends differ by less than 0.2 does not play both
+    modes)."""
+    from musicbox.runtime.generator import Generator
+
+    out = {}
+    n = MOOD_TURN_BAR + bars
+    for s, style in enumerate(bundle.manifest.controls.styles):
+        shares: dict[str, list[float]] = {"turned": [], "bright": [], "dark": []}
+        for seed in range(seeds):
+            for name, moods in (
+                ("turned", [-1.0] * MOOD_TURN_BAR + [1.0] * bars),
+                ("bright", [1.0] * n),
+                ("dark", [-1.0] * n),
+            ):
+                gen = Generator(bundle, seed=700 + seed)
+                rolls = [gen.next_bar(Controls(float(s), 100.0, m, variation)).roll for m in moods]
+                shares[name].append(major_share(np.concatenate(rolls[MOOD_TURN_BAR:])))
+        figure = {name: float(np.mean(v)) for name, v in shares.items()}
+        figure["both_modes"] = figure["bright"] - figure["dark"] >= 0.2
+        figure["ratio"] = figure["turned"] / max(figure["bright"], 1e-9)
+        out[style.name] = figure
+    return out
+
+
 def plot_self_similarity(real: np.ndarray, generated: np.ndarray, title: str, path: Path) -> None:
     """Two self-similarity matrices side by side (bars x bars, onset Jaccard)."""
     import matplotlib
@@ -120,7 +164,12 @@ def form_evaluation(bundle, dataset, clf, markov, out_dir: Path, seeds: int, rng
         name: summarize([{k: v for k, v in per_style[s][name].items() if k != "pieces"} for s in per_style])
         for name in names
     }
-    return {"per_style": per_style, "overall": overall, "style_turn": style_turns(bundle, clf, seeds)}
+    return {
+        "per_style": per_style,
+        "overall": overall,
+        "style_turn": style_turns(bundle, clf, seeds),
+        "mood_turn": mood_turns(bundle, seeds),
+    }
 
 
 REPORTED = (
@@ -176,6 +225,16 @@ def form_checks(form: dict) -> list[tuple[str, float, str, bool]]:
         checks.append(("chorale: cadences at phrase ends / downbeats", value, ">= 0.05", value >= 0.05))
     turn = form["style_turn"]["mean_ratio"]
     checks.append(("first bar after a style turn / a start (classifier)", turn, ">= 0.7", turn >= 0.7))
+    for name, turn in form.get("mood_turn", {}).items():
+        if turn["both_modes"]:
+            checks.append(
+                (
+                    f"{name}: major windows after a mood turn -1 -> +1 / a start at +1",
+                    turn["ratio"],
+                    ">= 0.85",
+                    turn["ratio"] >= 0.85,
+                )
+            )
     lit, new = form["overall"]["model_literal"], form["overall"]["model_new"]
     spread = lit["phrase_return_rate"] - new["phrase_return_rate"]
     checks.append(("return rate, variation 0 minus variation 1", spread, "> 0", spread > 0))
@@ -219,4 +278,19 @@ def form_report_lines(form: dict) -> list[str]:
         "|---|---|---|---|",
     ]
     lines += [f"| {k} | {v['turned']:.3f} | {v['started']:.3f} | {v['ratio']:.2f} |" for k, v in t.items()]
+    if "mood_turn" in form:
+        lines += [
+            "",
+            f"Mood turns: the share of 2-bar windows in major over the {24} bars after a turn of the mood "
+            f"from -1 to +1 at bar {MOOD_TURN_BAR} (variation {VARIATION}; returns of themes written at -1 "
+            "come back in the major), against the same bars of pieces started at +1 and at -1 with the "
+            "same seeds:",
+            "",
+            "| style | after the turn | started at +1 | started at -1 | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v['turned']:.3f} | {v['bright']:.3f} | {v['dark']:.3f} | {v['ratio']:.2f} |"
+            for k, v in form["mood_turn"].items()
+        ]
     return lines + [""]

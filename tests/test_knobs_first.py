@@ -227,3 +227,18 @@ def test_tempo_and_mood_swept_every_quarter_second_never_silence_the_box():
 def test_meters_have_their_beat_lines_in_the_ring_span():
     assert Span.of(METERS["6/8"].beats, 12).beats == (1 << 0) | (1 << 6)
     assert Span.of(METERS["3/4"].beats, 12, first=4) == Span(4, 12, 0b100010001)
+
+
+def test_major_share_counts_two_bar_windows_in_major():
+    from musicbox.model.form_eval import major_share
+
+    def bars(pitches: list[int], n: int) -> np.ndarray:
+        roll = np.zeros((n, 3, 16, DEFAULT.n_pitches), np.uint8)
+        for i, p in enumerate(pitches):
+            roll[:, 0, 2 * i, p - DEFAULT.pitch_low] = 2
+        return roll
+
+    c_major = bars([60, 64, 67, 72, 65, 69, 71, 62], 4)
+    a_minor = bars([57, 60, 64, 69, 62, 65, 68, 71], 4)
+    assert major_share(c_major) == 1.0 and major_share(a_minor) == 0.0
+    assert major_share(np.concatenate([c_major, a_minor])) == 0.5
