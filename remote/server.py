@@ -243,6 +243,7 @@ class RemoteServer:
             handle_signals=False,
             shutdown_timeout=1.0,
             keepalive_timeout=IDLE_S,
+            handler_cancellation=True,  # a page gone ends its events or stream at once, not at the next write
             logger=_http_log(),
         )
         try:
@@ -528,7 +529,7 @@ class RemoteServer:
             await response.write(f"data: {json.dumps(self.view())}\n\n".encode())
             while (data := await q.get()) is not None:
                 await response.write(data)
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the page went (or, with handler cancellation, CancelledError: cleaned up)
             pass
         finally:
             self._clients.discard(q)
@@ -638,7 +639,7 @@ class RemoteServer:
             await response.write(hub.header)
             while (data := await q.get()) is not None:
                 await response.write(data)
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the page went (or, with handler cancellation, CancelledError: cleaned up)
             pass
         finally:
             self._streams.discard(q)

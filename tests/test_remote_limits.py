@@ -358,6 +358,39 @@ def test_buttons_are_rate_limited_per_client(remote):
     )
 
 
+def test_twenty_pages_asking_for_the_stream_get_it_or_a_clear_503_and_all_listeners_the_same_bytes(remote):
+    """(The fault campaign's "streams to 100 clients", at the per-client cap of 16 connections.)"""
+    import numpy as np
+
+    from musicbox.remote.stream import MAX_LISTENERS
+
+    auth = remote.pair()
+    request = f"GET /stream.wav HTTP/1.1\r\nHost: localhost\r\nCookie: {auth['Cookie']}\r\n\r\n".encode()
+    pages = []
+    for i in range(20):
+        s = socket.create_connection(("127.0.0.1", remote.port), 10, (f"127.0.0.{2 + i // 8}", 0))
+        s.sendall(request)
+        pages.append(s)
+    _until(lambda: all(_peek(s) for s in pages), 10, "every page answered")
+    heads = [_peek(s) for s in pages]
+    listening = [s for s, h in zip(pages, heads, strict=True) if h.startswith(b"HTTP/1.1 200")]
+    refused = [h for h in heads if h.startswith(b"HTTP/1.1 503") and b"pages listen already" in h]
+    assert len(listening) == MAX_LISTENERS and len(refused) == 20 - MAX_LISTENERS
+    bar = (0.25 * np.sin(np.arange(4410) / 10.0)).astype(np.float32)[:, None].repeat(2, axis=1)
+    remote.server.stream.feed(bar)  # what the supervisor does as a bar starts
+    bodies = []
+    for s in listening:
+        s.setblocking(True)
+        data = b""
+        while data.count(b"RIFF") < 1 or len(data.split(b"\r\n\r\n", 1)[1]) < 44 + 4410 * 4:
+            data += s.recv(65536)
+        bodies.append(data.split(b"\r\n\r\n", 1)[1])
+    assert all(body == bodies[0] for body in bodies)  # chunked framing aside, the same bytes for all
+    for s in pages:
+        s.close()
+    _until(lambda: remote.server.stream.listeners == 0, 10, "the listeners gone")
+
+
 def test_connections_are_bounded_shared_fairly_and_idle_ones_close(tmp_path, monkeypatch):
     monkeypatch.setattr(server_module, "connection_budget", lambda: (8, 1024))
     monkeypatch.setattr(server_module, "PER_CLIENT", 4)
