@@ -3,7 +3,7 @@
 #   -> dist/musicbox_<version>-<revision>_<arch>.deb
 #   ARCH    amd64 | arm64 (the target board; wheels are fetched for it, nothing is run for it)
 #   PYTHON  the target's python3 minor version: 3.11 (Debian / Raspberry Pi OS bookworm, the default);
-#           3.10 (Ubuntu 22.04 / JetPack 6) stops at pip today: onnxruntime 1.31 has no cp310 wheels
+#           3.10 (Ubuntu 22.04 / JetPack 6: onnxruntime 1.23.2, its last cp310 release)
 # MUSICBOX_DEB_REVISION sets the Debian revision (default 1). Built with dpkg-deb, which every Debian
 # system has (see packaging/README.md for why not nfpm or debhelper).
 set -euo pipefail
@@ -34,11 +34,17 @@ rm -f "$work/wheels"/musicbox-*.whl
 wheel="$(ls "$work"/wheels/musicbox-"$version"-*.whl)"
 
 # 2. The device install for the target: binary wheels for its CPU and Python, nothing compiled here.
+#    packaging/wheelhouse.py picks them with every environment marker evaluated for the target (pip would
+#    evaluate them for the Python it runs on), then pip unpacks exactly those.
+rm -rf "$work/target-wheels"
+"${pip[0]}" packaging/wheelhouse.py --python "$pyver" --machine "$machine" --out "$work/target-wheels" \
+  --find-links "$work/wheels" "musicbox[$extras]" >"$work/install.log" 2>&1 \
+  || { grep -v "^WARNING: Location" "$work/install.log" >&2; exit 1; }
 platforms=()
 for p in manylinux2014 manylinux_2_17 manylinux_2_27 manylinux_2_28 linux; do platforms+=(--platform "${p}_$machine"); done
-"${pip[@]}" install -q --no-compile --target "$site" --only-binary=:all: "${platforms[@]}" \
-  --python-version "$pyver" --implementation cp --find-links "$work/wheels" "$wheel[$extras]" \
-  >"$work/install.log" 2>&1 || { grep -v "^WARNING: Location" "$work/install.log" >&2; exit 1; }
+"${pip[@]}" install -q --no-compile --no-deps --target "$site" --only-binary=:all: "${platforms[@]}" \
+  --python-version "$pyver" --implementation cp "$work"/target-wheels/*.whl \
+  >>"$work/install.log" 2>&1 || { grep -v "^WARNING: Location" "$work/install.log" >&2; exit 1; }
 [ -f "$site/musicbox/cli.py" ] || { echo "build_deb: the wheels did not install" >&2; exit 1; }
 rm -rf "$site/bin"
 
@@ -53,9 +59,10 @@ printf '#!%s/bin/python3\nimport sys\n\nfrom musicbox.cli import main\n\nif __na
   "$prefix" >"$root$prefix/bin/musicbox"
 chmod 755 "$root$prefix/bin/musicbox"
 ln -s "$prefix/bin/musicbox" "$root/usr/bin/musicbox"
-if command -v "python$pyver" >/dev/null; then  # bytecode is per Python version, not per CPU
-  "python$pyver" -m compileall -q -j 0 "$root$prefix/lib" >/dev/null || true
-fi
+# No bytecode in the package (Debian policy: postinst compiles it for the Python there, prerm removes it);
+# shared objects are loaded, not run: 0644 (some wheels ship them 0755).
+find "$root$prefix" -name __pycache__ -prune -exec rm -rf {} +
+find "$root$prefix/lib" -type f -name '*.so*' -exec chmod 0644 {} +
 
 # 4. Defaults, board maps, the shipped bundle, the unit (rendered by install-service's own code), /etc.
 share="$root$prefix/share/musicbox"
@@ -74,13 +81,16 @@ cp packaging/musicbox.toml "$root/etc/musicbox/musicbox.toml"
 # the .pkla form for polkit 0.105 (Ubuntu 22.04).
 install -D -m 644 packaging/polkit/50-musicbox.rules "$root/usr/share/polkit-1/rules.d/50-musicbox.rules"
 install -D -m 644 packaging/polkit/musicbox.pkla "$root/var/lib/polkit-1/localauthority/10-vendor.d/musicbox.pkla"
-cp README.md firmware_config/WIRING.md "$root/usr/share/doc/musicbox/"
+cp README.md firmware_config/WIRING.md packaging/debian/copyright "$root/usr/share/doc/musicbox/"
+install -D -m 644 packaging/debian/lintian-overrides "$root/usr/share/lintian/overrides/musicbox"
+sed -e "s/@VERSION@/$debver/" -e "s/@DATE@/$(date -R -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)")/" \
+  packaging/debian/changelog | gzip -9n >"$root/usr/share/doc/musicbox/changelog.Debian.gz"
 
 # 5. Control files, then the archive (owned by root whoever builds it).
 mkdir -p "$root/DEBIAN"
 cp packaging/debian/conffiles packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
-recommends=""
-[ "$arch" = arm64 ] && recommends=", python3-lgpio, python3-spidev"
+recommends=", avahi-daemon"
+[ "$arch" = arm64 ] && recommends="$recommends, python3-lgpio, python3-spidev"
 size="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
 sed -e "s/@VERSION@/$debver/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" -e "s/@PYVER@/$pyver/" \
   -e "s/@RECOMMENDS@/$recommends/" packaging/debian/control >"$root/DEBIAN/control"

@@ -60,5 +60,11 @@ else
   extras='device'
   say "pip install -e '.[$extras]' (onnxruntime, FluidSynth and PortAudio bindings: a minute or two)"
 fi
-.venv/bin/python -m pip install -q -e ".[$extras]"
+# pip's own chatter (setuptools' note on editable installs, index notices) goes to a log, shown on failure.
+log=.venv/pip-install.log
+if ! .venv/bin/python -m pip install -q -e ".[$extras]" >"$log" 2>&1; then
+  cat "$log" >&2
+  say "pip install failed (its whole output: $log)"
+  exit 1
+fi
 say "ready ($mode). Run .venv/bin/musicbox --help"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -140,9 +141,42 @@ def _upgrade_of(deb: Path, revision: int, into: Path) -> Path:
     return out
 
 
+SIZES_DOC = Path(__file__).resolve().parents[1] / "packaging" / "README.md"
+
+
+def _check_hygiene(deb: Path) -> None:
+    """What lintian says (no error: issue 32), no bytecode shipped, and the sizes packaging/README.md
+    gives within 5 %."""
+    contents = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "__pycache__" not in contents and "/usr/share/doc/musicbox/copyright" in contents
+    assert "/usr/share/doc/musicbox/changelog.Debian.gz" in contents
+    if shutil.which("lintian"):
+        lint = subprocess.run(["lintian", "--no-tag-display-limit", str(deb)], capture_output=True, text=True)
+        errors = [line for line in lint.stdout.splitlines() if line.startswith("E:")]
+        assert not errors, "\n".join(errors[:40])
+    installed = (
+        int(
+            subprocess.run(
+                ["dpkg-deb", "-f", str(deb), "Installed-Size"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        / 1024
+    )
+    size = deb.stat().st_size / 2**20
+    said = re.search(
+        r"\*\*Size\*\* \(amd64[^)]*\): ([\d.]+) MiB \.deb, ([\d.]+) MiB installed", SIZES_DOC.read_text()
+    )
+    assert said, f"{SIZES_DOC}: no '**Size** (amd64 ...): N MiB .deb, M MiB installed' line"
+    deb_mib, installed_mib = float(said.group(1)), float(said.group(2))
+    assert abs(deb_mib - size) <= 0.05 * size and abs(installed_mib - installed) <= 0.05 * installed, (
+        f"{SIZES_DOC} says {said.group(0)!r}; built: {size:.1f} MiB .deb, {installed:.0f} MiB installed"
+    )
+
+
 def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
     started = time.monotonic()
     deb = build_deb("amd64")
+    _check_hygiene(deb)
     upgrade = _upgrade_of(deb, 2, tmp_path)
     built = time.monotonic()
     with Chroot(tmp_path / "root") as box:
@@ -173,6 +207,7 @@ def test_deb_installs_plays_upgrades_and_purges_on_a_clean_bookworm(tmp_path):
         )
         assert "model: musicbox-latent-flow" in version and "trained" in version
         assert (box.root / "usr/share/polkit-1/rules.d/50-musicbox.rules").is_file()
+        assert list((box.root / "opt/musicbox/lib").rglob("__pycache__/cli.*.pyc"))  # postinst compiled it
 
         # The service user, the /etc config, the JACK dummy server: doctor passes, 20 s play without underruns.
         result = box.sh(PLAY, user="musicbox")

@@ -49,6 +49,7 @@ def test_setup_says_each_step_before_it_runs(tmp_path):
     said = [next(i for i, line in enumerate(lines) if step in line) for step in steps]
     assert said == sorted(said) and all(line.startswith("setup [") for line in lines)
     assert "pip install -q -e .[device,train,quantize,dev]" in log.read_text()
+    assert done.stderr == "" and len(lines) == len(steps)  # nothing but its own steps: no pip chatter
 
 
 def test_the_package_builds_without_license_deprecation_warnings(tmp_path):
@@ -66,4 +67,6 @@ def test_the_package_builds_without_license_deprecation_warnings(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "project.license" not in done.stdout + done.stderr
+    # Issue 32: ~45 lines of "Package 'musicbox.remote.static' is absent from the `packages` configuration"
+    assert "BuildBackendWarning" not in done.stdout + done.stderr, done.stderr[-3000:]
     assert list(tmp_path.glob("musicbox-*.whl"))
