@@ -83,12 +83,17 @@ class SynthConfig:
     """The SoundFont synthesizer.
 
     soundfont: .sf2/.sf3 file, None = search the usual places. gain: linear output gain, 0..4.
-    reverb: wet level, 0 (dry) .. 1.
+    reverb: wet level, 0 (dry) .. 1. expression: how much the box performs what it writes, 0 (as
+    written) .. 1 (phrase arches, ritardandi, fermatas, breaths: ``runtime/performance.py``); a struct
+    built in code without it gets 1.0, the configuration's default (tests/test_performance.py ties them).
     """
 
     soundfont: Path | None = _opt("path", 'a .sf2/.sf3 file, or "" to search')
     gain: float = _opt("float", "linear gain", 0.0, 4.0)
     reverb: float = _opt("float", "wet level", 0.0, 1.0)
+    expression: float = field(
+        default=1.0, metadata=_opt("float", "0 (as written) .. 1 (performed)", 0.0, 1.0).metadata
+    )
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ leads the blend (``controls.nearest_style``: they switch at the midpoint, to the
 line); swing and base velocity are interpolated linearly between the two styles, so a knob turn changes
 feel and loudness smoothly.
 
+Performance (``runtime/performance.py``): given where the form put the bar (a ``Phrasing``), the
+played notes are shaped as a player phrases them (an arch of dynamics over each phrase, a breath at a
+cadence, duration contrast and high-loud in the melody) and the bar gets a ``stretch`` (a ritardando
+into phrase, section and tune ends, a chorale's fermata), all scaled by ``expression`` (0: untouched).
+
 Energy is the tempo knob's position in the manifest's tempo range, 0..1 (``controls.energy``, as in the
 conditioning). Drum intensity ``0.65 * energy + 0.35 * (mood + 1) / 2`` picks how many of a pattern's
 hits play and how hard: the same quantities that raise the model's note density.
@@ -37,6 +42,7 @@ import numpy as np
 
 from musicbox.runtime.controls import Controls, energy, nearest_style, style_blend
 from musicbox.runtime.meter import COMMON, METERS, Meter
+from musicbox.runtime.performance import DEFAULT_RULES, Phrasing, Rules, perform, rules_for
 from musicbox.runtime.pianoroll import DEFAULT, HELD, Note, Representation, roll_to_notes
 
 if TYPE_CHECKING:  # the manifest validates drum families against DRUM_PATTERNS: it imports this module
@@ -115,10 +121,13 @@ class Played(NamedTuple):
 
 @dataclass(frozen=True)
 class BarPlan:
-    """One arranged bar: ``programs`` per track channel, ``notes`` sorted by onset (drums included)."""
+    """One arranged bar: ``programs`` per track channel, ``notes`` sorted by onset (drums included);
+    ``stretch``: how much longer than written at its tempo the bar lasts (the performance's ritardando
+    and fermata, ``runtime/performance.py``; 1.0 without): its steps last ``stretch`` times as long."""
 
     programs: tuple[int, ...]
     notes: list[Played]
+    stretch: float = 1.0
 
 
 class Arranger:
@@ -126,7 +135,9 @@ class Arranger:
 
     styles: one manifest ``Arrangement`` per style detent, knob order (validated by
     ``runtime/manifest.py``). tempo_range: (min_bpm, max_bpm) that map to energy 0 and 1. humanize: jitter
-    onsets (sigma 0.02 step) and velocities (sigma 5 %).
+    onsets (sigma 0.02 step) and velocities (sigma 5 %). expression: how much a bar with a ``phrase`` is
+    performed, 0..1 (0: as written; ``runtime/performance.py``). rules: the performance rules per style
+    (default: :data:`performance.DEFAULT_RULES` for each).
     """
 
     def __init__(
@@ -135,18 +146,30 @@ class Arranger:
         tempo_range: tuple[float, float],
         seed: int = 0,
         humanize: bool = True,
+        expression: float = 0.0,
+        rules: Sequence[Rules] | None = None,
     ):
         self.styles = tuple(styles)
         self.tempo_range = tempo_range
         self.seed = seed
         self.humanize = humanize
+        if not 0.0 <= expression <= 1.0:
+            raise ValueError(f"expression must be in 0..1 ([synth] expression): {expression!r}")
+        self.expression = float(expression)
+        self.rules = tuple(rules) if rules is not None else (DEFAULT_RULES,) * len(self.styles)
+        if len(self.rules) != len(self.styles):
+            raise ValueError(f"{len(self.rules)} performance rules for {len(self.styles)} styles")
         self.reset()
 
     @classmethod
-    def from_manifest(cls, controls: ControlsInfo, seed: int = 0, humanize: bool = True) -> Arranger:
-        """Build from the manifest's ``controls`` table: each style's arrangement and the tempo range."""
+    def from_manifest(
+        cls, controls: ControlsInfo, seed: int = 0, humanize: bool = True, expression: float = 0.0
+    ) -> Arranger:
+        """Build from the manifest's ``controls`` table: each style's arrangement, its performance rules
+        (by its name, ``performance.rules_for``) and the tempo range."""
         tempo = (controls.tempo.min_bpm, controls.tempo.max_bpm)
-        return cls([s.arrangement for s in controls.styles], tempo, seed, humanize)
+        rules = [rules_for(s.name) for s in controls.styles]
+        return cls([s.arrangement for s in controls.styles], tempo, seed, humanize, expression, rules)
 
     def reset(self) -> None:
         """Restart the humanization sequence from the seed."""
@@ -172,12 +195,14 @@ class Arranger:
         controls: Controls,
         meter: Meter = COMMON,
         ties: Collection[tuple[int, int]] = (),
+        phrase: Phrasing | None = None,
     ) -> BarPlan:
         """Arrange one bar in ``meter``.
 
         notes: the bar's notes, ``start`` in ``0 .. meter.steps - 1`` (a duration may run past the bar).
         ties: ``(track, pitch)`` pairs whose note at step 0 continues the previous bar's (a ``HELD`` cell at
-        step 0 of the roll); see :func:`bar_notes`.
+        step 0 of the roll); see :func:`bar_notes`. phrase: where the form put the bar (the generator's
+        ``Bar.phrase``): performed with the leading style's rules at ``expression``; None: as written.
         """
         arr = self.style_arrangement(controls.style)
         e = energy(controls.tempo_bpm, *self.tempo_range)
@@ -186,7 +211,11 @@ class Arranger:
         intensity = float(np.clip(0.65 * e + 0.35 * (controls.mood + 1) / 2, 0, 1))
         played += self._play_drums(arr, level, intensity, meter)
         played.sort(key=lambda p: p.on)
-        return BarPlan(arr.programs, played)
+        if phrase is None or self.expression <= 0.0:
+            return BarPlan(arr.programs, played)
+        rules = self.rules[nearest_style(controls.style, len(self.styles))]
+        performed, stretch = perform(played, phrase, rules, self.expression, meter.steps)
+        return BarPlan(arr.programs, performed, stretch)
 
     def _play_notes(
         self, notes: list[Note], arr: Blend, level: float, meter: Meter, ties: set

@@ -55,6 +55,7 @@ from musicbox.runtime.conditioning import conditioning_feeds, leading_style
 from musicbox.runtime.controls import Controls, nearest_style
 from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store, theme_mode
 from musicbox.runtime.meter import COMMON, METERS, Meter, crop
+from musicbox.runtime.performance import Phrasing
 from musicbox.runtime.pianoroll import (
     Note,
     change_mode,
@@ -81,6 +82,8 @@ class Bar:
     tied over from the previous bar starts at 0 as ``HELD``). controls: the knobs it was written for.
     gen_seconds: wall time to write it. meter: the meter it is in. turn: ``(step, controls before)``
     when a knob turned at that beat line inside the bar (its first steps were played with those).
+    phrase: where the form put it (its bar in its phrase, what its phrase closes), for the performance
+    (``runtime/performance.py``; None: played as written).
     """
 
     index: int
@@ -90,6 +93,7 @@ class Bar:
     gen_seconds: float
     meter: Meter = COMMON
     turn: tuple[int, Controls] | None = None
+    phrase: Phrasing | None = None
 
     @property
     def seconds(self) -> float:
@@ -199,7 +203,8 @@ class Generator:
         start = time.perf_counter()
         meter = self.meter(controls)
         column = self.manifest.representation.meters.index(meter.name)
-        state, bar = plan(self._state, controls, self.form(controls), column)
+        spec = self.form(controls)
+        state, bar = plan(self._state, controls, spec, column)
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )
@@ -216,7 +221,8 @@ class Generator:
         self._state = store(after, bar, played[0], controls.mood)
         roll = transpose(bar_roll, state.key)
         notes = roll_to_notes(roll, self._rep)
-        return Bar(state.index, roll, notes, controls, time.perf_counter() - start, meter)
+        phrase = Phrasing.after(self._state, spec)
+        return Bar(state.index, roll, notes, controls, time.perf_counter() - start, meter, phrase=phrase)
 
     def _sample_latent(
         self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter, hold: Hold | None

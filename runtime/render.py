@@ -42,6 +42,7 @@ from musicbox.runtime.arrangement import DRUM_CHANNEL, Arranger, BarPlan, Played
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.loudness import DEFAULT_LEVEL, Leveler, LevelSettings
 from musicbox.runtime.meter import COMMON, Meter
+from musicbox.runtime.performance import Phrasing
 from musicbox.runtime.pianoroll import DEFAULT, Note, Representation
 from musicbox.runtime.soundfont import find_soundfont
 from musicbox.targets import target
@@ -89,7 +90,9 @@ class Renderer:
         humanize: bool = True,
         level: LevelSettings | None = DEFAULT_LEVEL,
     ):
-        self.arranger = Arranger.from_manifest(controls, seed=seed, humanize=humanize)
+        self.arranger = Arranger.from_manifest(
+            controls, seed=seed, humanize=humanize, expression=float(synth.expression)
+        )
         self.synth = synth
         self.soundfont = find_soundfont(synth.soundfont)
         self.sample_rate = int(sample_rate)
@@ -133,10 +136,13 @@ class Renderer:
         ties: Collection[tuple[int, int]] = (),
         from_step: int = 0,
         to_step: int | None = None,
+        phrase: Phrasing | None = None,
     ) -> np.ndarray:
         """Render one bar of ``meter``: float32 ``[frames, 2]``, frames = the bar's duration at
         ``controls.tempo_bpm`` (``meter.quarters`` quarter notes; rounded so that consecutive bars never
-        drift: their lengths add up to the exact total), leveled (``level``).
+        drift: their lengths add up to the exact total), leveled (``level``). phrase: where the form
+        put the bar (``Bar.phrase``): performed at ``[synth] expression`` (``runtime/performance.py``),
+        its length times the performance's stretch (its steps stay evenly spaced); None: as written.
 
         notes: the bar's notes (``start`` relative to the bar, in steps; durations may run past it).
         ties: ``(track, pitch)`` of notes at step 0 that continue the previous bar's note (module doc).
@@ -150,7 +156,7 @@ class Renderer:
         ``from_step`` a sounding note starts again at the step, before ``to_step`` only the notes struck
         before it): what MIDI out and the MIDI files carry (``runtime/midi.py``).
         """
-        plan = self.arranger.arrange(notes, controls, meter, ties)
+        plan = self.arranger.arrange(notes, controls, meter, ties, phrase)
         self._select_programs(plan.programs)
         played = plan.notes
         if from_step:
@@ -159,14 +165,14 @@ class Renderer:
                 p._replace(on=max(p.on, float(from_step)), tied=False) for p in played if p.off > from_step
             ]
         events = self._schedule(played, meter.steps)
-        frames = self._bar_frames(controls.bar_seconds(meter.steps))
+        frames = self._bar_frames(controls.bar_seconds(meter.steps) * plan.stretch)
         per_step = frames / meter.steps
         first = min(int(from_step * per_step + 0.5), frames)
         if to_step is not None:
             frames = min(int(to_step * per_step + 0.5), frames)
             events = [e for e in events if e[0] * per_step + 0.5 < frames]
             played = [p for p in played if p.on * per_step + 0.5 < frames]
-        self.last_plan = BarPlan(plan.programs, played)
+        self.last_plan = BarPlan(plan.programs, played, plan.stretch)
         out = np.empty((frames - first, 2), dtype=np.float32)
         pos = 0
         for step, is_on, channel, key, velocity in events:
@@ -190,21 +196,26 @@ class Renderer:
         *,
         from_step: int = 0,
         to_step: int | None = None,
+        phrase: Phrasing | None = None,
     ) -> np.ndarray:
         """Render the bars of a roll ``[n_bars, T, meter.steps, P]`` (or one bar ``[T, S, P]``), all in
         ``meter``, continuing from the previous call: float32 ``[frames, 2]``. Ties come from ``HELD``
         cells at each bar's step 0. The generator's ``Bar`` plays as
         ``render_roll(bar.roll, bar.controls, bar.meter)`` (3/4 and 6/8 bars have the same 12 steps: the
         meter says which). ``from_step`` / ``to_step``: of a one-bar roll, only its steps from / before
-        these (:meth:`render_bar`)."""
+        these (:meth:`render_bar`). ``phrase``: of a one-bar roll, where the form put it (``Bar.phrase``)."""
         roll = roll.reshape((-1, *roll.shape[-3:]))
         if roll.shape[-2] != meter.steps:
             raise ValueError(f"a {meter.name} bar has {meter.steps} steps; this roll has {roll.shape[-2]}")
+        if phrase is not None and len(roll) != 1:
+            raise ValueError(f"a phrase place is one bar's; this roll has {len(roll)} bars")
         pcm = []
         for bar in roll:
             notes, ties = bar_notes(bar, rep)
             pcm.append(
-                self.render_bar(notes, controls, meter, ties=ties, from_step=from_step, to_step=to_step)
+                self.render_bar(
+                    notes, controls, meter, ties=ties, from_step=from_step, to_step=to_step, phrase=phrase
+                )
             )
         return np.concatenate(pcm) if pcm else np.zeros((0, 2), np.float32)
 

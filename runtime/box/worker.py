@@ -179,7 +179,7 @@ class BarProducer:
         if state is not self.generator.get_state():
             self.generator.set_state(state)
         bar = self.generator.next_bar(controls)
-        pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep)
+        pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep, phrase=bar.phrase)
         return pcm, bar, self.generator.get_state()
 
     def produce_splice(self, state, controls: Controls, splice: Splice):
@@ -187,6 +187,7 @@ class BarProducer:
         only rendered again): (pcm float32 [frames, 2] from the step, Bar, the state after the bar)."""
         from musicbox.runtime.generator import Bar, Hold
         from musicbox.runtime.meter import crop
+        from musicbox.runtime.performance import Phrasing
         from musicbox.runtime.pianoroll import roll_to_notes, transpose
 
         if splice.rewrite:
@@ -198,10 +199,13 @@ class BarProducer:
             if splice.played.roll is None:
                 raise MusicBoxError("a splice needs the state of a bar written with its roll")
             roll = transpose(crop(splice.played.roll, meter), state.key)[None]
-            bar = Bar(state.index, roll, roll_to_notes(roll, self.rep), controls, 0.0, meter)
+            phrase = Phrasing.after(splice.played, self.generator.form(controls))  # as it was phrased
+            bar = Bar(state.index, roll, roll_to_notes(roll, self.rep), controls, 0.0, meter, phrase=phrase)
             after = splice.played
             self.generator.set_state(after)
-        pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep, from_step=splice.step)
+        pcm = self.renderer.render_roll(
+            bar.roll, controls, bar.meter, self.rep, from_step=splice.step, phrase=bar.phrase
+        )
         return pcm, bar, after
 
     def meter(self, controls: Controls) -> Meter:
