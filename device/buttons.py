@@ -7,33 +7,13 @@ of a short press of play; SHUTDOWN as soon as play has been held for ``hold_seco
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from musicbox.runtime.controls import Button
 
-class Button(enum.Enum):
-    """What the listener asked for."""
-
-    PLAY_PAUSE = "play_pause"
-    NEXT = "next"
-    SAVE = "save"
-    SHUTDOWN = "shutdown"  # a long press on play_pause
-    VOLUME_UP = "volume_up"
-    VOLUME_DOWN = "volume_down"
-    KEEP = "keep"  # the phrase playing becomes the theme that returns
-    NEW = "new"  # a new tune from the next bar line
-
-
-PRESS_EVENTS = {
-    "play_pause": None,
-    "next": Button.NEXT,
-    "save": Button.SAVE,
-    "volume_up": Button.VOLUME_UP,
-    "volume_down": Button.VOLUME_DOWN,
-    "keep": Button.KEEP,
-    "new": Button.NEW,
-}
-"""Config button name -> event fired on press (play_pause waits for release or hold)."""
+PRESS_EVENTS = {b.value: (None if b is Button.PLAY_PAUSE else b) for b in Button if b is not Button.SHUTDOWN}
+"""Config button name (a :class:`~musicbox.runtime.controls.Button` value) -> the action fired on press
+(play_pause waits for release or hold: a short press plays or pauses, a hold is SHUTDOWN)."""
 
 
 @dataclass

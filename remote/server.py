@@ -48,7 +48,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from musicbox.device.buttons import Button
 from musicbox.errors import ConfigError
 from musicbox.remote.auth import COOKIE, CSRF_HEADER, Pairing, csrf_matches, csrf_of
 from musicbox.remote.library import RECORDING_TYPES, Preset, Presets, Recordings, valid_preset_name
@@ -65,7 +64,9 @@ from musicbox.remote.limits import (
     host_allowed,
 )
 from musicbox.remote.stream import BACKLOG, Listener, StreamHub
-from musicbox.runtime.controls import Controls, nearest_style
+from musicbox.runtime.box.status import BoxStatus
+from musicbox.runtime.controls import Button, Controls, nearest_style
+from musicbox.runtime.sleep import Sleep
 
 log = logging.getLogger("musicbox.remote")
 
@@ -170,7 +171,7 @@ class RemoteServer:
         self.follow: Callable[[Controls], None] = lambda controls: None  # the knob backend's, once open
         self.control_rate = RateLimit(*CONTROL_RATE)
         self.button_rate = RateLimit(*BUTTON_RATE)
-        self._stats: dict = {}
+        self._status: BoxStatus | None = None
         self._clients: set[asyncio.Queue] = set()  # one per open page (Server-Sent Events)
         self._streams: set[asyncio.Queue] = set()  # one per page listening
         self._sent = b""  # the last state pushed to the pages
@@ -297,11 +298,11 @@ class RemoteServer:
 
     # ---- from the box (any thread) ------------------------------------------------------------------
 
-    def publish(self, stats: dict) -> None:
-        """The supervisor's stats (every second): kept, and pushed to the open pages if the state they
-        show changed."""
-        self._stats = stats
-        self.controls = Controls(**stats["controls"])
+    def publish(self, status: BoxStatus) -> None:
+        """The box's status (every second): kept, and pushed to the open pages if the state they show
+        changed."""
+        self._status = status
+        self.controls = status.controls
         self._push()
 
     def controls_changed(self, controls: Controls) -> None:
@@ -317,17 +318,17 @@ class RemoteServer:
 
     def view(self) -> dict:
         """What the page shows: the stats' figures, the knobs, the bar playing as notes."""
-        s = self._stats
+        s = self._status
         c = self.controls
         names = self.box.style_names
         keys = ("state", "bars_played", "underruns", "xruns", "worker_restarts", "volume_db")
-        view = {key: s.get(key) for key in keys}
+        view = {key: getattr(s, key, None) for key in keys}
         view["controls"] = body_of(c)
         view["style_name"] = names[nearest_style(c.style, len(names))] if names else ""
-        view["meter"] = s.get("meter") or ""  # the bar playing's
+        view["meter"] = s.meter if s is not None else ""  # the bar playing's
         view["next_meter"] = self.knob_map.next_meter(c)
-        view["seed"] = s.get("seed")
-        view["saves"] = s.get("saves", 0)
+        view["seed"] = s.seed if s is not None else None
+        view["saves"] = s.saves if s is not None else 0
         last = self.box.recorder.last_bar() if self.box.recorder is not None else None
         view["notes"] = [list(n) for n in last.notes] if last is not None else []
         view["bar_steps"] = last.meter.steps if last is not None else 16
@@ -556,9 +557,12 @@ class RemoteServer:
     async def _button(self, request):
         self._limit(self.button_rate, request, "button presses")
         body = await _json(request)
+        if body.get("button") == "sleep":  # the sleep timer (runtime/sleep.py)
+            self.on_button(_sleep_of(body))  # type: ignore[arg-type]  # the box's event beside the buttons
+            return self._web.json_response({"pressed": "sleep", "minutes": body.get("minutes")})
         button = BUTTONS.get(body.get("button")) if isinstance(body.get("button"), str) else None
         if button is None:
-            raise Refused(400, f"button: got {body.get('button')!r}; allowed: {', '.join(BUTTONS)}")
+            raise Refused(400, f"button: got {body.get('button')!r}; allowed: {', '.join(BUTTONS)}, sleep")
         self.on_button(button)
         return self._web.json_response({"pressed": button.value})
 
@@ -571,7 +575,7 @@ class RemoteServer:
         if not valid_preset_name(name):
             raise Refused(400, "name: 1 to 40 printable characters, no spaces at the ends")
         c = self.controls
-        seed = int(self._stats.get("seed") or 0)
+        seed = self._status.seed if self._status is not None else 0
         preset = Preset(str(name), c.style, c.tempo_bpm, c.mood, seed, c.variation, c.meter)
         await asyncio.get_running_loop().run_in_executor(None, self.presets.save, preset)
         return self._web.json_response(preset.__dict__)
@@ -735,3 +739,14 @@ async def _json(request) -> dict:
     if not isinstance(body, dict):
         raise Refused(400, f"the body must be a JSON object, not {type(body).__name__}")
     return body
+
+
+def _sleep_of(body: dict) -> Sleep:
+    """``{"button": "sleep", "minutes": M}``: a timer of M minutes (0 < M <= 600), 0 to end the running one;
+    without minutes the sleep button (``[sleep] minutes``, or end the running timer)."""
+    minutes = body.get("minutes")
+    if minutes is None:
+        return Sleep()
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes <= 600:
+        raise Refused(400, f"minutes: got {minutes!r}; allowed: a number of minutes 0..600 (0 = off)")
+    return Sleep(float(minutes))

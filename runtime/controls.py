@@ -9,6 +9,7 @@ functions; none spells a range or rounds a style position itself.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -188,3 +189,18 @@ def rewrites(old: Controls, new: Controls) -> bool:
     meter): a turn of those rewrites the rest of the bar; a tempo turn alone keeps the notes written and
     only renders them again."""
     return (old.style, old.mood, old.variation, old.meter) != (new.style, new.mood, new.variation, new.meter)
+
+
+class Button(enum.Enum):
+    """What the listener asks of the box with a button, a key, the web remote, a knob script or a signal:
+    the one set of actions every surface and the box share (their config and script names are the
+    values)."""
+
+    PLAY_PAUSE = "play_pause"
+    NEXT = "next"  # new noise from the next beat line: the music goes on, differently
+    SAVE = "save"
+    SHUTDOWN = "shutdown"  # a long press on play_pause, SIGTERM, Ctrl-C: the box stops
+    VOLUME_UP = "volume_up"
+    VOLUME_DOWN = "volume_down"
+    KEEP = "keep"  # the section playing becomes the theme that returns
+    NEW = "new"  # a new tune from the next bar line

@@ -124,7 +124,7 @@ def test_volume_keys_config_and_the_box_event(tmp_path):
     from musicbox.device import open_backend
     from musicbox.device.buttons import Button
     from musicbox.runtime.box.assemble import player_settings
-    from musicbox.runtime.box.supervisor import Event, Supervisor
+    from musicbox.runtime.box.supervisor import Supervisor
     from musicbox.runtime.box.worker import WorkerSettings
 
     path = tmp_path / "box.toml"
@@ -143,12 +143,12 @@ def test_volume_keys_config_and_the_box_event(tmp_path):
     box = Supervisor(WorkerSettings(Path("/nonexistent"), config.synth), settings, None, min_bpm=120.0)
     try:
         assert box.player.volume_db == -12.0
-        for event in (Event.VOLUME_UP, Event.VOLUME_UP, Event.VOLUME_DOWN):
+        for event in (Button.VOLUME_UP, Button.VOLUME_UP, Button.VOLUME_DOWN):
             box.post(event)
         box._handle_events()
-        assert box.player.volume_db == -10.0 and box.stats()["volume_db"] == -10.0
+        assert box.player.volume_db == -10.0 and box.stats().volume_db == -10.0
         for _ in range(10):
-            box.post(Event.VOLUME_UP)
+            box.post(Button.VOLUME_UP)
         box._handle_events()
         assert box.player.volume_db == 0.0  # never above the leveled loudness
     finally:

@@ -165,6 +165,8 @@ def test_the_terminal_box_shows_the_remote_address_and_pairing_code(tmp_path):
 
     from musicbox.commands.play import _status_publisher
     from musicbox.device import open_backend
+    from musicbox.runtime.box.status import BoxStatus
+    from musicbox.runtime.controls import Controls
 
     config = _config(tmp_path, '[knobs]\nbackend = "terminal"\n')
     read_fd, write_fd = os.pipe()
@@ -177,13 +179,7 @@ def test_the_terminal_box_shows_the_remote_address_and_pairing_code(tmp_path):
     box = SimpleNamespace(style_names=("chorale",), recorder=None)
     try:
         backend.start(lambda c: None, lambda b: None)
-        stats = {
-            "state": "playing",
-            "bars_played": 3,
-            "controls": {"style": 0.0, "tempo_bpm": 90.0, "mood": 0.0},
-            "volume_db": 0.0,
-            "meter": "4/4",
-        }
+        stats = BoxStatus(state="playing", bars_played=3, controls=Controls(tempo_bpm=90.0), meter="4/4")
         _status_publisher(None, backend, box, remote)(stats)
         assert "remote http://10.0.0.7:8047/ pairing code 424242" in out.getvalue()
         assert published == [stats]

@@ -230,18 +230,15 @@ def test_the_terminal_says_where_a_save_went(tmp_path):
     rec = _recorder(tmp_path / "rec")
     rec.save().join(10)
     box = SimpleNamespace(style_names=("chorale",), recorder=rec)
-    stats = {
-        "state": "playing",
-        "bars_played": 4,
-        "volume_db": 0.0,
-        "controls": {"style": 0, "tempo_bpm": 120, "mood": 0},
-        "meter": "4/4",
-    }
+    sup = Supervisor(
+        WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), rec, min_bpm=120.0
+    )
     try:
         backend.start(lambda _c: None, lambda _b: None)
-        _status_publisher(None, backend, box)({**stats, "last_save": rec.last_event})
+        _status_publisher(None, backend, box)(sup.stats())
     finally:
         backend.close()
+        sup.ring.close()
         os.close(read_fd), os.close(write_fd)
     wav, mid = rec.last_saved
     assert f"saved {wav} and {mid.name}" in out.getvalue()

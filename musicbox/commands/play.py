@@ -10,7 +10,6 @@ meanwhile); 75 when another box already plays with the same recordings folder; 1
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -36,13 +35,38 @@ def register(sub):
     p.add_argument(
         "--remote", action="store_true", help="serve the web remote for this run ([remote] enabled = true)"
     )
+    p.add_argument(
+        "--midi-out",
+        metavar="PORT",
+        help='MIDI out for this run ([midi] out): "jack" or "jack:<port to connect to>" (docs/rig.md)',
+    )
+    p.add_argument(
+        "--sleep",
+        type=_minutes,
+        metavar="MINUTES",
+        help="sleep timer: wind down, end on a cadence, fade out and pause (or [sleep] then) after MINUTES",
+    )
     p.set_defaults(run=run)
+
+
+def _minutes(text: str) -> float:
+    """``--sleep``'s minutes: a number from 0.1 to 600 (argparse reports anything else)."""
+    import argparse
+
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = float("nan")
+    if not 0.1 <= minutes <= 600.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes from 0.1 to 600")
+    return minutes
 
 
 def run(args) -> int:
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
     from musicbox.runtime.box.lock import hold_box_lock
+    from musicbox.runtime.sleep import Sleep, SleepSettings
 
     config = load_config(args.config)
     if args.backend:
@@ -51,6 +75,9 @@ def run(args) -> int:
         config = replace(config, remote=replace(config.remote, enabled=True))
     lock = hold_box_lock(config.recording.folder)  # held until the process ends
     box = build_box(config, args.bundle)
+    box.sleep_settings = SleepSettings.of(config.sleep)
+    if getattr(args, "sleep", None):
+        box.post(Sleep(args.sleep))  # handled at the box's first tick: the timer runs from the start
     held = threading.Event()  # the hold gesture asked for the stop
     try:
         remote = _start_remote(config, box, _press(box, held)) if config.remote.enabled else None
@@ -58,19 +85,31 @@ def run(args) -> int:
         box.ring.close()  # the box never ran: free its shared memory
         os.close(lock)
         raise
+    midi_out = getattr(args, "midi_out", None)
     try:
-        backend = _open_backend(config, box, held, remote)
-        box.stats_writer = _status_publisher(args.stats, backend, box, remote)
+        rig = _open_midi(config, box, midi_out) if (midi_out or config.midi.out) else None
+    except BaseException:
+        box.ring.close()
+        os.close(lock)
+        raise
+    try:
+        backend = _open_backend(config, box, held, remote, rig)
         _install_signal_handlers(box)
         try:
-            box.run(args.seconds)
+            box.run(
+                args.seconds,
+                on_status=_status_publisher(args.stats, backend, box, remote),
+                on_audio=remote.stream.feed if remote is not None and remote.stream is not None else None,
+            )
         finally:
             backend.close()
     finally:
+        if rig is not None:
+            rig.close()  # every sounding note off, Stop: also after a crash of the box
         if remote is not None:
             remote.close()
         os.close(lock)
-    if held.is_set() and config.buttons.hold_action == "poweroff":
+    if (held.is_set() and config.buttons.hold_action == "poweroff") or box.slept == "poweroff":
         return power_off()
     return 0
 
@@ -94,27 +133,53 @@ def power_off() -> int:
 
 
 def _press(box, held: threading.Event):
-    """``callable(Button)`` posting the button's event to the box (the hold sets ``held``)."""
-    from musicbox.device import Button
-    from musicbox.runtime.box.supervisor import Event
+    """``callable(Button)`` posting the button to the box (the hold, SHUTDOWN, also sets ``held``)."""
+    from musicbox.runtime.controls import Button
 
-    events = {Button.PLAY_PAUSE: Event.TOGGLE_PAUSE, Button.SHUTDOWN: Event.STOP}
-    same = (Button.NEXT, Button.SAVE, Button.KEEP, Button.NEW, Button.VOLUME_UP, Button.VOLUME_DOWN)
-    events |= {b: Event(b.value) for b in same}
-
-    def on_button(button) -> None:
+    def on_button(button: Button) -> None:
         if button is Button.SHUTDOWN:
             held.set()
-        box.post(events[button])
+        box.post(button)
 
     return on_button
 
 
-def _open_backend(config, box, held: threading.Event, remote=None):
-    """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages."""
+def _open_midi(config, box, out: str | None):
+    """MIDI out (and clock in) on JACK for ``box`` (``runtime/box/midiout.py``); the box's own sound off
+    with ``[midi] local_sound = false``."""
+    from musicbox.runtime.box.midiout import ClockFollower, JackMidi, MidiFollower, MidiSettings
+    from musicbox.runtime.box.supervisor import BoxState
+    from musicbox.runtime.controls import Button
+
+    settings = MidiSettings.from_config(config.midi, out)
+    if not config.midi.local_sound:
+        box.player.muted = True
+        box.player.set_volume(box.player.volume_db)
+    clock = None
+    if settings.clock_in:
+
+        def on_tempo(bpm: float) -> None:
+            bpm = min(max(bpm, box.min_bpm), box.max_bpm)
+            box.followed_bpm = bpm
+            box.set_controls(replace(box.controls, tempo_bpm=bpm))
+
+        def on_run(running: bool) -> None:
+            if running == (box.state is BoxState.PAUSED):
+                box.post(Button.PLAY_PAUSE)
+
+        clock = ClockFollower(on_tempo, on_run)
+    return JackMidi(MidiFollower(box.player, box.bar_info, settings), clock=clock)
+
+
+def _open_backend(config, box, held: threading.Event, remote=None, rig=None):
+    """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages.
+    Following a MIDI clock (``rig`` with a clock in), the tempo knob shows and does nothing else."""
     from musicbox.device import open_backend
 
     def from_knobs(controls) -> None:
+        followed = getattr(box, "followed_bpm", None)
+        if rig is not None and rig.clock is not None and followed is not None:
+            controls = replace(controls, tempo_bpm=followed)
         box.set_controls(controls)
         if remote is not None:
             remote.controls_changed(controls)
@@ -150,17 +215,15 @@ def _start_remote(config, box, on_button):
         sample_rate=config.audio.sample_rate,
     )
     remote.start()
-    if remote.stream is not None:
-        box.on_bar = remote.stream.feed
     return remote
 
 
 def _install_signal_handlers(box) -> None:
-    from musicbox.runtime.box.supervisor import Event
+    from musicbox.runtime.controls import Button
 
     def stop(signum, _frame):
         log.info("%s received", signal.Signals(signum).name)
-        box.post(Event.STOP)
+        box.post(Button.SHUTDOWN)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -171,29 +234,30 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
     (with ``--stats``), shows the box's state, knobs, bar count and the bar playing on the backend (and
     the remote's address and pairing code), and hands the stats to the remote's pages."""
     from musicbox.device.audio import no_audio_device_hint
+    from musicbox.runtime.box.status import BoxStatus
     from musicbox.runtime.pianoroll import DEFAULT, notes_to_roll
 
-    def publish(stats: dict) -> None:
+    def publish(stats: BoxStatus) -> None:
         if path is not None:
             tmp = path.with_name(f".{path.name}.tmp")
             try:
-                tmp.write_text(json.dumps(stats, indent=1) + "\n")
+                tmp.write_bytes(stats.to_json() + b"\n")
                 os.replace(tmp, path)
             except OSError as exc:
                 log.warning("cannot write stats to %s: %s", path, exc)
-        c = stats["controls"]
+        c = stats.controls
         view = {
-            "state": stats["state"],
-            "bar": stats["bars_played"],
-            "tempo_bpm": c["tempo_bpm"],
-            "mood": c["mood"],
-            "style": c["style"],
-            "volume_db": stats["volume_db"],
-            "meter": stats["meter"],
+            "state": stats.state,
+            "bar": stats.bars_played,
+            "tempo_bpm": c.tempo_bpm,
+            "mood": c.mood,
+            "style": c.style,
+            "volume_db": stats.volume_db,
+            "meter": stats.meter,
         }
-        if stats.get("last_save"):
-            view["message"] = stats["last_save"]  # where SAVE wrote the files, or why it could not
-        if stats.get("audio_state") == "lost":  # no sound card: said for as long as the box waits for one
+        if stats.last_save:
+            view["message"] = stats.last_save  # where SAVE wrote the files, or why it could not
+        if stats.audio_state == "lost":  # no sound card: said for as long as the box waits for one
             hint = no_audio_device_hint(remote is not None)
             view["message"] = f"{hint}   {view['message']}" if view.get("message") else hint
         last = box.recorder.last_bar() if box.recorder is not None else None

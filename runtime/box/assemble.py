@@ -40,9 +40,9 @@ def build_box(config, bundle: Path | None = None, notifier=None):
         min_bpm=min_bpm,
         max_bpm=max_bpm,
         notifier=notifier if notifier is not None else systemd_notifier(),
+        style_names=tuple(style.name for style in manifest.controls.styles),
+        style_meters=tuple(style.meters for style in manifest.controls.styles),
     )
-    box.style_names = tuple(style.name for style in manifest.controls.styles)
-    box.style_meters = tuple(style.meters for style in manifest.controls.styles)
     return box
 
 

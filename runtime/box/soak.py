@@ -164,13 +164,14 @@ def _rss_sampler(box, stop: threading.Event, samples: list[tuple[float, float]])
 
 
 def _figures(box, minutes: float, phases: list[float], rss: list[tuple[float, float]], cpu_s: float) -> dict:
+    assert box.final_stats is not None  # run() sets it as the box stops
     after = [mb for t, mb in rss if t >= min(BASELINE_S, minutes * 30.0)]
     drift = (after[-1] - after[0]) if len(after) > 1 else 0.0
     figures = {
         "minutes": minutes,
-        "bars_played": box.final_stats.get("bars_played"),
+        "bars_played": box.final_stats.bars_played,
         "underruns": box.player.underruns,
-        "silence_s": box.final_stats.get("silence_s"),
+        "silence_s": box.final_stats.silence_s,
         "xruns": box.player.xruns,
         "kills": len(phases),
         "kill_bar_phase_min_max": [round(min(phases), 2), round(max(phases), 2)] if phases else None,

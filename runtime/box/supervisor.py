@@ -46,6 +46,7 @@ from musicbox.runtime.box.player import PlayedLog, Player, PlayerSettings, Strea
 from musicbox.runtime.box.proc import rss_mb, tree_cpu_s
 from musicbox.runtime.box.recorder import Recorder
 from musicbox.runtime.box.ring import BarRing
+from musicbox.runtime.box.status import BoxStatus
 from musicbox.runtime.box.worker import (
     Failed,
     Pause,
@@ -58,9 +59,10 @@ from musicbox.runtime.box.worker import (
     run_worker,
 )
 from musicbox.runtime.buffering import ring_slots, slot_frames
-from musicbox.runtime.controls import Controls, nearest_style, rewrites
+from musicbox.runtime.controls import Button, Controls, nearest_style, rewrites
 from musicbox.runtime.form import keep, renew
 from musicbox.runtime.midi import join_turn
+from musicbox.runtime.sleep import Sleep, SleepSettings, SleepTimer, fade_db
 from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.box")
@@ -77,19 +79,6 @@ class BoxState(enum.Enum):
     PAUSED = "paused"
     RECOVERING = "recovering"
     STOPPING = "stopping"
-
-
-class Event(enum.Enum):
-    """Requests from other threads (knob/button backends, signal handlers) to the main loop."""
-
-    TOGGLE_PAUSE = "toggle_pause"
-    NEXT = "next"
-    SAVE = "save"
-    STOP = "stop"
-    VOLUME_UP = "volume_up"
-    VOLUME_DOWN = "volume_down"
-    KEEP = "keep"  # the section playing becomes the theme that returns
-    NEW = "new"  # a new tune from the next bar line
 
 
 @dataclass(frozen=True)
@@ -159,16 +148,24 @@ class Supervisor:
         min_bpm: float = 60.0,
         notifier=None,
         max_bpm: float = 160.0,
+        style_names: tuple[str, ...] = (),
+        style_meters: tuple[tuple[str, ...], ...] = (),
+        sleep: SleepSettings | None = None,
     ):
         self.worker_settings = worker
+        self.sleep_settings = sleep or SleepSettings()  # the config's [sleep] (runtime/sleep.py)
+        self.sleep_timer: SleepTimer | None = None  # the running sleep timer
+        self._sleep_db = 0.0  # dB the timer has taken off the listener's volume
+        self._last_bar: tuple[float, float, float] | None = None  # the timer's last bar: start, s, dB
+        self.slept = ""  # what the last timer that ran out did: "pause" or "poweroff"
         self.min_bpm, self.max_bpm = min_bpm, max_bpm
         self.settings = settings
         self.controls = controls or Controls()
         self.recorder = recorder
         self.notifier = notifier
         self.state = BoxState.STARTING
-        self.style_names: tuple[str, ...] = ()
-        self.style_meters: tuple[tuple[str, ...], ...] = ()  # each style's meters, its own first
+        self.style_names = tuple(style_names)  # the bundle's styles in knob order
+        self.style_meters = tuple(tuple(m) for m in style_meters)  # each style's meters, its own first
         slots = ring_slots(worker.ahead_bars, worker.ahead_s, max_bpm)
         self.ring = BarRing.create(slots, slot_frames(player.sample_rate, min_bpm))
         self.hang_timeout_s = min(settings.hang_timeout_s, worker.ahead_s / 3.0)
@@ -213,9 +210,9 @@ class Supervisor:
         self._watchdog_s = _watchdog_interval()
         self._last_ping = self._last_stats = 0.0
         self._frames_at_ping = 0
-        self.stats_writer = None  # callable(dict), set by the play command
-        self.on_bar = None  # callable(pcm [frames, channels] float32), each bar as it starts playing
-        self.final_stats: dict = {}  # stats() as the box stopped
+        self._on_status = None  # callable(BoxStatus), every stats_interval_s and at the stop (run's)
+        self._on_audio = None  # callable(pcm [frames, channels] float32), the audio as played (run's)
+        self.final_stats: BoxStatus | None = None  # stats() as the box stopped
 
     # ---- other threads ------------------------------------------------------------------------------
 
@@ -223,8 +220,14 @@ class Supervisor:
         """New knob positions (any thread); heard from the next bar line."""
         self.post(controls)
 
+    def bar_info(self, bar: int, gen: int) -> Written | None:
+        """What the worker wrote as bar ``bar`` of generation ``gen`` (notes as played, controls, meter),
+        while it is buffered or playing (any thread: MIDI out reads it as the bar starts playing)."""
+        return self._bar_info.get((bar, gen))
+
     def post(self, event) -> None:
-        """Queue an :class:`Event`, :class:`Controls` or :class:`Recall` for the main loop; wake it (any
+        """Queue a :class:`~musicbox.runtime.controls.Button`, :class:`Controls` or :class:`Recall` for the
+        main loop; wake it (any
         thread)."""
         self._events.put((time.monotonic(), event))
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
@@ -232,8 +235,12 @@ class Supervisor:
 
     # ---- main loop ----------------------------------------------------------------------------------
 
-    def run(self, seconds: float | None = None) -> None:
-        """Play until STOP (or ``seconds`` have passed); raises the worker's fatal MusicBoxError."""
+    def run(self, seconds: float | None = None, *, on_status=None, on_audio=None) -> None:
+        """Play until SHUTDOWN (or ``seconds`` have passed); raises the worker's fatal MusicBoxError.
+        ``on_status(BoxStatus)`` is called every ``stats_interval_s`` and at the stop (the ``--stats``
+        file, the terminal view, the remote); ``on_audio(pcm)`` with the audio as it was played, before
+        the volume, every tick (the web remote's stream)."""
+        self._on_status, self._on_audio = on_status, on_audio
         deadline = None if seconds is None else time.monotonic() + seconds
         self._notify(f"STATUS=starting (loading {self.worker_settings.bundle_path})")
         self._adopt_queued_controls()
@@ -268,6 +275,7 @@ class Supervisor:
         self._check_worker(now)
         self.player.check(now)
         self._follow_player()
+        self._wind_down(now)
         self._housekeeping(now)
 
     def _sleep(self) -> None:
@@ -308,23 +316,27 @@ class Supervisor:
 
     def _handle(self, event) -> None:
         if isinstance(event, Controls):
+            if self.sleep_timer is not None:  # a turn during the wind-down: calm from there
+                self.sleep_timer = replace(self.sleep_timer, knobs=event)
             self._change(event, "controls")
+        elif isinstance(event, Sleep):
+            self._set_sleep_timer(event.minutes)
         elif isinstance(event, Recall):
             self._change(event.controls, "recall", seed=event.seed)
-        elif event is Event.NEXT:
+        elif event is Button.NEXT:
             self._change(self.controls, "next", seed=random.randrange(1 << 31))
-        elif event is Event.KEEP:
+        elif event is Button.KEEP:
             self._change(self.controls, "keep", form=keep)
-        elif event is Event.NEW:
+        elif event is Button.NEW:
             self._change(self.controls, "new tune", form=renew)
-        elif event is Event.TOGGLE_PAUSE:
+        elif event is Button.PLAY_PAUSE:
             self._toggle_pause()
-        elif event is Event.SAVE and self.recorder is not None:
+        elif event is Button.SAVE and self.recorder is not None:
             self.recorder.save()
-        elif event is Event.STOP:
+        elif event is Button.SHUTDOWN:
             self._transition(BoxState.STOPPING, "stop requested")
-        elif event in (Event.VOLUME_UP, Event.VOLUME_DOWN):
-            db = self.player.step_volume(1 if event is Event.VOLUME_UP else -1)
+        elif event in (Button.VOLUME_UP, Button.VOLUME_DOWN):
+            db = self.player.step_volume(1 if event is Button.VOLUME_UP else -1)
             log.info("volume %+.0f dB", db)
 
     def _change(self, controls: Controls, why: str, seed: int | None = None, form=None) -> None:
@@ -402,6 +414,69 @@ class Supervisor:
             self.player.pause()
             self._send(Pause())
             self._transition(BoxState.PAUSED, "pause")
+
+    # ---- the sleep timer (runtime/sleep.py) -------------------------------------------------------
+
+    def sleep_left(self, now: float | None = None) -> float | None:
+        """Seconds until the sleep timer runs out (None: no timer)."""
+        timer = self.sleep_timer
+        return None if timer is None else max(0.0, timer.left(time.monotonic() if now is None else now))
+
+    def _set_sleep_timer(self, minutes: float | None) -> None:
+        """Start a timer of ``minutes``, or end the running one (0); None, the sleep button: a timer of
+        ``[sleep] minutes``, or end the running one."""
+        if minutes is None and self.sleep_timer is not None:
+            minutes = 0
+        if self.sleep_timer is not None:  # the listener's volume back
+            self.player.set_volume(self.player.volume_db - self._sleep_db)
+        self.sleep_timer, self._sleep_db, self._last_bar = None, 0.0, None
+        if minutes == 0:
+            log.info("sleep timer off")
+            return
+        minutes = self.sleep_settings.minutes if minutes is None else float(minutes)
+        self.sleep_timer = SleepTimer.start(self.sleep_settings, minutes, time.monotonic(), self.controls)
+        log.info("sleep in %g min", minutes)
+
+    def _wind_down_bar(self, info: Written, at: float) -> None:
+        """A bar began at ``at`` while a timer runs: the last one if it is the cadence to end on; else,
+        at a phrase's end, the knobs move toward calm from the next bar line (a phrase start, so the
+        form keeps its phrases)."""
+        timer = self.sleep_timer
+        if timer is None or self._last_bar is not None:
+            return
+        bar_s = info.controls.bar_seconds(info.meter.steps) * info.stretch
+        phrase = info.phrase
+        cadence = phrase is None or phrase.cadence
+        if timer.is_last_bar(at, bar_s, cadence, bar_s * (phrase.bars if phrase else 1)):
+            self._last_bar = (at, bar_s, self._sleep_db)
+            why = "a cadence" if cadence else "time is up"
+            log.info("sleep: bar %d is the last (%s), fading out", info.bar, why)
+            return
+        calm = timer.controls(at)
+        if cadence and calm != self.controls:
+            self._change(calm, "sleep", form=lambda state: state)  # from the bar line
+
+    def _wind_down(self, now: float) -> None:
+        """Softer as the timer runs down, the fade over its last bar, then pause (or stop to power off)."""
+        timer = self.sleep_timer
+        if timer is None or self.state is not BoxState.PLAYING:
+            return
+        if self._last_bar is None:
+            offset = timer.softer_db(now)
+        else:
+            start, seconds, db = self._last_bar
+            if now >= start + seconds:
+                then = self.sleep_settings.then
+                self._set_sleep_timer(0)
+                self.slept = then
+                if then == "poweroff":
+                    self._transition(BoxState.STOPPING, "sleep timer: power off")
+                else:
+                    self._toggle_pause()
+                return
+            offset = fade_db((now - start) / seconds, db)
+        base = self.player.volume_db - self._sleep_db
+        self._sleep_db = self.player.set_volume(base + offset) - base
 
     # ---- the worker ---------------------------------------------------------------------------------
 
@@ -544,6 +619,7 @@ class Supervisor:
                     self._transition(BoxState.PLAYING, "first bar playing")
                 if info is not None:
                     self.meter = info.meter.name
+                    self._wind_down_bar(info, at)
             else:
                 self.splice_frames.append(frame)
                 if info is not None:
@@ -557,9 +633,9 @@ class Supervisor:
             self._bar_info = {k: v for k, v in self._bar_info.items() if k[0] >= bar - 1}
             self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
             self._played_gen = {b: g for b, g in self._played_gen.items() if b >= bar - 1}
-        if self.on_bar is not None and played.written > self._log_read:
+        if self._on_audio is not None and played.written > self._log_read:
             start = max(self._log_read, played.written - len(played.pcm))
-            self.on_bar(played.read(start, played.written))
+            self._on_audio(played.read(start, played.written))
         self._log_read = played.written
 
     def _finish_bar(self, end: int) -> None:
@@ -588,9 +664,9 @@ class Supervisor:
         if now - self._last_stats >= self.settings.stats_interval_s:
             self._last_stats = now
             stats = self.stats()
-            if self.stats_writer is not None:
-                self.stats_writer(stats)
-            self._notify(f"STATUS={_status_line(stats)}")
+            if self._on_status is not None:
+                self._on_status(stats)
+            self._notify(f"STATUS={stats.line()}")
 
     def healthy(self, now: float | None = None) -> bool:
         """Whether to feed the watchdog: music came out since the last ping, or the box waits on purpose
@@ -617,43 +693,39 @@ class Supervisor:
             return worker is not None and self._worker_problem(worker, now) == ""
         return self.player.frames_played > self._frames_at_ping
 
-    def stats(self) -> dict:
-        """What the stats file holds (counts since start; seconds; MiB)."""
+    def stats(self) -> BoxStatus:
+        """The box's status now (:class:`~musicbox.runtime.box.status.BoxStatus`)."""
         worker = self.worker
         rec = self.recorder
-        return {
-            "state": self.state.value,
-            "worker_pid": worker.process.pid if worker is not None else None,
-            "bars_played": self.ring.bars_played,
-            "splices": self.ring.splices,
-            "bars_written": self.bars_written,
-            "underruns": self.player.underruns,
-            "silence_s": round(self.player.silent_frames / self.player.settings.sample_rate, 3),
-            "xruns": self.player.xruns,
-            "worker_restarts": self.worker_restarts,
-            "last_recovery_s": self.recoveries[-1].first_bar_s if self.recoveries else None,
-            "last_recovery": self.recoveries[-1].as_dict() if self.recoveries else None,
-            "hang_timeout_s": round(self.hang_timeout_s, 2),
-            "audio_reopens": self.player.reopens,
-            "audio_state": self.player.state.value,
-            "rss_mb": rss_mb(os.getpid()),
-            "worker_rss_mb": rss_mb(worker.process.pid) if worker is not None else None,
-            "box_cpu_s": round(tree_cpu_s(), 2),
-            "controls": {
-                "style": self.controls.style,
-                "tempo_bpm": self.controls.tempo_bpm,
-                "mood": self.controls.mood,
-                "variation": self.controls.variation,
-                "meter": self.controls.meter,
-            },
-            "meter": self.meter,
-            "volume_db": self.player.volume_db,
-            "generation": self.gen,
-            "seed": self._resume.seed,
-            "saves": rec.saves if rec is not None else 0,
-            "save_failures": rec.failures if rec is not None else 0,
-            "last_save": rec.last_event if rec is not None else "",
-        }
+        turns = sorted(self.turns)
+        return BoxStatus(
+            state=self.state.value,
+            worker_pid=worker.process.pid if worker is not None else None,
+            bars_played=self.ring.bars_played,
+            splices=self.ring.splices,
+            bars_written=self.bars_written,
+            underruns=self.player.underruns,
+            silence_s=round(self.player.silent_frames / self.player.settings.sample_rate, 3),
+            xruns=self.player.xruns,
+            worker_restarts=self.worker_restarts,
+            last_recovery_s=self.recoveries[-1].first_bar_s if self.recoveries else None,
+            last_recovery=self.recoveries[-1].as_dict() if self.recoveries else None,
+            hang_timeout_s=round(self.hang_timeout_s, 2),
+            audio_reopens=self.player.reopens,
+            audio_state=self.player.state.value,
+            rss_mb=rss_mb(os.getpid()),
+            worker_rss_mb=rss_mb(worker.process.pid) if worker is not None else None,
+            box_cpu_s=round(tree_cpu_s(), 2),
+            controls=self.controls,
+            meter=self.meter,
+            volume_db=self.player.volume_db,
+            generation=self.gen,
+            seed=self._resume.seed,
+            saves=rec.saves if rec is not None else 0,
+            save_failures=rec.failures if rec is not None else 0,
+            last_save=rec.last_event if rec is not None else "",
+            turn_ms_p95=round(1e3 * turns[int(0.95 * (len(turns) - 1))], 1) if turns else None,
+        )
 
     def _notify(self, line: str) -> None:
         if self.notifier is not None:
@@ -675,8 +747,8 @@ class Supervisor:
         if self.recorder is not None:
             self.recorder.wait()
         self.final_stats = self.stats()
-        if self.stats_writer is not None:
-            self.stats_writer(self.final_stats)
+        if self._on_status is not None:
+            self._on_status(self.final_stats)
         self.ring.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -699,11 +771,3 @@ def _watchdog_interval() -> float:
 def _describe(c: Controls) -> str:
     meter = c.meter or "of the style"
     return f"style {c.style:.2f} tempo {c.tempo_bpm:.0f} BPM mood {c.mood:+.2f} meter {meter}"
-
-
-def _status_line(stats: dict) -> str:
-    waiting = " (audio device missing: waiting for it)" if stats["audio_state"] == "lost" else ""
-    return (
-        f"{stats['state']}{waiting}: {stats['bars_played']} bars, {stats['underruns']} underruns, "
-        f"{stats['silence_s']:.1f} s silence, {stats['worker_restarts']} worker restarts"
-    )

@@ -39,13 +39,13 @@ def _box(tmp: str, bundle: Path, extra: str = ""):
     return build_box(load_config(toml), bundle)
 
 
-def _run(box, seconds: float, turner) -> threading.Thread:
+def _run(box, seconds: float, turner, on_audio=None) -> threading.Thread:
     """Play ``seconds`` with ``turner(box, stop)`` on its own thread; returns after the box stopped."""
     stop = threading.Event()
     thread = threading.Thread(target=turner, args=(box, stop), daemon=True)
     thread.start()
     try:
-        box.run(seconds)
+        box.run(seconds, on_audio=on_audio)
     finally:
         stop.set()
         thread.join(5)
@@ -78,6 +78,7 @@ def sweep(bundle: Path, every_s: float = 0.25, turning_s: float = 30.0, quiet_s:
         box = _box(tmp, bundle)
         _run(box, turning_s + quiet_s + 8.0, turner)
     stats = box.final_stats
+    assert stats is not None  # run() sets it as the box stops
     log = box.player.log
     kept = range(max(0, log.n_marks - log.MARKS), log.n_marks)
     lines = [log.mark_times[i % log.MARKS] for i in kept if log.marks[i % log.MARKS, 4] == 0]
@@ -88,10 +89,10 @@ def sweep(bundle: Path, every_s: float = 0.25, turning_s: float = 30.0, quiet_s:
         "every_s": every_s,
         "turning_s": turning_s,
         "quiet_s": quiet_s,
-        "bars_played": stats["bars_played"],
-        "underruns": stats["underruns"],
-        "silence_s": stats["silence_s"],
-        "splices": stats["splices"],
+        "bars_played": stats.bars_played,
+        "underruns": stats.underruns,
+        "silence_s": stats.silence_s,
+        "splices": stats.splices,
         "longest_between_bar_lines_s": round(float(gaps.max()), 3),
         "longest_bar_s": round(240.0 / box.min_bpm, 3),
     }
@@ -99,7 +100,7 @@ def sweep(bundle: Path, every_s: float = 0.25, turning_s: float = 30.0, quiet_s:
 
 def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int = 0) -> dict:
     """One turn of a random knob every ``every_s`` seconds for ``minutes``; see the module docstring."""
-    from musicbox.runtime.box.supervisor import Event
+    from musicbox.runtime.controls import Button
 
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in KNOBS}  # (seconds, beats)
     heard: list[np.ndarray] = []
@@ -115,7 +116,7 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
             beat_s = 60.0 / c.tempo_bpm * (1.5 if box.meter == "6/8" else 1.0)
             posted = time.monotonic()
             if knob == "volume":
-                box.post(Event.VOLUME_DOWN if box.player.volume_db > -9 else Event.VOLUME_UP)
+                box.post(Button.VOLUME_DOWN if box.player.volume_db > -9 else Button.VOLUME_UP)
                 got = _until(stop, lambda t=posted: box.player.volume_applied_at >= t)
                 took = box.player.volume_applied_at - posted if got else None
             else:
@@ -128,9 +129,9 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
 
     with tempfile.TemporaryDirectory() as tmp, JackDummy(name=f"mblat{id(samples)}"):
         box = _box(tmp, bundle)
-        box.on_bar = heard.append
-        _run(box, minutes * 60.0, turner)
+        _run(box, minutes * 60.0, turner, on_audio=heard.append)
     stats = box.final_stats
+    assert stats is not None  # run() sets it as the box stops
     figures: dict = {"minutes": minutes, "every_s": every_s}
     for knob, values in samples.items():
         figures[knob] = {
@@ -141,10 +142,10 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
     stream = box.player._stream
     figures["output_latency_ms"] = round(1e3 * float(getattr(stream, "latency", 0.0) or 0.0), 1)
     figures.update(
-        underruns=stats["underruns"],
-        silence_s=stats["silence_s"],
-        bars_played=stats["bars_played"],
-        splices=stats["splices"],
+        underruns=stats.underruns,
+        silence_s=stats.silence_s,
+        bars_played=stats.bars_played,
+        splices=stats.splices,
         **_clicks(np.concatenate(heard) if heard else np.zeros((0, 2)), box),
     )
     return figures
