@@ -203,6 +203,70 @@ class RemoteConfig:
 
 
 @dataclass(frozen=True)
+class MidiConfig:
+    """MIDI out, clock out and in (``runtime/box/midiout.py``, docs/rig.md). Off unless ``out`` is set.
+
+    out: "" = no MIDI; "jack" = a JACK MIDI port ``musicbox:midi_out``; "jack:PORT" = that port connected
+    to the JACK port PORT (``jack_lsp`` lists them; a2jmidid bridges ALSA/USB MIDI into JACK).
+    melody_channel, harmony_channel, bass_channel, drum_channel: MIDI channels 1..16 of the parts (the
+    drums on 10, General MIDI percussion). local_sound: false = the box's own audio is silent (it drives
+    an external synth alone). clock_out: MIDI clock (24 ppqn), start/stop/continue and song position out.
+    clock_in: follow a MIDI clock on ``musicbox:clock_in`` (its tempo sets the box's; start/stop play and
+    pause). offset_ms: added to the sound card's output latency when timing MIDI to the audio.
+    """
+
+    out: str = _opt("str", '"", "jack" or "jack:<port>"')
+    melody_channel: int = _opt("int", "MIDI channel", 1, 16)
+    harmony_channel: int = _opt("int", "MIDI channel", 1, 16)
+    bass_channel: int = _opt("int", "MIDI channel", 1, 16)
+    drum_channel: int = _opt("int", "MIDI channel", 1, 16)
+    local_sound: bool = _opt("bool")
+    clock_out: bool = _opt("bool")
+    clock_in: bool = _opt("bool")
+    offset_ms: float = _opt("float", "milliseconds", -500.0, 500.0)
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    """OSC for installations and show control (``remote/osc.py``, docs/rig.md): every knob and button as
+    an address, the bar and beat sent out. Off unless ``enabled``; like the web remote it answers only
+    the LAN (private, link-local and loopback senders).
+
+    bind: address to listen on. port: UDP port. send_to: "host:port" that gets ``/musicbox/bar`` and
+    ``/musicbox/beat`` ("" = only the clients that sent ``/musicbox/subscribe``).
+    """
+
+    enabled: bool = _opt("bool")
+    bind: str = _opt("str", "an IP address to listen on")
+    port: int = _opt("int", "UDP port", 1, 65535)
+    send_to: str = _opt("str", '"host:port" or ""')
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """One input sensor (gpiozero) moving one knob (``device/sensors.py``): ``knob`` "" = not fitted.
+    pin: its BCM pin (a distance sensor: the echo pin); trigger: a distance sensor's trigger pin.
+    idle / active: the knob's value with no motion, far or dark (sensor 0) / with motion, near or bright
+    (sensor 1), in between in proportion."""
+
+    knob: str = _opt("choice", choices=("", "style", "tempo", "mood", "variation"))
+    pin: int = _opt("pin", "a BCM pin or -1")
+    trigger: int = _opt("pin", "a BCM pin or -1")
+    idle: float = _opt("float", "a knob value")
+    active: float = _opt("float", "a knob value")
+
+
+@dataclass(frozen=True)
+class SensorsConfig:
+    """Input sensors for exhibitions: a PIR ``motion`` sensor, an HC-SR04 ``distance`` sensor, an LDR
+    ``light`` sensor (each a :class:`SensorConfig`)."""
+
+    motion: SensorConfig = _table(SensorConfig)
+    distance: SensorConfig = _table(SensorConfig)
+    light: SensorConfig = _table(SensorConfig)
+
+
+@dataclass(frozen=True)
 class _BoardChoice:
     """The ``[board]`` section as written: ``name`` is auto or one of the board files."""
 
@@ -222,6 +286,9 @@ class BoxConfig:
     buttons: ButtonsConfig
     recording: RecordingConfig
     remote: RemoteConfig
+    midi: MidiConfig
+    osc: OscConfig
+    sensors: SensorsConfig
     board: BoardConfig
     source: Path | None = None
     led_pin: int = UNWIRED
@@ -236,6 +303,9 @@ SECTIONS: dict[str, type] = {
     "buttons": ButtonsConfig,
     "recording": RecordingConfig,
     "remote": RemoteConfig,
+    "midi": MidiConfig,
+    "osc": OscConfig,
+    "sensors": SensorsConfig,
     "board": _BoardChoice,
 }
 

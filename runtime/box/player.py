@@ -120,6 +120,17 @@ class PlayedLog:
         self.marks = np.zeros((self.MARKS, 5), np.int64)  # log frame, entry, bar, gen, step
         self.mark_times = np.zeros(self.MARKS, np.float64)
         self.n_marks = 0
+        # per callback: time.monotonic(), log frame, frames of bar audio, PortAudio's DAC time of the block
+        self.stamps = np.zeros((self.MARKS, 4), np.float64)
+        self.n_stamps = 0
+
+    def stamp(self, at: float, n: int, dac: float) -> None:
+        """Note that the callback at ``at`` (time.monotonic() seconds) appends ``n`` frames of bar audio
+        next, whose first frame PortAudio plays at ``dac`` (its stream time, seconds: on JACK the server's
+        frame clock): MIDI out's clock (runtime/box/midiout.py)."""
+        row = self.stamps[self.n_stamps % self.MARKS]
+        row[0], row[1], row[2], row[3] = at, self.written, n, dac
+        self.n_stamps += 1
 
     def append(self, block, n: int) -> None:
         size = self.pcm.shape[0]
@@ -220,6 +231,7 @@ class Player:
         self.last_sound = 0.0  # time.monotonic() of the last callback that played bar audio, seconds
         self.volume_applied_at = 0.0  # time.monotonic() of the last callback that moved the volume
         self.paused = False
+        self.muted = False  # [midi] local_sound = false: the box drives an external synth alone
         self._stream: Any = None  # sounddevice.OutputStream or ClockStream
         self.host_api = ""  # PortAudio host API of the open stream (ALSA, JACK Audio Connection Kit, ...)
         try:
@@ -288,6 +300,8 @@ class Player:
             self.last_sound = self.last_callback
         if done < frames and self._started and not self.paused:
             self.silent_frames += frames - done
+        dac = time_info.outputBufferDacTime if time_info is not None else self.last_callback
+        self.log.stamp(self.last_callback, done, dac)
         self.log.append(outdata, done)
         if done < frames:
             self._go_silent(outdata, done, frames)
@@ -449,6 +463,10 @@ class Player:
         first, steps, _ = self._span
         return first + (self._pos / self._frames * (steps - first) if self._frames else 0.0)
 
+    def output_latency(self) -> float:
+        """The open stream's output latency in seconds (PortAudio's figure; 0 when closed)."""
+        return float(getattr(self._stream, "latency", 0.0) or 0.0)
+
     def silent_for(self, now: float) -> float:
         """Seconds the output has played no bar audio while the box plays (0 paused or before the first
         bar): what the health check counts as a fault once it outlasts the buffer."""
@@ -461,7 +479,7 @@ class Player:
         The callback ramps to it over its next block."""
         lo, hi = VOLUME_RANGE_DB
         self.volume_db = min(max(float(db), lo), hi)
-        self._volume = 10.0 ** (self.volume_db / 20.0) if self.volume_db > lo else 0.0
+        self._volume = 10.0 ** (self.volume_db / 20.0) if self.volume_db > lo and not self.muted else 0.0
         return self.volume_db
 
     def step_volume(self, steps: int) -> float:
