@@ -97,7 +97,9 @@ def _stats_when(stats: Path, test, timeout_s: float) -> dict:
         if data is not None and test(data):
             return data
         time.sleep(0.05)
-    raise AssertionError(f"stats never satisfied the condition: {stats.read_text() if stats.exists() else None}")
+    raise AssertionError(
+        f"stats never satisfied the condition: {stats.read_text() if stats.exists() else None}"
+    )
 
 
 def _bpm(ticks: list[int]) -> float:
@@ -219,7 +221,9 @@ def test_performer_holds_tied_notes_and_ends_everything_at_a_splice():
     from musicbox.runtime.state import GeneratorState
 
     def bar(played):
-        return Written(0, 0, GeneratorState.__new__(GeneratorState), Controls(), played=played, programs=(1, 2, 3))
+        return Written(
+            0, 0, GeneratorState.__new__(GeneratorState), Controls(), played=played, programs=(1, 2, 3)
+        )
 
     p = Performer({0: 0, 1: 1, 2: 2, 9: 9})
     p.bar(0, 0, bar([Played(4.0, 20.0, 0, 60, 90, False)]), 100.0)

@@ -50,7 +50,9 @@ def test_a_note_held_over_two_bar_lines_is_one_note_with_the_played_velocity():
     controls = Controls(style=0.0, tempo_bpm=100.0)
     plans = [arranger.arrange(bar_notes(bar)[0], controls, ties=bar_notes(bar)[1]) for bar in roll]
     assert [p.tied for p in plans[1].notes if p.key == 72] == [True]  # the roll says: continues
-    bars = [PlayedBar(bar_notes(bar)[0], controls, 0, played=p.notes) for bar, p in zip(roll, plans)]
+    bars = [
+        PlayedBar(bar_notes(bar)[0], controls, 0, played=p.notes) for bar, p in zip(roll, plans, strict=True)
+    ]
     mid = midi.played_to_midi(bars, None, _controls())
     (held,) = [n for n in _notes(mid.tracks[1]) if n[2] == 72]
     first = next(p for p in plans[0].notes if p.key == 72)
@@ -94,7 +96,7 @@ def test_played_velocities_and_timing_reach_the_file_and_drums_are_channel_ten(t
     starts = np.cumsum([0] + [b.meter.steps for b in bars])
     heard_drums = sorted(
         (round((at + p.on) * 120), p.key, p.velocity)
-        for at, notes in zip(starts, played)
+        for at, notes in zip(starts, played, strict=False)
         for p in notes
         if p.channel == DRUM_CHANNEL
     )
