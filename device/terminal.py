@@ -36,6 +36,7 @@ from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
 from musicbox.runtime.controls import FIELDS, VARIATION_RANGE, Controls, style_blend
 from musicbox.runtime.meter import METERS
+from musicbox.runtime.sleep import Sleep
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -84,6 +85,8 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
 }
 METER_KEY = "m"
 """Steps the meter through the playing style's meters (``KnobMap.next_meter``)."""
+SLEEP_KEY = "z"
+"""The sleep timer (``runtime/sleep.py``): starts ``[sleep] minutes``, or ends the running one."""
 KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5), "variation": (0.1, 0.5)}
 """Fine and coarse step of each knob's key, in its own unit (style position, BPM, mood, variation)."""
 ARROW_GLYPHS = {"up": "↑", "down": "↓", "right": "→", "left": "←"}
@@ -113,6 +116,7 @@ def help_line() -> str:
         if isinstance(action, Button):
             keys_of.setdefault(action, []).append("space" if key == " " else key)
     parts.append(f"[{METER_KEY}] meter")
+    parts.append(f"[{SLEEP_KEY}] sleep timer")
     parts += [f"[{'/'.join(keys)}] {buttons[button]}" for button, keys in keys_of.items()]
     return " · ".join(parts)
 
@@ -210,6 +214,8 @@ class TerminalBackend(PollingBackend):
         action = KEYMAP.get(key)
         if key == METER_KEY:
             self.step_meter()
+        elif key == SLEEP_KEY:
+            self.on_button(Sleep())  # type: ignore[arg-type]  # the box's event beside the buttons
         elif isinstance(action, Button):
             self.last_button = action
             self._emit_button(action)

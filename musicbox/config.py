@@ -23,6 +23,7 @@ from musicbox.precision import PRECISION_CHOICES
 BACKENDS = ("auto", "gpio", "jetson", "terminal", "scripted", "none")
 KNOB_INPUTS = ("adc", "encoder")
 HOLD_ACTIONS = ("quit", "poweroff")
+SLEEP_ACTIONS = ("pause", "poweroff")
 UNWIRED = -1  # a button pin of -1 means "this button is not fitted"
 BUTTONS = ("play_pause", "next", "save", "keep", "new", "volume_up", "volume_down")
 """The push buttons of ``[buttons]`` (device.buttons.PRESS_EVENTS says what each does)."""
@@ -267,6 +268,21 @@ class SensorsConfig:
 
 
 @dataclass(frozen=True)
+class SleepConfig:
+    """The sleep timer (``runtime/sleep.py``): ``minutes`` a timer runs when set by the sleep key, button
+    or the web remote (``musicbox play --sleep MINUTES`` sets its own); over its last
+    ``wind_down_minutes`` the tempo slides to ``calm_bpm`` and the mood to ``calm_mood`` (never up) and
+    the volume sinks by ``softer_db``; it ends on a cadence, fades out, and then pauses or powers off."""
+
+    minutes: float = _opt("float", "minutes", 1.0, 600.0)
+    wind_down_minutes: float = _opt("float", "minutes", 0.0, 60.0)
+    calm_bpm: float = _opt("float", "BPM", 20.0, 300.0)
+    calm_mood: float = _opt("float", "mood, -1 .. 1", -1.0, 1.0)
+    softer_db: float = _opt("float", "dB", 0.0, 40.0)
+    then: str = _opt("choice", choices=SLEEP_ACTIONS)
+
+
+@dataclass(frozen=True)
 class _BoardChoice:
     """The ``[board]`` section as written: ``name`` is auto or one of the board files."""
 
@@ -289,6 +305,7 @@ class BoxConfig:
     midi: MidiConfig
     osc: OscConfig
     sensors: SensorsConfig
+    sleep: SleepConfig
     board: BoardConfig
     source: Path | None = None
     led_pin: int = UNWIRED
@@ -306,6 +323,7 @@ SECTIONS: dict[str, type] = {
     "midi": MidiConfig,
     "osc": OscConfig,
     "sensors": SensorsConfig,
+    "sleep": SleepConfig,
     "board": _BoardChoice,
 }
 

@@ -31,6 +31,7 @@ CPU real-time factor p50 0.004..0.012, p95 0.005..0.016 across the five shipped 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -115,6 +116,7 @@ class Renderer:
                 "synth.lock-memory": 0,
             },
         )
+        self.longest_s: float | None = None  # the longest a performed bar may last (the box's ring slot)
         self._sfid = self._load_soundfont()
         self._write = _c_function(self._fs, "fluid_synth_write_float", [ctypes.c_int, *_BUFFER_ARGS * 2])
         self._set_interp = _c_function(self._fs, "fluid_synth_set_interp_method", [ctypes.c_int] * 2)
@@ -165,7 +167,10 @@ class Renderer:
                 p._replace(on=max(p.on, float(from_step)), tied=False) for p in played if p.off > from_step
             ]
         events = self._schedule(played, meter.steps)
-        frames = self._bar_frames(controls.bar_seconds(meter.steps) * plan.stretch)
+        seconds = controls.bar_seconds(meter.steps)
+        if plan.stretch != 1.0 and self.longest_s is not None:  # the performance gives way to the slot
+            plan = dataclasses.replace(plan, stretch=max(1.0, min(plan.stretch, self.longest_s / seconds)))
+        frames = self._bar_frames(seconds * plan.stretch)
         per_step = frames / meter.steps
         first = min(int(from_step * per_step + 0.5), frames)
         if to_step is not None:

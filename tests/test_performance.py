@@ -243,3 +243,13 @@ def test_expression_is_in_the_synth_config_and_checked(tmp_path):
     path.write_text("[synth]\nexpression = 2\n")
     with pytest.raises(ConfigError, match=r"synth\.expression"):
         load_config(path)
+
+
+def test_a_performed_bar_never_outgrows_the_box_s_ring_slot(bundle, chorale):
+    """The worker sets ``longest_s`` to its ring slot: a fermata gives way rather than overflow it."""
+    cadence = next(bar for bar in chorale if bar.phrase.cadence)
+    with Renderer(bundle.manifest.controls, default_config().synth, RATE) as renderer:
+        renderer.longest_s = CHORALE.bar_seconds(16) * 1.1
+        pcm = renderer.render_roll(cadence.roll, cadence.controls, cadence.meter, phrase=cadence.phrase)
+        assert renderer.last_plan.stretch == pytest.approx(1.1)
+        assert len(pcm) == round(CHORALE.bar_seconds(16) * 1.1 * RATE)

@@ -455,6 +455,7 @@ class Supervisor:
         calm = timer.controls(at)
         if cadence and calm != self.controls:
             self._change(calm, "sleep", form=lambda state: state)  # from the bar line
+            self._pending_turn = None  # not a listener's turn: no turn latency to count
 
     def _wind_down(self, now: float) -> None:
         """Softer as the timer runs down, the fade over its last bar, then pause (or stop to power off)."""

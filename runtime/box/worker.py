@@ -40,6 +40,7 @@ from musicbox.runtime.box.ring import BarRing, RingSpec, Span
 from musicbox.runtime.buffering import bars_ahead
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.meter import COMMON, Meter
+from musicbox.runtime.performance import Phrasing
 from musicbox.runtime.state import GeneratorState
 
 log = logging.getLogger("musicbox.worker")
@@ -128,7 +129,9 @@ class Written:
     seconds spent generating / rendering it. meter: the bar's meter (its length in steps). first_step:
     the grid step its audio starts at (0; a splice's beat line after a knob turn). played: the bar as
     the synth played it (``arrangement.Played``: velocities, swing, drums; a splice's from its step on)
-    and programs: its General MIDI programs per track, for MIDI out and the saved MIDI file."""
+    and programs: its General MIDI programs per track, for MIDI out and the saved MIDI file. phrase:
+    where the form put it (``performance.Phrasing``: the sleep timer ends on a cadence); stretch: how much
+    longer than at its tempo it lasts (the performance's ritardando: its MIDI tempo is ``bpm / stretch``)."""
 
     bar: int
     gen: int
@@ -141,6 +144,8 @@ class Written:
     first_step: int = 0
     played: list = field(default_factory=list)
     programs: tuple[int, ...] = ()
+    phrase: Phrasing | None = None
+    stretch: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,7 @@ def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> No
     except MusicBoxError as exc:
         conn.send(Failed(type(exc).__name__, str(exc), exc.exit_code))
         return
+    producer.renderer.longest_s = (spec.slot_frames - 64) / settings.sample_rate  # a slot holds a bar
     conn.send(Ready(pid, producer.bundle.precision, time.monotonic() - start))
     try:
         _loop(ring, producer, settings, conn)
@@ -340,6 +346,8 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
             first,
             played=plan.notes,
             programs=plan.programs,
+            phrase=bar.phrase,
+            stretch=plan.stretch,
         )
     )
     job.bar, job.state = job.bar + 1, state
