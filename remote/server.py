@@ -300,7 +300,7 @@ class RemoteServer:
 
     def publish(self, status: BoxStatus) -> None:
         """The box's status (every second): kept, and pushed to the open pages if the state they show
-        changed."""
+        changed (on the server's loop: nothing the pages do can hold up or fail the box's loop)."""
         self._status = status
         self.controls = status.controls
         self._push()
@@ -344,7 +344,7 @@ class RemoteServer:
         return view
 
     def _broadcast(self) -> None:
-        """Push the state to every open page when it differs from the last one pushed."""
+        """Push the state to every open page when it differs from the last one pushed (server loop)."""
         if not self._clients:
             return
         data = f"data: {json.dumps(self.view())}\n\n".encode()

@@ -25,6 +25,7 @@ from musicbox.device import knob_map
 from musicbox.remote import server as server_module
 from musicbox.remote.auth import Pairing
 from musicbox.remote.limits import ConnectionGate, RateLimit, box_names, client_of, host_allowed
+from musicbox.runtime.box.status import BoxStatus
 from musicbox.runtime.controls import Controls
 
 STYLES = ("chorale", "folk", "celtic")
@@ -156,7 +157,7 @@ class Remote:
             sample_rate=44100,
         )
         self.server.start()
-        self.server.publish({"controls": Controls().__dict__, "state": "playing", "seed": 7})
+        self.server.publish(BoxStatus(state="playing", seed=7))
 
     def pair(self, source: str = "127.0.0.1") -> dict:
         """Headers of a paired session from ``source``."""
