@@ -570,6 +570,7 @@ class RemoteServer:
         return self._web.json_response([p.__dict__ for p in self.presets.saved()])
 
     async def _save_preset(self, request):
+        self._limit(self.button_rate, request, "presets saved")
         body = await _json(request)
         name = body.get("name")
         if not valid_preset_name(name):
@@ -591,6 +592,7 @@ class RemoteServer:
         return self._web.json_response(preset.__dict__)
 
     async def _delete_preset(self, request):
+        self._limit(self.button_rate, request, "presets deleted")
         if not self.presets.delete(request.match_info["name"]):
             raise Refused(404, "no such preset")
         return self._web.json_response({"deleted": request.match_info["name"]})
@@ -609,6 +611,7 @@ class RemoteServer:
         return response
 
     async def _delete_recording(self, request):
+        self._limit(self.button_rate, request, "recordings deleted")
         gone = self.recordings.delete(request.match_info["name"])
         if not gone:
             raise Refused(404, "no such recording")
