@@ -21,14 +21,19 @@ log = logging.getLogger(__name__)
 
 DEBIAN_SOUNDFONTS: tuple[tuple[Path, str], ...] = (
     (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "fluid-soundfont-gm"),
+    (Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3"), "musescore-general-soundfont"),
     (Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"), "musescore-general-soundfont-small"),
+    (Path("/usr/share/sounds/sf2/TimGM6mb.sf2"), "timgm6mb-soundfont"),
 )
-"""(file, Debian package that installs it), in order of preference.
-
-FluidR3 (.sf2) comes first although MuseScore General Lite (.sf3) is smaller on disk: FluidSynth decodes
-an .sf3's Ogg samples the first time each is played (measured here: 0.1-0.3 s per new instrument, ~2.4 s
-for the first bar of a restarted worker, +100 MB), which delays the first sound and a worker's recovery;
-an .sf2's samples load with no decoding (25-60 ms for the first bar of a style, 80 MB peak RSS)."""
+"""(file, Debian package that installs it), in order of preference; the Debian package depends on the
+first and accepts the others (``packaging/debian/control``). Measured on every board class's behalf in
+docs/instruments.md (load s, RSS, synth CPU per minute of music with reverb, each style's programs and
+balance, loudness after the leveler): FluidR3 comes first because its samples load with no decoding
+(12-27 ms of CPU for a style's first bar against 50-100 ms for MuseScore General's Ogg-compressed .sf3:
+a faster first sound and worker recovery, which matters most on a Zero 2 W), its styles are the best
+balanced before the leveler (2.9 LU apart against 4.3 and 6.9) and its CPU per minute is the same as the
+others' within the noise. MuseScore General (HQ, then Lite) follows: a richer sound some prefer, at the
+price of the decoding. TimGM6mb, the smallest (31 MB RSS), is the last resort."""
 
 PACKAGE_SOUNDFONTS: tuple[tuple[str, str], ...] = (("pretty_midi", "TimGM6mb.sf2"),)
 """(pip package, file inside the package folder), searched after the Debian fonts."""

@@ -1,6 +1,7 @@
 """SoundFont discovery: configured file first, then the Debian fonts, then a pip package's font."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,8 +77,46 @@ def test_nothing_found_names_what_to_install(no_fonts):
 
 def test_real_search_list_names_the_packages():
     packages = [package for _, package in soundfont.DEBIAN_SOUNDFONTS]
-    assert packages == ["fluid-soundfont-gm", "musescore-general-soundfont-small"]
+    assert packages == [
+        "fluid-soundfont-gm",
+        "musescore-general-soundfont",
+        "musescore-general-soundfont-small",
+        "timgm6mb-soundfont",
+    ]
     assert soundfont.PACKAGE_SOUNDFONTS == (("pretty_midi", "TimGM6mb.sf2"),)
+
+
+def test_the_debian_package_depends_on_the_fonts_in_the_search_order():
+    """The package's Depends names the first font, the others as alternatives, in the same order."""
+    control = (Path(__file__).resolve().parents[1] / "packaging" / "debian" / "control").read_text()
+    depends = next(line for line in control.splitlines() if line.startswith("Depends:"))
+    packages = [package for _, package in soundfont.DEBIAN_SOUNDFONTS]
+    assert " | ".join(packages) + "," in depends
+
+
+def test_every_shipped_style_s_programs_are_in_each_installed_font():
+    """Each style's General MIDI programs (and the drum kit where it has drums) exist in every candidate
+    font installed here, so no style falls back to a piano."""
+    fluidsynth = pytest.importorskip("fluidsynth")
+    from musicbox.config import shipped_bundle
+    from musicbox.runtime.manifest import load_manifest
+
+    styles = load_manifest(shipped_bundle()).controls.styles
+    fonts = [path for path in soundfont.search_paths() if path.is_file()]
+    if not fonts:
+        pytest.skip("no SoundFont installed here")
+    for font in fonts:
+        synth = fluidsynth.Synth()
+        try:
+            sfid = synth.sfload(str(font))
+            assert sfid >= 0, font
+            for style in styles:
+                for program in style.arrangement.programs:
+                    assert synth.sfpreset_name(sfid, 0, program), (font.name, style.name, program)
+                if style.arrangement.drums != "none":
+                    assert synth.sfpreset_name(sfid, 128, 0), (font.name, style.name, "drum kit")
+        finally:
+            synth.delete()
 
 
 def test_finds_a_soundfont_on_this_machine():
