@@ -6,11 +6,13 @@ The file is a list of events, each at a time in seconds from the start with one 
      {"at": 20, "style": 1.5},
      {"at": 40, "mood": 0.8, "button": "next"},
      {"at": 60, "variation": 0.0, "button": "keep"},
-     {"at": 80, "meter": "3/4"}]
+     {"at": 80, "meter": "3/4"},
+     {"at": 90, "key": "D"}]
 
 ``style`` is a position 0..n_styles-1 or a style name; ``tempo`` BPM; ``mood`` -1..1; ``variation``
 0..1 (how far returning sections depart from their first playing); ``meter`` "" (the style's own) or a
-meter such as "3/4" or "6/8"; each checked against the caller's
+meter such as "3/4" or "6/8"; ``key`` "" (the seed's) or a tonic, "C" .. "B" (from the next phrase
+start); each checked against the caller's
 :class:`~musicbox.runtime.controls.ControlRanges` (``render``: the manifest's; the box: its knobs'); the
 optional ``button`` is play_pause, next, save, keep, new, volume_up, volume_down or shutdown. Values are
 exact: no smoothing, no rate limit.
@@ -32,12 +34,12 @@ from musicbox.device.knobs import KnobMap
 from musicbox.errors import ConfigError
 from musicbox.runtime.controls import FIELDS, KNOBS, ControlRanges, Controls
 
-EVENT_KEYS = ("at", *KNOBS, "meter", "button")
+EVENT_KEYS = ("at", *KNOBS, "meter", "key", "button")
 
 
 @dataclass(frozen=True)
 class ScriptEvent:
-    """One scripted change at ``at`` seconds: new knob values and meter (None = unchanged) and/or a
+    """One scripted change at ``at`` seconds: new knob values, meter and key (None = unchanged) and/or a
     button."""
 
     at: float
@@ -47,10 +49,11 @@ class ScriptEvent:
     variation: float | None = None
     button: Button | None = None
     meter: str | None = None
+    key: str | None = None
 
     def apply(self, controls: Controls) -> Controls:
         """``controls`` with this event's knob values set."""
-        fields = (*FIELDS.values(), "meter")
+        fields = (*FIELDS.values(), "meter", "key")
         changes = {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
         return replace(controls, **changes)
 
@@ -91,6 +94,7 @@ def _parse_event(item, index: int, ranges: ControlRanges, source: str) -> Script
         variation=_knob(item, "variation", ranges, where),
         button=_button(item.get("button"), where),
         meter=None if item.get("meter") is None else ranges.check_meter(item["meter"], f"{where}.meter"),
+        key=None if item.get("key") is None else ranges.check_key(item["key"], f"{where}.key"),
     )
 
 

@@ -4,7 +4,8 @@ knobs, the buttons and what is playing (style, BPM, mood, bar count, a small pia
 Keys (:data:`KEYMAP`; the footer is made from it): ``q``/``a`` or →/← style up/down (a quarter of the
 way to the next style, so every press is heard: the style knob's detents are stepped over, not into;
 Q/A a whole style), ``w``/``s`` or ↑/↓ tempo (2 BPM; W/S 10 BPM), ``e``/``d`` mood (0.1; E/D 0.5);
-``m`` the next of the style's meters (:data:`METER_KEY`); space play/pause, ``n`` next, ``r`` save,
+``m`` the next of the style's meters (:data:`METER_KEY`), ``y`` the next key (:data:`KEY_KEY`: the
+seed's, then C, C#, .. B; heard from the next phrase start); space play/pause, ``n`` next, ``r`` save,
 ``x`` shut down. The view shows the meter playing, and the bar's piano roll one column a step (12 for
 3/4 and 6/8), its beats marked below it. Input is any file descriptor (stdin by
 default; a pipe in tests); when it is a TTY it is put in cbreak mode and restored on close.
@@ -34,7 +35,7 @@ from musicbox.device.base import PollingBackend
 from musicbox.device.buttons import Button
 from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
-from musicbox.runtime.controls import FIELDS, VARIATION_RANGE, Controls, style_blend
+from musicbox.runtime.controls import FIELDS, TONICS, VARIATION_RANGE, Controls, style_blend
 from musicbox.runtime.meter import METERS
 from musicbox.runtime.sleep import Sleep
 
@@ -84,6 +85,8 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "-": Button.VOLUME_DOWN,
 }
 METER_KEY = "m"
+KEY_KEY = "y"
+"""Steps the key control: the seed's (""), then the tonics C, C#, .. B, then the seed's again."""
 """Steps the meter through the playing style's meters (``KnobMap.next_meter``)."""
 SLEEP_KEY = "z"
 """The sleep timer (``runtime/sleep.py``): starts ``[sleep] minutes``, or ends the running one."""
@@ -115,6 +118,7 @@ def help_line() -> str:
     for key, action in KEYMAP.items():
         if isinstance(action, Button):
             keys_of.setdefault(action, []).append("space" if key == " " else key)
+    parts.append(f"[{KEY_KEY}] key")
     parts.append(f"[{METER_KEY}] meter")
     parts.append(f"[{SLEEP_KEY}] sleep timer")
     parts += [f"[{'/'.join(keys)}] {buttons[button]}" for button, keys in keys_of.items()]
@@ -169,6 +173,7 @@ class TerminalBackend(PollingBackend):
         self.fd: int | None = _stdin_fd() if input_fd is None else input_fd
         self.raw = knob_map.raw_of(Controls())
         self.status: dict = {}
+        self.key = ""  # the key control (Controls.key): not a knob position, stamped on what is sent
         self.last_button: Button | None = None
         self._console = console
         self._live: Live | None = None
@@ -213,6 +218,8 @@ class TerminalBackend(PollingBackend):
         """Act on one key name (see :data:`KEYMAP` and :data:`METER_KEY`; others are ignored)."""
         action = KEYMAP.get(key)
         if key == METER_KEY:
+        elif key == KEY_KEY:
+            self.step_key()
             self.step_meter()
         elif key == SLEEP_KEY:
             self.on_button(Sleep())  # type: ignore[arg-type]  # the box's event beside the buttons
@@ -245,9 +252,19 @@ class TerminalBackend(PollingBackend):
         controls = self.processor.last or self.knob_map.controls(self.raw)
         self.processor.map = replace(self.processor.map, meter=self.processor.map.next_meter(controls))
         self.knob_map = self.processor.map
+    def step_key(self) -> None:
+        """Ask for the next key (:data:`KEY_KEY`); sent at once."""
+        choices = ("", *TONICS)
+        self.key = choices[(choices.index(self.key) + 1) % len(choices)]
+        self._emit_controls(self.processor.last or self.knob_map.controls(self.raw))
+
+    def _emit_controls(self, controls: Controls) -> None:
+        super()._emit_controls(replace(controls, key=self.key))
+
 
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
+        self.key = controls.key
         from there (keys move knobs relative to where they are, so every knob follows at once)."""
         self.raw = {**self.knob_map.raw_of(controls), "variation": controls.variation}
         self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
@@ -325,6 +342,7 @@ class TerminalBackend(PollingBackend):
                 name, _gauge(controls.variation if name == "variation" else self.raw[name]), values[name]
             )
         playing = f"playing {self.status['meter']}" if self.status.get("meter") else ""
+        table.add_row("key", self.key or "the seed's", "from the next phrase")
         table.add_row("meter", self._meter_choices(controls), playing)
         return table
 

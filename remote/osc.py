@@ -2,6 +2,7 @@
 
 In: ``/musicbox/<knob> value`` for each knob (``style`` a position or a style name, ``tempo`` BPM,
 ``mood``, ``variation``; checked by ``ControlRanges`` like every other surface), ``/musicbox/meter "3/4"``,
+``/musicbox/key "D"`` (a tonic, "" = the seed's; it changes at the next phrase start),
 ``/musicbox/<button>`` for each :class:`~musicbox.runtime.controls.Button` (``play_pause``, ``next``,
 ``save``, ``keep``, ``new``, ``volume_up``, ``volume_down``, ``shutdown``), and ``/musicbox/subscribe``
 (the sender gets the bar and beat from then on). A bad value is answered with ``/musicbox/error
@@ -69,7 +70,8 @@ class OscServer:
         dispatcher = Dispatcher()
         for knob in KNOBS:
             dispatcher.map(PREFIX + knob, self._knob, knob, needs_reply_address=True)
-        dispatcher.map(PREFIX + "meter", self._knob, "meter", needs_reply_address=True)
+        for choice in ("meter", "key"):
+            dispatcher.map(PREFIX + choice, self._knob, choice, needs_reply_address=True)
         for button in Button:
             dispatcher.map(PREFIX + button.value, self._button, button, needs_reply_address=True)
         dispatcher.map(PREFIX + "subscribe", self._subscribe, needs_reply_address=True)
@@ -119,6 +121,8 @@ class OscServer:
         try:
             if knob == "meter":
                 change = {"meter": self.ranges.check_meter(values[0], where)}
+            elif knob == "key":
+                change = {"key": self.ranges.check_key(values[0], where)}
             else:
                 change = {FIELDS[knob]: self.ranges.check(knob, values[0], where)}
         except ConfigError as exc:

@@ -22,7 +22,7 @@ needs the CSRF header and a same-origin request, see :mod:`musicbox.remote.auth`
   styles, tempo range. ``POST /api/logout``.
 - ``GET /api/state``: the box now; ``GET /api/events``: the same, pushed (Server-Sent Events) when it
   changes (a bar, a knob, a press), so the page never polls.
-- ``POST /api/controls {"style", "tempo_bpm", "mood", "variation", "meter"}`` (any subset; the meter is ""
+- ``POST /api/controls {"style", "tempo_bpm", "mood", "variation", "meter", "key"}`` (any subset; the meter is ""
   for the style's own or one of the styles' meters; the state's ``next_meter`` steps through the playing
   style's), ``POST /api/button {"button"}`` (play_pause, next, save, keep, new, volume_up, volume_down).
 - ``GET/POST /api/presets``, ``POST /api/presets/recall {"name"}``, ``DELETE /api/presets/{name}``.
@@ -552,7 +552,7 @@ class RemoteServer:
         checked = self.ranges.apply(self.controls, body)
         m = self.knob_map
         turned = m.controls({**m.raw_of(checked), "variation": checked.variation})
-        return replace(turned, meter=checked.meter)
+        return replace(turned, meter=checked.meter, key=checked.key)
 
     async def _button(self, request):
         self._limit(self.button_rate, request, "button presses")

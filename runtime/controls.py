@@ -33,6 +33,12 @@ MOOD_RANGE = (-1.0, 1.0)
 VARIATION_RANGE = (0.0, 1.0)
 """Variation: 0 (returns played back literally) .. 1 (new music every time)."""
 
+TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+"""The keys the key control may ask for, by tonic (pitch class 0 .. 11); ``Controls.key`` "" leaves the
+key to the seed. A flat name (Db, Eb, Gb, Ab, Bb) is read as its sharp."""
+
+FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
+
 VARIATION = 0.5
 """The default variation: returns recognisably the same, a few notes changed (on the shipped model a
 returning bar shares 86 % of its onsets with its first playing; 0.6: 71 %, 0.7: 46 %). The box's is the
@@ -53,6 +59,8 @@ class Controls:
         plays it back literally, 1 writes new music every time (see ``runtime/form.py``).
     meter: the bar's meter, a key of ``runtime.meter.METERS`` ("4/4", "3/4", "6/8"), or "" for the
         style's own: the first of its ``meters`` in the manifest (the generator resolves it per bar).
+    key: the tonic the music is played in, one of :data:`TONICS`, or "" for the seed's (the key a piece
+        starts in, kept until a key is asked for); a new key begins at the next phrase start.
     """
 
     style: float = 0.0
@@ -60,6 +68,7 @@ class Controls:
     mood: float = 0.0
     variation: float = VARIATION
     meter: str = ""
+    key: str = ""
 
     def bar_seconds(self, steps_per_bar: int = 16) -> float:
         """Duration of one bar in seconds (a step is a sixteenth note)."""
@@ -127,6 +136,17 @@ class ControlRanges:
             raise ConfigError(f"{where}: got {value!r}; allowed: {allowed}")
         return value
 
+    def check_key(self, value, where: str) -> str:
+        """``value`` as a key for ``Controls.key``: "" (the seed's) or a tonic of :data:`TONICS` (a flat
+        name gives its sharp, case does not matter); a ConfigError naming ``where`` otherwise."""
+        if isinstance(value, str):
+            name = value.strip().capitalize()
+            name = FLATS.get(name, name)
+            if name == "" or name in TONICS:
+                return name
+        allowed = ", ".join(['"" (the seed\'s)', *TONICS])
+        raise ConfigError(f"{where}: got {value!r}; allowed: {allowed}")
+
     def check(self, knob: str, value, where: str) -> float:
         """``value`` of ``knob`` (one of :data:`KNOBS`) as a number, or a ConfigError naming ``where``, the
         value and what is allowed. A style may be a name or a position; strings of numbers count."""
@@ -143,17 +163,19 @@ class ControlRanges:
 
     def apply(self, controls: Controls, values: Mapping[str, object], where: str = "") -> Controls:
         """``controls`` with ``values`` set, each checked (:meth:`check`, :meth:`check_meter`). The keys are
-        :class:`Controls` fields (style, tempo_bpm, mood, variation, meter), as the web remote's JSON
+        :class:`Controls` fields (style, tempo_bpm, mood, variation, meter, key), as the web remote's JSON
         says them; a ConfigError names ``where`` + the key of an unknown key or a value out of range."""
         knob_of = {field: knob for knob, field in FIELDS.items()}
         changes: dict[str, Any] = {}
         for key, value in values.items():
             if key == "meter":
                 changes[key] = self.check_meter(value, f"{where}{key}")
+            elif key == "key":
+                changes[key] = self.check_key(value, f"{where}{key}")
             elif key in knob_of:
                 changes[key] = self.check(knob_of[key], value, f"{where}{key}")
             else:
-                allowed = ", ".join([*knob_of, "meter"])
+                allowed = ", ".join([*knob_of, "meter", "key"])
                 raise ConfigError(f"{where}{key}: not a control; allowed: {allowed}")
         return replace(controls, **changes)
 
@@ -187,8 +209,15 @@ def _number(value) -> float | None:
 def rewrites(old: Controls, new: Controls) -> bool:
     """Whether the model writes music differently for ``new`` than for ``old`` (style, mood, variation,
     meter): a turn of those rewrites the rest of the bar; a tempo turn alone keeps the notes written and
-    only renders them again."""
+    only renders them again; a key turn alone changes nothing before the next phrase start (the generator
+    moves the key there, ``runtime/generator.py``)."""
     return (old.style, old.mood, old.variation, old.meter) != (new.style, new.mood, new.variation, new.meter)
+
+
+def key_only(old: Controls, new: Controls) -> bool:
+    """Whether ``new`` differs from ``old`` in the key alone: nothing changes before the next phrase start,
+    so the box splices nothing into the bar playing."""
+    return old.key != new.key and replace(old, key=new.key) == new
 
 
 class Button(enum.Enum):

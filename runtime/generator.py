@@ -18,6 +18,8 @@ One bar (``Generator.next_bar(controls)``):
 3. decode to note probabilities and threshold to a roll (``pianoroll.planes_to_roll``);
    a key-normalized model (``representation.tonic`` set: it writes in C) has its roll transposed by the
    generator's ``key`` (semitones, -5..+6, chosen from the seed unless given) into what is played;
+   the key control (``controls.key``, a tonic) moves it at the next phrase start (the register and the
+   MIDI follow: what is transposed is what is played);
 4. **re-encode the roll** with the encoder and use *that* latent as context for the next bar, not the
    sampled one. The listener hears the thresholded roll, so the model continues from what was actually
    played (what the training data's context is: encoded real bars, in the model's key), and errors of the sampled latent that
@@ -52,11 +54,12 @@ import numpy as np
 from musicbox.errors import ConfigError, MusicBoxError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.conditioning import conditioning_feeds, leading_style
-from musicbox.runtime.controls import Controls, nearest_style
+from musicbox.runtime.controls import TONICS, Controls, nearest_style
 from musicbox.runtime.form import FormPlace, FormSpec, plan, return_sigmas, store, theme_mode
 from musicbox.runtime.meter import COMMON, METERS, Meter, crop
 from musicbox.runtime.performance import Phrasing
 from musicbox.runtime.pianoroll import (
+    KEY_SHIFTS,
     Note,
     change_mode,
     planes_to_roll,
@@ -122,6 +125,13 @@ class Hold:
 def seed_key(seed: int) -> int:
     """The key a seed plays in: semitones in ``pianoroll.KEY_SHIFTS`` (-5..+6) above the model's tonic."""
     return random_key_shift(np.random.default_rng([seed, 12]))
+
+
+def key_shift(key: str, model_tonic: int) -> int:
+    """The shift in ``pianoroll.KEY_SHIFTS`` (-5..+6) that moves a model writing in ``model_tonic`` (its
+    ``representation.tonic``, a pitch class) to the tonic ``key`` (a name of ``controls.TONICS``)."""
+    low = KEY_SHIFTS[0]
+    return (TONICS.index(key) - model_tonic - low) % 12 + low
 
 
 class Generator:
@@ -205,6 +215,9 @@ class Generator:
         column = self.manifest.representation.meters.index(meter.name)
         spec = self.form(controls)
         state, bar = plan(self._state, controls, spec, column)
+        tonic = self.manifest.representation.tonic
+        if controls.key and tonic is not None and bar.position % spec.phrase_bars == 0:
+            state = replace(state, key=key_shift(controls.key, tonic))  # a key turn: at a phrase start
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )

@@ -92,10 +92,17 @@ def run(args) -> int:
         box.ring.close()
         os.close(lock)
         raise
+    osc = sensors = None
     try:
         backend = _open_backend(config, box, held, remote, rig)
-        _install_signal_handlers(box)
         try:
+            try:
+                osc = _start_osc(config, box, backend, remote, _press(box, held))
+                sensors = _start_sensors(config, box)
+            except BaseException:
+                box.ring.close()  # the box never ran: free its shared memory
+                raise
+            _install_signal_handlers(box)
             box.run(
                 args.seconds,
                 on_status=_status_publisher(args.stats, backend, box, remote),
@@ -104,6 +111,10 @@ def run(args) -> int:
         finally:
             backend.close()
     finally:
+        if sensors is not None:
+            sensors.close()
+        if osc is not None:
+            osc.close()
         if rig is not None:
             rig.close()  # every sounding note off, Stop: also after a crash of the box
         if remote is not None:
@@ -173,13 +184,20 @@ def _open_midi(config, box, out: str | None):
 
 def _open_backend(config, box, held: threading.Event, remote=None, rig=None):
     """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages.
-    Following a MIDI clock (``rig`` with a clock in), the tempo knob shows and does nothing else."""
+    Following a MIDI clock (``rig`` with a clock in), the tempo knob shows and does nothing else. The key
+    (``Controls.key``) is the box's until the backend itself changes it (the terminal's key, a knob
+    script): a potentiometer's controls carry no key and must not undo one set on the page or by OSC."""
     from musicbox.device import open_backend
 
+    sent_key = [""]  # the key the backend last sent
+
     def from_knobs(controls) -> None:
-        followed = getattr(box, "followed_bpm", None)
+        followed = box.followed_bpm
         if rig is not None and rig.clock is not None and followed is not None:
             controls = replace(controls, tempo_bpm=followed)
+        sent, sent_key[0] = sent_key[0], controls.key
+        if controls.key == sent:  # not turned on the backend: the key stays where it is
+            controls = replace(controls, key=box.controls.key)
         box.set_controls(controls)
         if remote is not None:
             remote.controls_changed(controls)
@@ -191,25 +209,76 @@ def _open_backend(config, box, held: threading.Event, remote=None, rig=None):
     return backend
 
 
-def _start_remote(config, box, on_button):
-    """The web remote of ``box``, serving; a change on the page goes to the box and to the knob backend
-    (last writer wins, knob by knob: a hardware knob takes over again when it is next turned)."""
-    from musicbox.device import knob_map
-    from musicbox.remote.server import RemoteServer
+def _from_page(box, follow):
+    """The handler of a change made beside the knobs (the web remote's page, OSC): ``on_controls(controls,
+    seed=None)`` gives it to the box (with a seed: a recalled preset) and then to ``follow(controls)``,
+    the knob backend (last writer wins, knob by knob: a hardware knob takes over again when it is next
+    turned)."""
     from musicbox.runtime.box.supervisor import Recall
 
-    def from_page(controls, seed) -> None:
+    def on_controls(controls, seed=None) -> None:
         if seed is None:
             box.set_controls(controls)
         else:
             box.post(Recall(controls, seed))
-        remote.follow(controls)
+        follow(controls)
+
+    return on_controls
+
+
+def _start_osc(config, box, backend, remote, on_button):
+    """OSC (``remote/osc.py``) for ``box``, serving: its changes go where the page's go (:func:`_from_page`:
+    the box, the knob backend) and to the remote's open pages; the bar and beat playing go out. None
+    unless ``[osc] enabled``."""
+    if not config.osc.enabled:
+        return None
+    from musicbox.device import knob_map
+    from musicbox.remote.osc import OscServer, box_position
+
+    def follow(controls) -> None:
+        backend.follow(controls)
+        if remote is not None:
+            remote.controls_changed(controls)
+
+    ranges = knob_map(config, box.style_names, box.style_meters).ranges(box.style_names)
+    osc = OscServer(
+        config.osc,
+        ranges,
+        lambda: box.controls,
+        _from_page(box, follow),
+        on_button,
+        lambda: box_position(box),
+    )
+    osc.start()
+    return osc
+
+
+def _start_sensors(config, box):
+    """The fitted sensors (``[sensors.*]``, ``device/sensors.py``) turning their knobs, polling; None when
+    none is fitted."""
+    from musicbox.device import knob_map
+    from musicbox.device.sensors import KINDS, SensorKnobs
+
+    if not any(getattr(config.sensors, kind).knob for kind in KINDS):
+        return None
+
+    ranges = knob_map(config, box.style_names, box.style_meters).ranges(box.style_names)
+    sensors = SensorKnobs(config.sensors, ranges, lambda: box.controls, box.set_controls)
+    sensors.start()
+    return sensors
+
+
+def _start_remote(config, box, on_button):
+    """The web remote of ``box``, serving; a change on the page goes to the box and to the knob backend
+    (:func:`_from_page`)."""
+    from musicbox.device import knob_map
+    from musicbox.remote.server import RemoteServer
 
     remote = RemoteServer(
         config.remote,
         box=box,
         knob_map=knob_map(config, box.style_names, box.style_meters),
-        on_controls=from_page,
+        on_controls=_from_page(box, lambda controls: remote.follow(controls)),
         on_button=on_button,
         recordings=config.recording.folder,
         sample_rate=config.audio.sample_rate,

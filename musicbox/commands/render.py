@@ -54,6 +54,9 @@ def register(sub):
         "--meter",
         help="4/4, 3/4 or 6/8 (one the bundle plays), or \"\" for each style's own (default: the config's)",
     )
+    p.add_argument(
+        "--key", help="the tonic to play in, C, C#, D .. B, or \"\" for the seed's (default: the seed's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="noise seed: same seed, same music")
     p.add_argument(
         "--precision", choices=PRECISION_CHOICES, default="auto", help="model variant (default auto)"
@@ -71,8 +74,8 @@ def register(sub):
 def apply_events(controls, events: list, now: float, gen, knobs_only: bool = False):
     """Controls after every script event (``device.scripted.ScriptEvent``) with ``at <= now``, whose
     buttons act on the generator ``gen`` as the box's do (next: new noise; keep, new: the form); the
-    applied events are consumed from ``events``. ``knobs_only``: stop before an event with a meter or a
-    button other than next (a turn inside a bar; those wait for the bar line)."""
+    applied events are consumed from ``events``. ``knobs_only``: stop before an event with a meter, a key
+    or a button other than next (a turn inside a bar; those wait for the bar line)."""
     from musicbox.device.buttons import Button
     from musicbox.runtime.form import keep, renew
 
@@ -82,7 +85,7 @@ def apply_events(controls, events: list, now: float, gen, knobs_only: bool = Fal
         Button.NEW: renew,
     }
     while events and events[0].at <= now + 1e-9:
-        if knobs_only and (events[0].meter is not None or events[0].button not in (None, Button.NEXT)):
+        if knobs_only and _at_bar_line(events[0]):
             break
         event = events.pop(0)
         controls = event.apply(controls)
@@ -94,20 +97,26 @@ def apply_events(controls, events: list, now: float, gen, knobs_only: bool = Fal
 def beat_turn(events: list, now: float, bar) -> int | None:
     """The beat line of ``bar`` (starting at ``now`` seconds) at which the next script event turns a knob,
     as the box would play it: the first beat line at or after its time; None when the event is at or
-    after the bar's end, or changes the meter or presses a button other than next (those wait for the
-    bar line). Events later in the same bar are taken with it (the box too plays the latest)."""
-    from musicbox.device.buttons import Button
-
+    after the bar's end, or changes the meter or the key or presses a button other than next (those wait
+    for the bar line). Events later in the same bar are taken with it (the box too plays the latest)."""
     if not events or events[0].at >= now + bar.seconds - 1e-9:
         return None
     event = events[0]
-    if event.meter is not None or event.button not in (None, Button.NEXT):
+    if _at_bar_line(event):
         return None
     step_s = bar.seconds / bar.meter.steps
     for beat in bar.meter.beats[1:]:
         if now + beat * step_s >= event.at - 1e-9:
             return beat
     return None
+
+
+def _at_bar_line(event) -> bool:
+    """Whether script ``event`` waits for the bar line: a meter, a key (heard from the next phrase start
+    on, as the box plays it) or a button other than next."""
+    from musicbox.device.buttons import Button
+
+    return event.meter is not None or event.key is not None or event.button not in (None, Button.NEXT)
 
 
 def turn_bar(gen, before, bar, turned, step: int):
@@ -152,6 +161,7 @@ def run(args) -> int:
         tempo_bpm=manifest.controls.tempo.default_bpm,
         variation=config.knobs.variation,
         meter=_meter(ranges, args.meter, config.knobs.meter),
+        key=ranges.check_key(args.key or "", "--key"),
     )
     given = {knob: getattr(args, knob) for knob in KNOBS if getattr(args, knob) is not None}
     checked: dict[str, Any] = {FIELDS[k]: ranges.check(k, v, f"--{k}") for k, v in given.items()}

@@ -59,7 +59,7 @@ from musicbox.runtime.box.worker import (
     run_worker,
 )
 from musicbox.runtime.buffering import ring_slots, slot_frames
-from musicbox.runtime.controls import Button, Controls, nearest_style, rewrites
+from musicbox.runtime.controls import Button, Controls, key_only, nearest_style, rewrites
 from musicbox.runtime.form import keep, renew
 from musicbox.runtime.midi import join_turn
 from musicbox.runtime.sleep import Sleep, SleepSettings, SleepTimer, fade_db
@@ -159,6 +159,7 @@ class Supervisor:
         self._last_bar: tuple[float, float, float] | None = None  # the timer's last bar: start, s, dB
         self.slept = ""  # what the last timer that ran out did: "pause" or "poweroff"
         self.min_bpm, self.max_bpm = min_bpm, max_bpm
+        self.followed_bpm: float | None = None  # the tempo of a MIDI clock the box follows (midiout.py)
         self.settings = settings
         self.controls = controls or Controls()
         self.recorder = recorder
@@ -355,7 +356,8 @@ class Supervisor:
         played = self._bar_info.get((playing_bar, playing_gen))
         if seed is None:
             seed = played.state.seed if played is not None else self._resume.seed
-        step = self._splice_at(played, controls) if form is None else None
+        # a key turn alone splices nothing: the generator moves the key at the next phrase start
+        step = self._splice_at(played, controls) if form is None and not key_only(old, controls) else None
         if step is not None and played is not None:
             before = self._state_before(playing_bar)
             rewrite = seed != played.state.seed or rewrites(old, controls)
