@@ -37,7 +37,6 @@ from musicbox.device.knobs import KNOBS, KnobMap, KnobProcessor
 from musicbox.errors import HardwareError
 from musicbox.runtime.controls import FIELDS, TONICS, VARIATION_RANGE, Controls, style_blend
 from musicbox.runtime.meter import METERS
-from musicbox.runtime.sleep import Sleep
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -85,9 +84,9 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "-": Button.VOLUME_DOWN,
 }
 METER_KEY = "m"
+"""Steps the meter through the playing style's meters (``KnobMap.next_meter``)."""
 KEY_KEY = "y"
 """Steps the key control: the seed's (""), then the tonics C, C#, .. B, then the seed's again."""
-"""Steps the meter through the playing style's meters (``KnobMap.next_meter``)."""
 SLEEP_KEY = "z"
 """The sleep timer (``runtime/sleep.py``): starts ``[sleep] minutes``, or ends the running one."""
 KNOB_STEPS = {"style": (0.25, 1.0), "tempo": (2.0, 10.0), "mood": (0.1, 0.5), "variation": (0.1, 0.5)}
@@ -118,8 +117,8 @@ def help_line() -> str:
     for key, action in KEYMAP.items():
         if isinstance(action, Button):
             keys_of.setdefault(action, []).append("space" if key == " " else key)
-    parts.append(f"[{KEY_KEY}] key")
     parts.append(f"[{METER_KEY}] meter")
+    parts.append(f"[{KEY_KEY}] key")
     parts.append(f"[{SLEEP_KEY}] sleep timer")
     parts += [f"[{'/'.join(keys)}] {buttons[button]}" for button, keys in keys_of.items()]
     return " · ".join(parts)
@@ -173,8 +172,8 @@ class TerminalBackend(PollingBackend):
         self.fd: int | None = _stdin_fd() if input_fd is None else input_fd
         self.raw = knob_map.raw_of(Controls())
         self.status: dict = {}
-        self.key = ""  # the key control (Controls.key): not a knob position, stamped on what is sent
         self.last_button: Button | None = None
+        self.key = ""  # the key control (Controls.key): not a knob position, stamped on what is sent
         self._console = console
         self._live: Live | None = None
         self._output: OutputToConsole | None = None
@@ -218,11 +217,11 @@ class TerminalBackend(PollingBackend):
         """Act on one key name (see :data:`KEYMAP` and :data:`METER_KEY`; others are ignored)."""
         action = KEYMAP.get(key)
         if key == METER_KEY:
+            self.step_meter()
         elif key == KEY_KEY:
             self.step_key()
-            self.step_meter()
         elif key == SLEEP_KEY:
-            self.on_button(Sleep())  # type: ignore[arg-type]  # the box's event beside the buttons
+            self.on_button(Button.SLEEP)
         elif isinstance(action, Button):
             self.last_button = action
             self._emit_button(action)
@@ -252,6 +251,7 @@ class TerminalBackend(PollingBackend):
         controls = self.processor.last or self.knob_map.controls(self.raw)
         self.processor.map = replace(self.processor.map, meter=self.processor.map.next_meter(controls))
         self.knob_map = self.processor.map
+
     def step_key(self) -> None:
         """Ask for the next key (:data:`KEY_KEY`); sent at once."""
         choices = ("", *TONICS)
@@ -261,11 +261,10 @@ class TerminalBackend(PollingBackend):
     def _emit_controls(self, controls: Controls) -> None:
         super()._emit_controls(replace(controls, key=self.key))
 
-
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
-        self.key = controls.key
         from there (keys move knobs relative to where they are, so every knob follows at once)."""
+        self.key = controls.key
         self.raw = {**self.knob_map.raw_of(controls), "variation": controls.variation}
         self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
         super().follow(controls)
@@ -342,8 +341,8 @@ class TerminalBackend(PollingBackend):
                 name, _gauge(controls.variation if name == "variation" else self.raw[name]), values[name]
             )
         playing = f"playing {self.status['meter']}" if self.status.get("meter") else ""
-        table.add_row("key", self.key or "the seed's", "from the next phrase")
         table.add_row("meter", self._meter_choices(controls), playing)
+        table.add_row("key", self.key or "the seed's", "from the next phrase")
         return table
 
     def _meter_choices(self, controls: Controls) -> str:

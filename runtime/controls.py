@@ -233,3 +233,4 @@ class Button(enum.Enum):
     VOLUME_DOWN = "volume_down"
     KEEP = "keep"  # the section playing becomes the theme that returns
     NEW = "new"  # a new tune from the next bar line
+    SLEEP = "sleep"  # the sleep timer: [sleep] minutes from now, or off when one runs

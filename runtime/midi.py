@@ -62,7 +62,12 @@ class BarPlay:
 
 
 def played_to_midi(
-    bars: Sequence, path, styles=None, seconds: float | None = None, played: Sequence | None = None
+    bars: Sequence,
+    path,
+    styles=None,
+    seconds: float | None = None,
+    played: Sequence | None = None,
+    stretches: Sequence[float] | None = None,
 ) -> mido.MidiFile:
     """A MIDI file of bars as played, in order: each has ``notes`` (``Note``, start in steps from its bar
     line), ``controls`` (``Controls``) and ``meter`` (``Meter``): the generator's ``Bar`` and the
@@ -90,15 +95,18 @@ def played_to_midi(
     def programs(controls) -> tuple[int, ...]:
         return arranger.style_arrangement(controls.style).programs if arranger else DEFAULT_PROGRAMS
 
+    if stretches is None:
+        stretches = [float(getattr(bar, "stretch", 1.0)) for bar in bars]
     plays = []
-    for bar in bars:
+    for bar, stretch in zip(bars, stretches, strict=True):
         before = getattr(bar, "turn", None)  # (step, controls before it): a turn inside the bar
+        bpm = float(bar.controls.tempo_bpm) / stretch  # the performance's ritardando lengthens the bar
         if before is None:
-            plays.append(BarPlay(float(bar.controls.tempo_bpm), programs(bar.controls), bar.meter))
+            plays.append(BarPlay(bpm, programs(bar.controls), bar.meter))
             continue
         step, old = before
-        turn = (step, float(bar.controls.tempo_bpm), programs(bar.controls))
-        plays.append(BarPlay(float(old.tempo_bpm), programs(old), bar.meter, turn))
+        turn = (step, bpm, programs(bar.controls))
+        plays.append(BarPlay(float(old.tempo_bpm) / stretch, programs(old), bar.meter, turn))
     return _write(_held(performed, starts), plays, path, seconds)
 
 

@@ -20,7 +20,7 @@ from musicbox.errors import ConfigError
 from musicbox.runtime.box.player import PlayerSettings
 from musicbox.runtime.box.supervisor import BoxState, Supervisor, WorkerHandle
 from musicbox.runtime.box.worker import WorkerSettings, Written
-from musicbox.runtime.controls import Controls
+from musicbox.runtime.controls import Button, Controls
 from musicbox.runtime.performance import Phrasing
 from musicbox.runtime.sleep import SILENCE_DB, Sleep, SleepSettings, SleepTimer, fade_db
 from musicbox.runtime.state import GeneratorState
@@ -191,7 +191,7 @@ def test_the_terminal_s_sleep_key(tmp_path):
     backend.on_button = pressed.append
     try:
         backend.press("z")
-        assert pressed == [Sleep()]
+        assert pressed == [Button.SLEEP]  # the box starts [sleep] minutes, or ends a running timer
         assert "[z] sleep timer" in help_line()
     finally:
         backend.close()
@@ -293,3 +293,24 @@ def test_play_sleep_one_minute_ends_on_a_cadence_fades_pauses_and_saves_after(tm
     assert any(-9.0 < v < -2.0 for v in volumes), volumes  # softer before the fade
     wav = next((tmp_path / "rec").glob("musicbox-*.wav"))  # saved after the timer
     assert soundfile.info(wav).duration > 40.0
+
+
+def test_the_sleep_button_starts_the_configured_timer_and_a_second_press_ends_it():
+    from pathlib import Path
+
+    from musicbox.config import default_config
+    from musicbox.runtime.box.player import PlayerSettings
+    from musicbox.runtime.box.supervisor import Supervisor
+    from musicbox.runtime.box.worker import WorkerSettings
+
+    box = Supervisor(WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), None)
+    try:
+        box.post(Button.SLEEP)
+        box._handle_events()
+        left = box.sleep_left()
+        assert left is not None and left == pytest.approx(box.sleep_settings.minutes * 60.0, abs=1.0)
+        box.post(Button.SLEEP)
+        box._handle_events()
+        assert box.sleep_left() is None
+    finally:
+        box.ring.close()

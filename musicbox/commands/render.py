@@ -170,33 +170,36 @@ def run(args) -> int:
     synth = config.synth if args.soundfont is None else replace(config.synth, soundfont=args.soundfont)
     renderer = Renderer(manifest.controls, synth, config.audio.sample_rate)
     gen = Generator(bundle, seed=args.seed)
-    pcm, bars, played, now = [], [], [], 0.0
+    pcm, bars, played, stretches, now = [], [], [], [], 0.0
     while now < args.seconds:
         controls = apply_events(controls, events, now, gen)
         before = gen.get_state()
         bar = gen.next_bar(controls)
         turn = beat_turn(events, now, bar)
         if turn is None:
-            audio = renderer.render_roll(bar.roll, bar.controls, bar.meter)
+            audio = renderer.render_roll(bar.roll, bar.controls, bar.meter, phrase=bar.phrase)
             heard = renderer.last_plan.notes
         else:
-            head = renderer.render_roll(bar.roll, bar.controls, bar.meter, to_step=turn)
+            head = renderer.render_roll(bar.roll, bar.controls, bar.meter, to_step=turn, phrase=bar.phrase)
             heard_head = renderer.last_plan.notes
             turned = apply_events(controls, events, now + bar.seconds, gen, knobs_only=True)
             bar = turn_bar(gen, before, bar, turned, turn)
             controls = bar.controls
-            rest = renderer.render_roll(bar.roll, bar.controls, bar.meter, from_step=turn)
+            rest = renderer.render_roll(bar.roll, bar.controls, bar.meter, from_step=turn, phrase=bar.phrase)
             audio = np.concatenate([head, rest])
             heard = join_turn(heard_head, renderer.last_plan.notes, turn)
         pcm.append(audio)
         bars.append(bar)
         played.append(heard)
+        stretches.append(renderer.last_plan.stretch)
         say(_bar_line(bar, now))
         now += len(audio) / renderer.sample_rate
     out = _finish(np.concatenate(pcm), renderer.sample_rate, args.seconds)
     _write_wav(args.out, out, renderer.sample_rate, wav_fd)
     if args.midi:
-        played_to_midi(bars, args.midi, renderer.arranger, seconds=args.seconds, played=played)
+        played_to_midi(
+            bars, args.midi, renderer.arranger, seconds=args.seconds, played=played, stretches=stretches
+        )
     stats = summary(bars, len(out) / renderer.sample_rate, renderer)  # the files' length, not the bars'
     say(_summary_line(stats, args))
     if args.stats:

@@ -1,7 +1,8 @@
 """`musicbox report`: the status page (``docs/status.md``) and the README's status table, generated from
 the files the measuring commands write, so that every figure has one source.
 
-Sources (:data:`SOURCES`): ``reports/bench.json`` (``musicbox bench``), ``reports/eval/results.json``
+Sources (:data:`SOURCES`): ``reports/bench.json`` (``musicbox bench``), ``reports/knobs.json``
+(``musicbox bench knobs``), ``reports/eval/results.json``
 (``musicbox eval``), the shipped bundle manifest's ``validation`` (``musicbox quantize``) and the shipped
 checkpoint's ``training`` (``musicbox train``). A row names its source and the JSON path of its figure;
 the bound and its comparison come from ``musicbox/targets.py``. ``--check`` writes nothing and exits 1
@@ -18,6 +19,7 @@ from typing import Any
 
 SOURCES = {
     "bench": "reports/bench.json",
+    "knobs": "reports/knobs.json",
     "eval": "reports/eval/results.json",
     "quantize": "assets/bundle/manifest.json",
     "train": "assets/checkpoint/config.json",
@@ -50,6 +52,23 @@ BENCH = (
     Row("CPU seconds per minute of music", "bench", "results.cpu_seconds_per_music_minute.value", 2, "cpu_seconds_per_music_minute"),
     Row("knob turn -> changed bar, bars", "bench", "results.knob_to_change_bars.value", 0, "knob_to_change_bars"),
 )  # fmt: skip
+KNOBS = (
+    Row("sweep: tempo and mood every 0.25 s for 30 s, then 15 s: underruns", "knobs", "sweep.underruns", 0),
+    Row("sweep: seconds of silence", "knobs", "sweep.silence_s", 2),
+    Row("sweep: longest wait between two bar lines, s", "knobs", "sweep.longest_between_bar_lines_s", 2),
+    Row("turns: minutes played, a knob turned every ~2 s", "knobs", "latency.minutes", 0),
+    *(
+        Row(f"{knob} turn -> first changed audio, {stat}", "knobs", f"latency.{knob}.{key}", d)
+        for knob in ("tempo", "volume", "style", "mood", "variation")
+        for stat, key, d in (("p95 ms", "ms_p95", 0), ("p95 beats", "beats_p95", 2))
+    ),
+    Row("turns: underruns", "knobs", "latency.underruns", 0),
+    Row("turns: seconds of silence", "knobs", "latency.silence_s", 2),
+    Row("splices (a rewrite taken at a beat line)", "knobs", "latency.splices", 0),
+    Row("largest sample step at a splice", "knobs", "latency.splice_jump_max", 3),
+    Row("largest sample step of the music elsewhere", "knobs", "latency.music_jump_max", 3),
+)  # fmt: skip
+"""The live box's knob figures (``musicbox bench knobs``)."""
 QUANTIZE = (
     Row("INT8 vs FP32 note F1 (static)", "quantize", "validation.int8_note_f1", 3, "note_f1"),
     Row("INT8 vs FP32 note F1 (dynamic)", "quantize", "validation.int8_dynamic_note_f1", 3, "note_f1"),
@@ -178,6 +197,14 @@ def status_page(root: Path) -> str:
         f"## Performance (`musicbox bench` -> `{SOURCES['bench']}`)",
         "",
         _rows(sources, BENCH),
+        "",
+        f"## Knobs (`musicbox bench knobs --minutes 10` -> `{SOURCES['knobs']}`)",
+        "",
+        "The live box on a JACK dummy device; a turn is timed from being posted to the first frame written",
+        "for it leaving the player's callback (add the device's output latency for the speaker); beats at",
+        "the tempo the turn was made at (`docs/architecture.md`, A knob turn, from the knob to the speaker).",
+        "",
+        _rows(sources, KNOBS),
         "",
         f"## Quantization (`musicbox quantize` -> `{SOURCES['quantize']}` `validation`)",
         "",

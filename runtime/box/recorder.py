@@ -44,7 +44,8 @@ class PlayedBar:
     """A bar as played: its notes (``pianoroll.Note``, steps from the bar line), controls, frames and
     meter (its time signature and length in steps in the saved MIDI file); turn: ``(step, controls
     before)`` when a knob turned at that beat line inside it; played: its notes as the synth played them
-    (``arrangement.Played``: velocities, micro-timing, drums), what the saved MIDI file holds."""
+    (``arrangement.Played``: velocities, micro-timing, drums), what the saved MIDI file holds; stretch: how
+    much longer than its tempo says the performance made it (its MIDI tempo is ``bpm / stretch``)."""
 
     notes: list
     controls: Controls
@@ -52,6 +53,7 @@ class PlayedBar:
     meter: Meter = COMMON
     turn: tuple[int, Controls] | None = None
     played: list = field(default_factory=list)
+    stretch: float = 1.0
 
 
 class Recorder:
@@ -113,7 +115,10 @@ class Recorder:
         controls = info.controls if info is not None else Controls()
         meter = info.meter if info is not None else COMMON
         self._append_pcm(pcm)
-        self._bars.append(PlayedBar(list(notes), controls, pcm.shape[0], meter, turn, list(played or [])))
+        stretch = float(getattr(info, "stretch", 1.0)) if info is not None else 1.0
+        self._bars.append(
+            PlayedBar(list(notes), controls, pcm.shape[0], meter, turn, list(played or []), stretch)
+        )
         self._kept_s += pcm.shape[0] / self.sample_rate
         while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
             self._kept_s -= self._bars.popleft().frames / self.sample_rate

@@ -336,6 +336,8 @@ class Supervisor:
             self.recorder.save()
         elif event is Button.SHUTDOWN:
             self._transition(BoxState.STOPPING, "stop requested")
+        elif event is Button.SLEEP:
+            self._set_sleep_timer(None)
         elif event in (Button.VOLUME_UP, Button.VOLUME_DOWN):
             db = self.player.step_volume(1 if event is Button.VOLUME_UP else -1)
             log.info("volume %+.0f dB", db)
