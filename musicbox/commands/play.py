@@ -66,7 +66,7 @@ def run(args) -> int:
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
     from musicbox.runtime.box.lock import hold_box_lock
-    from musicbox.runtime.sleep import Sleep, SleepSettings
+    from musicbox.runtime.sleep import Sleep
 
     config = load_config(args.config)
     if args.backend:
@@ -75,8 +75,7 @@ def run(args) -> int:
         config = replace(config, remote=replace(config.remote, enabled=True))
     lock = hold_box_lock(config.recording.folder)  # held until the process ends
     box = build_box(config, args.bundle)
-    box.sleep_settings = SleepSettings.of(config.sleep)
-    if getattr(args, "sleep", None):
+    if args.sleep:
         box.post(Sleep(args.sleep))  # handled at the box's first tick: the timer runs from the start
     held = threading.Event()  # the hold gesture asked for the stop
     try:

@@ -18,6 +18,7 @@ def build_box(config, bundle: Path | None = None, notifier=None):
     """A Supervisor for ``config`` (raises ConfigError/ManifestError/BundleError, exit 78)."""
     from musicbox.runtime.box.recorder import Recorder
     from musicbox.runtime.box.supervisor import Supervisor
+    from musicbox.runtime.sleep import SleepSettings
 
     root = resolve_bundle(bundle or config.bundle.path)
     manifest = load_bundle_manifest(root)
@@ -42,6 +43,7 @@ def build_box(config, bundle: Path | None = None, notifier=None):
         notifier=notifier if notifier is not None else systemd_notifier(),
         style_names=tuple(style.name for style in manifest.controls.styles),
         style_meters=tuple(style.meters for style in manifest.controls.styles),
+        sleep=SleepSettings.of(config.sleep),
     )
     return box
 

@@ -24,7 +24,8 @@ class BoxStatus(msgspec.Struct, frozen=True, kw_only=True):
     listener's volume. generation / seed: the current generation id and generator seed. saves /
     save_failures / last_save: SAVE presses written / failed, and what the last one did.
     turn_ms_p95: the 95th percentile of the seconds (as ms) from a knob turn to its first audio, over the
-    turns so far (None before the first).
+    turns so far (None before the first). sleep_left_s: seconds until the sleep timer ends the music
+    (None: no timer).
     """
 
     state: str = "starting"
@@ -53,6 +54,7 @@ class BoxStatus(msgspec.Struct, frozen=True, kw_only=True):
     save_failures: int = 0
     last_save: str = ""
     turn_ms_p95: float | None = None
+    sleep_left_s: float | None = None
 
     def to_json(self) -> bytes:
         """The status as JSON (the ``--stats`` file)."""

@@ -730,6 +730,7 @@ class Supervisor:
             save_failures=rec.failures if rec is not None else 0,
             last_save=rec.last_event if rec is not None else "",
             turn_ms_p95=round(1e3 * turns[int(0.95 * (len(turns) - 1))], 1) if turns else None,
+            sleep_left_s=None if (left := self.sleep_left()) is None else round(left, 1),
         )
 
     def _notify(self, line: str) -> None:
