@@ -3,9 +3,16 @@ values are answered and change nothing; only LAN senders are heard; bar and beat
 
 from __future__ import annotations
 
+import json
+import os
 import queue
+import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +70,8 @@ def test_each_knob_and_button_by_its_address(box):
     client.send_message("/musicbox/meter", "3/4")
     last = _wait(changes)
     assert (last.meter, last.style, last.tempo_bpm, last.mood) == ("3/4", 1.0, 132.0, -0.5)
+    client.send_message("/musicbox/key", "Eb")
+    assert _wait(changes).key == "D#"
     for button in Button:
         client.send_message(f"/musicbox/{button.value}", [])
         assert _wait(presses) is button
@@ -122,3 +131,94 @@ def test_bar_and_beat_go_to_subscribers(box):
     finally:
         listener.shutdown()
         listener.server_close()
+
+
+# ---- the real `musicbox play` with OSC on ----------------------------------------------------------------
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stats_when(proc, stats: Path, test, what: str, timeout_s: float = 30.0) -> dict:
+    end = time.monotonic() + timeout_s
+    data = None
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            data = json.loads(stats.read_text())
+        except (OSError, ValueError):
+            data = None
+        if data is not None and test(data):
+            return data
+        time.sleep(0.05)
+    raise AssertionError(f"the box never showed {what}: {data}")
+
+
+@pytest.mark.slow
+def test_musicbox_play_hears_each_knob_and_button_over_osc_and_starts_the_sensors(tmp_path):
+    """The real box on a JACK dummy server, OSC on 127.0.0.1 and a PIR sensor on a mock pin moving the
+    mood: the sensor's idle value, then each knob and button from a python-osc client, shown by the box's
+    --stats file; shutdown over OSC ends the box cleanly."""
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd (jackd2) is not installed")
+    from musicbox.runtime.box.soak import JackDummy
+
+    port = _free_udp_port()
+    config = tmp_path / "box.toml"
+    config.write_text(
+        f'[recording]\nfolder = "{tmp_path / "rec"}"\n[synth]\nexpression = 0.0\n'
+        f'[osc]\nenabled = true\nbind = "127.0.0.1"\nport = {port}\n'
+        '[sensors.motion]\nknob = "mood"\npin = 26\nidle = -0.6\nactive = 0.6\n'
+    )
+    stats = tmp_path / "s.json"
+    cmd = [sys.executable, "-m", "musicbox.cli", "play", "--config", str(config), "--backend", "none"]
+    cmd += ["--seconds", "120", "--stats", str(stats)]
+    with JackDummy(name=f"mbosc{os.getpid()}"):  # sets JACK_DEFAULT_SERVER: the box plays to it
+        env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            c = lambda s: s["controls"]  # noqa: E731
+            first = _stats_when(
+                proc, stats, lambda s: s["state"] == "playing" and c(s)["mood"] == -0.6, "the sensor's mood"
+            )
+            client = SimpleUDPClient("127.0.0.1", port)
+            for address, value, field, want in [
+                ("style", "folk", "style", 3.0),
+                ("tempo", 120.0, "tempo_bpm", 120.0),
+                ("mood", 0.5, "mood", 0.5),
+                ("variation", 0.75, "variation", 0.75),
+                ("meter", "3/4", "meter", "3/4"),
+                ("key", "D", "key", "D"),
+            ]:
+                client.send_message(f"/musicbox/{address}", value)
+                _stats_when(proc, stats, lambda s, f=field, w=want: c(s)[f] == w, f"{field} {want!r}")
+            last = _stats_when(proc, stats, lambda s: True, "its stats")
+            assert c(last)["style"] == 3.0 and c(last)["tempo_bpm"] == 120.0  # each knob kept the others
+
+            presses = [
+                ("next", lambda s, b: s["seed"] != b["seed"]),
+                ("keep", lambda s, b: s["generation"] > b["generation"]),
+                ("new", lambda s, b: s["generation"] > b["generation"]),
+                ("save", lambda s, b: s["saves"] + s["save_failures"] > b["saves"] + b["save_failures"]),
+                ("volume_down", lambda s, b: s["volume_db"] < b["volume_db"]),  # from 0 dB, the top
+                ("volume_up", lambda s, b: s["volume_db"] > b["volume_db"]),
+                ("play_pause", lambda s, b: s["state"] == "paused"),
+                ("play_pause", lambda s, b: s["state"] == "playing"),
+            ]
+            for button, moved in presses:
+                before = _stats_when(proc, stats, lambda s: True, "its stats")
+                client.send_message(f"/musicbox/{button}", [])
+                _stats_when(proc, stats, lambda s, m=moved, b=before: m(s, b), f"{button} pressed")
+            pressed = {b for b, _ in presses} | {"shutdown"}
+            assert pressed == {b.value for b in Button} - {"sleep"}  # every button (sleep: test_sleep.py)
+            client.send_message("/musicbox/shutdown", [])
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, out
+    assert f"OSC on udp://127.0.0.1:{port}" in out and "sensors: motion -> mood" in out
+    assert first["controls"]["mood"] == -0.6
