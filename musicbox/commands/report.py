@@ -60,7 +60,12 @@ KNOBS = (
     *(
         Row(f"{knob} turn -> first changed audio, {stat}", "knobs", f"latency.{knob}.{key}", d)
         for knob in ("tempo", "volume", "style", "mood", "variation")
-        for stat, key, d in (("p95 ms", "ms_p95", 0), ("p95 beats", "beats_p95", 2))
+        for stat, key, d in (
+            ("p95 ms", "ms_p95", 0),
+            ("p95 beats", "beats_p95", 2),
+            ("p95 ms beyond one beat", "ms_beyond_a_beat_p95", 0),
+            ("p95 ms the worker took to write it", "write_ms_p95", 0),
+        )
     ),
     Row("turns: underruns", "knobs", "latency.underruns", 0),
     Row("turns: seconds of silence", "knobs", "latency.silence_s", 2),

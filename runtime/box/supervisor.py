@@ -82,6 +82,17 @@ class BoxState(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Turn:
+    """A knob turn (or next) heard: heard_s, seconds from its being posted to the first frame written for
+    it leaving the player's callback; made_s, the seconds the worker took to write (generate and render)
+    that first entry; step, the grid step it took over at (0: a bar line)."""
+
+    heard_s: float
+    made_s: float
+    step: int
+
+
+@dataclass(frozen=True)
 class Recall:
     """A request to play on with these ``controls`` and this generator ``seed`` (a preset recalled)."""
 
@@ -202,7 +213,7 @@ class Supervisor:
         self._posted_at = 0.0  # when the event being handled was posted (time.monotonic(), seconds)
         self._pending_turn: tuple[int, float] | None = None  # (generation, posted at) not yet heard
         self.splice_frames: collections.deque[int] = collections.deque(maxlen=4096)  # player log frames
-        self.turns: collections.deque[float] = collections.deque(maxlen=4096)
+        self.turns: collections.deque[Turn] = collections.deque(maxlen=4096)
         """Seconds from each knob turn (or next) being posted to the first frame written for it leaving
         the player's callback (add the stream's output latency for the speaker)."""
         self._lost_at: float | None = None
@@ -633,7 +644,8 @@ class Supervisor:
             self._played_gen[bar] = gen
             turn = self._pending_turn
             if turn is not None and gen >= turn[0]:
-                self.turns.append(max(0.0, at - turn[1]))
+                made = info.gen_s + info.render_s if info is not None else 0.0
+                self.turns.append(Turn(max(0.0, at - turn[1]), made, step))
                 self._pending_turn = None
             self._bar_info = {k: v for k, v in self._bar_info.items() if k[0] >= bar - 1}
             self._states = {b: s for b, s in self._states.items() if b >= bar - 1}
@@ -702,7 +714,7 @@ class Supervisor:
         """The box's status now (:class:`~musicbox.runtime.box.status.BoxStatus`)."""
         worker = self.worker
         rec = self.recorder
-        turns = sorted(self.turns)
+        turns = sorted(t.heard_s for t in self.turns)
         return BoxStatus(
             state=self.state.value,
             worker_pid=worker.process.pid if worker is not None else None,

@@ -9,8 +9,10 @@ stream on a JACK dummy server, paced like a sound card) while a thread turns kno
 - :func:`latency`: one turn every ``every_s`` seconds at a random moment of the beat, of a random knob
   (style, tempo, mood, variation, volume) at random tempos across the range: seconds from the turn being
   posted to the first frame written for it leaving the player's callback, p50 and p95 per knob in ms and
-  in beats (of the tempo the turn was made at); the stream's output latency is reported beside, to add
-  for the speaker. The splices are checked for clicks: the largest sample step within a crossfade of
+  in beats (of the tempo the turn was made at), the ms beyond one beat and the ms the worker took to
+  write what was heard (a turn that comes too close before a beat line for its rewrite to be ready
+  there is heard at the next one: one beat plus less than the writing time); the stream's output
+  latency is reported beside, to add for the speaker. The splices are checked for clicks: the largest sample step within a crossfade of
   each splice against the largest sample step of the music elsewhere.
 """
 
@@ -102,7 +104,9 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
     """One turn of a random knob every ``every_s`` seconds for ``minutes``; see the module docstring."""
     from musicbox.runtime.controls import Button
 
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in KNOBS}  # (seconds, beats)
+    samples: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in KNOBS}
+    # per turn: seconds to the first changed audio, the same in beats, seconds beyond one beat, and the
+    # seconds the worker took to write what was heard
     heard: list[np.ndarray] = []
 
     def turner(box, stop: threading.Event) -> None:
@@ -119,13 +123,15 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
                 box.post(Button.VOLUME_DOWN if box.player.volume_db > -9 else Button.VOLUME_UP)
                 got = _until(stop, lambda t=posted: box.player.volume_applied_at >= t)
                 took = box.player.volume_applied_at - posted if got else None
+                made = 0.0
             else:
                 before = len(box.turns)
                 box.set_controls(_turned(c, knob, rng, n_styles, box.min_bpm, box.max_bpm))
                 got = _until(stop, lambda n=before: len(box.turns) > n)
-                took = box.turns[-1] if got else None
+                turn = box.turns[-1] if got else None
+                took, made = (turn.heard_s, turn.made_s) if turn is not None else (None, 0.0)
             if took is not None:
-                samples[knob].append((took, took / beat_s))
+                samples[knob].append((took, took / beat_s, took - beat_s, made))
 
     with tempfile.TemporaryDirectory() as tmp, JackDummy(name=f"mblat{id(samples)}"):
         box = _box(tmp, bundle)
@@ -136,8 +142,10 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
     for knob, values in samples.items():
         figures[knob] = {
             "turns": len(values),
-            **_percentiles("ms", [1e3 * s for s, _ in values]),
-            **_percentiles("beats", [b for _, b in values]),
+            **_percentiles("ms", [1e3 * v[0] for v in values]),
+            **_percentiles("beats", [v[1] for v in values]),
+            **_percentiles("ms_beyond_a_beat", [1e3 * v[2] for v in values]),
+            **_percentiles("write_ms", [1e3 * v[3] for v in values]),
         }
     stream = box.player._stream
     figures["output_latency_ms"] = round(1e3 * float(getattr(stream, "latency", 0.0) or 0.0), 1)
