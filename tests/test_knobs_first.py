@@ -242,3 +242,24 @@ def test_major_share_counts_two_bar_windows_in_major():
     a_minor = bars([57, 60, 64, 69, 62, 65, 68, 71], 4)
     assert major_share(c_major) == 1.0 and major_share(a_minor) == 0.0
     assert major_share(np.concatenate([c_major, a_minor])) == 0.5
+
+
+def test_a_knob_turned_right_after_next_keeps_next_s_seed():
+    from musicbox.config import default_config
+    from musicbox.runtime.box.supervisor import Supervisor, WorkerHandle
+    from musicbox.runtime.box.worker import WorkerSettings, Written
+    from musicbox.runtime.state import GeneratorState
+
+    box = Supervisor(WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), None)
+    try:
+        worker = WorkerHandle(SimpleNamespace(pid=1), None, 0.0, ready=True, wrote=True)
+        state = replace(GeneratorState.fresh(3, 0, 2, (4, 64)), index=1, roll=np.zeros((3, 16, 64), np.uint8))
+        box.ring.write_bar(0, 0, _flat(0.1, 1600), FOUR)
+        box._on_written(worker, Written(0, 0, state, box.controls, [], meter=COMMON))
+        _play(box.player, 1, frames=256)
+        box._follow_player()
+        box._change(box.controls, "next", seed=99)
+        box._change(replace(box.controls, tempo_bpm=140.0), "controls")  # before next's rewrite played
+        assert box._resume.seed == 99 and box._resume.splice.rewrite  # written again, with next's seed
+    finally:
+        box.ring.close()

@@ -367,8 +367,8 @@ class Supervisor:
         self.gen += 1
         _, playing_bar, playing_gen = self.ring.playing()
         played = self._bar_info.get((playing_bar, playing_gen))
-        if seed is None:
-            seed = played.state.seed if played is not None else self._resume.seed
+        if seed is None:  # the seed asked for last (a next just before this turn stays)
+            seed = self._resume.seed
         # a key turn alone splices nothing: the generator moves the key at the next phrase start
         step = self._splice_at(played, controls) if form is None and not key_only(old, controls) else None
         if step is not None and played is not None:
