@@ -5,9 +5,11 @@ off; the remote on with one page open (a paired client reading ``/api/events``, 
 EventSource does: the state, pushed when it changes); and that page also listening to ``/stream.wav``.
 For each it samples the main process's CPU (utime + stime from ``/proc``) every second once the box
 plays, and reports p50/p95 in % of one core, plus its RSS at the end (MiB), and the CPU seconds of the
-whole process tree (the main process, the worker, a killed worker's) per minute of music. The
-differences are the server's cost and the stream's: ``remote_cpu_s_per_music_minute`` is what the page
-and the stream add to the whole box. The figures are checked against ``musicbox/targets.py`` (source
+whole process tree (the main process, the worker, a killed worker's) per minute of music. The remote's
+own cost, ``remote_cpu_s_per_music_minute``, is measured directly: its server thread's CPU clock and the
+stream's conversion, read from ``/api/state`` at both ends of the listening run (the difference of two
+runs' trees, ``tree_difference_cpu_s_per_music_minute``, is reported beside it, but two runs of the box
+differ by a few tenths of a CPU second a minute in the music they generate). The figures are checked against ``musicbox/targets.py`` (source
 ``remote``). Under a JACK dummy server when ``jack`` is true (a build host), else on the default audio
 device.
 """
@@ -78,6 +80,15 @@ def _reader(url: str, cookie: str, stop: threading.Event, received: dict[str, in
             received[url] += len(data)
 
 
+def _remote_cpu_s(base: str, cookie: str) -> float:
+    """CPU seconds the remote has used so far: its server thread's and the stream's conversion (the box
+    says both in ``/api/state``)."""
+    request = urllib.request.Request(base + "/api/state", headers={"Cookie": f"musicbox_session={cookie}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        state = json.loads(response.read())
+    return float(state["server_cpu_s"]) + float((state.get("stream") or {}).get("cpu_s", 0.0))
+
+
 def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, stream: bool) -> dict:
     port = _free_port()
     config = folder / "box.toml"
@@ -92,13 +103,13 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = threading.Event()
     received: dict[str, int] = {}
+    base, cookie = f"http://127.0.0.1:{port}", ""
     try:
         while not (stats.exists() and json.loads(stats.read_text())["bars_played"] >= 1):
             if proc.poll() is not None:
                 raise RuntimeError(f"musicbox play exited {proc.returncode}")
             time.sleep(0.1)
         if page:
-            base = f"http://127.0.0.1:{port}"
             code = json.loads((folder / "state" / "pairing.json").read_text())["code"]
             pair = urllib.request.Request(
                 base + "/api/pair", json.dumps({"code": code}).encode(), {"Content-Type": "application/json"}
@@ -113,12 +124,14 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
         time.sleep(2.0)  # settle
         samples, last = [], _cpu_s(proc.pid)
         tree_start, wall_start = _tree_cpu_s(proc.pid), time.monotonic()
+        remote_start = _remote_cpu_s(base, cookie) if page else 0.0
         for _ in range(int(seconds)):
             time.sleep(1.0)
             now = _cpu_s(proc.pid)
             samples.append(100.0 * (now - last))
             last = now
         tree_cpu = _tree_cpu_s(proc.pid) - tree_start
+        remote_cpu = _remote_cpu_s(base, cookie) - remote_start if page else 0.0
         wall = time.monotonic() - wall_start
         rss = _rss_mb(proc.pid)
         got = dict(received)
@@ -132,6 +145,7 @@ def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, s
         "cpu_pct_mean": round(float(np.mean(samples)), 2),
         "rss_mb": round(rss, 1),
         "tree_cpu_s_per_music_minute": round(60.0 * tree_cpu / wall, 3),
+        "remote_cpu_s_per_music_minute": round(60.0 * remote_cpu / wall, 3),
         "received_kbit_s": {
             url.rsplit("/", 1)[1]: round(8 * n / 1000 / (wall + 2.0), 1) for url, n in got.items()
         },
@@ -159,7 +173,8 @@ def measure(bundle: Path, seconds: float = 30.0, jack: bool = True) -> dict:
         "server_rss_added_mb": round(page["rss_mb"] - off["rss_mb"], 1),
         "server_cpu_added_pct_mean": round(page["cpu_pct_mean"] - off["cpu_pct_mean"], 2),
         "stream_cpu_pct_mean": round(listening["cpu_pct_mean"] - page["cpu_pct_mean"], 2),
-        "remote_cpu_s_per_music_minute": round(
+        "remote_cpu_s_per_music_minute": listening["remote_cpu_s_per_music_minute"],
+        "tree_difference_cpu_s_per_music_minute": round(
             listening["tree_cpu_s_per_music_minute"] - off["tree_cpu_s_per_music_minute"], 3
         ),
         "box_cpu_s_per_music_minute_listening": listening["tree_cpu_s_per_music_minute"],

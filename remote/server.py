@@ -20,7 +20,7 @@ needs the CSRF header and a same-origin request, see :mod:`musicbox.remote.auth`
 
 - ``GET /``: the page. ``POST /api/pair {"code"}``: pair. ``GET /api/session``: paired? CSRF token,
   styles, tempo range. ``POST /api/logout``.
-- ``GET /api/state``: the box now; ``GET /api/events``: the same, pushed (Server-Sent Events) when it
+- ``GET /api/state``: the box now (and the server's CPU seconds); ``GET /api/events``: the same, pushed (Server-Sent Events) when it
   changes (a bar, a knob, a press), so the page never polls.
 - ``POST /api/controls {"style", "tempo_bpm", "mood", "variation", "meter", "key"}`` (any subset; the meter is ""
   for the style's own or one of the styles' meters; the state's ``next_meter`` steps through the playing
@@ -42,6 +42,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
@@ -296,6 +297,19 @@ class RemoteServer:
             _put_newest(q, None)  # ends the page's response
         await self._runner.cleanup()
 
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server's thread has used so far: all of its cost but the
+        stream's conversion (``stream.cpu_s``, on the box's main thread). ``musicbox bench remote``
+        reads it from ``/api/state``."""
+        thread = self._thread
+        if thread is None or thread.ident is None:
+            return 0.0
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, AttributeError):  # the thread has ended; not Linux
+            return 0.0
+
     # ---- from the box (any thread) ------------------------------------------------------------------
 
     def publish(self, status: BoxStatus) -> None:
@@ -518,7 +532,7 @@ class RemoteServer:
         return response
 
     async def _state(self, request):
-        return self._web.json_response(self.view())
+        return self._web.json_response({**self.view(), "server_cpu_s": self.cpu_s})
 
     async def _events(self, request):
         web = self._web
