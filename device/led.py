@@ -70,6 +70,7 @@ class StatusLed:
         """The lasting state shown (or shown again once an event is done)."""
         self._lock = threading.Lock()
         self._back: threading.Timer | None = None
+        self._seen: tuple[int, int] | None = None  # (saves, worker restarts) :meth:`follow` saw last
         self._led: Any = None
         if pin == NO_LED:
             return
@@ -104,6 +105,29 @@ class StatusLed:
                 self._back = threading.Timer(seconds, self._resume)
                 self._back.daemon = True
                 self._back.start()
+
+    def follow(self, state: str, audio_state: str, saves: int, worker_restarts: int) -> None:
+        """Show what the box's status says (``BoxStatus``'s fields, once a second): playing, paused, the
+        audio device lost, stopped; a blink for each new save and the fault flashes for a new worker
+        restart."""
+        if audio_state == "lost":
+            lasting = LedState.DEVICE_LOST
+        elif state in ("playing", "starting", "recovering"):
+            lasting = LedState.PLAYING
+        elif state == "paused":
+            lasting = LedState.PAUSED
+        else:
+            lasting = LedState.OFF
+        seen = self._seen
+        self._seen = (saves, worker_restarts)
+        if seen is not None and worker_restarts > seen[1]:
+            self.state = lasting  # the fault flashes, then the state now
+            self.show(LedState.WORKER_RESTARTED)
+        elif seen is not None and saves > seen[0]:
+            self.state = lasting
+            self.show(LedState.SAVED)
+        elif lasting is not self.state:
+            self.show(lasting)
 
     def _resume(self) -> None:
         with self._lock:

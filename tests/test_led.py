@@ -149,3 +149,25 @@ def test_led_pin_in_the_board_section(tmp_path, factory):
     with pytest.raises(ConfigError, match="board.led_pin"):
         load_config(box)
     assert Device.pin_factory is None or Device.pin_factory is not factory  # no global factory left behind
+
+
+def test_the_led_follows_the_box_status(led, factory, monkeypatch):
+    shown = []
+    real = led.show
+    monkeypatch.setattr(led, "show", lambda state: (shown.append(state), real(state)))
+    led.follow("starting", "running", 0, 0)
+    led.follow("playing", "running", 0, 0)  # already breathing: nothing new
+    led.follow("playing", "running", 1, 0)  # a save landed
+    led.follow("playing", "running", 1, 1)  # a worker was replaced
+    led.follow("playing", "lost", 1, 1)  # the audio device went away
+    led.follow("paused", "running", 1, 1)
+    led.follow("stopping", "closed", 1, 1)
+    assert shown == [
+        LedState.PLAYING,
+        LedState.SAVED,
+        LedState.WORKER_RESTARTED,
+        LedState.DEVICE_LOST,
+        LedState.PAUSED,
+        LedState.OFF,
+    ]
+    assert led.state is LedState.OFF

@@ -64,6 +64,7 @@ def _minutes(text: str) -> float:
 
 def run(args) -> int:
     from musicbox.config import load_config
+    from musicbox.device.led import StatusLed
     from musicbox.runtime.box.assemble import build_box
     from musicbox.runtime.box.lock import hold_box_lock
     from musicbox.runtime.sleep import Sleep
@@ -92,6 +93,7 @@ def run(args) -> int:
         os.close(lock)
         raise
     osc = sensors = None
+    led = StatusLed.from_config(config.board)  # [board] led_pin; -1: none
     try:
         backend = _open_backend(config, box, held, remote, rig)
         try:
@@ -104,12 +106,13 @@ def run(args) -> int:
             _install_signal_handlers(box)
             box.run(
                 args.seconds,
-                on_status=_status_publisher(args.stats, backend, box, remote),
+                on_status=_status_publisher(args.stats, backend, box, remote, led),
                 on_audio=remote.stream.feed if remote is not None and remote.stream is not None else None,
             )
         finally:
             backend.close()
     finally:
+        led.close()
         if sensors is not None:
             sensors.close()
         if osc is not None:
@@ -297,7 +300,7 @@ def _install_signal_handlers(box) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def _status_publisher(path: Path | None, backend, box, remote=None):
+def _status_publisher(path: Path | None, backend, box, remote=None, led=None):
     """A callable(stats) the supervisor calls every second: writes the stats to ``path`` atomically
     (with ``--stats``), shows the box's state, knobs, bar count and the bar playing on the backend (and
     the remote's address and pairing code), and hands the stats to the remote's pages."""
@@ -306,6 +309,8 @@ def _status_publisher(path: Path | None, backend, box, remote=None):
     from musicbox.runtime.pianoroll import DEFAULT, notes_to_roll
 
     def publish(stats: BoxStatus) -> None:
+        if led is not None:
+            led.follow(stats.state, stats.audio_state, stats.saves, stats.worker_restarts)
         if path is not None:
             tmp = path.with_name(f".{path.name}.tmp")
             try:
