@@ -240,3 +240,18 @@ def test_performer_holds_tied_notes_and_ends_everything_at_a_splice():
     assert [f for f, m in events if m == bytes((0x91, 67, 80))] == [4000]
     quiet = p.silence()
     assert bytes((0xB9, 123, 0)) in quiet
+
+
+@pytest.mark.slow
+def test_bench_midi_measures_the_clock_and_notes_against_the_audio_on_the_port():
+    """`musicbox bench midi`'s measurement (short): the clock at the tempo, every note matched to its
+    audio found sample for sample on the box's JACK output port, and leaving its port with it."""
+    from musicbox.config import shipped_bundle
+    from musicbox.runtime.box.midibench import measure
+
+    figures = measure(shipped_bundle(), seconds=12.0)
+    assert figures["clock_bpm"] == pytest.approx(figures["bpm"], rel=0.005)
+    assert figures["audio_chunks_found_on_port"] >= 5
+    assert figures["notes_matched"] == figures["notes_in_whole_bars"] >= 0.5 * figures["notes_sent"] > 0
+    assert abs(figures["note_vs_port_median_ms"]) < 2.0  # the same JACK period as its audio
+    assert figures["clock_jitter_ms_p99"] < 5.0 and figures["underruns"] == 0

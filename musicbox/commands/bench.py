@@ -21,6 +21,9 @@ as the box and ``musicbox render`` do. Targets come from ``musicbox/targets.py``
 ``musicbox bench remote [--seconds S] [--device]`` measures the web remote's RSS and CPU with one page
 open, and the stream's CPU (``musicbox.remote.footprint``).
 
+``musicbox bench midi [--seconds S]`` plays the box with MIDI out on a JACK dummy server (60 s by default)
+and reports the MIDI clock's jitter and the note-vs-audio offset (``musicbox.runtime.box.midibench``).
+
 ``musicbox bench macs [--precision P] [--gmacs G]`` counts the multiply-accumulates of one bar per stage
 (from ONNX Runtime's profile of what ran, ``musicbox.runtime.macs``), times the same bars unprofiled to
 get this machine's effective rate (MACs / second), and estimates a bar's time on the boards of
@@ -68,9 +71,9 @@ def register(sub):
     p.add_argument(
         "mode",
         nargs="?",
-        choices=("all", "soak", "macs", "remote", "knobs"),
+        choices=("all", "soak", "macs", "remote", "knobs", "midi"),
         default="all",
-        help="all figures, the soak, MACs, the web remote, or knob turns in the live box",
+        help="all figures, the soak, MACs, the web remote, knob turns in the live box, or MIDI out's timing",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
@@ -86,7 +89,9 @@ def register(sub):
     p.add_argument("--precision", default="fp32", help="macs: the variant to count (default fp32)")
     p.add_argument("--gmacs", type=float, help="macs: also estimate at this rate, 1e9 MACs per second")
     p.add_argument(
-        "--seconds", type=float, default=30.0, help="remote: seconds measured per run (default 30)"
+        "--seconds",
+        type=float,
+        help="remote: seconds measured per run (default 30); midi: seconds played (60)",
     )
     p.add_argument(
         "--device", action="store_true", help="remote: play on the default audio device, not a JACK dummy"
@@ -111,12 +116,20 @@ def run(args) -> int:
     if args.mode == "remote":
         from musicbox.remote.footprint import measure
 
-        figures = measure(root, args.seconds, jack=not args.device)
+        figures = measure(root, args.seconds or 30.0, jack=not args.device)
         text = json.dumps(figures, indent=2)
         print(text)
         if args.json:
             Path(args.json).write_text(text + "\n")
         return 0 if figures["ok"] else 1
+    if args.mode == "midi":
+        from musicbox.runtime.box.midibench import measure as measure_midi
+
+        text = json.dumps(measure_midi(root, args.seconds or 60.0), indent=2)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(text + "\n")
+        return 0
     figures = measure_all(root, max(2, args.bars), args.config)
     _print_table(figures)
     if args.json:

@@ -207,6 +207,7 @@ class MidiFollower:
 
     def __init__(self, player, bar_info: Callable, settings: MidiSettings, dac_time: bool = False):
         self.dac_time = dac_time  # times are PortAudio's DAC times (an ALSA backend's), else monotonic
+        self.add_latency = True  # MIDI waits for the stream's output latency (not on JACK: see JackMidi)
         self.player = player
         self.log = player.log
         self.bar_info = bar_info
@@ -236,7 +237,8 @@ class MidiFollower:
                 return out
         if self._paused:
             return out
-        shift = self.settings.offset_s + (0.0 if self.dac_time else self.player.output_latency())
+        latency = self.player.output_latency() if self.add_latency and not self.dac_time else 0.0
+        shift = self.settings.offset_s + latency
         until = self.clock.frame_at(t1 - shift)
         if self.settings.clock_out:  # the clock first: Start before the notes of the first beat
             out += self._clock(until, shift)
@@ -349,6 +351,8 @@ class JackMidi:
                 '`apt install libjack-jackd2-0`; or set [midi] out = ""'
             ) from exc
         self.follower = follower
+        follower.add_latency = False  # MIDI and audio leave their JACK ports in the same period: what
+        # follows (the playback latency, a synth's own) is JACK's to add; `musicbox bench midi` measures
         self.clock = clock
         try:
             self.client = jack.Client(name, no_start_server=True)
