@@ -214,7 +214,9 @@ class MidiConfig:
     drums on 10, General MIDI percussion). local_sound: false = the box's own audio is silent (it drives
     an external synth alone). clock_out: MIDI clock (24 ppqn), start/stop/continue and song position out.
     clock_in: follow a MIDI clock on ``musicbox:clock_in`` (its tempo sets the box's; start/stop play and
-    pause). offset_ms: added to the sound card's output latency when timing MIDI to the audio.
+    pause). offset_ms: added to the sound card's output latency when timing MIDI to the audio. link:
+    follow an Ableton Link session's tempo and start/stop (``runtime/box/link.py``; the ``link`` extra,
+    GPL-3.0).
     """
 
     out: str = _opt("str", '"", "jack" or "jack:<port>"')
@@ -226,6 +228,7 @@ class MidiConfig:
     clock_out: bool = _opt("bool")
     clock_in: bool = _opt("bool")
     offset_ms: float = _opt("float", "milliseconds", -500.0, 500.0)
+    link: bool = _opt("bool")
 
 
 @dataclass(frozen=True)

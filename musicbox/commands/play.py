@@ -92,14 +92,15 @@ def run(args) -> int:
         box.ring.close()
         os.close(lock)
         raise
-    osc = sensors = None
+    osc = sensors = link = None
     led = StatusLed.from_config(config.board)  # [board] led_pin; -1: none
     try:
-        backend = _open_backend(config, box, held, remote, rig)
+        backend = _open_backend(config, box, held, remote)
         try:
             try:
                 osc = _start_osc(config, box, backend, remote, _press(box, held))
                 sensors = _start_sensors(config, box)
+                link = _start_link(config, box)
             except BaseException:
                 box.ring.close()  # the box never ran: free its shared memory
                 raise
@@ -113,6 +114,8 @@ def run(args) -> int:
             backend.close()
     finally:
         led.close()
+        if link is not None:
+            link.close()
         if sensors is not None:
             sensors.close()
         if osc is not None:
@@ -161,32 +164,49 @@ def _open_midi(config, box, out: str | None):
     """MIDI out (and clock in) on JACK for ``box`` (``runtime/box/midiout.py``); the box's own sound off
     with ``[midi] local_sound = false``."""
     from musicbox.runtime.box.midiout import ClockFollower, JackMidi, MidiFollower, MidiSettings
-    from musicbox.runtime.box.supervisor import BoxState
-    from musicbox.runtime.controls import Button
 
     settings = MidiSettings.from_config(config.midi, out)
     if not config.midi.local_sound:
         box.player.muted = True
         box.player.set_volume(box.player.volume_db)
-    clock = None
-    if settings.clock_in:
-
-        def on_tempo(bpm: float) -> None:
-            bpm = min(max(bpm, box.min_bpm), box.max_bpm)
-            box.followed_bpm = bpm
-            box.set_controls(replace(box.controls, tempo_bpm=bpm))
-
-        def on_run(running: bool) -> None:
-            if running == (box.state is BoxState.PAUSED):
-                box.post(Button.PLAY_PAUSE)
-
-        clock = ClockFollower(on_tempo, on_run)
+    clock = ClockFollower(*_follow(box)) if settings.clock_in else None
     return JackMidi(MidiFollower(box.player, box.bar_info, settings), clock=clock)
 
 
-def _open_backend(config, box, held: threading.Event, remote=None, rig=None):
+def _follow(box):
+    """``(on_tempo(bpm), on_run(running))`` for a tempo the box follows (a MIDI clock in, Ableton Link):
+    the tempo, within the box's range, becomes ``box.followed_bpm`` and the box's; start/stop play and
+    pause."""
+    from musicbox.runtime.box.supervisor import BoxState
+    from musicbox.runtime.controls import Button
+
+    def on_tempo(bpm: float) -> None:
+        bpm = min(max(bpm, box.min_bpm), box.max_bpm)
+        box.followed_bpm = bpm
+        box.set_controls(replace(box.controls, tempo_bpm=bpm))
+
+    def on_run(running: bool) -> None:
+        if running == (box.state is BoxState.PAUSED):
+            box.post(Button.PLAY_PAUSE)
+
+    return on_tempo, on_run
+
+
+def _start_link(config, box):
+    """Following an Ableton Link session (``[midi] link``, ``runtime/box/link.py``: the GPL ``link``
+    extra, imported only here); None when off."""
+    if not config.midi.link:
+        return None
+    from musicbox.runtime.box.link import LinkFollower
+
+    link = LinkFollower(box.controls.tempo_bpm, *_follow(box))
+    link.start()
+    return link
+
+
+def _open_backend(config, box, held: threading.Event, remote=None):
     """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages.
-    Following a MIDI clock (``rig`` with a clock in), the tempo knob shows and does nothing else. The key
+    Following a tempo (a MIDI clock in, Ableton Link), the tempo knob shows and does nothing else. The key
     (``Controls.key``) is the box's until the backend itself changes it (the terminal's key, a knob
     script): a potentiometer's controls carry no key and must not undo one set on the page or by OSC."""
     from musicbox.device import open_backend
@@ -195,7 +215,7 @@ def _open_backend(config, box, held: threading.Event, remote=None, rig=None):
 
     def from_knobs(controls) -> None:
         followed = box.followed_bpm
-        if rig is not None and rig.clock is not None and followed is not None:
+        if followed is not None:
             controls = replace(controls, tempo_bpm=followed)
         sent, sent_key[0] = sent_key[0], controls.key
         if controls.key == sent:  # not turned on the backend: the key stays where it is
