@@ -93,7 +93,7 @@ def run(args) -> int:
         os.close(lock)
         raise
     osc = sensors = link = None
-    led = StatusLed.from_config(config.board)  # [board] led_pin; -1: none
+    led = StatusLed.from_config(config)  # [board] led_pin; -1: none
     try:
         backend = _open_backend(config, box, held, remote)
         try:
