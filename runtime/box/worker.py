@@ -179,11 +179,15 @@ class BarProducer:
             self.generator.reseed(seed)
         return self.generator.get_state()
 
-    def produce_bar(self, state, controls: Controls):
-        """One bar from ``state``: returns (pcm float32 [frames, 2], Bar, the state after the bar)."""
+    def produce_bar(self, state, controls: Controls, wanted=lambda: True):
+        """One bar from ``state``: returns (pcm float32 [frames, 2], Bar, the state after the bar), or
+        None when ``wanted()`` says after the generation that the bar is no longer wanted (a knob turned
+        meanwhile: its rewrite comes first, and the renderer was not touched)."""
         if state is not self.generator.get_state():
             self.generator.set_state(state)
         bar = self.generator.next_bar(controls)
+        if not wanted():
+            return None
         pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep, phrase=bar.phrase)
         return pcm, bar, self.generator.get_state()
 
@@ -327,7 +331,10 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
     if splice is not None:
         pcm, bar, state = producer.produce_splice(job.state, job.controls, splice)
     else:
-        pcm, bar, state = producer.produce_bar(job.state, job.controls)
+        made = producer.produce_bar(job.state, job.controls, wanted=lambda: not conn.poll(0))
+        if made is None:
+            return  # a command is waiting (a knob turned): the loop reads it before this bar is rendered
+        pcm, bar, state = made
     first = splice.step if splice is not None else 0
     render_s = time.perf_counter() - t0 - bar.gen_seconds
     span = Span.of(bar.meter.beats, bar.meter.steps, first)
