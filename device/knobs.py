@@ -48,7 +48,9 @@ class KnobMap:
     detent_width: fraction 0..1 of each style's sector that snaps to the style. variation: 0..1, the
     variation of returning sections when no knob sets it (raw key ``variation``, read as is). meter: the
     meter of the controls ("" = the style's own, else a name of ``runtime.meter.METERS``). style_meters:
-    each style's meters in knob order, its own first (the manifest's), for :meth:`next_meter`.
+    each style's meters in knob order, its own first (the manifest's), for :meth:`next_meter`. key: the
+    key control of the controls ("" = the seed's, else a tonic of ``runtime.controls.TONICS``): like the
+    meter a choice, not a knob's travel.
     """
 
     n_styles: int
@@ -58,6 +60,7 @@ class KnobMap:
     variation: float = VARIATION
     meter: str = ""
     style_meters: tuple[tuple[str, ...], ...] = ()
+    key: str = ""
 
     def style(self, raw: float) -> float:
         """Style position 0 .. n_styles-1 (integers at detents, blends between), to 0.01."""
@@ -90,6 +93,7 @@ class KnobMap:
             mood=self.mood(raw["mood"]),
             variation=round(_clip(raw.get("variation", self.variation), *VARIATION_RANGE), 2),
             meter=self.meter,
+            key=self.key,
         )
 
     def ranges(self, style_names: Sequence[str]) -> ControlRanges:
@@ -198,7 +202,7 @@ class KnobProcessor:
         turned (its position moves past the hysteresis); then it takes over again: last writer wins, knob
         by knob, so turning one knob does not snap the others back to where they physically stand."""
         self.last = controls
-        self.map = replace(self.map, variation=controls.variation, meter=controls.meter)
+        self.map = replace(self.map, variation=controls.variation, meter=controls.meter, key=controls.key)
         self._pinned = {name: self.positions.get(name) for name in KNOBS}
 
     def feed(self, raw: Mapping[str, float], now: float) -> Controls | None:

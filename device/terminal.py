@@ -173,7 +173,6 @@ class TerminalBackend(PollingBackend):
         self.raw = knob_map.raw_of(Controls())
         self.status: dict = {}
         self.last_button: Button | None = None
-        self.key = ""  # the key control (Controls.key): not a knob position, stamped on what is sent
         self._console = console
         self._live: Live | None = None
         self._output: OutputToConsole | None = None
@@ -255,16 +254,15 @@ class TerminalBackend(PollingBackend):
     def step_key(self) -> None:
         """Ask for the next key (:data:`KEY_KEY`); sent at once."""
         choices = ("", *TONICS)
-        self.key = choices[(choices.index(self.key) + 1) % len(choices)]
-        self._emit_controls(self.processor.last or self.knob_map.controls(self.raw))
-
-    def _emit_controls(self, controls: Controls) -> None:
-        super()._emit_controls(replace(controls, key=self.key))
+        key = choices[(choices.index(self.processor.map.key) + 1) % len(choices)]
+        self.processor.map = replace(self.processor.map, key=key)
+        self.knob_map = self.processor.map
+        controls = self.processor.last or self.knob_map.controls(self.raw)
+        self._emit_controls(replace(controls, key=key))
 
     def follow(self, controls: Controls) -> None:
         """Move the key-driven knobs to ``controls`` (set on the web remote): the next key press goes on
         from there (keys move knobs relative to where they are, so every knob follows at once)."""
-        self.key = controls.key
         self.raw = {**self.knob_map.raw_of(controls), "variation": controls.variation}
         self.processor.feed(self.raw, -math.inf)  # the filters take the new positions
         super().follow(controls)
@@ -342,7 +340,7 @@ class TerminalBackend(PollingBackend):
             )
         playing = f"playing {self.status['meter']}" if self.status.get("meter") else ""
         table.add_row("meter", self._meter_choices(controls), playing)
-        table.add_row("key", self.key or "the seed's", "from the next phrase")
+        table.add_row("key", self.knob_map.key or "the seed's", "from the next phrase")
         return table
 
     def _meter_choices(self, controls: Controls) -> str:

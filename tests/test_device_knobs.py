@@ -105,3 +105,11 @@ def test_a_meter_set_elsewhere_is_kept_by_the_knobs():
     p.feed({"style": 0.5, "tempo": 0.5, "mood": 0.5}, 0.0)
     p.follow(Controls(style=1.0, meter="3/4"))
     assert p.feed({"style": 0.9, "tempo": 0.5, "mood": 0.5}, 1.0).meter == "3/4"
+
+
+def test_a_key_set_on_the_page_stays_while_a_potentiometer_turns():
+    p = KnobProcessor(KnobMap(STYLES), smoothing=0.0, hysteresis=0.0, rate_limit=0.0)
+    assert p.feed({"style": 0.0, "tempo": 0.5, "mood": 0.5}, 0.0).key == ""
+    p.follow(Controls(key="D"))  # the web remote or OSC chose D
+    turned = p.feed({"style": 0.0, "tempo": 0.9, "mood": 0.5}, 1.0)
+    assert turned is not None and turned.key == "D" and turned.tempo_bpm > 140

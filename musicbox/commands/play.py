@@ -206,20 +206,15 @@ def _start_link(config, box):
 
 def _open_backend(config, box, held: threading.Event, remote=None):
     """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages.
-    Following a tempo (a MIDI clock in, Ableton Link), the tempo knob shows and does nothing else. The key
-    (``Controls.key``) is the box's until the backend itself changes it (the terminal's key, a knob
-    script): a potentiometer's controls carry no key and must not undo one set on the page or by OSC."""
+    Following a tempo (a MIDI clock in, Ableton Link), the tempo knob shows and does nothing else. The
+    key, like the meter, is a choice the backend keeps (``KnobMap.key``; the page's or OSC's reaches it
+    through ``follow``)."""
     from musicbox.device import open_backend
-
-    sent_key = [""]  # the key the backend last sent
 
     def from_knobs(controls) -> None:
         followed = box.followed_bpm
         if followed is not None:
             controls = replace(controls, tempo_bpm=followed)
-        sent, sent_key[0] = sent_key[0], controls.key
-        if controls.key == sent:  # not turned on the backend: the key stays where it is
-            controls = replace(controls, key=box.controls.key)
         box.set_controls(controls)
         if remote is not None:
             remote.controls_changed(controls)
