@@ -62,7 +62,10 @@ class SensorKnobs:
             value = idle + reading(kind, device) * (active - idle)
             if abs(value - self._last.get(kind, float("inf"))) > self.hysteresis * span:
                 self._last[kind] = value
-                self.on_controls(replace(self.controls(), **{FIELDS[knob]: value}))
+                turned: dict[str, float] = {
+                    FIELDS[knob]: value
+                }  # a number field: style, tempo, mood, variation
+                self.on_controls(replace(self.controls(), **turned))  # type: ignore[arg-type]
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):

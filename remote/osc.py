@@ -118,6 +118,7 @@ class OscServer:
         if len(values) != 1:
             return self._error(sender, f"{address}: give one value")
         where = f"OSC {address}"
+        change: dict[str, str | float]
         try:
             if knob == "meter":
                 change = {"meter": self.ranges.check_meter(values[0], where)}
@@ -127,7 +128,7 @@ class OscServer:
                 change = {FIELDS[knob]: self.ranges.check(knob, values[0], where)}
         except ConfigError as exc:
             return self._error(sender, str(exc))
-        self.on_controls(replace(self.controls(), **change))
+        self.on_controls(replace(self.controls(), **change))  # type: ignore[arg-type]  # checked above
 
     def _button(self, sender, address: str, args, *values) -> None:
         (button,) = args

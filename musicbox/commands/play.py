@@ -291,6 +291,7 @@ def _start_remote(config, box, on_button):
     from musicbox.device import knob_map
     from musicbox.remote.server import RemoteServer
 
+    remote: RemoteServer  # the page's changes follow it (assigned next, before any request)
     remote = RemoteServer(
         config.remote,
         box=box,

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from musicbox.runtime.box.soak import JackDummy
+from musicbox.runtime.box.worker import Written
 
 BPM = 100.0
 STYLE = "celtic"
@@ -97,7 +98,7 @@ class _Collector:
     def __init__(self, box, tap: _Tap):
         self.box, self.tap = box, tap
         self.stamps: list[tuple[float, float, float]] = []  # log frame, frames, DAC time
-        self.marks: list[tuple[int, int, int, int, object]] = []  # log frame, bar, gen, step, Written
+        self.marks: list[tuple[int, int, int, int, Written | None]] = []  # log frame, bar, gen, step, Written
         self.t0s: list[float] = []
         self.latency_s = 0.0  # the stream's output latency
         self.lost = 0  # log rows overwritten before they were read
@@ -237,7 +238,7 @@ def measure(bundle: Path, seconds: float = 60.0) -> dict:
     stats = box.final_stats
     ticks = np.array([f for f, d in tap.events if d == bytes((CLOCK,))], np.float64)
     nominal = 60.0 / (BPM * PPQN) * rate
-    jitter_ms = np.abs(np.diff(ticks) - nominal) / rate * 1e3 if len(ticks) > 1 else []
+    jitter_ms = np.abs(np.diff(ticks) - nominal) / rate * 1e3 if len(ticks) > 1 else np.zeros(0)
     struck = [(f, d[0] & 0x0F, d[1]) for f, d in tap.events if len(d) == 3 and d[0] & 0xF0 == 0x90 and d[2]]
     by_note: dict[tuple[int, int], list[float]] = {}
     for f, ch, key in struck:
