@@ -5,7 +5,8 @@ the audio callback), as rendered: before the box's own volume (the page has its 
 ``feed`` returns at once. With listeners, the bar is converted once to 16-bit little-endian frames and
 the same bytes go to every listener (``deliver`` only queues them on the server's event loop). A
 listener more than :data:`BACKLOG` bars behind is dropped rather than let the box's memory grow; at most
-:data:`MAX_LISTENERS` listen at once.
+:data:`MAX_LISTENERS` listen at once. Memory: every listener queues the same bytes objects, so the
+stream holds at most :data:`BACKLOG` bars however many listen (a 4 s bar is 0.7 MB: 2.8 MB).
 
 Why not MP3: encoding is what the stream cost: libsndfile's LAME took 2.5 CPU-s per minute of music on
 an x86 core (about ten times that share of a Pi Zero 2 W's), converting to 16 bits takes about 0.005
@@ -27,7 +28,7 @@ import numpy as np
 
 log = logging.getLogger("musicbox.remote")
 
-BACKLOG = 8  # chunks (bars) a listener may be behind before it is dropped
+BACKLOG = 4  # chunks (bars) a listener may be behind before it is dropped
 MAX_LISTENERS = 8  # pages listening at once (each takes 1.4 Mbit/s at 44.1 kHz stereo)
 
 
