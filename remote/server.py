@@ -64,7 +64,7 @@ from musicbox.remote.limits import (
     connection_budget,
     host_allowed,
 )
-from musicbox.remote.stream import BACKLOG, Listener, StreamHub
+from musicbox.remote.stream import Listener, StreamHub
 from musicbox.runtime.box.status import BoxStatus
 from musicbox.runtime.controls import Button, Controls, nearest_style
 from musicbox.runtime.sleep import Sleep
@@ -638,13 +638,18 @@ class RemoteServer:
             raise Refused(404, "the stream is off ([remote] stream = false)")
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
+        queued = [0]  # bytes waiting for this page (changed on the server's loop only)
+
+        def put(data: bytes) -> None:  # the server's loop
+            queued[0] += len(data)
+            q.put_nowait(data)
 
         def deliver(data: bytes) -> bool:  # the box's main thread: queue it, never wait, never raise
             try:
-                if q.qsize() >= BACKLOG:
+                if queued[0] > hub.backlog_bytes:
                     loop.call_soon_threadsafe(_put_newest, q, None)
                     return False
-                loop.call_soon_threadsafe(q.put_nowait, data)
+                loop.call_soon_threadsafe(put, data)
             except RuntimeError:  # the server's loop has stopped
                 return False
             return True
@@ -659,6 +664,7 @@ class RemoteServer:
             await response.prepare(request)
             await response.write(hub.header)
             while (data := await q.get()) is not None:
+                queued[0] -= len(data)
                 await response.write(data)
         except ConnectionError:  # the page went (or, with handler cancellation, CancelledError: cleaned up)
             pass

@@ -1,18 +1,19 @@
 """The box's music as a stream for the page: 16-bit PCM behind a WAV header of open length.
 
-The supervisor hands every bar to :meth:`StreamHub.feed` as it starts playing (its main thread, never
-the audio callback), as rendered: before the box's own volume (the page has its own). With no listener,
-``feed`` returns at once. With listeners, the bar is converted once to 16-bit little-endian frames and
-the same bytes go to every listener (``deliver`` only queues them on the server's event loop). A
-listener more than :data:`BACKLOG` bars behind is dropped rather than let the box's memory grow; at most
-:data:`MAX_LISTENERS` listen at once. Memory: every listener queues the same bytes objects, so the
-stream holds at most :data:`BACKLOG` bars however many listen (a 4 s bar is 0.7 MB: 2.8 MB).
+The supervisor hands the audio it played to :meth:`StreamHub.feed` every tick (``Supervisor.run``'s
+``on_audio``: its main thread, never the audio callback), before the box's own volume (the page has its
+own). With no listener, ``feed`` returns at once. With listeners, the chunk is converted once to 16-bit
+little-endian frames and the same bytes go to every listener (``deliver`` only queues them on the
+server's event loop). A listener more than :data:`BACKLOG_S` seconds of audio behind is dropped rather
+than let the box's memory grow; at most :data:`MAX_LISTENERS` listen at once. Memory: every listener
+queues the same bytes objects, so the stream holds at most :data:`BACKLOG_S` seconds of audio however
+many listen (0.9 MB at 44.1 kHz stereo).
 
 Why not MP3: encoding is what the stream cost: libsndfile's LAME took 2.5 CPU-s per minute of music on
 an x86 core (about ten times that share of a Pi Zero 2 W's), converting to 16 bits takes about 0.005
 (``musicbox bench remote``). The price is bandwidth: 1.4 Mbit/s at 44.1 kHz stereo, which a LAN's
-Wi-Fi carries for a few listeners. The page plays the frames through Web Audio as they come (a bar
-reaches the browser as it starts playing on the box); any player that reads a WAV stream (``ffplay``,
+Wi-Fi carries for a few listeners. The page plays the frames through Web Audio as they come (a chunk
+reaches the browser as soon as it has played on the box); any player that reads a WAV stream (``ffplay``,
 ``mpv``, VLC) plays the address too.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 
 log = logging.getLogger("musicbox.remote")
 
-BACKLOG = 4  # chunks (bars) a listener may be behind before it is dropped
+BACKLOG_S = 5.0  # seconds of audio a listener may be behind (queued for it) before it is dropped
 MAX_LISTENERS = 8  # pages listening at once (each takes 1.4 Mbit/s at 44.1 kHz stereo)
 
 
@@ -46,7 +47,7 @@ def pcm16(pcm: np.ndarray) -> bytes:
 
 class Listener:
     """One page listening: ``deliver(bytes) -> bool`` (False: it is too far behind) is called on the
-    box's main thread. ``first_bar_at``: time.time() at which the first bar it got started playing."""
+    box's main thread. ``first_bar_at``: time.time() at which it was handed its first audio."""
 
     def __init__(self, deliver: Callable[[bytes], bool]):
         self.deliver = deliver
@@ -60,6 +61,7 @@ class StreamHub:
         self.sample_rate = sample_rate
         self.channels = channels
         self.header = wav_header(sample_rate, channels)
+        self.backlog_bytes = int(BACKLOG_S * sample_rate) * 2 * channels  # what a listener may have queued
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self.cpu_s = 0.0  # CPU seconds spent converting bars so far
@@ -70,7 +72,7 @@ class StreamHub:
         return len(self._listeners)
 
     def feed(self, pcm: np.ndarray) -> None:
-        """A bar that starts playing now: float32 ``[frames, channels]``; converted once, for everyone."""
+        """Audio just played: float32 ``[frames, channels]``; converted once, for everyone."""
         with self._lock:
             listeners = list(self._listeners)
         if not listeners:
@@ -83,7 +85,7 @@ class StreamHub:
             if listener.first_bar_at is None:
                 listener.first_bar_at = started
             if not listener.deliver(data):
-                log.warning("remote: a stream listener fell %d bars behind; dropping it", BACKLOG)
+                log.warning("remote: a stream listener fell %g s behind; dropping it", BACKLOG_S)
                 self.remove(listener)
 
     def add(self, listener: Listener) -> bool:

@@ -392,6 +392,33 @@ def test_twenty_pages_asking_for_the_stream_get_it_or_a_clear_503_and_all_listen
     _until(lambda: remote.server.stream.listeners == 0, 10, "the listeners gone")
 
 
+def test_a_page_that_stops_reading_the_stream_is_dropped_before_its_backlog_grows(remote, caplog):
+    import numpy as np
+
+    from musicbox.remote.stream import BACKLOG_S
+
+    auth = remote.pair()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", remote.port))
+    stalled.sendall(
+        f"GET /stream.wav HTTP/1.1\r\nHost: localhost\r\nCookie: {auth['Cookie']}\r\n\r\n".encode()
+    )
+    hub = remote.server.stream
+    _until(lambda: hub.listeners == 1, 10, "the page listening")
+    second = np.zeros((44100, 2), np.float32)
+    fed = 0
+    while hub.listeners and fed < 600:  # the box goes on playing; the page reads nothing
+        hub.feed(second)
+        fed += 1
+        taken = threading.Event()  # the server's loop has queued that second (its callbacks run in order)
+        remote.server._loop.call_soon_threadsafe(taken.set)
+        assert taken.wait(5)
+    assert hub.listeners == 0 and fed < 600  # dropped, not queued for ever
+    assert f"fell {BACKLOG_S:g} s behind" in caplog.text
+    stalled.close()
+
+
 def test_connections_are_bounded_shared_fairly_and_idle_ones_close(tmp_path, monkeypatch):
     monkeypatch.setattr(server_module, "connection_budget", lambda: (8, 1024))
     monkeypatch.setattr(server_module, "PER_CLIENT", 4)
