@@ -348,7 +348,7 @@ def test_the_stream_plays_in_the_browser(box, browser):
     stream = _http(box, "GET", "/api/state", headers=_auth(browser))[1]["stream"]
     latency = heard["firstAt"] / 1000.0 - first_bar_at
     print(
-        f"stream latency (bar start on the box -> the browser plays it): {latency:.2f} s; converting to "
+        f"stream latency (audio handed to the stream on the box -> the page plays it): {latency:.2f} s; converting to "
         f"16 bits: {100 * stream['cpu_s'] / stream['audio_s']:.3f} % of a core"
     )
     assert -0.5 < latency < 1.5  # (the page's lead is 0.3 s)
