@@ -62,3 +62,8 @@ def profile_macs(path: str | Path) -> Counter:
         if macs:
             counts[op] += macs
     return counts
+
+
+def profile_runs(path: str | Path) -> int:
+    """How many times the session that wrote this profile JSON ran (its ``model_run`` events)."""
+    return sum(1 for e in json.loads(Path(path).read_text()) if e.get("name") == "model_run")

@@ -26,8 +26,10 @@ and reports the MIDI clock's jitter and the note-vs-audio offset (``musicbox.run
 
 ``musicbox bench macs [--precision P] [--gmacs G]`` counts the multiply-accumulates of one bar per stage
 (from ONNX Runtime's profile of what ran, ``musicbox.runtime.macs``), times the same bars unprofiled to
-get this machine's effective rate (MACs / second), and estimates a bar's time on the boards of
-:data:`BOARDS` (or at ``--gmacs`` G MACs per second, a rate measured on your board).
+get this machine's effective rate (MACs / second), counts the worst bar (a fresh bar, every sampler step,
+at each meter's style with the most denoiser rows) and estimates its time on each board of
+``musicbox.runtime.board_rates`` as a range from published rates, and as a share of the bar at the
+fastest tempo (or at ``--gmacs`` G MACs per second, a rate measured on your board).
 """
 
 from __future__ import annotations
@@ -37,18 +39,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-
-BOARDS = {
-    # name: (core, GHz, fp32 MACs per cycle of one core's NEON (two 128-bit FMA pipes = 8; the A53's
-    # 64-bit datapath = 2), fraction of that peak a single-threaded small GEMM reaches: assumed 0.5)
-    "Pi Zero 2 W": ("Cortex-A53", 1.0, 2, 0.5),
-    "Pi 4": ("Cortex-A72", 1.5, 8, 0.5),
-    "Jetson Nano": ("Cortex-A57", 1.43, 8, 0.5),
-}
-"""Single-core fp32 GEMM rate of each board = GHz x MACs/cycle x efficiency (an estimate from the core's
-datasheet figures, not a measurement: run ``musicbox bench macs`` on the board for its own)."""
 
 
 def verdict(name: str, result: dict) -> str:
@@ -211,16 +203,74 @@ def measure_all(root: Path, bars: int, config_path: Path | None = None) -> dict:
 
 
 def measure_macs(root: Path, precision: str, bars: int, gmacs: float | None = None) -> dict:
-    """MACs per bar per stage kind (denoiser, decoder, encoder) of ``precision``, this machine's
-    effective rate (MACs / unprofiled bar time, one thread) and estimated bar times on :data:`BOARDS`."""
-    import tempfile
-
+    """MACs per bar per stage kind (denoiser, decoder, encoder) of ``precision`` at the default knobs,
+    this machine's effective rate (MACs / unprofiled bar time, one thread), the worst bar of each meter
+    (the first bar of a generator: every sampler step, no theme returning; at the style whose bars in that
+    meter run the most denoiser rows, ``SamplerInfo.row_guidance``) and, for the worst of those as a
+    share of its bar at the fastest tempo, the lower and upper estimate on each board of
+    :data:`~musicbox.runtime.board_rates.BOARD_RATES` (and at ``gmacs`` 1e9 MACs per second)."""
+    from musicbox.runtime.board_rates import BOARD_RATES
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.controls import Controls
     from musicbox.runtime.generator import Generator
-    from musicbox.runtime.macs import profile_macs
 
     controls = Controls()
+    stages, ops, _ = _profiled_macs(root, precision, controls, bars)
+    timing = Generator(Bundle.open(root, precision=precision, threads=1), seed=0)
+    timing.next_bar(controls)  # warm-up: session creation is start-up
+    seconds = _pcts([timing.next_bar(controls).gen_seconds for _ in range(bars)])["p50"]
+    total = sum(stages.values())
+    manifest = timing.manifest
+    fastest = manifest.controls.tempo.max_bpm
+    styles = manifest.controls.styles
+    by_meter: dict[str, dict] = {}
+    for meter in manifest.representation.meters:
+        style = int(_heaviest_style(manifest, meter))
+        at = Controls(style=float(style), meter=meter, tempo_bpm=fastest)
+        counts, _, calls = _profiled_macs(root, precision, at, 1)
+        by_meter[meter] = {
+            "style": styles[style].name,
+            "rows": 1 + len(manifest.sampler.row_guidance(meter, styles[style].name)),
+            "denoiser_calls": calls,
+            "macs": sum(counts.values()),
+            "bar_seconds": at.bar_seconds(timing.meter(at).steps),
+        }
+    worst_meter = max(by_meter, key=lambda m: by_meter[m]["macs"] / by_meter[m]["bar_seconds"])
+    worst = {"meter": worst_meter, "tempo_bpm": fastest, **by_meter[worst_meter]}
+    int8 = precision != "fp32"
+    ranges = {name: rate.seconds(worst["macs"], int8) for name, rate in BOARD_RATES.items()}
+    if gmacs:
+        ranges[f"at {gmacs:g} GMAC/s"] = (worst["macs"] / (gmacs * 1e9),) * 2
+    estimates = {
+        name: {"bar_ms": [s * 1e3 for s in pair], "share": [s / worst["bar_seconds"] for s in pair]}
+        for name, pair in ranges.items()
+    }
+    return {
+        "bundle": str(root),
+        "precision": precision,
+        "bars": bars,
+        "bar_seconds": controls.bar_seconds(timing.meter(controls).steps),
+        "macs_per_bar": {**stages, "total": total},
+        "macs_per_bar_by_op": ops,
+        "this_machine": {"bar_ms_p50": seconds * 1e3, "effective_gmacs": total / seconds / 1e9},
+        "worst_bar": {**worst, "by_meter": by_meter},
+        "boards": {name: asdict(rate) for name, rate in BOARD_RATES.items()},
+        "estimates": estimates,
+    }
+
+
+def _profiled_macs(
+    root: Path, precision: str, controls, bars: int
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """MACs per bar of ``bars`` bars from a fresh generator at ``controls``, by stage kind (denoiser,
+    decoder, encoder) and by op type, and how many denoiser calls those bars made, from ONNX Runtime's
+    profile of one thread."""
+    import tempfile
+
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.generator import Generator
+    from musicbox.runtime.macs import profile_macs, profile_runs
+
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Bundle.open(root, precision=precision, threads=1, profile_prefix=f"{tmp}/")
         generator = Generator(bundle, seed=0)
@@ -237,36 +287,12 @@ def measure_macs(root: Path, precision: str, bars: int, gmacs: float | None = No
             stages[kind[file]] += sum(counts.values()) / bars
             for op, n in counts.items():
                 ops[op] = ops.get(op, 0.0) + n / bars
-    timing = Generator(Bundle.open(root, precision=precision, threads=1), seed=0)
-    timing.next_bar(controls)  # warm-up: session creation is start-up
-    seconds = _pcts([timing.next_bar(controls).gen_seconds for _ in range(bars)])["p50"]
-    total = sum(stages.values())
-    bar_s = controls.bar_seconds(timing.meter(controls).steps)
-    rates = {name: ghz * per_cycle * eff * 1e9 for name, (_core, ghz, per_cycle, eff) in BOARDS.items()}
-    if gmacs:
-        rates[f"at {gmacs:g} GMAC/s"] = gmacs * 1e9
-    estimates = {
-        name: {"rate_gmacs": rate / 1e9, "bar_ms": total / rate * 1e3, "rtf": total / rate / bar_s}
-        for name, rate in rates.items()
-    }
-    return {
-        "bundle": str(root),
-        "precision": precision,
-        "bars": bars,
-        "bar_seconds": bar_s,
-        "macs_per_bar": {**stages, "total": total},
-        "macs_per_bar_by_op": ops,
-        "this_machine": {"bar_ms_p50": seconds * 1e3, "effective_gmacs": total / seconds / 1e9},
-        "boards": {
-            name: dict(zip(("core", "ghz", "macs_per_cycle", "efficiency"), BOARDS[name], strict=True))
-            for name in BOARDS
-        },
-        "estimates": estimates,
-    }
+        calls = profile_runs(profiles[variant.denoiser[0].file])
+    return stages, ops, calls
 
 
 def _print_macs(figures: dict) -> None:
-    m, here = figures["macs_per_bar"], figures["this_machine"]
+    m, here, w = figures["macs_per_bar"], figures["this_machine"], figures["worst_bar"]
     print(
         f"MACs per bar ({figures['precision']}, {figures['bars']} bars, bar = {figures['bar_seconds']:.2f} s):"
     )
@@ -275,17 +301,21 @@ def _print_macs(figures: dict) -> None:
     print(
         f"this machine: {here['bar_ms_p50']:.2f} ms per bar (p50) = {here['effective_gmacs']:.2f} GMAC/s effective"
     )
+    print("worst bar per meter (first bar: every sampler step, the style with the most denoiser rows):")
+    for meter, b in w["by_meter"].items():
+        print(
+            f"  {meter:<4} {b['style']:<11} {b['rows']} rows x {b['denoiser_calls']} calls: "
+            f"{b['macs'] / 1e6:7.1f} M in a bar of {b['bar_seconds']:.3f} s at {w['tempo_bpm']:g} BPM"
+        )
+    print(
+        f"estimates for the worst ({w['meter']} {w['style']}, {w['macs'] / 1e6:.1f} M, one core, "
+        f"{figures['precision']}; docs/boards.md has the sources):"
+    )
     for name, e in figures["estimates"].items():
         board = figures["boards"].get(name)
-        how = (
-            f"{board['ghz']} GHz x {board['macs_per_cycle']} MAC/cycle x {board['efficiency']}"
-            if board
-            else "given"
-        )
-        print(
-            f"  {name:<14} {e['rate_gmacs']:5.2f} GMAC/s ({how}): {m['total'] / 1e6:.1f} M / rate = "
-            f"{e['bar_ms']:.1f} ms per bar, real-time factor {e['rtf']:.4f}"
-        )
+        how = f"{board['core']} {board['ghz']:g} GHz" if board else "given"
+        (lo, hi), (slo, shi) = e["bar_ms"], e["share"]
+        print(f"  {name:<17} {how:<20} {lo:7.1f} - {hi:7.1f} ms = {slo:6.1%} - {shi:6.1%} of the bar")
 
 
 def _judge(name: str, value: float | None) -> dict:
