@@ -33,7 +33,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +59,10 @@ _PANS = (72, 52, 64)  # CC10 of melody, harmony, bass: a little stereo width
 _REVERB_ROOM = (0.45, 0.3, 0.9)  # FluidSynth reverb room size, damping, width; the level is `reverb`
 _FLUID_BLOCK = 64  # FluidSynth renders (and applies events) in blocks of this many frames
 _BUFFER_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]  # buffer, offset, increment (in floats)
+
+
+class Interrupted(Exception):
+    """A bar's rendering was stopped half way (``keep_going`` said no): its notes were released."""
 
 
 class Renderer:
@@ -139,6 +143,7 @@ class Renderer:
         from_step: int = 0,
         to_step: int | None = None,
         phrase: Phrasing | None = None,
+        keep_going: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Render one bar of ``meter``: float32 ``[frames, 2]``, frames = the bar's duration at
         ``controls.tempo_bpm`` (``meter.quarters`` quarter notes; rounded so that consecutive bars never
@@ -150,7 +155,9 @@ class Renderer:
         ties: ``(track, pitch)`` of notes at step 0 that continue the previous bar's note (module doc).
         from_step: render only the rest of the bar from this grid step (a beat line where a knob turned):
         what sounds is released first, notes sounding at the step start there, and the frames returned
-        begin at the step. to_step: stop there (the frames before a beat line where a knob turned; the
+        begin at the step. keep_going: asked between the bar's events; when it says no, what the bar
+        started is released and :class:`Interrupted` raised (a bar written ahead that a knob turn made
+        stale: the turn's rewrite starts at once). to_step: stop there (the frames before a beat line where a knob turned; the
         rest is rendered next with ``from_step``).
 
         :attr:`last_plan` is then this call's bar as the synth played it (``arrangement.BarPlan``: the
@@ -182,6 +189,9 @@ class Renderer:
         pos = 0
         for step, is_on, channel, key, velocity in events:
             at = min(int(step * per_step + 0.5), frames) - first
+            if keep_going is not None and not keep_going():
+                self.release()  # what this bar started stops; the next bar starts afresh
+                raise Interrupted
             if at > pos:
                 self._write_into(out, pos, at)
                 pos = at
@@ -201,6 +211,7 @@ class Renderer:
         *,
         from_step: int = 0,
         to_step: int | None = None,
+        keep_going: Callable[[], bool] | None = None,
         phrase: Phrasing | None = None,
     ) -> np.ndarray:
         """Render the bars of a roll ``[n_bars, T, meter.steps, P]`` (or one bar ``[T, S, P]``), all in
@@ -219,7 +230,14 @@ class Renderer:
             notes, ties = bar_notes(bar, rep)
             pcm.append(
                 self.render_bar(
-                    notes, controls, meter, ties=ties, from_step=from_step, to_step=to_step, phrase=phrase
+                    notes,
+                    controls,
+                    meter,
+                    ties=ties,
+                    from_step=from_step,
+                    to_step=to_step,
+                    phrase=phrase,
+                    keep_going=keep_going,
                 )
             )
         return np.concatenate(pcm) if pcm else np.zeros((0, 2), np.float32)

@@ -299,3 +299,21 @@ def test_a_twelve_step_bar_lasts_three_quarter_notes(fresh, name):
     assert _rms(pcm[-SR // 2 :]) > 1e-3  # the bass at step 6 of the second bar sounds to its end
     with pytest.raises(ValueError, match="a 4/4 bar has 16 steps; this roll has 12"):
         fresh.render_roll(roll, Controls(1, 120, 0), COMMON)
+
+
+def test_a_bar_written_ahead_stops_rendering_when_it_is_no_longer_wanted_and_releases_its_notes():
+    from musicbox.runtime.render import Interrupted
+
+    notes = [Note(0, s, p, 4) for s in (0, 4, 8, 12) for p in C_MAJOR]
+    asked = []
+
+    def keep_going() -> bool:
+        asked.append(1)
+        return len(asked) < 3  # a knob turns after the bar's second event
+
+    with Renderer(CONTROLS, DRY, humanize=False, level=None) as r:
+        with pytest.raises(Interrupted):
+            r.render_bar(notes, Controls(tempo_bpm=120.0), keep_going=keep_going)
+        assert r._ringing == {}  # everything it struck was released
+        after = r.render_bar([Note(0, 0, 72, 16)], Controls(tempo_bpm=120.0))
+    assert len(asked) == 3 and after.shape == (44100 * 2, 2) and np.abs(after).max() > 0.01

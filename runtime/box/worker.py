@@ -181,14 +181,21 @@ class BarProducer:
 
     def produce_bar(self, state, controls: Controls, wanted=lambda: True):
         """One bar from ``state``: returns (pcm float32 [frames, 2], Bar, the state after the bar), or
-        None when ``wanted()`` says after the generation that the bar is no longer wanted (a knob turned
-        meanwhile: its rewrite comes first, and the renderer was not touched)."""
+        None when ``wanted()`` says, after the generation or between the rendering's events, that the bar
+        is no longer wanted (a knob turned meanwhile: its rewrite comes first)."""
+        from musicbox.runtime.render import Interrupted
+
         if state is not self.generator.get_state():
             self.generator.set_state(state)
         bar = self.generator.next_bar(controls)
         if not wanted():
             return None
-        pcm = self.renderer.render_roll(bar.roll, controls, bar.meter, self.rep, phrase=bar.phrase)
+        try:
+            pcm = self.renderer.render_roll(
+                bar.roll, controls, bar.meter, self.rep, phrase=bar.phrase, keep_going=wanted
+            )
+        except Interrupted:
+            return None
         return pcm, bar, self.generator.get_state()
 
     def produce_splice(self, state, controls: Controls, splice: Splice):
@@ -239,6 +246,7 @@ class _Job:
         self.bar, self.state, self.controls, self.gen = play.from_bar, state, play.controls, play.gen
         self.steps = steps
         self.splice = play.splice
+        self.first = True  # its first entry is always written whole: every turn is heard
 
 
 def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> None:
@@ -331,9 +339,10 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
     if splice is not None:
         pcm, bar, state = producer.produce_splice(job.state, job.controls, splice)
     else:
-        made = producer.produce_bar(job.state, job.controls, wanted=lambda: not conn.poll(0))
+        wanted = (lambda: True) if job.first else (lambda: not conn.poll(0))
+        made = producer.produce_bar(job.state, job.controls, wanted=wanted)
         if made is None:
-            return  # a command is waiting (a knob turned): the loop reads it before this bar is rendered
+            return  # a command is waiting (a knob turned): the loop reads it; this bar ahead is dropped
         pcm, bar, state = made
     first = splice.step if splice is not None else 0
     render_s = time.perf_counter() - t0 - bar.gen_seconds
@@ -357,4 +366,4 @@ def _write_one(ring: BarRing, producer: BarProducer, job: _Job, conn: Connection
             stretch=plan.stretch,
         )
     )
-    job.bar, job.state = job.bar + 1, state
+    job.bar, job.state, job.first = job.bar + 1, state, False
