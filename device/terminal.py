@@ -78,6 +78,7 @@ KEYMAP: dict[str, tuple[str, int, bool] | Button] = {
     "r": Button.SAVE,
     "k": Button.KEEP,
     "t": Button.NEW,
+    "p": Button.PRESET,
     "x": Button.SHUTDOWN,
     "+": Button.VOLUME_UP,
     "=": Button.VOLUME_UP,
@@ -113,6 +114,7 @@ def help_line() -> str:
     buttons.update(
         {Button.SHUTDOWN: "shut down", Button.VOLUME_UP: "volume up", Button.VOLUME_DOWN: "volume down"}
     )
+    buttons[Button.PRESET] = "next preset"
     keys_of: dict[Button, list[str]] = {}
     for key, action in KEYMAP.items():
         if isinstance(action, Button):

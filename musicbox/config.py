@@ -155,7 +155,8 @@ class ButtonsConfig:
     play_pause: press = play/pause, hold = shutdown. next: new piece. save: save the recent music.
     volume_up/volume_down: the listener's volume, one ``[audio] volume_step_db`` per press.
     keep: the phrase playing becomes the theme that returns. new: a new tune from the next bar line.
-    sleep: the sleep timer (``[sleep]``), or off when one runs. hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
+    sleep: the sleep timer (``[sleep]``), or off when one runs. preset: the next preset saved on the web
+    remote's page (they are kept on the box, in the remote's state folder). hold_seconds: seconds of holding play_pause that mean shutdown. bounce_seconds: contact bounce
     ignored, seconds. pull_up: use the internal pull-up (button to ground). hold_action: what the hold
     does once the recording is finalized: quit the program, or also power the board off (logind).
     """
@@ -168,6 +169,7 @@ class ButtonsConfig:
     keep: int = _opt("pin", "a BCM pin or -1")
     new: int = _opt("pin", "a BCM pin or -1")
     sleep: int = _opt("pin", "a BCM pin or -1")
+    preset: int = _opt("pin", "a BCM pin or -1")
     hold_seconds: float = _opt("float", "seconds", 0.2, 30.0)
     bounce_seconds: float = _opt("float", "seconds", 0.0, 0.5)
     pull_up: bool = _opt("bool")

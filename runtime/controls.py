@@ -234,3 +234,4 @@ class Button(enum.Enum):
     KEEP = "keep"  # the section playing becomes the theme that returns
     NEW = "new"  # a new tune from the next bar line
     SLEEP = "sleep"  # the sleep timer: [sleep] minutes from now, or off when one runs
+    PRESET = "preset"  # the next preset saved on the web remote's page (play.py steps through them)

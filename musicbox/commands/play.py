@@ -79,8 +79,9 @@ def run(args) -> int:
     if args.sleep:
         box.post(Sleep(args.sleep))  # handled at the box's first tick: the timer runs from the start
     held = threading.Event()  # the hold gesture asked for the stop
+    on_button = _press(box, held, config)  # one for every surface: the preset steps go on from each other
     try:
-        remote = _start_remote(config, box, _press(box, held)) if config.remote.enabled else None
+        remote = _start_remote(config, box, on_button) if config.remote.enabled else None
     except BaseException:
         box.ring.close()  # the box never ran: free its shared memory
         os.close(lock)
@@ -95,10 +96,10 @@ def run(args) -> int:
     osc = sensors = link = None
     led = StatusLed.from_config(config)  # [board] led_pin; -1: none
     try:
-        backend = _open_backend(config, box, held, remote)
+        backend = _open_backend(config, box, on_button, remote)
         try:
             try:
-                osc = _start_osc(config, box, backend, remote, _press(box, held))
+                osc = _start_osc(config, box, backend, remote, on_button)
                 sensors = _start_sensors(config, box)
                 link = _start_link(config, box)
             except BaseException:
@@ -148,11 +149,26 @@ def power_off() -> int:
     return 0
 
 
-def _press(box, held: threading.Event):
-    """``callable(Button)`` posting the button to the box (the hold, SHUTDOWN, also sets ``held``)."""
+def _press(box, held: threading.Event, config):
+    """``callable(Button)`` posting the button to the box (the hold, SHUTDOWN, also sets ``held``);
+    PRESET recalls the next preset saved on the web remote's page (``presets.json`` in its state folder,
+    read at every press)."""
+    from musicbox.remote.library import Presets, PresetStepper
+    from musicbox.remote.server import state_dir
+    from musicbox.runtime.box.supervisor import Recall
     from musicbox.runtime.controls import Button
 
+    presets = PresetStepper(Presets(state_dir(config.remote.state_dir) / "presets.json"))
+
     def on_button(button: Button) -> None:
+        if button is Button.PRESET:
+            preset = presets.step()
+            if preset is None:
+                log.info("preset: none saved yet (save one on the web remote's page)")
+                return
+            log.info("preset %r", preset.name)
+            box.post(Recall(preset.controls, preset.seed))
+            return
         if button is Button.SHUTDOWN:
             held.set()
         box.post(button)
@@ -204,7 +220,7 @@ def _start_link(config, box):
     return link
 
 
-def _open_backend(config, box, held: threading.Event, remote=None):
+def _open_backend(config, box, on_button, remote=None):
     """Open and start the knob backend; knob changes go to the box and, when on, to the remote's pages.
     Following a tempo (a MIDI clock in, Ableton Link), the tempo knob shows and does nothing else. The
     key, like the meter, is a choice the backend keeps (``KnobMap.key``; the page's or OSC's reaches it
@@ -222,7 +238,7 @@ def _open_backend(config, box, held: threading.Event, remote=None):
     backend = open_backend(config, box.style_names, box.style_meters)
     if remote is not None:
         remote.follow = backend.follow  # a change on the page moves the backend's knobs too
-    backend.start(on_controls=from_knobs, on_button=_press(box, held))
+    backend.start(on_controls=from_knobs, on_button=on_button)
     return backend
 
 
