@@ -58,6 +58,7 @@ INTERPOLATION = {"none": 0, "linear": 1, "4th": 4, "7th": 7}
 _PANS = (72, 52, 64)  # CC10 of melody, harmony, bass: a little stereo width
 _REVERB_ROOM = (0.45, 0.3, 0.9)  # FluidSynth reverb room size, damping, width; the level is `reverb`
 _FLUID_BLOCK = 64  # FluidSynth renders (and applies events) in blocks of this many frames
+_CHECK_FRAMES = 4096  # frames synthesized between two keep_going questions (~2 ms of CPU here)
 _BUFFER_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]  # buffer, offset, increment (in floats)
 
 
@@ -189,18 +190,26 @@ class Renderer:
         pos = 0
         for step, is_on, channel, key, velocity in events:
             at = min(int(step * per_step + 0.5), frames) - first
-            if keep_going is not None and not keep_going():
-                self.release()  # what this bar started stops; the next bar starts afresh
-                raise Interrupted
-            if at > pos:
-                self._write_into(out, pos, at)
-                pos = at
+            pos = self._synthesize(out, pos, at, keep_going)
             if is_on:
                 self._noteon(self._synth.synth, channel, key, velocity)
             else:
                 self._noteoff(self._synth.synth, channel, key)
-        self._write_into(out, pos, frames - first)
+        self._synthesize(out, pos, frames - first, keep_going)
         return self.leveler.process(out) if self.leveler is not None else out
+
+    def _synthesize(self, out: np.ndarray, start: int, stop: int, keep_going) -> int:
+        """Synthesize ``out[start:stop]`` (a block of :data:`_CHECK_FRAMES` at a time, asking
+        ``keep_going`` before each); returns where it ended (``stop``, or ``start`` if already past it)."""
+        pos = start
+        while pos < stop:
+            if keep_going is not None and not keep_going():
+                self.release()  # what this bar started stops; the next bar starts afresh
+                raise Interrupted
+            end = min(stop, pos + _CHECK_FRAMES)
+            self._write_into(out, pos, end)
+            pos = end
+        return max(pos, start)
 
     def render_roll(
         self,
