@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from musicbox.runtime.box.player import Player, PlayerSettings, StreamState
+from musicbox.runtime.box.player import PlayedLog, Player, PlayerSettings, StreamState
 from musicbox.runtime.box.ring import BarRing
 
 OK = SimpleNamespace(output_underflow=False)
@@ -152,3 +152,17 @@ def test_no_such_device_names_this_python_to_list_devices(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 69, result.stderr
     assert f"`{sys.executable} -m sounddevice` lists" in result.stderr
+
+
+def test_the_played_log_reads_back_what_was_appended_across_its_wrap():
+    log, rng = PlayedLog(1000, 2), np.random.default_rng(0)
+    appended = np.zeros((0, 2), np.float32)
+    for _ in range(12):
+        n = int(rng.integers(1, 700))
+        block = rng.standard_normal((n, 2)).astype(np.float32)
+        log.append(block, n)
+        appended = np.concatenate([appended, block])
+        for start in range(max(0, log.written - 1000), log.written + 1, 53):
+            for stop in (start, start + 1, log.written):
+                got = log.read(start, min(stop, log.written))
+                assert np.array_equal(got, appended[start : min(stop, log.written)]), (start, stop)

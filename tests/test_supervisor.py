@@ -258,3 +258,25 @@ def test_the_watchdog_is_fed_only_while_music_comes_out_or_the_box_waits_on_purp
     assert box.healthy()
     box.state, box.player.state = BoxState.PLAYING, StreamState.LOST  # waiting for the audio device
     assert box.healthy()
+
+
+def test_the_loop_ticks_slower_while_it_only_waits_and_makes_no_stats_nobody_reads(box):
+    from musicbox.runtime.box.supervisor import BoxState
+
+    tick = box.settings.tick_s
+    box.state = BoxState.STARTING
+    assert box._tick_s() == tick
+    box.state = BoxState.PLAYING
+    assert box._tick_s() == 5 * tick  # playing, nothing to feed: a turn or a worker wakes it anyway
+    box._on_audio = lambda pcm: None
+    assert box._tick_s() == tick  # the web remote's stream is fed every tick
+    box._on_audio = None
+    box._set_sleep_timer(30)
+    assert box._tick_s() == tick  # the sleep timer fades the volume every tick
+    box._set_sleep_timer(0)
+    box._housekeeping(time.monotonic())
+    assert box._last_stats == 0.0  # no --stats, no terminal, no systemd: no stats made
+    seen = []
+    box._on_status = seen.append
+    box._housekeeping(time.monotonic())
+    assert box._last_stats > 0.0 and seen[0].state == "playing"

@@ -151,10 +151,14 @@ class PlayedLog:
         self.n_marks += 1
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """A copy of log frames ``start .. stop`` (within the last ``len(pcm)`` written)."""
+        """A copy of log frames ``start .. stop`` (within the last ``len(pcm)`` written): at most two
+        slices of the circular buffer, joined."""
         size = self.pcm.shape[0]
-        idx = np.arange(start, stop) % size
-        return self.pcm[idx]
+        at, n = start % size, stop - start
+        first = min(n, size - at)
+        if first == n:
+            return self.pcm[at : at + n].copy()
+        return np.concatenate((self.pcm[at:], self.pcm[: n - first]))
 
 
 def _sounddevice():

@@ -108,8 +108,11 @@ class SupervisorSettings:
     the buffered seconds when that is less). stall_timeout_s: seconds the worker's main thread may make no
     progress (loading, and a first bar that decodes SoundFont samples, included) before it counts as
     stuck. backoff_s: first and largest wait before restarting a worker that died before writing a bar.
-    max_failures: such deaths in a row before giving up. tick_s: main-loop period while playing (paused:
-    5x longer). stats_interval_s: period of the stats file and STATUS= line.
+    max_failures: such deaths in a row before giving up. tick_s: main-loop period while starting,
+    recovering, feeding the web remote's stream or fading for the sleep timer; 5x longer while the loop
+    only waits (paused, or playing with neither): every wake-up costs CPU, and a knob turn, a worker's
+    message or its death wakes the loop at once anyway. stats_interval_s: period of the stats file and
+    STATUS= line (made only when one of them is asked for).
     """
 
     hang_timeout_s: float = 5.0
@@ -295,9 +298,15 @@ class Supervisor:
         handles: list[Connection | int] = [self._wake_r]
         if self.worker is not None:
             handles += [self.worker.conn, self.worker.process.sentinel]
-        tick = self.settings.tick_s * (5 if self.state is BoxState.PAUSED else 1)
-        if self._wake_r in wait(handles, tick):
+        if self._wake_r in wait(handles, self._tick_s()):
             os.read(self._wake_r, 4096)
+
+    def _tick_s(self) -> float:
+        """Seconds until the next tick when nothing wakes the loop (:class:`SupervisorSettings`)."""
+        waiting = self.state is BoxState.PAUSED or (
+            self.state is BoxState.PLAYING and self._on_audio is None and self.sleep_timer is None
+        )
+        return self.settings.tick_s * (5 if waiting else 1)
 
     def _transition(self, new: BoxState, why: str) -> None:
         if new is self.state:
@@ -678,7 +687,8 @@ class Supervisor:
             self._last_ping = now
             self._frames_at_ping = self.player.frames_played
             self._notify("WATCHDOG=1")
-        if now - self._last_stats >= self.settings.stats_interval_s:
+        wanted = self._on_status is not None or self.notifier is not None
+        if wanted and now - self._last_stats >= self.settings.stats_interval_s:
             self._last_stats = now
             stats = self.stats()
             if self._on_status is not None:
