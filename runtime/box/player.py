@@ -298,6 +298,7 @@ class Player:
         self.last_callback = time.monotonic()
         if status.output_underflow:
             self.xruns += 1
+        self.ring.sweep()  # hand back the slots of entries a rewrite superseded: the worker writes on
         done = 0 if self.paused else self._fill(outdata, frames)
         self.frames_played += done
         if done:
