@@ -121,7 +121,7 @@ def install_sources(sysroot: Path) -> Path:
     shutil.rmtree(src, ignore_errors=True)
     (pkg / "quantize").mkdir(parents=True)
     top = Path(musicbox.__file__).parent
-    for name in ("__init__.py", "errors.py", "targets.py"):
+    for name in ("__init__.py", "errors.py", "targets.py", "precision.py"):
         shutil.copy2(top / name, pkg / name)
     shutil.copytree(
         Path(musicbox.runtime.__file__).parent, pkg / "runtime", ignore=shutil.ignore_patterns("__pycache__")
