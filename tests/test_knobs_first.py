@@ -60,6 +60,7 @@ def test_a_newer_entry_of_the_playing_bar_takes_over_at_the_first_beat_line_it_s
     assert np.all(np.abs(np.diff(out[130:160])) < 0.6 / (xfade - 1) * 1.01)  # a crossfade, not a jump
     assert np.allclose(out[400 - 64 :], 0.2)  # bar 1 follows at the bar line
     assert ring.splices == 1 and ring.bars_played == 2
+    assert player.beat_seconds() == pytest.approx(100 / 44100)  # a beat of bar 1 as it plays: 100 frames
     log = player.log
     marks = [tuple(int(v) for v in log.marks[i]) for i in range(log.n_marks)]
     assert [(m[2], m[3], m[4]) for m in marks] == [(0, 0, 0), (0, 1, 8), (1, 0, 0)]  # bar, gen, step

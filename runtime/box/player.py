@@ -472,6 +472,16 @@ class Player:
         """The open stream's output latency in seconds (PortAudio's figure; 0 when closed)."""
         return float(getattr(self._stream, "latency", 0.0) or 0.0)
 
+    def beat_seconds(self) -> float:
+        """How long a beat of the playing bar lasts as it is played (its tempo, and the performance's
+        stretch of it), seconds; 0 before the first bar."""
+        first, steps, beats = self._span
+        if not self._frames or steps <= first:
+            return 0.0
+        lines = [s for s in range(steps) if (beats >> s) & 1]
+        beat_steps = lines[1] - lines[0] if len(lines) > 1 else steps
+        return self._frames / (steps - first) * beat_steps / self.settings.sample_rate
+
     def silent_for(self, now: float) -> float:
         """Seconds the output has played no bar audio while the box plays (0 paused or before the first
         bar): what the health check counts as a fault once it outlasts the buffer."""

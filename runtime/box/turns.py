@@ -9,7 +9,8 @@ stream on a JACK dummy server, paced like a sound card) while a thread turns kno
 - :func:`latency`: one turn every ``every_s`` seconds at a random moment of the beat, of a random knob
   (style, tempo, mood, variation, volume) at random tempos across the range: seconds from the turn being
   posted to the first frame written for it leaving the player's callback, p50 and p95 per knob in ms and
-  in beats (of the tempo the turn was made at), the ms beyond one beat and the ms the worker took to
+  in beats (of the bar playing when the turn was made, as played: its tempo and the performance's
+  stretch), the ms beyond one beat and the ms the worker took to
   write what was heard (a turn that comes too close before a beat line for its rewrite to be ready
   there is heard at the next one: one beat plus less than the writing time); the stream's output
   latency is reported beside, to add for the speaker. The splices are checked for clicks: the largest sample step within a crossfade of
@@ -117,7 +118,7 @@ def latency(bundle: Path, minutes: float = 2.0, every_s: float = 2.0, seed: int 
         while not stop.wait(rng.uniform(0.5, 1.5) * every_s):
             knob = rng.choice(KNOBS)
             c = box.controls
-            beat_s = 60.0 / c.tempo_bpm * (1.5 if box.meter == "6/8" else 1.0)
+            beat_s = box.player.beat_seconds() or 60.0 / c.tempo_bpm  # as played: ritardandos included
             posted = time.monotonic()
             if knob == "volume":
                 box.post(Button.VOLUME_DOWN if box.player.volume_db > -9 else Button.VOLUME_UP)
