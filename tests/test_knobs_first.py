@@ -18,7 +18,7 @@ import pytest
 
 from musicbox.runtime.box.player import Player, PlayerSettings
 from musicbox.runtime.box.ring import BarRing, Span
-from musicbox.runtime.controls import Controls, rewrites
+from musicbox.runtime.controls import Button, Controls, rewrites
 from musicbox.runtime.meter import COMMON, METERS
 from musicbox.runtime.pianoroll import DEFAULT, change_mode
 
@@ -262,5 +262,30 @@ def test_a_knob_turned_right_after_next_keeps_next_s_seed():
         box._change(box.controls, "next", seed=99)
         box._change(replace(box.controls, tempo_bpm=140.0), "controls")  # before next's rewrite played
         assert box._resume.seed == 99 and box._resume.splice.rewrite  # written again, with next's seed
+    finally:
+        box.ring.close()
+
+
+def test_a_worker_dying_while_the_box_stops_does_not_undo_the_stop():
+    """Seen from a fresh clone: SIGTERM, then the worker died (the signal reached it too); the box went
+    STOPPING -> RECOVERING and played on for minutes."""
+    from musicbox.config import default_config
+    from musicbox.runtime.box.supervisor import BoxState, Supervisor, WorkerHandle
+    from musicbox.runtime.box.worker import WorkerSettings
+
+    box = Supervisor(WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), None)
+    try:
+        box.post(Button.SHUTDOWN)
+        box._handle_events()
+        assert box.state is BoxState.STOPPING
+        dead = SimpleNamespace(
+            pid=4242, exitcode=-15, is_alive=lambda: False, kill=lambda: None, join=lambda t: None
+        )
+        box.worker = WorkerHandle(
+            dead, SimpleNamespace(close=lambda: None, poll=lambda t: False), 0.0, wrote=True
+        )
+        box._spawn = lambda: None  # no real process in this test
+        box._check_worker(1.0)
+        assert box.state is BoxState.STOPPING
     finally:
         box.ring.close()

@@ -309,7 +309,8 @@ class Supervisor:
         return self.settings.tick_s * (5 if waiting else 1)
 
     def _transition(self, new: BoxState, why: str) -> None:
-        if new is self.state:
+        """Move to ``new``; STOPPING is final (a worker dying as the box stops must not undo the stop)."""
+        if new is self.state or self.state is BoxState.STOPPING:
             return
         log.info("state %s -> %s: %s", self.state.name, new.name, why)
         self.state = new
