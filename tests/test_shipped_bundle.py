@@ -25,18 +25,28 @@ def test_every_variant_validates_and_writes_music(precision):
     assert sum(len(b.notes) for b in bars) > 3  # the trained model writes notes, not silence
 
 
-def test_render_follows_a_knob_script_at_the_bar_lines(tmp_path, capsys):
+def test_render_follows_a_knob_script_at_the_beat_lines(tmp_path, capsys):
+    import mido
     import soundfile
 
     script = tmp_path / "knobs.json"
     script.write_text(json.dumps([{"at": 1.0, "style": "celtic"}, {"at": 3.0, "tempo": 150, "mood": -1}]))
+    config = tmp_path / "box.toml"
+    config.write_text("[synth]\nexpression = 0.0\n")  # bars as long as their tempo says
     wav, mid = tmp_path / "a.wav", tmp_path / "a.mid"
     argv = ["render", "--seconds", "7", "--script", str(script), "--out", str(wav), "--midi", str(mid)]
-    assert main(argv) == 0
+    assert main([*argv, "--config", str(config)]) == 0
     bars = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bar ")]
-    assert "style 0.00 tempo 100" in bars[0]
-    assert "style 4.00 tempo 100" in bars[1]  # first bar line after 1 s: 2.4 s
-    assert "tempo 150 mood -1.00" in bars[2]  # first bar line after 3 s: 4.8 s
+    # 100 BPM: beat lines every 0.6 s; the style turn at 1 s is heard from 1.2 s (beat 2 of bar 0), the
+    # tempo and mood turn at 3 s from 3.0 s (beat 1 of bar 1, which starts at 2.4 s)
+    assert "style 4.00 tempo 100" in bars[0] and "tempo 150 mood -1.00" in bars[1]
+    tempos, tick = [], 0
+    midi = mido.MidiFile(mid)
+    for message in midi.tracks[0]:
+        tick += message.time
+        if message.type == "set_tempo":
+            tempos.append((tick / midi.ticks_per_beat, round(mido.tempo2bpm(message.tempo))))
+    assert tempos[:2] == [(0.0, 100), (5.0, 150)]  # quarter 5: beat 1 of bar 1
     pcm, rate = soundfile.read(wav)
     assert pcm.shape == (7 * rate, 2) and np.abs(pcm).max() > 0.01
     roll = midi_to_roll(mid)
