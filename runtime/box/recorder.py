@@ -56,6 +56,15 @@ class PlayedBar:
     stretch: float = 1.0
 
 
+def played_bar(pcm: np.ndarray, notes: list, info, turn=None, played: list | None = None) -> PlayedBar:
+    """The :class:`PlayedBar` of PCM ``[frames, channels]`` played with ``notes`` as the worker's
+    ``Written`` ``info`` says (None: unknown), a knob ``turn`` inside it and its notes as played."""
+    controls = info.controls if info is not None else Controls()
+    meter = info.meter if info is not None else COMMON
+    stretch = float(getattr(info, "stretch", 1.0)) if info is not None else 1.0
+    return PlayedBar(list(notes), controls, pcm.shape[0], meter, turn, list(played or []), stretch)
+
+
 class Recorder:
     """Recent music of the box. ``folder``: where saves go; ``minutes_kept``: minutes of music kept (audio
     and notes); ``sample_rate``: Hz; ``pcm_minutes``: minutes of audio kept if fewer (tests)."""
@@ -112,13 +121,8 @@ class Recorder:
         """Append one played bar: float32 PCM ``[frames, channels]``, its notes, the worker's
         :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown),
         the ``(step, controls before)`` of a knob turn inside it and its notes as played (``Played``)."""
-        controls = info.controls if info is not None else Controls()
-        meter = info.meter if info is not None else COMMON
         self._append_pcm(pcm)
-        stretch = float(getattr(info, "stretch", 1.0)) if info is not None else 1.0
-        self._bars.append(
-            PlayedBar(list(notes), controls, pcm.shape[0], meter, turn, list(played or []), stretch)
-        )
+        self._bars.append(played_bar(pcm, notes, info, turn, played))
         self._kept_s += pcm.shape[0] / self.sample_rate
         while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
             self._kept_s -= self._bars.popleft().frames / self.sample_rate
@@ -145,15 +149,22 @@ class Recorder:
             pcm = np.concatenate([self._pcm[self._pos :], self._pcm[: self._pos]])
         return pcm, list(self._bars)
 
-    def save(self) -> threading.Thread | None:
-        """Write the recent music in the background; returns the writing thread (None: nothing yet)."""
+    def save(self, playing: tuple[np.ndarray, PlayedBar] | None = None) -> threading.Thread | None:
+        """Write the recent music in the background; returns the writing thread (None: nothing yet).
+        ``playing``: the bar playing, as far as it has played (float32 PCM and its bar): the files end
+        where the music is now (the MIDI file is cut there)."""
         pcm, bars = self.snapshot()
+        seconds = None  # the MIDI file ends at its last bar line
+        if playing is not None and len(playing[0]):
+            pcm = np.concatenate([pcm, (np.clip(playing[0], -1.0, 1.0) * 32767.0).astype(np.int16)])
+            bars = [*bars, playing[1]]
+            seconds = sum(b.frames for b in bars) / self.sample_rate  # ... or where the partial bar ends
         if not bars:
             log.info("save: nothing played yet")
             return None
         stem = time.strftime(f"{STEM}%Y%m%d-%H%M%S")
         thread = threading.Thread(
-            target=self._write, args=(stem, pcm, bars), name="musicbox-save", daemon=True
+            target=self._write, args=(stem, pcm, bars, seconds), name="musicbox-save", daemon=True
         )
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
@@ -164,7 +175,7 @@ class Recorder:
         for thread in self._threads:
             thread.join(timeout_s)
 
-    def _write(self, stem: str, pcm: np.ndarray, bars: list[PlayedBar]) -> None:
+    def _write(self, stem: str, pcm: np.ndarray, bars: list[PlayedBar], seconds: float | None = None) -> None:
         import soundfile
 
         need = pcm.nbytes + 64 * 1024  # the WAV, its header and the MIDI file
@@ -174,7 +185,7 @@ class Recorder:
             wav = _unique(self.folder, stem, ".wav")
             _atomic(wav, lambda tmp: _write_wav(tmp, pcm, self.sample_rate))
             mid = wav.with_suffix(".mid")
-            _atomic(mid, lambda tmp: _write_midi(tmp, bars, self.styles))
+            _atomic(mid, lambda tmp: _write_midi(tmp, bars, self.styles, seconds))
         except (OSError, soundfile.SoundFileError) as exc:
             self.failures += 1
             self.last_error = str(exc) if isinstance(exc, SaveError) else _explain(self.folder, need, exc)
@@ -251,9 +262,9 @@ def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
     soundfile.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
 
 
-def _write_midi(path: Path, bars: list[PlayedBar], styles) -> None:
+def _write_midi(path: Path, bars: list[PlayedBar], styles, seconds: float | None = None) -> None:
     """The bars as one MIDI file with their tempo map, time signatures and instruments
-    (``midi.played_to_midi``)."""
+    (``midi.played_to_midi``), cut at ``seconds`` (the WAV's end)."""
     from musicbox.runtime.midi import played_to_midi
 
-    played_to_midi(bars, path, styles)
+    played_to_midi(bars, path, styles, seconds=seconds)

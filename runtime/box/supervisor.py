@@ -44,7 +44,7 @@ from musicbox import errors
 from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.player import PlayedLog, Player, PlayerSettings, StreamState
 from musicbox.runtime.box.proc import rss_mb, tree_cpu_s
-from musicbox.runtime.box.recorder import Recorder
+from musicbox.runtime.box.recorder import Recorder, played_bar
 from musicbox.runtime.box.ring import BarRing
 from musicbox.runtime.box.status import BoxStatus
 from musicbox.runtime.box.worker import (
@@ -354,7 +354,7 @@ class Supervisor:
         elif event is Button.PLAY_PAUSE:
             self._toggle_pause()
         elif event is Button.SAVE and self.recorder is not None:
-            self.recorder.save()
+            self._save()
         elif event is Button.SHUTDOWN:
             self._transition(BoxState.STOPPING, "stop requested")
         elif event is Button.SLEEP:
@@ -670,14 +670,30 @@ class Supervisor:
         the notes and controls it ended with (a splice's Written holds the whole bar's notes)."""
         if self.recorder is None or self._bar_start < 0 or end <= self._bar_start:
             return
+        pcm, info, turn = self._bar_so_far(end)
+        self.recorder.add_bar(pcm, info.notes if info else [], info, turn, self._bar_played)
+
+    def _bar_so_far(self, end: int):
+        """(PCM, the Written it ended with, the turn inside it) of the bar playing, up to log frame
+        ``end``."""
         played = self.player.log
         start = max(self._bar_start, end - len(played.pcm))
         info, first = self._bar_info_playing, self._bar_info_first
         turn = None
         if info is not None and first is not None and info.first_step > 0:
             turn = (info.first_step, first.controls)
-        notes = info.notes if info else []
-        self.recorder.add_bar(played.read(start, end), notes, info, turn, self._bar_played)
+        return played.read(start, end), info, turn
+
+    def _save(self) -> None:
+        """SAVE: the recent music up to now, the bar playing as far as it has played included."""
+        if self.recorder is None:
+            return
+        playing = None
+        end = self.player.log.written
+        if self._bar_start >= 0 and end > self._bar_start:
+            pcm, info, turn = self._bar_so_far(end)
+            playing = (pcm, played_bar(pcm, info.notes if info else [], info, turn, self._bar_played))
+        self.recorder.save(playing)
 
     def _housekeeping(self, now: float) -> None:
         waiting = self.player.state is StreamState.LOST
