@@ -209,7 +209,7 @@ class Renderer:
             end = min(stop, pos + _CHECK_FRAMES)
             self._write_into(out, pos, end)
             pos = end
-        return max(pos, start)
+        return pos
 
     def render_roll(
         self,
