@@ -1,16 +1,27 @@
 """What the box played, kept for the SAVE button: recent PCM and notes, written as WAV + MIDI.
 
-The supervisor hands over each bar as it starts playing (:meth:`Recorder.add_bar`, main thread, never
-the audio callback). PCM is kept as int16 in a preallocated circular buffer of ``minutes_kept`` minutes
-(memory: 10.1 MiB per minute at 44.1 kHz stereo, counted in the box's memory check), notes as long.
+The supervisor hands over each bar as it ends (:meth:`Recorder.add_bar`, main thread, never the audio
+callback). PCM is kept as int16 in a preallocated circular buffer of ``minutes_kept`` minutes (memory:
+10.1 MiB per minute at 44.1 kHz stereo, counted in the box's memory check, ``runtime/buffering.py``),
+notes as :class:`PlayedBar` objects.
 
-:meth:`Recorder.save` snapshots both on the calling thread (a copy of the PCM, milliseconds) and writes
-the files on a background thread, each to a temporary name in the recordings folder and then
-``os.replace``-d into place, so a file either appears whole or not at all. A save that cannot be written
-(too little free space, checked first; a read-only or failing disk: an OSError or libsndfile's error) is
-one log line saying what to free or fix, and is counted; the temporary file is removed; earlier recordings
-are untouched and playback never waits for the disk. Temporary files left by a box that was killed while
-saving are removed at the next start (:meth:`Recorder.remove_leftovers`).
+SAVE copies nothing. :meth:`Recorder.save` freezes the extent at the press: views of the ring (oldest
+first), the bars' list and the bar playing as far as it has played (one bar, converted to int16); a
+background writer thread writes the WAV from those views in blocks and then the MIDI file. While any save
+is pending (queued or writing) it holds a lease on the ring: new bars go to a side buffer instead of the
+ring, and are moved into the ring once the last save is done, so the frozen frames are never overwritten
+while they are written. Saves pressed at once each get their own extent (sharing the ring and the side
+buffer) and their own files, written one after another (so the free-space check of each is right). Should
+the disk be so slow that the side buffer reaches :data:`SIDE_S` seconds, the leases are revoked: the ring
+takes new bars again and the saves still writing fail, saying so (the box never waits for the disk and its
+memory stays bounded).
+
+Each file goes to a temporary name in the recordings folder and is then ``os.replace``-d into place, so a
+file either appears whole or not at all. A save that cannot be written (too little free space, checked
+first; a read-only or failing disk: an OSError or libsndfile's error) is one log line saying what to free
+or fix, and is counted; the temporary file is removed; earlier recordings are untouched and playback never
+waits for the disk. Temporary files left by a box that was killed while saving are removed at the next
+start (:meth:`Recorder.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -33,6 +44,10 @@ from musicbox.runtime.meter import COMMON, Meter
 log = logging.getLogger("musicbox.recorder")
 
 STEM = "musicbox-"  # saves are musicbox-YYYYmmdd-HHMMSS[-n].wav/.mid; their temporary files .<name>.tmp
+SIDE_S = 60.0
+"""Seconds of new music the side buffer holds while saves are pending (10 MiB at 44.1 kHz stereo); more,
+and the pending saves are given up (a disk that slow or stuck) so the box's memory stays bounded."""
+BLOCK_FRAMES = 65536  # frames a WAV is written at a time (256 KiB of 16-bit stereo)
 
 
 class SaveError(OSError):
@@ -65,6 +80,31 @@ def played_bar(pcm: np.ndarray, notes: list, info, turn=None, played: list | Non
     return PlayedBar(list(notes), controls, pcm.shape[0], meter, turn, list(played or []), stretch)
 
 
+class Save:
+    """One SAVE press: the extent frozen at the press (``parts``: int16 views of the ring, side-buffer
+    blocks and the bar playing, oldest first; the bars; where the MIDI file ends), written by the
+    recorder's writer thread. :meth:`join` waits for it; ``ok``/``error`` say how it went."""
+
+    def __init__(self, stem: str, parts: list[np.ndarray], bars: list[PlayedBar], seconds: float | None):
+        self.stem = stem
+        self.parts = parts
+        self.frames = sum(len(p) for p in parts)
+        self.bars = bars
+        self.seconds = seconds
+        self.revoked = False  # set by the main thread before it writes the ring again (see SIDE_S)
+        self.ok = False
+        self.error = ""
+        self.files: tuple[Path, ...] = ()
+        self._done = threading.Event()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the files (or the failure); True when done."""
+        return self._done.wait(timeout)
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+
 class Recorder:
     """Recent music of the box. ``folder``: where saves go; ``minutes_kept``: minutes of music kept (audio
     and notes); ``sample_rate``: Hz; ``pcm_minutes``: minutes of audio kept if fewer (tests)."""
@@ -89,7 +129,14 @@ class Recorder:
         self._filled = 0
         self._bars: collections.deque[PlayedBar] = collections.deque()
         self._kept_s = 0.0
-        self._threads: list[threading.Thread] = []
+        # saves pending (queued or writing): while one holds its lease, new PCM goes to the side buffer
+        self._lock = threading.Lock()
+        self._pending: list[Save] = []
+        self._queue: collections.deque[Save] = collections.deque()
+        self._writing = False  # a writer thread runs (it ends when the queue is empty)
+        self._side: list[np.ndarray] = []
+        self._side_frames = 0
+        self.side_limit = min(frames, int(SIDE_S * sample_rate))  # frames the side buffer may hold
         self.saves = 0
         self.failures = 0
         self.last_error = ""
@@ -121,16 +168,33 @@ class Recorder:
         """Append one played bar: float32 PCM ``[frames, channels]``, its notes, the worker's
         :class:`~musicbox.runtime.box.worker.Written` (for its controls and meter; None if unknown),
         the ``(step, controls before)`` of a knob turn inside it and its notes as played (``Played``)."""
-        self._append_pcm(pcm)
+        self._append_pcm(_int16(pcm[-self._pcm.shape[0] :]))
         self._bars.append(played_bar(pcm, notes, info, turn, played))
         self._kept_s += pcm.shape[0] / self.sample_rate
         while len(self._bars) > 1 and self._kept_s - self._bars[0].frames / self.sample_rate >= self.keep_s:
             self._kept_s -= self._bars.popleft().frames / self.sample_rate
 
-    def _append_pcm(self, pcm: np.ndarray) -> None:
+    def _append_pcm(self, data: np.ndarray) -> None:
+        """Main thread: into the side buffer while a save holds its lease, else (after the side buffer)
+        into the ring."""
+        with self._lock:
+            leased = [s for s in self._pending if not s.revoked]
+            if leased and self._side_frames + len(data) > self.side_limit:
+                for save in leased:  # the disk is too slow: the ring is taken back, these saves fail
+                    save.revoked = True
+                leased = []
+            if leased:
+                self._side.append(data)
+                self._side_frames += len(data)
+                return
+            side, self._side, self._side_frames = self._side, [], 0
+        for block in side:
+            self._put(block)
+        self._put(data)
+
+    def _put(self, data: np.ndarray) -> None:
         size = self._pcm.shape[0]
-        pcm = pcm[-size:]
-        data = (np.clip(pcm, -1.0, 1.0) * 32767.0).astype(np.int16)
+        data = data[-size:]
         first = min(data.shape[0], size - self._pos)
         self._pcm[self._pos : self._pos + first] = data[:first]
         self._pcm[: data.shape[0] - first] = data[first:]
@@ -141,67 +205,116 @@ class Recorder:
         """The bar played most recently (None before the first); safe to call from another thread."""
         return self._bars[-1] if self._bars else None
 
-    def snapshot(self) -> tuple[np.ndarray, list[PlayedBar]]:
-        """A copy of the kept PCM (oldest first) and the kept bars."""
+    def _extent(self) -> list[np.ndarray]:
+        """Main thread, under the lock: the kept PCM as views, oldest first (the ring, then the side
+        buffer), at most the ring's length. Nothing is copied."""
         if self._filled < self._pcm.shape[0]:
-            pcm = self._pcm[: self._filled].copy()
+            parts = [self._pcm[: self._filled]]
         else:
-            pcm = np.concatenate([self._pcm[self._pos :], self._pcm[: self._pos]])
-        return pcm, list(self._bars)
+            parts = [self._pcm[self._pos :], self._pcm[: self._pos]]
+        parts += self._side
+        extra = sum(len(p) for p in parts) - self._pcm.shape[0]
+        while extra > 0 and parts:  # more than the ring holds (the side buffer grew): drop the oldest
+            cut = min(extra, len(parts[0]))
+            parts[0] = parts[0][cut:]
+            extra -= cut
+            if not len(parts[0]):
+                parts.pop(0)
+        return [p for p in parts if len(p)]
 
-    def save(self, playing: tuple[np.ndarray, PlayedBar] | None = None) -> threading.Thread | None:
-        """Write the recent music in the background; returns the writing thread (None: nothing yet).
-        ``playing``: the bar playing, as far as it has played (float32 PCM and its bar): the files end
-        where the music is now (the MIDI file is cut there)."""
-        pcm, bars = self.snapshot()
+    def save(self, playing: tuple[np.ndarray, PlayedBar] | None = None) -> Save | None:
+        """SAVE (main thread): freeze the recent music and write it in the background; returns the
+        :class:`Save` (None: nothing played yet). ``playing``: the bar playing, as far as it has played
+        (float32 PCM and its bar): the files end where the music is now (the MIDI file is cut there).
+        Saves pressed while others are pending each get their own files, written after those."""
+        bars = list(self._bars)
         seconds = None  # the MIDI file ends at its last bar line
+        tail: list[np.ndarray] = []
         if playing is not None and len(playing[0]):
-            pcm = np.concatenate([pcm, (np.clip(playing[0], -1.0, 1.0) * 32767.0).astype(np.int16)])
-            bars = [*bars, playing[1]]
+            tail = [_int16(playing[0])]
+            bars.append(playing[1])
             seconds = sum(b.frames for b in bars) / self.sample_rate  # ... or where the partial bar ends
         if not bars:
             log.info("save: nothing played yet")
             return None
         stem = time.strftime(f"{STEM}%Y%m%d-%H%M%S")
-        thread = threading.Thread(
-            target=self._write, args=(stem, pcm, bars, seconds), name="musicbox-save", daemon=True
-        )
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
-        return thread
+        with self._lock:
+            job = Save(stem, self._extent() + tail, bars, seconds)
+            self._pending.append(job)
+            self._queue.append(job)
+            start = not self._writing
+            self._writing = True
+        if start:
+            threading.Thread(target=self._writer, name="musicbox-save", daemon=True).start()
+        return job
+
+    def pending(self) -> int:
+        """Saves queued or being written."""
+        with self._lock:
+            return len(self._pending)
 
     def wait(self, timeout_s: float = 30.0) -> None:
         """Wait (up to ``timeout_s`` seconds each) for saves in progress."""
-        for thread in self._threads:
-            thread.join(timeout_s)
+        with self._lock:
+            jobs = list(self._pending)
+        for job in jobs:
+            job.join(timeout_s)
 
-    def _write(self, stem: str, pcm: np.ndarray, bars: list[PlayedBar], seconds: float | None = None) -> None:
+    def _writer(self) -> None:
+        """The writer thread: the queued saves, one after another; ends when none is left."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._writing = False
+                    return
+                job = self._queue.popleft()
+            try:
+                self._write(job)
+            except Exception as exc:  # a bug, not the disk: said once, and the next saves still run
+                self.failures += 1
+                job.error = self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_event = f"save failed: {job.error}"
+                log.exception("save failed, playing on")
+            finally:
+                with self._lock:
+                    self._pending.remove(job)
+                job.parts = []  # the views and side blocks go with it
+                job._done.set()
+
+    def _write(self, job: Save) -> None:
         import soundfile
 
-        need = pcm.nbytes + 64 * 1024  # the WAV, its header and the MIDI file
+        channels = self._pcm.shape[1]
+        need = job.frames * channels * 2 + 64 * 1024  # the WAV, its header and the MIDI file
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             _check_room(self.folder, need)
-            wav = _unique(self.folder, stem, ".wav")
-            _atomic(wav, lambda tmp: _write_wav(tmp, pcm, self.sample_rate))
+            wav = _unique(self.folder, job.stem, ".wav")
+            _atomic(wav, lambda tmp: _write_wav(tmp, job, self.sample_rate, channels))
             mid = wav.with_suffix(".mid")
-            _atomic(mid, lambda tmp: _write_midi(tmp, bars, self.styles, seconds))
+            _atomic(mid, lambda tmp: _write_midi(tmp, job.bars, self.styles, job.seconds))
         except (OSError, soundfile.SoundFileError) as exc:
             self.failures += 1
             self.last_error = str(exc) if isinstance(exc, SaveError) else _explain(self.folder, need, exc)
+            job.error = self.last_error
             log.error("save failed, playing on: %s", self.last_error)
             self.last_event = f"save failed: {self.last_error}"
             return
         self.saves += 1
+        job.ok, job.files = True, (wav, mid)
         self.last_saved = (wav, mid)
         self.last_event = f"saved {wav} and {mid.name}"
         log.info(
             "saved %s and %s (%.0f s of audio, %d bars)",
             wav,
             mid.name,
-            len(pcm) / self.sample_rate,
-            len(bars),
+            job.frames / self.sample_rate,
+            len(job.bars),
         )
+
+
+def _int16(pcm: np.ndarray) -> np.ndarray:
+    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 def _check_room(folder: Path, need: int) -> None:
@@ -256,10 +369,23 @@ def _atomic(path: Path, write) -> None:
             tmp.unlink()
 
 
-def _write_wav(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
+def _write_wav(path: Path, job: Save, sample_rate: int, channels: int) -> None:
+    """The save's PCM into a 16-bit WAV file at ``path``, a block at a time straight from its views;
+    fails when its lease was revoked (the ring may have been overwritten under it)."""
     import soundfile
 
-    soundfile.write(str(path), pcm, sample_rate, subtype="PCM_16", format="WAV")
+    with soundfile.SoundFile(
+        str(path), "w", samplerate=sample_rate, channels=channels, subtype="PCM_16", format="WAV"
+    ) as out:
+        for part in job.parts:
+            for at in range(0, len(part), BLOCK_FRAMES):
+                out.write(part[at : at + BLOCK_FRAMES])
+                if job.revoked:  # checked after the read: a block read before it was set is intact
+                    raise SaveError(
+                        f"{path.parent} wrote too slowly: {SIDE_S:.0f} s of new music came while this "
+                        f"save was pending, so it was given up; check that disk (`dmesg`, `df -h "
+                        f"{path.parent}`) or set [recording] folder to a faster one"
+                    )
 
 
 def _write_midi(path: Path, bars: list[PlayedBar], styles, seconds: float | None = None) -> None:
