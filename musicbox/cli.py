@@ -19,6 +19,7 @@ from musicbox.errors import MusicBoxError
 COMMANDS = (
     "data",
     "train",
+    "distill",
     "eval",
     "quantize",
     "render",

@@ -123,6 +123,19 @@ class RepresentationInfo(Table, frozen=True):
         return Representation(self.steps_per_bar, self.tracks, self.pitch_low, self.n_pitches)
 
 
+class FoldedGuidance(Table, frozen=True):
+    """The guidance a distilled denoiser gives in its one conditional row (``musicbox distill``): the
+    teacher's ``meter_guidance``, ``meter_contrast``, ``style_guidance`` and ``style_contrast`` (as in
+    :class:`SamplerInfo`) and the teacher's sampler ``teacher_steps``, which the student's fewer steps
+    stand for."""
+
+    teacher_steps: Annotated[int, msgspec.Meta(ge=1, description="must be >= 1")]
+    meter_guidance: dict[str, Guidance] = msgspec.field(default_factory=dict)
+    meter_contrast: dict[str, str] = msgspec.field(default_factory=dict)
+    style_guidance: dict[str, Guidance] = msgspec.field(default_factory=dict)
+    style_contrast: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class SamplerInfo(Table, frozen=True):
     """How the device samples a bar's latent.
 
@@ -139,6 +152,7 @@ class SamplerInfo(Table, frozen=True):
     contrast style and steers away from it (a meter not listed: 1, off).
     style_contrast: per style name, the style its style guidance steers away from (folk's waltzes from
     celtic's: the eval's classifier hears one as the other).
+    folded: for a distilled denoiser, the guidance its one row already gives (then no guidance rows run).
     """
 
     kind: Annotated[str, one_of(SAMPLERS)]
@@ -151,6 +165,7 @@ class SamplerInfo(Table, frozen=True):
     meter_contrast: dict[str, str] = msgspec.field(default_factory=dict)
     style_guidance: dict[str, Guidance] = msgspec.field(default_factory=dict)
     style_contrast: dict[str, str] = msgspec.field(default_factory=dict)
+    folded: FoldedGuidance | None = None
 
     @property
     def guided(self) -> bool:
