@@ -160,7 +160,9 @@ class Distiller:
         styles = [s["name"] for s in self.config["controls"]["styles"]]
         if styles != list(dataset.style_names):
             raise ValueError(f"the dataset's styles {dataset.style_names} are not the checkpoint's {styles}")
-        self.teacher = Teacher(self.model.denoiser, self.config["sampler"], list(dn.meters), styles, settings.bf16)
+        self.teacher = Teacher(
+            self.model.denoiser, self.config["sampler"], list(dn.meters), styles, settings.bf16
+        )
         self.student = copy.deepcopy(self.model.denoiser).train()
         for p in self.student.parameters():
             p.requires_grad_(True)

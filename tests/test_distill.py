@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
-from musicbox.model.distill import DistillSettings, Distiller, distill, quick_settings, step_levels  # noqa: E402
+from musicbox.model.distill import Distiller, DistillSettings, distill, quick_settings, step_levels  # noqa: E402
 from musicbox.runtime.conditioning import conditioning_feeds  # noqa: E402
 from musicbox.runtime.controls import Controls  # noqa: E402
 from musicbox.runtime.manifest import SamplerInfo, parse_table  # noqa: E402
@@ -64,7 +64,15 @@ def test_the_teachers_velocity_is_the_guided_one_the_box_would_take(teacher, tmp
     scales = sampler.row_guidance(meter, table.styles[round(style)].name)
     expected = cfg_velocity(v[:1], [(v[i + 1 : i + 2], s) for i, s in enumerate(scales)])
     got = run.teacher.velocity(
-        x, t, ctx, mask, cond["style_w"][:1], cond["attrs"][:1], cond["attr_mask"][:1], place, cond["meter"][:1]
+        x,
+        t,
+        ctx,
+        mask,
+        cond["style_w"][:1],
+        cond["attrs"][:1],
+        cond["attr_mask"][:1],
+        place,
+        cond["meter"][:1],
     )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-5)
     if rows > 1:  # the guidance changes the velocity: the test would see a row left out
