@@ -116,3 +116,24 @@ def test_a_resumed_distillation_ends_where_an_uninterrupted_one_does(teacher, tm
     assert resumed.earlier_seconds > 0
     for a, b in zip(whole.student.parameters(), resumed.student.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_bars_a_batch_reads_are_encoded_as_training_encodes_them(teacher, tmp_path):
+    from rich.progress import Progress
+
+    from musicbox.runtime.pianoroll import KEY_SHIFTS, shift_to_c
+
+    run = Distiller(random_dataset(), teacher, DistillSettings(bf16=False), tmp_path)
+    with Progress(disable=True) as progress:
+        latents, prev = run.encode(progress)
+    bars = run.data.train_idx
+    k = shift_to_c(run.data.ds.tonic[bars]) - KEY_SHIFTS[0]
+    scale = float(run.model.autoencoder.latent_scale)
+    for shift in np.unique(k):
+        with torch.no_grad():
+            full = run.data.encode_all(KEY_SHIFTS[shift]) * scale
+        at = bars[k == shift]
+        np.testing.assert_allclose(latents[shift, at], full[at], rtol=1e-4, atol=1e-5)
+        ctx = prev[at][prev[at] >= 0]
+        np.testing.assert_allclose(latents[shift, ctx], full[ctx], rtol=1e-4, atol=1e-5)
+    assert np.abs(latents[k[0], bars[0]]).sum() > 0
