@@ -4,8 +4,8 @@ limiter as the safety net.
 Loudness is ITU-R BS.1770's: the K-weighting filter (a +4 dB high shelf above ~1.5 kHz and a 38 Hz high
 pass, the two biquads of BS.1770 re-derived for any sample rate, as pyloudnorm does) then the mean square
 summed over the two channels, ``LUFS = -0.691 + 10 log10(power)``. A bar's K-weighted power is computed
-in the frequency domain (Parseval: the bar's spectrum times the filter's power response), which numpy does
-in one FFT without a time-domain IIR loop.
+in the frequency domain (Parseval: the bar's spectrum, zero-padded to a fast FFT length, times the filter's
+power response), which numpy does in one FFT without a time-domain IIR loop.
 
 :class:`Leveler` keeps a running loudness estimate (exponential, power domain, time constant
 ``time_constant_s``; bars quieter than the BS.1770 absolute gate of -70 LUFS are left out) and plays each
@@ -65,10 +65,29 @@ def k_weighted_power(pcm: np.ndarray, sample_rate: int) -> float:
     n = len(pcm)
     if n == 0:
         return 0.0
-    spectrum = np.ascontiguousarray(np.fft.rfft(pcm, axis=0))  # [bins, channels] complex
+    size = fast_length(n)  # zero-padded to a length the FFT does fast (a bar's frames can be near-prime)
+    spectrum = np.ascontiguousarray(np.fft.rfft(pcm, n=size, axis=0))  # [bins, channels] complex
     parts = spectrum.view(spectrum.real.dtype)  # [bins, 2 * channels]: real and imaginary parts
     power = np.einsum("ij,ij->i", parts, parts)  # |X|^2 summed over channels, per bin
-    return float(np.dot(_bin_weights(n, sample_rate).astype(power.dtype), power)) / n**2
+    return float(np.dot(_bin_weights(size, sample_rate).astype(power.dtype), power)) / (size * n)
+
+
+@lru_cache(maxsize=64)
+def fast_length(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n``: an FFT of such a length is several times faster than of a
+    length with a large prime factor (measured: 105,841 frames 65 ms, 105,840 11 ms, 108,000 3 ms)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            size = three
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            three *= 3
+        five *= 5
+    return best
 
 
 @lru_cache(maxsize=8)

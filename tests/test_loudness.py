@@ -153,3 +153,22 @@ def test_volume_keys_config_and_the_box_event(tmp_path):
         assert box.player.volume_db == 0.0  # never above the leveled loudness
     finally:
         box.ring.close()
+
+
+def test_a_bar_of_any_length_is_measured_at_a_fast_fft_length():
+    from musicbox.runtime.loudness import fast_length, k_weighted_power
+
+    def smooth(n: int) -> bool:
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in (1, 7, 1000, 105841, 88201, 131073):
+        size = fast_length(n)
+        assert size >= n and smooth(size)
+        assert not any(smooth(m) for m in range(n, size))  # the smallest such length
+    rng = np.random.default_rng(3)
+    pcm = rng.standard_normal((105841, 2)).astype(np.float32) * 0.1
+    padded = k_weighted_power(pcm, 44100)  # 105,841 = a prime times 1: padded to 108,000
+    assert padded == pytest.approx(k_weighted_power(pcm[:105840], 44100), rel=0.01)
