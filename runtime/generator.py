@@ -11,7 +11,8 @@ One bar (``Generator.next_bar(controls)``):
    (the same conditions, ``meter`` set to ``conditioning.contrast_meter``: ``sampler.meter_contrast``'s
    meter, else unknown) when the bar's meter has a ``meter_guidance`` other than 1, and the
    contrast-style row (the style set to ``sampler.style_contrast``'s for the leading style) when the
-   meter has a ``style_guidance`` other than 1 and that style a contrast;
+   meter has a ``style_guidance`` other than 1 and that style a contrast (a distilled denoiser,
+   ``sampler.folded``, gives the guided velocity in its one conditional row: no guidance rows);
    the context is the latents of the bars ``context_lags`` back (e.g. 8, 4, 2 and 1
    bars: a strain, a phrase and the two bars before; ``context_mask`` 0 for bars before the first, as
    in training) and ``place`` the bar's position in its section (one-hot, from the form planner);
