@@ -41,6 +41,9 @@ from musicbox.runtime.meter import COMMON, Meter, pad
 from musicbox.runtime.pianoroll import KEY_SHIFTS, ONSET, transpose
 
 SEGMENT_BARS = 8
+PANEL_SEED = 3
+"""The feature panel's own random stream (its real pieces of the other meters), so the sections before
+it draw as they did."""
 FEATURES = ("in_key", "pc_entropy", "density", "polyphony", "rhythm_consistency", "continuity", "empty_bars")
 
 
@@ -409,6 +412,7 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
     4/4 music of every style (every style's own meter), the ``meters`` section (``model/meter_eval.py``)
     repeats the targets per meter for the styles that play it."""
     from musicbox.model.meter_eval import meter_evaluation
+    from musicbox.model.panel import panel_evaluation
     from musicbox.model.report import write_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -456,11 +460,14 @@ def evaluate(bundle, dataset, out_dir: Path, seeds: int = 3, per_style: int = 60
         "eval_seconds": 0.0,
     }
     step("form")
-    results["form"] = form_evaluation(bundle, dataset, clf, markov, out_dir, seeds, rng)
+    pieces: dict = {}
+    results["form"] = form_evaluation(bundle, dataset, clf, markov, out_dir, seeds, rng, pieces)
     d = results["distance_to_real"]
     results["markov_over_model_distance"] = d["markov"]["mean"] / max(d["model"]["mean"], 1e-9)
     step("meters")
     results["meters"] = meter_evaluation(bundle, every_meter, seeds, per_style, rng)
+    step("feature panel")
+    results["panel"] = panel_evaluation(bundle, every_meter, seeds, np.random.default_rng(PANEL_SEED), pieces)
     results["eval_seconds"] = round(time.time() - start, 1)
     step("report")
     write_report(results, tables, gen, bundle.manifest, out_dir)

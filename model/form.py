@@ -27,6 +27,8 @@ pieces of :data:`FORM_BARS` bars and on real corpus pieces with their repeats pl
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from musicbox.runtime.features import windowed_key
@@ -143,26 +145,33 @@ def _sounding(roll: np.ndarray, track: int | None = None) -> np.ndarray:
     return (r > OFF).any(axis=1).reshape(-1, roll.shape[-1])
 
 
-def cadence_profile(roll: np.ndarray, phrase_bars: int = PHRASE_BARS) -> np.ndarray:
-    """Share of downbeats that cadence at each position of a ``phrase_bars``-bar phrase, ``[phrase_bars]``."""
-    tonic, _, _ = windowed_key(roll, radius=2)
+def cadence_downbeats(roll: np.ndarray, tonic: np.ndarray) -> np.ndarray:
+    """Whether each bar's downbeat cadences on ``tonic [n_bars]`` (pitch classes): the lowest sounding
+    pitch is it and the melody's note there is held for at least half a bar, bool ``[n_bars]``."""
     steps = roll.shape[2]
     sounding = _sounding(roll)
     melody = _sounding(roll, MELODY)
-    hits = np.zeros(phrase_bars)
-    counts = np.zeros(phrase_bars)
+    out = np.zeros(len(roll), bool)
     for i in range(len(roll)):
         t = i * steps
         pitches = np.nonzero(sounding[t])[0]
-        counts[i % phrase_bars] += 1
         if not len(pitches):
             continue
         lowest = (pitches[0] + DEFAULT.pitch_low) % 12
         top = np.nonzero(melody[t])[0]
         held = len(top) > 0 and melody[t : t + steps // 2, top[-1]].all()
-        hits[i % phrase_bars] += lowest == tonic[i] and held
+        out[i] = lowest == tonic[i] and held
+    return out
+
+
+def cadence_profile(roll: np.ndarray, phrase_bars: int = PHRASE_BARS) -> np.ndarray:
+    """Share of downbeats that cadence at each position of a ``phrase_bars``-bar phrase, ``[phrase_bars]``."""
+    tonic, _, _ = windowed_key(roll, radius=2)
+    hits = cadence_downbeats(roll, tonic)
+    positions = np.arange(len(roll)) % phrase_bars
+    counts = np.bincount(positions, minlength=phrase_bars).astype(np.float64)
     with np.errstate(invalid="ignore"):
-        return hits / counts
+        return np.bincount(positions, weights=hits, minlength=phrase_bars) / counts
 
 
 def melody_notes(roll: np.ndarray):
@@ -170,9 +179,10 @@ def melody_notes(roll: np.ndarray):
     return [n for n in roll_to_notes(roll) if n.track == MELODY]
 
 
-def melody_range(roll: np.ndarray, window: int = 16) -> float:
-    """Mean over ``window``-bar windows of the melody's onset range in semitones (NaN without melody)."""
-    onsets = roll[:, MELODY] == ONSET  # [n, S, P]
+def melody_range(roll: np.ndarray, window: int = 16, track: int = MELODY) -> float:
+    """Mean over ``window``-bar windows of the melody's (``track``'s) onset range in semitones (NaN
+    without it)."""
+    onsets = roll[:, track] == ONSET  # [n, S, P]
     ranges = []
     for lo in range(0, max(1, len(roll) - window + 1), window):
         pitches = np.nonzero(onsets[lo : lo + window].any(axis=(0, 1)))[0]
@@ -210,40 +220,18 @@ def melody_chord_onsets(roll: np.ndarray) -> float:
 
 
 def parallels_per_100(roll: np.ndarray) -> dict[str, float]:
-    """Parallel fifths and octaves between melody top and bass bottom per 100 steps where both move."""
-    top = _sounding(roll, MELODY)
-    low = _sounding(roll, BASS)
-    prev = None
-    moves = fifths = octaves = 0
-    for t in range(len(top)):
-        if not top[t].any() or not low[t].any():
-            prev = None
-            continue
-        m, b = int(np.nonzero(top[t])[0][-1]), int(np.nonzero(low[t])[0][0])
-        if prev is not None and m != prev[0] and b != prev[1]:
-            moves += 1
-            same_way = np.sign(m - prev[0]) == np.sign(b - prev[1])
-            before, now = (prev[0] - prev[1]) % 12, (m - b) % 12
-            fifths += bool(same_way and before == now == 7)
-            octaves += bool(same_way and before == now == 0)
-        prev = (m, b)
-    if not moves:
-        return {"fifths": float("nan"), "octaves": float("nan")}
-    return {"fifths": 100.0 * fifths / moves, "octaves": 100.0 * octaves / moves}
+    """Parallel fifths and octaves between melody top and bass bottom per 100 steps where both move (the
+    panel's voice-pair count, ``model/panel.py``, on the outer pair)."""
+    from musicbox.model.panel import OUTER, parallels
+
+    return parallels(roll, OUTER)
 
 
 def strong_beat_clashes(roll: np.ndarray) -> float:
     """Share of strong-beat sonorities (2+ pitch classes at steps 0, 8) holding two a semitone apart."""
-    sounding = np.asarray((roll > OFF).any(axis=1))  # [n, S, P]
-    chords = clashes = 0
-    for bar in sounding:
-        for step in STRONG_STEPS:
-            pcs = {(p + DEFAULT.pitch_low) % 12 for p in np.nonzero(bar[step])[0]}
-            if len(pcs) < 2:
-                continue
-            chords += 1
-            clashes += any((pc + 1) % 12 in pcs for pc in pcs)
-    return clashes / chords if chords else float("nan")
+    from musicbox.model.panel import clash_share
+
+    return clash_share(roll, STRONG_STEPS)
 
 
 def key_stability(roll: np.ndarray) -> dict[str, float]:
@@ -284,5 +272,6 @@ def piece_metrics(roll: np.ndarray, phrase_bars: int = PHRASE_BARS) -> dict[str,
 def summarize(metrics: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over pieces, ignoring NaN (pieces that cannot show it)."""
     keys = metrics[0].keys() if metrics else ()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a metric no piece shows: NaN
         return {k: float(np.nanmean([m[k] for m in metrics])) if metrics else float("nan") for k in keys}

@@ -137,11 +137,15 @@ def plot_self_similarity(real: np.ndarray, generated: np.ndarray, title: str, pa
     plt.close(fig)
 
 
-def form_evaluation(bundle, dataset, clf, markov, out_dir: Path, seeds: int, rng) -> dict:
+def form_evaluation(
+    bundle, dataset, clf, markov, out_dir: Path, seeds: int, rng, pieces: dict | None = None
+) -> dict:
     """Every form metric per style and overall for real, model (three variations) and Markov pieces;
-    the style-turn figure; a self-similarity PNG per style in ``out_dir``."""
+    the style-turn figure; a self-similarity PNG per style in ``out_dir``. ``pieces``: when given, each
+    style's real and default-variation pieces are put in it (style name -> {"real", "model"}: the feature
+    panel, ``model/panel.py``, reads the same pieces)."""
     styles = bundle.manifest.controls.styles
-    pieces = 2 * seeds  # generated pieces per set and style
+    count = 2 * seeds  # generated pieces per set and style
     per_style: dict[str, dict] = {}
     for s, style in enumerate(styles):
         phrase = style.form.phrase_bars
@@ -149,9 +153,11 @@ def form_evaluation(bundle, dataset, clf, markov, out_dir: Path, seeds: int, rng
         for name, variation in VARIATIONS.items():
             sets[name] = [
                 generated_piece(bundle, Controls(float(s), 100.0, (-0.5, 0.5)[seed % 2], variation), seed)
-                for seed in range(pieces)
+                for seed in range(count)
             ]
-        sets["markov"] = [markov.generate(s, FORM_BARS, 0.0) for _ in range(pieces)]
+        sets["markov"] = [markov.generate(s, FORM_BARS, 0.0) for _ in range(count)]
+        if pieces is not None:
+            pieces[style.name] = {"real": sets["real"], "model": sets["model"]}
         per_style[style.name] = {
             name: summarize([piece_metrics(r, phrase) for r in rolls]) | {"pieces": len(rolls)}
             for name, rolls in sets.items()

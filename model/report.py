@@ -202,6 +202,10 @@ def write_report(results: dict, tables: dict, segments, manifest, out: Path) -> 
         from musicbox.model.meter_eval import meter_report_lines
 
         lines += meter_report_lines(results["meters"])
+    if "panel" in results:
+        from musicbox.model.panel import panel_report_lines
+
+        lines += panel_report_lines(results["panel"])
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -15,7 +15,36 @@ def register(sub):
     p.add_argument("--seeds", type=int, default=3, help="seeds per knob setting")
     p.add_argument("--per-style", type=int, default=60, help="real segments per style")
     p.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
+    p.add_argument(
+        "--panel-only",
+        action="store_true",
+        help="only the feature panel (model/panel.py): writes panel.json and panel.md to --out",
+    )
     p.set_defaults(run=run)
+
+
+def run_panel(args, bundle, dataset, console) -> int:
+    """``--panel-only``: the feature panel alone, generated vs held-out real per style."""
+    import json
+
+    import numpy as np
+
+    from musicbox.model.evaluate import PANEL_SEED
+    from musicbox.model.panel import panel_evaluation, panel_report_lines
+
+    with console.status("evaluating: feature panel"):
+        panel = panel_evaluation(bundle, dataset, args.seeds, np.random.default_rng(PANEL_SEED))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "panel.json").write_text(json.dumps(panel, indent=2))
+    (args.out / "panel.md").write_text("\n".join(panel_report_lines(panel)))
+    console.print(f"report: {args.out / 'panel.md'}")
+    console.print_json(
+        data={
+            name: {"share_within": row["share_within"], "outside": row["outside"]}
+            for name, row in panel["per_style"].items()
+        }
+    )
+    return 0
 
 
 def run(args) -> int:
@@ -29,6 +58,8 @@ def run(args) -> int:
     console = Console(stderr=True)
     bundle = Bundle.open(args.bundle, precision=args.precision)
     dataset = load_dataset(args.cache).in_meters(MODEL_METERS)
+    if args.panel_only:
+        return run_panel(args, bundle, dataset, console)
     with console.status("evaluating") as status:
         results = evaluate(
             bundle,
@@ -49,6 +80,7 @@ def run(args) -> int:
                 "energy_density_correlation",
             )
         }
+        | {"panel_share_within": {k: v["share_within"] for k, v in results["panel"]["per_style"].items()}}
         | {"exact_copies": results["originality"]["exact_copies"]}
         | {
             "meters": {
