@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicbox.model.form_plans import corpus_plans
 from musicbox.runtime.features import ATTRS
 
 MODEL_METERS = ("4/4", "3/4", "6/8")
@@ -105,7 +106,7 @@ def style_tables(dataset) -> list[dict]:
     """One entry per style (dataset order): its meters (4/4 first where it has it: the meter it starts
     in; then by bar count), quantiles :data:`DENSITY_QUANTILES` of density per meter (onsets per bar: a jig's 6/8 bar
     holds 6 where a reel's 4/4 bar holds 8) and of register, median polyphony, the arrangement and the
-    form."""
+    form (with the tune forms of the style's corpus pieces to draw from: :func:`_form`)."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -131,10 +132,18 @@ def style_tables(dataset) -> list[dict]:
                 "polyphony": round(float(np.median(a[:, p])), 3),
                 "meters": meters,
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
-                "form": FORMS.get(name, DEFAULT_FORM),
+                "form": _form(dataset, i, name),
             }
         )
     return tables
+
+
+def _form(dataset, style: int, name: str) -> dict:
+    """The style's form table: :data:`FORMS`' (its cadences, return noise and contour) with the tune
+    forms its corpus pieces take (``model/form_plans.py``) as the plans its tunes draw from."""
+    table = dict(FORMS.get(name, DEFAULT_FORM))
+    plans = corpus_plans(dataset, style, table.get("phrase_bars", 4))
+    return table | {"plans": plans} if plans else table
 
 
 def _quantiles(dataset, rows: np.ndarray, meter: str, column: int) -> list[float]:

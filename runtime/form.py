@@ -11,6 +11,14 @@ phrase letter returns the earlier phrase of its section the same way, all but it
 written anew (its own cadence). ``variation`` 0 plays the theme back literally, 1 writes new music every
 time. After the last section the next tune begins, with new themes.
 
+A style's form may also hold ``plans``: concrete tune forms (sections, section and phrase lengths,
+phrase letters) with their weights, counted from the corpus (``model/form_plans.py``). Each tune then
+draws its form from them, from the generator's seed and the bar the tune starts at (the same seed plays
+the same forms); the drawn plan's index is the state's ``form``. A style without plans plays its one
+form, as before. The denoiser's ``place`` input counts bars in 8-bar sections, the grid it was trained
+on (the dataset's ``place`` counts a piece's bars from its first full bar, whatever its sections):
+:attr:`FormPlace.place` counts the tune's bars, so 4-bar sections take places 0-3 and 4-7 in turn.
+
 The bar at each phrase's end is written asking for fewer notes (``cadence_density``): the melody holds
 and breathes there. A knob turn starts a new phrase at the next bar line (the form skips ahead to the
 next phrase start); a turn to another style or meter starts a new tune whose first bar is written
@@ -24,6 +32,7 @@ between bars: :func:`keep` (the section playing becomes the tune's theme A, whic
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import NamedTuple
 
 import msgspec
@@ -54,6 +63,18 @@ PLAIN = Shaping()
 """No shaping: the knobs alone."""
 
 
+class FormPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One concrete tune form a style's tunes may take (a row of ``FormSpec.plans``): sections,
+    section_bars, phrase_bars, phrases as in :class:`FormSpec`; weight: how often it is drawn, relative
+    to the style's other plans (the share of the corpus's pieces it explains best)."""
+
+    sections: str
+    section_bars: int
+    phrase_bars: int
+    phrases: str = ""
+    weight: float = 1.0
+
+
 class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One style's form (a manifest table, ``$.controls.styles[i].form``, read strictly like the others in
     ``runtime/manifest.py``). sections: letters A.. in playing order, a repeated letter returns;
@@ -63,7 +84,8 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     last bar; return_noise: the noise level of a return per unit of variation (a style whose repeats
     are near-literal, a chorale's Stollen, returns closer at the same knob setting); register:
     semitones added to the requested melody register in sections A, B, C, D (a tune's contour: a
-    reel's second strain lies higher)."""
+    reel's second strain lies higher); plans: the tune forms each tune draws one of (:class:`FormPlan`,
+    empty: every tune plays sections, section_bars, phrase_bars and phrases)."""
 
     sections: str = "AABB"
     section_bars: int = 8
@@ -72,6 +94,7 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cadence_density: float = 0.6
     return_noise: float = 1.0
     register: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    plans: tuple[FormPlan, ...] = ()
 
     def noise_level(self, variation: float) -> float:
         """The level a returning bar is re-noised to for ``variation`` (0..1): 1 at variation 1."""
@@ -97,6 +120,13 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
         if not 0.0 < self.cadence_density <= 1.0:
             problems.append(f"cadence_density {self.cadence_density} must be in (0, 1]")
+        for i, p in enumerate(self.plans):
+            if not p.weight > 0.0:
+                problems.append(f"plans[{i}].weight {p.weight} must be > 0")
+            try:
+                FormSpec(p.sections, p.section_bars, p.phrase_bars, p.phrases)
+            except ManifestError as exc:
+                problems.append(f"plans[{i}]: " + str(exc).removeprefix("form: "))
         if problems:
             raise ManifestError("form: " + "; ".join(problems))
 
@@ -108,13 +138,49 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         first = self.phrases.index(self.phrases[phrase])
         return first * self.phrase_bars + bar if first < phrase else None
 
+    def plan(self, choice: int) -> FormSpec:
+        """The form a tune plays when it drew plan ``choice`` (-1, or a style without plans: itself)."""
+        return _drawn_form(self, choice) if self.plans and choice >= 0 else self
+
+    def draw(self, seed: int, index: int) -> int:
+        """The plan a tune starting at bar ``index`` of the piece of ``seed`` plays (-1 without plans)."""
+        if not self.plans:
+            return -1
+        weights = np.array([p.weight for p in self.plans], np.float64)
+        rng = np.random.default_rng((int(seed), int(index), FORM_STREAM))
+        return int(rng.choice(len(weights), p=weights / weights.sum()))
+
+
+FORM_STREAM = 0x464F524D
+"""Mixed into a form draw's seed, so it shares no stream with the bar's noise (``(seed, index)``)."""
+
+
+@lru_cache(maxsize=256)
+def _drawn_form(spec: FormSpec, choice: int) -> FormSpec:
+    p = spec.plans[choice]
+    return msgspec.structs.replace(
+        spec,
+        sections=p.sections,
+        section_bars=p.section_bars,
+        phrase_bars=p.phrase_bars,
+        phrases=p.phrases,
+        plans=(),
+    )
+
+
+PLACES = 8
+"""Bars of the section grid the denoiser's ``place`` input counts (``representation.positions``)."""
+
 
 @dataclass(frozen=True)
 class FormPlace:
     """What the next bar is. position: bar within its section; slot: the theme slot of its letter;
     source: the bar of the slot it returns (a varied return of it), None for new music; fresh_context:
     write it without the previous bars (a style or meter turn); phrase_end: the last bar of a phrase (cadence);
-    shaping: its density factor and register offset; noise: the level a return is re-noised to."""
+    shaping: its density factor and register offset; noise: the level a return is re-noised to;
+    form: the form of its tune (the style's, or the plan its tune drew); place: the bar's place in the
+    8-bar grid the denoiser's ``place`` input counts (bars since the tune began, modulo the grid; its
+    position when sections are 8 or 16 bars)."""
 
     position: int
     letter: str
@@ -124,6 +190,8 @@ class FormPlace:
     phrase_end: bool
     shaping: Shaping = PLAIN
     noise: float = 1.0
+    form: FormSpec | None = None
+    place: int = 0
 
 
 def _knobs(controls: Controls) -> np.ndarray:
@@ -140,7 +208,15 @@ def _new_tune(state: GeneratorState, style: int, meter: int) -> GeneratorState:
         themes=np.zeros_like(state.themes),
         themes_mask=np.zeros_like(state.themes_mask),
         themes_mood=None if state.themes_mood is None else np.zeros_like(state.themes_mood),
+        form=-1,
     )
+
+
+def _tune_form(state: GeneratorState, spec: FormSpec) -> tuple[GeneratorState, FormSpec]:
+    """The state (a new tune's plan drawn, if its style has plans and it has none yet) and its tune's form."""
+    if spec.plans and not 0 <= state.form < len(spec.plans):
+        state = replace(state, form=spec.draw(state.seed, state.index))
+    return state, spec.plan(state.form)
 
 
 def plan(
@@ -152,6 +228,8 @@ def plan(
     turned = state.style != style or state.meter != meter
     if turned:
         state = _new_tune(state, style, meter)
+    styled = spec
+    state, spec = _tune_form(state, styled)
     position = state.index - state.section_start
     knobs = _knobs(controls)
     changed = bool(np.isfinite(state.last).all() and np.abs(knobs[:3] - state.last[:3]).max() > 1e-3)
@@ -164,6 +242,7 @@ def plan(
         position = 0
         if state.section >= len(spec.sections):
             state = _new_tune(state, style, meter)
+            state, spec = _tune_form(state, styled)
     letter = spec.sections[state.section]
     slot = ord(letter) - ord("A")
     source = position if state.themes_mask[slot, position] else spec.phrase_source(position)
@@ -184,6 +263,8 @@ def plan(
             asks_register=position % spec.phrase_bars == 0,
         ),
         noise=spec.noise_level(controls.variation),
+        form=spec,
+        place=(state.section * spec.section_bars + position) % PLACES,
     )
     return state, bar
 

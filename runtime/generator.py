@@ -216,6 +216,7 @@ class Generator:
         column = self.manifest.representation.meters.index(meter.name)
         spec = self.form(controls)
         state, bar = plan(self._state, controls, spec, column)
+        spec = bar.form or spec  # the form its tune plays (a plan drawn from the style's)
         tonic = self.manifest.representation.tonic
         if controls.key and tonic is not None and bar.position % spec.phrase_bars == 0:
             state = replace(state, key=key_shift(controls.key, tonic))  # a key turn: at a phrase start
@@ -306,6 +307,6 @@ class Generator:
         context = state.context[self._slots].reshape(1, -1, self._latent_shape[1])
         feeds["context"] = np.repeat(context, batch, axis=0)
         feeds["context_mask"] = np.repeat(state.context_mask[self._slots][None], batch, axis=0)
-        place = self._places[bar.position % len(self._places)]
+        place = self._places[bar.place % len(self._places)]
         feeds["place"] = np.repeat(place[None], batch, axis=0)
         return feeds

@@ -44,6 +44,8 @@ class GeneratorState:
     what a knob turn inside the next bar keeps of it (``Generator.next_bar``'s ``hold``).
     themes_mood: float32 ``[L, N]``, the mood knob each theme bar was written at (None: unknown), so a
     theme returns in the mode the knob asks for now (``runtime/form.py``).
+    form: the plan the tune drew from its style's form plans (an index into ``FormSpec.plans``; -1: none
+    drawn, the style's form itself).
     """
 
     index: int
@@ -62,6 +64,7 @@ class GeneratorState:
     meter: int = -1
     roll: np.ndarray | None = None
     themes_mood: np.ndarray | None = None
+    form: int = -1
 
     @classmethod
     def fresh(cls, seed: int, key: int, history: int, latent: tuple[int, int]) -> GeneratorState:

@@ -1,0 +1,176 @@
+"""The forms of the corpus: which tune form explains each real piece's repetition, counted per style.
+
+A *candidate* is a concrete tune form the planner can play (``runtime/form.py`` :class:`FormPlan`):
+sections (letters A-D, a repeated letter returns the first playing), bars per section (4 or 8), bars
+per phrase and phrase letters (a repeated phrase letter returns the earlier phrase but for its last
+bar). Played over a piece one tune after another, a candidate predicts which earlier bar each bar
+returns. A piece's *best* candidate maximizes the sum over its predicted returns of (onset-Jaccard
+similarity of the two bars, ``model/form.py``) minus :data:`THRESHOLD`: a predicted return that is
+heard scores, one that is not costs; a form predicting nothing scores 0. Among equal scores the tune
+length nearest the piece's wins (a corpus piece is one tune, its repeats played). Pieces count from
+their first full bar (an upbeat bar left out) and are read up to :data:`~musicbox.model.form.FORM_BARS`
+bars.
+
+:func:`corpus_plans` counts the best candidates of a style's training pieces: its plans and their
+weights, which ``model/styles.py`` writes into the style's form table and the planner draws each tune's
+form from. The lengths of sections, phrases and tunes and the distances at which phrases return (2-4
+bars where a phrase letter repeats) are the plans' own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from musicbox.model.form import FORM_BARS, SECTION_BARS, similarity_matrix
+from musicbox.runtime.form import FormSpec
+
+THRESHOLD = 0.5
+"""Similarity above which a predicted return counts for a candidate, below which against it."""
+
+SECTION_LENGTHS = (4, 8)
+"""Bars per section of the candidates."""
+
+MAX_SECTIONS = {4: 6, 8: 4}
+"""Most sections per tune of the candidates, by section length (tunes of up to 24 and 32 bars)."""
+
+MIN_BARS = 8
+"""Shortest piece (from its first full bar) whose form is counted."""
+
+PIECES = 400
+"""Training pieces of a style read (a random draw, fixed seed)."""
+
+MIN_SHARE = 0.03
+"""Plans explaining fewer of a style's pieces than this are left out."""
+
+MAX_PLANS = 8
+"""Most plans kept per style (the most frequent)."""
+
+
+class Candidate(NamedTuple):
+    sections: str
+    section_bars: int
+    phrase_bars: int
+    phrases: str
+
+    @property
+    def tune_bars(self) -> int:
+        return len(self.sections) * self.section_bars
+
+
+def letter_strings(length: int, letters: str) -> list[str]:
+    """Every string of ``length`` letters from ``letters`` in which each letter first appears after the
+    ones before it in ``letters`` (``AAB``, ``ABA``, not ``BBA``): the distinct repetition patterns."""
+    out = [letters[0]]
+    for _ in range(length - 1):
+        out = [s + c for s in out for c in letters[: len(set(s)) + 1]]
+    return out
+
+
+def candidates(phrase_bars: int) -> tuple[Candidate, ...]:
+    """Every candidate form; ``phrase_bars``: the style's phrase length, for forms whose phrases all
+    differ (their phrase length changes no return, so it stays the style's where it divides the
+    section)."""
+    out = []
+    for bars in SECTION_LENGTHS:
+        plain = phrase_bars if bars % phrase_bars == 0 else min(bars, 4)
+        phrasings = [(plain, "")]
+        for length in (2, 4):
+            if bars % length == 0 and bars // length >= 2:
+                for phrases in letter_strings(bars // length, "abcd"):
+                    if len(set(phrases)) < len(phrases):
+                        phrasings.append((length, phrases))
+        for n in range(2, MAX_SECTIONS[bars] + 1):
+            for sections in letter_strings(n, "ABCD"):
+                out += [Candidate(sections, bars, p, phrases) for p, phrases in phrasings]
+    return tuple(out)
+
+
+def returns(candidate: Candidate, bars: int = FORM_BARS) -> list[tuple[int, int]]:
+    """The (bar, earlier bar it returns) pairs ``candidate`` predicts over ``bars`` bars, tune after tune."""
+    spec = FormSpec(candidate.sections, candidate.section_bars, candidate.phrase_bars, candidate.phrases)
+    pairs = []
+    for i in range(bars):
+        tune, local = divmod(i, candidate.tune_bars)
+        section, position = divmod(local, candidate.section_bars)
+        start = tune * candidate.tune_bars
+        first = candidate.sections.index(candidate.sections[section])
+        if first < section:
+            pairs.append((i, start + first * candidate.section_bars + position))
+            continue
+        source = spec.phrase_source(position)
+        if source is not None:
+            pairs.append((i, start + section * candidate.section_bars + source))
+    return pairs
+
+
+@lru_cache(maxsize=4)
+def _prediction_matrix(phrase_bars: int) -> tuple[tuple[Candidate, ...], np.ndarray]:
+    """The candidates and their predicted returns as rows of a ``[C, FORM_BARS * FORM_BARS]`` 0/1 matrix."""
+    cands = candidates(phrase_bars)
+    matrix = np.zeros((len(cands), FORM_BARS * FORM_BARS), np.float32)
+    for c, cand in enumerate(cands):
+        for i, j in returns(cand):
+            matrix[c, i * FORM_BARS + j] = 1.0
+    return cands, matrix
+
+
+def best_candidates(rolls: list[np.ndarray], phrase_bars: int) -> list[Candidate]:
+    """The best candidate (see the module) of each piece of ``rolls`` (each from its first full bar)."""
+    cands, matrix = _prediction_matrix(phrase_bars)
+    if not rolls:
+        return []
+    gains = np.zeros((FORM_BARS * FORM_BARS, len(rolls)), np.float32)
+    lengths = np.array([min(len(r), FORM_BARS) for r in rolls])
+    for k, roll in enumerate(rolls):
+        roll = roll[:FORM_BARS]
+        sim = np.nan_to_num(similarity_matrix(roll), nan=THRESHOLD)  # two silent bars: neither way
+        gain = np.zeros((FORM_BARS, FORM_BARS), np.float32)
+        gain[: len(roll), : len(roll)] = sim - THRESHOLD
+        gains[:, k] = gain.reshape(-1)
+    scores = matrix @ gains  # [C, pieces]
+    tune = np.array([c.tune_bars for c in cands], np.float32)
+    scores -= 1e-3 * np.abs(tune[:, None] - lengths[None, :]) / FORM_BARS  # the nearest length among equals
+    return [cands[c] for c in scores.argmax(axis=0)]
+
+
+def style_pieces(dataset, style: int, count: int = PIECES, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``count`` training pieces of ``style`` (all splits if it has none there) of at least
+    :data:`MIN_BARS` bars from their first full bar, each without its upbeat bar."""
+    if not len(dataset):
+        return []
+    starts = dataset.piece_starts()
+    ends = np.r_[starts[1:], len(dataset)]
+    mine = [(a, b) for a, b in zip(starts, ends, strict=True) if dataset.style[a] == style]
+    train = [(a, b) for a, b in mine if dataset.split[a] == 0]
+    spans = []
+    for a, b in train or mine:
+        a += int(dataset.place[a] == SECTION_BARS - 1)  # an upbeat bar is the last of a section
+        if b - a >= MIN_BARS:
+            spans.append((a, b))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.permutation(len(spans))[:count])
+    return [dataset.rolls[spans[i][0] : min(spans[i][1], spans[i][0] + FORM_BARS)] for i in chosen]
+
+
+def corpus_plans(dataset, style: int, phrase_bars: int = 4) -> list[dict]:
+    """A style's form plans from its pieces (see the module): ``FormPlan`` tables (sections,
+    section_bars, phrase_bars, phrases, weight), the most frequent first; empty when the style has no
+    piece of :data:`MIN_BARS` bars."""
+    best = best_candidates(style_pieces(dataset, style), phrase_bars)
+    counts = Counter(best)
+    kept = [(c, n) for c, n in counts.most_common(MAX_PLANS) if n >= MIN_SHARE * len(best)]
+    total = sum(n for _, n in kept)
+    return [
+        {
+            "sections": c.sections,
+            "section_bars": c.section_bars,
+            "phrase_bars": c.phrase_bars,
+            "phrases": c.phrases,
+            "weight": round(n / total, 3),
+        }
+        for c, n in kept
+    ]

@@ -1,0 +1,231 @@
+"""Forms from the corpus: model/form_plans.py counts the tune forms of real pieces, runtime/form.py draws
+each tune's form from them (by the seed), and a bundle without plans plays as before, bit for bit."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from musicbox.errors import ManifestError
+from musicbox.model.form_plans import Candidate, best_candidates, corpus_plans, letter_strings, returns
+from musicbox.model.styles import style_tables
+from musicbox.runtime.bundle import Bundle
+from musicbox.runtime.controls import Controls
+from musicbox.runtime.form import FormPlan, FormSpec, plan, renew, store
+from musicbox.runtime.generator import Generator
+from musicbox.runtime.manifest import StyleInfo, parse_table
+from musicbox.runtime.pianoroll import ONSET
+from musicbox.runtime.state import GeneratorState
+from tests.helpers.tiny_model import random_dataset
+
+BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "bundle"
+
+
+def _bars(n: int, rng) -> np.ndarray:
+    """``n`` bars of 12 random melody and bass onsets each: no two alike."""
+    rolls = np.zeros((n, 3, 16, 64), np.uint8)
+    for bar in rolls:
+        for _ in range(12):
+            bar[rng.integers(0, 3), rng.integers(0, 16), rng.integers(0, 64)] = ONSET
+    return rolls
+
+
+def _strain(rng, pairs: bool) -> np.ndarray:
+    """An 8-bar strain of new bars; with ``pairs`` its second phrase begins like its first (a a')."""
+    bars = _bars(8, rng)
+    if pairs:
+        bars[4:7] = bars[0:3]
+    return bars
+
+
+def _tune(rng, pairs: bool = False) -> np.ndarray:
+    """AABB in 8-bar strains, repeats played."""
+    a, b = _strain(rng, pairs), _strain(rng, pairs)
+    return np.concatenate([a, a, b, b])
+
+
+def test_letter_strings_are_the_distinct_repetition_patterns():
+    assert letter_strings(3, "ABCD") == ["AAA", "AAB", "ABA", "ABB", "ABC"]
+    assert len(letter_strings(5, "ABCD")) == 51  # Stirling numbers S(5, k), k <= 4
+
+
+def test_a_form_predicts_its_returns_tune_after_tune():
+    pairs = returns(Candidate("AABB", 8, 4, ""), bars=48)
+    assert pairs[:2] == [(8, 0), (9, 1)] and (31, 23) in pairs and (15, 7) in pairs
+    assert not any(16 <= i < 24 for i, _ in pairs)  # B's first playing is new
+    assert (40, 32) in pairs and all(j >= 32 for i, j in pairs if i >= 32)  # a new tune: no return across
+    phrases = returns(Candidate("AB", 8, 4, "aa"), bars=16)
+    assert phrases == [(4, 0), (5, 1), (6, 2), (12, 8), (13, 9), (14, 10)]  # all but the cadence bar
+
+
+def test_the_best_form_of_a_piece_is_the_one_its_returns_follow():
+    rng = np.random.default_rng(0)
+    strains, pairs, through = _tune(rng), _tune(rng, pairs=True), _bars(20, rng)
+    best = best_candidates([strains, pairs, through], phrase_bars=4)
+    assert best[0] == Candidate("AABB", 8, 4, "")
+    assert best[1] == Candidate("AABB", 8, 4, "aa")
+    assert returns(best[2], bars=20) == []  # nothing returns: a form that predicts nothing
+    assert abs(best[2].tune_bars - 20) <= 4  # the length nearest the piece's
+
+
+def _corpus(rng) -> object:
+    """A dataset whose style-0 pieces are reels (AABB, 3 of 4 with a a' phrases) and the rest random."""
+    data = random_dataset(n_pieces=20, bars=32)
+    rolls = data.rolls.copy()
+    for p in range(0, 20, 5):  # style 0
+        rolls[p * 32 : (p + 1) * 32] = _tune(rng, pairs=p > 0)
+    return replace(data, rolls=rolls, split=np.zeros_like(data.split), place=np.zeros_like(data.place))
+
+
+def test_a_style_s_plans_count_its_pieces_forms_and_reach_the_style_tables():
+    data = _corpus(np.random.default_rng(1))
+    plans = corpus_plans(data, 0, phrase_bars=4)
+    assert plans[0] == {
+        "sections": "AABB",
+        "section_bars": 8,
+        "phrase_bars": 4,
+        "phrases": "aa",
+        "weight": 0.75,
+    }
+    assert plans[1]["weight"] == 0.25 and plans[1]["phrases"] == ""
+    tables = style_tables(data)
+    form = msgspec.convert(tables[0]["form"], FormSpec)
+    assert form.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
+    assert form.cadence_density == 0.7 and form.sections == "AAB"  # the chorale's table, plans added
+    assert (
+        corpus_plans(replace(data, rolls=data.rolls[:0], piece=data.piece[:0], style=data.style[:0]), 0) == []
+    )
+
+
+def test_a_style_table_with_plans_loads_and_a_bad_plan_says_which():
+    table = {
+        "name": "celtic",
+        "label": "Celtic",
+        "density": {"4/4": [1.0, 2.0, 3.0]},
+        "register": [60.0, 66.0, 72.0],
+        "polyphony": 1.0,
+        "arrangement": {"programs": [0, 0, 32], "drums": "none", "swing": 0.0, "velocity": 80},
+        "form": {"plans": [{"sections": "AB", "section_bars": 4, "phrase_bars": 2, "weight": 0.5}]},
+    }
+    style = parse_table(table, StyleInfo)
+    assert style.form.plans == (FormPlan("AB", 4, 2, "", 0.5),) and style.form.sections == "AABB"
+    table["form"]["plans"][0] |= {"section_bars": 5}
+    with pytest.raises(ManifestError, match=r"plans\[0\]: phrase_bars 2 must divide section_bars 5") as bad:
+        parse_table(table, StyleInfo)
+    assert "\n" not in str(bad.value) and "$.form" in str(bad.value)
+
+
+SPEC = FormSpec(
+    "AABB",
+    8,
+    4,
+    plans=(
+        FormPlan("AAB", 4, 2, "aa", 0.5),
+        FormPlan("ABAC", 8, 4, "", 0.3),
+        FormPlan("AB", 8, 4, "aa", 0.2),
+    ),
+)
+
+
+def _forms(spec: FormSpec, seed: int, bars: int) -> list[tuple[str, int, int]]:
+    """(sections, position, place) of each planned bar from a fresh state of ``seed``."""
+    state = GeneratorState.fresh(seed, 0, 2, (4, 8))
+    out = []
+    for _ in range(bars):
+        state, bar = plan(state, Controls(), spec)
+        assert bar.form is not None
+        out.append((bar.form.sections, bar.position, bar.place))
+        state = store(state.advanced(np.zeros((4, 8), np.float32)), bar, np.ones((4, 8), np.float32))
+    return out
+
+
+def test_each_tune_draws_its_form_by_the_seed_and_plays_it_through():
+    first = _forms(SPEC, 5, 200)
+    assert first == _forms(SPEC, 5, 200)  # the same seed plays the same forms
+    drawn = {_forms(SPEC, seed, 1)[0][0] for seed in range(40)}
+    assert drawn == {"AAB", "ABAC", "AB"}
+    tunes, i = [], 0
+    while i < len(first):  # walk tune by tune: each plays its whole form before the next draws
+        sections = first[i][0]
+        length = len(sections) * (4 if sections == "AAB" else 8)
+        assert {s for s, _, _ in first[i : i + length]} == {sections}
+        tunes.append(sections)
+        i += length
+    assert len(set(tunes)) > 1
+    short = [(pos, place) for s, pos, place in first if s == "AAB"][:12]
+    assert short == [(p % 4, p % 8) for p in range(12)]  # 4-bar sections: places 0-7 over two of them
+
+
+def test_a_new_tune_by_the_listener_draws_again():
+    state = GeneratorState.fresh(5, 0, 2, (4, 8))
+    state, bar = plan(state, Controls(), SPEC)
+    assert state.form >= 0
+    assert renew(state).form == -1  # drawn at its first bar
+
+
+def test_a_style_without_plans_plays_its_one_form():
+    spec = FormSpec("AABA", 8, 4)
+    assert {s for s, _, _ in _forms(spec, 3, 70)} == {"AABA"}
+    assert spec.draw(3, 0) == -1 and spec.plan(-1) is spec
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return Bundle.open(BUNDLE, precision="fp32")
+
+
+def _styled(bundle, forms: list[FormSpec]):
+    """``bundle`` with its styles' forms replaced by ``forms``."""
+    styles = tuple(
+        msgspec.structs.replace(s, form=f)
+        for s, f in zip(bundle.manifest.controls.styles, forms, strict=True)
+    )
+    controls = msgspec.structs.replace(bundle.manifest.controls, styles=styles)
+    other = copy.copy(bundle)
+    other.manifest = msgspec.structs.replace(bundle.manifest, controls=controls)
+    return other
+
+
+def _digest(bundle, bars: int = 40) -> str:
+    """sha256 of ``bars`` bars of every style (seed 7, a mood turn at bar 13) and their phrasing."""
+    h = hashlib.sha256()
+    for s in range(len(bundle.manifest.controls.styles)):
+        gen = Generator(bundle, seed=7)
+        for i in range(bars):
+            bar = gen.next_bar(Controls(float(s), 100.0, 0.5 if i < 13 else -0.5))
+            h.update(bar.roll.tobytes())
+            h.update(repr(bar.phrase).encode())
+    return h.hexdigest()
+
+
+SHIPPED_MANIFEST = "729212327a7d53d40a95eb1a3d9c2e4bc107e38837cee1c836ee1df93338fc78"
+SHIPPED_DIGEST = "e51479aefcc283cecc86a5b7d60429b0624f14a55074fe74dbcfa07b7396e6c4"
+"""The shipped bundle's manifest, and :func:`_digest` of its bars as the planner before form plans wrote
+them (runtime/form.py at commit cdeb40a)."""
+
+
+def test_a_bundle_without_plans_plays_bit_for_bit_as_before(shipped):
+    manifest = hashlib.sha256((BUNDLE / "manifest.json").read_bytes()).hexdigest()
+    if manifest != SHIPPED_MANIFEST:
+        pytest.skip("the shipped bundle changed: record its digest at the commit before form plans")
+    assert all(not s.form.plans for s in shipped.manifest.controls.styles)
+    assert _digest(shipped) == SHIPPED_DIGEST
+
+
+def test_a_plan_that_is_the_style_s_own_form_plays_it_bit_for_bit(shipped):
+    forms = [s.form for s in shipped.manifest.controls.styles]
+    own = [
+        msgspec.structs.replace(
+            f, plans=(FormPlan(f.sections, f.section_bars, f.phrase_bars, f.phrases, 1.0),)
+        )
+        for f in forms
+    ]
+    assert _digest(_styled(shipped, own), bars=24) == _digest(shipped, bars=24)
+    other = [msgspec.structs.replace(f, plans=(FormPlan("AB", 4, 2, "aa", 1.0),)) for f in forms]
+    assert _digest(_styled(shipped, other), bars=24) != _digest(shipped, bars=24)
