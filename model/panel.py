@@ -12,8 +12,9 @@ naming the features outside with their figures.
 The features (:data:`FEATURES`; their own functions here, or the form metrics of ``model/form.py`` and the
 meter section's onset profile, ``model/meter_eval.py``, where those already measure them):
 
-- **repetition**: mean onset-Jaccard similarity of bars ``lag`` apart for lags 1-16 (a selection), the
-  share of 2-bar spans returning and of bars repeating an earlier bar;
+- **repetition**: mean onset-Jaccard similarity of bars ``lag`` apart for lags 1-16 (a selection), how
+  far lags 4 and 8 stand above their neighbours (the stripes of a form), the share of 2-bar spans
+  returning and of bars repeating an earlier bar;
 - **key**: the share of bars whose 8-bar-window key is the home key, key changes between consecutive
   bars' windows per 100 bars, windows in the other mode;
 - **cadences**: downbeats that cadence (tonic bass under a held melody), the share of those reached from
@@ -75,6 +76,8 @@ def _f(name: str, label: str, tolerance: float) -> Feature:
 
 FEATURES: tuple[Feature, ...] = (
     *(_f(f"similarity_lag{lag}", f"bar similarity at lag {lag}", 0.02) for lag in SIMILARITY_LAGS),
+    _f("lag4_peak", "lag-4 peak (similarity above lags 3 and 5)", 0.02),
+    _f("lag8_peak", "lag-8 peak (similarity above lags 7 and 9)", 0.02),
     _f("phrase_return_rate", "2-bar spans returning", 0.02),
     _f("bar_repeat_rate", "bars repeating an earlier bar", 0.02),
     _f("home_key", "bars in the home key (8-bar windows)", 0.03),
@@ -373,6 +376,8 @@ def piece_panel(roll: np.ndarray, meter: Meter = COMMON) -> dict[str, float]:
     poly = polyphony(roll)
     out = {
         **{f"similarity_lag{lag}": float(profile[lag]) for lag in SIMILARITY_LAGS},
+        "lag4_peak": form.lag_peak(profile, 4),
+        "lag8_peak": form.lag_peak(profile, 8),
         "phrase_return_rate": form.phrase_return_rate(roll),
         "bar_repeat_rate": form.bar_repeat_rate(sim, roll),
         "home_key": key["home_key"],

@@ -152,3 +152,25 @@ def _quantiles(dataset, rows: np.ndarray, meter: str, column: int) -> list[float
     in_meter = rows & (dataset.bar_meter == dataset.bar_meter_names.index(meter))
     values = dataset.attrs[in_meter if in_meter.any() else rows, column]
     return np.percentile(values, DENSITY_QUANTILES).round(3).tolist()
+
+
+def with_corpus_forms(bundle, dataset):
+    """``bundle`` playing each style with the form :func:`style_tables` writes for it from ``dataset`` (the
+    tune forms of its corpus pieces; matched by name, a style the dataset lacks keeps its own): how a
+    bundle plays them before its checkpoint carries them (``musicbox eval --corpus-forms``)."""
+    import copy
+
+    import msgspec
+
+    from musicbox.runtime.form import FormSpec
+    from musicbox.runtime.manifest import parse_table
+
+    forms = {t["name"]: parse_table(t["form"], FormSpec, "$.form") for t in style_tables(dataset)}
+    manifest = bundle.manifest
+    styles = tuple(
+        msgspec.structs.replace(s, form=forms.get(s.name, s.form)) for s in manifest.controls.styles
+    )
+    controls = msgspec.structs.replace(manifest.controls, styles=styles)
+    played = copy.copy(bundle)
+    played.manifest = msgspec.structs.replace(manifest, controls=controls)
+    return played

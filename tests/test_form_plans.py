@@ -14,7 +14,7 @@ import pytest
 
 from musicbox.errors import ManifestError
 from musicbox.model.form_plans import Candidate, best_candidates, corpus_plans, letter_strings, returns
-from musicbox.model.styles import style_tables
+from musicbox.model.styles import style_tables, with_corpus_forms
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormPlan, FormSpec, plan, renew, store
@@ -229,3 +229,15 @@ def test_a_plan_that_is_the_style_s_own_form_plays_it_bit_for_bit(shipped):
     assert _digest(_styled(shipped, own), bars=24) == _digest(shipped, bars=24)
     other = [msgspec.structs.replace(f, plans=(FormPlan("AB", 4, 2, "aa", 1.0),)) for f in forms]
     assert _digest(_styled(shipped, other), bars=24) != _digest(shipped, bars=24)
+
+
+def test_a_bundle_plays_its_styles_corpus_forms_when_asked(shipped):
+    data = _corpus(np.random.default_rng(1))
+    played = with_corpus_forms(shipped, data)
+    chorale = played.manifest.controls.styles[0].form
+    assert chorale.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
+    assert not shipped.manifest.controls.styles[0].form.plans  # the bundle itself is left as it was
+    gen = Generator(played, seed=2)
+    gen.next_bar(Controls(0.0))
+    drawn = chorale.plans[gen.get_state().form]
+    assert gen.form(Controls(0.0)) is chorale and drawn in chorale.plans

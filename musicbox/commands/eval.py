@@ -20,6 +20,12 @@ def register(sub):
         action="store_true",
         help="only the feature panel (model/panel.py): writes panel.json and panel.md to --out",
     )
+    p.add_argument(
+        "--corpus-forms",
+        action="store_true",
+        help="play each style with the tune forms of its corpus pieces (model/styles.py style_tables), "
+        "not the bundle's own: how a retrained bundle's forms will play",
+    )
     p.set_defaults(run=run)
 
 
@@ -58,6 +64,10 @@ def run(args) -> int:
     console = Console(stderr=True)
     bundle = Bundle.open(args.bundle, precision=args.precision)
     dataset = load_dataset(args.cache).in_meters(MODEL_METERS)
+    if args.corpus_forms:
+        from musicbox.model.styles import with_corpus_forms
+
+        bundle = with_corpus_forms(bundle, dataset)
     if args.panel_only:
         return run_panel(args, bundle, dataset, console)
     with console.status("evaluating") as status:
