@@ -137,14 +137,21 @@ def best_candidates(rolls: list[np.ndarray], phrase_bars: int) -> list[Candidate
     return [cands[c] for c in scores.argmax(axis=0)]
 
 
-def style_pieces(dataset, style: int, count: int = PIECES, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``count`` training pieces of ``style`` (all splits if it has none there) of at least
-    :data:`MIN_BARS` bars from their first full bar, each without its upbeat bar."""
+def style_pieces(
+    dataset, style: int, count: int = PIECES, seed: int = 0, meter: int | None = None, whole: bool = False
+) -> list[np.ndarray]:
+    """Up to ``count`` training pieces of ``style`` (all splits if it has none there; only those in
+    ``meter``, an index into ``bar_meter_names``, when given) of at least :data:`MIN_BARS` bars from
+    their first full bar, each without its upbeat bar and cut at :data:`FORM_BARS` bars (``whole``: not)."""
     if not len(dataset):
         return []
     starts = dataset.piece_starts()
     ends = np.r_[starts[1:], len(dataset)]
-    mine = [(a, b) for a, b in zip(starts, ends, strict=True) if dataset.style[a] == style]
+    mine = [
+        (a, b)
+        for a, b in zip(starts, ends, strict=True)
+        if dataset.style[a] == style and (meter is None or dataset.bar_meter[a] == meter)
+    ]
     train = [(a, b) for a, b in mine if dataset.split[a] == 0]
     spans = []
     for a, b in train or mine:
@@ -153,14 +160,38 @@ def style_pieces(dataset, style: int, count: int = PIECES, seed: int = 0) -> lis
             spans.append((a, b))
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.permutation(len(spans))[:count])
-    return [dataset.rolls[spans[i][0] : min(spans[i][1], spans[i][0] + FORM_BARS)] for i in chosen]
+    limit = 10**9 if whole else FORM_BARS
+    return [dataset.rolls[spans[i][0] : min(spans[i][1], spans[i][0] + limit)] for i in chosen]
 
 
-def corpus_plans(dataset, style: int, phrase_bars: int = 4) -> list[dict]:
-    """A style's form plans from its pieces (see the module): ``FormPlan`` tables (sections,
-    section_bars, phrase_bars, phrases, weight), the most frequent first; empty when the style has no
-    piece of :data:`MIN_BARS` bars."""
-    best = best_candidates(style_pieces(dataset, style), phrase_bars)
+def corpus_plans(dataset, style: int, phrase_bars: int = 4, meter: int | None = None) -> list[dict]:
+    """A style's form plans from its pieces (see the module; ``meter``: its pieces in that meter only):
+    ``FormPlan`` tables (sections, section_bars, phrase_bars, phrases, weight), the most frequent first;
+    empty when the style has no piece of :data:`MIN_BARS` bars."""
+    return _plans(best_candidates(style_pieces(dataset, style, meter=meter), phrase_bars))
+
+
+def form_statistics(dataset, style: int, phrase_bars: int = 4, meter: int | None = None) -> dict:
+    """What the corpus's forms of a style (in ``meter``, or all) look like: pieces read, the share of
+    them whose best form has sections of 4 and of 8 bars, phrases returning within a section (a phrase
+    pair, at 2 or 4 bars), any return at all; tune lengths (p10, p50, p90 of the pieces' bars from the
+    first full bar, repeats played); and the plans (:func:`corpus_plans`)."""
+    pieces = style_pieces(dataset, style, meter=meter, whole=True)
+    best = best_candidates([p[:FORM_BARS] for p in pieces], phrase_bars)
+    n = max(len(best), 1)
+    return {
+        "pieces": len(best),
+        "sections_4": sum(c.section_bars == 4 for c in best) / n,
+        "sections_8": sum(c.section_bars == 8 for c in best) / n,
+        "phrase_pairs": sum(len(set(c.phrases)) < len(c.phrases) for c in best) / n,
+        "returning": sum(bool(returns(c)) for c in best) / n,
+        "tune_bars": np.percentile([len(p) for p in pieces], [10, 50, 90]).tolist() if pieces else [],
+        "plans": _plans(best),
+    }
+
+
+def _plans(best: list[Candidate]) -> list[dict]:
+    """The plans of the pieces' best candidates ``best``: the most frequent, weighted by their share."""
     counts = Counter(best)
     kept = [(c, n) for c, n in counts.most_common(MAX_PLANS) if n >= MIN_SHARE * len(best)]
     total = sum(n for _, n in kept)

@@ -54,6 +54,7 @@ def write_report(ds: Dataset, meta: dict, out: str | Path) -> Path:
         _mode(ds, out),
         _repetition(ds, out),
         _repeat_labels(ds),
+        _forms(ds),
         _histograms(ds, out),
         _dropped(total),
     ]
@@ -333,6 +334,65 @@ def _repeat_labels(ds: Dataset) -> str:
         "column is the share of pieces that begin with an upbeat.\n\n"
     )
     return text + _table([*header, "upbeat pieces"], rows)
+
+
+def _forms(ds: Dataset) -> str:
+    """Per style, and per meter where a style has 20 pieces or more in it: the tune forms of its training
+    pieces (``model/form_plans.py``), which the form planner draws each tune's form from."""
+    from musicbox.model.form_plans import form_statistics
+    from musicbox.model.styles import DEFAULT_FORM, FORMS
+
+    rows = []
+    for s, name in enumerate(ds.style_names):
+        phrase = FORMS.get(name, DEFAULT_FORM).get("phrase_bars", 4)
+        scopes: list[tuple[str, int | None]] = [("all", None)]
+        for k, meter in enumerate(ds.bar_meter_names):
+            starts = ds.piece_starts()
+            if ((ds.style[starts] == s) & (ds.bar_meter[starts] == k) & (ds.split[starts] == 0)).sum() >= 20:
+                scopes.append((meter, k))
+        for label, meter in scopes:
+            st = form_statistics(ds, s, phrase, meter)
+            if not st["pieces"]:
+                continue
+            plans = ", ".join(
+                f"{p['sections']}/{p['section_bars']}/{p['phrase_bars']}{('/' + p['phrases']) if p['phrases'] else ''} "
+                f"{p['weight']:.2f}"
+                for p in st["plans"][:4]
+            )
+            tune = "/".join(f"{v:.0f}" for v in st["tune_bars"])
+            rows.append(
+                [
+                    name,
+                    label,
+                    st["pieces"],
+                    tune,
+                    f"{st['sections_4']:.2f}",
+                    f"{st['sections_8']:.2f}",
+                    f"{st['phrase_pairs']:.2f}",
+                    f"{st['returning']:.2f}",
+                    plans,
+                ]
+            )
+    header = [
+        "style",
+        "meter",
+        "pieces",
+        "tune bars p10/p50/p90",
+        "4-bar sections",
+        "8-bar sections",
+        "phrase pairs",
+        "returning",
+        "plans (sections/section bars/phrase bars/phrases weight)",
+    ]
+    text = (
+        "## Tune forms\n\nThe tune form (sections of 4 or 8 bars, phrases, phrase pairs returning within a "
+        "section) that best explains each training piece's returns (`model/form_plans.py`; pieces from "
+        "their first full bar, repeats played), per style and per meter it has 20 pieces in: the shares of "
+        "pieces whose form has 4- and 8-bar sections, returning phrase pairs and any return, and the most "
+        "frequent forms with their weights (the `plans` of the style's form table that each tune draws "
+        "from).\n\n"
+    )
+    return text + _table(header, rows)
 
 
 def _histograms(ds: Dataset, out: Path) -> str:

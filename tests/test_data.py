@@ -267,6 +267,7 @@ def test_report_is_written(built, tmp_path):
     report = stats.write_report(ds, data.read_meta(cache), tmp_path / "report")
     text = report.read_text()
     assert "## Meters" in text and "| chorale |" in text and "grace note" in text
+    assert "## Tune forms" in text and "| chorale | all |" in text
     assert (tmp_path / "report" / "meters.png").stat().st_size > 1000
 
 
