@@ -186,7 +186,7 @@ def check_bundle(config: BoxConfig) -> Check:
 def check_memory(config: BoxConfig, root: Path = Path("/")) -> Check:
     """Available memory (MemAvailable) and the service's limit (MemoryMax) against what this configuration
     needs (the box's own estimate: processes, bar ring, SAVE buffer)."""
-    from musicbox.runtime.buffering import memory_limit_mb, memory_need
+    from musicbox.runtime.buffering import board_budget, memory_limit_mb, memory_need
 
     meminfo = _meminfo(root)
     if "MemAvailable" not in meminfo:
@@ -200,6 +200,11 @@ def check_memory(config: BoxConfig, root: Path = Path("/")) -> Check:
     limit = memory_limit_mb()
     if limit is not None and need.total_mb > limit[0]:
         return Check("memory", FAIL, f"{detail}; {limit[1]} allows {limit[0]:.0f} MiB", smaller)
+    board = board_budget(config, root)
+    if board is not None and need.total_mb > board[0]:
+        return Check(
+            "memory", FAIL, f"{detail}; {board[0]:.0f} MiB is what {board[1]}", f"{smaller}, or {board[2]}"
+        )
     if free_mb < need.total_mb:
         return Check("memory", FAIL, detail, f"stop other services, or {smaller}")
     return Check("memory", OK, detail)

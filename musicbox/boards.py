@@ -4,6 +4,12 @@ A board's pin map is ``firmware_config/boards/<name>.toml``: the BCM GPIO pins f
 the SPI buses for the ADC, what uses the other pins, the knob backend ``auto`` picks, and the device-tree
 strings that identify the board. This machine's board is the one whose ``match``/``compatible`` lists meet
 its device tree (``/proc/device-tree/model`` and ``compatible``); "none" when no board file does.
+
+A board's memory class (:data:`MEMORY_CLASSES`, the one home of these numbers) is how much RAM it has and
+how much of it the box may use: boards of one pin map come with different RAM (a Pi 4 with 1 to 8 GB, a
+Zero 2 W with 512 MB on the Pi 4's header). ``[board] memory`` names the class ("auto": this machine's,
+:func:`detect_memory_class`); the box's memory check (``runtime/buffering.py``) refuses a configuration
+that needs more than the class allows.
 """
 
 from __future__ import annotations
@@ -16,6 +22,33 @@ from pathlib import Path
 from musicbox.firmware import fail, firmware_dir, read_toml, show
 
 BOARD_NAMES = ("auto", "pi4", "pi5", "jetson-nano", "jetson-orin", "none")
+
+
+@dataclass(frozen=True)
+class MemoryClass:
+    """Boards with ``ram_mb`` MiB of RAM, of which the box may use ``box_mb`` (the rest: the kernel, the
+    GPU's share, systemd, journald, sshd, avahi and the page cache SAVE writes through). ``match``:
+    device-tree model substrings that identify the class whatever MemTotal says."""
+
+    name: str
+    label: str
+    ram_mb: int
+    box_mb: int
+    match: tuple[str, ...] = ()
+
+
+MEMORY_CLASSES: tuple[MemoryClass, ...] = (
+    MemoryClass(
+        "512m", "512 MB (Raspberry Pi Zero 2 W, Pi 3 A+)", 512, 400, ("Raspberry Pi Zero 2", "Pi 3 Model A")
+    ),
+    MemoryClass("1g", "1 GB (Raspberry Pi 3 B/B+, Pi 4 1 GB)", 1024, 800),
+    MemoryClass("2g", "2 GB (Raspberry Pi 4/5 2 GB, Jetson Nano 2 GB)", 2048, 1600),
+    MemoryClass("4g", "4 GB (Raspberry Pi 4/5 4 GB, Jetson Nano 4 GB, Orin Nano 4 GB)", 4096, 3200),
+    MemoryClass("8g", "8 GB (Raspberry Pi 4/5 8 GB, Jetson Orin Nano 8 GB)", 8192, 6400),
+    MemoryClass("16g", "16 GB (Raspberry Pi 5 16 GB, Jetson Orin NX 16 GB)", 16384, 13000),
+)
+MEMORY_NAMES = ("auto", *(c.name for c in MEMORY_CLASSES), "none")
+"""``[board] memory``: auto (this machine's class), a class, or none (no board budget: a build host)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +85,37 @@ def load_board(name: str) -> BoardConfig:
     if name == "none":
         return NO_BOARD
     return _load_board_file(firmware_dir() / "boards" / f"{name}.toml")
+
+
+def memory_class(name: str, root: Path = Path("/")) -> MemoryClass | None:
+    """The memory class called ``name`` ("auto": this machine's, :func:`detect_memory_class`; "none" or a
+    machine larger than every class: None, no board budget)."""
+    if name == "auto":
+        return detect_memory_class(root)
+    return next((c for c in MEMORY_CLASSES if c.name == name), None)
+
+
+def detect_memory_class(root: Path = Path("/")) -> MemoryClass | None:
+    """This machine's memory class: the one whose ``match`` meets the device tree's model, else the
+    smallest whose RAM is at least MemTotal (which is a little less than the RAM fitted: the kernel's
+    and the GPU's share are not in it); None without /proc/meminfo or above the largest class."""
+    model = read_model(root)
+    for c in MEMORY_CLASSES:
+        if any(m in model for m in c.match):
+            return c
+    total_mb = mem_total_mb(root)
+    if total_mb is None:
+        return None
+    return next((c for c in MEMORY_CLASSES if total_mb <= c.ram_mb), None)
+
+
+def mem_total_mb(root: Path = Path("/")) -> float | None:
+    """MemTotal of ``/proc/meminfo`` in MiB (None when unreadable)."""
+    for line in read_text(root / "proc/meminfo").splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemTotal" and value.split() and value.split()[0].isdigit():
+            return int(value.split()[0]) / 1024
+    return None
 
 
 def board_files() -> list[Path]:

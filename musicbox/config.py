@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from musicbox.boards import BOARD_NAMES, BoardConfig, load_board
+from musicbox.boards import BOARD_NAMES, MEMORY_NAMES, BoardConfig, load_board
 from musicbox.firmware import fail, firmware_dir, read_toml, show
 from musicbox.precision import PRECISION_CHOICES
 
@@ -294,6 +294,7 @@ class _BoardChoice:
 
     name: str = _opt("choice", choices=BOARD_NAMES)
     led_pin: int = _opt("pin", "a BCM pin or -1 (no status LED)")
+    memory: str = _opt("choice", choices=MEMORY_NAMES)
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,8 @@ class BoxConfig:
     source: Path | None = None
     led_pin: int = UNWIRED
     """``[board] led_pin``: the status LED's BCM pin (device/led.py), -1 = none."""
+    memory: str = "auto"
+    """``[board] memory``: the board's memory class (``musicbox.boards.MEMORY_CLASSES``), auto or none."""
 
 
 SECTIONS: dict[str, type] = {
@@ -542,7 +545,8 @@ def _merge(base: dict, over: dict, origin: dict, source: Path, prefix: str) -> N
 def _assemble(merged: dict, source: Path | None) -> BoxConfig:
     sections = {name: _build(SECTIONS[name], merged[name]) for name in SECTIONS if name != "board"}
     board = load_board(merged["board"]["name"])
-    return BoxConfig(**sections, board=board, source=source, led_pin=merged["board"]["led_pin"])
+    b = merged["board"]
+    return BoxConfig(**sections, board=board, source=source, led_pin=b["led_pin"], memory=b["memory"])
 
 
 def _build(cls: type, values: dict):

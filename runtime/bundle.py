@@ -68,6 +68,7 @@ import onnxruntime as ort
 
 from musicbox.errors import BundleError, ManifestError
 from musicbox.precision import PRECISIONS
+from musicbox.runtime.buffering import stage_bytes  # a stage's cost against the memory budget
 from musicbox.runtime.bundle_files import verify_variant
 from musicbox.runtime.cpu import cpu_dot_product
 from musicbox.runtime.digest import sha256_file
@@ -123,11 +124,6 @@ class SessionSettings:
             so.enable_profiling = True
             so.profile_file_prefix = self.profile_prefix + stage.file.replace("/", "_")
         return so
-
-
-def stage_bytes(stage: StageFile) -> int:
-    """Bytes of a stage's files (model + external weights): its cost against the memory budget."""
-    return stage.bytes + (stage.external_data.bytes if stage.external_data else 0)
 
 
 def default_threads() -> int:

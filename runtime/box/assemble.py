@@ -1,5 +1,6 @@
 """The box assembled from a ``BoxConfig``: worker and player settings, recorder, supervisor, notifier; the
-configuration's memory need is checked against what the service may use first (``runtime/buffering.py``)."""
+configuration's memory need is checked first against what the service and the board's memory class
+allow (``runtime/buffering.py``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def build_box(config, bundle: Path | None = None, notifier=None):
     ranges.check_meter(config.knobs.meter, f"{config.source or 'the configuration'}: [knobs] meter")
     worker = worker_settings(config, root)
     min_bpm, max_bpm = tempo_range(config, manifest)
-    check_memory(config, memory_need(config, min_bpm, max_bpm))
+    check_memory(config, memory_need(config, min_bpm, max_bpm, manifest))
     recorder = Recorder(
         config.recording.folder,
         config.recording.minutes_kept,

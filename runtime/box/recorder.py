@@ -38,15 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from musicbox.runtime.buffering import SIDE_S  # the side buffer's seconds, counted in the memory check
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.meter import COMMON, Meter
 
 log = logging.getLogger("musicbox.recorder")
 
 STEM = "musicbox-"  # saves are musicbox-YYYYmmdd-HHMMSS[-n].wav/.mid; their temporary files .<name>.tmp
-SIDE_S = 60.0
-"""Seconds of new music the side buffer holds while saves are pending (10 MiB at 44.1 kHz stereo); more,
-and the pending saves are given up (a disk that slow or stuck) so the box's memory stays bounded."""
 BLOCK_FRAMES = 65536  # frames a WAV is written at a time (256 KiB of 16-bit stereo)
 
 
