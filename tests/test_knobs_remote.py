@@ -1,8 +1,10 @@
-"""Knobs first through the web remote: a page turning tempo and mood 20 times a second for 30 s never
-silences the real box (`musicbox play --remote` on a JACK dummy device), and the box plays on after it."""
+"""Knobs and buttons through the web remote: a page turning tempo and mood 20 times a second for 30 s, or
+pressing NEXT once a second for 20 s, never silences the real box (`musicbox play --remote` on a JACK dummy
+device), and the box plays on after it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -62,7 +64,10 @@ def _post(url: str, body: dict, headers: dict) -> int:
         return exc.code
 
 
-def test_a_page_turning_tempo_and_mood_twenty_times_a_second_never_silences_the_box(tmp_path):
+@contextlib.contextmanager
+def _paired_box(tmp_path: Path, seconds: int):
+    """The real box with its web remote, playing on a JACK dummy server: yields (base URL, the paired
+    page's headers, the stats file) once two bars have played; stops it after and checks it exited 0."""
     port = _free_port()
     stats, state = tmp_path / "stats.json", tmp_path / "state"
     config = tmp_path / "box.toml"
@@ -72,7 +77,8 @@ def test_a_page_turning_tempo_and_mood_twenty_times_a_second_never_silences_the_
     )
     with JackDummy(name=f"mbremote{os.getpid()}"):
         cmd = [sys.executable, "-m", "musicbox.cli", "play", "--remote", "--backend", "none"]
-        cmd += ["--config", str(config), "--bundle", str(BUNDLE), "--seconds", "75", "--stats", str(stats)]
+        cmd += ["--config", str(config), "--bundle", str(BUNDLE), "--seconds", str(seconds)]
+        cmd += ["--stats", str(stats)]
         with open(tmp_path / "play.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -88,26 +94,50 @@ def test_a_page_turning_tempo_and_mood_twenty_times_a_second_never_silences_the_
                 cookie = response.headers["Set-Cookie"].split(";")[0]
                 csrf = json.loads(response.read())["csrf"]
             assert cookie.startswith(COOKIE)
-            headers = {"Cookie": cookie, CSRF_HEADER: csrf}
-            rng = random.Random(3)
-            before = _stats(stats)
-            statuses = []
-            start = time.monotonic()
-            while time.monotonic() - start < 30.0:
-                body = {"tempo_bpm": round(rng.uniform(60, 160), 1), "mood": round(rng.uniform(-1, 1), 2)}
-                statuses.append(_post(f"http://127.0.0.1:{port}/api/controls", body, headers))
-                time.sleep(max(0.0, start + 0.05 * len(statuses) - time.monotonic()))
-            turned = _stats(stats)
-            time.sleep(15.0)
-            after = _stats(stats)
+            yield f"http://127.0.0.1:{port}", {"Cookie": cookie, CSRF_HEADER: csrf}, stats
         finally:
             proc.terminate()
             proc.wait(30)
     log_text = (tmp_path / "play.log").read_text()
     assert proc.returncode == 0, log_text[-3000:]
+
+
+def test_a_page_turning_tempo_and_mood_twenty_times_a_second_never_silences_the_box(tmp_path):
+    with _paired_box(tmp_path, 75) as (base, headers, stats):
+        rng = random.Random(3)
+        before = _stats(stats)
+        statuses = []
+        start = time.monotonic()
+        while time.monotonic() - start < 30.0:
+            body = {"tempo_bpm": round(rng.uniform(60, 160), 1), "mood": round(rng.uniform(-1, 1), 2)}
+            statuses.append(_post(f"{base}/api/controls", body, headers))
+            time.sleep(max(0.0, start + 0.05 * len(statuses) - time.monotonic()))
+        turned = _stats(stats)
+        time.sleep(15.0)
+        after = _stats(stats)
     assert len(statuses) >= 550 and statuses.count(200) >= 100, sorted(set(statuses))
     assert set(statuses) <= {200, 429}  # beyond the page's rate the remote says so; nothing else
     assert turned["bars_played"] - before["bars_played"] >= 10  # bars played all through the turning
     assert after["bars_played"] > turned["bars_played"]  # and after it
     assert after["underruns"] == 0 and after["silence_s"] <= 0.5, after
     assert after["generation"] > before["generation"] + 20  # the turns reached the box
+
+
+def test_next_pressed_once_a_second_for_twenty_seconds_never_silences_the_box(tmp_path):
+    """Each NEXT is new noise from the next beat line (the music goes on, differently): 20 of them, one a
+    second, are all heard (the generation moves on with each) with no underrun and no silence."""
+    with _paired_box(tmp_path, 60) as (base, headers, stats):
+        before = _stats(stats)
+        statuses = []
+        start = time.monotonic()
+        while len(statuses) < 20:
+            time.sleep(max(0.0, start + len(statuses) - time.monotonic()))
+            statuses.append(_post(f"{base}/api/button", {"button": "next"}, headers))
+        pressed = _stats(stats)
+        time.sleep(8.0)
+        after = _stats(stats)
+    assert statuses == [200] * 20
+    assert pressed["bars_played"] - before["bars_played"] >= 6  # bars played all through the presses
+    assert after["bars_played"] > pressed["bars_played"]  # and after them
+    assert after["underruns"] == 0 and after["silence_s"] <= 0.5, after
+    assert after["generation"] >= before["generation"] + 20, (before["generation"], after["generation"])
