@@ -2,8 +2,8 @@
 
 Each :class:`Target` names a figure as its measuring command reports it, the bound, how the figure is
 compared with it and its unit. ``musicbox bench`` (``source="bench"``), the soak (``"soak"``), the
-evaluation report (``"eval"``), the quantize report and ARM64 check (``"quantize"``) and ``musicbox bench
-remote`` (``"remote"``) read their targets
+evaluation report (``"eval"``), the quantize report and ARM64 check (``"quantize"``), ``musicbox bench
+remote`` (``"remote"``) and ``musicbox bench save`` (``"save"``) read their targets
 here, so a target changes in one place.
 """
 
@@ -76,6 +76,14 @@ TARGETS: tuple[Target, ...] = (
         "CPU seconds per minute of music of the whole box, remote on, one listener",
         "remote",
     ),
+    Target(
+        "save_peak_rss_total_mb",
+        400.0,
+        "<=",
+        "MiB, RSS of all the box's processes summed, at its peak during three SAVEs at once",
+        "save",
+    ),
+    Target("recordings_written", 3.0, "==", "recordings of three SAVEs pressed at once", "save"),
 )
 
 

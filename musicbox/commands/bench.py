@@ -21,6 +21,11 @@ as the box and ``musicbox render`` do. Targets come from ``musicbox/targets.py``
 ``musicbox bench remote [--seconds S] [--device]`` measures the web remote's RSS and CPU with one page
 open, and the stream's CPU (``musicbox.remote.footprint``).
 
+``musicbox bench save [--minutes M]`` plays the real box with the web remote and one page listening for M
+minutes (10 by default: the SAVE buffer full), presses SAVE three times at once and reports the peak
+memory of every process of the box during the saves and whether all three recordings were written
+(``musicbox.remote.savebench``).
+
 ``musicbox bench midi [--seconds S]`` plays the box with MIDI out on a JACK dummy server (60 s by default)
 and reports the MIDI clock's jitter and the note-vs-audio offset (``musicbox.runtime.box.midibench``).
 
@@ -63,15 +68,20 @@ def register(sub):
     p.add_argument(
         "mode",
         nargs="?",
-        choices=("all", "soak", "macs", "remote", "knobs", "midi"),
+        choices=("all", "soak", "macs", "remote", "knobs", "midi", "save"),
         default="all",
-        help="all figures, the soak, MACs, the web remote, knob turns in the live box, or MIDI out's timing",
+        help="all figures, the soak, MACs, the web remote, knob turns in the live box, MIDI out's timing, "
+        "or the box's memory during three SAVEs at once",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
     p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
     p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
-    p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes to play (default 30)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="soak, knobs: minutes to play (default 30); save: minutes played before the presses (10)",
+    )
     p.add_argument(
         "--kill-every",
         type=float,
@@ -97,6 +107,8 @@ def run(args) -> int:
     root = resolve_bundle(args.bundle)
     if args.mode == "soak":
         return _run_soak(root, args)
+    if args.mode == "save":
+        return _run_save(root, args)
     if args.mode == "knobs":
         return _run_knobs(root, args)
     if args.mode == "macs":
@@ -135,7 +147,7 @@ def _run_knobs(root: Path, args) -> int:
     ``--minutes 10`` for the 10-minute run); exit 1 when the sweep goes silent or underruns."""
     from musicbox.runtime.box.turns import latency, sweep
 
-    figures = {"sweep": sweep(root), "latency": latency(root, args.minutes)}
+    figures = {"sweep": sweep(root), "latency": latency(root, args.minutes or 30.0)}
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
@@ -148,7 +160,20 @@ def _run_soak(root: Path, args) -> int:
     """``bench soak``: print (and with ``--json`` write) the soak's figures; exit 1 if a target fails."""
     from musicbox.runtime.box.soak import soak
 
-    figures = soak(root, args.minutes, args.kill_every)
+    figures = soak(root, args.minutes or 30.0, args.kill_every)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0 if figures["ok"] else 1
+
+
+def _run_save(root: Path, args) -> int:
+    """``bench save``: print (and with ``--json`` write) the memory during three SAVEs at once; exit 1
+    when a recording is missing, the box underran or its processes passed the target."""
+    from musicbox.remote.savebench import measure
+
+    figures = measure(root, 10.0 if args.minutes is None else args.minutes)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
