@@ -307,7 +307,7 @@ def _measure(bundle: Path, minutes: float, folder: Path) -> dict:
             "peak_rss_mb": round(sampler.peak_rss[pid], 1),
             "peak_pss_mb": round(sampler.peak_pss[pid], 1),
             "of_which_jack_shm_mb": round(sampler.jack[pid], 1),
-            "lifetime_peak_rss_mb": round(hwm[pid], 1) if hwm.get(pid) is not None else None,
+            "lifetime_peak_rss_mb": None if (peak := hwm.get(pid)) is None else round(peak, 1),
         }
     written = len(wavs) == PRESSES and len(mids) == PRESSES and done["saves"] == PRESSES
     figures = {
