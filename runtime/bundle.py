@@ -49,8 +49,6 @@ remembered, so the intact bundle (same manifest) decides again with every varian
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import fcntl
 import json
 import logging
@@ -72,6 +70,7 @@ from musicbox.runtime.buffering import stage_bytes  # a stage's cost against the
 from musicbox.runtime.bundle_files import verify_variant
 from musicbox.runtime.cpu import cpu_dot_product
 from musicbox.runtime.digest import sha256_file
+from musicbox.runtime.heap import trim_heap
 from musicbox.runtime.manifest import Manifest, StageFile, Variant, load_manifest
 
 log = logging.getLogger(__name__)
@@ -135,24 +134,6 @@ def default_threads() -> int:
 # Sessions
 
 
-def _trim_heap() -> None:
-    """Return freed heap memory to the OS (glibc ``malloc_trim``); a no-op elsewhere."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc():
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _load_libc()
-
-
 class SessionCache:
     """ONNX sessions by stage file, least recently used first, within ``budget_bytes`` (None = keep all).
 
@@ -197,7 +178,7 @@ class SessionCache:
         for f in dropped:
             del self._sessions[f]
         if dropped:
-            _trim_heap()
+            trim_heap()
 
     def _make_room(self, cost: int) -> None:
         if self.budget_bytes is None:
@@ -207,7 +188,7 @@ class SessionCache:
             self._sessions.popitem(last=False)
             evicted = True
         if evicted:
-            _trim_heap()
+            trim_heap()
 
     def _create(self, stage: StageFile) -> ort.InferenceSession:
         path = self.root / stage.file

@@ -40,6 +40,7 @@ import numpy as np
 
 from musicbox.runtime.buffering import SIDE_S  # the side buffer's seconds, counted in the memory check
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.heap import trim_heap
 from musicbox.runtime.meter import COMMON, Meter
 
 log = logging.getLogger("musicbox.recorder")
@@ -278,6 +279,7 @@ class Recorder:
                     self._pending.remove(job)
                 job.parts = []  # the views and side blocks go with it
                 job._done.set()
+            trim_heap()  # the MIDI file's objects were freed in this thread's arena: hand them back
 
     def _write(self, job: Save) -> None:
         import soundfile
