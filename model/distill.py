@@ -211,11 +211,11 @@ class Distiller:
         ds, prev = self.data.ds, self.data.context_index()
         bars = self.data.train_idx
         shift_i = shift_to_c(ds.tonic[bars]) - KEY_SHIFTS[0]
-        pairs = [np.stack([shift_i, bars], axis=1)]
+        found = [np.stack([shift_i, bars], axis=1)]
         for col in range(prev.shape[1]):
             ok = prev[bars, col] >= 0
-            pairs.append(np.stack([shift_i[ok], prev[bars[ok], col]], axis=1))
-        pairs = np.unique(np.concatenate(pairs), axis=0)
+            found.append(np.stack([shift_i[ok], prev[bars[ok], col]], axis=1))
+        pairs = np.unique(np.concatenate(found), axis=0)
         ae = self.model.autoencoder
         frames, dim = ae.cfg.frames, ae.cfg.latent_dim
         latents = np.zeros((len(KEY_SHIFTS), len(ds.rolls), frames, dim), np.float32)
