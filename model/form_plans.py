@@ -1,18 +1,20 @@
 """The forms of the corpus: which tune form explains each real piece's repetition, counted per style.
 
 A *candidate* is a concrete tune form the planner can play (``runtime/form.py`` :class:`FormPlan`):
-sections (letters A-D, a repeated letter returns the first playing), bars per section (4 or 8), bars
+sections (letters A-D, a repeated letter returns the first playing), bars per section (2 to 8), bars
 per phrase and phrase letters (a repeated phrase letter returns the earlier phrase but for its last
 bar). Played over a piece one tune after another, a candidate predicts which earlier bar each bar
 returns. A piece's *best* candidate maximizes the sum over its predicted returns of (onset-Jaccard
 similarity of the two bars, ``model/form.py``) minus :data:`THRESHOLD`: a predicted return that is
-heard scores, one that is not costs; a form predicting nothing scores 0. Among equal scores the tune
-length nearest the piece's wins (a corpus piece is one tune, its repeats played). Pieces count from
+heard scores, one that is not costs; a form predicting nothing scores 0. Among equal scores, sections
+of 4 or 8 bars win (a form whose returns say nothing of its lengths keeps the common ones and the
+style's phrase length), then the tune length nearest the piece's (a corpus piece is one tune, its
+repeats played). Pieces count from
 their first full bar (an upbeat bar left out) and are read up to :data:`~musicbox.model.form.FORM_BARS`
 bars.
 
-:func:`corpus_plans` counts the best candidates of a style's training pieces: its plans and their
-weights, which ``model/styles.py`` writes into the style's form table and the planner draws each tune's
+:func:`corpus_plans` counts the best candidates of a style's training pieces (the frequent ones: a
+piece whose own best is rare counts for the best of the frequent ones): its plans and their weights, which ``model/styles.py`` writes into the style's form table and the planner draws each tune's
 form from. The lengths of sections, phrases and tunes and the distances at which phrases return (2-4
 bars where a phrase letter repeats) are the plans' own.
 """
@@ -26,27 +28,41 @@ from typing import NamedTuple
 import numpy as np
 
 from musicbox.model.form import FORM_BARS, SECTION_BARS, similarity_matrix
+from musicbox.model.form_eval import REAL_MIN_BARS
 from musicbox.runtime.form import FormSpec
 
 THRESHOLD = 0.5
 """Similarity above which a predicted return counts for a candidate, below which against it."""
 
-SECTION_LENGTHS = (4, 8)
-"""Bars per section of the candidates."""
+SECTION_LENGTHS = (2, 3, 4, 5, 6, 8)
+"""Bars per section of the candidates (a chorale's Stollen is often 3 or 5 bars long, a reel's phrase
+pair 2 + 2)."""
 
-MAX_SECTIONS = {4: 6, 8: 4}
-"""Most sections per tune of the candidates, by section length (tunes of up to 24 and 32 bars)."""
+PLAIN_SECTIONS = (4, 8)
+"""Section lengths a piece's form takes unless returns at other lengths say otherwise."""
 
-MIN_BARS = 8
-"""Shortest piece (from its first full bar) whose form is counted."""
+ODD_SECTIONS = 2e-3
+"""What a candidate with sections of another length than :data:`PLAIN_SECTIONS` gives up: more than any
+difference in tune length, less than any return it explains."""
+
+MAX_SECTIONS = 6
+"""Most sections per tune of the candidates (tunes of up to 48 bars: a quartet's theme returns after
+its development)."""
+
+MIN_BARS = REAL_MIN_BARS
+"""Shortest piece (from its first full bar) whose form is counted: as long as the eval's real pieces
+(``model/form_eval.py``), for a form needs room to return (a chorale's pieces of 8-15 bars, a third of
+them, hardly return: of 315 pieces of 8 bars or more, the best forms of 55 % return; the form eval's
+held-out pieces of 16 bars or more return 0.22 of their 2-bar spans, which forms counted on pieces of 8
+bars or more give generated pieces at half that rate)."""
 
 PIECES = 400
 """Training pieces of a style read (a random draw, fixed seed)."""
 
-MIN_SHARE = 0.03
+MIN_SHARE = 0.01
 """Plans explaining fewer of a style's pieces than this are left out."""
 
-MAX_PLANS = 8
+MAX_PLANS = 32
 """Most plans kept per style (the most frequent)."""
 
 
@@ -76,14 +92,14 @@ def candidates(phrase_bars: int) -> tuple[Candidate, ...]:
     section)."""
     out = []
     for bars in SECTION_LENGTHS:
-        plain = phrase_bars if bars % phrase_bars == 0 else min(bars, 4)
+        plain = next((p for p in (phrase_bars, 4, 3, 2) if p <= bars and bars % p == 0), bars)
         phrasings = [(plain, "")]
         for length in (2, 4):
             if bars % length == 0 and bars // length >= 2:
                 for phrases in letter_strings(bars // length, "abcd"):
                     if len(set(phrases)) < len(phrases):
                         phrasings.append((length, phrases))
-        for n in range(2, MAX_SECTIONS[bars] + 1):
+        for n in range(2, MAX_SECTIONS + 1):
             for sections in letter_strings(n, "ABCD"):
                 out += [Candidate(sections, bars, p, phrases) for p, phrases in phrasings]
     return tuple(out)
@@ -107,20 +123,26 @@ def returns(candidate: Candidate, bars: int = FORM_BARS) -> list[tuple[int, int]
     return pairs
 
 
-@lru_cache(maxsize=4)
-def _prediction_matrix(phrase_bars: int) -> tuple[tuple[Candidate, ...], np.ndarray]:
-    """The candidates and their predicted returns as rows of a ``[C, FORM_BARS * FORM_BARS]`` 0/1 matrix."""
+@lru_cache(maxsize=2)
+def _predictions(phrase_bars: int) -> tuple[tuple[Candidate, ...], np.ndarray, np.ndarray]:
+    """The candidates, their predicted returns as flat indices ``bar * FORM_BARS + earlier`` one
+    candidate after another, and where each candidate's begin (``[C + 1]``)."""
     cands = candidates(phrase_bars)
-    matrix = np.zeros((len(cands), FORM_BARS * FORM_BARS), np.float32)
-    for c, cand in enumerate(cands):
-        for i, j in returns(cand):
-            matrix[c, i * FORM_BARS + j] = 1.0
-    return cands, matrix
+    pairs = [[i * FORM_BARS + j for i, j in returns(c)] for c in cands]
+    bounds = np.cumsum([0] + [len(p) for p in pairs])
+    return cands, np.fromiter((k for p in pairs for k in p), np.int64, bounds[-1]), bounds
 
 
-def best_candidates(rolls: list[np.ndarray], phrase_bars: int) -> list[Candidate]:
-    """The best candidate (see the module) of each piece of ``rolls`` (each from its first full bar)."""
-    cands, matrix = _prediction_matrix(phrase_bars)
+CHUNK = 32
+"""Pieces scored at once (bounds the memory of the gathered returns)."""
+
+
+def best_candidates(
+    rolls: list[np.ndarray], phrase_bars: int, among: set[Candidate] | None = None
+) -> list[Candidate]:
+    """The best candidate (see the module) of each piece of ``rolls`` (each from its first full bar);
+    ``among``: of those candidates only."""
+    cands, flat, bounds = _predictions(phrase_bars)
     if not rolls:
         return []
     gains = np.zeros((FORM_BARS * FORM_BARS, len(rolls)), np.float32)
@@ -131,9 +153,17 @@ def best_candidates(rolls: list[np.ndarray], phrase_bars: int) -> list[Candidate
         gain = np.zeros((FORM_BARS, FORM_BARS), np.float32)
         gain[: len(roll), : len(roll)] = sim - THRESHOLD
         gains[:, k] = gain.reshape(-1)
-    scores = matrix @ gains  # [C, pieces]
+    scores = np.zeros((len(cands), len(rolls)), np.float32)  # a form predicting no return scores 0
+    some = np.diff(bounds) > 0
+    for lo in range(0, len(rolls), CHUNK):
+        scores[some, lo : lo + CHUNK] = np.add.reduceat(
+            gains[flat, lo : lo + CHUNK], bounds[:-1][some], axis=0
+        )
     tune = np.array([c.tune_bars for c in cands], np.float32)
-    scores -= 1e-3 * np.abs(tune[:, None] - lengths[None, :]) / FORM_BARS  # the nearest length among equals
+    odd = np.array([c.section_bars not in PLAIN_SECTIONS for c in cands], np.float32)
+    scores -= ODD_SECTIONS * odd[:, None] + 1e-3 * np.abs(tune[:, None] - lengths[None, :]) / FORM_BARS
+    if among is not None:
+        scores[[c not in among for c in cands]] = -np.inf
     return [cands[c] for c in scores.argmax(axis=0)]
 
 
@@ -168,7 +198,7 @@ def corpus_plans(dataset, style: int, phrase_bars: int = 4, meter: int | None = 
     """A style's form plans from its pieces (see the module; ``meter``: its pieces in that meter only):
     ``FormPlan`` tables (sections, section_bars, phrase_bars, phrases, weight), the most frequent first;
     empty when the style has no piece of :data:`MIN_BARS` bars."""
-    return _plans(best_candidates(style_pieces(dataset, style, meter=meter), phrase_bars))
+    return _plans(_frequent(style_pieces(dataset, style, meter=meter), phrase_bars))
 
 
 def form_statistics(dataset, style: int, phrase_bars: int = 4, meter: int | None = None) -> dict:
@@ -178,6 +208,7 @@ def form_statistics(dataset, style: int, phrase_bars: int = 4, meter: int | None
     first full bar, repeats played); and the plans (:func:`corpus_plans`)."""
     pieces = style_pieces(dataset, style, meter=meter, whole=True)
     best = best_candidates([p[:FORM_BARS] for p in pieces], phrase_bars)
+    plans = _plans(_frequent([p[:FORM_BARS] for p in pieces], phrase_bars))
     n = max(len(best), 1)
     return {
         "pieces": len(best),
@@ -186,14 +217,24 @@ def form_statistics(dataset, style: int, phrase_bars: int = 4, meter: int | None
         "phrase_pairs": sum(len(set(c.phrases)) < len(c.phrases) for c in best) / n,
         "returning": sum(bool(returns(c)) for c in best) / n,
         "tune_bars": np.percentile([len(p) for p in pieces], [10, 50, 90]).tolist() if pieces else [],
-        "plans": _plans(best),
+        "plans": plans,
     }
 
 
+def _frequent(rolls: list[np.ndarray], phrase_bars: int) -> list[Candidate]:
+    """Each piece's best candidate among the frequent ones: the :data:`MAX_PLANS` most frequent best
+    candidates explaining :data:`MIN_SHARE` of the pieces or more, so a piece whose own best is rare is
+    counted for the frequent form nearest it (not dropped, which would leave the plans with the share
+    of the frequent forms: the forms that return are many and each rare, those that do not few)."""
+    best = best_candidates(rolls, phrase_bars)
+    counts = Counter(best).most_common(MAX_PLANS)
+    among = {c for c, n in counts if n >= MIN_SHARE * len(best)}
+    return best_candidates(rolls, phrase_bars, among) if among else []
+
+
 def _plans(best: list[Candidate]) -> list[dict]:
-    """The plans of the pieces' best candidates ``best``: the most frequent, weighted by their share."""
-    counts = Counter(best)
-    kept = [(c, n) for c, n in counts.most_common(MAX_PLANS) if n >= MIN_SHARE * len(best)]
+    """Plans weighted by their share of ``best`` (each piece's form), the most frequent first."""
+    kept = Counter(best).most_common()
     total = sum(n for _, n in kept)
     return [
         {
