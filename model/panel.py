@@ -196,11 +196,11 @@ def _pitch_classes(cells: np.ndarray) -> set[int]:
 def clash_share(roll: np.ndarray, steps: tuple[int, ...], meter: Meter = COMMON) -> float:
     """Share of the sonorities (2+ pitch classes, every track) at the bar steps ``steps`` holding two
     pitch classes a semitone apart."""
-    sounding = (roll[:, :, : meter.steps] > OFF).any(axis=1)  # [n, steps, P]
+    sounding = np.asarray((roll[:, :, : meter.steps] > OFF).any(axis=1))  # [n, steps, P]
     chords = clashes = 0
     for bar in sounding:
         for step in steps:
-            pcs = _pitch_classes(bar[step])
+            pcs = _pitch_classes(np.asarray(bar[step]))
             if len(pcs) < 2:
                 continue
             chords += 1
@@ -219,7 +219,7 @@ def suspensions_per_100(roll: np.ndarray, meter: Meter = COMMON) -> float:
     for bar in range(len(roll)):
         for step in meter.strong:
             t = bar * meter.steps + step
-            pcs = _pitch_classes(sounding[:, t].any(axis=0))
+            pcs = _pitch_classes(np.asarray(sounding[:, t].any(axis=0)))
             if len(pcs) < 2:
                 continue
             chords += 1

@@ -344,12 +344,12 @@ def _forms(ds: Dataset) -> str:
 
     rows = []
     for s, name in enumerate(ds.style_names):
-        phrase = FORMS.get(name, DEFAULT_FORM).get("phrase_bars", 4)
+        phrase = int(FORMS.get(name, DEFAULT_FORM).get("phrase_bars", 4))  # type: ignore[call-overload]
         scopes: list[tuple[str, int | None]] = [("all", None)]
-        for k, meter in enumerate(ds.bar_meter_names):
-            starts = ds.piece_starts()
+        starts = ds.piece_starts()
+        for k, meter_name in enumerate(ds.bar_meter_names):
             if ((ds.style[starts] == s) & (ds.bar_meter[starts] == k) & (ds.split[starts] == 0)).sum() >= 20:
-                scopes.append((meter, k))
+                scopes.append((meter_name, k))
         for label, meter in scopes:
             st = form_statistics(ds, s, phrase, meter)
             if not st["pieces"]:

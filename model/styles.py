@@ -142,7 +142,7 @@ def _form(dataset, style: int, name: str) -> dict:
     """The style's form table: :data:`FORMS`' (its cadences, return noise and contour) with the tune
     forms its corpus pieces take (``model/form_plans.py``) as the plans its tunes draw from."""
     table = dict(FORMS.get(name, DEFAULT_FORM))
-    plans = corpus_plans(dataset, style, table.get("phrase_bars", 4))
+    plans = corpus_plans(dataset, style, int(table.get("phrase_bars", 4)))  # type: ignore[call-overload]
     return table | {"plans": plans} if plans else table
 
 
