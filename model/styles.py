@@ -102,11 +102,12 @@ in the corpus). `musicbox eval --seeds 5`, p10 -> p25 (same model and seeds): 4/
 energy r 0.923 -> 0.837, copies 2 -> 1; 3/4 style 0.679 -> 0.708."""
 
 
-def style_tables(dataset) -> list[dict]:
+def style_tables(dataset, corpus_forms: bool = True) -> list[dict]:
     """One entry per style (dataset order): its meters (4/4 first where it has it: the meter it starts
     in; then by bar count), quantiles :data:`DENSITY_QUANTILES` of density per meter (onsets per bar: a jig's 6/8 bar
     holds 6 where a reel's 4/4 bar holds 8) and of register, median polyphony, the arrangement and the
-    form (with the tune forms of the style's corpus pieces to draw from: :func:`_form`)."""
+    form (with the tune forms of the style's corpus pieces to draw from: :func:`_form`; ``corpus_forms``
+    False: the hand-set :data:`FORMS` alone, every tune in the one form)."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -132,7 +133,7 @@ def style_tables(dataset) -> list[dict]:
                 "polyphony": round(float(np.median(a[:, p])), 3),
                 "meters": meters,
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
-                "form": _form(dataset, i, name),
+                "form": _form(dataset, i, name) if corpus_forms else FORMS.get(name, DEFAULT_FORM),
             }
         )
     return tables

@@ -119,6 +119,7 @@ def test_a_style_s_plans_count_its_pieces_forms_and_reach_the_style_tables():
     form = msgspec.convert(tables[0]["form"], FormSpec)
     assert form.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
     assert form.cadence_density == 0.7 and form.sections == "AAB"  # the chorale's table, plans added
+    assert "plans" not in style_tables(data, corpus_forms=False)[0]["form"]
     assert (
         corpus_plans(replace(data, rolls=data.rolls[:0], piece=data.piece[:0], style=data.style[:0]), 0) == []
     )
