@@ -129,6 +129,7 @@ class BarRing:
         off += 8 * spec.n_slots * _N_META
         self.pcm = np.ndarray((spec.n_slots, spec.slot_frames, spec.channels), np.float32, buf, off)
         self.held = -1  # consumer side: a slot the player still reads besides the playing one (a fade)
+        self._swept: tuple[int, ...] = ()  # consumer side: what the last sweep saw (see sweep)
 
     @classmethod
     def create(cls, n_slots: int, slot_frames: int, channels: int = 2) -> BarRing:
@@ -268,10 +269,18 @@ class BarRing:
     def sweep(self) -> None:
         """Free the slots whose entries can never play again: bars before the playing one, entries of the
         playing bar that are not newer than it, and entries a newer one of the same bar replaces. Only
-        published entries the player has read count, so nothing it may pick next is freed."""
-        written = int(self._ints[_WRITTEN])
-        playing_entry = int(self._ints[_PLAYING_ENTRY])
-        playing_bar, playing_gen = int(self._ints[_PLAYING_BAR]), int(self._ints[_PLAYING_GEN])
+        published entries the player has read count, so nothing it may pick next is freed.
+
+        What it frees follows from the entry count, the playing entry and :attr:`held` alone (a slot's
+        metadata changes only as an entry is published), so a sweep that sees the same as the last one
+        returns at once: the player calls it every callback."""
+        ints = self._ints
+        written, playing_entry = int(ints[_WRITTEN]), int(ints[_PLAYING_ENTRY])
+        playing_bar, playing_gen = int(ints[_PLAYING_BAR]), int(ints[_PLAYING_GEN])
+        seen = (written, playing_entry, playing_bar, playing_gen, self.held)
+        if seen == self._swept:
+            return
+        self._swept = seen
         meta = self._meta
         newest: dict[int, tuple[int, int]] = {}  # bar -> (gen, entry) of the entry that would replace it
         for slot, entry, bar, gen in self._live(written):
