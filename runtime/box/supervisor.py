@@ -61,6 +61,7 @@ from musicbox.runtime.box.worker import (
 from musicbox.runtime.buffering import ring_slots, slot_frames
 from musicbox.runtime.controls import Button, Controls, key_only, nearest_style, rewrites
 from musicbox.runtime.form import keep, renew
+from musicbox.runtime.heap import reuse_freed
 from musicbox.runtime.midi import join_turn
 from musicbox.runtime.sleep import Sleep, SleepSettings, SleepTimer, fade_db
 from musicbox.runtime.state import GeneratorState
@@ -256,6 +257,7 @@ class Supervisor:
         file, the terminal view, the remote); ``on_audio(pcm)`` with the audio as it was played, before
         the volume, every tick (the web remote's stream)."""
         self._on_status, self._on_audio = on_status, on_audio
+        reuse_freed()  # a bar's copies for the recorder and the stream reuse the last one's pages
         deadline = None if seconds is None else time.monotonic() + seconds
         self._notify(f"STATUS=starting (loading {self.worker_settings.bundle_path})")
         self._adopt_queued_controls()

@@ -39,6 +39,7 @@ from musicbox.errors import MusicBoxError
 from musicbox.runtime.box.ring import BarRing, RingSpec, Span
 from musicbox.runtime.buffering import bars_ahead
 from musicbox.runtime.controls import Controls
+from musicbox.runtime.heap import reuse_freed
 from musicbox.runtime.meter import COMMON, Meter
 from musicbox.runtime.performance import Phrasing
 from musicbox.runtime.state import GeneratorState
@@ -253,6 +254,7 @@ def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> No
     """Entry point of the worker process (multiprocessing target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor stops us
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    reuse_freed()  # each bar's arrays reuse the last bar's pages (runtime/heap.py)
     ring = BarRing.attach(spec)
     pid = os.getpid()
     ring.mark_progress()
