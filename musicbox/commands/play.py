@@ -106,10 +106,12 @@ def run(args) -> int:
                 box.ring.close()  # the box never ran: free its shared memory
                 raise
             _install_signal_handlers(box)
+            hub = remote.stream if remote is not None else None
             box.run(
                 args.seconds,
                 on_status=_status_publisher(args.stats, backend, box, remote, led),
-                on_audio=remote.stream.feed if remote is not None and remote.stream is not None else None,
+                on_audio=hub.feed if hub is not None else None,
+                audio_wanted=(lambda: hub.listeners > 0) if hub is not None else None,
             )
         finally:
             backend.close()

@@ -228,6 +228,7 @@ class Supervisor:
         self._frames_at_ping = 0
         self._on_status = None  # callable(BoxStatus), every stats_interval_s and at the stop (run's)
         self._on_audio = None  # callable(pcm [frames, channels] float32), the audio as played (run's)
+        self._audio_wanted = None  # callable() -> bool: whether _on_audio has a listener now (run's)
         self.final_stats: BoxStatus | None = None  # stats() as the box stopped
 
     # ---- other threads ------------------------------------------------------------------------------
@@ -251,12 +252,14 @@ class Supervisor:
 
     # ---- main loop ----------------------------------------------------------------------------------
 
-    def run(self, seconds: float | None = None, *, on_status=None, on_audio=None) -> None:
+    def run(self, seconds: float | None = None, *, on_status=None, on_audio=None, audio_wanted=None) -> None:
         """Play until SHUTDOWN (or ``seconds`` have passed); raises the worker's fatal MusicBoxError.
         ``on_status(BoxStatus)`` is called every ``stats_interval_s`` and at the stop (the ``--stats``
         file, the terminal view, the remote); ``on_audio(pcm)`` with the audio as it was played, before
-        the volume, every tick (the web remote's stream)."""
-        self._on_status, self._on_audio = on_status, on_audio
+        the volume, every tick (the web remote's stream). ``audio_wanted()``: whether ``on_audio`` has
+        anyone to hand it to now (the stream's listeners; None: always); while it says no, the loop
+        ticks as slowly as without ``on_audio``."""
+        self._on_status, self._on_audio, self._audio_wanted = on_status, on_audio, audio_wanted
         reuse_freed()  # a bar's copies for the recorder and the stream reuse the last one's pages
         deadline = None if seconds is None else time.monotonic() + seconds
         self._notify(f"STATUS=starting (loading {self.worker_settings.bundle_path})")
@@ -305,8 +308,9 @@ class Supervisor:
 
     def _tick_s(self) -> float:
         """Seconds until the next tick when nothing wakes the loop (:class:`SupervisorSettings`)."""
+        feeding = self._on_audio is not None and (self._audio_wanted is None or self._audio_wanted())
         waiting = self.state is BoxState.PAUSED or (
-            self.state is BoxState.PLAYING and self._on_audio is None and self.sleep_timer is None
+            self.state is BoxState.PLAYING and not feeding and self.sleep_timer is None
         )
         return self.settings.tick_s * (5 if waiting else 1)
 
