@@ -300,14 +300,25 @@ def _start_heartbeat(ring: BarRing, pid: int, interval_s: float):
     return halt
 
 
+IDLE_S = 1.0
+"""Seconds the loop sleeps on the command pipe while it is far enough ahead (or paused): the next bar is
+wanted only when the playing one ends (the ring holds ``ahead_s`` seconds or more), and a command wakes
+it at once. Waiting for a free slot only (a rewrite's superseded entries, freed by the player's next
+callback), it looks again every ``beat_interval_s``."""
+
+
 def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: Connection):
     job: _Job | None = None
     while True:
         ring.mark_progress()
-        busy = job is not None and _wants_bar(
-            ring, job, settings.ahead_for(job.controls.tempo_bpm, job.steps)
-        )
-        if conn.poll(0 if busy else settings.beat_interval_s):
+        wait = IDLE_S
+        busy = False
+        if job is not None:
+            ahead = settings.ahead_for(job.controls.tempo_bpm, job.steps)
+            busy = _wants_bar(ring, job, ahead)
+            if not busy and job.bar <= ring.playing()[1] + ahead:
+                wait = settings.beat_interval_s  # wanted, but no slot is free yet
+        if conn.poll(0 if busy else wait):
             message = conn.recv()
             while not isinstance(message, Stop) and conn.poll(0):
                 message = conn.recv()  # a knob swept: only its latest position matters
