@@ -63,7 +63,9 @@ class PlayerSettings:
     """Audio output settings (Raspberry Pi defaults: PortAudio needs ~0.1 s of latency there).
 
     sample_rate: frames per second (Hz); must match the renderer's.
-    blocksize: frames per callback (1024 = 23 ms at 44.1 kHz); 0 lets PortAudio choose.
+    blocksize: frames per callback (2048 = 46 ms at 44.1 kHz: every callback costs the audio thread
+    PortAudio, cffi and sounddevice's overhead, so half as many cost about half: docs/boards.md); 0 lets
+    PortAudio choose.
     latency: suggested output latency in seconds.
     device: PortAudio output device (index or name substring); None = the default output.
     fade_ms: length of the fade-out on underrun/pause and of the fade-in after, in milliseconds.
@@ -82,7 +84,7 @@ class PlayerSettings:
     """
 
     sample_rate: int = 44100
-    blocksize: int = 1024
+    blocksize: int = 2048
     latency: float = 0.1
     device: int | str | None = None
     fade_ms: float = 10.0
