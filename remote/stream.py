@@ -1,8 +1,8 @@
 """The box's music as a stream for the page: 16-bit PCM behind a WAV header of open length.
 
-The supervisor hands the audio it played to :meth:`StreamHub.feed` every tick (``Supervisor.run``'s
-``on_audio``: its main thread, never the audio callback), before the box's own volume (the page has its
-own). With no listener, ``feed`` returns at once. With listeners, the chunk is converted once to 16-bit
+The supervisor hands the audio it played to :meth:`StreamHub.feed` every tick (0.2 s while one
+listens; ``Supervisor.run``'s ``on_audio``: its main thread, never the audio callback), before the box's
+own volume (the page has its own). With no listener, ``feed`` returns at once. With listeners, the chunk is converted once to 16-bit
 little-endian frames and the same bytes go to every listener (``deliver`` only queues them on the
 server's event loop). A listener more than :data:`BACKLOG_S` seconds of audio behind is dropped rather
 than let the box's memory grow; at most :data:`MAX_LISTENERS` listen at once. Memory: every listener

@@ -110,10 +110,11 @@ class SupervisorSettings:
     progress (loading, and a first bar that decodes SoundFont samples, included) before it counts as
     stuck. backoff_s: first and largest wait before restarting a worker that died before writing a bar.
     max_failures: such deaths in a row before giving up. tick_s: main-loop period while starting,
-    recovering, feeding the web remote's stream or fading for the sleep timer; 5x longer while the loop
-    only waits (paused, or playing with neither): every wake-up costs CPU, and a knob turn, a worker's
-    message or its death wakes the loop at once anyway. stats_interval_s: period of the stats file and
-    STATUS= line (made only when one of them is asked for).
+    recovering or fading for the sleep timer; 5x longer while the loop only waits (paused, or playing
+    with neither): every wake-up costs CPU, and a knob turn, a worker's message or its death wakes the
+    loop at once anyway. stream_tick_s: the period while it feeds the web remote's stream to a listener
+    (each tick hands it the audio played since the last; the page plays it 0.3 s ahead).
+    stats_interval_s: period of the stats file and STATUS= line (made only when one of them is asked for).
     """
 
     hang_timeout_s: float = 5.0
@@ -121,6 +122,7 @@ class SupervisorSettings:
     backoff_s: tuple[float, float] = (0.2, 5.0)
     max_failures: int = 5
     tick_s: float = 0.1
+    stream_tick_s: float = 0.2
     stats_interval_s: float = 1.0
 
 
@@ -308,11 +310,12 @@ class Supervisor:
 
     def _tick_s(self) -> float:
         """Seconds until the next tick when nothing wakes the loop (:class:`SupervisorSettings`)."""
-        feeding = self._on_audio is not None and (self._audio_wanted is None or self._audio_wanted())
-        waiting = self.state is BoxState.PAUSED or (
-            self.state is BoxState.PLAYING and not feeding and self.sleep_timer is None
-        )
-        return self.settings.tick_s * (5 if waiting else 1)
+        if self.state is BoxState.PAUSED:
+            return 5 * self.settings.tick_s
+        if self.state is BoxState.PLAYING and self.sleep_timer is None:
+            feeding = self._on_audio is not None and (self._audio_wanted is None or self._audio_wanted())
+            return self.settings.stream_tick_s if feeding else 5 * self.settings.tick_s
+        return self.settings.tick_s
 
     def _transition(self, new: BoxState, why: str) -> None:
         """Move to ``new``; STOPPING is final (a worker dying as the box stops must not undo the stop)."""
