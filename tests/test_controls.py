@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import msgspec
 import pytest
 
 from musicbox.config import shipped_bundle
@@ -99,8 +100,18 @@ def test_at_every_midpoint_the_tune_the_guidance_and_the_instruments_are_one_sty
             assert (played.programs, played.drums) == (style.arrangement.programs, style.arrangement.drums)
             assert knobs.meters_of(position) == style.meters, position
     at = Controls(style=3.5, meter="3/4")
-    assert leading_style(at, table) == "celtic" and shipped.sampler.contrast_style("3/4", "celtic") == "folk"
-    feeds = conditioning_feeds(at, table, shipped.sampler, shipped.representation.meters, meter=METERS["3/4"])
+    sampler = shipped.sampler  # a distilled bundle: the guidance its one row was taught (sampler.folded)
+    if sampler.folded is not None:
+        folded = sampler.folded
+        sampler = msgspec.structs.replace(
+            sampler,
+            meter_guidance=folded.meter_guidance,
+            meter_contrast=folded.meter_contrast,
+            style_guidance=folded.style_guidance,
+            style_contrast=folded.style_contrast,
+        )
+    assert leading_style(at, table) == "celtic" and sampler.contrast_style("3/4", "celtic") == "folk"
+    feeds = conditioning_feeds(at, table, sampler, shipped.representation.meters, meter=METERS["3/4"])
     names = [s.name for s in table.styles]
     assert feeds["style_w"][-1].tolist() == style_weights(names.index("folk"), len(names)).tolist()
 
