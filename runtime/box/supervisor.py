@@ -697,6 +697,7 @@ class Supervisor:
         """SAVE: the recent music up to now, the bar playing as far as it has played included."""
         if self.recorder is None:
             return
+        self._follow_player()  # bars that ended since the last tick reach the recorder first
         playing = None
         end = self.player.log.written
         if self._bar_start >= 0 and end > self._bar_start:
