@@ -63,8 +63,11 @@ class MidiTap:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self.client.get_ports(source):
-                self.client.connect(source, self.inp.name)
-                return
+                try:
+                    self.client.connect(source, self.inp.name)
+                    return
+                except jack.JackError:  # registered before its client is active: try again
+                    pass
             time.sleep(0.02)
         raise AssertionError(f"no JACK port {source} within {timeout_s} s")
 

@@ -287,3 +287,21 @@ def test_the_loop_ticks_slower_while_it_only_waits_and_makes_no_stats_nobody_rea
     box._on_status = seen.append
     box._housekeeping(time.monotonic())
     assert box._last_stats > 0.0 and seen[0].state == "playing"
+
+
+def test_a_knob_posted_after_the_box_stopped_writes_to_no_file():
+    """The web remote can hand on a knob turn just after the box stopped: the wake-up pipe is closed and
+    its number may already name another file: the post writes nothing there and raises nothing."""
+    sup = Supervisor(
+        WorkerSettings(Path("/nonexistent"), default_config().synth), PlayerSettings(), None, min_bpm=120.0
+    )
+    sup._shutdown()
+    r, w = os.pipe()  # the lowest free numbers: most likely the pipe's old ones
+    try:
+        sup.post(Controls(tempo_bpm=90.0))
+        os.set_blocking(r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 16)  # nothing was written into the new pipe
+    finally:
+        os.close(r)
+        os.close(w)

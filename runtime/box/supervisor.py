@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
+import threading
 import time
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
@@ -192,6 +193,7 @@ class Supervisor:
         self._ctx.set_forkserver_preload(PRELOAD)
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_lock = threading.Lock()
         os.set_blocking(self._wake_w, False)
         self._init_counters()
 
@@ -249,8 +251,11 @@ class Supervisor:
         main loop; wake it (any
         thread)."""
         self._events.put((time.monotonic(), event))
-        with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
-            os.write(self._wake_w, b"x")
+        with self._wake_lock:  # never a write to the pipe once closed (its number may name another file)
+            if self._wake_w < 0:
+                return  # the box has stopped (a remote's late hand-on): nothing is listening
+            with contextlib.suppress(BlockingIOError):  # a full pipe already holds wake-ups
+                os.write(self._wake_w, b"x")
 
     # ---- main loop ----------------------------------------------------------------------------------
 
@@ -805,8 +810,10 @@ class Supervisor:
         if self._on_status is not None:
             self._on_status(self.final_stats)
         self.ring.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_w = -1
 
     @staticmethod
     def _send_to(worker: WorkerHandle, message) -> None:
