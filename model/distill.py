@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from musicbox.model.checkpoint import load_checkpoint, save_checkpoint
-from musicbox.model.train import Trainer, TrainSettings, _log_every, warmup_cosine
+from musicbox.model.train import Trainer, TrainSettings, _log_every, progress_bars, warmup_cosine
 from musicbox.runtime.pianoroll import note_f1, planes_to_roll
 from musicbox.runtime.sampling import get_sigmas_flow
 
@@ -358,17 +358,8 @@ class Distiller:
 
 def distill(dataset, teacher_dir: Path, settings: DistillSettings, run_dir: Path, out_dir: Path) -> Path:
     """Distil ``teacher_dir``'s checkpoint into a one-row, ``settings.steps``-step student at ``out_dir``."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     run = Distiller(dataset, teacher_dir, settings, run_dir)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns) as progress:
+    with progress_bars() as progress:
         run.train(progress)
     (run.run / "history.json").write_text(json.dumps(run.history))
     run.model.denoiser = run.student

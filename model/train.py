@@ -516,19 +516,23 @@ class Trainer:
         }
 
 
-def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Path:
-    """Run both stages and write the checkpoint to ``out_dir``; returns its path."""
+def progress_bars():
+    """The rich progress display of a training run: a bar per stage with its count and times."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    trainer = Trainer(dataset, settings, run_dir)
-    columns = (
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns) as progress:
+
+
+def train(dataset, settings: TrainSettings, run_dir: Path, out_dir: Path) -> Path:
+    """Run both stages and write the checkpoint to ``out_dir``; returns its path."""
+    trainer = Trainer(dataset, settings, run_dir)
+    with progress_bars() as progress:
         ae_figures = trainer.train_autoencoder(progress)
         trainer.train_denoiser(progress)
     trainer.plot_losses()
