@@ -206,7 +206,7 @@ class Distiller:
         training bar in the key that moves its tonic to C, and each bar at its context lags in that key
         too (the rest stay zero: a sixth of the work of encoding every bar in every key), and the context
         index."""
-        from musicbox.runtime.pianoroll import KEY_SHIFTS, roll_to_planes, shift_to_c, transpose
+        from musicbox.runtime.pianoroll import KEY_SHIFTS, shift_to_c
 
         ds, prev = self.data.ds, self.data.context_index()
         bars = self.data.train_idx
@@ -217,17 +217,15 @@ class Distiller:
             found.append(np.stack([shift_i[ok], prev[bars[ok], col]], axis=1))
         pairs = np.unique(np.concatenate(found), axis=0)
         ae = self.model.autoencoder
-        frames, dim = ae.cfg.frames, ae.cfg.latent_dim
-        latents = np.zeros((len(KEY_SHIFTS), len(ds.rolls), frames, dim), np.float32)
+        scale = float(ae.latent_scale)
+        latents = np.zeros((len(KEY_SHIFTS), len(ds.rolls), ae.cfg.frames, ae.cfg.latent_dim), np.float32)
         task = progress.add_task("encoding bars", total=len(pairs))
         with torch.no_grad():
             for k, shift in enumerate(KEY_SHIFTS):
                 rows = pairs[pairs[:, 0] == k, 1]
-                for i in range(0, len(rows), batch):
-                    at = rows[i : i + batch]
-                    planes = torch.from_numpy(roll_to_planes(transpose(ds.rolls[at], shift)))
-                    latents[k, at] = ae.encode(planes).numpy()
-                    progress.update(task, advance=len(at))
+                if len(rows):
+                    latents[k, rows] = self.data.encode_all(shift, batch, rows) * scale
+                progress.update(task, advance=len(rows))
         log.info("encoded %d (bar, key) pairs of %d", len(pairs), len(KEY_SHIFTS) * len(ds.rolls))
         return latents, prev
 

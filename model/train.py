@@ -261,11 +261,13 @@ class Trainer:
         ae.eval()
 
     @torch.no_grad()
-    def encode_all(self, shift: int, batch: int = 4096) -> np.ndarray:
-        """Unscaled latent means of every bar, transposed by ``shift``: float32 ``[N, F, D]``."""
+    def encode_all(self, shift: int, batch: int = 4096, rows: np.ndarray | None = None) -> np.ndarray:
+        """Unscaled latent means of every bar (or of the bars ``rows``), transposed by ``shift``: float32
+        ``[N, F, D]``."""
+        rows = np.arange(len(self.ds.rolls)) if rows is None else rows
         out = []
-        for i in range(0, len(self.ds.rolls), batch):
-            planes = torch.from_numpy(roll_to_planes(transpose(self.ds.rolls[i : i + batch], shift)))
+        for i in range(0, len(rows), batch):
+            planes = torch.from_numpy(roll_to_planes(transpose(self.ds.rolls[rows[i : i + batch]], shift)))
             out.append(self.model.autoencoder.encode_stats(planes)[0].numpy())
         return np.concatenate(out)
 

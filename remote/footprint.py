@@ -33,7 +33,8 @@ import numpy as np
 from musicbox.targets import targets_of
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a box started by a bench)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -90,7 +91,7 @@ def _remote_cpu_s(base: str, cookie: str) -> float:
 
 
 def _run(bundle: Path, folder: Path, seconds: float, remote: bool, page: bool, stream: bool) -> dict:
-    port = _free_port()
+    port = free_port()
     config = folder / "box.toml"
     config.write_text(
         f'[recording]\nfolder = "{folder}/rec"\n[remote]\nenabled = {str(remote).lower()}\n'

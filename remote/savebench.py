@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,16 +35,11 @@ import urllib.request
 from pathlib import Path
 
 from musicbox.remote.auth import CSRF_HEADER
+from musicbox.remote.footprint import free_port
 from musicbox.targets import targets_of
 
 SAMPLE_S = 0.02  # the memory is read this often during the saves
 PRESSES = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stats(path: Path) -> dict:
@@ -219,7 +213,7 @@ def measure(bundle: Path, minutes: float = 10.0, jack: bool = True) -> dict:
 def _measure(bundle: Path, minutes: float, folder: Path) -> dict:
     import soundfile
 
-    port, rec, state, stats = _free_port(), folder / "rec", folder / "state", folder / "stats.json"
+    port, rec, state, stats = free_port(), folder / "rec", folder / "state", folder / "stats.json"
     config = folder / "box.toml"
     config.write_text(
         f'[recording]\nfolder = "{rec}"\nminutes_kept = 10\n[remote]\nenabled = true\nstream = true\n'
