@@ -20,7 +20,8 @@ style and meter always given (the box always gives them; no guidance row is run 
 
 The checkpoint written carries the student's sampler (``steps``, no guidance rows) and, in
 ``sampler.folded``, the guidance it folded in and the teacher's steps. The run folder keeps a state every
-``save_every`` steps; the same command resumes from it.
+``save_every`` steps; the same command resumes from it. A finished run goes on with ``init``: the new
+run's student starts from that earlier student (same teacher, same steps) instead of from the teacher.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def step_levels(levels: np.ndarray, t: np.ndarray) -> np.ndarray:
 class Distiller:
     """One distillation run: the teacher checkpoint, the phrase dataset, the run folder."""
 
-    def __init__(self, dataset, teacher_dir: Path, settings: DistillSettings, run_dir: Path):
+    def __init__(
+        self, dataset, teacher_dir: Path, settings: DistillSettings, run_dir: Path, init: Path | None = None
+    ):
         self.s, self.run = settings, Path(run_dir)
         self.run.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(settings.seed)
@@ -164,12 +167,39 @@ class Distiller:
             self.model.denoiser, self.config["sampler"], list(dn.meters), styles, settings.bf16
         )
         self.student = copy.deepcopy(self.model.denoiser).train()
+        self.init = self._earlier_student(init) if init is not None else None
         for p in self.student.parameters():
             p.requires_grad_(True)
         sampler = self.config["sampler"]
         self.levels = get_sigmas_flow(settings.steps, sampler.get("shift", 1.0))
         self.history: list[float] = []
         self.started, self.earlier_seconds = time.time(), 0.0
+
+    def _earlier_student(self, init: Path) -> dict:
+        """Start the student from an earlier student of this teacher at these steps; its record."""
+        model, config = load_checkpoint(init)
+        folded = config["sampler"].get("folded")
+        if not folded:
+            raise ValueError(
+                f"{init}: not a distilled checkpoint (no sampler.folded); --init takes a student"
+            )
+        if (
+            folded["teacher_steps"] != self.config["sampler"]["steps"]
+            or config["sampler"]["steps"] != self.s.steps
+        ):
+            raise ValueError(
+                f"{init}: a {config['sampler']['steps']}-step student of a {folded['teacher_steps']}-step teacher;"
+                f" this run distils {self.config['sampler']['steps']} teacher steps into {self.s.steps}"
+            )
+        if config["controls"] != self.config["controls"]:
+            raise ValueError(f"{init}: its controls are not the teacher's; it is another teacher's student")
+        self.student.load_state_dict(model.denoiser.state_dict())
+        earlier = config["training"]["distill"]
+        return {
+            "from": str(init),
+            "train_steps": earlier["settings"]["train_steps"],
+            **{k: earlier[k] for k in ("wall_seconds", "final_loss") if k in earlier},
+        }
 
     def seconds(self) -> float:
         return self.earlier_seconds + time.time() - self.started
@@ -349,14 +379,23 @@ class Distiller:
             "wall_seconds": round(self.seconds(), 1),
             "final_loss": float(np.mean(self.history[-100:])) if self.history else None,
             "against_teacher": getattr(self, "fidelity", None),
+            "continued": self.init,
             "distilled": time.strftime("%Y-%m-%d", time.gmtime()),
         }
         return config
 
 
-def distill(dataset, teacher_dir: Path, settings: DistillSettings, run_dir: Path, out_dir: Path) -> Path:
-    """Distil ``teacher_dir``'s checkpoint into a one-row, ``settings.steps``-step student at ``out_dir``."""
-    run = Distiller(dataset, teacher_dir, settings, run_dir)
+def distill(
+    dataset,
+    teacher_dir: Path,
+    settings: DistillSettings,
+    run_dir: Path,
+    out_dir: Path,
+    init: Path | None = None,
+) -> Path:
+    """Distil ``teacher_dir``'s checkpoint into a one-row, ``settings.steps``-step student at ``out_dir``
+    (starting from the earlier student ``init`` when given)."""
+    run = Distiller(dataset, teacher_dir, settings, run_dir, init)
     with progress_bars() as progress:
         run.train(progress)
     (run.run / "history.json").write_text(json.dumps(run.history))

@@ -1,6 +1,8 @@
 """``musicbox distill``: the teacher's guided rows as the runtime runs them, the student's checkpoint and
 its resumable run (tiny model, random notes: seconds)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -101,6 +103,20 @@ def test_the_student_checkpoint_has_one_row_and_fewer_steps_and_says_what_it_fol
     assert any(changed)  # the student trained
     with pytest.raises(ValueError, match="already distilled"):
         Distiller(random_dataset(), out, settings, tmp_path / "again")
+
+
+def test_a_finished_student_goes_on_from_where_it_ended(teacher, tmp_path):
+    settings = quick_settings(DistillSettings(bf16=False))
+    first = distill(random_dataset(), teacher, settings, tmp_path / "run", tmp_path / "student")
+    earlier, _ = load_checkpoint(first)
+    run = Distiller(random_dataset(), teacher, settings, tmp_path / "more", init=first)
+    for a, b in zip(run.student.parameters(), earlier.denoiser.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert run.student_config()["training"]["distill"]["continued"]["from"] == str(first)
+    with pytest.raises(ValueError, match="not a distilled checkpoint"):
+        Distiller(random_dataset(), teacher, settings, tmp_path / "x", init=teacher)
+    with pytest.raises(ValueError, match="5 teacher|into 5"):
+        Distiller(random_dataset(), teacher, replace(settings, steps=5), tmp_path / "y", init=first)
 
 
 def test_a_resumed_distillation_ends_where_an_uninterrupted_one_does(teacher, tmp_path):
