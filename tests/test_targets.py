@@ -21,7 +21,7 @@ def test_comparisons_and_their_text():
 def test_names_are_unique_and_every_command_has_its_targets():
     names = [t.name for t in TARGETS]
     assert len(names) == len(set(names))
-    assert {t.source for t in TARGETS} == {"bench", "soak", "eval", "quantize", "remote", "save"}
+    assert {t.source for t in TARGETS} == {"bench", "soak", "soak_cpu", "eval", "quantize", "remote", "save"}
     assert [t.name for t in targets_of("soak")] == ["underruns", "rss_drift_mb"]
     with pytest.raises(KeyError, match="no target named 'speed'"):
         target("speed")

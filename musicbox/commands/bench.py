@@ -165,7 +165,7 @@ def _run_soak(root: Path, args) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
-    return 0 if figures["ok"] else 1
+    return 0 if figures["ok"] and figures["cpu_ok"] is not False else 1
 
 
 def _run_save(root: Path, args) -> int:

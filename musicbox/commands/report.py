@@ -2,7 +2,7 @@
 the files the measuring commands write, so that every figure has one source.
 
 Sources (:data:`SOURCES`): ``reports/bench.json`` (``musicbox bench``), ``reports/knobs.json``
-(``musicbox bench knobs``), ``reports/eval/results.json``
+(``musicbox bench knobs``), ``reports/soak.json`` (``musicbox bench soak --kill-every 0``), ``reports/eval/results.json``
 (``musicbox eval``), the shipped bundle manifest's ``validation`` (``musicbox quantize``) and the shipped
 checkpoint's ``training`` (``musicbox train``). A row names its source and the JSON path of its figure;
 the bound and its comparison come from ``musicbox/targets.py``. ``--check`` writes nothing and exits 1
@@ -20,6 +20,7 @@ from typing import Any
 SOURCES = {
     "bench": "reports/bench.json",
     "knobs": "reports/knobs.json",
+    "soak": "reports/soak.json",
     "eval": "reports/eval/results.json",
     "quantize": "assets/bundle/manifest.json",
     "train": "assets/checkpoint/config.json",
@@ -74,6 +75,16 @@ KNOBS = (
     Row("largest sample step of the music elsewhere", "knobs", "latency.music_jump_max", 3),
 )  # fmt: skip
 """The live box's knob figures (``musicbox bench knobs``)."""
+SOAK = (
+    Row("minutes played", "soak", "minutes", 0),
+    Row("whole box, CPU seconds per minute of music, from 30 s in", "soak", "box_cpu_s_per_music_minute_steady", 2, "box_cpu_s_per_music_minute_steady"),
+    Row("whole box, CPU seconds per minute of music, start-up included", "soak", "box_cpu_s_per_music_minute", 2),
+    Row("start-up, CPU seconds (imports, bundle, the buffer filled)", "soak", "box_cpu_s_start", 1),
+    Row("underruns", "soak", "underruns", 0, "underruns"),
+    Row("main process RSS drift from 30 s in, MiB", "soak", "rss_drift_mb", 1, "rss_drift_mb"),
+    Row("device period, frames (the box's block)", "soak", "jack_period", 0),
+)  # fmt: skip
+"""The box playing on, no kills (``musicbox bench soak --kill-every 0``)."""
 QUANTIZE = (
     Row("INT8 vs FP32 note F1 (static)", "quantize", "validation.int8_note_f1", 3, "note_f1"),
     Row("INT8 vs FP32 note F1 (dynamic)", "quantize", "validation.int8_dynamic_note_f1", 3, "note_f1"),
@@ -212,6 +223,13 @@ def status_page(root: Path) -> str:
         "(`docs/architecture.md`, A knob turn, from the knob to the speaker).",
         "",
         _rows(sources, KNOBS),
+        "",
+        f"## The box playing on (`musicbox bench soak --minutes 10 --kill-every 0` -> `{SOURCES['soak']}`)",
+        "",
+        "The real box on a JACK dummy device whose period is the box's block; CPU of the main process, the",
+        "fork server and the worker (not the JACK server). Where it goes: `docs/boards.md`, The box's own CPU.",
+        "",
+        _rows(sources, SOAK),
         "",
         f"## Quantization (`musicbox quantize` -> `{SOURCES['quantize']}` `validation`)",
         "",

@@ -114,27 +114,43 @@ def soak(bundle: Path, minutes: float, kill_every_s: float = 60.0) -> dict:
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
 
-    with tempfile.TemporaryDirectory() as tmp, JackDummy() as jack:
+    with tempfile.TemporaryDirectory() as tmp:
         toml = Path(tmp) / "soak.toml"
         toml.write_text(f'[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp}/rec"\n')
-        box = build_box(load_config(toml), bundle)
-        stop = threading.Event()
-        kills: list[float] = []  # bar phase (0..1) of the playing bar at each kill
-        rss: list[tuple[float, float]] = []
-        helpers = [threading.Thread(target=_rss_sampler, args=(box, stop, rss), daemon=True)]
-        if kill_every_s > 0:
-            helpers.append(
-                threading.Thread(target=_killer, args=(box, kill_every_s, stop, kills), daemon=True)
-            )
-        for thread in helpers:
-            thread.start()
-        cpu0 = _box_cpu_s(jack)
-        try:
-            box.run(minutes * 60.0)
-        finally:
-            stop.set()
-        cpu_s = _box_cpu_s(jack) - cpu0
-        return _figures(box, minutes, kills, rss, cpu_s)
+        config = load_config(toml)
+        # the device's period is the box's block, as on a sound card the box opens (ALSA takes its period
+        # from the stream's block; a JACK server's period is the server's own choice)
+        with JackDummy(sample_rate=config.audio.sample_rate, period=config.audio.blocksize or 512) as jack:
+            return _soak(build_box(config, bundle), jack, minutes, kill_every_s)
+
+
+def _soak(box, jack: JackDummy, minutes: float, kill_every_s: float) -> dict:
+    stop = threading.Event()
+    kills: list[float] = []  # bar phase (0..1) of the playing bar at each kill
+    rss: list[tuple[float, float]] = []
+    cpu_at: list[float] = []  # the box's CPU seconds at BASELINE_S: the steady state is measured from there
+    helpers = [threading.Thread(target=_rss_sampler, args=(box, jack, stop, rss, cpu_at), daemon=True)]
+    if kill_every_s > 0:
+        helpers.append(threading.Thread(target=_killer, args=(box, kill_every_s, stop, kills), daemon=True))
+    for thread in helpers:
+        thread.start()
+    cpu0 = _box_cpu_s(jack)
+    try:
+        box.run(minutes * 60.0)
+    finally:
+        stop.set()
+    cpu1 = _box_cpu_s(jack)
+    steady = (
+        (cpu1 - cpu_at[0]) / (minutes - BASELINE_S / 60.0) if cpu_at and minutes > BASELINE_S / 60 else None
+    )
+    figures = _figures(box, minutes, kills, rss, cpu1 - cpu0)
+    figures["box_cpu_s_per_music_minute_steady"] = round(steady, 3) if steady is not None else None
+    figures["box_cpu_s_start"] = round(cpu_at[0] - cpu0 - BASELINE_S / 60.0 * steady, 2) if steady else None
+    figures["jack_period"] = jack.period
+    # the CPU target holds for a box that plays on (no kills): a restart costs a worker's start-up
+    cpu = targets_of("soak_cpu")[0]
+    figures["cpu_ok"] = None if kills or steady is None else cpu.met(figures[cpu.name])
+    return figures
 
 
 def _box_cpu_s(jack: JackDummy) -> float:
@@ -155,12 +171,15 @@ def _killer(box, every_s: float, stop: threading.Event, phases: list[float]) -> 
             log.info("soak: SIGKILL worker pid %d at %.0f %% of a bar", worker.process.pid, 100 * phases[-1])
 
 
-def _rss_sampler(box, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
+def _rss_sampler(box, jack: JackDummy, stop: threading.Event, samples: list, cpu_at: list[float]) -> None:
+    """Every 2 s the main process's RSS (MiB); at ``BASELINE_S`` the box's CPU seconds too."""
     from musicbox.runtime.box.proc import rss_mb
 
     start = time.monotonic()
     while not stop.wait(2.0):
         samples.append((time.monotonic() - start, rss_mb(os.getpid()) or 0.0))
+        if not cpu_at and samples[-1][0] >= BASELINE_S:
+            cpu_at.append(_box_cpu_s(jack))
 
 
 def _figures(box, minutes: float, phases: list[float], rss: list[tuple[float, float]], cpu_s: float) -> dict:
