@@ -14,7 +14,7 @@ import pytest
 
 from musicbox.errors import ManifestError
 from musicbox.model.form_plans import Candidate, best_candidates, corpus_plans, letter_strings, returns
-from musicbox.model.styles import style_tables, with_corpus_forms
+from musicbox.model.styles import CORPUS_RETURN_NOISE, FORMS, style_tables, with_corpus_forms
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormPlan, FormSpec, plan, renew, store
@@ -119,7 +119,9 @@ def test_a_style_s_plans_count_its_pieces_forms_and_reach_the_style_tables():
     form = msgspec.convert(tables[0]["form"], FormSpec)
     assert form.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
     assert form.cadence_density == 0.7 and form.sections == "AAB"  # the chorale's table, plans added
-    assert "plans" not in style_tables(data, corpus_forms=False)[0]["form"]
+    assert form.return_noise == CORPUS_RETURN_NOISE["chorale"]  # returns as close as the corpus's
+    hand = style_tables(data, corpus_forms=False)[0]["form"]
+    assert "plans" not in hand and hand["return_noise"] == FORMS["chorale"]["return_noise"]
     assert (
         corpus_plans(replace(data, rolls=data.rolls[:0], piece=data.piece[:0], style=data.style[:0]), 0) == []
     )
