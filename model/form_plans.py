@@ -1,7 +1,7 @@
 """The forms of the corpus: which tune form explains each real piece's repetition, counted per style.
 
 A *candidate* is a concrete tune form the planner can play (``runtime/form.py`` :class:`FormPlan`):
-sections (letters A-D, a repeated letter returns the first playing), bars per section (2 to 8), bars
+sections (letters A-D, a repeated letter returns the first playing), bars per section (2 to 16), bars
 per phrase and phrase letters (a repeated phrase letter returns the earlier phrase but for its last
 bar). Played over a piece one tune after another, a candidate predicts which earlier bar each bar
 returns. A piece's *best* candidate maximizes the sum over its predicted returns of (onset-Jaccard
@@ -13,9 +13,10 @@ repeats played). Pieces count from
 their first full bar (an upbeat bar left out) and are read up to :data:`~musicbox.model.form.FORM_BARS`
 bars.
 
-:func:`corpus_plans` counts the best candidates of a style's training pieces (the frequent ones: a
-piece whose own best is rare counts for the best of the frequent ones): its plans and their weights, which ``model/styles.py`` writes into the style's form table and the planner draws each tune's
-form from. The lengths of sections, phrases and tunes and the distances at which phrases return (2-4
+:func:`corpus_plans` counts the best candidates of a style's training pieces (the :data:`MAX_PLANS`
+most frequent: a piece whose own best is not among them counts for the best of those): its plans and
+their weights, which ``model/styles.py`` writes into the style's form table and the planner draws each
+tune's form from. The lengths of sections, phrases and tunes and the distances at which phrases return (2-4
 bars where a phrase letter repeats) are the plans' own.
 """
 
@@ -34,9 +35,16 @@ from musicbox.runtime.form import FormSpec
 THRESHOLD = 0.5
 """Similarity above which a predicted return counts for a candidate, below which against it."""
 
-SECTION_LENGTHS = (2, 3, 4, 5, 6, 8)
+SECTION_LENGTHS = (2, 3, 4, 5, 6, 8, 12, 16)
 """Bars per section of the candidates (a chorale's Stollen is often 3 or 5 bars long, a reel's phrase
-pair 2 + 2)."""
+pair 2 + 2; sections of 12 and 16 bars make tunes of up to 96 bars, whose returns 16-48 bars back a form
+of shorter sections could only play with more than :data:`MAX_SECTIONS` of them: of the 2-bar spans
+of the training pieces that return, the share whose nearest earlier match lies 17 bars back or more is
+quartet 0.52, renaissance 0.21, folk 0.10, celtic 0.12, chorale 0.07)."""
+
+PHRASED_SECTIONS = 8
+"""Longest section whose phrases may return within it (phrase pairs at 2-4 bars); a longer section's
+phrases all differ (its returns are whole sections)."""
 
 PLAIN_SECTIONS = (4, 8)
 """Section lengths a piece's form takes unless returns at other lengths say otherwise."""
@@ -46,7 +54,7 @@ ODD_SECTIONS = 2e-3
 difference in tune length, less than any return it explains."""
 
 MAX_SECTIONS = 6
-"""Most sections per tune of the candidates (tunes of up to 48 bars: a quartet's theme returns after
+"""Most sections per tune of the candidates (tunes of up to 96 bars: a quartet's theme returns after
 its development)."""
 
 MIN_BARS = REAL_MIN_BARS
@@ -59,11 +67,12 @@ bars or more give generated pieces at half that rate)."""
 PIECES = 400
 """Training pieces of a style read (a random draw, fixed seed)."""
 
-MIN_SHARE = 0.01
-"""Plans explaining fewer of a style's pieces than this are left out."""
-
 MAX_PLANS = 32
-"""Most plans kept per style (the most frequent)."""
+"""Most plans kept per style (the most frequent). A form that explains a single piece is kept too: the
+forms that return are many and each rare (a chorale's Stollen of 3, 4, 5 or 6 bars, each with its own
+Abgesang), so a floor on a form's share of the pieces (1 %) gave their pieces to the frequent forms,
+which return less (`musicbox eval --panel-only --corpus-forms --seeds 6`, 2-bar spans returning: chorale
+0.120 -> 0.145, real 0.223; folk's lag-8 peak 0.191 -> 0.153, real 0.067)."""
 
 
 class Candidate(NamedTuple):
@@ -95,7 +104,7 @@ def candidates(phrase_bars: int) -> tuple[Candidate, ...]:
         plain = next((p for p in (phrase_bars, 4, 3, 2) if p <= bars and bars % p == 0), bars)
         phrasings = [(plain, "")]
         for length in (2, 4):
-            if bars % length == 0 and bars // length >= 2:
+            if bars <= PHRASED_SECTIONS and bars % length == 0 and bars // length >= 2:
                 for phrases in letter_strings(bars // length, "abcd"):
                     if len(set(phrases)) < len(phrases):
                         phrasings.append((length, phrases))
@@ -223,12 +232,10 @@ def form_statistics(dataset, style: int, phrase_bars: int = 4, meter: int | None
 
 def _frequent(rolls: list[np.ndarray], phrase_bars: int) -> list[Candidate]:
     """Each piece's best candidate among the frequent ones: the :data:`MAX_PLANS` most frequent best
-    candidates explaining :data:`MIN_SHARE` of the pieces or more, so a piece whose own best is rare is
-    counted for the frequent form nearest it (not dropped, which would leave the plans with the share
-    of the frequent forms: the forms that return are many and each rare, those that do not few)."""
+    candidates, so a piece whose own best is not among them is counted for the kept form nearest it (not
+    dropped, which would leave the plans with the share of the frequent forms)."""
     best = best_candidates(rolls, phrase_bars)
-    counts = Counter(best).most_common(MAX_PLANS)
-    among = {c for c, n in counts if n >= MIN_SHARE * len(best)}
+    among = {c for c, _ in Counter(best).most_common(MAX_PLANS)}
     return best_candidates(rolls, phrase_bars, among) if among else []
 
 

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from musicbox.errors import ManifestError
-from musicbox.model.form_plans import Candidate, best_candidates, corpus_plans, letter_strings, returns
+from musicbox.model.form_plans import (
+    Candidate,
+    best_candidates,
+    candidates,
+    corpus_plans,
+    letter_strings,
+    returns,
+)
 from musicbox.model.styles import CORPUS_RETURN_NOISE, FORMS, style_tables, with_corpus_forms
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
@@ -93,6 +100,15 @@ def test_a_stollen_of_five_bars_is_heard_as_one():
             (9, 4),
         ]
     )
+
+
+def test_a_long_section_returns_whole_and_its_phrases_all_differ():
+    rng = np.random.default_rng(4)
+    a = _bars(16, rng)
+    piece = np.concatenate([a, a, _bars(16, rng), a])  # AABA in 16-bar sections: 64 bars
+    (best,) = best_candidates([piece], phrase_bars=4)
+    assert best == Candidate("AABA", 16, 4, "")  # shorter sections would need 8 of them
+    assert all(c.phrases == "" for c in candidates(4) if c.section_bars > 8)
 
 
 def _corpus(rng) -> object:
