@@ -30,6 +30,8 @@ class Backend:
     """
 
     name = "none"
+    draws = False
+    """Whether :meth:`show` draws the status (the box then hands it the playing bar's roll too)."""
 
     def __init__(self, knob_map: KnobMap, style_names: Sequence[str]):
         self.knob_map = knob_map

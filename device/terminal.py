@@ -159,6 +159,7 @@ class TerminalBackend(PollingBackend):
     """Keyboard knobs and a live view; ``input_fd`` (default stdin) and ``console`` (a rich Console)."""
 
     name = "terminal"
+    draws = True
 
     def __init__(
         self,

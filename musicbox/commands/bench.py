@@ -76,7 +76,12 @@ def register(sub):
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the shipped assets/bundle)")
     p.add_argument("--bars", type=int, default=16, help="bars per measurement (default 16)")
-    p.add_argument("--config", type=Path, help="musicbox.toml whose [synth] to use (default: the box's)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="musicbox.toml whose [synth] to use (default: the box's); soak: the configuration to play "
+        "(default: the defaults)",
+    )
     p.add_argument(
         "--minutes",
         type=float,
@@ -160,7 +165,7 @@ def _run_soak(root: Path, args) -> int:
     """``bench soak``: print (and with ``--json`` write) the soak's figures; exit 1 if a target fails."""
     from musicbox.runtime.box.soak import soak
 
-    figures = soak(root, args.minutes or 30.0, args.kill_every)
+    figures = soak(root, args.minutes or 30.0, args.kill_every, args.config)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:

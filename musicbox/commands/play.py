@@ -367,7 +367,7 @@ def _status_publisher(path: Path | None, backend, box, remote=None, led=None):
         if stats.audio_state == "lost":  # no sound card: said for as long as the box waits for one
             hint = no_audio_device_hint(remote is not None)
             view["message"] = f"{hint}   {view['message']}" if view.get("message") else hint
-        last = box.recorder.last_bar() if box.recorder is not None else None
+        last = box.recorder.last_bar() if box.recorder is not None and backend.draws else None
         if last is not None:
             view["roll"] = notes_to_roll(last.notes, 1, replace(DEFAULT, steps_per_bar=last.meter.steps))[0]
         if remote is not None:

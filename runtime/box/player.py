@@ -130,8 +130,7 @@ class PlayedLog:
         """Note that the callback at ``at`` (time.monotonic() seconds) appends ``n`` frames of bar audio
         next, whose first frame PortAudio plays at ``dac`` (its stream time, seconds: on JACK the server's
         frame clock): MIDI out's clock (runtime/box/midiout.py)."""
-        row = self.stamps[self.n_stamps % self.MARKS]
-        row[0], row[1], row[2], row[3] = at, self.written, n, dac
+        self.stamps[self.n_stamps % self.MARKS] = (at, self.written, n, dac)
         self.n_stamps += 1
 
     def append(self, block, n: int) -> None:
@@ -292,6 +291,7 @@ class Player:
         self._xfade_end = 0
         self._xfade_left = 0
         self.log = PlayedLog(int(self.settings.sample_rate * self.settings.log_s), channels)
+        self._seen_written = -1  # the ring's entry count at the last sweep
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
@@ -303,25 +303,43 @@ class Player:
         self._callback(outdata, frames, time_info, status)
 
     def _callback(self, outdata, frames, time_info, status) -> None:
+        """Most blocks lie inside one beat of the playing entry with no fade or splice to make: they are
+        one copy, and the callback does little else (its Python runs with cold caches every 46 ms, so each
+        operation it skips saves more than it costs warm)."""
+        now = time.monotonic()
         self.callbacks += 1
-        self.last_callback = time.monotonic()
-        if status.output_underflow:
+        self.last_callback = now
+        if status and status.output_underflow:
             self.xruns += 1
-        self.ring.sweep()  # hand back the slots of entries a rewrite superseded: the worker writes on
-        done = 0 if self.paused else self._fill(outdata, frames)
+        ring = self.ring
+        if ring.written != self._seen_written:  # a new entry may supersede others: hand their slots back
+            self._seen_written = ring.written
+            ring.sweep()
+        pos = self._pos
+        if self.paused:
+            done = 0
+        elif pos + frames <= self._line_frame and not (
+            self._silent or self._xfade_left or self._fade_in_left
+        ):
+            outdata[:] = self._pcm[pos : pos + frames]  # the common block: no line, no fade
+            self._pos = pos + frames
+            done = frames
+        else:
+            done = self._fill(outdata, frames)
         self.frames_played += done
         if done:
-            self.last_sound = self.last_callback
+            self.last_sound = now
         if done < frames and self._started and not self.paused:
             self.silent_frames += frames - done
-        dac = time_info.outputBufferDacTime if time_info is not None else self.last_callback
-        self.log.stamp(self.last_callback, done, dac)
-        self.log.append(outdata, done)
+        log_ = self.log
+        log_.stamp(now, done, time_info.outputBufferDacTime if time_info is not None else now)
+        log_.append(outdata, done)
         if done < frames:
             self._go_silent(outdata, done, frames)
         else:
             self._last[:] = outdata[frames - 1]
-        self._apply_volume(outdata, frames)
+        if self._volume_now != 1.0 or self._volume != 1.0:
+            self._apply_volume(outdata, frames)
 
     def _apply_volume(self, outdata, frames: int) -> None:
         """Scale the block by the volume, ramping linearly from the last block's gain to the target."""
@@ -437,6 +455,7 @@ class Player:
         self._xfade_left -= k
         if not self._xfade_left:
             self.ring.held = -1
+            self.ring.sweep()  # the slot the fade read from may be handed back now
 
     def _fade_in(self, block) -> None:
         """Ramp up the start of the audio after a silence."""

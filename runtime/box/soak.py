@@ -111,19 +111,32 @@ class JackDummy:
 BASELINE_S = 30.0  # RSS baseline taken this long after the start (buffers and caches warmed up)
 
 
-def soak(bundle: Path, minutes: float, kill_every_s: float = 60.0) -> dict:
-    """Play ``minutes`` on a JACK dummy device, SIGKILLing the worker every ``kill_every_s`` seconds."""
+def soak(bundle: Path, minutes: float, kill_every_s: float = 60.0, config_path: Path | None = None) -> dict:
+    """Play ``minutes`` on a JACK dummy device, SIGKILLing the worker every ``kill_every_s`` seconds.
+    ``config_path``: a musicbox.toml to play with (its [audio] block size, [synth] reverb ...; default:
+    the defaults alone); the soak's knobs are fixed (backend none) and it records into a scratch folder."""
+    from dataclasses import replace
+
     from musicbox.config import load_config
     from musicbox.runtime.box.assemble import build_box
 
     with tempfile.TemporaryDirectory() as tmp:
-        toml = Path(tmp) / "soak.toml"
-        toml.write_text(f'[knobs]\nbackend = "none"\n[recording]\nfolder = "{tmp}/rec"\n')
-        config = load_config(toml)
+        if config_path is None:
+            config_path = Path(tmp) / "defaults.toml"
+            config_path.write_text("")
+        config = load_config(config_path)
+        config = replace(
+            config,
+            knobs=replace(config.knobs, backend="none"),
+            recording=replace(config.recording, folder=Path(tmp) / "rec"),
+        )
         # the device's period is the box's block, as on a sound card the box opens (ALSA takes its period
         # from the stream's block; a JACK server's period is the server's own choice)
         with JackDummy(sample_rate=config.audio.sample_rate, period=config.audio.blocksize or 512) as jack:
-            return _soak(build_box(config, bundle), jack, minutes, kill_every_s)
+            figures = _soak(build_box(config, bundle), jack, minutes, kill_every_s)
+        # what the figures were measured with: a smaller block or the reverb on costs CPU
+        figures["blocksize"], figures["reverb"] = config.audio.blocksize, config.synth.reverb
+        return figures
 
 
 def _soak(box, jack: JackDummy, minutes: float, kill_every_s: float) -> dict:

@@ -13,9 +13,9 @@ Continuation across restarts: the worker reports the generator state after every
 with that state, the same controls and generation, so the music continues rather than starting over.
 
 Hang detection, whatever the worker is doing (loading, rendering, idle): its heartbeat thread stamps the
-ring every ``beat_interval_s`` from the moment it starts, so a frozen process (SIGSTOP) is caught after
-:attr:`Supervisor.hang_timeout_s`, a third of the seconds of music the worker keeps buffered (at most
-``hang_timeout_s``): detection and a restart fit in what is buffered at any tempo. A main thread that
+ring every ``WorkerSettings.heartbeat_s()`` seconds from the moment it starts, so a frozen process
+(SIGSTOP) is caught after :attr:`Supervisor.hang_timeout_s`, a third of the seconds of music the worker
+keeps buffered (at most ``hang_timeout_s``): detection and a restart fit in what is buffered at any tempo. A main thread that
 makes no progress for ``stall_timeout_s`` (a deadlock, an endless load) is caught too. A hung worker is
 SIGKILLed and replaced. Workers that die before writing a bar are restarted with exponential backoff; after
 ``max_failures`` such deaths in a row the box gives up (exit 1, systemd restarts the service).
@@ -116,6 +116,8 @@ class SupervisorSettings:
     loop at once anyway. stream_tick_s: the period while it feeds the web remote's stream to a listener
     (each tick hands it the audio played since the last; the page plays it 0.3 s ahead).
     stats_interval_s: period of the stats file and STATUS= line (made only when one of them is asked for).
+    proc_stats_s: the status's figures read from /proc (memory, CPU seconds) are this many seconds old
+    at most.
     """
 
     hang_timeout_s: float = 5.0
@@ -125,6 +127,7 @@ class SupervisorSettings:
     tick_s: float = 0.1
     stream_tick_s: float = 0.2
     stats_interval_s: float = 1.0
+    proc_stats_s: float = 10.0
 
 
 @dataclass
@@ -231,6 +234,11 @@ class Supervisor:
         self._last_ping = self._last_stats = 0.0
         self._frames_at_ping = 0
         self._on_status = None  # callable(BoxStatus), every stats_interval_s and at the stop (run's)
+        self._proc_cache: tuple[float, int | None, dict] = (
+            -1e9,
+            None,
+            {},
+        )  # _proc_figures: when, worker, figures
         self._on_audio = None  # callable(pcm [frames, channels] float32), the audio as played (run's)
         self._audio_wanted = None  # callable() -> bool: whether _on_audio has a listener now (run's)
         self.final_stats: BoxStatus | None = None  # stats() as the box stopped
@@ -772,9 +780,7 @@ class Supervisor:
             hang_timeout_s=round(self.hang_timeout_s, 2),
             audio_reopens=self.player.reopens,
             audio_state=self.player.state.value,
-            rss_mb=rss_mb(os.getpid()),
-            worker_rss_mb=rss_mb(worker.process.pid) if worker is not None else None,
-            box_cpu_s=round(tree_cpu_s(), 2),
+            **self._proc_figures(worker.process.pid if worker is not None else None),
             controls=self.controls,
             meter=self.meter,
             volume_db=self.player.volume_db,
@@ -786,6 +792,20 @@ class Supervisor:
             turn_ms_p95=round(1e3 * turns[int(0.95 * (len(turns) - 1))], 1) if turns else None,
             sleep_left_s=None if (left := self.sleep_left()) is None else round(left, 1),
         )
+
+    def _proc_figures(self, worker_pid: int | None) -> dict:
+        """The status's figures read from /proc (resident memory, the box's CPU seconds): a dozen files
+        read at most every ``proc_stats_s`` seconds (or when the worker changes), not every status."""
+        now = time.monotonic()
+        at, pid, figures = self._proc_cache
+        if pid != worker_pid or now - at >= self.settings.proc_stats_s:
+            figures = {
+                "rss_mb": rss_mb(os.getpid()),
+                "worker_rss_mb": rss_mb(worker_pid),
+                "box_cpu_s": round(tree_cpu_s(), 2),
+            }
+            self._proc_cache = (now, worker_pid, figures)
+        return figures
 
     def _notify(self, line: str) -> None:
         if self.notifier is not None:
@@ -806,6 +826,7 @@ class Supervisor:
         self.player.close()
         if self.recorder is not None:
             self.recorder.wait()
+        self._proc_cache = (-1e9, None, {})  # the last status reads /proc afresh
         self.final_stats = self.stats()
         if self._on_status is not None:
             self._on_status(self.final_stats)

@@ -56,7 +56,8 @@ class WorkerSettings:
     worker gets the precision the first one chose, so it skips the self-benchmark). memory_budget_mb: MiB
     of sessions kept, None = all. threads: onnxruntime intra-op threads. sample_rate: Hz. ahead_bars:
     bars written ahead of the playing one. ahead_s: seconds written ahead at least (more bars at fast
-    tempi). beat_interval_s: seconds between heartbeats.
+    tempi). beat_interval_s: most seconds between heartbeats (each wakes a thread whose caches have gone
+    cold, ~0.2 ms of CPU); :meth:`heartbeat_s` keeps four or more beats in the supervisor's hang timeout.
     """
 
     bundle_path: Path
@@ -67,7 +68,12 @@ class WorkerSettings:
     sample_rate: int = 44100
     ahead_bars: int = 4
     ahead_s: float = 6.0
-    beat_interval_s: float = 0.2
+    beat_interval_s: float = 0.5
+
+    def heartbeat_s(self) -> float:
+        """Seconds between heartbeats: ``beat_interval_s``, or less where the hang timeout (a third of
+        ``ahead_s``, ``Supervisor.hang_timeout_s``) would hold fewer than four."""
+        return min(self.beat_interval_s, self.ahead_s / 12.0)
 
     def ahead_for(self, tempo_bpm: float, steps_per_bar: int = 16) -> int:
         """Bars of ``steps_per_bar`` steps to keep written ahead at ``tempo_bpm``: ``ahead_bars``, or
@@ -258,7 +264,7 @@ def run_worker(spec: RingSpec, settings: WorkerSettings, conn: Connection) -> No
     ring = BarRing.attach(spec)
     pid = os.getpid()
     ring.mark_progress()
-    stop_beating = _start_heartbeat(ring, pid, settings.beat_interval_s)
+    stop_beating = _start_heartbeat(ring, pid, settings.heartbeat_s())
     start = time.monotonic()
     try:
         producer = BarProducer(settings)
@@ -304,7 +310,10 @@ IDLE_S = 1.0
 """Seconds the loop sleeps on the command pipe while it is far enough ahead (or paused): the next bar is
 wanted only when the playing one ends (the ring holds ``ahead_s`` seconds or more), and a command wakes
 it at once. Waiting for a free slot only (a rewrite's superseded entries, freed by the player's next
-callback), it looks again every ``beat_interval_s``."""
+callback), it looks again every :data:`SLOT_POLL_S`."""
+
+SLOT_POLL_S = 0.2
+"""Seconds between two looks for a free ring slot while a bar is wanted and none is free."""
 
 
 def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: Connection):
@@ -317,7 +326,7 @@ def _loop(ring: BarRing, producer: BarProducer, settings: WorkerSettings, conn: 
             ahead = settings.ahead_for(job.controls.tempo_bpm, job.steps)
             busy = _wants_bar(ring, job, ahead)
             if not busy and job.bar <= ring.playing()[1] + ahead:
-                wait = settings.beat_interval_s  # wanted, but no slot is free yet
+                wait = SLOT_POLL_S  # wanted, but no slot is free yet
         if conn.poll(0 if busy else wait):
             message = conn.recv()
             while not isinstance(message, Stop) and conn.poll(0):
