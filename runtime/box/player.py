@@ -123,8 +123,10 @@ class PlayedLog:
         self.mark_times = np.zeros(self.MARKS, np.float64)
         self.n_marks = 0
         # per callback: time.monotonic(), log frame, frames of bar audio, PortAudio's DAC time of the block
-        self.stamps = np.zeros((self.MARKS, 4), np.float64)
+        self.stamps: list[tuple[float, int, int, float]] = [(0.0, 0, 0, 0.0)] * self.MARKS
         self.n_stamps = 0
+        self._bytes = memoryview(self.pcm).cast("B")  # the callback appends bytes: no numpy call
+        self._frame_bytes = self.pcm.strides[0]
 
     def stamp(self, at: float, n: int, dac: float) -> None:
         """Note that the callback at ``at`` (time.monotonic() seconds) appends ``n`` frames of bar audio
@@ -134,11 +136,15 @@ class PlayedLog:
         self.n_stamps += 1
 
     def append(self, block, n: int) -> None:
-        size = self.pcm.shape[0]
+        """Append the first ``n`` frames of ``block`` (float32 frames x channels, any C-contiguous buffer:
+        copied as bytes, with no numpy call, for the callback's cold caches)."""
+        size, width = len(self.pcm), self._frame_bytes
         at = self.written % size
         first = min(n, size - at)
-        self.pcm[at : at + first] = block[:first]
-        self.pcm[: n - first] = block[first:n]
+        data = memoryview(block).cast("B")
+        self._bytes[at * width : (at + first) * width] = data[: first * width]
+        if first < n:
+            self._bytes[: (n - first) * width] = data[first * width : n * width]
         self.written += n
 
     def mark(self, playing: tuple[int, int, int], step: int, offset: int, at: float) -> None:
@@ -264,12 +270,13 @@ class Player:
         self._fade_frames = n
         self._ramp_down = np.linspace(1.0, 0.0, n, dtype=np.float32)
         self._ramp_up = np.ascontiguousarray(self._ramp_down[::-1])
-        self._last = np.zeros(channels, np.float32)
+        self._last_frame = bytes(4 * channels)  # the last frame played (before the volume), float32 bytes
         self._entry = -1
         self._pos = 0
         self._frames = 0
         self._block_done = 0
         self._pcm = self.ring.pcm[0]
+        self._pcm_bytes = memoryview(self._pcm).cast("B")
         self._silent = True  # output is (fading to) silence: starved, paused or not started
         self._fade_out_left = 0
         self._fade_in_left = 0
@@ -295,51 +302,54 @@ class Player:
 
     # ---- the real-time callback ---------------------------------------------------------------------
 
-    def _raw_callback(self, buffer, frames, time_info, status) -> None:
-        """PortAudio's callback: its output buffer as float32 ``[frames, channels]``, then :meth:`_callback`.
-        (sounddevice's raw stream: its numpy stream's wrapper costs the audio thread about a third more
-        CPU a callback, measured on a JACK dummy.)"""
-        outdata = np.frombuffer(buffer, np.float32).reshape(frames, self.ring.spec.channels)
-        self._callback(outdata, frames, time_info, status)
+    def _callback(self, buffer, frames, time_info, status) -> None:
+        """PortAudio's callback (sounddevice's raw stream): ``buffer`` is the output block, float32
+        ``[frames, channels]`` (any writable C-contiguous buffer).
 
-    def _callback(self, outdata, frames, time_info, status) -> None:
-        """Most blocks lie inside one beat of the playing entry with no fade or splice to make: they are
-        one copy, and the callback does little else (its Python runs with cold caches every 46 ms, so each
-        operation it skips saves more than it costs warm)."""
+        Its Python runs every 46 ms with cold caches, where a numpy call costs 10-25 us (a JACK dummy,
+        /proc thread CPU). Most blocks lie inside one beat of the playing entry at full volume, with no
+        fade or splice to make: those are copied as bytes from the ring into the block and the log, with
+        no numpy call at all. Every other block goes through :meth:`_fill` on a numpy view."""
         now = time.monotonic()
         self.callbacks += 1
         self.last_callback = now
         if status and status.output_underflow:
             self.xruns += 1
-        ring = self.ring
-        if ring.written != self._seen_written:  # a new entry may supersede others: hand their slots back
-            self._seen_written = ring.written
-            ring.sweep()
+        written = self.ring.written
+        if written != self._seen_written:  # a new entry may supersede others: hand their slots back
+            self._seen_written = written
+            self.ring.sweep()
+        dac = time_info.outputBufferDacTime if time_info is not None else now
         pos = self._pos
-        if self.paused:
-            done = 0
-        elif pos + frames <= self._line_frame and not (
-            self._silent or self._xfade_left or self._fade_in_left
+        if (
+            pos + frames <= self._line_frame
+            and self._volume_now == 1.0 == self._volume
+            and not (self.paused or self._silent or self._xfade_left or self._fade_in_left)
         ):
-            outdata[:] = self._pcm[pos : pos + frames]  # the common block: no line, no fade
+            width = self.log._frame_bytes
+            out = memoryview(buffer).cast("B")
+            out[:] = self._pcm_bytes[pos * width : (pos + frames) * width]  # the common block
             self._pos = pos + frames
-            done = frames
-        else:
-            done = self._fill(outdata, frames)
+            self._last_frame = bytes(out[-width:])
+            self.frames_played += frames
+            self.last_sound = now
+            self.log.stamp(now, frames, dac)
+            self.log.append(out, frames)
+            return
+        outdata = np.frombuffer(buffer, np.float32).reshape(frames, self.ring.spec.channels)
+        done = 0 if self.paused else self._fill(outdata, frames)
         self.frames_played += done
         if done:
             self.last_sound = now
         if done < frames and self._started and not self.paused:
             self.silent_frames += frames - done
-        log_ = self.log
-        log_.stamp(now, done, time_info.outputBufferDacTime if time_info is not None else now)
-        log_.append(outdata, done)
+        self.log.stamp(now, done, dac)
+        self.log.append(outdata, done)
         if done < frames:
             self._go_silent(outdata, done, frames)
         else:
-            self._last[:] = outdata[frames - 1]
-        if self._volume_now != 1.0 or self._volume != 1.0:
-            self._apply_volume(outdata, frames)
+            self._last_frame = outdata[frames - 1].tobytes()
+        self._apply_volume(outdata, frames)
 
     def _apply_volume(self, outdata, frames: int) -> None:
         """Scale the block by the volume, ramping linearly from the last block's gain to the target."""
@@ -399,6 +409,7 @@ class Player:
     def _enter(self, entry: int, at_step: int) -> None:
         """Play ``entry`` from its beat line ``at_step`` (its first step: from its start)."""
         self._pcm = self.ring.slot_pcm(entry)
+        self._pcm_bytes = memoryview(self._pcm).cast("B")
         self._entry = entry
         self._span = self.ring.span(entry)
         self._pos = self._frame_of(at_step)
@@ -473,12 +484,13 @@ class Player:
             if self._started and not self.paused:
                 self.underruns += 1
         if done:
-            self._last[:] = outdata[done - 1]
+            self._last_frame = outdata[done - 1].tobytes()
+        last = np.frombuffer(self._last_frame, np.float32)
         rest = outdata[done:frames]
         k = min(self._fade_out_left, rest.shape[0])
         start = self._fade_frames - self._fade_out_left
         for c in range(rest.shape[1]):  # channel by channel: a broadcast would buffer a block
-            np.multiply(self._ramp_down[start : start + k], self._last[c], out=rest[:k, c])
+            np.multiply(self._ramp_down[start : start + k], last[c], out=rest[:k, c])
         rest[k:] = 0.0
         self._fade_out_left -= k
 
@@ -581,7 +593,7 @@ class Player:
                 device=s.device,
                 channels=self.ring.spec.channels,
                 dtype="float32",
-                callback=self._raw_callback,
+                callback=self._callback,
             )
             if before_start is not None:
                 before_start()

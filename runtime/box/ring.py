@@ -122,6 +122,7 @@ class BarRing:
         buf = shm.buf
         off = 0
         self._ints = np.ndarray((_N_INTS,), np.int64, buf, off)
+        self._int_view = memoryview(self._ints)  # a plain read of one field: a Python int, no numpy call
         off += 8 * _N_INTS
         self._floats = np.ndarray((_N_FLOATS,), np.float64, buf, off)
         off += 8 * _N_FLOATS
@@ -154,7 +155,8 @@ class BarRing:
 
     def close(self) -> None:
         """Drop the views and the mapping; the owner also unlinks the block."""
-        del self._ints, self._floats, self._meta, self.pcm  # no view may outlive the mapping
+        self._int_view.release()
+        del self._ints, self._int_view, self._floats, self._meta, self.pcm  # no view may outlive the mapping
         self._shm.close()
         if self._owner:
             self._shm.unlink()
@@ -163,8 +165,8 @@ class BarRing:
 
     @property
     def written(self) -> int:
-        """Entries published so far; the next entry's number."""
-        return int(self._ints[_WRITTEN])
+        """Entries published so far; the next entry's number (read every audio callback)."""
+        return self._int_view[_WRITTEN]
 
     def _free_slot(self) -> int:
         free = np.flatnonzero(self._meta[:, _M_FREE] == 1)
