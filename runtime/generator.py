@@ -215,7 +215,10 @@ class Generator:
         meter = self.meter(controls)
         column = self.manifest.representation.meters.index(meter.name)
         spec = self.form(controls)
+        before = float(self._state.last[2])  # the mood the previous bar was written at (NaN: none)
         state, bar = plan(self._state, controls, spec, column)
+        if before * controls.mood < 0.0 and not bar.fresh_context:
+            state = self._context_in_mode(state, controls.mood > 0.0)
         spec = bar.form or spec  # the form its tune plays (a plan drawn from the style's)
         tonic = self.manifest.representation.tonic
         if controls.key and tonic is not None and bar.position % spec.phrase_bars == 0:
@@ -290,6 +293,22 @@ class Generator:
         roll = planes_to_roll(self.bundle.decode(theme), self.manifest.sampler.threshold, self._monophonic)
         roll = change_mode(roll, major, self.manifest.representation.tonic or 0, self._rep)
         return self.bundle.encode(roll_to_planes(roll))
+
+    def _context_in_mode(self, state: GeneratorState, major: bool) -> GeneratorState:
+        """``state`` with the bars the model hears as context moved to the other mode (as a theme returns
+        in it, :meth:`_theme`): the mood knob crossed its middle, and a model that hears the old mode in
+        every context bar goes on in it whatever the knob asks (the pieces it learned from keep their
+        mode). The music already played stays as it was; what is written next starts from the new mode."""
+        heard = np.flatnonzero(state.context_mask > 0)
+        if not len(heard):
+            return state
+        rolls = planes_to_roll(
+            self.bundle.decode(state.context[heard]), self.manifest.sampler.threshold, self._monophonic
+        )
+        rolls = change_mode(rolls, major, self.manifest.representation.tonic or 0, self._rep)
+        context = state.context.copy()
+        context[heard] = self.bundle.encode(roll_to_planes(rolls))
+        return replace(state, context=context)
 
     def _static_feeds(self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the

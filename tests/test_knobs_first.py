@@ -169,6 +169,36 @@ def test_a_theme_comes_back_in_the_other_mode_by_scale_degree():
 
 
 @pytest.mark.skipif(not (BUNDLE / "manifest.json").exists(), reason="no shipped bundle")
+def test_a_mood_turn_across_the_middle_is_heard_by_the_model_in_the_new_mode():
+    """The model hears the bars before a turn from dark to bright in major (it would otherwise go on in
+    the mode of its context, whatever the knob asks); a turn that stays on one side leaves them as they
+    were played."""
+    from musicbox.runtime.bundle import Bundle
+    from musicbox.runtime.generator import Generator
+    from musicbox.runtime.pianoroll import planes_to_roll
+
+    bundle = Bundle.open(BUNDLE, "int8")
+    gen = Generator(bundle, seed=3)
+    for _ in range(6):
+        gen.next_bar(Controls(mood=-1.0))
+    dark = gen.get_state()
+
+    def degrees(state) -> tuple[int, int]:
+        """Notes of the context bars on the minor third, sixth and seventh, and on the major ones."""
+        roll = planes_to_roll(bundle.decode(state.context[:-1][state.context_mask[:-1] > 0]), 0.5)
+        classes = (np.nonzero(roll)[-1] + DEFAULT.pitch_low) % 12  # the model writes at tonic C
+        return int(np.isin(classes, (3, 8, 10)).sum()), int(np.isin(classes, (4, 9, 11)).sum())
+
+    gen.next_bar(Controls(mood=-0.3))
+    assert np.array_equal(gen.get_state().context[:-1], dark.context[1:])  # same side: as played
+    minor_before, major_before = degrees(gen.get_state())
+    gen.set_state(dark)
+    gen.next_bar(Controls(mood=1.0))
+    minor_after, major_after = degrees(gen.get_state())
+    assert minor_before > 0 and minor_after < minor_before / 2 and major_after > major_before
+
+
+@pytest.mark.skipif(not (BUNDLE / "manifest.json").exists(), reason="no shipped bundle")
 def test_a_held_bar_keeps_its_first_steps_and_writes_the_rest_for_the_new_knobs():
     from musicbox.runtime.bundle import Bundle
     from musicbox.runtime.generator import Generator, Hold
