@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from musicbox.model.checkpoint import load_checkpoint, save_checkpoint
 from musicbox.model.train import Trainer, TrainSettings, _log_every, progress_bars, warmup_cosine
+from musicbox.runtime.features import ATTRS
 from musicbox.runtime.pianoroll import note_f1, planes_to_roll
 from musicbox.runtime.sampling import get_sigmas_flow
 
@@ -59,6 +60,14 @@ class DistillSettings:
     """Share of samples at a level of the student's schedule (the rest: ``t`` uniform in (0.02, 1])."""
     p_blend: float = 0.2
     """Share of samples whose style is blended with a neighbouring one (the style knob between two)."""
+    balance: float = 0.0
+    """How far the bars drawn within a style and meter are evened out over the conditions they teach (0:
+    as in the data; 1: each mode and span of onsets per bar as often; :func:`condition_weights`): the
+    minor bars and the density ends the mood and tempo knobs ask for are rarer in the data."""
+    p_mid_mood: float = 0.0
+    """Share of samples whose mode input is moved toward the middle, ``mode * u`` with ``u`` uniform in
+    [0, 1): the mood knob between its ends (at 0 the box plays the tempo knob's energy), which the data's
+    bars, each -1 or +1, never ask for."""
     seed: int = 0
     threads: int = 2
     bf16: bool = True
@@ -130,6 +139,24 @@ def step_levels(levels: np.ndarray, t: np.ndarray) -> np.ndarray:
     return (t - below).astype(np.float32)
 
 
+def condition_weights(dataset, groups, power: float, bins: int = 5) -> np.ndarray:
+    """Draw weights, one per dataset bar, that even out within each group of ``groups`` (bar indices by
+    style, then meter: ``Trainer.groups``) the mode and the density the bars teach: a bar weighs the
+    number of bars of its group in its cell to the ``-power``. A cell is a mode and one of ``bins``
+    equal spans of onsets per bar between the group's 10th and 90th percentile, the end spans taking
+    the tails, so the sparse and busy ends the tempo knob asks for weigh as much as the middle. Bars in
+    no group weigh 0."""
+    density = dataset.attrs[:, ATTRS.index("density")]
+    major = dataset.attrs[:, ATTRS.index("mode")] > 0
+    weights = np.zeros(len(density))
+    for group in (g for row in groups for g in row if len(g)):
+        lo, hi = np.percentile(density[group], [10, 90])
+        cell = 2 * np.digitize(density[group], np.linspace(lo, hi, bins + 1)[1:-1]) + major[group]
+        _, which, counts = np.unique(cell, return_inverse=True, return_counts=True)
+        weights[group] = counts[which].astype(np.float64) ** -power
+    return weights
+
+
 class Distiller:
     """One distillation run: the teacher checkpoint, the phrase dataset, the run folder."""
 
@@ -165,6 +192,9 @@ class Distiller:
             raise ValueError(f"the dataset's styles {dataset.style_names} are not the checkpoint's {styles}")
         self.teacher = Teacher(
             self.model.denoiser, self.config["sampler"], list(dn.meters), styles, settings.bf16
+        )
+        self.weights = (
+            condition_weights(dataset, self.data.groups, settings.balance) if settings.balance else None
         )
         self.student = copy.deepcopy(self.model.denoiser).train()
         self.init = self._earlier_student(init) if init is not None else None
@@ -204,10 +234,12 @@ class Distiller:
     def seconds(self) -> float:
         return self.earlier_seconds + time.time() - self.started
 
-    def batch(self, latents, prev):
-        """A training batch (``Trainer.dn_batch``) with ``t`` redrawn, its step length and blended styles."""
+    def batch(self, latents, prev, plain: bool = False):
+        """A training batch (``Trainer.dn_batch``) with ``t`` redrawn, its step length, blended styles and,
+        unless ``plain`` (the data's bars and modes as they come), the run's ``balance`` and
+        ``p_mid_mood``."""
         s, rng = self.s, self.data.rng
-        x0, _, *cond = self.data.dn_batch(latents, prev)
+        x0, _, *cond = self.data.dn_batch(latents, prev, None if plain else self.weights)
         b = x0.shape[0]
         levels = self.levels[:-1]
         t = rng.uniform(0.02, 1.0, b).astype(np.float32)
@@ -221,6 +253,11 @@ class Distiller:
         w = torch.from_numpy(rng.uniform(0.5, 1.0, b).astype(np.float32))
         mixed = w[:, None] * F.one_hot(style, n + 1) + (1 - w)[:, None] * F.one_hot(other, n + 1)
         cond[2] = torch.where(blend[:, None], mixed.float(), style_w)
+        if s.p_mid_mood and not plain:
+            mode = ATTRS.index("mode")  # normalized as it is: mean 0, std 1
+            mid = torch.from_numpy(rng.random(b) < s.p_mid_mood)
+            u = torch.from_numpy(rng.random(b).astype(np.float32))
+            cond[3][:, mode] = torch.where(mid, cond[3][:, mode] * u, cond[3][:, mode])
         return x0, torch.from_numpy(t), torch.from_numpy(step_levels(self.levels, t)), cond
 
     def target(self, x, t, d, cond):
@@ -293,12 +330,13 @@ class Distiller:
 
     @torch.no_grad()
     def compare(self, latents, prev, n: int = 512) -> dict:
-        """Whole bars sampled from the same noise and conditions by the teacher (its steps, guided rows)
-        and the student (its steps, one row), decoded and thresholded: the note F1 of the student's against
+        """Whole bars sampled from the same noise and conditions (the data's, whatever the run's
+        ``balance``) by the teacher (its steps, guided rows) and the student (its steps, one row), decoded
+        and thresholded: the note F1 of the student's against
         the teacher's, and of the teacher's 4-step sampler (the same cut without distillation)."""
         rng_state = self.data.rng.bit_generator.state
         self.data.rng = np.random.default_rng((self.s.seed, 4))
-        x0, _, _, cond = self.batch(latents, prev)
+        x0, _, _, cond = self.batch(latents, prev, plain=True)
         self.data.rng.bit_generator.state = rng_state
         cond = [c[:n] for c in cond]
         noise = torch.randn(x0[:n].shape, generator=torch.Generator().manual_seed(7))

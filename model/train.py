@@ -176,10 +176,13 @@ class Trainer:
         ]  # dataset meter index -> the denoiser's one-hot
         self.history: dict[str, list[float]] = {"ae": [], "dn": []}
 
-    def sample_bars(self, n: int, power: float, meter_power: float = 1.0) -> np.ndarray:
+    def sample_bars(
+        self, n: int, power: float, meter_power: float = 1.0, weights: np.ndarray | None = None
+    ) -> np.ndarray:
         """``n`` training bar indices; a style is drawn with probability proportional to its bar count
         to the ``power`` (1 = as in the corpus, 0 = styles equally often), then a meter of it with
-        probability proportional to its bar count to the ``meter_power``, then a bar of those uniformly."""
+        probability proportional to its bar count to the ``meter_power``, then a bar of those uniformly,
+        or in proportion to ``weights`` (one per dataset bar) where given."""
         counts = self.counts
         p = np.where(counts.sum(axis=1) > 0, counts.sum(axis=1) ** power, 0.0)
         styles = self.rng.choice(len(p), n, p=p / p.sum())
@@ -191,7 +194,10 @@ class Trainer:
             for m in np.unique(meters):
                 group = self.groups[s][m]
                 at = rows[meters == m]
-                out[at] = group[self.rng.integers(len(group), size=len(at))]
+                if weights is None:
+                    out[at] = group[self.rng.integers(len(group), size=len(at))]
+                else:
+                    out[at] = self.rng.choice(group, len(at), p=weights[group] / weights[group].sum())
         return out
 
     # -- stage 1 -------------------------------------------------------------------------------------
@@ -301,9 +307,10 @@ class Trainer:
             prev[i[ok], col] = i[ok] - k
         return prev
 
-    def dn_batch(self, latents: np.ndarray, prev: np.ndarray):
+    def dn_batch(self, latents: np.ndarray, prev: np.ndarray, weights: np.ndarray | None = None):
+        """A denoiser batch; ``weights``: the bars' draw weights within a style and meter (:meth:`sample_bars`)."""
         s, b = self.s, self.s.dn_batch
-        idx = self.sample_bars(b, power=0.0, meter_power=s.meter_power)
+        idx = self.sample_bars(b, power=0.0, meter_power=s.meter_power, weights=weights)
         shifts = shift_to_c(self.ds.tonic[idx])
         shift_i = shifts - KEY_SHIFTS[0]
         x0 = latents[shift_i, idx]

@@ -9,11 +9,19 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from musicbox.model.checkpoint import load_checkpoint  # noqa: E402
-from musicbox.model.distill import Distiller, DistillSettings, distill, quick_settings, step_levels  # noqa: E402
+from musicbox.model.distill import (  # noqa: E402
+    Distiller,
+    DistillSettings,
+    condition_weights,
+    distill,
+    quick_settings,
+    step_levels,
+)
 from musicbox.runtime.conditioning import conditioning_feeds  # noqa: E402
 from musicbox.runtime.controls import Controls  # noqa: E402
 from musicbox.runtime.manifest import SamplerInfo, parse_table  # noqa: E402
 from musicbox.runtime.meter import METERS  # noqa: E402
+from musicbox.runtime.pianoroll import KEY_SHIFTS  # noqa: E402
 from musicbox.runtime.sampling import cfg_velocity  # noqa: E402
 from quantize.tables import read_tables  # noqa: E402
 from tests.helpers.tiny_model import random_dataset, tiny_checkpoint  # noqa: E402
@@ -153,3 +161,33 @@ def test_the_bars_a_batch_reads_are_encoded_as_training_encodes_them(teacher, tm
         ctx = prev[at][prev[at] >= 0]
         np.testing.assert_allclose(latents[shift, ctx], full[ctx], rtol=1e-4, atol=1e-5)
     assert np.abs(latents[k[0], bars[0]]).sum() > 0
+
+
+def test_balanced_draws_weigh_each_mode_and_density_span_of_a_style_and_meter_alike():
+    from types import SimpleNamespace
+
+    # group 0: 6 major bars, 2 minor, all 4 onsets; group 1: 9 bars of 1 onset, 3 of 5, 3 of 9 (its ends)
+    density = [4] * 8 + [1] * 9 + [5] * 3 + [9] * 3 + [3]
+    mode = [1] * 6 + [-1] * 2 + [1] * 16
+    attrs = np.zeros((len(density), 4), np.float32)
+    attrs[:, 0], attrs[:, 1] = density, mode
+    ds = SimpleNamespace(attrs=attrs)
+    groups = [[np.arange(8), np.arange(8, 23)]]  # the last bar is in no group
+    w = condition_weights(ds, groups, 1.0)
+    assert w[:6].sum() == pytest.approx(w[6:8].sum())  # minor as often as major
+    assert w[8:17].sum() == pytest.approx(w[17:20].sum()) == pytest.approx(w[20:23].sum())  # each span alike
+    assert w[23] == 0.0
+    np.testing.assert_allclose(condition_weights(ds, groups, 0.0)[:23], 1.0)  # power 0: as in the data
+
+
+def test_a_balanced_run_draws_by_its_weights_and_asks_moods_between_the_ends(teacher, tmp_path):
+    assert Distiller(random_dataset(), teacher, DistillSettings(bf16=False), tmp_path / "off").weights is None
+    settings = DistillSettings(bf16=False, batch=64, balance=1.0, p_mid_mood=0.5)
+    run = Distiller(random_dataset(), teacher, settings, tmp_path / "on")
+    assert run.weights is not None and run.weights[run.data.train_idx].min() > 0
+    dn = run.model.denoiser.cfg
+    latents = np.zeros((len(KEY_SHIFTS), len(run.data.ds.rolls), dn.frames, dn.latent_dim), np.float32)
+    prev = run.data.context_index()
+    mode = run.batch(latents, prev)[3][3][:, 1].abs()
+    assert ((mode > 0) & (mode < 1)).any()  # the mood knob's middle
+    assert torch.all(run.batch(latents, prev, plain=True)[3][3][:, 1].abs() == 1)  # the data's modes

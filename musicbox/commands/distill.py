@@ -24,6 +24,18 @@ def register(sub):
     p.add_argument("--steps", type=int, default=None, help="the student's sampler steps (default 4)")
     p.add_argument("--train-steps", type=int, default=None, help="optimizer updates (default 3000)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-4)")
+    p.add_argument(
+        "--balance",
+        type=float,
+        default=None,
+        help="even out the bars drawn over their mode and onsets within a style and meter (0 off, 1 full)",
+    )
+    p.add_argument(
+        "--mid-mood",
+        type=float,
+        default=None,
+        help="share of samples with their mode input moved toward the mood knob's middle (default 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a few updates (smoke test)")
     p.set_defaults(run=run)
@@ -46,6 +58,10 @@ def run(args) -> int:
         settings = replace(settings, train_steps=args.train_steps)
     if args.lr is not None:
         settings = replace(settings, lr=args.lr)
+    if args.balance is not None:
+        settings = replace(settings, balance=args.balance)
+    if args.mid_mood is not None:
+        settings = replace(settings, p_mid_mood=args.mid_mood)
     if args.fresh and args.run_dir.exists():
         shutil.rmtree(args.run_dir)
     dataset = load_dataset(args.cache).in_meters(MODEL_METERS)
