@@ -125,7 +125,7 @@ class PlayedLog:
         # per callback: time.monotonic(), log frame, frames of bar audio, PortAudio's DAC time of the block
         self.stamps: list[tuple[float, int, int, float]] = [(0.0, 0, 0, 0.0)] * self.MARKS
         self.n_stamps = 0
-        self._bytes = memoryview(self.pcm).cast("B")  # the callback appends bytes: no numpy call
+        self._bytes = self.pcm.data.cast("B")  # the callback appends bytes: no numpy call
         self._frame_bytes = self.pcm.strides[0]
 
     def stamp(self, at: float, n: int, dac: float) -> None:
@@ -276,7 +276,7 @@ class Player:
         self._frames = 0
         self._block_done = 0
         self._pcm = self.ring.pcm[0]
-        self._pcm_bytes = memoryview(self._pcm).cast("B")
+        self._pcm_bytes = self._pcm.data.cast("B")
         self._silent = True  # output is (fading to) silence: starved, paused or not started
         self._fade_out_left = 0
         self._fade_in_left = 0
@@ -409,7 +409,7 @@ class Player:
     def _enter(self, entry: int, at_step: int) -> None:
         """Play ``entry`` from its beat line ``at_step`` (its first step: from its start)."""
         self._pcm = self.ring.slot_pcm(entry)
-        self._pcm_bytes = memoryview(self._pcm).cast("B")
+        self._pcm_bytes = self._pcm.data.cast("B")
         self._entry = entry
         self._span = self.ring.span(entry)
         self._pos = self._frame_of(at_step)

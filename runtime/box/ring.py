@@ -122,7 +122,7 @@ class BarRing:
         buf = shm.buf
         off = 0
         self._ints = np.ndarray((_N_INTS,), np.int64, buf, off)
-        self._int_view = memoryview(self._ints)  # a plain read of one field: a Python int, no numpy call
+        self._int_view = self._ints.data  # a plain read of one field: a Python int, no numpy call
         off += 8 * _N_INTS
         self._floats = np.ndarray((_N_FLOATS,), np.float64, buf, off)
         off += 8 * _N_FLOATS
