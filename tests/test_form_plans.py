@@ -244,8 +244,8 @@ def _digest(bundle, bars: int = 40) -> str:
     return h.hexdigest()
 
 
-SHIPPED_MANIFEST = "5efeb91765e3f594b253b3273efd668e61af50d93c5e6a0427577820679ac0af"
-SHIPPED_DIGEST = "0eedf09a9c494afa7633ee38a4670eebfbecd7103e0c1f37192a6282cc578bd3"
+SHIPPED_MANIFEST = "1de275656ad799a01013e1b69b74eb843bc32a028c86c3bf55d8573d069e1f53"
+SHIPPED_DIGEST = "9420ebf02e28e6a8cc94695b852367932092777358fa393735be0c1edf4b5f27"
 """The shipped bundle's manifest, and :func:`_digest` of its bars as the planner before form plans wrote
 them (runtime/form.py at commit cdeb40a; for the distilled bundle, recorded with that commit's code on
 its manifest less the empty ``plans`` fields, which that code does not know; since the context is heard
