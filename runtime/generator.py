@@ -288,11 +288,7 @@ class Generator:
         as a composer brings a theme back in the minor) before it is re-noised."""
         theme = state.themes[bar.slot, bar.source][None]
         major = theme_mode(state, bar, mood)
-        if major is None:
-            return theme
-        roll = planes_to_roll(self.bundle.decode(theme), self.manifest.sampler.threshold, self._monophonic)
-        roll = change_mode(roll, major, self.manifest.representation.tonic or 0, self._rep)
-        return self.bundle.encode(roll_to_planes(roll))
+        return theme if major is None else self._in_mode(theme, major)
 
     def _context_in_mode(self, state: GeneratorState, major: bool) -> GeneratorState:
         """``state`` with the bars the model hears as context moved to the other mode (as a theme returns
@@ -302,13 +298,16 @@ class Generator:
         heard = np.flatnonzero(state.context_mask > 0)
         if not len(heard):
             return state
-        rolls = planes_to_roll(
-            self.bundle.decode(state.context[heard]), self.manifest.sampler.threshold, self._monophonic
-        )
-        rolls = change_mode(rolls, major, self.manifest.representation.tonic or 0, self._rep)
         context = state.context.copy()
-        context[heard] = self.bundle.encode(roll_to_planes(rolls))
+        context[heard] = self._in_mode(state.context[heard], major)
         return replace(state, context=context)
+
+    def _in_mode(self, latents: np.ndarray, major: bool) -> np.ndarray:
+        """Bar latents ``[B, F, D]`` decoded, moved to the major (or minor) mode at the model's tonic
+        (``pianoroll.change_mode``: notes moved by scale degree) and encoded again."""
+        roll = planes_to_roll(self.bundle.decode(latents), self.manifest.sampler.threshold, self._monophonic)
+        roll = change_mode(roll, major, self.manifest.representation.tonic or 0, self._rep)
+        return self.bundle.encode(roll_to_planes(roll))
 
     def _static_feeds(self, controls: Controls, state: GeneratorState, bar: FormPlace, meter: Meter) -> dict:
         """The denoiser feeds that stay fixed over a bar's sampler steps (conditioning, context at the

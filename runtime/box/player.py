@@ -126,7 +126,7 @@ class PlayedLog:
         self.stamps: list[tuple[float, int, int, float]] = [(0.0, 0, 0, 0.0)] * self.MARKS
         self.n_stamps = 0
         self._bytes = self.pcm.data.cast("B")  # the callback appends bytes: no numpy call
-        self._frame_bytes = self.pcm.strides[0]
+        self.frame_bytes = self.pcm.strides[0]  # bytes of one frame, all channels
 
     def stamp(self, at: float, n: int, dac: float) -> None:
         """Note that the callback at ``at`` (time.monotonic() seconds) appends ``n`` frames of bar audio
@@ -138,7 +138,7 @@ class PlayedLog:
     def append(self, block, n: int) -> None:
         """Append the first ``n`` frames of ``block`` (float32 frames x channels, any C-contiguous buffer:
         copied as bytes, with no numpy call, for the callback's cold caches)."""
-        size, width = len(self.pcm), self._frame_bytes
+        size, width = len(self.pcm), self.frame_bytes
         at = self.written % size
         first = min(n, size - at)
         data = memoryview(block).cast("B")
@@ -326,7 +326,7 @@ class Player:
             and self._volume_now == 1.0 == self._volume
             and not (self.paused or self._silent or self._xfade_left or self._fade_in_left)
         ):
-            width = self.log._frame_bytes
+            width = self.log.frame_bytes
             out = memoryview(buffer).cast("B")
             out[:] = self._pcm_bytes[pos * width : (pos + frames) * width]  # the common block
             self._pos = pos + frames

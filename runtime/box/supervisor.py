@@ -15,10 +15,11 @@ with that state, the same controls and generation, so the music continues rather
 Hang detection, whatever the worker is doing (loading, rendering, idle): its heartbeat thread stamps the
 ring every ``WorkerSettings.heartbeat_s()`` seconds from the moment it starts, so a frozen process
 (SIGSTOP) is caught after :attr:`Supervisor.hang_timeout_s`, a third of the seconds of music the worker
-keeps buffered (at most ``hang_timeout_s``): detection and a restart fit in what is buffered at any tempo. A main thread that
-makes no progress for ``stall_timeout_s`` (a deadlock, an endless load) is caught too. A hung worker is
-SIGKILLed and replaced. Workers that die before writing a bar are restarted with exponential backoff; after
-``max_failures`` such deaths in a row the box gives up (exit 1, systemd restarts the service).
+keeps buffered (at most ``hang_timeout_s``): detection and a restart fit in what is buffered at any tempo.
+A main thread that makes no progress for ``stall_timeout_s`` (a deadlock, an endless load) is caught too.
+A hung worker is SIGKILLed and replaced. Workers that die before writing a bar are restarted with
+exponential backoff; after ``max_failures`` such deaths in a row the box gives up (exit 1, systemd
+restarts the service).
 
 systemd: READY=1 once the first bar plays (or the box starts waiting for a missing audio device), STATUS=
 on transitions, WATCHDOG=1 every half ``WATCHDOG_USEC`` only while music is coming out: frames of bars
@@ -32,6 +33,7 @@ import collections
 import contextlib
 import enum
 import logging
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -234,11 +236,8 @@ class Supervisor:
         self._last_ping = self._last_stats = 0.0
         self._frames_at_ping = 0
         self._on_status = None  # callable(BoxStatus), every stats_interval_s and at the stop (run's)
-        self._proc_cache: tuple[float, int | None, dict] = (
-            -1e9,
-            None,
-            {},
-        )  # _proc_figures: when, worker, figures
+        # _proc_figures's last reading: when (monotonic s), of which worker, the figures
+        self._proc_cache: tuple[float, int | None, dict] = (-math.inf, None, {})
         self._on_audio = None  # callable(pcm [frames, channels] float32), the audio as played (run's)
         self._audio_wanted = None  # callable() -> bool: whether _on_audio has a listener now (run's)
         self.final_stats: BoxStatus | None = None  # stats() as the box stopped
@@ -826,7 +825,7 @@ class Supervisor:
         self.player.close()
         if self.recorder is not None:
             self.recorder.wait()
-        self._proc_cache = (-1e9, None, {})  # the last status reads /proc afresh
+        self._proc_cache = (-math.inf, None, {})  # the last status reads /proc afresh
         self.final_stats = self.stats()
         if self._on_status is not None:
             self._on_status(self.final_stats)
