@@ -31,7 +31,8 @@ def save_checkpoint(model: MusicModel, config: dict, out_dir: str | Path) -> Pat
     return out
 
 
-def _read_config(folder: Path) -> dict:
+def read_config(folder: Path) -> dict:
+    """A checkpoint folder's config (both files there, the format known), or a CheckpointError."""
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise CheckpointError(
@@ -48,7 +49,7 @@ def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> dict:
     """The autoencoder's state dict from a checkpoint folder (for a run that trains only the denoiser
     anew); :class:`CheckpointError` if its autoencoder is not ``cfg``."""
     folder = Path(path)
-    config = _read_config(folder)
+    config = read_config(folder)
     if config.get("autoencoder") != asdict(cfg):
         raise CheckpointError(
             f"{folder / CONFIG}: its autoencoder {config.get('autoencoder')} is not the one configured "
@@ -60,7 +61,7 @@ def load_autoencoder(path: str | Path, cfg: AutoencoderConfig) -> dict:
 def load_denoiser(path: str | Path) -> dict:
     """The denoiser's state dict from a checkpoint folder (the start of a run that trains it further)."""
     folder = Path(path)
-    _read_config(folder)
+    read_config(folder)
     return _part(folder, "denoiser.")
 
 
@@ -72,7 +73,7 @@ def _part(folder: Path, prefix: str) -> dict:
 def load_checkpoint(path: str | Path) -> tuple[MusicModel, dict]:
     """Load a checkpoint folder into an eval-mode model; returns ``(model, config)``."""
     folder = Path(path)
-    config = _read_config(folder)
+    config = read_config(folder)
     model = MusicModel.from_config(config)
     try:
         model.load_state_dict(load_file(str(folder / WEIGHTS)))

@@ -234,11 +234,21 @@ def strong_beat_clashes(roll: np.ndarray) -> float:
     return clash_share(roll, STRONG_STEPS)
 
 
+KEY_RADIUS = 4
+"""Bars each side of a bar in the window its key is read from (8-bar windows, clipped at the ends)."""
+
+
+def window_keys(roll: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """The piece's home key (tonic, mode: the key of all of it) and per bar the key of its window
+    (tonic ``[n]``, mode ``[n]``) and whether anything starts in it (busy ``[n]``)."""
+    home_tonic, home_mode, _ = windowed_key(roll, radius=len(roll))
+    tonic, mode, _ = windowed_key(roll, radius=KEY_RADIUS)
+    return int(home_tonic[0]), int(home_mode[0]), tonic, mode, onset_cells(roll).any(axis=1)
+
+
 def key_stability(roll: np.ndarray) -> dict[str, float]:
     """Share of bars whose 8-bar-window key is the home key, and of bars in the other mode."""
-    home_tonic, home_mode, _ = windowed_key(roll, radius=len(roll))
-    tonic, mode, _ = windowed_key(roll, radius=4)
-    busy = onset_cells(roll).any(axis=1)
+    home_tonic, home_mode, tonic, mode, busy = window_keys(roll)
     if not busy.any():
         return {"home_key": float("nan"), "mode_flips": float("nan")}
     same = (tonic == home_tonic) & (mode == home_mode)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from musicbox.model.form import FORM_BARS, SECTION_BARS, similarity_matrix
+from musicbox.model.form import FORM_BARS, SECTION_BARS, similarity_matrix, window_keys
 from musicbox.model.form_eval import REAL_MIN_BARS
 from musicbox.runtime.form import FormSpec
 
@@ -71,7 +71,7 @@ MAX_PLANS = 32
 """Most plans kept per style (the most frequent). A form that explains a single piece is kept too: the
 forms that return are many and each rare (a chorale's Stollen of 3, 4, 5 or 6 bars, each with its own
 Abgesang), so a floor on a form's share of the pieces (1 %) gave their pieces to the frequent forms,
-which return less (`musicbox eval --panel-only --corpus-forms --seeds 6`, 2-bar spans returning: chorale
+which return less (`musicbox eval --panel-only --forms corpus --seeds 6`, 2-bar spans returning: chorale
 0.120 -> 0.145, real 0.223; folk's lag-8 peak 0.191 -> 0.153, real 0.067)."""
 
 
@@ -253,3 +253,40 @@ def _plans(best: list[Candidate]) -> list[dict]:
         }
         for c, n in kept
     ]
+
+
+MIN_MOVE = 0.04
+"""Least share of a style's key moves a move must have to be kept (rarer ones: its keys misread)."""
+
+
+def key_moves(dataset, style: int, phrase_bars: int = 4) -> dict:
+    """Where a style's pieces go from home, section by section: each piece is read in its best form
+    (:func:`best_candidates`), and each section whose letter is not A plays its first time in the
+    home mode on another tonic or not (the key of its bars against the key of the whole piece). Returns
+    the share of those sections that move (``away``) and the tonics they move to, semitones above home,
+    with their shares (``moves``, each at least :data:`MIN_MOVE`; the most frequent first). A section in
+    the other mode does not count as a move: the mood knob, not the form, picks the mode."""
+    pieces = [p[:FORM_BARS] for p in style_pieces(dataset, style)]
+    sections = 0
+    moves: Counter = Counter()
+    for roll, form in zip(pieces, best_candidates(pieces, phrase_bars), strict=True):
+        home_tonic, home_mode, _, _, _ = window_keys(roll)
+        for k, letter in enumerate(form.sections):
+            lo = k * form.section_bars
+            if letter == "A" or form.sections.index(letter) < k or lo >= len(roll):
+                continue
+            tonic, mode, _, _, busy = window_keys(roll[lo : lo + form.section_bars])
+            if not busy.any():
+                continue
+            sections += 1
+            if mode == home_mode and tonic != home_tonic:
+                moves[(tonic - home_tonic) % 12] += 1
+    kept = {k: n for k, n in moves.items() if n >= MIN_MOVE * max(sum(moves.values()), 1)}
+    total = sum(kept.values())
+    return {
+        "away": round(total / max(sections, 1), 3),
+        "moves": [
+            {"semitones": int(k), "weight": round(n / total, 3)}
+            for k, n in sorted(kept.items(), key=lambda kv: -kv[1])
+        ],
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from musicbox.model.form_plans import corpus_plans
+from musicbox.model.form_plans import corpus_plans, key_moves
 from musicbox.runtime.features import ATTRS
 
 MODEL_METERS = ("4/4", "3/4", "6/8")
@@ -119,8 +119,9 @@ def style_tables(dataset, corpus_forms: bool = True) -> list[dict]:
     """One entry per style (dataset order): its meters (4/4 first where it has it: the meter it starts
     in; then by bar count), quantiles :data:`DENSITY_QUANTILES` of density per meter (onsets per bar: a jig's 6/8 bar
     holds 6 where a reel's 4/4 bar holds 8) and of register, median polyphony, the arrangement and the
-    form (with the tune forms of the style's corpus pieces to draw from: :func:`_form`; ``corpus_forms``
-    False: the hand-set :data:`FORMS` alone, every tune in the one form)."""
+    form (with the tune forms of the style's corpus pieces to draw from and its key journeys:
+    :func:`_form`; ``corpus_forms`` False: the hand-set :data:`FORMS`, every tune in the one form, with
+    the key journeys)."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -146,21 +147,30 @@ def style_tables(dataset, corpus_forms: bool = True) -> list[dict]:
                 "polyphony": round(float(np.median(a[:, p])), 3),
                 "meters": meters,
                 "arrangement": {"programs": programs, "drums": drums, "swing": swing, "velocity": velocity},
-                "form": _form(dataset, i, name) if corpus_forms else FORMS.get(name, DEFAULT_FORM),
+                "form": _form(dataset, i, name, corpus_forms),
             }
         )
     return tables
 
 
-def _form(dataset, style: int, name: str) -> dict:
+def _form(dataset, style: int, name: str, corpus_forms: bool = True) -> dict:
     """The style's form table: :data:`FORMS`' (its cadences, return noise and contour) with the tune
-    forms its corpus pieces take (``model/form_plans.py``) as the plans its tunes draw from."""
+    forms its corpus pieces take (``model/form_plans.py``) as the plans its tunes draw from
+    (``corpus_forms``), and the key journeys of its pieces (:func:`_journeys`)."""
     table = dict(FORMS.get(name, DEFAULT_FORM))
-    plans = corpus_plans(dataset, style, int(table.get("phrase_bars", 4)))  # type: ignore[call-overload]
-    if not plans:
-        return table
-    noise = {"return_noise": CORPUS_RETURN_NOISE[name]} if name in CORPUS_RETURN_NOISE else {}
-    return table | noise | {"plans": plans}
+    if corpus_forms:
+        plans = corpus_plans(dataset, style, int(table.get("phrase_bars", 4)))  # type: ignore[call-overload]
+        if plans:
+            noise = {"return_noise": CORPUS_RETURN_NOISE[name]} if name in CORPUS_RETURN_NOISE else {}
+            table = table | noise | {"plans": plans}
+    return table | _journeys(dataset, style, table)
+
+
+def _journeys(dataset, style: int, table: dict) -> dict:
+    """``away`` and ``moves`` of a form table: the key moves of the style's pieces' sections
+    (``form_plans.key_moves``)."""
+    journeys = key_moves(dataset, style, int(table.get("phrase_bars", 4)))
+    return journeys if journeys["moves"] else {}
 
 
 def _quantiles(dataset, rows: np.ndarray, meter: str, column: int) -> list[float]:
@@ -171,10 +181,11 @@ def _quantiles(dataset, rows: np.ndarray, meter: str, column: int) -> list[float
     return np.percentile(values, DENSITY_QUANTILES).round(3).tolist()
 
 
-def with_corpus_forms(bundle, dataset):
+def with_forms(bundle, dataset, corpus_forms: bool = True):
     """``bundle`` playing each style with the form :func:`style_tables` writes for it from ``dataset`` (the
-    tune forms of its corpus pieces; matched by name, a style the dataset lacks keeps its own): how a
-    bundle plays them before its checkpoint carries them (``musicbox eval --corpus-forms``)."""
+    tune forms of its corpus pieces, or the hand-set one: ``corpus_forms``; with its key journeys; matched
+    by name, a style the dataset lacks keeps its own): how a bundle plays them before its checkpoint
+    carries them (``musicbox eval --forms``)."""
     import copy
 
     import msgspec
@@ -182,7 +193,8 @@ def with_corpus_forms(bundle, dataset):
     from musicbox.runtime.form import FormSpec
     from musicbox.runtime.manifest import parse_table
 
-    forms = {t["name"]: parse_table(t["form"], FormSpec, "$.form") for t in style_tables(dataset)}
+    tables = style_tables(dataset, corpus_forms)
+    forms = {t["name"]: parse_table(t["form"], FormSpec, "$.form") for t in tables}
     manifest = bundle.manifest
     styles = tuple(
         msgspec.structs.replace(s, form=forms.get(s.name, s.form)) for s in manifest.controls.styles

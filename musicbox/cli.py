@@ -20,6 +20,7 @@ COMMANDS = (
     "data",
     "train",
     "distill",
+    "restyle",
     "eval",
     "quantize",
     "render",

@@ -19,6 +19,12 @@ form, as before. The denoiser's ``place`` input counts bars in 8-bar sections, t
 on (the dataset's ``place`` counts a piece's bars from its first full bar, whatever its sections):
 :attr:`FormPlace.place` counts the tune's bars, so 4-bar sections take places 0-3 and 4-7 in turn.
 
+A tune's key may move (``away``, ``moves``: counted from the corpus): a section letter other than A
+may play, from its first playing and at its returns, with the tonic a fifth above or below the home key
+(or wherever the style's pieces go), in the mode the mood knob asks for; A and the next tune are home.
+The model writes in its own key as ever, and the bar is transposed (``GeneratorState.sounding_key``):
+the knobs and the context stay in the model's terms, and a style turn starts the new tune at home.
+
 The bar at each phrase's end is written asking for fewer notes (``cadence_density``): the melody holds
 and breathes there. A knob turn starts a new phrase at the next bar line (the form skips ahead to the
 next phrase start); a turn to another style or meter starts a new tune whose first bar is written
@@ -40,7 +46,7 @@ import numpy as np
 
 from musicbox.errors import ManifestError
 from musicbox.runtime.controls import Controls, nearest_style
-from musicbox.runtime.state import MAX_SECTION_BARS, THEME_SLOTS, GeneratorState
+from musicbox.runtime.state import HOME, MAX_SECTION_BARS, THEME_SLOTS, GeneratorState
 
 LITERAL = 1e-3
 """Below this variation a return is the stored theme itself (no re-noising)."""
@@ -75,6 +81,15 @@ class FormPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     weight: float = 1.0
 
 
+class KeyMove(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One key a tune's later section may move to (a row of ``FormSpec.moves``): semitones, the new
+    tonic above the home one (1..11: 7 the dominant, 5 the subdominant); weight: how often it is drawn,
+    relative to the style's other moves."""
+
+    semitones: int
+    weight: float = 1.0
+
+
 class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One style's form (a manifest table, ``$.controls.styles[i].form``, read strictly like the others in
     ``runtime/manifest.py``). sections: letters A.. in playing order, a repeated letter returns;
@@ -85,7 +100,10 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     are near-literal, a chorale's Stollen, returns closer at the same knob setting); register:
     semitones added to the requested melody register in sections A, B, C, D (a tune's contour: a
     reel's second strain lies higher); plans: the tune forms each tune draws one of (:class:`FormPlan`,
-    empty: every tune plays sections, section_bars, phrase_bars and phrases)."""
+    empty: every tune plays sections, section_bars, phrase_bars and phrases); away: the chance that a
+    section letter other than A moves to another key at its first playing (its returns play there too;
+    A, and the next tune, are home); moves: the keys it moves to (:class:`KeyMove`), in the mode the mood
+    knob asks for, so a journey never overrules the listener's mood."""
 
     sections: str = "AABB"
     section_bars: int = 8
@@ -95,6 +113,8 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     return_noise: float = 1.0
     register: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     plans: tuple[FormPlan, ...] = ()
+    away: float = 0.0
+    moves: tuple[KeyMove, ...] = ()
 
     def noise_level(self, variation: float) -> float:
         """The level a returning bar is re-noised to for ``variation`` (0..1): 1 at variation 1."""
@@ -120,6 +140,11 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
         if not 0.0 < self.cadence_density <= 1.0:
             problems.append(f"cadence_density {self.cadence_density} must be in (0, 1]")
+        if not 0.0 <= self.away <= 1.0 or (self.away > 0.0 and not self.moves):
+            problems.append(f"away {self.away} must be in [0, 1], and above 0 only with moves")
+        for i, m in enumerate(self.moves):
+            if not 1 <= m.semitones <= 11 or not m.weight > 0.0:
+                problems.append(f"moves[{i}] must move 1..11 semitones with a weight > 0")
         for i, p in enumerate(self.plans):
             if not p.weight > 0.0:
                 problems.append(f"plans[{i}].weight {p.weight} must be > 0")
@@ -150,9 +175,22 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         rng = np.random.default_rng((int(seed), int(index), FORM_STREAM))
         return int(rng.choice(len(weights), p=weights / weights.sum()))
 
+    def key_move(self, seed: int, index: int, slot: int) -> int:
+        """Semitones (0: home) the section letter ``slot`` moves the tune's key by when its first
+        playing starts at bar ``index`` of the piece of ``seed`` (A, slot 0, stays home)."""
+        if slot == 0 or not self.moves:
+            return 0
+        rng = np.random.default_rng((int(seed), int(index), KEY_STREAM))
+        if rng.random() >= self.away:
+            return 0
+        weights = np.array([m.weight for m in self.moves], np.float64)
+        return self.moves[int(rng.choice(len(weights), p=weights / weights.sum()))].semitones
+
 
 FORM_STREAM = 0x464F524D
 """Mixed into a form draw's seed, so it shares no stream with the bar's noise (``(seed, index)``)."""
+KEY_STREAM = 0x4B4559
+"""Mixed into a key move's draw (the same seed moves the same sections)."""
 
 
 @lru_cache(maxsize=256)
@@ -209,6 +247,7 @@ def _new_tune(state: GeneratorState, style: int, meter: int) -> GeneratorState:
         themes_mask=np.zeros_like(state.themes_mask),
         themes_mood=None if state.themes_mood is None else np.zeros_like(state.themes_mood),
         form=-1,
+        shifts=HOME,
     )
 
 
@@ -245,6 +284,10 @@ def plan(
             state, spec = _tune_form(state, styled)
     letter = spec.sections[state.section]
     slot = ord(letter) - ord("A")
+    if position == 0 and not state.themes_mask[slot].any():  # a letter's first playing: its key
+        shifts = list(state.shifts)
+        shifts[slot] = spec.key_move(state.seed, state.index, slot)
+        state = replace(state, shifts=tuple(shifts))
     source = position if state.themes_mask[slot, position] else spec.phrase_source(position)
     if source is not None and (not state.themes_mask[slot, source] or controls.variation >= 1.0):
         source = None
@@ -306,11 +349,14 @@ def keep(state: GeneratorState) -> GeneratorState:
     themes = np.zeros_like(state.themes)
     mask = np.zeros_like(state.themes_mask)
     themes[0], mask[0] = state.themes[state.slot], state.themes_mask[state.slot]
+    shifts = (state.shifts[state.slot], *HOME[1:])  # it plays on in its key
     moods = None
     if state.themes_mood is not None:
         moods = np.zeros_like(state.themes_mood)
         moods[0] = state.themes_mood[state.slot]
-    return replace(state, section=0, slot=0, themes=themes, themes_mask=mask, themes_mood=moods)
+    return replace(
+        state, section=0, slot=0, themes=themes, themes_mask=mask, themes_mood=moods, shifts=shifts
+    )
 
 
 def renew(state: GeneratorState) -> GeneratorState:

@@ -70,7 +70,7 @@ from musicbox.runtime.pianoroll import (
     transpose,
 )
 from musicbox.runtime.sampling import SAMPLERS, cfg_velocity, get_sigmas_flow
-from musicbox.runtime.state import GeneratorState
+from musicbox.runtime.state import HOME, GeneratorState
 from musicbox.runtime.voicing import tail_of, voice
 
 MONOPHONIC = ("melody",)
@@ -222,7 +222,9 @@ class Generator:
         spec = bar.form or spec  # the form its tune plays (a plan drawn from the style's)
         tonic = self.manifest.representation.tonic
         if controls.key and tonic is not None and bar.position % spec.phrase_bars == 0:
-            state = replace(state, key=key_shift(controls.key, tonic))  # a key turn: at a phrase start
+            asked = key_shift(controls.key, tonic)  # a key turn: at a phrase start, in the key asked
+            if asked != state.key:  # (the tune's key journey gives way to it)
+                state = replace(state, key=asked, shifts=HOME)
         written_from = (
             replace(state, context_mask=np.zeros_like(state.context_mask)) if bar.fresh_context else state
         )
@@ -237,7 +239,7 @@ class Generator:
         bar_roll = crop(written, meter)
         after = replace(written_from.advanced(played[0]), tail=tail_of(bar_roll), roll=written[0])
         self._state = store(after, bar, played[0], controls.mood)
-        roll = transpose(bar_roll, state.key)
+        roll = transpose(bar_roll, state.sounding_key())
         notes = roll_to_notes(roll, self._rep)
         phrase = Phrasing.after(self._state, spec)
         return Bar(state.index, roll, notes, controls, time.perf_counter() - start, meter, phrase=phrase)

@@ -2,8 +2,8 @@
 
 It crosses the pipe from the worker to the supervisor after every bar (the supervisor keeps the state
 after each bar not yet played, which is how the box rewrites buffered bars when a knob turns and how a
-restarted worker continues), so this module imports only numpy: the box's main process never loads
-onnxruntime.
+restarted worker continues), so this module imports only numpy (and the numpy-only piano roll): the
+box's main process never loads onnxruntime.
 
 Shapes: ``H`` bars of history (the farthest context lag), ``F x D`` a bar's latent, ``L`` theme slots
 (distinct section letters of a form), ``N`` bars per section.
@@ -15,11 +15,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from musicbox.runtime.pianoroll import KEY_SHIFTS
+
 THEME_SLOTS = 4
 """Distinct section letters a form may use (A, B, C, D)."""
 
 MAX_SECTION_BARS = 16
 """Longest section, in bars, whose latents are kept for its return."""
+
+HOME = (0,) * THEME_SLOTS
+"""Every section letter in the tune's home key (``GeneratorState.shifts``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +51,8 @@ class GeneratorState:
     theme returns in the mode the knob asks for now (``runtime/form.py``).
     form: the plan the tune drew from its style's form plans (an index into ``FormSpec.plans``; -1: none
     drawn, the style's form itself).
+    shifts: per section letter, the semitones its key lies above the home key ``key`` (a key journey:
+    ``FormSpec.moves``; :data:`HOME` at a tune's start).
     """
 
     index: int
@@ -65,6 +72,13 @@ class GeneratorState:
     roll: np.ndarray | None = None
     themes_mood: np.ndarray | None = None
     form: int = -1
+    shifts: tuple[int, ...] = HOME
+
+    def sounding_key(self) -> int:
+        """Semitones the bar of this state's section letter (``slot``) is played at: the home key and
+        the letter's key move, within :data:`~musicbox.runtime.pianoroll.KEY_SHIFTS`."""
+        low = KEY_SHIFTS[0]
+        return (self.key + self.shifts[self.slot] - low) % 12 + low
 
     @classmethod
     def fresh(cls, seed: int, key: int, history: int, latent: tuple[int, int]) -> GeneratorState:

@@ -11,7 +11,7 @@ import pytest
 from musicbox.errors import ManifestError
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
-from musicbox.runtime.form import FormSpec, keep, plan, renew, return_sigmas, store
+from musicbox.runtime.form import FormSpec, KeyMove, keep, plan, renew, return_sigmas, store
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.pianoroll import OFF, ONSET
 from musicbox.runtime.state import GeneratorState
@@ -109,6 +109,41 @@ def test_a_bad_form_is_a_manifest_error():
         FormSpec("AB", 8, 4, phrases="aab")
 
 
+JOURNEY = FormSpec("AABB", 8, 4, away=1.0, moves=(KeyMove(7),))
+"""Every B strain moves to the dominant."""
+
+
+def test_a_later_strain_moves_key_and_returns_there_and_the_next_tune_is_home():
+    state = GeneratorState.fresh(0, 3, 2, (4, 8))
+    keys = []
+    for _ in range(40):
+        state, bar = plan(state, Controls(), JOURNEY)
+        keys.append(state.sounding_key())
+        state = store(state.advanced(np.zeros((4, 8), np.float32)), bar, np.ones((4, 8), np.float32))
+    assert keys[:16] == [3] * 16  # A twice, home (the seed's key, +3)
+    assert keys[16:32] == [-2] * 16  # B and its return a fifth up: 3 + 7 = 10, played as -2
+    assert keys[32:40] == [3] * 8  # the next tune starts at home
+    assert FormSpec("AABB", 8, 4, away=0.0, moves=(KeyMove(7),)).key_move(0, 16, 1) == 0
+    draws = [JOURNEY.key_move(seed, 16, 1) for seed in range(3)]
+    assert draws == [JOURNEY.key_move(seed, 16, 1) for seed in range(3)] == [7, 7, 7]  # by the seed
+    assert JOURNEY.key_move(0, 0, 0) == 0  # A never moves
+
+
+def test_keep_holds_a_moved_strain_in_its_key_and_a_new_tune_is_home():
+    plans, state = _walk(JOURNEY, Controls(), 20)
+    assert plans[-1].letter == "B" and state.sounding_key() == -5  # a fifth up, played a fourth down
+    kept = keep(state)
+    assert kept.shifts[0] == 7 and kept.sounding_key() == -5
+    assert renew(state).shifts == (0, 0, 0, 0)
+
+
+def test_a_bad_key_journey_is_a_manifest_error():
+    with pytest.raises(ManifestError, match="above 0 only with moves"):
+        FormSpec("AABB", 8, 4, away=0.5)
+    with pytest.raises(ManifestError, match=r"moves\[0\] must move 1..11 semitones"):
+        FormSpec("AABB", 8, 4, away=0.5, moves=(KeyMove(12),))
+
+
 def test_return_sigmas_start_at_the_variation_level():
     sigmas = np.linspace(1, 0, 9, dtype=np.float32)
     np.testing.assert_allclose(return_sigmas(sigmas, 0.3), [0.3, 0.25, 0.125, 0.0])
@@ -168,3 +203,32 @@ def test_a_style_turn_is_heard_in_its_first_bar(shipped):
     start = Generator(shipped, seed=11)
     start.set_state(replace(start.get_state(), index=5, key=gen.get_state().key))
     assert np.array_equal(turned.roll, start.next_bar(Controls(style=CELTIC)).roll)
+
+
+def test_a_moved_strain_is_played_transposed_and_a_key_turn_takes_it_home(shipped):
+    import copy
+
+    import msgspec
+
+    from musicbox.runtime.pianoroll import transpose
+
+    def played(form: FormSpec, turn: int = 99) -> np.ndarray:
+        """32 celtic bars in ``form``, the key knob turned to D at bar ``turn``."""
+        bundle = copy.copy(shipped)
+        styles = list(shipped.manifest.controls.styles)
+        styles[4] = msgspec.structs.replace(styles[4], form=form)
+        bundle.manifest = msgspec.structs.replace(
+            shipped.manifest,
+            controls=msgspec.structs.replace(shipped.manifest.controls, styles=tuple(styles)),
+        )
+        gen = Generator(bundle, seed=5, key=0)
+        bars = [gen.next_bar(Controls(CELTIC, key="D" if i >= turn else "")).roll for i in range(32)]
+        return np.concatenate(bars)
+
+    home, moved = played(AABB), played(JOURNEY)
+    np.testing.assert_array_equal(moved[:16], home[:16])  # A twice: the same music, at home
+    np.testing.assert_array_equal(moved[16:], transpose(home[16:], -5))  # B a fifth up (a fourth down)
+    assert (moved[16:] != home[16:]).any()
+    turned = played(JOURNEY, turn=20)  # the listener turns the key in B: D, not D's dominant
+    np.testing.assert_array_equal(turned[:20], moved[:20])
+    np.testing.assert_array_equal(turned[20:], played(AABB, turn=20)[20:])

@@ -18,16 +18,17 @@ from musicbox.model.form_plans import (
     best_candidates,
     candidates,
     corpus_plans,
+    key_moves,
     letter_strings,
     returns,
 )
-from musicbox.model.styles import CORPUS_RETURN_NOISE, FORMS, style_tables, with_corpus_forms
+from musicbox.model.styles import CORPUS_RETURN_NOISE, FORMS, style_tables, with_forms
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormPlan, FormSpec, plan, renew, store
 from musicbox.runtime.generator import Generator
 from musicbox.runtime.manifest import StyleInfo, parse_table
-from musicbox.runtime.pianoroll import ONSET
+from musicbox.runtime.pianoroll import DEFAULT, ONSET
 from musicbox.runtime.state import GeneratorState
 from tests.helpers.tiny_model import random_dataset
 
@@ -55,6 +56,31 @@ def _tune(rng, pairs: bool = False) -> np.ndarray:
     """AABB in 8-bar strains, repeats played."""
     a, b = _strain(rng, pairs), _strain(rng, pairs)
     return np.concatenate([a, a, b, b])
+
+
+def _in_key(n: int, tonic: int, rng) -> np.ndarray:
+    """``n`` bars of random melody onsets on the major triad of ``tonic`` (a pitch class), the bass on it."""
+    triad = [r for r in range(64) if (r + DEFAULT.pitch_low - tonic) % 12 in (0, 4, 7)]
+    roots = [r for r in triad if (r + DEFAULT.pitch_low - tonic) % 12 == 0]
+    rolls = np.zeros((n, 3, 16, 64), np.uint8)
+    for bar in rolls:
+        for step in range(0, 16, 2):
+            bar[0, step, rng.choice(triad)] = ONSET
+            bar[2, step, roots[0]] = ONSET
+    return rolls
+
+
+def test_key_moves_count_the_later_sections_that_move_and_where_to():
+    rng = np.random.default_rng(4)
+    data = _corpus(rng)
+    rolls = data.rolls.copy()
+    for p in range(0, 20, 5):  # style 0: AABA, A in C, B in G (every piece)
+        a, b = _in_key(8, 0, rng), _in_key(8, 7, rng)
+        rolls[p * 32 : (p + 1) * 32] = np.concatenate([a, a, b, a])
+    moves = key_moves(replace(data, rolls=rolls), 0)
+    assert moves == {"away": 1.0, "moves": [{"semitones": 7, "weight": 1.0}]}
+    form = style_tables(replace(data, rolls=rolls), corpus_forms=False)[0]["form"]
+    assert form["away"] == 1.0 and form["moves"] == [{"semitones": 7, "weight": 1.0}]
 
 
 def test_letter_strings_are_the_distinct_repetition_patterns():
@@ -276,7 +302,7 @@ def test_a_plan_that_is_the_style_s_own_form_plays_it_bit_for_bit(shipped):
 
 def test_a_bundle_plays_its_styles_corpus_forms_when_asked(shipped):
     data = _corpus(np.random.default_rng(1))
-    played = with_corpus_forms(shipped, data)
+    played = with_forms(shipped, data)
     chorale = played.manifest.controls.styles[0].form
     assert chorale.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
     assert not shipped.manifest.controls.styles[0].form.plans  # the bundle itself is left as it was

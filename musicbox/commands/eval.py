@@ -21,10 +21,12 @@ def register(sub):
         help="only the feature panel (model/panel.py): writes panel.json and panel.md to --out",
     )
     p.add_argument(
-        "--corpus-forms",
-        action="store_true",
-        help="play each style with the tune forms of its corpus pieces (model/styles.py style_tables), "
-        "not the bundle's own: how a retrained bundle's forms will play",
+        "--forms",
+        choices=("corpus", "hand"),
+        default=None,
+        help="play each style with the form tables a retrain (or `musicbox restyle`) writes from the "
+        "dataset, not the bundle's own: the tune forms of its corpus pieces or its hand-set form, each "
+        "with the corpus's key journeys (model/styles.py style_tables)",
     )
     p.set_defaults(run=run)
 
@@ -64,10 +66,10 @@ def run(args) -> int:
     console = Console(stderr=True)
     bundle = Bundle.open(args.bundle, precision=args.precision)
     dataset = load_dataset(args.cache).in_meters(MODEL_METERS)
-    if args.corpus_forms:
-        from musicbox.model.styles import with_corpus_forms
+    if args.forms:
+        from musicbox.model.styles import with_forms
 
-        bundle = with_corpus_forms(bundle, dataset)
+        bundle = with_forms(bundle, dataset, corpus_forms=args.forms == "corpus")
     if args.panel_only:
         return run_panel(args, bundle, dataset, console)
     with console.status("evaluating") as status:

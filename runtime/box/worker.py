@@ -221,7 +221,7 @@ class BarProducer:
             meter = self.generator.meter(controls)
             if splice.played.roll is None:
                 raise MusicBoxError("a splice needs the state of a bar written with its roll")
-            roll = transpose(crop(splice.played.roll, meter), state.key)[None]
+            roll = transpose(crop(splice.played.roll, meter), splice.played.sounding_key())[None]
             phrase = Phrasing.after(splice.played, self.generator.form(controls))  # as it was phrased
             bar = Bar(state.index, roll, roll_to_notes(roll, self.rep), controls, 0.0, meter, phrase=phrase)
             after = splice.played
