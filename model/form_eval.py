@@ -43,11 +43,14 @@ def real_pieces(dataset, style: int, count: int, rng) -> list[np.ndarray]:
     return [dataset.rolls[long[i][0] : long[i][0] + min(long[i][1], FORM_BARS)] for i in chosen]
 
 
-def generated_piece(bundle, controls: Controls, seed: int, bars: int = FORM_BARS) -> np.ndarray:
-    """``bars`` bars from a fresh generator, ``[bars, 3, 16, 64]``."""
+def generated_piece(
+    bundle, controls: Controls, seed: int, bars: int = FORM_BARS, voicing: bool = True
+) -> np.ndarray:
+    """``bars`` bars from a fresh generator, ``[bars, 3, 16, 64]`` (``voicing`` False: without the
+    voice-leading pass, ``runtime/voicing.py``)."""
     from musicbox.runtime.generator import Generator
 
-    gen = Generator(bundle, seed=seed)
+    gen = Generator(bundle, seed=seed, voicing=voicing)
     return np.concatenate([gen.next_bar(controls).roll for _ in range(bars)])
 
 

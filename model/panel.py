@@ -7,7 +7,9 @@ held-out real pieces of the same style with their repeats played. Per style the 
 feature's ratio generated / real and one summary: the share of features *within* :data:`BAND` of real
 (a feature also counts as within when the two differ by less than its :attr:`Feature.tolerance`, so two
 figures near zero, 0.1 and 0.3 parallel fifths per 100 moves, are not called apart by their ratio),
-naming the features outside with their figures.
+naming the features outside with their figures. For the styles with inner voices it also reports the
+voice-leading features of the same seeds' pieces played without the decoder's voice-leading pass
+(``runtime/voicing.py``): without / with / real.
 
 The features (:data:`FEATURES`; their own functions here, or the form metrics of ``model/form.py`` and the
 meter section's onset profile, ``model/meter_eval.py``, where those already measure them):
@@ -237,6 +239,35 @@ def suspensions_per_100(roll: np.ndarray, meter: Meter = COMMON) -> float:
     return 100.0 * found / chords if chords else float("nan")
 
 
+VOICE_LEADING = (
+    "parallel_fifths_all",
+    "parallel_octaves_all",
+    "parallel_fifths_outer",
+    "parallel_octaves_outer",
+    "clashes_strong",
+    "clashes_weak",
+    "suspensions_per_100",
+)
+"""The voice-leading features, which the panel also reports for pieces played without the decoder's
+voice-leading pass (``runtime/voicing.py``)."""
+
+
+def voice_leading(roll: np.ndarray, meter: Meter = COMMON) -> dict[str, float]:
+    """The :data:`VOICE_LEADING` features of one piece in ``meter``."""
+    weak = tuple(b for b in meter.beats if b not in meter.strong)
+    every = parallels(roll, ALL_PAIRS, meter)
+    outer = parallels(roll, OUTER, meter)
+    return {
+        "parallel_fifths_all": every["fifths"],
+        "parallel_octaves_all": every["octaves"],
+        "parallel_fifths_outer": outer["fifths"],
+        "parallel_octaves_outer": outer["octaves"],
+        "clashes_strong": clash_share(roll, meter.strong, meter),
+        "clashes_weak": clash_share(roll, weak, meter) if weak else float("nan"),
+        "suspensions_per_100": suspensions_per_100(roll, meter),
+    }
+
+
 # -- cadences, key ----------------------------------------------------------------------------------
 
 
@@ -369,9 +400,6 @@ def piece_panel(roll: np.ndarray, meter: Meter = COMMON) -> dict[str, float]:
     profile = form.lag_profile(sim)
     key = form.key_stability(roll)
     cad = form.cadence_profile(roll[form.has_pickup(roll) :])
-    weak = tuple(b for b in meter.beats if b not in meter.strong)
-    every = parallels(roll, ALL_PAIRS, meter)
-    outer = parallels(roll, OUTER, meter)
     busy = (roll > OFF).any(axis=(1, 3)).reshape(-1)
     poly = polyphony(roll)
     out = {
@@ -385,13 +413,7 @@ def piece_panel(roll: np.ndarray, meter: Meter = COMMON) -> dict[str, float]:
         "mode_flips": key["mode_flips"],
         "cadence_rate": float(np.nanmean(cad)),
         **cadence_types(roll),
-        "parallel_fifths_all": every["fifths"],
-        "parallel_octaves_all": every["octaves"],
-        "parallel_fifths_outer": outer["fifths"],
-        "parallel_octaves_outer": outer["octaves"],
-        "clashes_strong": clash_share(roll, meter.strong, meter),
-        "clashes_weak": clash_share(roll, weak, meter) if weak else float("nan"),
-        "suspensions_per_100": suspensions_per_100(roll, meter),
+        **voice_leading(roll, meter),
         "melody_rests_per_100": form.rest_bars_per_100(roll),
         "long_notes_per_100": long_notes_per_100(roll),
         "long_notes": form.long_note_share(roll),
@@ -440,47 +462,51 @@ def panel_evaluation(bundle, dataset, seeds: int, rng, pieces: dict | None = Non
     """The panel per style: ``pieces`` (style name -> {"real": [...], "model": [...]}, the form section's
     own-meter pieces) or, when None, ``2 x seeds`` generated pieces per style and 40 held-out real ones;
     for each other meter a style plays, ``2 x seeds`` 16-bar pieces and real pieces of that meter for the
-    accent features. ``dataset`` holds every meter."""
+    accent features. ``dataset`` holds every meter. ``voicing_pass``: per style with inner voices, the
+    :data:`VOICE_LEADING` features of the same seeds' pieces played without the voice-leading pass, with
+    it, and real."""
     from musicbox.model.form import FORM_BARS
     from musicbox.model.form_eval import generated_piece, real_pieces
     from musicbox.runtime.controls import VARIATION, Controls
 
-    per_style = {}
+    def played(s: int, bars: int, meter: str = "", voicing: bool = True) -> list[np.ndarray]:
+        controls = [Controls(float(s), 100.0, mood, VARIATION, meter=meter) for mood in (-0.5, 0.5)]
+        return [generated_piece(bundle, controls[k % 2], k, bars, voicing) for k in range(2 * seeds)]
+
+    per_style, passes = {}, {}
     for s, style in enumerate(bundle.manifest.controls.styles):
         own = METERS[style.meters[0]]
         if pieces is not None and style.name in pieces and own.name == COMMON.name:  # the form's are 4/4
             sets = pieces[style.name]
         else:
             data = dataset.in_meters((own.name,))
-            sets = {
-                "real": real_pieces(data, s, 40, rng),
-                "model": [
-                    generated_piece(
-                        bundle, Controls(float(s), 100.0, (-0.5, 0.5)[k % 2], VARIATION), k, FORM_BARS
-                    )
-                    for k in range(2 * seeds)
-                ],
-            }
+            sets = {"real": real_pieces(data, s, 40, rng), "model": played(s, FORM_BARS)}
         figures = {name: form.summarize([piece_panel(r, own) for r in rolls]) for name, rolls in sets.items()}
+        if np.isfinite(figures["real"]["parallel_fifths_all"]):  # a style with inner voices
+            without = form.summarize([voice_leading(r, own) for r in played(s, FORM_BARS, voicing=False)])
+            passes[style.name] = {
+                k: {"without_pass": without[k], "with_pass": figures["model"][k], "real": figures["real"][k]}
+                for k in VOICE_LEADING
+            }
         features = [*FEATURES, meter_feature("accent", own.name), meter_feature("offbeat", own.name)]
         counts = {name: len(rolls) for name, rolls in sets.items()}
         for name in style.meters[1:]:
             meter = METERS[name]
             data = dataset.in_meters((name,))
             real = real_pieces(data, s, 40, rng)
-            model = [
-                generated_piece(
-                    bundle, Controls(float(s), 100.0, (-0.5, 0.5)[k % 2], VARIATION, meter=name), k, 16
-                )
-                for k in range(2 * seeds)
-            ]
+            model = played(s, 16, name)
             figures["real"] |= form.summarize([meter_panel(r, meter) for r in real])
             figures["model"] |= form.summarize([meter_panel(r, meter) for r in model])
             features += [meter_feature("accent", name), meter_feature("offbeat", name)]
             counts[f"real_{name}"], counts[f"model_{name}"] = len(real), len(model)
         per_style[style.name] = compare(figures["real"], figures["model"], features) | {"pieces": counts}
     shares = [v["share_within"] for v in per_style.values()]
-    return {"band": list(BAND), "per_style": per_style, "min_share_within": float(np.nanmin(shares))}
+    return {
+        "band": list(BAND),
+        "per_style": per_style,
+        "min_share_within": float(np.nanmin(shares)),
+        "voicing_pass": passes,
+    }
 
 
 def panel_report_lines(panel: dict) -> list[str]:
@@ -513,6 +539,21 @@ def panel_report_lines(panel: dict) -> list[str]:
         lines.append(
             f"| {name} | {n} | {n - len(row['outside'])} | {row['share_within']:.2f} | {outside or '-'} |"
         )
+    passes = panel.get("voicing_pass", {})
+    if passes:
+        lines += [
+            "",
+            "Voice-leading without the decoder's pass (`runtime/voicing.py`) / with it / real, the same seeds:",
+            "",
+            "| feature | " + " | ".join(passes) + " |",
+            "|---|" + "---|" * len(passes),
+        ]
+        for key in VOICE_LEADING:
+            cells = [
+                " / ".join(f"{v[key][k]:.3g}" for k in ("without_pass", "with_pass", "real"))
+                for v in passes.values()
+            ]
+            lines.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
     keys = list(dict.fromkeys(k for name in styles for k in panel["per_style"][name]["features"]))
     lines += ["", "Model / real (ratio), `*` outside the band:", ""]
     lines += ["| feature | " + " | ".join(styles) + " |", "|---|" + "---|" * len(styles)]

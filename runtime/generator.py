@@ -35,8 +35,8 @@ One bar (``Generator.next_bar(controls)``):
    (the rest is silenced before voicing and re-encoding, and left out of the bar played);
 7. **one line of melody**: the melody track is decoded as one voice (at each step only its most
    probable pitch may sound), as the flute or fiddle that plays it can; then **voice-leading**
-   (``runtime/voicing.py``) re-spells notes that would move in parallel fifths/octaves with the
-   melody or clash by a semitone on a strong beat.
+   (``runtime/voicing.py``) re-spells notes that move in parallel fifths/octaves with another line or
+   clash unprepared by a semitone on a beat, where the model offered a pitch nearly as likely.
 
 State. ``get_state()`` / ``set_state(state)`` move a :class:`~musicbox.runtime.state.GeneratorState`
 (numpy only, picklable as itself) between processes: the box's supervisor keeps the state after every
@@ -138,10 +138,13 @@ def key_shift(key: str, model_tonic: int) -> int:
 class Generator:
     """Writes bars one after the other from an opened :class:`~musicbox.runtime.bundle.Bundle`."""
 
-    def __init__(self, bundle: Bundle, seed: int = 0, key: int | None = None):
+    def __init__(self, bundle: Bundle, seed: int = 0, key: int | None = None, voicing: bool = True):
         """``key``: semitones to transpose a key-normalized model's music by (default: from the seed);
-        a model that writes in any key (``representation.tonic`` null) is never transposed."""
+        a model that writes in any key (``representation.tonic`` null) is never transposed.
+        ``voicing``: re-spell voice-leading faults (``runtime/voicing.py``); off, the model's bars as
+        decoded (what the eval compares the pass against)."""
         self.bundle = bundle
+        self.voicing = voicing
         self.manifest = bundle.manifest
         rep, sampler = self.manifest.representation, self.manifest.sampler
         self._latent_shape = (rep.latent_frames, rep.latent_dim)
@@ -232,7 +235,8 @@ class Generator:
         probs = self.bundle.decode(latent)
         written = planes_to_roll(probs, self.manifest.sampler.threshold, self._monophonic)  # model's key
         written[..., meter.steps :, :] = 0  # a shorter bar's padding stays silent
-        written = voice(written, probs, state.tail, self._rep, meter)
+        if self.voicing:
+            written = voice(written, probs, state.tail, self._rep, meter)
         if hold is not None:
             written[0, :, : hold.step] = hold.roll[:, : hold.step]
         played = self.bundle.encode(roll_to_planes(written))  # [1, F, D]: the context of the next bar

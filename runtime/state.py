@@ -41,8 +41,8 @@ class GeneratorState:
     bar); last float32 ``[4]``: the controls of the previous bar (style, tempo, mood, variation; NaN
     before the first); themes float32 ``[L, N, F, D]``: the re-encoded latents of the first playing of
     each section letter of this tune; themes_mask float32 ``[L, N]``: 1 where a theme bar is stored.
-    tail: the melody's top and the bass's bottom pitch rows at the previous bar's last step (-1: silent),
-    in the model's key, so voice-leading (``runtime/voicing.py``) continues over the bar line.
+    tail: per track, the pitch rows sounding at the previous bar's last step, in the model's key, so
+    voice-leading (``runtime/voicing.py``) follows every line over the bar line (``()`` before the first).
     meter: the tune's meter, an index into the bundle's ``representation.meters`` (-1 before the first
     bar); a change starts a new tune, as a style turn does.
     roll: uint8 ``[T, 16, P]``, the previous bar as played, in the model's key (None before the first):
@@ -67,7 +67,7 @@ class GeneratorState:
     last: np.ndarray
     themes: np.ndarray
     themes_mask: np.ndarray
-    tail: tuple[int, int] = (-1, -1)
+    tail: tuple[tuple[int, ...], ...] = ()
     meter: int = -1
     roll: np.ndarray | None = None
     themes_mood: np.ndarray | None = None

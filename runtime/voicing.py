@@ -1,158 +1,172 @@
-"""Voice-leading at decoding time: no parallel fifths or octaves between the outer voices, no semitone
-clash on a strong beat.
+"""Voice-leading at decoding time: parallel fifths and octaves between any two lines, and unprepared
+semitone clashes on any beat, re-spelled where the model itself was unsure.
 
 The decoder gives each cell a probability; thresholding keeps the likely notes, but it judges every
-cell alone, so a bass can move in fifths with the melody and an inner voice can rub a semitone against
-another on the downbeat. This pass keeps every note and its rhythm and only re-spells a note's pitch:
+cell alone, so two voices can move in fifths and a voice can rub a semitone against another on a beat.
+This pass keeps every note and its rhythm and only re-spells a note's pitch.
 
-- **strong-beat clashes**: on the meter's strong beats (4/4: steps 0 and 8), while two sounding
-  pitch classes lie a semitone apart, the least probable movable note of the pair (harmony before bass;
-  the melody is the tune and stays) moves to the most probable pitch within a whole tone that clashes
-  with nothing sounding;
-- **parallel fifths and octaves**: where the melody's top note and the bass's bottom note both move in
-  the same direction from a perfect fifth (or octave, or unison) to the same interval class, the bass
-  note that moved takes the most probable pitch within a major third that makes neither a parallel nor
-  a strong-beat clash.
+- **Lines.** Every track's notes are followed as lines: a note's *previous* note is the nearest-pitch
+  note of its track ending just as it starts (at the bar line: the pitches the bar before ended on,
+  ``tail``). A note tied over the bar line is one note with the one before it, held.
+- **Parallels.** Two notes starting together (of any two tracks, or two of one track) whose previous
+  notes stood a perfect fifth or an octave (or unison) apart, both moving the same way to the same
+  interval class, compound or not.
+- **Clashes.** On every beat of the meter, two sounding pitch classes a semitone apart where neither
+  note is prepared: a note is prepared when it is held into the beat (a suspension) or approached by
+  step (passing or neighbour motion), and left by step.
+- **Fix.** Of the notes in a fault, the melody (the tune) and notes tied from the bar before never
+  move; another may take a pitch within :data:`REACH` semitones that leaves fewer faults around it,
+  and only one the model holds nearly as likely as the pitch it wrote: a mean active probability over
+  the note's steps of at least :data:`RATIO` times the written pitch's. Where the model is confident
+  (a quartet doubling a line in octaves) the music stays as written: real pieces have some parallels
+  and clashes too.
 
-Pitches here are pitch rows (0 = ``rep.pitch_low``). A note "moves" only where it starts in this bar (a note tied over the bar line keeps its pitch). The
-outer voices' last pitches of the bar before (``tail``: melody top and bass bottom rows, -1 for silence)
-continue the parallel check over the bar line. Shapes: roll uint8 ``[1, T, S, P]``, probs float32
+Pitches here are pitch rows (0 = ``rep.pitch_low``). Shapes: roll uint8 ``[1, T, S, P]``, probs float32
 ``[1, 2T, S, P]`` (plane ``2t + 1`` is track t's active probability).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from musicbox.runtime.meter import COMMON, Meter
-from musicbox.runtime.pianoroll import Note, Representation, notes_to_roll, roll_to_notes
+from musicbox.runtime.pianoroll import HELD, ONSET, Note, Representation, roll_to_notes
 
-MELODY, HARMONY, BASS = 0, 1, 2
-PERFECT = (0, 7)  # interval classes of unison/octave and fifth
+MELODY = 0
+PERFECT = (0, 7)
+"""Interval classes of a unison or octave and of a fifth."""
 
+RATIO = 0.5
+"""An alternative pitch is "nearly as likely" when the model gives it at least half the probability of
+the written one: less than one bit of preference, a choice the model did not really make. (A decoder
+whose probabilities sit near 0 and 1, as the shipped one's do, offers few such alternatives: the pass
+then keeps nearly all it wrote.)"""
 
-def _sounding(notes: list[Note], step: int) -> list[int]:
-    return [i for i, n in enumerate(notes) if n.start <= step < n.start + n.duration]
+REACH = 4
+"""Semitones a re-spelled note may move (a major third: a neighbouring chord tone)."""
 
-
-def _prob(probs: np.ndarray, note: Note, pitch: int) -> float:
-    """Mean active probability of ``note``'s steps at ``pitch`` (0 outside the range)."""
-    if not 0 <= pitch < probs.shape[-1]:
-        return 0.0
-    return float(probs[0, 2 * note.track + 1, note.start : note.start + note.duration, pitch].mean())
-
-
-def _movable(note: Note, roll: np.ndarray, tail: tuple[int, int]) -> bool:
-    """A note may change pitch when it starts in this bar: not tied over the bar line (held at step 0
-    where the bar before ended on it; a bass held at step 0 on another pitch than the bar before's
-    bottom is a new note)."""
-    if note.start > 0 or roll[0, note.track, 0, note.pitch] == 2:  # ONSET at step 0
-        return True
-    return note.track == BASS and note.pitch != tail[1]
+Tail = tuple[tuple[int, ...], ...]
+"""Per track, the pitch rows sounding at the previous bar's last step."""
 
 
-def _steps(note: Note) -> range:
-    return range(note.start, note.start + note.duration)
+def _ends(n: Note) -> int:
+    return n.start + n.duration
 
 
-def _fits(notes: list[Note], index: int, pitch: int, strong: tuple[int, ...]) -> bool:
-    """``notes[index]`` at ``pitch`` makes no semitone clash on a strong beat (the steps ``strong``) with
-    what sounds with it."""
-    note = notes[index]
-    for step in strong:
-        if step in _steps(note):
-            others = {notes[i].pitch % 12 for i in _sounding(notes, step) if i != index}
-            if (pitch + 1) % 12 in others or (pitch - 1) % 12 in others:
-                return False
-    return True
+def _previous(notes: list[Note], i: int) -> Note | None:
+    """The note before ``notes[i]`` in its line: the nearest-pitch note of its track ending as it starts."""
+    n = notes[i]
+    before = [m for m in notes if m.track == n.track and _ends(m) == n.start]
+    return min(before, key=lambda m: (abs(m.pitch - n.pitch), m.pitch), default=None)
 
 
-def _respell(notes, index, probs, reach, allowed) -> bool:
-    """Move ``notes[index]`` to the most probable pitch within ``reach`` semitones passing ``allowed``."""
-    note = notes[index]
-    options = [note.pitch + d for d in range(-reach, reach + 1) if d]
-    options = [p for p in options if 0 <= p < probs.shape[-1] and allowed(p)]
-    if not options:
+def _parallel(notes: list[Note], i: int, j: int) -> bool:
+    a, b = notes[i], notes[j]
+    pa, pb = _previous(notes, i), _previous(notes, j)
+    if a.start != b.start or pa is None or pb is None or pa == pb:
         return False
-    notes[index] = note._replace(pitch=max(options, key=lambda p: _prob(probs, note, p)))
-    return True
+    moves = np.sign(a.pitch - pa.pitch), np.sign(b.pitch - pb.pitch)
+    before = abs(pa.pitch - pb.pitch) % 12
+    return moves[0] == moves[1] != 0 and before in PERFECT and abs(a.pitch - b.pitch) % 12 == before
 
 
-def fix_strong_beats(
-    notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], strong: tuple[int, ...]
-) -> None:
-    """Re-spell notes so no strong beat (the steps ``strong``) holds a semitone clash (in place)."""
-    for step in strong:
-        for _ in range(4):  # a few passes: each fixes one clashing pair
-            sounding = _sounding(notes, step)
-            pairs = [
-                (i, j) for i in sounding for j in sounding if (notes[i].pitch - notes[j].pitch) % 12 == 1
-            ]
-            if not pairs:
-                break
-            involved = {k for pair in pairs for k in pair if notes[k].track != MELODY}
-            candidates = [k for k in involved if _movable(notes[k], roll, tail)]
-            if not candidates:
-                break
-            rank = {HARMONY: 0, BASS: 1}
-            worst = min(
-                candidates, key=lambda k: (rank[notes[k].track], _prob(probs, notes[k], notes[k].pitch))
-            )
-            if not _respell(notes, worst, probs, 2, lambda p, k=worst: _fits(notes, k, p, strong)):
-                break
+def _prepared(notes: list[Note], i: int, beat: int) -> bool:
+    """Held into ``beat`` or approached by step, and left by step."""
+    n, before = notes[i], _previous(notes, i)
+    step = range(1, 3)
+    came = n.start < beat or (before is not None and abs(n.pitch - before.pitch) in step)
+    return came and any(
+        m.track == n.track and m.start == _ends(n) and abs(m.pitch - n.pitch) in step for m in notes
+    )
 
 
-def _outer(notes: list[Note], track: int, step: int, top: bool) -> int | None:
-    """Index of the highest (``top``) or lowest sounding note of ``track`` at ``step``."""
-    sounding = [i for i in _sounding(notes, step) if notes[i].track == track]
-    if not sounding:
-        return None
-    return (max if top else min)(sounding, key=lambda i: notes[i].pitch)
+def _clash(notes: list[Note], i: int, j: int, beat: int) -> bool:
+    a, b = notes[i], notes[j]
+    return (a.pitch - b.pitch) % 12 in (1, 11) and not (
+        _prepared(notes, i, beat) or _prepared(notes, j, beat)
+    )
 
 
-def fix_parallels(
-    notes: list[Note], roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], strong: tuple[int, ...]
-) -> None:
-    """Re-spell bass notes that move in parallel fifths/octaves with the melody's top (in place)."""
-    prev = tail if tail[0] >= 0 and tail[1] >= 0 else None
-    for step in range(roll.shape[2]):
-        m, b = _outer(notes, MELODY, step, top=True), _outer(notes, BASS, step, top=False)
-        if m is None or b is None:
-            prev = None
-            continue
-        mp, bp = notes[m].pitch, notes[b].pitch
-        if prev is not None and mp != prev[0] and bp != prev[1]:
-            before = (prev[0] - prev[1]) % 12
-            parallel = before in PERFECT and (mp - bp) % 12 == before
-            if parallel and np.sign(mp - prev[0]) == np.sign(bp - prev[1]) and _movable(notes[b], roll, tail):
-
-                def allowed(p, b=b, mp=mp, last=prev, before=before):
-                    same = (mp - p) % 12 == before and np.sign(p - last[1]) == np.sign(mp - last[0])
-                    return not same and p != last[1] and _fits(notes, b, p, strong)
-
-                _respell(notes, b, probs, 4, allowed)
-                bp = notes[b].pitch
-        prev = (mp, bp)
-
-
-def voice(
-    roll: np.ndarray, probs: np.ndarray, tail: tuple[int, int], rep: Representation, meter: Meter = COMMON
-) -> np.ndarray:
-    """The bar ``roll [1, T, S, P]`` in ``meter`` with its clashes and parallels re-spelled (see the
-    module)."""
-    notes = [n._replace(pitch=n.pitch - rep.pitch_low) for n in roll_to_notes(roll, rep)]  # pitch rows
-    if not any(n.track != MELODY for n in notes):
-        return roll  # a melody alone: nothing to voice
-    fix_strong_beats(notes, roll, probs, tail, meter.strong)
-    fix_parallels(notes, roll, probs, tail, meter.strong)
-    out = notes_to_roll([n._replace(pitch=n.pitch + rep.pitch_low) for n in notes], 1, rep)
-    tied = (roll[0, :, 0] == 1) & (out[0, :, 0] > 0)  # notes continuing from the bar before stay HELD
-    out[0, :, 0][tied] = 1
+def faults(notes: list[Note], step: int, beats: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Pairs of note indices making a fault at ``step``: parallels among the notes starting there and,
+    on a beat, unprepared clashes among those sounding."""
+    starting = [i for i, n in enumerate(notes) if n.start == step]
+    out = [(i, j) for i in starting for j in starting if i < j and _parallel(notes, i, j)]
+    if step in beats:
+        sounding = [i for i, n in enumerate(notes) if n.start <= step < _ends(n)]
+        out += [(i, j) for i in sounding for j in sounding if i < j and _clash(notes, i, j, step)]
     return out
 
 
-def tail_of(roll: np.ndarray) -> tuple[int, int]:
-    """The melody's top and the bass's bottom pitch rows sounding at the bar's last step (-1: silent)."""
-    m = np.nonzero(roll[0, MELODY, -1])[0]
-    b = np.nonzero(roll[0, BASS, -1])[0]
-    return (int(m[-1]) if len(m) else -1, int(b[0]) if len(b) else -1)
+def _lines(roll: np.ndarray, tail: Tail, rep: Representation) -> list[Note]:
+    """The bar's notes in pitch rows, a note tied over the bar line starting at -1 and each other pitch
+    the bar before ended on as a one-step note at -1."""
+    notes = roll_to_notes(roll, replace(rep, pitch_low=0))
+    ended = {(t, p) for t, pitches in enumerate(tail) for p in pitches}
+    tied = {(n.track, n.pitch) for n in notes if n.start == 0 and roll[0, n.track, 0, n.pitch] == HELD}
+    tied &= ended
+    notes = [
+        n._replace(start=-1, duration=n.duration + 1) if n.start == 0 and (n.track, n.pitch) in tied else n
+        for n in notes
+    ]
+    return notes + [Note(t, -1, p, 1) for t, p in sorted(ended - tied)]
+
+
+def _respelled(
+    notes: list[Note], i: int, probs: np.ndarray, beats: tuple[int, ...]
+) -> tuple[float, int] | None:
+    """The most probable pitch within :data:`REACH` the model holds nearly as likely as ``notes[i]``'s
+    (:data:`RATIO`) that leaves fewer faults around the note (its start, its end, the beats), with its
+    probability over the written pitch's; None if there is none."""
+    n = notes[i]
+    if n.track == MELODY or n.start < 0:
+        return None
+    p = probs[0, 2 * n.track + 1, n.start : _ends(n)].mean(axis=0)
+    lo, hi = max(n.pitch - REACH, 0), min(n.pitch + REACH + 1, len(p))
+    taken = {m.pitch for m in notes if m.track == n.track and m.start < _ends(n) and _ends(m) > n.start}
+    options = [q for q in range(lo, hi) if q not in taken and p[q] >= RATIO * p[n.pitch]]
+    steps = sorted({n.start, _ends(n), *beats})
+
+    def count() -> int:
+        return sum(len(faults(notes, s, beats)) for s in steps)
+
+    now = count()
+    for q in sorted(options, key=lambda q: -p[q]):
+        notes[i] = n._replace(pitch=q)
+        better = count() < now
+        notes[i] = n
+        if better:
+            return float(p[q] / p[n.pitch]), q
+    return None
+
+
+def voice(
+    roll: np.ndarray, probs: np.ndarray, tail: Tail, rep: Representation, meter: Meter = COMMON
+) -> np.ndarray:
+    """The bar ``roll [1, T, S, P]`` in ``meter`` with its faults re-spelled where the model was unsure
+    (see the module); ``tail``: :func:`tail_of` the bar before (``()`` for none)."""
+    notes = _lines(roll, tail, rep)
+    out = roll.copy()
+    for step in range(meter.steps):
+        for _ in range(len(notes)):  # each fix leaves fewer faults: a few rounds
+            found = {i for pair in faults(notes, step, meter.beats) for i in pair}
+            fixes = [(fix, i) for i in found if (fix := _respelled(notes, i, probs, meter.beats))]
+            if not fixes:
+                break
+            (_, q), i = max(fixes)  # the note the model was least sure of
+            n = notes[i]
+            t, span = n.track, slice(n.start, _ends(n))
+            out[0, t, span, n.pitch] = 0
+            out[0, t, span, q] = HELD
+            out[0, t, n.start, q] = ONSET
+            if _ends(n) < out.shape[2] and out[0, t, _ends(n), q] == HELD:
+                out[0, t, _ends(n), q] = ONSET  # a note after it on that pitch stays its own
+            notes[i] = n._replace(pitch=q)
+    return out
+
+
+def tail_of(roll: np.ndarray) -> Tail:
+    """Per track, the pitch rows sounding at the last step of the bar ``roll [1, T, S, P]``."""
+    return tuple(tuple(int(p) for p in np.nonzero(roll[0, t, -1])[0]) for t in range(roll.shape[1]))

@@ -186,5 +186,19 @@ def test_the_panel_of_the_shipped_bundle_names_each_style_s_features_outside_the
         assert row["pieces"]["model"] == 2 and row["pieces"]["real"] > 0
     quartet = out["per_style"]["quartet"]
     assert {"accent_3/4", "accent_6/8", "accent_4/4"} <= set(quartet["features"])  # every meter it plays
+    for name, rows in out["voicing_pass"].items():  # the styles with inner voices
+        assert list(rows) == list(panel.VOICE_LEADING)
+        assert np.isfinite(rows["parallel_fifths_all"]["real"]), name
+        assert all(list(v) == ["without_pass", "with_pass", "real"] for v in rows.values())
     lines = panel.panel_report_lines(out)
     assert lines[0] == "## Feature panel" and any(line.startswith("| quartet |") for line in lines)
+    assert any("without the decoder's pass" in line for line in lines) == bool(out["voicing_pass"])
+
+
+def test_the_report_shows_voice_leading_without_the_pass_with_it_and_real():
+    row = {"share_within": 1.0, "outside": [], "features": {}}
+    figures = dict.fromkeys(panel.VOICE_LEADING, {"without_pass": 2.5, "with_pass": 0.5, "real": 0.25})
+    lines = panel.panel_report_lines(
+        {"band": [0.67, 1.5], "per_style": {"chorale": row}, "voicing_pass": {"chorale": figures}}
+    )
+    assert "| parallel fifths per 100 moves, every voice pair | 2.5 / 0.5 / 0.25 |" in lines
