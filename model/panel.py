@@ -301,8 +301,7 @@ def cadence_types(roll: np.ndarray) -> dict[str, float]:
 
 def key_changes_per_100(roll: np.ndarray) -> float:
     """Changes of the 8-bar-window key (tonic or mode) between consecutive busy bars, per 100 bars."""
-    tonic, mode, _ = windowed_key(roll, radius=4)
-    busy = form.onset_cells(roll).any(axis=1)
+    _, _, tonic, mode, busy = form.window_keys(roll)
     keys = np.stack([tonic, mode], axis=1)[busy]
     if len(keys) < 2:
         return float("nan")
