@@ -15,10 +15,12 @@ This pass keeps every note and its rhythm and only re-spells a note's pitch.
   note is prepared: a note is prepared when it is held into the beat (a suspension) or approached by
   step (passing or neighbour motion), and left by step.
 - **Fix.** Of the notes in a fault, the melody (the tune) and notes tied from the bar before never
-  move; another takes the pitch within :data:`REACH` semitones that leaves fewer faults around it,
-  the one the model holds most probable (its mean active probability over the note's steps), and
-  among the notes of a fault the one whose new pitch the model likes best relative to the written one
-  moves first. A fault no such pitch improves stays.
+  move; another takes a pitch within :data:`REACH` semitones that leaves fewer faults around it: the
+  one the model holds most probable (its mean active probability over the note's steps) by an order
+  of magnitude, and among pitches it holds about alike the nearest (the shortest way, which also
+  re-spells a theme's return as its first playing was, where tiny differences in probability would
+  pick another pitch each time). Among the notes of a fault the one whose new pitch the model likes
+  best relative to the written one moves first. A fault no such pitch improves stays.
 
 The pass is a patch on what the model writes, not the model: a retrain with voice-leading in its data
 should leave it less to do. It once re-spelled only where the model offered a pitch nearly as likely as
@@ -115,12 +117,17 @@ def _lines(roll: np.ndarray, tail: Tail, rep: Representation) -> list[Note]:
     return notes + [Note(t, -1, p, 1) for t, p in sorted(ended - tied)]
 
 
+def _magnitude(p: float) -> int:
+    """The order of magnitude of a probability (1e-9 and below alike): a preference the model has."""
+    return int(np.floor(np.log10(max(float(p), 1e-9))))
+
+
 def _respelled(
     notes: list[Note], i: int, probs: np.ndarray, beats: tuple[int, ...]
 ) -> tuple[float, int] | None:
-    """The most probable pitch within :data:`REACH` of ``notes[i]``'s that leaves fewer faults around the
-    note (its start, its end, the beats), with its probability over the written pitch's; None if there
-    is none."""
+    """The pitch within :data:`REACH` of ``notes[i]``'s that leaves fewer faults around the note (its
+    start, its end, the beats), the model's most probable by order of magnitude and then the nearest,
+    with its probability over the written pitch's; None if there is none."""
     n = notes[i]
     if n.track == MELODY or n.start < 0:
         return None
@@ -134,7 +141,7 @@ def _respelled(
         return sum(len(faults(notes, s, beats)) for s in steps)
 
     now = count()
-    for q in sorted(options, key=lambda q: -p[q]):
+    for q in sorted(options, key=lambda q: (-_magnitude(p[q]), abs(q - n.pitch), q)):
         notes[i] = n._replace(pitch=q)
         better = count() < now
         notes[i] = n

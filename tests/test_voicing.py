@@ -90,8 +90,13 @@ def test_parallel_octaves_take_the_model_s_most_probable_mending_pitch():
     assert parallels(fixed, ((2, 3),))["octaves"] == 0 and _rhythm(fixed) == _rhythm(roll)
     probs = _probs(notes, {})
     probs[0, 2 * HARMONY + 1, 4:8, 65 - LOW] = 0.6  # the model's second choice for the harmony's D4: F4
-    probs[0, 2 * HARMONY + 1, 4:8, 59 - LOW] = 0.3
+    probs[0, 2 * HARMONY + 1, 4:8, 59 - LOW] = 0.03  # B3, an order of magnitude less likely
     assert _pitches(voice(roll, probs, (), DEFAULT), HARMONY)[1] == 65
+    probs[0, 2 * HARMONY + 1, 4:8, 59 - LOW] = 0.0
+    probs[0, 2 * HARMONY + 1, 4:8, 63 - LOW] = 0.02  # the nearer Eb4, an order of magnitude less likely
+    assert _pitches(voice(roll, probs, (), DEFAULT), HARMONY)[1] == 65
+    probs[0, 2 * HARMONY + 1, 4:8, 63 - LOW] = 0.2  # Eb4 about as likely as F4: the shorter way
+    assert _pitches(voice(roll, probs, (), DEFAULT), HARMONY)[1] == 63
 
 
 def _suspension(held: bool) -> list[Note]:
