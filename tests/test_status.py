@@ -33,11 +33,11 @@ QUOTED = (
     ("docs/design.md", r"from scratch, 12 min, note F1 (\d\.\d+)", "train", "training.autoencoder_val_note_f1"),
     ("docs/design.md", r"fresh denoiser of (\d+,\d+) bfloat16 steps", "train", "training.settings.dn_steps"),
     ("docs/design.md", r"\((\d,\d+) s over two sessions", "train", "training.wall_seconds"),
-    ("docs/design.md", r"3/4 (\d\.\d+) \(3\.60\),", "eval", "meters.3/4.markov_over_model_distance"),
-    ("docs/design.md", r"mode \*\*(\d\.\d+)\*\* \(0\.833", "eval", "meters.3/4.mode_match"),
-    ("docs/design.md", r"style (\d\.\d+) \(0\.700\), told", "eval", "meters.3/4.style_accuracy"),
-    ("docs/design.md", r"told from 4/4 (\d\.\d+)\s+\(0\.933\); 6/8", "eval", "meters.3/4.told_from_common"),
-    ("docs/design.md", r"energy r (\d\.\d+) \(0\.760\)", "eval", "meters.6/8.energy_density_correlation"),
+    ("docs/design.md", r"3/4\s+distance\s+ratio (\d\.\d+), mode \*\*", "eval", "meters.3/4.markov_over_model_distance"),
+    ("docs/design.md", r"distance ratio \d\.\d+, mode \*\*(\d\.\d+)\*\*, style", "eval", "meters.3/4.mode_match"),
+    ("docs/design.md", r"\*\*, style (\d\.\d+), told from", "eval", "meters.3/4.style_accuracy"),
+    ("docs/design.md", r"told from 4/4 (\d\.\d+); 6/8\s+energy\s+r", "eval", "meters.3/4.told_from_common"),
+    ("docs/design.md", r"6/8\s+energy\s+r (\d\.\d+); no copy", "eval", "meters.6/8.energy_density_correlation"),
     ("docs/design.md", r"64 bars on a quiet host: (\d\.\d+)\)", "bench", "results.generation_rtf_int8_p95.value"),
 )  # fmt: skip
 
