@@ -115,13 +115,13 @@ in the corpus). `musicbox eval --seeds 5`, p10 -> p25 (same model and seeds): 4/
 energy r 0.923 -> 0.837, copies 2 -> 1; 3/4 style 0.679 -> 0.708."""
 
 
-def style_tables(dataset, corpus_forms: bool = True) -> list[dict]:
+def style_tables(dataset, corpus_forms: bool = False) -> list[dict]:
     """One entry per style (dataset order): its meters (4/4 first where it has it: the meter it starts
     in; then by bar count), quantiles :data:`DENSITY_QUANTILES` of density per meter (onsets per bar: a jig's 6/8 bar
     holds 6 where a reel's 4/4 bar holds 8) and of register, median polyphony, the arrangement and the
-    form (with the tune forms of the style's corpus pieces to draw from and its key journeys:
-    :func:`_form`; ``corpus_forms`` False: the hand-set :data:`FORMS`, every tune in the one form, with
-    the key journeys)."""
+    form (the hand-set :data:`FORMS`, every tune in the one form, with the key journeys of the style's
+    corpus pieces: :func:`_form`; ``corpus_forms``: with the tune forms of its corpus pieces to draw
+    from, which the shipped tables leave out until their return rates hold, ``docs/design.md``)."""
     d, r, p = (ATTRS.index(a) for a in ("density", "register", "polyphony"))
     train = dataset.split == 0
     tables = []
@@ -181,7 +181,7 @@ def _quantiles(dataset, rows: np.ndarray, meter: str, column: int) -> list[float
     return np.percentile(values, DENSITY_QUANTILES).round(3).tolist()
 
 
-def with_forms(bundle, dataset, corpus_forms: bool = True):
+def with_forms(bundle, dataset, corpus_forms: bool = False):
     """``bundle`` playing each style with the form :func:`style_tables` writes for it from ``dataset`` (the
     tune forms of its corpus pieces, or the hand-set one: ``corpus_forms``; with its key journeys; matched
     by name, a style the dataset lacks keeps its own): how a bundle plays them before its checkpoint

@@ -157,7 +157,7 @@ def test_a_style_s_plans_count_its_pieces_forms_and_reach_the_style_tables():
         "weight": 0.75,
     }
     assert plans[1]["weight"] == 0.25 and plans[1]["phrases"] == ""
-    tables = style_tables(data)
+    tables = style_tables(data, corpus_forms=True)
     form = msgspec.convert(tables[0]["form"], FormSpec)
     assert form.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
     assert form.cadence_density == 0.7 and form.sections == "AAB"  # the chorale's table, plans added
@@ -285,7 +285,7 @@ def test_a_plan_that_is_the_style_s_own_form_plays_it_bit_for_bit(shipped):
 
 def test_a_bundle_plays_its_styles_corpus_forms_when_asked(shipped):
     data = _corpus(np.random.default_rng(1))
-    played = with_forms(shipped, data)
+    played = with_forms(shipped, data, corpus_forms=True)
     chorale = played.manifest.controls.styles[0].form
     assert chorale.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
     assert not shipped.manifest.controls.styles[0].form.plans  # the bundle itself is left as it was
@@ -293,3 +293,45 @@ def test_a_bundle_plays_its_styles_corpus_forms_when_asked(shipped):
     gen.next_bar(Controls(0.0))
     drawn = chorale.plans[gen.get_state().form]
     assert gen.form(Controls(0.0)) is chorale and drawn in chorale.plans
+
+
+def test_restyle_writes_the_forms_into_a_checkpoint_and_its_bundle_and_nothing_else(tmp_path, monkeypatch):
+    import argparse
+    import json
+    import shutil
+
+    from musicbox.commands import restyle
+    from musicbox.errors import MusicBoxError
+    from musicbox.runtime.digest import sha256_file
+    from musicbox.runtime.manifest import load_manifest
+
+    root = Path(__file__).resolve().parents[1] / "assets"
+    checkpoint, bundle = tmp_path / "checkpoint", tmp_path / "bundle"
+    shutil.copytree(root / "checkpoint", checkpoint)
+    shutil.copytree(root / "bundle", bundle)
+    weights = sha256_file(checkpoint / "model.safetensors")
+    rng = np.random.default_rng(4)
+    data = _corpus(rng)
+    rolls = data.rolls.copy()
+    for p in range(0, 20, 5):  # chorale pieces: AABA, B in the dominant
+        a, b = _in_key(8, 0, rng), _in_key(8, 7, rng)
+        rolls[p * 32 : (p + 1) * 32] = np.concatenate([a, a, b, a])
+    monkeypatch.setattr("musicbox.model.data.load_dataset", lambda cache=None: replace(data, rolls=rolls))
+    args = argparse.Namespace(checkpoint=checkpoint, forms="hand", bundle=bundle, cache=None)
+    assert restyle.run(args) == 0
+    written = json.loads((checkpoint / "config.json").read_text())["controls"]["styles"][0]["form"]
+    played = load_manifest(bundle).controls.styles[0].form
+    assert written["away"] == played.away == 1.0 and played.moves[0].semitones == 7
+    assert played.sections == FORMS["chorale"]["sections"] and not played.plans  # the hand-set form
+    assert sha256_file(checkpoint / "model.safetensors") == weights  # weights untouched
+    before = json.loads((root / "bundle" / "manifest.json").read_text())
+    after = json.loads((bundle / "manifest.json").read_text())
+    for style in (before, after):
+        for s in style["controls"]["styles"]:
+            s.pop("form")
+    assert after == before  # the manifest's forms alone changed
+    other = tmp_path / "other"
+    shutil.copytree(checkpoint, other)
+    (other / "model.safetensors").write_bytes(b"not these weights")
+    with pytest.raises(MusicBoxError, match="built from another checkpoint"):
+        restyle.run(argparse.Namespace(checkpoint=other, forms="hand", bundle=bundle, cache=None))

@@ -18,10 +18,10 @@ def register(sub):
     p.add_argument("checkpoint", type=Path, help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument(
         "--forms",
-        choices=("corpus", "hand"),
-        default="corpus",
-        help="tune forms counted from the corpus's pieces, or each style's one hand-set form "
-        "(both with the corpus's key journeys)",
+        choices=("hand", "corpus"),
+        default="hand",
+        help="each style's one hand-set form (what `musicbox train` writes), or the tune forms counted "
+        "from its corpus pieces; both with the corpus's key journeys",
     )
     p.add_argument(
         "--bundle", type=Path, default=None, help="also rewrite them in this bundle built from the checkpoint"
