@@ -167,6 +167,8 @@ def test_a_style_s_plans_count_its_pieces_forms_and_reach_the_style_tables():
     assert (
         corpus_plans(replace(data, rolls=data.rolls[:0], piece=data.piece[:0], style=data.style[:0]), 0) == []
     )
+    assert corpus_plans(data, 1) == []  # random pieces: no form returns, no plans (the hand-set form plays)
+    assert "plans" not in style_tables(data, corpus_forms=True)[1]["form"]
 
 
 def test_a_style_table_with_plans_loads_and_a_bad_plan_says_which():
