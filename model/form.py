@@ -243,7 +243,8 @@ def window_keys(roll: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray, np.
     (tonic ``[n]``, mode ``[n]``) and whether anything starts in it (busy ``[n]``)."""
     home_tonic, home_mode, _ = windowed_key(roll, radius=len(roll))
     tonic, mode, _ = windowed_key(roll, radius=KEY_RADIUS)
-    return int(home_tonic[0]), int(home_mode[0]), tonic, mode, onset_cells(roll).any(axis=1)
+    busy = np.asarray(onset_cells(roll).any(axis=1))
+    return int(home_tonic[0]), int(home_mode[0]), tonic, mode, busy
 
 
 def key_stability(roll: np.ndarray) -> dict[str, float]:
