@@ -19,7 +19,7 @@ from musicbox.config import default_config
 from musicbox.runtime.box import recorder as recorder_module
 from musicbox.runtime.box.player import PlayerSettings
 from musicbox.runtime.box.recorder import Recorder
-from musicbox.runtime.box.supervisor import Supervisor, WorkerHandle, _watchdog_interval
+from musicbox.runtime.box.supervisor import BoxState, Supervisor, WorkerHandle, _watchdog_interval
 from musicbox.runtime.box.worker import WorkerSettings, Written
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.meter import COMMON, METERS
@@ -75,6 +75,16 @@ def test_a_worker_without_heartbeat_is_hung_even_before_its_first_bar(box):
     assert "hung" in box._worker_problem(worker, time.monotonic() + 2.5)
     starting = WorkerHandle(alive, None, time.monotonic())  # loading, no bar yet, frozen: same timeout
     assert "hung" in box._worker_problem(starting, time.monotonic() + 2.5)
+
+
+def test_a_worker_that_dies_as_the_box_stops_is_not_replaced(box, monkeypatch):
+    dead = SimpleNamespace(pid=4243, is_alive=lambda: False, exitcode=255)
+    box.worker = WorkerHandle(dead, None, time.monotonic(), ready=True, wrote=True)
+    monkeypatch.setattr(box, "_spawn", lambda: pytest.fail("a worker spawned while the box stops"))
+    assert "died" in box._worker_problem(box.worker, time.monotonic())
+    box._transition(BoxState.STOPPING, "stop requested")
+    box._check_worker(time.monotonic())
+    assert box.worker.process is dead and box.worker_restarts == 0
 
 
 def test_a_beating_worker_whose_main_thread_makes_no_progress_is_stuck(box):

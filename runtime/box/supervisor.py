@@ -589,6 +589,8 @@ class Supervisor:
         self._resume = Play(w.bar + 1, w.state, self.controls, self.gen, seed=w.state.seed, seam=True)
 
     def _check_worker(self, now: float) -> None:
+        if self.state is BoxState.STOPPING:
+            return  # a worker the stop's signal took is reaped by the stop, not replaced
         worker = self.worker
         if worker is None:
             if now >= self._restart_at:
