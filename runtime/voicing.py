@@ -47,6 +47,11 @@ MELODY = 0
 PERFECT = (0, 7)
 """Interval classes of a unison or octave and of a fifth."""
 
+MAX_NOTES = 48
+"""Most notes in a bar the pass voices; a denser bar is left as decoded. Its work grows with the cube of
+the notes (each fix recounts the faults of every line): the shipped model writes at most 36 a bar
+(quartet), an untrained one hundreds, which took minutes a bar."""
+
 REACH = 4
 """Semitones a re-spelled note may move (a major third: a neighbouring chord tone)."""
 
@@ -156,6 +161,8 @@ def voice(
     """The bar ``roll [1, T, S, P]`` in ``meter`` with its faults re-spelled (see the module); ``tail``:
     :func:`tail_of` the bar before (``()`` for none)."""
     notes = _lines(roll, tail, rep)
+    if len(notes) > MAX_NOTES:
+        return roll
     out = roll.copy()
     for step in range(meter.steps):
         for _ in range(len(notes)):  # each fix leaves fewer faults: a few rounds

@@ -4,6 +4,7 @@ note and rhythm kept."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,20 @@ def test_the_generator_plays_the_bars_as_decoded_when_asked(monkeypatch):
     assert calls == []
     generator.Generator(bundle, seed=1).next_bar(Controls(0.0))
     assert calls == [1]
+
+
+def test_a_bar_denser_than_lines_is_left_as_decoded_at_once():
+    from musicbox.runtime.voicing import MAX_NOTES
+
+    # every sixteenth of three tracks, fifths stepping up and down together: more notes than it voices
+    notes = [
+        Note(t, s, 48 + 2 * (s % 2) + 7 * k + 12 * t, 1)
+        for t in range(3)
+        for s in range(16)
+        for k in range(2)
+    ]
+    roll = notes_to_roll(notes, 1)
+    assert len(roll_to_notes(roll)) > MAX_NOTES and parallels(roll, ALL_PAIRS)["fifths"] > 0
+    start = time.perf_counter()
+    assert np.array_equal(voice(roll, _probs(notes, {1: UNSURE}), (), DEFAULT), roll)
+    assert time.perf_counter() - start < 0.5
