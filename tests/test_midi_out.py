@@ -60,16 +60,24 @@ class MidiTap:
             self.out.write_midi_event(0, self.outgoing.pop(0))
 
     def connect_when_there(self, source: str, timeout_s: float = 30.0) -> None:
+        """Connect the box's port ``source`` into this tap once it is there."""
+        self._connect(source, self.inp.name, source, timeout_s)
+
+    def send_when_there(self, dest: str, timeout_s: float = 30.0) -> None:
+        """Connect this tap's output into the box's port ``dest`` once it is there."""
+        self._connect(self.out.name, dest, dest, timeout_s)
+
+    def _connect(self, source: str, dest: str, theirs: str, timeout_s: float) -> None:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
-            if self.client.get_ports(source):
+            if self.client.get_ports(theirs):
                 try:
-                    self.client.connect(source, self.inp.name)
+                    self.client.connect(source, dest)
                     return
                 except jack.JackError:  # registered before its client is active: try again
                     pass
             time.sleep(0.02)
-        raise AssertionError(f"no JACK port {source} within {timeout_s} s")
+        raise AssertionError(f"no JACK port {theirs} within {timeout_s} s")
 
     def close(self) -> None:
         self.client.deactivate()
@@ -177,10 +185,7 @@ def test_the_box_follows_an_external_clock(server, tmp_path):
 
     sender = threading.Thread(target=send_clock, daemon=True)
     try:
-        end = time.monotonic() + 30
-        while not tap.client.get_ports("musicbox:clock_in") and time.monotonic() < end:
-            time.sleep(0.02)
-        tap.client.connect(tap.out.name, "musicbox:clock_in")
+        tap.send_when_there("musicbox:clock_in")
         sender.start()
         _stats_when(stats, lambda d: abs(d["controls"]["tempo_bpm"] - 90) < 1.0 and d["bars_played"] >= 1, 30)
         bpm[0] = 140.0
