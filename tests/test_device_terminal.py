@@ -244,6 +244,9 @@ def test_log_lines_go_through_the_live_console_not_around_it(config, capfd):
             [sys.executable, "-c", "import os; os.write(2, b'a line from a child process\\n')"], check=True
         )
         os.write(1, b"a C library's line on stdout\n")  # as libjack prints its info lines
+        end = time.monotonic() + 5  # fd 1 is read by the console's own thread: let it get there
+        while "a C library's line" not in out.getvalue() and time.monotonic() < end:
+            time.sleep(0.01)
         backend.redraw()
     finally:
         backend.close()
