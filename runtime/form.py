@@ -171,9 +171,8 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The plan a tune starting at bar ``index`` of the piece of ``seed`` plays (-1 without plans)."""
         if not self.plans:
             return -1
-        weights = np.array([p.weight for p in self.plans], np.float64)
         rng = np.random.default_rng((int(seed), int(index), FORM_STREAM))
-        return int(rng.choice(len(weights), p=weights / weights.sum()))
+        return _weighted(rng, [p.weight for p in self.plans])
 
     def key_move(self, seed: int, index: int, slot: int) -> int:
         """Semitones (0: home) the section letter ``slot`` moves the tune's key by when its first
@@ -183,8 +182,13 @@ class FormSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         rng = np.random.default_rng((int(seed), int(index), KEY_STREAM))
         if rng.random() >= self.away:
             return 0
-        weights = np.array([m.weight for m in self.moves], np.float64)
-        return self.moves[int(rng.choice(len(weights), p=weights / weights.sum()))].semitones
+        return self.moves[_weighted(rng, [m.weight for m in self.moves])].semitones
+
+
+def _weighted(rng: np.random.Generator, weights: list[float]) -> int:
+    """An index drawn from ``rng`` with the chances ``weights`` (relative)."""
+    w = np.array(weights, np.float64)
+    return int(rng.choice(len(w), p=w / w.sum()))
 
 
 FORM_STREAM = 0x464F524D

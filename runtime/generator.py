@@ -36,7 +36,7 @@ One bar (``Generator.next_bar(controls)``):
 7. **one line of melody**: the melody track is decoded as one voice (at each step only its most
    probable pitch may sound), as the flute or fiddle that plays it can; then **voice-leading**
    (``runtime/voicing.py``) re-spells notes that move in parallel fifths/octaves with another line or
-   clash unprepared by a semitone on a beat, where the model offered a pitch nearly as likely.
+   clash unprepared by a semitone on a beat (the model's likeliest mending pitch, the nearest among equals).
 
 State. ``get_state()`` / ``set_state(state)`` move a :class:`~musicbox.runtime.state.GeneratorState`
 (numpy only, picklable as itself) between processes: the box's supervisor keeps the state after every
