@@ -111,6 +111,7 @@ FEATURES: tuple[Feature, ...] = (
     _f("melody_repeats", "melody intervals: repeated notes (share)", 0.02),
     _f("melody_steps", "melody intervals: steps of 1-2 semitones (share)", 0.02),
     _f("melody_leaps", "melody intervals: leaps of 5+ semitones (share)", 0.02),
+    _f("density_variation", "bar-to-bar variation of onsets (std / mean)", 0.03),
     _f("onsets_melody", "melody onsets per bar", 0.2),
     _f("onsets_harmony", "harmony onsets per bar", 0.2),
     _f("onsets_bass", "bass onsets per bar", 0.2),
@@ -363,6 +364,15 @@ def melodic_motion(roll: np.ndarray) -> dict[str, float]:
     }
 
 
+def density_variation(roll: np.ndarray) -> float:
+    """How much a piece's bars differ in note density: the standard deviation of its bars' onsets (every
+    track) over their mean, over the bars with an onset (NaN for fewer than two). Real music breathes,
+    a busy bar beside a held one; a model asked for the same density at every bar writes them alike."""
+    counts = (roll == ONSET).sum(axis=(1, 2, 3))
+    counts = counts[counts > 0]
+    return float(counts.std() / counts.mean()) if len(counts) >= 2 else float("nan")
+
+
 def track_onsets(roll: np.ndarray) -> dict[str, float]:
     """Onsets per bar of each track (NaN for a track silent throughout: a melody-only piece's bass)."""
     counts = (roll == ONSET).sum(axis=(0, 2, 3)) / len(roll)
@@ -423,6 +433,7 @@ def piece_panel(roll: np.ndarray, meter: Meter = COMMON) -> dict[str, float]:
         **rhythm_classes(roll),
         "sixteenth_onsets": sixteenth_onsets(roll, meter),
         **melodic_motion(roll),
+        "density_variation": density_variation(roll),
         **track_onsets(roll),
         "polyphony": float(poly[busy.reshape(len(roll), -1).any(axis=1)].mean())
         if busy.any()

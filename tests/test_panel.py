@@ -143,6 +143,20 @@ def test_rhythm_classes_melodic_motion_and_track_onsets_count_the_melody():
     assert panel.sixteenth_onsets(roll) == 0.75  # onsets at steps 0, 1, 3, 7: three off the eighths
 
 
+def test_density_variation_is_zero_for_alike_bars_and_grows_as_busy_and_held_bars_alternate():
+    alike = _roll(_c_major_bars([0, 5, 7, 0] * 2), 8)
+    assert panel.density_variation(alike) == 0.0
+    roll = alike.copy()
+    roll[1::2] = 0  # every other bar silent: left out, the rest alike
+    assert panel.density_variation(roll) == 0.0
+    roll = alike.copy()
+    roll[1::2, 1:] = 0  # every other bar keeps only its melody: busy and thin bars alternate
+    busy, thin = (alike[0] == ONSET).sum(), (alike[1, :1] == ONSET).sum()
+    expected = np.std([busy, thin]) / np.mean([busy, thin])
+    assert panel.density_variation(roll) == pytest.approx(expected) and expected > 0.3
+    assert np.isnan(panel.density_variation(alike[:1]))
+
+
 def test_the_accent_reads_the_downbeat_against_the_other_beats_of_the_meter():
     waltz = np.concatenate([_roll([(MELODY, 0, C4, 4), (BASS, 0, C4 - 12, 4), (MELODY, 4, C4, 4)], 1)] * 4)
     waltz[:, :, 12:] = 0
