@@ -207,3 +207,27 @@ def test_the_denoiser_trains_under_bf16_autocast_or_in_float32(tmp_path):
         assert all(p.dtype == torch.float32 for p in model.denoiser.parameters())  # weights stay float32
     bf16, fp32 = (runs[k][0].denoiser.parameters() for k in (True, False))
     assert any(not torch.equal(a, b) for a, b in zip(bf16, fp32, strict=True))  # the autocast is in effect
+
+
+def test_the_note_space_loss_weighs_a_wrong_estimate_and_trains_the_denoiser_alone(tmp_path):
+    from rich.progress import Progress
+
+    ds = random_dataset(n_pieces=10, bars=8)
+    histories = {}
+    for weight in (0.0, 100.0):
+        settings = replace(quick_settings(TrainSettings()), dn_notes=weight)
+        trainer = Trainer(ds, settings, tmp_path / str(weight))
+        with Progress(disable=True) as progress:
+            trainer.train_autoencoder(progress)
+            ae_before = [p.clone() for p in trainer.model.autoencoder.parameters()]
+            trainer.train_denoiser(progress)
+        after = list(trainer.model.autoencoder.parameters())
+        assert all(torch.equal(a, b) for a, b in zip(ae_before, after, strict=True))  # frozen
+        histories[weight] = trainer.history["dn"]
+        x0 = trainer.model.autoencoder.encode(trainer.ae_batch(np.arange(8), augment=False))
+        t = torch.full((8,), 0.2)
+        near = trainer.notes_loss(x0, x0, t)
+        far = trainer.notes_loss(x0, x0 + torch.randn_like(x0), t)
+        assert far > near  # an estimate away from the bar costs more than the bar itself
+        assert trainer.notes_loss(x0, x0 + torch.randn_like(x0), torch.ones(8)) == 0.0  # pure noise: no weight
+    assert np.isfinite(histories[100.0]).all() and histories[100.0][0] > histories[0.0][0]

@@ -30,6 +30,12 @@ def register(sub):
     )
     p.add_argument("--dn-lr", type=float, default=None, help="the denoiser's peak learning rate")
     p.add_argument(
+        "--dn-notes",
+        type=float,
+        default=None,
+        help="weight of the denoiser's loss in note space (TrainSettings.dn_notes; default 0: flow MSE only)",
+    )
+    p.add_argument(
         "--fp32",
         action="store_true",
         help="train the denoiser in float32, not under bfloat16 autocast (for a CPU without bf16 instructions)",
@@ -59,6 +65,8 @@ def run(args) -> int:
         settings = replace(settings, denoiser_from=str(args.denoiser_from))
     if args.dn_lr is not None:
         settings = replace(settings, dn_lr=args.dn_lr)
+    if args.dn_notes is not None:
+        settings = replace(settings, dn_notes=args.dn_notes)
     if args.fp32:
         settings = replace(settings, dn_bf16=False)
     if args.fresh and args.run_dir.exists():
