@@ -229,5 +229,6 @@ def test_the_note_space_loss_weighs_a_wrong_estimate_and_trains_the_denoiser_alo
         near = trainer.notes_loss(x0, x0, t)
         far = trainer.notes_loss(x0, x0 + torch.randn_like(x0), t)
         assert far > near  # an estimate away from the bar costs more than the bar itself
-        assert trainer.notes_loss(x0, x0 + torch.randn_like(x0), torch.ones(8)) == 0.0  # pure noise: no weight
+        pure_noise = torch.ones(8)  # t = 1: the loss does not weigh it
+        assert trainer.notes_loss(x0, x0 + torch.randn_like(x0), pure_noise) == 0.0
     assert np.isfinite(histories[100.0]).all() and histories[100.0][0] > histories[0.0][0]
