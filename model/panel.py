@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicbox.model import form
-from musicbox.runtime.features import polyphony, windowed_key
+from musicbox.runtime.features import density, polyphony, windowed_key
 from musicbox.runtime.meter import COMMON, METERS, Meter
 from musicbox.runtime.pianoroll import DEFAULT, HELD, OFF, ONSET
 
@@ -368,7 +368,7 @@ def density_variation(roll: np.ndarray) -> float:
     """How much a piece's bars differ in note density: the standard deviation of its bars' onsets (every
     track) over their mean, over the bars with an onset (NaN for fewer than two). Real music breathes,
     a busy bar beside a held one; a model asked for the same density at every bar writes them alike."""
-    counts = (roll == ONSET).sum(axis=(1, 2, 3))
+    counts = density(roll).astype(np.float64)
     counts = counts[counts > 0]
     return float(counts.std() / counts.mean()) if len(counts) >= 2 else float("nan")
 
