@@ -35,7 +35,7 @@ DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 # default variation: chorales in bar form (Stollen, Stollen, Abgesang) of 2-bar phrases, returning
 # near-literally, each phrase ending on a held note (cadence_density 0.7: without it 3 % of downbeats
 # cadence at phrase ends, with it 10 %); polyphony through-composed but for a loose recall of its
-# opening (the corpus repeats 0.5 % of its 2-bar spans); quartet themes, folk songs AABA in 8-bar
+# opening (the corpus repeats 0.5 % of its 2-bar spans); quartets: QUARTET_PLANS; folk songs AABA in 8-bar
 # periods; dance tunes AABB in 8-bar strains. return_noise sets how far a return strays at the default
 # variation; since the denoiser sees the bar 8 back (it follows a returning strain's first playing by
 # itself), each is chosen so the 2-bar return rate meets the corpus's: 8 pieces of 64 bars a style,
@@ -49,6 +49,28 @@ DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 # segments in the requested mode): a reel's a a' phrases within a strain (0.72 vs 0.78, though their
 # lag-4 peak matched the corpus's), 4-bar sections that return at bar 4 (chorale 0.92 vs 0.97, folk
 # 0.90 vs 0.98), and phrase-end breathing outside chorales (it also cost distance to the corpus's density).
+QUARTET_PLANS = [
+    {"sections": "ABCD", "section_bars": 8, "phrase_bars": 4, "phrases": "", "weight": 0.32},
+    {"sections": "ABCD", "section_bars": 8, "phrase_bars": 4, "phrases": "aa", "weight": 0.091},
+    {"sections": "AABC", "section_bars": 8, "phrase_bars": 4, "phrases": "", "weight": 0.137},
+    {"sections": "ABAC", "section_bars": 8, "phrase_bars": 4, "phrases": "", "weight": 0.183},
+    {"sections": "ABCA", "section_bars": 8, "phrase_bars": 4, "phrases": "", "weight": 0.268},
+]
+"""The quartet's tunes: 8-bar sections whose returns lie where the corpus's do. A quartet's returns are few
+and far apart, at distances no one plan of sections places (``form_plans.FORMED`` leaves it out), so its
+plans are one per distance, weighted by the corpus. The training split's 4/4 quartet pieces of 16 bars or
+more (25, first 64 bars): 0.68 of them have a 2-bar span nearly repeating an earlier one (Jaccard >= 0.8,
+``model/form.py``); of their returning spans the nearest match lies 4 bars back for 0.158 (a parallel
+period: the consequent phrase begins like the antecedent, ``phrases`` "aa", 12 returning bars a tune), 8
+bars for 0.158 (AABC), 9-20 for 0.211 (ABAC: back at 16) and 21 or more for 0.309 (ABCA: the opening theme
+after the contrasting sections, back at 24); 2, 3 or 6 bars for the other 0.164, which no plan of 8-bar
+sections places. Each plan's weight is its share over its returning bars a tune, scaled to the 0.68 that
+return; the tunes without a return (0.32) play ABCD. Its returns are as close as the corpus's
+(``CORPUS_RETURN_NOISE``, 0.8): at the hand-set 1.32 a return further back than the denoiser's context (8
+bars) is not heard (ABAC: 0.000 of 2-bar spans return, 20 pieces of 64 bars). Against AABA at 1.32, 40
+pieces of 64 bars (seeds 0-39, the form eval's knobs): lag-8 peak 0.190 -> 0.034 (real held-out 0.027),
+2-bar spans returning 0.060 -> 0.085 (0.068); but the lag-4 peak 0.054 (0.024)."""
+
 FORMS = {
     "chorale": {
         "sections": "AAB",
@@ -71,8 +93,9 @@ FORMS = {
         "section_bars": 8,
         "phrase_bars": 4,
         "cadence_density": 1.0,
-        "return_noise": 1.32,
+        "return_noise": 0.8,  # CORPUS_RETURN_NOISE's: as close as the corpus's quartet returns
         "register": [0.0, 7.0, 0.0, 0.0],
+        "plans": QUARTET_PLANS,
     },
     "folk": {
         "sections": "AABA",
