@@ -89,7 +89,8 @@ def test_a_render_with_key_d_is_in_d(tmp_path, seed):
 
 
 def test_a_key_turned_mid_piece_is_heard_from_the_next_phrase_start(tmp_path):
-    seed, style = 3, "folk"  # folk: 4-bar phrases
+    seed, style = 3, "celtic"  # 4-bar phrases in 8-bar strains: bar 4 is inside A, at home
+    # (a section starting at the turn would have drawn its key journey, which the key turn sends home)
     script = tmp_path / "turn.json"
     script.write_text(json.dumps([{"at": 3.0, "key": "D"}]))  # inside bar 1
     plain, bars = _render(tmp_path, "plain", "--seed", str(seed), "--style", style)

@@ -231,7 +231,8 @@ def test_render_script_turns_at_the_first_beat_line_after_their_time(tmp_path):
     midi = mido.MidiFile(mid)
     tempos = [(t, m.tempo) for t, m in _timed(midi.tracks[0]) if m.type == "set_tempo"]
     beats = [(t / midi.ticks_per_beat, round(mido.tempo2bpm(v))) for t, v in tempos]
-    assert beats == [(0.0, 100), (3.0, 150)]
+    assert beats[:2] == [(0.0, 100), (3.0, 150)]
+    assert all(t >= 4.0 and 140 <= bpm < 150 for t, bpm in beats[2:])  # later: only the phrasing's ritardando
     programs = [t / midi.ticks_per_beat for t, m in _timed(midi.tracks[1]) if m.type == "program_change"]
     assert programs == [0.0, 6.0]  # bar 1 (quarters 4..8) takes the new style's instrument at beat 2
 
