@@ -93,9 +93,8 @@ FORMS = {
         "section_bars": 8,
         "phrase_bars": 4,
         "cadence_density": 1.0,
-        "return_noise": 0.8,  # CORPUS_RETURN_NOISE's: as close as the corpus's quartet returns
         "register": [0.0, 7.0, 0.0, 0.0],
-        "plans": QUARTET_PLANS,
+        "plans": QUARTET_PLANS,  # returning as close as the corpus's: CORPUS_RETURN_NOISE
     },
     "folk": {
         "sections": "AABA",
@@ -117,7 +116,8 @@ FORMS = {
 DEFAULT_FORM = {"sections": "AABB", "section_bars": 8, "phrase_bars": 4, "cadence_density": 0.6}
 
 CORPUS_RETURN_NOISE = {"chorale": 0.8, "quartet": 0.8, "folk": 1.1, "celtic": 1.2}
-"""The return noise of a style playing its corpus forms (:func:`_form`), where it differs from :data:`FORMS`':
+"""The return noise of a style whose tunes draw plans (its corpus forms, or the quartet's hand-set
+:data:`QUARTET_PLANS`; :func:`_form`), where it differs from :data:`FORMS`':
 a return as close to its first playing as the corpus's returns are, not as far as the hand-set form's
 (whose noise was set on the eval's return rate with a return planned in every other section). The
 corpus's returns (each training piece's best form, ``model/form_plans.py``; mean onset Jaccard of a
@@ -192,8 +192,9 @@ def _form(dataset, style: int, name: str, corpus_forms: bool = True) -> dict:
     if corpus_forms or name in CORPUS_FORMED:
         plans = corpus_plans(dataset, style, int(table.get("phrase_bars", 4)))  # type: ignore[call-overload]
         if plans:
-            noise = {"return_noise": CORPUS_RETURN_NOISE[name]} if name in CORPUS_RETURN_NOISE else {}
-            table = table | noise | {"plans": plans}
+            table["plans"] = plans
+    if table.get("plans") and name in CORPUS_RETURN_NOISE:  # tunes drawn from plans return as the corpus's
+        table["return_noise"] = CORPUS_RETURN_NOISE[name]
     return table | _journeys(dataset, style, table)
 
 
