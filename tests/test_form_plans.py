@@ -22,7 +22,7 @@ from musicbox.model.form_plans import (
     letter_strings,
     returns,
 )
-from musicbox.model.styles import CORPUS_RETURN_NOISE, FORMS, style_tables, with_forms
+from musicbox.model.styles import CHORALE_PLANS, CORPUS_RETURN_NOISE, FORMS, style_tables, with_forms
 from musicbox.runtime.bundle import Bundle
 from musicbox.runtime.controls import Controls
 from musicbox.runtime.form import FormPlan, FormSpec, plan, renew, store
@@ -162,8 +162,8 @@ def test_a_style_s_plans_count_its_pieces_forms_and_reach_the_style_tables():
     assert form.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
     assert form.cadence_density == 0.7 and form.sections == "AAB"  # the chorale's table, plans added
     assert form.return_noise == CORPUS_RETURN_NOISE["chorale"]  # returns as close as the corpus's
-    hand = style_tables(data, corpus_forms=False)[0]["form"]
-    assert "plans" not in hand and hand["return_noise"] == FORMS["chorale"]["return_noise"]
+    hand = style_tables(data, corpus_forms=False)[0]["form"]  # the chorale's hand-set plans, not its corpus's
+    assert hand["plans"] == CHORALE_PLANS and hand["return_noise"] == CORPUS_RETURN_NOISE["chorale"]
     assert (
         corpus_plans(replace(data, rolls=data.rolls[:0], piece=data.piece[:0], style=data.style[:0]), 0) == []
     )
@@ -290,10 +290,11 @@ def test_a_plan_that_is_the_style_s_own_form_plays_it_bit_for_bit(shipped):
 
 def test_a_bundle_plays_its_styles_corpus_forms_when_asked(shipped):
     data = _corpus(np.random.default_rng(1))
+    own = shipped.manifest.controls.styles[0].form
     played = with_forms(shipped, data, corpus_forms=True)
     chorale = played.manifest.controls.styles[0].form
     assert chorale.plans[0] == FormPlan("AABB", 8, 4, "aa", 0.75)
-    assert not shipped.manifest.controls.styles[0].form.plans  # the bundle itself is left as it was
+    assert shipped.manifest.controls.styles[0].form == own != chorale  # the bundle itself is left as it was
     gen = Generator(played, seed=2)
     gen.next_bar(Controls(0.0))
     drawn = chorale.plans[gen.get_state().form]
@@ -327,7 +328,8 @@ def test_restyle_writes_the_forms_into_a_checkpoint_and_its_bundle_and_nothing_e
     written = json.loads((checkpoint / "config.json").read_text())["controls"]["styles"][0]["form"]
     played = load_manifest(bundle).controls.styles[0].form
     assert written["away"] == played.away == 1.0 and played.moves[0].semitones == 7
-    assert played.sections == FORMS["chorale"]["sections"] and not played.plans  # the hand-set form
+    assert played.sections == FORMS["chorale"]["sections"]  # the hand-set form, with its own plans
+    assert played.plans == tuple(FormPlan(**p) for p in CHORALE_PLANS)
     assert sha256_file(checkpoint / "model.safetensors") == weights  # weights untouched
     before = json.loads((root / "bundle" / "manifest.json").read_text())
     after = json.loads((bundle / "manifest.json").read_text())
