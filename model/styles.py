@@ -34,11 +34,11 @@ DEFAULT_ARRANGEMENT = ("", [0, 0, 32], "none", 0.0, 80)
 # repeats played: `musicbox data stats`, `musicbox eval`'s form section) and measured on the model at the
 # default variation: chorales in bar form (Stollen, Stollen, Abgesang; CHORALE_PLANS) of 2-bar phrases,
 # each phrase ending on a held note (cadence_density 0.7: without it 3 % of downbeats cadence at phrase
-# ends, with it 10 %); polyphony through-composed but for a loose recall of its
-# opening (the corpus repeats 0.5 % of its 2-bar spans); quartets: QUARTET_PLANS; folk songs AABA in 8-bar
-# periods; dance tunes AABB in 8-bar strains. return_noise sets how far a return strays at the default
-# variation; since the denoiser sees the bar 8 back (it follows a returning strain's first playing by
-# itself), each is chosen so the 2-bar return rate meets the corpus's: 8 pieces of 64 bars a style,
+# ends, with it 10 %); polyphony through-composed but for a loose recall of its opening (the corpus
+# repeats 0.5 % of its 2-bar spans); quartets: QUARTET_PLANS; folk songs AABA in 8-bar periods (their
+# tunes draw their corpus's forms: CORPUS_FORMED); dance tunes AABB in 8-bar strains. return_noise sets
+# how far a return strays at the default variation; since the denoiser sees the bar 8 back (it follows a
+# returning strain's first playing by itself), each is chosen so the 2-bar return rate meets the corpus's: 8 pieces of 64 bars a style,
 # other seeds than the eval's, chorale 1.1 / 1.3 -> 0.30 / 0.17 (corpus 0.22), folk 1.3 / 1.45 -> 0.27 /
 # 0.16 (0.22); 16 pieces: quartet 1.3 / 1.32 -> 0.10 / 0.07 (0.07); renaissance, on the model trained on
 # every meter, 48 pieces: 1.32 / 1.34 / 1.36 / 1.4 -> 0.012 / 0.008 / 0.004 / 0.003 (0.005); with the register
